@@ -1,0 +1,228 @@
+/* The allocator's entry points: malloc, free, calloc, realloc, memalign and
+ * usable size, with their fast paths inline here and everything else in
+ * pool.c, large.c and huge.c. preload/exports.c maps the C library's names
+ * onto these.
+ *
+ * malloc fast path: class lookup, pop from the thread's current page of that
+ * class, one test. free fast path: segment map lookup, owner test, push onto
+ * the page's local list, one test. Everything else is out of line. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "allocator/internal.h"
+
+int sm_init_state;
+static sm_lock_t init_lock = SM_LOCK_INIT;
+
+void (*sm_libc_free)(void *);
+void *(*sm_libc_realloc)(void *, size_t);
+size_t (*sm_libc_usable_size)(void *);
+
+/* Sets up what every path needs: page size, options, arenas. Allocates
+ * nothing through malloc, so it is safe when the first call comes from the
+ * dynamic loader or a constructor, before main and before TLS is fully set. */
+SM_NOINLINE void sm_init(void) {
+  if (__atomic_load_n(&sm_init_state, __ATOMIC_ACQUIRE) == 2) return;
+  sm_lock(&init_lock);
+  if (sm_init_state == 0) {
+    sm_init_state = 1;
+    sm_os_init();
+    sm_options_init();
+    sm_large_init();
+    __atomic_store_n(&sm_init_state, 2, __ATOMIC_RELEASE);
+  }
+  sm_unlock(&init_lock);
+}
+
+/* ---------------------------------------------------------------- malloc */
+
+static SM_NOINLINE void *malloc_big(size_t size, size_t align) {
+  if (SM_UNLIKELY(size > SM_MAX_REQUEST)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (SM_UNLIKELY(sm_init_state != 2)) sm_init();
+  if (size > sm_opt.huge || align > 64 * SM_KiB) return sm_huge_malloc(size, align);
+  sm_heap_t *h = sm_heap_get_or_create();
+  if (!h) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return sm_large_malloc(h, size, align);
+}
+
+void *sm_malloc(size_t size) {
+  if (SM_LIKELY(size <= SM_POOL_MAX)) {
+    sm_heap_t *h = sm_heap_tls;
+    sm_page_t *pg = h->cur[sm_size_class(size)];
+    sm_block_t *b = pg->free;
+    if (SM_LIKELY(b != NULL)) {
+      pg->free = b->next;
+      pg->used++;
+      return b;
+    }
+    return sm_pool_malloc_slow(h, size);
+  }
+  return malloc_big(size, 0);
+}
+
+/* ---------------------------------------------------------------- free */
+
+/* p is not in any segment we own. A pointer in a segment we released is a
+ * double free (or a use after free); anything else came from the C library's
+ * own malloc (RTLD_DEEPBIND libraries still call it) and goes back there. */
+static SM_NOINLINE SM_COLD void free_foreign(void *p) {
+  if (sm_segmap_get(p) == SM_SEGMAP_FREED) {
+    uintptr_t base = sm_align_down((uintptr_t)p - 1, SM_SEGMENT_SIZE);
+    unsigned char vec;
+    /* Still unmapped, or one of our cached segments: nobody else can own it. */
+    if ((mincore((void *)sm_align_down((uintptr_t)p, sm_os_page_size), 1, &vec) != 0 && errno == ENOMEM) ||
+        sm_segment_is_cached((void *)base))
+      sm_fatal("free(): double free of %p (its memory was already returned)", p);
+  }
+  if (!sm_libc_free) sm_libc_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+  if (sm_libc_free && sm_libc_free != sm_free) sm_libc_free(p);
+}
+
+static SM_NOINLINE void free_big(sm_segment_t *seg, void *p) {
+  if (seg->kind == SM_SEG_LARGE) sm_large_free(seg, p);
+  else if (seg->kind == SM_SEG_HUGE) sm_huge_free(seg, p);
+  else sm_fatal("free(): invalid pointer %p (corrupted segment header at %p)", p, (void *)seg);
+}
+
+void sm_free(void *p) {
+  sm_segment_t *seg = sm_segment_of(p);
+  if (SM_UNLIKELY(seg == NULL)) {
+    if (p) free_foreign(p);
+    return;
+  }
+  if (SM_LIKELY(seg->kind == SM_SEG_POOL)) {
+    sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+    sm_block_t *b = p;
+    if (SM_LIKELY(seg->heap == sm_heap_tls)) {
+      uint32_t used = pg->used;
+      /* Fast unless the page is about to be empty (used <= 1), may be on
+       * the full list (used == reserved), or b was just freed already. */
+      if (SM_LIKELY(used - 2u < pg->reserved - 2u && b != pg->local_free)) {
+        b->next = pg->local_free;
+        pg->local_free = b;
+        pg->used = used - 1;
+        return;
+      }
+      sm_pool_free_local_slow(seg, pg, b);
+      return;
+    }
+    sm_pool_free_remote(seg, pg, b);
+    return;
+  }
+  free_big(seg, p);
+}
+
+/* ---------------------------------------------------------------- the rest */
+
+size_t sm_usable_size(const void *p) {
+  if (!p) return 0;
+  sm_segment_t *seg = sm_segment_of(p);
+  if (!seg) {
+    if (!sm_libc_usable_size) sm_libc_usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+    return sm_libc_usable_size ? sm_libc_usable_size((void *)p) : 0;
+  }
+  switch (seg->kind) {
+  case SM_SEG_POOL: return seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift].block_size;
+  case SM_SEG_LARGE: return sm_large_usable(p);
+  default: return sm_huge_usable(seg) - (size_t)((const uint8_t *)p - ((const uint8_t *)seg + seg->huge_offset));
+  }
+}
+
+bool sm_owns(const void *p) { return p && sm_segment_of(p) != NULL; }
+
+void *sm_calloc(size_t n, size_t size) {
+  size_t total;
+  if (SM_UNLIKELY(__builtin_mul_overflow(n, size, &total))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *p = sm_malloc(total);
+  if (!p) return NULL;
+  sm_segment_t *seg = sm_segment_of(p);
+  if (seg->kind == SM_SEG_HUGE) return p; /* fresh mapping: zero already */
+  memset(p, 0, total <= SM_POOL_MAX ? total : sm_usable_size(p));
+  return p;
+}
+
+/* Alignment a pool block of class cls has: its size's largest power-of-two
+ * factor, capped by the page start's alignment (4 KiB). */
+static size_t class_alignment(unsigned cls) {
+  size_t bs = sm_class_size[cls];
+  size_t a = bs & (~bs + 1);
+  return a > 4096 ? 4096 : a;
+}
+
+void *sm_memalign(size_t align, size_t size) {
+  if (align <= SM_MIN_ALIGN) return sm_malloc(size);
+  if (SM_UNLIKELY(size > SM_MAX_REQUEST)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  /* Pool classes whose block size is a multiple of the alignment are
+   * naturally aligned, since page blocks start 4 KiB-aligned. */
+  if (align <= 4096 && size <= SM_POOL_MAX) {
+    size_t want = size < align ? align : size;
+    for (unsigned cls = sm_size_class(want); cls < SM_CLASS_COUNT; cls++)
+      if (class_alignment(cls) >= align) return sm_malloc(sm_class_size[cls]);
+  }
+  size_t big = size <= SM_POOL_MAX ? SM_POOL_MAX + 1 : size;
+  return malloc_big(big, align);
+}
+
+static void *realloc_move(void *p, size_t old_usable, size_t size) {
+  void *q = sm_malloc(size);
+  if (!q) return NULL; /* p stays valid, errno = ENOMEM */
+  memcpy(q, p, old_usable < size ? old_usable : size);
+  sm_free(p);
+  return q;
+}
+
+void *sm_realloc(void *p, size_t size) {
+  if (!p) return sm_malloc(size);
+  if (size == 0) { /* glibc frees and returns NULL */
+    sm_free(p);
+    return NULL;
+  }
+  sm_segment_t *seg = sm_segment_of(p);
+  if (SM_UNLIKELY(!seg)) {
+    if (!sm_libc_realloc) sm_libc_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    if (sm_segmap_get(p) == SM_SEGMAP_FREED || !sm_libc_realloc)
+      sm_fatal("realloc(): invalid pointer %p (not allocated, or already freed)", p);
+    return sm_libc_realloc(p, size);
+  }
+  if (SM_UNLIKELY(size > SM_MAX_REQUEST)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  switch (seg->kind) {
+  case SM_SEG_POOL: {
+    sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+    size_t bs = pg->block_size;
+    if (size <= bs && (size > bs / 2 || bs <= 16)) return p; /* still the right class, roughly */
+    return realloc_move(p, bs, size);
+  }
+  case SM_SEG_LARGE:
+    if (size > SM_POOL_MAX && size <= sm_opt.huge && sm_large_resize_in_place(seg, p, size)) return p;
+    return realloc_move(p, sm_large_usable(p), size);
+  case SM_SEG_HUGE: {
+    if (size > sm_opt.huge) {
+      void *q = sm_huge_realloc(seg, p, size);
+      if (q) return q;
+    }
+    size_t old = sm_huge_usable(seg);
+    if (size > sm_opt.huge / 2 && size <= old) return p; /* keep: shrinking to a bit less */
+    return realloc_move(p, old, size);
+  }
+  default:
+    sm_fatal("realloc(): invalid pointer %p (corrupted segment header at %p)", p, (void *)seg);
+  }
+}

@@ -1,0 +1,61 @@
+/* Compiler attributes and small helpers shared by every allocator file.
+ * Nothing here allocates or calls into libc. */
+#ifndef SM_ALLOCATOR_BASE_H
+#define SM_ALLOCATOR_BASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SM_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define SM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SM_NOINLINE    __attribute__((noinline))
+#define SM_COLD        __attribute__((cold))
+#define SM_INLINE      static inline __attribute__((always_inline))
+#define SM_NORETURN    __attribute__((noreturn))
+#define SM_EXPORT      __attribute__((visibility("default")))
+/* glibc requires initial-exec TLS in a malloc replacement: a dynamic TLS
+ * access may itself call malloc on first touch. */
+#define SM_TLS         __thread __attribute__((tls_model("initial-exec")))
+#define SM_CACHE_ALIGN __attribute__((aligned(64)))
+
+#define SM_KiB ((size_t)1 << 10)
+#define SM_MiB ((size_t)1 << 20)
+#define SM_GiB ((size_t)1 << 30)
+
+/* Round x up/down to a power-of-two a. */
+SM_INLINE uintptr_t sm_align_up(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a - 1); }
+SM_INLINE uintptr_t sm_align_down(uintptr_t x, uintptr_t a) { return x & ~(a - 1); }
+SM_INLINE bool sm_is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+/* Index of the highest set bit; x must not be 0. */
+SM_INLINE unsigned sm_log2(size_t x) { return 63u - (unsigned)__builtin_clzl(x); }
+
+/* A small futex lock (0 free, 1 held, 2 held with sleepers). Critical sections
+ * in the allocator are short (splay lookups, list splices); unlike
+ * pthread_mutex_t it is plainly re-initialised in a fork child, and it never
+ * allocates. The slow path (os.c) spins a little, then sleeps. */
+typedef struct sm_lock {
+  volatile int held; /* 0 free, 1 held */
+} sm_lock_t;
+
+#define SM_LOCK_INIT {0}
+
+void sm_lock_slow(sm_lock_t *l);
+
+SM_INLINE void sm_lock(sm_lock_t *l) {
+  if (SM_LIKELY(!__atomic_exchange_n(&l->held, 1, __ATOMIC_ACQUIRE))) return;
+  sm_lock_slow(l);
+}
+SM_INLINE bool sm_trylock(sm_lock_t *l) {
+  return !__atomic_load_n(&l->held, __ATOMIC_RELAXED) &&
+         !__atomic_exchange_n(&l->held, 1, __ATOMIC_ACQUIRE);
+}
+void sm_unlock_wake(sm_lock_t *l);
+SM_INLINE void sm_unlock(sm_lock_t *l) {
+  if (SM_UNLIKELY(__atomic_exchange_n(&l->held, 0, __ATOMIC_RELEASE) == 2)) sm_unlock_wake(l);
+}
+/* Used only in a fork child, where the holder no longer exists. */
+SM_INLINE void sm_lock_reset(sm_lock_t *l) { l->held = 0; }
+
+#endif

@@ -1,0 +1,155 @@
+/* Cross-file prototypes of the allocator, grouped by the file that defines
+ * them. Nothing outside allocator/ and preload/ includes this. */
+#ifndef SM_ALLOCATOR_INTERNAL_H
+#define SM_ALLOCATOR_INTERNAL_H
+
+#include "allocator/base.h"
+#include "allocator/msg.h"
+#include "allocator/options.h"
+#include "allocator/sizeclass.h"
+#include "allocator/types.h"
+
+/* ---- os.c: the only syscalls */
+extern size_t sm_os_page_size;
+void sm_os_init(void);
+void *sm_os_map(size_t size);                                 /* NULL on failure */
+void *sm_os_reserve(size_t size);                             /* PROT_NONE, NORESERVE */
+void *sm_os_map_aligned(size_t size, size_t align, size_t shift);
+void sm_os_unmap(void *p, size_t size);
+void sm_os_purge(void *p, size_t size);                       /* whole pages inside [p, p+size) */
+uint64_t sm_os_now_ms(void);
+uint64_t sm_os_tid(void);
+
+/* ---- meta.c: internal metadata arena (never the public malloc) */
+void *sm_meta_alloc(size_t size); /* zeroed; NULL on failure */
+void sm_meta_free(void *p, size_t size);
+size_t sm_meta_mapped(void);
+void sm_meta_prefork(void);
+void sm_meta_postfork_parent(void);
+void sm_meta_postfork_child(void);
+
+/* ---- segment.c: segment map, registry, pool segment cache, abandoned list */
+/* Two-level map over the 47-bit user address space, one byte per 4 MiB slot:
+ * 4096 top entries, each NULL or a leaf of 8192 bytes (32 GiB of address
+ * space). A process touches one or two leaves; unlike a flat map it costs no
+ * address space under `ulimit -v`. Entry k+1 means "the segment header is k
+ * slots below"; 0 means not ours; SM_SEGMAP_FREED means it was ours and has
+ * been released (how a double free of a huge block is told from a foreign
+ * pointer). */
+#define SM_SEGMAP_FREED 255
+#define SM_SEGMAP_BITS 47
+#define SM_SEGMAP_LEAF_BITS 13
+#define SM_SEGMAP_TOP ((size_t)1 << (SM_SEGMAP_BITS - SM_SEGMENT_SHIFT - SM_SEGMAP_LEAF_BITS))
+extern uint8_t *sm_segmap[SM_SEGMAP_TOP];
+
+/* The segment owning a pointer we handed out, or NULL if p is not ours. */
+SM_INLINE sm_segment_t *sm_segment_of(const void *p) {
+  uintptr_t a = (uintptr_t)p - 1;
+  uintptr_t idx = a >> SM_SEGMENT_SHIFT;
+  uintptr_t top = idx >> SM_SEGMAP_LEAF_BITS;
+  if (SM_UNLIKELY(top >= SM_SEGMAP_TOP)) return NULL;
+  const uint8_t *leaf = sm_segmap[top];
+  if (SM_UNLIKELY(leaf == NULL)) return NULL;
+  unsigned e = leaf[idx & (((uintptr_t)1 << SM_SEGMAP_LEAF_BITS) - 1)];
+  if (SM_UNLIKELY((uint8_t)(e - 1) >= SM_SEGMAP_FREED - 1)) return NULL; /* 0 or FREED */
+  return (sm_segment_t *)((a & ~(uintptr_t)SM_SEGMENT_MASK) - ((uintptr_t)(e - 1) << SM_SEGMENT_SHIFT));
+}
+
+bool sm_segmap_set(sm_segment_t *seg, size_t slots); /* false: no memory for a leaf */
+void sm_segmap_clear(sm_segment_t *seg, size_t slots, uint8_t value); /* 0 or FREED */
+unsigned sm_segmap_get(const void *p); /* raw entry for the slot of p - 1 */
+bool sm_segment_is_cached(const void *base);
+void sm_segment_register(sm_segment_t *seg);
+void sm_segment_unregister(sm_segment_t *seg);
+sm_segment_t *sm_segment_pool_alloc(unsigned page_shift); /* NULL when out of memory */
+void sm_segment_pool_free(sm_segment_t *seg);
+void sm_segment_abandon(sm_segment_t *seg);
+sm_segment_t *sm_segment_take_abandoned(unsigned page_shift);
+size_t sm_segment_header_size(void);
+/* Calls fn for every live segment, under the registry lock: fn must not
+ * allocate or take the registry lock. */
+void sm_segment_foreach(void (*fn)(sm_segment_t *seg, void *arg), void *arg);
+void sm_segment_trim(void);
+size_t sm_segment_mapped(void);
+void sm_segment_prefork(void);
+void sm_segment_postfork_parent(void);
+void sm_segment_postfork_child(void);
+
+/* ---- pool.c: small and medium blocks */
+void *sm_pool_malloc_slow(sm_heap_t *heap, size_t size); /* may create the heap */
+void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *page, sm_block_t *block);
+void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *page, sm_block_t *block);
+void sm_pool_adopt(sm_heap_t *heap, sm_segment_t *seg);
+void sm_pool_release_heap(sm_heap_t *heap); /* thread exit: free or abandon all */
+void sm_pool_purge(sm_heap_t *heap);
+size_t sm_pool_check(const sm_page_t *page); /* invariant checker: 0 = ok */
+void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep);
+
+/* ---- heap.c: per-thread heaps */
+extern SM_TLS sm_heap_t *sm_heap_tls;
+extern sm_heap_t sm_heap_empty;
+extern sm_page_t sm_page_empty;
+sm_heap_t *sm_heap_get_or_create(void); /* NULL only when out of memory */
+void sm_heap_thread_done(void *heap);
+void sm_heap_key_init(void); /* from the constructor: thread-exit hook */
+void sm_heaps_prefork(void);
+void sm_heaps_postfork_parent(void);
+void sm_heaps_postfork_child(void);
+size_t sm_heap_count(void);
+
+/* ---- splay.c: top-down splay tree of free large blocks keyed by (size, address) */
+#include "allocator/splay.h"
+
+/* ---- large.c: arenas of boundary-tagged blocks */
+#define SM_ARENA_COUNT 8
+extern sm_arena_t sm_arenas[SM_ARENA_COUNT];
+void sm_large_init(void);
+void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align); /* NULL on failure */
+void sm_large_free(sm_segment_t *seg, void *p);
+size_t sm_large_usable(const void *p);
+bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size);
+size_t sm_large_trim(void); /* purges every arena; returns bytes returned */
+size_t sm_large_check(sm_arena_t *arena); /* invariant checker: 0 = ok */
+void sm_large_prefork(void);
+void sm_large_postfork_parent(void);
+void sm_large_postfork_child(void);
+/* large block header of a payload pointer */
+SM_INLINE sm_lblock_t *sm_lblock_of(const void *p) { return (sm_lblock_t *)((uintptr_t)p - SM_LB_HDR); }
+
+/* ---- huge.c: blocks in their own mapping */
+void *sm_huge_malloc(size_t size, size_t align);
+void sm_huge_free(sm_segment_t *seg, void *p);
+void *sm_huge_realloc(sm_segment_t *seg, void *p, size_t size); /* NULL: caller moves */
+size_t sm_huge_usable(const sm_segment_t *seg);
+size_t sm_huge_mapped(void);
+
+/* ---- alloc.c: the entry points */
+void *sm_malloc(size_t size);
+void sm_free(void *p);
+void *sm_calloc(size_t n, size_t size);
+void *sm_realloc(void *p, size_t size);
+void *sm_memalign(size_t align, size_t size); /* align: power of two */
+size_t sm_usable_size(const void *p);
+bool sm_owns(const void *p);
+void sm_init(void);
+extern int sm_init_state; /* 0 none, 1 running, 2 done */
+/* the C library's own functions, for pointers that are not ours */
+extern void (*sm_libc_free)(void *);
+extern void *(*sm_libc_realloc)(void *, size_t);
+extern size_t (*sm_libc_usable_size)(void *);
+
+/* ---- stats.c */
+typedef struct sm_stats {
+  size_t mapped;       /* bytes mapped from the OS for blocks (segments, huge) */
+  size_t meta;         /* bytes mapped for metadata */
+  size_t pool_inuse;   /* bytes in pool blocks handed out */
+  size_t large_inuse;  /* bytes in large blocks handed out, headers included */
+  size_t huge_inuse;   /* bytes in huge mappings */
+  size_t large_free;   /* bytes in free large blocks */
+  size_t segments;     /* live segments */
+  size_t heaps;        /* live thread heaps */
+} sm_stats_t;
+void sm_stats_get(sm_stats_t *st);
+void sm_stats_print(int fd);
+
+#endif

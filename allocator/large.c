@@ -1,0 +1,381 @@
+/* Large blocks (above the pool limit, up to the huge threshold): arenas of
+ * boundary-tagged blocks, free blocks in a splay tree keyed by (size, address).
+ *
+ * An arena grows by chunks of `increment` bytes (a large segment each). A
+ * chunk is tiled by blocks: each starts with an sm_lblock_t header whose
+ * `head` has the block size and INUSE / PREV_INUSE flags, and whose
+ * prev_size is valid while the block below is free. A 32-byte sentinel marked
+ * in use ends every chunk, so coalescing never walks off either end. A freed
+ * block merges with free neighbours at once; a split leaves the remainder
+ * free. Free blocks keep committed memory until the arena's dirty bytes pass
+ * `retain`; then the pages inside free blocks are purged.
+ *
+ * Placement policy (SNAPMALLOC_OPTIONS=policy=...): best fit through the
+ * tree (default); first fit and next fit walk the chunks in address order.
+ *
+ * Each arena has its own lock; a thread uses the arena its heap was given,
+ * so threads rarely meet. A block is freed into the arena that owns its chunk. */
+#include <errno.h>
+#include <string.h>
+
+#include "allocator/internal.h"
+
+sm_arena_t sm_arenas[SM_ARENA_COUNT];
+
+#define LB_MIN_SPLIT ((size_t)1024) /* smallest remainder worth a free block */
+#define LB_SENTINEL SM_LB_HDR
+
+void sm_large_init(void) {
+  for (unsigned i = 0; i < SM_ARENA_COUNT; i++) sm_arenas[i].index = i;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static size_t lb_size(const sm_lblock_t *b) { return b->head & ~SM_LB_FLAGS; }
+static sm_lblock_t *lb_next(const sm_lblock_t *b) { return (sm_lblock_t *)((uint8_t *)b + lb_size(b)); }
+static sm_lblock_t *lb_prev(const sm_lblock_t *b) { return (sm_lblock_t *)((uint8_t *)b - b->prev_size); }
+static sm_fnode_t *lb_node(const sm_lblock_t *b) { return (sm_fnode_t *)((uint8_t *)b + SM_LB_HDR); }
+static sm_lblock_t *node_block(const sm_fnode_t *n) { return (sm_lblock_t *)((uint8_t *)n - SM_LB_HDR); }
+
+static uint8_t *chunk_first(const sm_segment_t *seg) {
+  return (uint8_t *)seg + sm_align_up(sizeof(sm_segment_t), 64);
+}
+static uint8_t *chunk_end(const sm_segment_t *seg) { return (uint8_t *)seg + seg->size - LB_SENTINEL; }
+
+/* Bytes inside a free block that purging could return (whole pages past
+ * the header and tree node). */
+static size_t purgeable(const sm_lblock_t *b) {
+  uintptr_t a = sm_align_up((uintptr_t)b + SM_LB_HDR + sizeof(sm_fnode_t), sm_os_page_size);
+  uintptr_t e = sm_align_down((uintptr_t)b + lb_size(b), sm_os_page_size);
+  return e > a ? e - a : 0;
+}
+
+/* Makes b (already sized) a free block in the tree; dirty says whether its
+ * memory may be committed. The block above gets PREV_INUSE cleared. */
+static void make_free(sm_arena_t *a, sm_lblock_t *b, size_t size, bool dirty) {
+  b->head = size | SM_LB_PREV_INUSE; /* free blocks never have a free block below */
+  b->magic = 0;
+  sm_lblock_t *n = lb_next(b);
+  n->prev_size = size;
+  n->head &= ~SM_LB_PREV_INUSE;
+  sm_fnode_t *node = lb_node(b);
+  node->dirty = dirty;
+  if (dirty) a->dirty_bytes += purgeable(b);
+  a->free_bytes += size;
+  sm_splay_insert(&a->root, node);
+}
+
+static void unlink_free(sm_arena_t *a, sm_lblock_t *b) {
+  sm_fnode_t *node = lb_node(b);
+  sm_splay_remove(&a->root, node);
+  a->free_bytes -= lb_size(b);
+  if (node->dirty) a->dirty_bytes -= purgeable(b);
+  if (a->rover == b) a->rover = NULL;
+}
+
+/* Marks a (removed) free block of `size` in use, splitting off the tail if
+ * the remainder is worth keeping. `dirty` is the free block's state. */
+static void take_block(sm_arena_t *a, sm_lblock_t *b, size_t need, bool dirty) {
+  size_t size = lb_size(b);
+  if (size - need >= LB_MIN_SPLIT) {
+    sm_lblock_t *rest = (sm_lblock_t *)((uint8_t *)b + need);
+    b->head = need | (b->head & SM_LB_PREV_INUSE);
+    make_free(a, rest, size - need, dirty);
+    size = need;
+  }
+  b->head |= SM_LB_INUSE;
+  lb_next(b)->head |= SM_LB_PREV_INUSE;
+  b->magic = SM_LB_MAGIC;
+  b->trace = 0;
+  a->inuse_bytes += size;
+}
+
+/* ---------------------------------------------------------------- placement */
+
+/* First fit in address order of each chunk, starting at `from` (next fit) or
+ * at the first chunk. */
+static sm_lblock_t *walk_fit(sm_arena_t *a, size_t need, sm_lblock_t *from) {
+  for (int pass = 0; pass < 2; pass++) {
+    for (sm_segment_t *seg = a->chunks; seg; seg = seg->next) {
+      sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg);
+      uint8_t *end = chunk_end(seg);
+      if (from && pass == 0) {
+        if ((uint8_t *)from < (uint8_t *)seg || (uint8_t *)from >= end) continue;
+        b = from;
+      }
+      for (; (uint8_t *)b < end; b = lb_next(b))
+        if (!(b->head & SM_LB_INUSE) && lb_size(b) >= need) return b;
+      if (from && pass == 0) break; /* the rest of the chunks in pass 1 */
+    }
+    if (!from) break;
+  }
+  return NULL;
+}
+
+/* Finds a free block of at least `need` bytes and takes it out of the tree. */
+static sm_lblock_t *find_fit(sm_arena_t *a, size_t need) {
+  switch (sm_opt.policy) {
+  case SM_POLICY_FIRST:
+  case SM_POLICY_NEXT: {
+    sm_lblock_t *b = walk_fit(a, need, sm_opt.policy == SM_POLICY_NEXT ? a->rover : NULL);
+    if (b) unlink_free(a, b);
+    return b;
+  }
+  default: {
+    sm_fnode_t *n = sm_splay_take_best(&a->root, need);
+    if (!n) return NULL;
+    sm_lblock_t *b = node_block(n);
+    /* take_best already removed it from the tree; undo the accounting. */
+    a->free_bytes -= lb_size(b);
+    if (n->dirty) a->dirty_bytes -= purgeable(b);
+    if (a->rover == b) a->rover = NULL;
+    return b;
+  }
+  }
+}
+
+/* Adds a chunk able to hold a block of `need` bytes. Lock held. */
+static bool grow(sm_arena_t *a, size_t need) {
+  size_t overhead = sm_align_up(sizeof(sm_segment_t), 64) + LB_SENTINEL;
+  size_t size = sm_opt.increment;
+  if (size < need + overhead) size = sm_align_up(need + overhead, SM_SEGMENT_SIZE);
+  sm_segment_t *seg = sm_os_map_aligned(size, SM_SEGMENT_SIZE, 0);
+  if (!seg) return false;
+  memset(seg, 0, sizeof *seg);
+  seg->kind = SM_SEG_LARGE;
+  seg->size = size;
+  seg->arena = a;
+  if (!sm_segmap_set(seg, size >> SM_SEGMENT_SHIFT)) {
+    sm_os_unmap(seg, size);
+    return false;
+  }
+  sm_segment_register(seg);
+  seg->next = a->chunks;
+  if (a->chunks) a->chunks->prev = seg;
+  a->chunks = seg;
+  a->chunk_count++;
+  sm_lblock_t *sentinel = (sm_lblock_t *)chunk_end(seg);
+  sentinel->head = SM_LB_INUSE; /* size 0, in use */
+  sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg);
+  b->head = SM_LB_PREV_INUSE;
+  make_free(a, b, (size_t)((uint8_t *)sentinel - (uint8_t *)b), false); /* fresh pages: not committed */
+  return true;
+}
+
+static void release_chunk(sm_arena_t *a, sm_segment_t *seg) {
+  if (seg->prev) seg->prev->next = seg->next;
+  else a->chunks = seg->next;
+  if (seg->next) seg->next->prev = seg->prev;
+  a->chunk_count--;
+  a->rover = NULL;
+  sm_segmap_clear(seg, seg->size >> SM_SEGMENT_SHIFT, SM_SEGMAP_FREED);
+  sm_segment_unregister(seg);
+  sm_os_unmap(seg, seg->size);
+}
+
+static void purge_one(sm_fnode_t *n, void *arg) {
+  (void)arg;
+  if (!n->dirty) return;
+  sm_lblock_t *b = node_block(n);
+  uint8_t *start = (uint8_t *)n + sizeof *n;
+  sm_os_purge(start, (size_t)((uint8_t *)b + lb_size(b) - start));
+  n->dirty = 0;
+}
+
+static void purge_locked(sm_arena_t *a) {
+  sm_splay_foreach(a->root, purge_one, NULL);
+  a->dirty_bytes = 0;
+}
+
+/* ---------------------------------------------------------------- API */
+
+void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align) {
+  sm_arena_t *a = &sm_arenas[heap->arena];
+  size_t need = sm_align_up(size + SM_LB_HDR, 16);
+  if (align <= 16) align = 0;
+  /* An aligned request takes room for a leading gap that becomes a free
+   * block of its own (or is absorbed into the previous block). */
+  size_t search = align ? need + align + LB_MIN_SPLIT : need;
+  sm_lock(&a->lock);
+  sm_lblock_t *b = find_fit(a, search);
+  if (!b) {
+    if (!grow(a, search)) {
+      sm_unlock(&a->lock);
+      errno = ENOMEM;
+      return NULL;
+    }
+    b = find_fit(a, search);
+  }
+  bool dirty = lb_node(b)->dirty;
+  if (align) {
+    uintptr_t payload = sm_align_up((uintptr_t)b + SM_LB_HDR, align);
+    if (payload - SM_LB_HDR != (uintptr_t)b) {
+      if (payload - SM_LB_HDR - (uintptr_t)b < LB_MIN_SPLIT) payload += align;
+      sm_lblock_t *nb = (sm_lblock_t *)(payload - SM_LB_HDR);
+      size_t lead = (size_t)((uint8_t *)nb - (uint8_t *)b);
+      size_t total = lb_size(b);
+      b->head = lead | (b->head & SM_LB_PREV_INUSE);
+      nb->head = total - lead; /* prev (the lead) is free: PREV_INUSE clear */
+      make_free(a, b, lead, dirty);
+      b = nb;
+    }
+  }
+  take_block(a, b, need, dirty);
+  b->request = size;
+  a->rover = b;
+  sm_unlock(&a->lock);
+  return (uint8_t *)b + SM_LB_HDR;
+}
+
+static SM_NOINLINE SM_COLD void bad_large_free(const sm_lblock_t *b, const void *p) {
+  if (b->magic == 0 && !(b->head & SM_LB_INUSE))
+    sm_fatal("free(): double free of %p (large block)", p);
+  sm_fatal("free(): invalid pointer %p (not the start of a large block)", p);
+}
+
+/* Validates that p is the payload of an in-use block of seg. */
+static void check_large(const sm_segment_t *seg, const void *p) {
+  const sm_lblock_t *b = sm_lblock_of(p);
+  if ((uintptr_t)p & 15 || (const uint8_t *)b < chunk_first(seg) || (const uint8_t *)p >= chunk_end(seg))
+    bad_large_free(b, p);
+  if (b->magic != SM_LB_MAGIC || !(b->head & SM_LB_INUSE) ||
+      (const uint8_t *)b + lb_size(b) > chunk_end(seg))
+    bad_large_free(b, p);
+}
+
+void sm_large_free(sm_segment_t *seg, void *p) {
+  sm_arena_t *a = seg->arena;
+  sm_lblock_t *b = sm_lblock_of(p);
+  sm_lock(&a->lock);
+  check_large(seg, p);
+  size_t size = lb_size(b);
+  a->inuse_bytes -= size;
+  if (a->rover == b) a->rover = NULL; /* next fit must restart at a block header */
+  b->magic = 0;
+  b->head &= ~SM_LB_INUSE;
+  sm_lblock_t *n = lb_next(b);
+  bool dirty = true;
+  if (!(n->head & SM_LB_INUSE)) {
+    unlink_free(a, n);
+    size += lb_size(n);
+  }
+  if (!(b->head & SM_LB_PREV_INUSE)) {
+    sm_lblock_t *pb = lb_prev(b);
+    unlink_free(a, pb);
+    size += lb_size(pb);
+    b = pb;
+  }
+  b->head = (b->head & SM_LB_PREV_INUSE) | size;
+  /* A chunk that is entirely free goes back to the OS, unless it is the
+   * arena's only one (keeps a program that frees everything and starts again
+   * from mapping afresh). */
+  if ((uint8_t *)b == chunk_first(seg) && (uint8_t *)b + size == chunk_end(seg) && a->chunk_count > 1) {
+    release_chunk(a, seg);
+  } else {
+    make_free(a, b, size, dirty);
+    if (a->dirty_bytes > sm_opt.retain) purge_locked(a);
+  }
+  sm_unlock(&a->lock);
+}
+
+size_t sm_large_usable(const void *p) {
+  const sm_lblock_t *b = sm_lblock_of(p);
+  return lb_size(b) - SM_LB_HDR;
+}
+
+bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
+  sm_arena_t *a = seg->arena;
+  sm_lblock_t *b = sm_lblock_of(p);
+  size_t need = sm_align_up(size + SM_LB_HDR, 16);
+  bool ok = false;
+  sm_lock(&a->lock);
+  check_large(seg, p);
+  size_t cur = lb_size(b);
+  if (need <= cur) {
+    if (cur - need >= LB_MIN_SPLIT) { /* shrink: the tail becomes free */
+      sm_lblock_t *rest = (sm_lblock_t *)((uint8_t *)b + need);
+      b->head = need | (b->head & SM_LB_FLAGS);
+      rest->head = SM_LB_PREV_INUSE | (cur - need);
+      size_t rsize = cur - need;
+      sm_lblock_t *n = (sm_lblock_t *)((uint8_t *)rest + rsize);
+      if (!(n->head & SM_LB_INUSE)) {
+        unlink_free(a, n);
+        rsize += lb_size(n);
+      }
+      a->inuse_bytes -= cur - need;
+      make_free(a, rest, rsize, true);
+    }
+    ok = true;
+  } else {
+    sm_lblock_t *n = lb_next(b);
+    if (!(n->head & SM_LB_INUSE) && cur + lb_size(n) >= need) { /* grow into the free block above */
+      bool dirty = lb_node(n)->dirty;
+      size_t total = cur + lb_size(n);
+      unlink_free(a, n);
+      a->inuse_bytes -= cur;
+      b->head = total | (b->head & SM_LB_FLAGS);
+      b->head &= ~SM_LB_INUSE; /* take_block sets it again */
+      take_block(a, b, need, dirty);
+      ok = true;
+    }
+  }
+  if (ok) b->request = size;
+  sm_unlock(&a->lock);
+  return ok;
+}
+
+size_t sm_large_trim(void) {
+  size_t before = 0;
+  for (unsigned i = 0; i < SM_ARENA_COUNT; i++) {
+    sm_arena_t *a = &sm_arenas[i];
+    sm_lock(&a->lock);
+    before += a->dirty_bytes;
+    purge_locked(a);
+    sm_unlock(&a->lock);
+  }
+  return before;
+}
+
+/* Walks every chunk of the arena: blocks tile it exactly, flags agree with
+ * neighbours, no two free blocks touch, every free block is in the tree and
+ * the tree holds nothing else. Lock held by the caller. Returns 0 if sound. */
+size_t sm_large_check(sm_arena_t *a) {
+  size_t free_count = 0, free_bytes = 0;
+  for (sm_segment_t *seg = a->chunks; seg; seg = seg->next) {
+    sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg);
+    bool prev_inuse = true;
+    while ((uint8_t *)b < chunk_end(seg)) {
+      size_t sz = lb_size(b);
+      if (sz < SM_LB_HDR + sizeof(sm_fnode_t) || sz & 15) return 1;
+      if (!!(b->head & SM_LB_PREV_INUSE) != prev_inuse) return 2;
+      bool inuse = b->head & SM_LB_INUSE;
+      if (!inuse) {
+        if (!prev_inuse) return 3; /* two free blocks side by side */
+        if (lb_next(b)->prev_size != sz) return 4;
+        free_count++;
+        free_bytes += sz;
+      } else if (b->magic != SM_LB_MAGIC) {
+        return 5;
+      }
+      prev_inuse = inuse;
+      b = lb_next(b);
+    }
+    if ((uint8_t *)b != chunk_end(seg)) return 6; /* blocks overrun the chunk */
+    if (!(b->head & SM_LB_INUSE) || lb_size(b) != 0) return 7; /* sentinel */
+  }
+  size_t in_tree = sm_splay_check(a->root);
+  if (in_tree == (size_t)-1) return 8;
+  if (in_tree != free_count) return 9;
+  if (free_bytes != a->free_bytes) return 10;
+  return 0;
+}
+
+void sm_large_prefork(void) {
+  for (unsigned i = 0; i < SM_ARENA_COUNT; i++) sm_lock(&sm_arenas[i].lock);
+}
+void sm_large_postfork_parent(void) {
+  for (unsigned i = SM_ARENA_COUNT; i-- > 0;) sm_unlock(&sm_arenas[i].lock);
+}
+void sm_large_postfork_child(void) {
+  for (unsigned i = 0; i < SM_ARENA_COUNT; i++) sm_lock_reset(&sm_arenas[i].lock);
+}

@@ -1,0 +1,94 @@
+/* The internal metadata arena: memory for heaps and for the tracer's tables
+ * (uthash routes uthash_malloc/uthash_free here). It never calls the public
+ * malloc, so it is safe from inside the allocator and the tracer.
+ *
+ * Power-of-two size classes from 16 B to 64 KiB, each with a free list,
+ * carved from 1 MiB mmap'd chunks; bigger requests get their own mapping.
+ * Callers pass the size back to sm_meta_free (uthash does), so blocks carry no
+ * header. One lock; metadata allocation is rare next to malloc. */
+#include <string.h>
+
+#include "allocator/internal.h"
+
+#define META_MIN_SHIFT 4
+#define META_MAX_SHIFT 16
+#define META_CHUNK (1u << 20)
+
+static struct {
+  sm_lock_t lock;
+  void *free[META_MAX_SHIFT + 1]; /* free lists by log2(size) */
+  uint8_t *bump;                  /* unused tail of the current chunk */
+  size_t bump_left;
+  size_t mapped;                  /* bytes mapped for metadata */
+} meta = {SM_LOCK_INIT, {0}, NULL, 0, 0};
+
+static unsigned meta_shift(size_t size) {
+  if (size <= (1u << META_MIN_SHIFT)) return META_MIN_SHIFT;
+  return sm_log2(size - 1) + 1;
+}
+
+void *sm_meta_alloc(size_t size) {
+  if (size == 0) size = 1;
+  if (size > (1u << META_MAX_SHIFT)) {
+    size_t len = sm_align_up(size, sm_os_page_size);
+    void *p = sm_os_map(len);
+    if (p) __atomic_add_fetch(&meta.mapped, len, __ATOMIC_RELAXED);
+    return p; /* fresh mappings are zeroed */
+  }
+  unsigned s = meta_shift(size);
+  size_t bsize = (size_t)1 << s;
+  void *p;
+  sm_lock(&meta.lock);
+  p = meta.free[s];
+  if (p) {
+    meta.free[s] = *(void **)p;
+  } else {
+    if (meta.bump_left < bsize) {
+      /* The rest of the old chunk is dropped into the free lists. */
+      while (meta.bump_left >= (1u << META_MIN_SHIFT)) {
+        unsigned t = sm_log2(meta.bump_left);
+        if (t > META_MAX_SHIFT) t = META_MAX_SHIFT;
+        *(void **)meta.bump = meta.free[t];
+        meta.free[t] = meta.bump;
+        meta.bump += (size_t)1 << t;
+        meta.bump_left -= (size_t)1 << t;
+      }
+      uint8_t *chunk = sm_os_map(META_CHUNK);
+      if (!chunk) {
+        sm_unlock(&meta.lock);
+        return NULL;
+      }
+      meta.mapped += META_CHUNK;
+      meta.bump = chunk;
+      meta.bump_left = META_CHUNK;
+    }
+    p = meta.bump;
+    meta.bump += bsize;
+    meta.bump_left -= bsize;
+  }
+  sm_unlock(&meta.lock);
+  memset(p, 0, bsize);
+  return p;
+}
+
+void sm_meta_free(void *p, size_t size) {
+  if (!p) return;
+  if (size == 0) size = 1;
+  if (size > (1u << META_MAX_SHIFT)) {
+    size_t len = sm_align_up(size, sm_os_page_size);
+    sm_os_unmap(p, len);
+    __atomic_sub_fetch(&meta.mapped, len, __ATOMIC_RELAXED);
+    return;
+  }
+  unsigned s = meta_shift(size);
+  sm_lock(&meta.lock);
+  *(void **)p = meta.free[s];
+  meta.free[s] = p;
+  sm_unlock(&meta.lock);
+}
+
+size_t sm_meta_mapped(void) { return __atomic_load_n(&meta.mapped, __ATOMIC_RELAXED); }
+
+void sm_meta_prefork(void) { sm_lock(&meta.lock); }
+void sm_meta_postfork_parent(void) { sm_unlock(&meta.lock); }
+void sm_meta_postfork_child(void) { sm_lock_reset(&meta.lock); }

@@ -1,0 +1,248 @@
+/* Option table and parser (see options.h). Values accept 1/0, true/false,
+ * yes/no, on/off for booleans and K/M/G (KiB/MiB/GiB) suffixes for sizes. */
+#include "allocator/options.h"
+
+#include <signal.h>
+
+#include "allocator/msg.h"
+#include "allocator/types.h"
+
+sm_options_t sm_opt;
+
+typedef enum { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_STRING, OPT_SIGNAL, OPT_POLICY } opt_kind_t;
+
+typedef struct opt_desc {
+  const char *name;
+  opt_kind_t kind;
+  long long min, max; /* inclusive bounds for OPT_INT / OPT_SIZE */
+  size_t offset;      /* field in sm_options_t */
+} opt_desc_t;
+
+#define FIELD(f) __builtin_offsetof(sm_options_t, f)
+
+static const opt_desc_t descs[] = {
+    {"trace", OPT_BOOL, 0, 1, FIELD(trace)},
+    {"depth", OPT_INT, 1, 128, FIELD(depth)},
+    {"out", OPT_STRING, 0, 0, FIELD(out)},
+    {"at_exit", OPT_BOOL, 0, 1, FIELD(at_exit)},
+    {"signal", OPT_SIGNAL, 0, 0, FIELD(signal)},
+    {"interval", OPT_INT, 0, 86400, FIELD(interval)},
+    {"sample", OPT_SIZE, 0, 1LL << 40, FIELD(sample)},
+    {"leaks", OPT_BOOL, 0, 1, FIELD(leaks)},
+    {"policy", OPT_POLICY, 0, 0, FIELD(policy)},
+    {"increment", OPT_SIZE, (long long)SM_SEGMENT_SIZE, 512LL << 20, FIELD(increment)},
+    {"huge", OPT_SIZE, (long long)SM_POOL_MAX + 1, 64LL << 20, FIELD(huge)},
+    {"retain", OPT_SIZE, 0, 1LL << 40, FIELD(retain)},
+    {"verbose", OPT_BOOL, 0, 1, FIELD(verbose)},
+};
+#define NDESCS (sizeof descs / sizeof descs[0])
+
+static void set_defaults(sm_options_t *o) {
+  *o = (sm_options_t){0};
+  o->depth = 16;
+  const char *out = "snapmalloc.%e.%p.%n.snap";
+  size_t i = 0;
+  for (; out[i]; i++) o->out[i] = out[i];
+  o->out[i] = '\0';
+  o->at_exit = true;
+  o->signal = SIGUSR2;
+  o->leaks = true;
+  o->policy = SM_POLICY_BEST;
+  o->increment = 4 * SM_MiB;
+  o->huge = 1 * SM_MiB;
+  o->retain = 4 * SM_MiB;
+}
+
+static bool str_eq(const char *a, size_t alen, const char *b) {
+  size_t i = 0;
+  for (; i < alen && b[i]; i++) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = (char)(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = (char)(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return i == alen && b[i] == '\0';
+}
+
+/* Parses an unsigned decimal with an optional K/M/G suffix (times 1024^n)
+ * and an optional trailing "B"/"iB". */
+static bool parse_number(const char *v, size_t len, bool allow_suffix, unsigned long long *res) {
+  if (len == 0) return false;
+  unsigned long long n = 0;
+  size_t i = 0;
+  for (; i < len && v[i] >= '0' && v[i] <= '9'; i++) {
+    if (n > (~0ULL - 9) / 10) return false;
+    n = n * 10 + (unsigned)(v[i] - '0');
+  }
+  if (i == 0) return false;
+  if (i < len && allow_suffix) {
+    unsigned shift = 0;
+    switch (v[i]) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    case 'b': case 'B': shift = 0; break;
+    default: return false;
+    }
+    if (v[i] != 'b' && v[i] != 'B') {
+      i++;
+      if (i < len && (v[i] == 'i')) i++;
+      if (i < len && (v[i] == 'b' || v[i] == 'B')) i++;
+    } else {
+      i++;
+    }
+    if (n > (~0ULL >> shift)) return false;
+    n <<= shift;
+  }
+  if (i != len) return false;
+  *res = n;
+  return true;
+}
+
+static bool parse_bool(const char *v, size_t len, bool *res) {
+  static const char *yes[] = {"1", "true", "yes", "on"};
+  static const char *no[] = {"0", "false", "no", "off"};
+  for (int i = 0; i < 4; i++) {
+    if (str_eq(v, len, yes[i])) { *res = true; return true; }
+    if (str_eq(v, len, no[i])) { *res = false; return true; }
+  }
+  return false;
+}
+
+static bool parse_signal(const char *v, size_t len, int *res) {
+  if (len > 3 && (v[0] == 'S' || v[0] == 's') && str_eq(v, 3, "sig")) {
+    v += 3;
+    len -= 3;
+  }
+  if (str_eq(v, len, "usr1")) { *res = SIGUSR1; return true; }
+  if (str_eq(v, len, "usr2")) { *res = SIGUSR2; return true; }
+  if (str_eq(v, len, "none")) { *res = 0; return true; }
+  unsigned long long n;
+  if (!parse_number(v, len, false, &n)) return false;
+  if (n != 0 && (n < 1 || n > 64 || n == SIGKILL || n == SIGSTOP)) return false;
+  *res = (int)n;
+  return true;
+}
+
+static bool parse_policy(const char *v, size_t len, sm_policy_t *res) {
+  if (str_eq(v, len, "best") || str_eq(v, len, "0")) { *res = SM_POLICY_BEST; return true; }
+  if (str_eq(v, len, "first") || str_eq(v, len, "1")) { *res = SM_POLICY_FIRST; return true; }
+  if (str_eq(v, len, "next") || str_eq(v, len, "2")) { *res = SM_POLICY_NEXT; return true; }
+  return false;
+}
+
+/* Applies one "key=value" item; returns false (after one warning) if bad. */
+static bool apply(sm_options_t *o, const char *item, size_t len) {
+  size_t klen = 0;
+  while (klen < len && item[klen] != '=') klen++;
+  if (klen == len) {
+    sm_warning("SNAPMALLOC_OPTIONS: \"%.*s\" is not key=value; ignored", (int)len, item);
+    return false;
+  }
+  const char *v = item + klen + 1;
+  size_t vlen = len - klen - 1;
+  const opt_desc_t *d = NULL;
+  for (size_t i = 0; i < NDESCS; i++)
+    if (str_eq(item, klen, descs[i].name)) d = &descs[i];
+  if (!d) {
+    sm_warning("SNAPMALLOC_OPTIONS: unknown option \"%.*s\"; ignored", (int)klen, item);
+    return false;
+  }
+  char *field = (char *)o + d->offset;
+  bool ok = false;
+  unsigned long long n = 0;
+  const char *expect = "";
+  switch (d->kind) {
+  case OPT_BOOL: ok = parse_bool(v, vlen, (bool *)field); expect = "0 or 1"; break;
+  case OPT_INT:
+  case OPT_SIZE:
+    ok = parse_number(v, vlen, d->kind == OPT_SIZE, &n) && (long long)n >= d->min && (long long)n <= d->max;
+    expect = d->kind == OPT_SIZE ? "a size in bytes (K/M/G suffixes) within range" : "a whole number within range";
+    if (ok) {
+      if (d->offset == FIELD(depth)) o->depth = (int)n;
+      else if (d->offset == FIELD(interval)) o->interval = (long)n;
+      else *(size_t *)field = (size_t)n;
+    }
+    break;
+  case OPT_STRING:
+    ok = vlen > 0 && vlen < SM_OUT_MAX;
+    expect = "a non-empty path pattern";
+    if (ok) {
+      for (size_t i = 0; i < vlen; i++) field[i] = v[i];
+      field[vlen] = '\0';
+    }
+    break;
+  case OPT_SIGNAL: ok = parse_signal(v, vlen, (int *)field); expect = "USR1, USR2 or 0"; break;
+  case OPT_POLICY: ok = parse_policy(v, vlen, (sm_policy_t *)field); expect = "best, first or next"; break;
+  }
+  if (!ok) {
+    if (d->kind == OPT_INT || d->kind == OPT_SIZE)
+      sm_warning("SNAPMALLOC_OPTIONS: invalid value \"%.*s\" for %s (expected %s %lld..%lld); using the default",
+                 (int)vlen, v, d->name, expect, d->min, d->max);
+    else
+      sm_warning("SNAPMALLOC_OPTIONS: invalid value \"%.*s\" for %s (expected %s); using the default",
+                 (int)vlen, v, d->name, expect);
+    return false;
+  }
+  o->given |= 1u << (d - descs);
+  return true;
+}
+
+int sm_options_parse(sm_options_t *o, const char *spec) {
+  set_defaults(o);
+  if (!spec) return 0;
+  int bad = 0;
+  const char *p = spec;
+  while (*p) {
+    while (*p == ',' || *p == ' ') p++;
+    if (!*p) break;
+    const char *e = p;
+    while (*e && *e != ',') e++;
+    size_t len = (size_t)(e - p);
+    while (len && p[len - 1] == ' ') len--;
+    if (!apply(o, p, len)) bad++;
+    p = e;
+  }
+  /* The large arena grows in whole segments. */
+  o->increment = sm_align_up(o->increment, SM_SEGMENT_SIZE);
+  return bad;
+}
+
+bool sm_options_given(const sm_options_t *o, const char *name) {
+  for (size_t i = 0; i < NDESCS; i++)
+    if (str_eq(name, __builtin_strlen(name), descs[i].name)) return (o->given >> i) & 1;
+  return false;
+}
+
+extern char **environ;
+
+void sm_options_init(void) {
+  const char *spec = NULL;
+  static const char key[] = "SNAPMALLOC_OPTIONS=";
+  for (char **e = environ; e && *e; e++) {
+    size_t i = 0;
+    while (key[i] && (*e)[i] == key[i]) i++;
+    if (!key[i]) {
+      spec = *e + i;
+      break;
+    }
+  }
+  sm_options_parse(&sm_opt, spec);
+}
+
+void sm_options_print(const sm_options_t *o) {
+  static const char *policies[] = {"best", "first", "next"};
+  sm_info("option trace = %d", o->trace);
+  sm_info("option depth = %d", o->depth);
+  sm_info("option out = %s", o->out);
+  sm_info("option at_exit = %d", o->at_exit);
+  sm_info("option signal = %d", o->signal);
+  sm_info("option interval = %ld", o->interval);
+  sm_info("option sample = %zu", o->sample);
+  sm_info("option leaks = %d", o->leaks);
+  sm_info("option policy = %s", policies[o->policy]);
+  sm_info("option increment = %zu", o->increment);
+  sm_info("option huge = %zu", o->huge);
+  sm_info("option retain = %zu", o->retain);
+  sm_info("option verbose = %d", o->verbose);
+}

@@ -1,0 +1,91 @@
+/* The only file that talks to the kernel: mappings, purging, the lock's slow
+ * path, the clock. Every function here is safe before libc is initialised
+ * (raw syscalls through libc's thin wrappers, no allocation, errno saved where
+ * a caller could observe it). */
+#include "allocator/internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+size_t sm_os_page_size = 4096;
+
+void sm_os_init(void) {
+  long ps = sysconf(_SC_PAGESIZE);
+  if (ps > 0) sm_os_page_size = (size_t)ps;
+}
+
+void *sm_os_map(size_t size) {
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void *sm_os_reserve(size_t size) {
+  void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void sm_os_unmap(void *p, size_t size) {
+  if (size == 0) return;
+  int saved = errno;
+  munmap(p, size);
+  errno = saved;
+}
+
+/* Map `size` bytes read-write at a start address with (start + shift) a
+ * multiple of `align`. Requires align >= SM_SEGMENT_SIZE and shift a multiple
+ * of SM_SEGMENT_SIZE, so start is segment-aligned too. Over-maps by `align`
+ * and trims both ends. */
+void *sm_os_map_aligned(size_t size, size_t align, size_t shift) {
+  size_t over = size + align;
+  if (over < size) return NULL;
+  uint8_t *raw = mmap(NULL, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return NULL;
+  uint8_t *start = (uint8_t *)(sm_align_up((uintptr_t)raw + shift, align) - shift);
+  uint8_t *end = raw + over;
+  if (start > raw) sm_os_unmap(raw, (size_t)(start - raw));
+  if (start + size < end) sm_os_unmap(start + size, (size_t)(end - (start + size)));
+  return start;
+}
+
+/* Give committed pages back; the range reads as zeros afterwards. */
+void sm_os_purge(void *p, size_t size) {
+  uintptr_t a = sm_align_up((uintptr_t)p, sm_os_page_size);
+  uintptr_t b = sm_align_down((uintptr_t)p + size, sm_os_page_size);
+  if (b <= a) return;
+  int saved = errno;
+  madvise((void *)a, b - a, MADV_DONTNEED);
+  errno = saved;
+}
+
+uint64_t sm_os_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t sm_os_tid(void) { return (uint64_t)syscall(SYS_gettid); }
+
+/* Spin briefly (the holder is probably running on the other core), then
+ * sleep on the lock word with a futex. 0 = free, 1 = held, 2 = held with
+ * waiters. */
+void sm_lock_slow(sm_lock_t *l) {
+  for (int i = 0; i < 64; i++) {
+    __builtin_ia32_pause();
+    if (sm_trylock(l)) return;
+  }
+  int saved = errno;
+  while (__atomic_exchange_n(&l->held, 2, __ATOMIC_ACQUIRE) != 0)
+    syscall(SYS_futex, &l->held, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+  errno = saved;
+}
+
+void sm_unlock_wake(sm_lock_t *l) {
+  int saved = errno;
+  syscall(SYS_futex, &l->held, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  errno = saved;
+}

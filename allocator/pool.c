@@ -1,0 +1,488 @@
+/* Small and medium blocks: pages of one size class inside pool segments.
+ *
+ * The fast paths (alloc.c) pop from page->free and push to page->local_free
+ * with no lock and no atomic. This file is everything else: finding a page
+ * with free blocks, carving new pages, collecting blocks other threads freed
+ * (page->thread_free, an atomic stack), retiring empty pages, purging their
+ * memory, and handing segments over when a thread exits.
+ *
+ * A page is on exactly one of its heap's lists: avail[cls] (may have free
+ * blocks; its first page is heap->cur[cls]) or full[cls] (exhausted when last
+ * looked at). A remote free to a page on a full list bumps heap->full_pending
+ * so that the owner sweeps its full lists before carving a new page.
+ * Only the owner thread touches a page's lists and counters. */
+#include <errno.h>
+
+#include "allocator/internal.h"
+
+/* ---------------------------------------------------------------- lists */
+
+static void list_remove(sm_pagelist_t *l, sm_page_t *pg) {
+  if (pg->prev) pg->prev->next = pg->next;
+  else l->first = pg->next;
+  if (pg->next) pg->next->prev = pg->prev;
+  else l->last = pg->prev;
+  pg->next = pg->prev = NULL;
+}
+
+static void list_push_front(sm_pagelist_t *l, sm_page_t *pg) {
+  pg->prev = NULL;
+  pg->next = l->first;
+  if (l->first) l->first->prev = pg;
+  else l->last = pg;
+  l->first = pg;
+}
+
+static void list_push_back(sm_pagelist_t *l, sm_page_t *pg) {
+  pg->next = NULL;
+  pg->prev = l->last;
+  if (l->last) l->last->next = pg;
+  else l->first = pg;
+  l->last = pg;
+}
+
+static void update_cur(sm_heap_t *h, unsigned cls) {
+  h->cur[cls] = h->avail[cls].first ? h->avail[cls].first : &sm_page_empty;
+}
+
+static unsigned seg_kind(const sm_segment_t *seg) { return seg->page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1; }
+
+static void seg_list_remove(sm_heap_t *h, sm_segment_t *seg) {
+  unsigned k = seg_kind(seg);
+  if (seg->prev) seg->prev->next = seg->next;
+  else h->segs_first[k] = seg->next;
+  if (seg->next) seg->next->prev = seg->prev;
+  else h->segs_last[k] = seg->prev;
+  seg->next = seg->prev = NULL;
+}
+
+static void seg_list_push(sm_heap_t *h, sm_segment_t *seg, bool front) {
+  unsigned k = seg_kind(seg);
+  if (front) {
+    seg->prev = NULL;
+    seg->next = h->segs_first[k];
+    if (seg->next) seg->next->prev = seg;
+    else h->segs_last[k] = seg;
+    h->segs_first[k] = seg;
+  } else {
+    seg->next = NULL;
+    seg->prev = h->segs_last[k];
+    if (seg->prev) seg->prev->next = seg;
+    else h->segs_first[k] = seg;
+    h->segs_last[k] = seg;
+  }
+}
+
+/* ---------------------------------------------------------------- pages */
+
+static size_t page_index(const sm_segment_t *seg, const sm_page_t *pg) { return (size_t)(pg - seg->pages); }
+/* Page descriptors live in their segment's header. */
+static sm_segment_t *page_segment(const sm_page_t *pg) {
+  return (sm_segment_t *)sm_align_down((uintptr_t)pg, SM_SEGMENT_SIZE);
+}
+static size_t page_bytes(const sm_segment_t *seg) { return (size_t)1 << seg->page_shift; }
+
+static uint8_t *page_end(const sm_segment_t *seg, const sm_page_t *pg) {
+  return (uint8_t *)seg + ((page_index(seg, pg) + 1) << seg->page_shift);
+}
+
+/* Carves up to ~16 KiB of new blocks onto the free list (at least one), so a
+ * page's memory is touched only as it is used. */
+static void page_extend(sm_page_t *pg) {
+  uint32_t n = pg->reserved - pg->capacity;
+  uint32_t step = (uint32_t)(16 * SM_KiB / pg->block_size);
+  if (step == 0) step = 1;
+  if (n > step) n = step;
+  uint8_t *p = pg->start + (size_t)pg->capacity * pg->block_size;
+  size_t bs = pg->block_size;
+  for (uint32_t i = 0; i + 1 < n; i++) ((sm_block_t *)(p + i * bs))->next = (sm_block_t *)(p + (i + 1) * bs);
+  ((sm_block_t *)(p + (size_t)(n - 1) * bs))->next = pg->free;
+  pg->free = (sm_block_t *)p;
+  pg->capacity += n;
+}
+
+/* Appends list (head..tail) to the page's free list. */
+static void free_append(sm_page_t *pg, sm_block_t *head, sm_block_t *tail) {
+  tail->next = pg->free;
+  pg->free = head;
+}
+
+/* Moves local_free and thread_free onto free. Returns true if any block came back. */
+static bool page_collect(sm_page_t *pg) {
+  bool got = false;
+  if (pg->local_free) {
+    sm_block_t *tail = pg->local_free;
+    while (tail->next) tail = tail->next;
+    free_append(pg, pg->local_free, tail);
+    pg->local_free = NULL;
+    got = true;
+  }
+  if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED)) {
+    sm_block_t *list = __atomic_exchange_n(&pg->thread_free, NULL, __ATOMIC_ACQUIRE);
+    if (list) {
+      uint32_t n = 1;
+      sm_block_t *tail = list;
+      while (tail->next) {
+        tail = tail->next;
+        n++;
+      }
+      if (SM_UNLIKELY(n > pg->used))
+        sm_fatal("free(): double free detected in a %u-byte pool page at %p (%u blocks freed from other threads, %u in use)",
+                 pg->block_size, (void *)pg->start, n, pg->used);
+      pg->used -= n;
+      free_append(pg, list, tail);
+      got = true;
+    }
+  }
+  return got;
+}
+
+/* Takes an unassigned page of the heap's segments of this page size, or
+ * NULL. Prefers pages still committed from earlier use. */
+static sm_page_t *take_free_page(sm_heap_t *h, unsigned kind) {
+  sm_segment_t *seg = h->segs_first[kind];
+  if (!seg || !seg->free_mask) return NULL; /* segments with free pages come first */
+  uint64_t pick = seg->free_mask & seg->dirty_mask;
+  if (!pick) pick = seg->free_mask;
+  unsigned i = (unsigned)__builtin_ctzll(pick);
+  uint64_t bit = (uint64_t)1 << i;
+  if (seg->dirty_mask & bit) h->dirty_bytes -= page_bytes(seg);
+  seg->free_mask &= ~bit;
+  seg->dirty_mask &= ~bit;
+  seg->pages_used++;
+  if (!seg->free_mask && seg->next) { /* full: to the back */
+    seg_list_remove(h, seg);
+    seg_list_push(h, seg, false);
+  }
+  return &seg->pages[i];
+}
+
+static void page_assign(sm_segment_t *seg, sm_page_t *pg, unsigned cls) {
+  uint32_t bs = sm_class_size[cls];
+  pg->block_size = bs;
+  pg->cls = (uint8_t)cls;
+  pg->reserved = (uint32_t)((size_t)(page_end(seg, pg) - pg->start) / bs);
+  pg->capacity = 0;
+  pg->used = 0;
+  pg->free = NULL;
+  pg->local_free = NULL;
+  __atomic_store_n(&pg->thread_free, NULL, __ATOMIC_RELAXED);
+  pg->in_full = 0;
+  pg->assigned = 1;
+  pg->next = pg->prev = NULL;
+}
+
+static void segment_release(sm_heap_t *h, sm_segment_t *seg) {
+  seg_list_remove(h, seg);
+  h->dirty_bytes -= (size_t)__builtin_popcountll(seg->dirty_mask) * page_bytes(seg);
+  sm_segment_pool_free(seg);
+}
+
+/* Gives an empty page back to its segment; the memory stays committed until
+ * the heap holds more than `retain` bytes of such pages. */
+static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
+  uint64_t bit = (uint64_t)1 << page_index(seg, pg);
+  pg->assigned = 0;
+  pg->block_size = 0;
+  pg->reserved = 0;
+  pg->used = 0;
+  pg->capacity = 0;
+  pg->free = pg->local_free = NULL;
+  bool was_full = seg->free_mask == 0;
+  seg->free_mask |= bit;
+  seg->dirty_mask |= bit;
+  seg->pages_used--;
+  h->dirty_bytes += page_bytes(seg);
+  if (seg->pages_used == 0) {
+    segment_release(h, seg);
+  } else if (was_full) { /* has a free page again: to the front */
+    seg_list_remove(h, seg);
+    seg_list_push(h, seg, true);
+  }
+  if (h->dirty_bytes > sm_opt.retain) sm_pool_purge(h);
+}
+
+void sm_pool_purge(sm_heap_t *h) {
+  size_t hdr = sm_segment_header_size();
+  for (unsigned k = 0; k < 2; k++) {
+    for (sm_segment_t *seg = h->segs_first[k]; seg; seg = seg->next) {
+      uint64_t d = seg->dirty_mask;
+      while (d) {
+        unsigned i = (unsigned)__builtin_ctzll(d);
+        d &= d - 1;
+        uint8_t *start = (uint8_t *)seg + ((size_t)i << seg->page_shift);
+        size_t len = page_bytes(seg);
+        if (i == 0) {
+          start += hdr;
+          len -= hdr;
+        }
+        sm_os_purge(start, len);
+      }
+      seg->dirty_mask = 0;
+    }
+  }
+  h->dirty_bytes = 0;
+}
+
+/* Moves a page to the full list; a remote free may race with this, so after
+ * publishing in_full we look at thread_free again (see sm_pool_free_remote). */
+static void page_to_full(sm_heap_t *h, sm_page_t *pg) {
+  unsigned cls = pg->cls;
+  list_remove(&h->avail[cls], pg);
+  list_push_back(&h->full[cls], pg);
+  __atomic_store_n(&pg->in_full, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&pg->thread_free, __ATOMIC_SEQ_CST))
+    __atomic_add_fetch(&h->full_pending, 1, __ATOMIC_RELAXED);
+}
+
+static void page_from_full(sm_heap_t *h, sm_page_t *pg, bool front) {
+  unsigned cls = pg->cls;
+  list_remove(&h->full[cls], pg);
+  __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
+  if (front) list_push_front(&h->avail[cls], pg);
+  else list_push_back(&h->avail[cls], pg);
+}
+
+/* Collects every page of the full lists that other threads freed into. */
+static void sweep_full(sm_heap_t *h) {
+  for (unsigned cls = 0; cls < SM_CLASS_COUNT; cls++) {
+    sm_page_t *pg = h->full[cls].first;
+    while (pg) {
+      sm_page_t *next = pg->next;
+      if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) && page_collect(pg)) {
+        page_from_full(h, pg, false);
+        update_cur(h, cls);
+      }
+      pg = next;
+    }
+  }
+}
+
+/* A page of class cls with at least one free block, made heap->cur[cls]. */
+static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
+  sm_pagelist_t *q = &h->avail[cls];
+  for (int round = 0; round < 2; round++) {
+    sm_page_t *pg = q->first;
+    while (pg) {
+      sm_page_t *next = pg->next;
+      if (!pg->free) page_collect(pg);
+      if (!pg->free && pg->capacity < pg->reserved) page_extend(pg);
+      if (pg->free) {
+        if (pg != q->first) {
+          list_remove(q, pg);
+          list_push_front(q, pg);
+        }
+        h->cur[cls] = pg;
+        return pg;
+      }
+      page_to_full(h, pg);
+      pg = next;
+    }
+    if (round == 0 && __atomic_load_n(&h->full_pending, __ATOMIC_RELAXED)) {
+      __atomic_store_n(&h->full_pending, 0, __ATOMIC_RELAXED);
+      sweep_full(h);
+    } else {
+      break;
+    }
+  }
+  /* A fresh page: from our segments, an abandoned one, or a new segment. */
+  unsigned shift = cls <= SM_CLASS_SMALL_LAST ? SM_SMALL_PAGE_SHIFT : SM_MEDIUM_PAGE_SHIFT;
+  unsigned kind = shift == SM_SMALL_PAGE_SHIFT ? 0 : 1;
+  sm_page_t *pg = take_free_page(h, kind);
+  while (!pg) {
+    sm_segment_t *seg = sm_segment_take_abandoned(shift);
+    if (seg) {
+      sm_pool_adopt(h, seg);
+      if (q->first) { /* the adopted segment had pages of this class */
+        update_cur(h, cls);
+        return find_page(h, cls);
+      }
+      pg = take_free_page(h, kind);
+      continue;
+    }
+    seg = sm_segment_pool_alloc(shift);
+    if (!seg) {
+      update_cur(h, cls);
+      return NULL;
+    }
+    __atomic_store_n(&seg->heap, h, __ATOMIC_RELEASE);
+    seg_list_push(h, seg, true);
+    pg = take_free_page(h, kind);
+  }
+  sm_segment_t *seg = page_segment(pg);
+  page_assign(seg, pg, cls);
+  page_extend(pg);
+  list_push_front(q, pg);
+  h->cur[cls] = pg;
+  return pg;
+}
+
+SM_NOINLINE void *sm_pool_malloc_slow(sm_heap_t *h, size_t size) {
+  if (h == &sm_heap_empty) {
+    h = sm_heap_get_or_create();
+    if (!h) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  unsigned cls = sm_size_class(size);
+  sm_page_t *pg = h->cur[cls];
+  if (!pg->free) pg = find_page(h, cls);
+  if (SM_UNLIKELY(!pg)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  sm_block_t *b = pg->free;
+  pg->free = b->next;
+  pg->used++;
+  return b;
+}
+
+/* ---------------------------------------------------------------- frees */
+
+static SM_NOINLINE SM_COLD void bad_pool_free(sm_segment_t *seg, sm_page_t *pg, void *p) {
+  if (!pg->assigned)
+    sm_fatal("free(): double free or invalid pointer %p (its pool page is not in use)", p);
+  sm_fatal("free(): double free of %p (%u-byte block)", p, pg->block_size);
+}
+
+static bool is_block_start(const sm_page_t *pg, const void *p) {
+  size_t off = (size_t)((const uint8_t *)p - pg->start);
+  return (const uint8_t *)p >= pg->start && off % pg->block_size == 0 && off / pg->block_size < pg->capacity;
+}
+
+/* The owner frees a block and the cheap checks in the fast path flagged it:
+ * the page may become empty, may be on the full list, or this is misuse. */
+SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
+  if (SM_UNLIKELY(!pg->assigned || pg->used == 0 || b == pg->local_free || !is_block_start(pg, b)))
+    bad_pool_free(seg, pg, b);
+  if (SM_UNLIKELY(b == pg->free)) bad_pool_free(seg, pg, b);
+  sm_heap_t *h = seg->heap;
+  b->next = pg->local_free;
+  pg->local_free = b;
+  pg->used--;
+  if (pg->in_full) {
+    page_from_full(h, pg, true);
+    h->cur[pg->cls] = pg;
+  }
+  if (pg->used == 0) {
+    unsigned cls = pg->cls;
+    /* Keep the last page of a class, so a loop that allocates and frees one
+     * block does not retire and re-carve a page every time. */
+    if (h->avail[cls].first == pg && !pg->next) return;
+    list_remove(&h->avail[cls], pg);
+    update_cur(h, cls);
+    page_unassign(h, seg, pg);
+  }
+}
+
+SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
+  if (SM_UNLIKELY(!__atomic_load_n(&pg->assigned, __ATOMIC_RELAXED) || !is_block_start(pg, b)))
+    bad_pool_free(seg, pg, b);
+  sm_block_t *old = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
+  do {
+    b->next = old;
+  } while (!__atomic_compare_exchange_n(&pg->thread_free, &old, b, true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+  /* Pairs with page_to_full: either the owner sees our block, or we see
+   * in_full and tell the owner to sweep. */
+  if (__atomic_load_n(&pg->in_full, __ATOMIC_SEQ_CST)) {
+    sm_heap_t *h = __atomic_load_n(&seg->heap, __ATOMIC_ACQUIRE);
+    /* Heaps live in the metadata arena and are never unmapped, so even a
+     * heap that just exited is safe to bump: it only costs a sweep. */
+    if (h) __atomic_add_fetch(&h->full_pending, 1, __ATOMIC_RELAXED);
+  }
+}
+
+/* ---------------------------------------------------------------- thread exit */
+
+/* Takes over an abandoned segment: collects every page, frees the empty
+ * ones, and queues the rest on h's lists. */
+void sm_pool_adopt(sm_heap_t *h, sm_segment_t *seg) {
+  __atomic_store_n(&seg->heap, h, __ATOMIC_RELEASE);
+  seg->next = seg->prev = NULL;
+  seg_list_push(h, seg, seg->free_mask != 0);
+  h->dirty_bytes += (size_t)__builtin_popcountll(seg->dirty_mask) * page_bytes(seg);
+  for (uint32_t i = 0; i < seg->page_count; i++) {
+    sm_page_t *pg = &seg->pages[i];
+    if (!pg->assigned) continue;
+    pg->next = pg->prev = NULL;
+    __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
+    page_collect(pg);
+    if (pg->used == 0) {
+      bool last = seg->pages_used == 1;
+      page_unassign(h, seg, pg); /* may release the whole segment */
+      if (last) return;
+      continue;
+    }
+    if (pg->free || pg->capacity < pg->reserved) {
+      list_push_back(&h->avail[pg->cls], pg);
+      update_cur(h, pg->cls);
+    } else {
+      list_push_back(&h->full[pg->cls], pg);
+      __atomic_store_n(&pg->in_full, 1, __ATOMIC_SEQ_CST);
+      if (__atomic_load_n(&pg->thread_free, __ATOMIC_SEQ_CST))
+        __atomic_add_fetch(&h->full_pending, 1, __ATOMIC_RELAXED);
+    }
+  }
+}
+
+/* The owner thread is exiting: free every empty page and segment, abandon
+ * the segments that still hold live blocks for another thread to adopt. */
+void sm_pool_release_heap(sm_heap_t *h) {
+  for (unsigned cls = 0; cls < SM_CLASS_COUNT; cls++) {
+    sm_pagelist_t *lists[2] = {&h->avail[cls], &h->full[cls]};
+    for (int l = 0; l < 2; l++) {
+      sm_page_t *pg = lists[l]->first;
+      while (pg) {
+        sm_page_t *next = pg->next;
+        page_collect(pg);
+        if (pg->used == 0) {
+          list_remove(lists[l], pg);
+          page_unassign(h, page_segment(pg), pg);
+        }
+        pg = next;
+      }
+      lists[l]->first = lists[l]->last = NULL;
+    }
+    h->cur[cls] = &sm_page_empty;
+  }
+  for (unsigned k = 0; k < 2; k++) {
+    sm_segment_t *seg = h->segs_first[k];
+    while (seg) {
+      sm_segment_t *next = seg->next;
+      seg->next = seg->prev = NULL;
+      sm_segment_abandon(seg);
+      seg = next;
+    }
+    h->segs_first[k] = h->segs_last[k] = NULL;
+  }
+  h->dirty_bytes = 0;
+}
+
+/* ---------------------------------------------------------------- queries */
+
+void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep) {
+  sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+  if (pagep) *pagep = pg;
+  if (!pg->assigned || (const uint8_t *)p < pg->start) return NULL;
+  size_t off = (size_t)((const uint8_t *)p - pg->start);
+  return pg->start + off / pg->block_size * pg->block_size;
+}
+
+/* Checks one page: every block on free and local_free lies inside the
+ * carved part at a block boundary, no block is listed twice, and
+ * used + listed == capacity (thread_free blocks count as used). */
+size_t sm_pool_check(const sm_page_t *pg) {
+  if (!pg->assigned) return 0;
+  size_t listed = 0;
+  const sm_block_t *lists[2] = {pg->free, pg->local_free};
+  for (int l = 0; l < 2; l++) {
+    for (const sm_block_t *b = lists[l]; b; b = b->next) {
+      if (!is_block_start(pg, b)) return 1;
+      if (++listed > pg->capacity) return 2; /* a cycle or a block listed twice */
+    }
+  }
+  if (listed + pg->used != pg->capacity) return 3;
+  if (pg->capacity > pg->reserved) return 4;
+  return 0;
+}

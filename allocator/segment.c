@@ -1,0 +1,227 @@
+/* Segments: the segment map that tells our pointers from everyone else's, the
+ * registry of live segments, the cache of empty pool segments and the list of
+ * pool segments abandoned by exited threads.
+ *
+ * Lock order (see also heap.c): sm_heaps_lock -> arena locks -> seg_lock ->
+ * meta lock. seg_lock guards the registry, the cache and the abandoned list. */
+#include <string.h>
+
+#include "allocator/internal.h"
+
+uint8_t *sm_segmap[SM_SEGMAP_TOP];
+
+#define LEAF_SIZE ((size_t)1 << SM_SEGMAP_LEAF_BITS)
+#define SEG_CACHE_MAX 8
+
+static sm_lock_t seg_lock = SM_LOCK_INIT;
+static sm_segment_t *registry;        /* every live segment (all_next/all_prev) */
+static sm_segment_t *cache;           /* empty pool segments, purged (next) */
+static size_t cache_count;
+static sm_segment_t *abandoned[2];    /* by page kind: 0 small pages, 1 medium */
+static size_t seg_mapped;             /* bytes in live and cached segments */
+
+/* Entry for slot idx, creating its leaf if `create`. Leaves are never freed. */
+static uint8_t *segmap_entry(uintptr_t idx, bool create) {
+  uintptr_t top = idx >> SM_SEGMAP_LEAF_BITS;
+  if (top >= SM_SEGMAP_TOP) return NULL;
+  uint8_t *leaf = __atomic_load_n(&sm_segmap[top], __ATOMIC_ACQUIRE);
+  if (!leaf && create) {
+    uint8_t *fresh = sm_meta_alloc(LEAF_SIZE);
+    if (!fresh) return NULL;
+    if (__atomic_compare_exchange_n(&sm_segmap[top], &leaf, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+      leaf = fresh;
+    else
+      sm_meta_free(fresh, LEAF_SIZE); /* another thread won; leaf holds its leaf */
+  }
+  return leaf ? &leaf[idx & (LEAF_SIZE - 1)] : NULL;
+}
+
+bool sm_segmap_set(sm_segment_t *seg, size_t slots) {
+  uintptr_t idx = (uintptr_t)seg >> SM_SEGMENT_SHIFT;
+  if (slots > 255) slots = 255;
+  for (size_t k = 0; k < slots; k++) {
+    uint8_t *e = segmap_entry(idx + k, true);
+    if (!e) {
+      sm_segmap_clear(seg, k, 0);
+      return false;
+    }
+    __atomic_store_n(e, (uint8_t)(k + 1), __ATOMIC_RELEASE);
+  }
+  return true;
+}
+
+void sm_segmap_clear(sm_segment_t *seg, size_t slots, uint8_t value) {
+  uintptr_t idx = (uintptr_t)seg >> SM_SEGMENT_SHIFT;
+  if (slots > 255) slots = 255;
+  for (size_t k = 0; k < slots; k++) {
+    uint8_t *e = segmap_entry(idx + k, false);
+    if (e) __atomic_store_n(e, value, __ATOMIC_RELEASE);
+  }
+}
+
+unsigned sm_segmap_get(const void *p) {
+  uint8_t *e = segmap_entry(((uintptr_t)p - 1) >> SM_SEGMENT_SHIFT, false);
+  return e ? __atomic_load_n(e, __ATOMIC_ACQUIRE) : 0;
+}
+
+bool sm_segment_is_cached(const void *base) {
+  bool found = false;
+  sm_lock(&seg_lock);
+  for (sm_segment_t *s = cache; s && !found; s = s->next) found = (const void *)s == base;
+  sm_unlock(&seg_lock);
+  return found;
+}
+
+static void registry_add_locked(sm_segment_t *seg) {
+  seg->all_prev = NULL;
+  seg->all_next = registry;
+  if (registry) registry->all_prev = seg;
+  registry = seg;
+}
+
+static void registry_remove_locked(sm_segment_t *seg) {
+  if (seg->all_prev) seg->all_prev->all_next = seg->all_next;
+  else registry = seg->all_next;
+  if (seg->all_next) seg->all_next->all_prev = seg->all_prev;
+  seg->all_next = seg->all_prev = NULL;
+}
+
+void sm_segment_register(sm_segment_t *seg) {
+  sm_lock(&seg_lock);
+  registry_add_locked(seg);
+  seg_mapped += seg->size;
+  sm_unlock(&seg_lock);
+}
+
+void sm_segment_unregister(sm_segment_t *seg) {
+  sm_lock(&seg_lock);
+  registry_remove_locked(seg);
+  seg_mapped -= seg->size;
+  sm_unlock(&seg_lock);
+}
+
+size_t sm_segment_header_size(void) {
+  return sm_align_up(sizeof(sm_segment_t) + SM_PAGES_MAX * sizeof(sm_page_t), 4096);
+}
+
+/* Lays out a fresh or recycled pool segment for pages of 2^page_shift bytes. */
+static void pool_layout(sm_segment_t *seg, unsigned page_shift) {
+  size_t hdr = sm_segment_header_size();
+  memset(seg, 0, hdr);
+  seg->kind = SM_SEG_POOL;
+  seg->page_shift = page_shift;
+  seg->size = SM_SEGMENT_SIZE;
+  seg->page_count = (uint32_t)(SM_SEGMENT_SIZE >> page_shift);
+  seg->free_mask = seg->page_count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << seg->page_count) - 1);
+  for (uint32_t i = 0; i < seg->page_count; i++)
+    seg->pages[i].start = (uint8_t *)seg + (i == 0 ? hdr : ((size_t)i << page_shift));
+}
+
+sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
+  sm_segment_t *seg = NULL;
+  sm_lock(&seg_lock);
+  if (cache) {
+    seg = cache;
+    cache = seg->next;
+    cache_count--;
+  }
+  sm_unlock(&seg_lock);
+  if (!seg) {
+    seg = sm_os_map_aligned(SM_SEGMENT_SIZE, SM_SEGMENT_SIZE, 0);
+    if (!seg) return NULL;
+    sm_lock(&seg_lock);
+    seg_mapped += SM_SEGMENT_SIZE;
+    sm_unlock(&seg_lock);
+  }
+  /* A cached segment was purged when it went in (all but its header), so a
+   * recycled one reads as zeros past the header, like a fresh one. */
+  pool_layout(seg, page_shift);
+  if (!sm_segmap_set(seg, 1)) {
+    sm_lock(&seg_lock);
+    seg_mapped -= SM_SEGMENT_SIZE;
+    sm_unlock(&seg_lock);
+    sm_os_unmap(seg, SM_SEGMENT_SIZE);
+    return NULL;
+  }
+  sm_lock(&seg_lock);
+  registry_add_locked(seg);
+  sm_unlock(&seg_lock);
+  return seg;
+}
+
+void sm_segment_pool_free(sm_segment_t *seg) {
+  sm_segmap_clear(seg, 1, SM_SEGMAP_FREED);
+  size_t hdr = sm_segment_header_size();
+  /* Purge what is still committed before caching or unmapping. */
+  uint64_t dirty = seg->dirty_mask;
+  for (uint32_t i = 0; i < seg->page_count; i++) {
+    if (!((dirty >> i) & 1)) continue;
+    uint8_t *start = (uint8_t *)seg + ((size_t)i << seg->page_shift);
+    size_t len = (size_t)1 << seg->page_shift;
+    if (i == 0) {
+      start += hdr;
+      len -= hdr;
+    }
+    sm_os_purge(start, len);
+  }
+  sm_lock(&seg_lock);
+  registry_remove_locked(seg);
+  if (cache_count < SEG_CACHE_MAX) {
+    seg->next = cache;
+    cache = seg;
+    cache_count++;
+    seg = NULL;
+  } else {
+    seg_mapped -= SM_SEGMENT_SIZE;
+  }
+  sm_unlock(&seg_lock);
+  if (seg) sm_os_unmap(seg, SM_SEGMENT_SIZE);
+}
+
+void sm_segment_abandon(sm_segment_t *seg) {
+  unsigned k = seg->page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1;
+  sm_lock(&seg_lock);
+  __atomic_store_n(&seg->heap, NULL, __ATOMIC_RELEASE);
+  seg->prev = NULL;
+  seg->next = abandoned[k];
+  abandoned[k] = seg;
+  sm_unlock(&seg_lock);
+}
+
+sm_segment_t *sm_segment_take_abandoned(unsigned page_shift) {
+  unsigned k = page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1;
+  if (!__atomic_load_n(&abandoned[k], __ATOMIC_RELAXED)) return NULL;
+  sm_lock(&seg_lock);
+  sm_segment_t *seg = abandoned[k];
+  if (seg) abandoned[k] = seg->next;
+  sm_unlock(&seg_lock);
+  if (seg) seg->next = seg->prev = NULL;
+  return seg;
+}
+
+void sm_segment_foreach(void (*fn)(sm_segment_t *seg, void *arg), void *arg) {
+  sm_lock(&seg_lock);
+  for (sm_segment_t *s = registry; s; s = s->all_next) fn(s, arg);
+  sm_unlock(&seg_lock);
+}
+
+/* Unmaps every cached segment (malloc_trim). */
+void sm_segment_trim(void) {
+  sm_lock(&seg_lock);
+  sm_segment_t *list = cache;
+  cache = NULL;
+  cache_count = 0;
+  for (sm_segment_t *s = list; s; s = s->next) seg_mapped -= SM_SEGMENT_SIZE;
+  sm_unlock(&seg_lock);
+  while (list) {
+    sm_segment_t *next = list->next;
+    sm_os_unmap(list, SM_SEGMENT_SIZE);
+    list = next;
+  }
+}
+
+size_t sm_segment_mapped(void) { return __atomic_load_n(&seg_mapped, __ATOMIC_RELAXED); }
+
+void sm_segment_prefork(void) { sm_lock(&seg_lock); }
+void sm_segment_postfork_parent(void) { sm_unlock(&seg_lock); }
+void sm_segment_postfork_child(void) { sm_lock_reset(&seg_lock); }

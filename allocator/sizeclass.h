@@ -1,0 +1,28 @@
+/* Size classes of the pools: 8, then multiples of 16 up to 128, then four
+ * classes per doubling up to 32 KiB (1280, 1536, 1792, 2048, ...). The worst
+ * internal waste is under 20% above 128 B. Classes up to SM_SMALL_MAX live in
+ * 64 KiB pages, the rest in 512 KiB pages. */
+#ifndef SM_ALLOCATOR_SIZECLASS_H
+#define SM_ALLOCATOR_SIZECLASS_H
+
+#include "allocator/types.h"
+
+#define SM_CLASS_SMALL_LAST 20 /* class of SM_SMALL_MAX (1024) */
+
+extern const uint32_t sm_class_size[SM_CLASS_COUNT];
+/* class of sizes 0..SM_SMALL_MAX, indexed by (size + 7) / 8 */
+extern const uint8_t sm_small_class[SM_SMALL_MAX / 8 + 1];
+
+/* Class for 0 < size <= SM_POOL_MAX. */
+SM_INLINE unsigned sm_size_class(size_t size) {
+  if (SM_LIKELY(size <= SM_SMALL_MAX)) return sm_small_class[(size + 7) >> 3];
+  size_t s = size - 1;
+  unsigned b = sm_log2(s); /* 10..14 for 1025..32768 */
+  return 9u + (b - 7u) * 4u + (unsigned)((s >> (b - 2u)) & 3u);
+}
+
+/* Computes the class arithmetically for any size <= SM_POOL_MAX; the table
+ * above is generated from it, and unit tests compare the two. */
+unsigned sm_size_class_slow(size_t size);
+
+#endif

@@ -1,0 +1,47 @@
+/* Statistics for mallinfo2, malloc_stats and `verbose=1`. Computed on demand
+ * by walking the segment registry, so the fast paths keep no counters. The
+ * figures are a moment's view: other threads may be allocating meanwhile. */
+#include "allocator/internal.h"
+
+static void add_segment(sm_segment_t *seg, void *arg) {
+  sm_stats_t *st = arg;
+  st->segments++;
+  if (seg->kind != SM_SEG_POOL) return;
+  for (uint32_t i = 0; i < seg->page_count; i++) {
+    const sm_page_t *pg = &seg->pages[i];
+    if (pg->assigned) st->pool_inuse += (size_t)pg->used * pg->block_size;
+  }
+}
+
+void sm_stats_get(sm_stats_t *st) {
+  *st = (sm_stats_t){0};
+  sm_segment_foreach(add_segment, st);
+  for (unsigned i = 0; i < SM_ARENA_COUNT; i++) {
+    st->large_inuse += __atomic_load_n(&sm_arenas[i].inuse_bytes, __ATOMIC_RELAXED);
+    st->large_free += __atomic_load_n(&sm_arenas[i].free_bytes, __ATOMIC_RELAXED);
+  }
+  st->huge_inuse = sm_huge_mapped();
+  st->mapped = sm_segment_mapped();
+  st->meta = sm_meta_mapped();
+  st->heaps = sm_heap_count();
+}
+
+static void line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void line(int fd, const char *fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  size_t n = sm_vsnprintf(buf, sizeof buf - 1, fmt, ap);
+  va_end(ap);
+  buf[n++] = '\n';
+  sm_write_all(fd, buf, n);
+}
+
+void sm_stats_print(int fd) {
+  sm_stats_t st;
+  sm_stats_get(&st);
+  line(fd, "snapmalloc: stats: mapped %zu bytes in %zu segments, metadata %zu bytes, %zu thread heaps",
+       st.mapped, st.segments, st.meta, st.heaps);
+  line(fd, "snapmalloc: stats: in use: pools %zu, large %zu, huge %zu bytes; free large blocks %zu bytes",
+       st.pool_inuse, st.large_inuse, st.huge_inuse, st.large_free);
+}

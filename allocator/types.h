@@ -1,0 +1,163 @@
+/* Every allocator data structure, with the meaning and invariant of each field.
+ *
+ * Memory comes from the OS in *segments*: SM_SEGMENT_SIZE-aligned mappings whose
+ * first bytes hold an sm_segment_t. Any pointer p we hand out satisfies
+ * "(p - 1) rounded down to SM_SEGMENT_SIZE is the start of the mapping that owns
+ * it" (p is never the first byte of a mapping, so p - 1 stays inside), and the
+ * global segment map says whether that address is one of ours. Three kinds:
+ *   pool  - split into equal pages, each page serving one size class;
+ *   large - one arena chunk, carved into boundary-tagged blocks (large.c);
+ *   huge  - one block in its own mapping (huge.c). */
+#ifndef SM_ALLOCATOR_TYPES_H
+#define SM_ALLOCATOR_TYPES_H
+
+#include "allocator/base.h"
+
+/* ---------------------------------------------------------------- sizes */
+
+#define SM_SEGMENT_SHIFT 22
+#define SM_SEGMENT_SIZE  ((size_t)1 << SM_SEGMENT_SHIFT) /* 4 MiB */
+#define SM_SEGMENT_MASK  (SM_SEGMENT_SIZE - 1)
+
+#define SM_SMALL_PAGE_SHIFT  16 /* 64 KiB pages: classes up to SM_SMALL_MAX */
+#define SM_MEDIUM_PAGE_SHIFT 19 /* 512 KiB pages: classes up to SM_POOL_MAX */
+#define SM_PAGES_MAX (SM_SEGMENT_SIZE >> SM_SMALL_PAGE_SHIFT) /* 64 */
+
+#define SM_SMALL_MAX  ((size_t)1024)
+#define SM_POOL_MAX   ((size_t)32 * 1024) /* largest request served by pools */
+#define SM_CLASS_COUNT 41                 /* size classes, see sizeclass.c */
+
+/* Smallest alignment every malloc result has (glibc: 2 * sizeof(size_t)),
+ * except 8-byte blocks, which hold nothing that needs more. */
+#define SM_MIN_ALIGN 16
+
+/* Largest request we try to satisfy at all (glibc refuses > PTRDIFF_MAX). */
+#define SM_MAX_REQUEST ((size_t)PTRDIFF_MAX - 2 * SM_SEGMENT_SIZE)
+
+typedef enum sm_segment_kind {
+  SM_SEG_POOL = 1,  /* pages of small/medium blocks, owned by one heap */
+  SM_SEG_LARGE = 2, /* an arena chunk of boundary-tagged blocks */
+  SM_SEG_HUGE = 3,  /* one huge block */
+} sm_segment_kind_t;
+
+/* ---------------------------------------------------------------- pools */
+
+/* A free block in a pool page: its first word links to the next. */
+typedef struct sm_block {
+  struct sm_block *next;
+} sm_block_t;
+
+struct sm_heap;
+
+typedef struct sm_page {
+  sm_block_t *free;        /* blocks ready for malloc; popped by the fast path */
+  uint32_t used;           /* blocks handed out and not yet back on free/local_free */
+  uint32_t block_size;     /* bytes per block; 0 while the page is unassigned */
+  sm_block_t *local_free;  /* blocks freed by the owner thread since the last collect */
+  sm_block_t *thread_free; /* atomic stack of blocks freed by other threads */
+  uint8_t *start;          /* first block of the page */
+  uint32_t capacity;       /* blocks carved out of the page so far (<= reserved) */
+  uint32_t reserved;       /* blocks that fit in the page */
+  uint8_t cls;             /* size class index */
+  uint8_t in_full;         /* 1 while on the heap's full list, 0 on its avail list */
+  uint8_t dirty;           /* unassigned page whose memory is still committed */
+  uint8_t assigned;        /* 1 while the page serves a class */
+  uint32_t trace_pad;      /* reserved for the tracer's side array index */
+  struct sm_page *next;    /* neighbour in the heap's avail or full list */
+  struct sm_page *prev;
+} sm_page_t;
+
+typedef struct sm_pagelist {
+  sm_page_t *first;
+  sm_page_t *last;
+} sm_pagelist_t;
+
+/* ---------------------------------------------------------------- large */
+
+/* Header in front of every large block (32 bytes, keeps payloads 16-aligned).
+ * Blocks tile their chunk; `head` holds the size (a multiple of 16) and two
+ * flags. prev_size is meaningful only while the previous block is free. */
+typedef struct sm_lblock {
+  size_t prev_size;  /* size of the block just below, valid if !(head & PREV_INUSE) */
+  size_t head;       /* size | SM_LB_INUSE | SM_LB_PREV_INUSE */
+  size_t request;    /* bytes the caller asked for (in-use blocks) */
+  uint32_t trace;    /* tracer's trace id (0 = none) */
+  uint32_t magic;    /* SM_LB_MAGIC while in use, checked on free */
+} sm_lblock_t;
+
+#define SM_LB_INUSE      ((size_t)1)
+#define SM_LB_PREV_INUSE ((size_t)2)
+#define SM_LB_FLAGS      ((size_t)15)
+#define SM_LB_MAGIC      0x6c61726bu /* "lark" */
+#define SM_LB_HDR        sizeof(sm_lblock_t)
+
+/* A free large block keeps its tree links right after the header. */
+typedef struct sm_fnode {
+  struct sm_fnode *left, *right; /* splay tree keyed by (size, address) */
+  uint8_t dirty;                 /* 1 if pages past the first may be committed */
+} sm_fnode_t;
+
+struct sm_segment;
+
+typedef struct sm_arena {
+  sm_lock_t lock;
+  unsigned index;            /* position in sm_arenas[] */
+  sm_fnode_t *root;          /* free blocks, best fit by (size, address) */
+  struct sm_segment *chunks; /* chunk segments of this arena (list via next) */
+  sm_lblock_t *rover;        /* next-fit: where the last search ended */
+  size_t chunk_count;
+  size_t free_bytes;         /* sum of free block sizes */
+  size_t dirty_bytes;        /* committed bytes in free blocks that purging could return */
+  size_t inuse_bytes;        /* sum of in-use block sizes */
+} SM_CACHE_ALIGN sm_arena_t;
+
+/* ---------------------------------------------------------------- segments */
+
+typedef struct sm_segment {
+  uint32_t kind;               /* sm_segment_kind_t */
+  uint32_t page_shift;         /* pool: log2 of page size */
+  size_t size;                 /* bytes mapped, a multiple of SM_SEGMENT_SIZE */
+  struct sm_heap *heap;        /* pool: owner heap (atomic); NULL if abandoned */
+  struct sm_segment *next;     /* list in the owner (heap, arena) or cache */
+  struct sm_segment *prev;
+  struct sm_segment *all_next; /* registry of every live segment */
+  struct sm_segment *all_prev;
+  /* pool segments */
+  uint32_t page_count;         /* pages in this segment */
+  uint32_t pages_used;         /* pages assigned to a class */
+  uint64_t free_mask;          /* bit i set: page i unassigned */
+  uint64_t dirty_mask;         /* bit i set: page i unassigned and still committed */
+  /* large segments */
+  sm_arena_t *arena;
+  /* huge segments */
+  size_t huge_request;         /* bytes asked for */
+  size_t huge_offset;          /* payload = segment + huge_offset */
+  uint32_t huge_trace;         /* tracer's trace id */
+  uint32_t huge_magic;         /* SM_HUGE_MAGIC while live */
+  sm_page_t pages[];           /* pool: page_count entries */
+} sm_segment_t;
+
+#define SM_HUGE_MAGIC 0x68756765u /* "huge" */
+
+/* ---------------------------------------------------------------- heaps */
+
+struct sm_segment;
+
+/* Per-thread heap. Only its owner thread touches it, except for the atomic
+ * thread_free stacks of its pages and the registry links (under a lock). */
+typedef struct sm_heap {
+  sm_page_t *cur[SM_CLASS_COUNT];   /* fast path: page to allocate from per class */
+  sm_pagelist_t avail[SM_CLASS_COUNT]; /* pages that may have free blocks; first == cur */
+  sm_pagelist_t full[SM_CLASS_COUNT];  /* pages found exhausted */
+  struct sm_segment *segs_first[2]; /* owned pool segments, [0] small pages, [1] medium; */
+  struct sm_segment *segs_last[2];  /*   those with unassigned pages come first */
+  size_t dirty_bytes;               /* committed bytes in unassigned pages */
+  size_t full_pending;              /* atomic: remote frees seen on pages of the full lists */
+  unsigned arena;                   /* index of the large arena this thread uses */
+  unsigned reincarnations;          /* times re-created after thread exit */
+  struct sm_heap *reg_next;         /* registry of live heaps (sm_heaps_lock) */
+  struct sm_heap *reg_prev;
+  uint64_t tid;                     /* kernel thread id of the owner */
+} sm_heap_t;
+
+#endif

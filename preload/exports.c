@@ -1,0 +1,149 @@
+/* The C library's allocation entry points, each a forwarding call into the
+ * allocator (link-time optimisation inlines them). Semantics follow glibc's
+ * documentation: errno values, NULL and zero-size behaviour, overflow checks.
+ * Nothing else in the library has default visibility. */
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "allocator/internal.h"
+
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+SM_EXPORT void *malloc(size_t size) { return sm_malloc(size); }
+SM_EXPORT void free(void *p) { sm_free(p); }
+SM_EXPORT void *calloc(size_t n, size_t size) { return sm_calloc(n, size); }
+SM_EXPORT void *realloc(void *p, size_t size) { return sm_realloc(p, size); }
+
+SM_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return sm_realloc(p, total);
+}
+
+/* C23 */
+SM_EXPORT void free_sized(void *p, size_t size) { sm_free(p); }
+SM_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) { sm_free(p); }
+
+SM_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
+  if (align < sizeof(void *) || !sm_is_pow2(align)) return EINVAL;
+  int saved = errno; /* POSIX: report through the return value only */
+  void *p = sm_memalign(align, size);
+  errno = saved;
+  if (!p) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+SM_EXPORT void *aligned_alloc(size_t align, size_t size) {
+  if (!sm_is_pow2(align)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return sm_memalign(align, size);
+}
+
+SM_EXPORT void *memalign(size_t align, size_t size) {
+  /* glibc rounds a non-power-of-two alignment up to the next power of two. */
+  if (align > (SIZE_MAX >> 1) + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (!sm_is_pow2(align)) align = align <= 1 ? 1 : (size_t)1 << (sm_log2(align - 1) + 1);
+  return sm_memalign(align, size);
+}
+
+SM_EXPORT void *valloc(size_t size) { return sm_memalign((size_t)getpagesize(), size); }
+
+SM_EXPORT void *pvalloc(size_t size) {
+  size_t page = (size_t)getpagesize();
+  size_t rounded = (size + page - 1) & ~(page - 1);
+  if (rounded < size) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return sm_memalign(page, rounded ? rounded : page);
+}
+
+SM_EXPORT size_t malloc_usable_size(void *p) { return sm_usable_size(p); }
+
+SM_EXPORT int malloc_trim(size_t pad) {
+  sm_heap_t *h = sm_heap_tls;
+  size_t before = h != &sm_heap_empty ? h->dirty_bytes : 0;
+  if (h != &sm_heap_empty) sm_pool_purge(h);
+  before += sm_large_trim();
+  sm_segment_trim();
+  return before > 0;
+}
+
+static size_t clamp_int(size_t v) { return v > (size_t)2147483647 ? (size_t)2147483647 : v; }
+
+SM_EXPORT struct mallinfo2 mallinfo2(void) {
+  sm_stats_t st;
+  sm_stats_get(&st);
+  struct mallinfo2 mi = {0};
+  size_t inuse = st.pool_inuse + st.large_inuse + st.huge_inuse;
+  mi.arena = st.mapped - st.huge_inuse; /* non-mmapped space, as glibc reports it */
+  mi.hblks = 0;
+  mi.hblkhd = st.huge_inuse;
+  mi.uordblks = st.pool_inuse + st.large_inuse;
+  mi.fordblks = st.mapped > inuse ? st.mapped - inuse : 0;
+  mi.ordblks = 1;
+  mi.usmblks = 0;
+  mi.keepcost = 0;
+  return mi;
+}
+
+SM_EXPORT struct mallinfo mallinfo(void) {
+  struct mallinfo2 m2 = mallinfo2();
+  struct mallinfo mi = {0};
+  mi.arena = (int)clamp_int(m2.arena);
+  mi.ordblks = (int)clamp_int(m2.ordblks);
+  mi.hblks = (int)clamp_int(m2.hblks);
+  mi.hblkhd = (int)clamp_int(m2.hblkhd);
+  mi.uordblks = (int)clamp_int(m2.uordblks);
+  mi.fordblks = (int)clamp_int(m2.fordblks);
+  return mi;
+}
+
+SM_EXPORT void malloc_stats(void) { sm_stats_print(2); }
+
+/* Every glibc tunable is accepted and ignored: none of them applies. */
+SM_EXPORT int mallopt(int param, int value) { return 1; }
+
+SM_EXPORT int malloc_info(int options, FILE *fp) {
+  if (options != 0 || !fp) {
+    errno = EINVAL;
+    return -1;
+  }
+  sm_stats_t st;
+  sm_stats_get(&st);
+  fprintf(fp,
+          "<malloc version=\"snapmalloc-1\">\n"
+          "<total type=\"mapped\" size=\"%zu\"/>\n"
+          "<total type=\"pool-inuse\" size=\"%zu\"/>\n"
+          "<total type=\"large-inuse\" size=\"%zu\"/>\n"
+          "<total type=\"large-free\" size=\"%zu\"/>\n"
+          "<total type=\"huge\" size=\"%zu\"/>\n"
+          "<system type=\"current\" size=\"%zu\"/>\n"
+          "</malloc>\n",
+          st.mapped, st.pool_inuse, st.large_inuse, st.large_free, st.huge_inuse, st.mapped + st.meta);
+  return 0;
+}
+
+/* glibc's internal names; code built against glibc may call them directly. */
+SM_EXPORT void *__libc_malloc(size_t size) { return sm_malloc(size); }
+SM_EXPORT void __libc_free(void *p) { sm_free(p); }
+SM_EXPORT void *__libc_calloc(size_t n, size_t size) { return sm_calloc(n, size); }
+SM_EXPORT void *__libc_realloc(void *p, size_t size) { return sm_realloc(p, size); }
+SM_EXPORT void *__libc_memalign(size_t align, size_t size) { return memalign(align, size); }
+SM_EXPORT void *__libc_valloc(size_t size) { return valloc(size); }
+SM_EXPORT void *__libc_pvalloc(size_t size) { return pvalloc(size); }
+SM_EXPORT struct mallinfo __libc_mallinfo(void) { return mallinfo(); }
+SM_EXPORT int __libc_mallopt(int param, int value) { return 1; }
+SM_EXPORT int __posix_memalign(void **out, size_t align, size_t size) { return posix_memalign(out, align, size); }

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs the Debian 12 packages that snapmalloc builds, tests and benchmarks
+# with. Run as root; does nothing that is already done.
+set -eu
+pkgs="meson ninja-build gcc g++ pkg-config libunwind-dev uthash-dev libdw-dev libelf-dev
+      valgrind heaptrack libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
+      python3 sqlite3 git xz-utils tar coreutils procps"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages:$missing (run as root to install them)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing
+fi
