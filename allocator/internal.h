@@ -65,6 +65,7 @@ sm_segment_t *sm_segment_pool_alloc(unsigned page_shift); /* NULL when out of me
 void sm_segment_pool_free(sm_segment_t *seg);
 void sm_segment_abandon(sm_segment_t *seg);
 sm_segment_t *sm_segment_take_abandoned(unsigned page_shift);
+bool sm_segment_claim_abandoned(sm_segment_t *seg); /* true: seg is now the caller's to adopt */
 size_t sm_segment_header_size(void);
 /* Calls fn for every live segment, under the registry lock: fn must not
  * allocate or take the registry lock. */

@@ -383,14 +383,18 @@ SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_
   do {
     b->next = old;
   } while (!__atomic_compare_exchange_n(&pg->thread_free, &old, b, true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
-  /* Pairs with page_to_full: either the owner sees our block, or we see
-   * in_full and tell the owner to sweep. */
-  if (__atomic_load_n(&pg->in_full, __ATOMIC_SEQ_CST)) {
-    sm_heap_t *h = __atomic_load_n(&seg->heap, __ATOMIC_ACQUIRE);
-    /* Heaps live in the metadata arena and are never unmapped, so even a
-     * heap that just exited is safe to bump: it only costs a sweep. */
-    if (h) __atomic_add_fetch(&h->full_pending, 1, __ATOMIC_RELAXED);
+  sm_heap_t *owner = __atomic_load_n(&seg->heap, __ATOMIC_ACQUIRE);
+  if (!owner) {
+    /* The owner exited. Rather than leave the block until some thread needs
+     * a fresh segment, the freeing thread adopts the segment now. */
+    sm_heap_t *me = sm_heap_tls;
+    if (me != &sm_heap_empty && sm_segment_claim_abandoned(seg)) sm_pool_adopt(me, seg);
+    return;
   }
+  /* Pairs with page_to_full: either the owner sees our block, or we see
+   * in_full and tell the owner to sweep. Heaps live in the metadata arena
+   * and are never unmapped, so a heap that just exited is safe to bump. */
+  if (__atomic_load_n(&pg->in_full, __ATOMIC_SEQ_CST)) __atomic_add_fetch(&owner->full_pending, 1, __ATOMIC_RELAXED);
 }
 
 /* ---------------------------------------------------------------- thread exit */

@@ -182,10 +182,21 @@ void sm_segment_abandon(sm_segment_t *seg) {
   unsigned k = seg->page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1;
   sm_lock(&seg_lock);
   __atomic_store_n(&seg->heap, NULL, __ATOMIC_RELEASE);
+  seg->abandoned = 1;
   seg->prev = NULL;
   seg->next = abandoned[k];
+  if (seg->next) seg->next->prev = seg;
   abandoned[k] = seg;
   sm_unlock(&seg_lock);
+}
+
+static void abandoned_remove_locked(sm_segment_t *seg) {
+  unsigned k = seg->page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1;
+  if (seg->prev) seg->prev->next = seg->next;
+  else abandoned[k] = seg->next;
+  if (seg->next) seg->next->prev = seg->prev;
+  seg->next = seg->prev = NULL;
+  seg->abandoned = 0;
 }
 
 sm_segment_t *sm_segment_take_abandoned(unsigned page_shift) {
@@ -193,10 +204,20 @@ sm_segment_t *sm_segment_take_abandoned(unsigned page_shift) {
   if (!__atomic_load_n(&abandoned[k], __ATOMIC_RELAXED)) return NULL;
   sm_lock(&seg_lock);
   sm_segment_t *seg = abandoned[k];
-  if (seg) abandoned[k] = seg->next;
+  if (seg) abandoned_remove_locked(seg);
   sm_unlock(&seg_lock);
-  if (seg) seg->next = seg->prev = NULL;
   return seg;
+}
+
+bool sm_segment_claim_abandoned(sm_segment_t *seg) {
+  bool ok = false;
+  sm_lock(&seg_lock);
+  if (seg->abandoned) {
+    abandoned_remove_locked(seg);
+    ok = true;
+  }
+  sm_unlock(&seg_lock);
+  return ok;
 }
 
 void sm_segment_foreach(void (*fn)(sm_segment_t *seg, void *arg), void *arg) {

@@ -125,6 +125,7 @@ typedef struct sm_segment {
   /* pool segments */
   uint32_t page_count;         /* pages in this segment */
   uint32_t pages_used;         /* pages assigned to a class */
+  uint32_t abandoned;          /* 1 while on the abandoned list (segment lock) */
   uint64_t free_mask;          /* bit i set: page i unassigned */
   uint64_t dirty_mask;         /* bit i set: page i unassigned and still committed */
   /* large segments */

@@ -1,0 +1,114 @@
+/* Large blocks: random allocate/free/resize under every placement policy with
+ * the arena invariant checker after each step; neighbours coalesce; a split
+ * remainder is reused; aligned requests; an emptied chunk is one free block. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "allocator/internal.h"
+#include "tests/testhelper.h"
+
+static sm_arena_t *arena0(void) { return &sm_arenas[sm_heap_get_or_create()->arena]; }
+
+static size_t check_arena(void) {
+  sm_arena_t *a = arena0();
+  sm_lock(&a->lock);
+  size_t r = sm_large_check(a);
+  sm_unlock(&a->lock);
+  return r;
+}
+
+#define N 300
+
+static void random_run(sm_policy_t policy, unsigned seed) {
+  sm_opt.policy = policy;
+  srand(seed);
+  static void *p[N];
+  static size_t sz[N];
+  memset(p, 0, sizeof p);
+  for (int step = 0; step < 6000; step++) {
+    int i = rand() % N;
+    if (!p[i]) {
+      sz[i] = SM_POOL_MAX + 1 + (size_t)rand() % (600 * 1024);
+      p[i] = sm_malloc(sz[i]);
+      CHECK(p[i] != NULL && ((uintptr_t)p[i] & 15) == 0);
+      memset(p[i], i & 0xff, sz[i]);
+    } else if (rand() % 4 == 0) {
+      size_t ns = SM_POOL_MAX + 1 + (size_t)rand() % (600 * 1024);
+      void *q = sm_realloc(p[i], ns);
+      CHECK(q != NULL);
+      unsigned char *c = q;
+      size_t keep = ns < sz[i] ? ns : sz[i];
+      CHECK_MSG(c[0] == (i & 0xff) && c[keep - 1] == (i & 0xff), "realloc lost contents (policy %d)", policy);
+      memset(q, i & 0xff, ns);
+      p[i] = q;
+      sz[i] = ns;
+    } else {
+      unsigned char *c = p[i];
+      CHECK_MSG(c[0] == (i & 0xff) && c[sz[i] - 1] == (i & 0xff), "block %d overwritten (policy %d)", i, policy);
+      sm_free(p[i]);
+      p[i] = NULL;
+    }
+    size_t r = check_arena();
+    CHECK_MSG(r == 0, "policy %d step %d: arena check failed with code %zu", policy, step, r);
+    if (th_failed > 5) return;
+  }
+  for (int i = 0; i < N; i++) sm_free(p[i]);
+  CHECK(check_arena() == 0);
+}
+
+int main(void) {
+  sm_init();
+  sm_opt.retain = 1 * SM_MiB; /* exercise purging too */
+  random_run(SM_POLICY_BEST, 1);
+  random_run(SM_POLICY_FIRST, 2);
+  random_run(SM_POLICY_NEXT, 3);
+  sm_opt.policy = SM_POLICY_BEST;
+
+  /* coalescing with both neighbours */
+  sm_arena_t *a = arena0();
+  void *x = sm_malloc(100000), *y = sm_malloc(100000), *z = sm_malloc(100000), *w = sm_malloc(100000);
+  CHECK((uint8_t *)y == (uint8_t *)x + sm_usable_size(x) + SM_LB_HDR); /* carved in address order */
+  size_t free_before = sm_splay_check(a->root);
+  sm_free(y);
+  CHECK(sm_splay_check(a->root) == free_before + 1);
+  sm_free(x); /* merges with y */
+  CHECK(sm_splay_check(a->root) == free_before + 1);
+  sm_free(z); /* merges x+y with z: still one block */
+  CHECK(sm_splay_check(a->root) == free_before + 1);
+  void *big = sm_malloc(250000); /* best fit: the merged x+y+z hole */
+  CHECK_MSG(big == x, "best fit did not reuse the coalesced hole (%p vs %p)", big, x);
+  CHECK(check_arena() == 0);
+  /* the split remainder stays free and is reused */
+  void *rest = sm_malloc(40000); /* fits the ~50 KB remainder of the hole */
+  CHECK(rest == (uint8_t *)big + sm_usable_size(big) + SM_LB_HDR);
+  sm_free(rest);
+  sm_free(big);
+  sm_free(w);
+  CHECK(check_arena() == 0);
+
+  /* in-place growth into a free neighbour, and shrink */
+  void *g = sm_malloc(50000);
+  void *h = sm_malloc(50000);
+  sm_free(h);
+  CHECK(sm_realloc(g, 90000) == g);
+  CHECK(sm_usable_size(g) >= 90000);
+  CHECK(sm_realloc(g, 40000) == g);
+  CHECK(check_arena() == 0);
+  sm_free(g);
+
+  /* aligned large blocks */
+  for (size_t al = 32; al <= 64 * SM_KiB; al *= 2) {
+    void *q = sm_memalign(al, 40000 + al);
+    CHECK_MSG(q && ((uintptr_t)q & (al - 1)) == 0, "alignment %zu", al);
+    memset(q, 1, 40000 + al);
+    CHECK(check_arena() == 0);
+    sm_free(q);
+  }
+  CHECK(check_arena() == 0);
+
+  /* everything freed: every chunk is one free block (or was released) */
+  size_t blocks = sm_splay_check(a->root);
+  CHECK_MSG(blocks == a->chunk_count, "%zu free blocks in %zu chunks", blocks, a->chunk_count);
+  CHECK(a->inuse_bytes == 0);
+  return test_summary();
+}

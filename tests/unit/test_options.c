@@ -1,0 +1,46 @@
+/* SNAPMALLOC_OPTIONS parsing: defaults, every kind of value, and that each
+ * bad item is rejected (one warning) while the rest still apply. */
+#include <signal.h>
+#include <string.h>
+
+#include "allocator/options.h"
+#include "allocator/types.h"
+#include "tests/testhelper.h"
+
+int main(void) {
+  sm_options_t o;
+  CHECK(sm_options_parse(&o, NULL) == 0);
+  CHECK(!o.trace && o.depth == 16 && o.signal == SIGUSR2 && o.interval == 0 && o.sample == 0);
+  CHECK(o.policy == SM_POLICY_BEST && o.increment == 4 * SM_MiB && o.leaks && o.at_exit);
+  CHECK(strcmp(o.out, "snapmalloc.%e.%p.%n.snap") == 0);
+
+  CHECK(sm_options_parse(&o, "trace=1,depth=32,out=/tmp/x.%p.snap,signal=USR1,interval=5,sample=512K,"
+                             "policy=first,increment=8M,leaks=off,at_exit=no,verbose=yes,huge=2M,retain=0") == 0);
+  CHECK(o.trace && o.depth == 32 && o.signal == SIGUSR1 && o.interval == 5);
+  CHECK(o.sample == 512 * 1024 && o.policy == SM_POLICY_FIRST && o.increment == 8 * SM_MiB);
+  CHECK(!o.leaks && !o.at_exit && o.verbose && o.huge == 2 * SM_MiB && o.retain == 0);
+  CHECK(strcmp(o.out, "/tmp/x.%p.snap") == 0);
+  CHECK(sm_options_given(&o, "depth") && !sm_options_given(&o, "bogus"));
+
+  CHECK(sm_options_parse(&o, "TRACE=true, policy=next ,signal=0") == 0);
+  CHECK(o.trace && o.policy == SM_POLICY_NEXT && o.signal == 0);
+  CHECK(sm_options_parse(&o, "sample=1GiB,increment=5M") == 0);
+  CHECK(o.sample == SM_GiB && o.increment == 8 * SM_MiB); /* rounded up to whole segments */
+
+  /* each bad item counts once; good items around it still apply */
+  CHECK(sm_options_parse(&o, "bogus=1,depth=abc,trace=1") == 2);
+  CHECK(o.trace && o.depth == 16);
+  CHECK(sm_options_parse(&o, "depth=0") == 1 && o.depth == 16);
+  CHECK(sm_options_parse(&o, "depth=129") == 1 && o.depth == 16);
+  CHECK(sm_options_parse(&o, "depth=128") == 0 && o.depth == 128);
+  CHECK(sm_options_parse(&o, "increment=-5") == 1 && o.increment == 4 * SM_MiB);
+  CHECK(sm_options_parse(&o, "policy=worst") == 1 && o.policy == SM_POLICY_BEST);
+  CHECK(sm_options_parse(&o, "signal=KILL") == 1 && o.signal == SIGUSR2);
+  CHECK(sm_options_parse(&o, "signal=9") == 1);
+  CHECK(sm_options_parse(&o, "trace") == 1);
+  CHECK(sm_options_parse(&o, "trace=maybe") == 1 && !o.trace);
+  CHECK(sm_options_parse(&o, "sample=99999999999999999999999") == 1);
+  CHECK(sm_options_parse(&o, "out=") == 1);
+  CHECK(sm_options_parse(&o, ",,,") == 0);
+  return test_summary();
+}

@@ -1,0 +1,164 @@
+/* Pools: blocks are distinct, aligned and writable; pages refill and retire;
+ * blocks freed by other threads come back to the owner; exiting threads hand
+ * their memory over; the page invariant checker passes throughout and
+ * notices a corrupted page. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "allocator/internal.h"
+#include "tests/testhelper.h"
+
+static size_t pages_bad, pages_seen;
+
+static void check_seg(sm_segment_t *seg, void *arg) {
+  (void)arg;
+  if (seg->kind != SM_SEG_POOL) return;
+  for (uint32_t i = 0; i < seg->page_count; i++) {
+    if (!seg->pages[i].assigned) continue;
+    pages_seen++;
+    if (sm_pool_check(&seg->pages[i])) pages_bad++;
+  }
+}
+
+static void check_all_pages(const char *when) {
+  pages_bad = pages_seen = 0;
+  sm_segment_foreach(check_seg, NULL);
+  CHECK_MSG(pages_bad == 0, "%s: %zu of %zu pages fail the check", when, pages_bad, pages_seen);
+}
+
+static size_t pool_inuse(void) {
+  sm_stats_t st;
+  sm_stats_get(&st);
+  return st.pool_inuse;
+}
+
+#define NB 60000
+static void *blocks[NB];
+static size_t sizes[NB];
+
+static void *remote_owner(void *arg) {
+  void **out = arg;
+  for (int i = 0; i < 10000; i++) out[i] = sm_malloc(64);
+  return NULL;
+}
+
+/* Allocates, lets main free remotely, allocates again: memory must be reused. */
+typedef struct ping {
+  pthread_mutex_t m;
+  pthread_cond_t c;
+  int phase;
+  void *b[4096];
+} ping_t;
+
+static void *ping_thread(void *arg) {
+  ping_t *p = arg;
+  for (int round = 0; round < 60; round++) {
+    for (int i = 0; i < 4096; i++) p->b[i] = sm_malloc(48);
+    pthread_mutex_lock(&p->m);
+    p->phase = 1;
+    pthread_cond_broadcast(&p->c);
+    while (p->phase != 2) pthread_cond_wait(&p->c, &p->m);
+    p->phase = 0;
+    pthread_mutex_unlock(&p->m);
+  }
+  return NULL;
+}
+
+static void *exiting_thread(void *arg) {
+  void **keep = arg;
+  for (int i = 0; i < 2000; i++) {
+    void *p = sm_malloc((size_t)(16 + i % 900));
+    if (i % 2) keep[i / 2] = p;
+    else sm_free(p);
+  }
+  return NULL; /* half its blocks stay live: its segments are abandoned */
+}
+
+int main(void) {
+  sm_init();
+  sm_heap_key_init();
+  srand(7);
+  for (int i = 0; i < NB; i++) {
+    sizes[i] = (size_t)(rand() % 3 == 0 ? rand() % (int)SM_POOL_MAX : rand() % 256);
+    blocks[i] = sm_malloc(sizes[i]);
+    CHECK(blocks[i] != NULL);
+    CHECK(sm_usable_size(blocks[i]) >= sizes[i]);
+    if (sizes[i] > 8) CHECK_MSG(((uintptr_t)blocks[i] & 15) == 0, "size %zu at %p", sizes[i], blocks[i]);
+    memset(blocks[i], (int)(i & 0xff), sizes[i]);
+  }
+  for (int i = 0; i < NB; i++) {
+    unsigned char *p = blocks[i];
+    size_t bad = 0;
+    for (size_t k = 0; k < sizes[i]; k++) bad += p[k] != (unsigned char)(i & 0xff);
+    CHECK_MSG(bad == 0, "block %d (size %zu) overwritten", i, sizes[i]);
+    if (th_failed > 5) break;
+  }
+  check_all_pages("after mixed allocation");
+  /* free every other block, then the rest */
+  for (int i = 0; i < NB; i += 2) sm_free(blocks[i]);
+  check_all_pages("after freeing half");
+  for (int i = 1; i < NB; i += 2) sm_free(blocks[i]);
+  check_all_pages("after freeing all");
+  CHECK_MSG(pool_inuse() == 0, "pool bytes in use after freeing everything: %zu", pool_inuse());
+
+  /* refill: more 16-byte blocks than one page holds, all distinct pages used */
+  static void *many[20000];
+  for (int i = 0; i < 20000; i++) many[i] = sm_malloc(16);
+  sm_page_t *first_pg = NULL;
+  int pages = 0;
+  for (int i = 0; i < 20000; i++) {
+    sm_page_t *pg;
+    sm_pool_block_start(sm_segment_of(many[i]), many[i], &pg);
+    if (pg != first_pg) pages++, first_pg = pg;
+  }
+  CHECK_MSG(pages >= 5, "20000 16-byte blocks on only %d pages", pages);
+  for (int i = 0; i < 20000; i++) sm_free(many[i]);
+
+  /* cross-thread frees: collected by the owner, memory reused */
+  static void *remote[10000];
+  pthread_t t;
+  pthread_create(&t, NULL, remote_owner, remote);
+  pthread_join(t, NULL);
+  for (int i = 0; i < 10000; i++) sm_free(remote[i]); /* owner gone: abandoned segment */
+
+  ping_t *p = calloc(1, sizeof *p);
+  pthread_mutex_init(&p->m, NULL);
+  pthread_cond_init(&p->c, NULL);
+  pthread_create(&t, NULL, ping_thread, p);
+  size_t mapped_after_first = 0;
+  for (int round = 0; round < 60; round++) {
+    pthread_mutex_lock(&p->m);
+    while (p->phase != 1) pthread_cond_wait(&p->c, &p->m);
+    for (int i = 0; i < 4096; i++) sm_free(p->b[i]); /* remote frees */
+    p->phase = 2;
+    pthread_cond_broadcast(&p->c);
+    pthread_mutex_unlock(&p->m);
+    if (round == 2) mapped_after_first = sm_segment_mapped();
+  }
+  pthread_join(t, NULL);
+  CHECK_MSG(sm_segment_mapped() <= mapped_after_first + 2 * SM_SEGMENT_SIZE,
+            "remote frees not reused: mapped grew from %zu to %zu", mapped_after_first, sm_segment_mapped());
+
+  /* thread exit: heaps are released, live blocks survive and can be freed */
+  static void *kept[8][1000];
+  pthread_t ts[8];
+  for (int i = 0; i < 8; i++) pthread_create(&ts[i], NULL, exiting_thread, kept[i]);
+  for (int i = 0; i < 8; i++) pthread_join(ts[i], NULL);
+  CHECK_MSG(sm_heap_count() == 1, "%zu heaps alive after threads exited", sm_heap_count());
+  for (int i = 0; i < 8; i++)
+    for (int k = 0; k < 1000; k++) sm_free(kept[i][k]);
+  check_all_pages("after freeing blocks of exited threads");
+  CHECK_MSG(pool_inuse() == 0, "pool bytes in use at the end: %zu", pool_inuse());
+
+  /* the checker notices corruption */
+  void *x = sm_malloc(32);
+  sm_page_t *pg;
+  sm_pool_block_start(sm_segment_of(x), x, &pg);
+  CHECK(sm_pool_check(pg) == 0);
+  pg->used += 3;
+  CHECK(sm_pool_check(pg) != 0);
+  pg->used -= 3;
+  sm_free(x);
+  return test_summary();
+}
