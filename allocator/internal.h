@@ -139,6 +139,11 @@ extern void (*sm_libc_free)(void *);
 extern void *(*sm_libc_realloc)(void *, size_t);
 extern size_t (*sm_libc_usable_size)(void *);
 
+/* ---- tag.c: the tracer's per-block record (trace id 0 = untraced) */
+bool sm_tag_set(void *p, uint32_t trace, size_t request); /* false: no memory for the side array */
+uint32_t sm_tag_take(void *p, size_t *request);           /* reads and clears */
+uint32_t sm_tag_peek(const void *p, size_t *request);
+
 /* ---- stats.c */
 typedef struct sm_stats {
   size_t mapped;       /* bytes mapped from the OS for blocks (segments, huge) */

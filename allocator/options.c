@@ -216,6 +216,11 @@ bool sm_options_given(const sm_options_t *o, const char *name) {
 
 extern char **environ;
 
+/* The raw SNAPMALLOC_OPTIONS text (snapshots record it), copied because a
+ * program may change its environment later. */
+static char spec_copy[1024];
+const char *sm_options_spec;
+
 void sm_options_init(void) {
   const char *spec = NULL;
   static const char key[] = "SNAPMALLOC_OPTIONS=";
@@ -226,6 +231,12 @@ void sm_options_init(void) {
       spec = *e + i;
       break;
     }
+  }
+  if (spec) {
+    size_t i = 0;
+    for (; spec[i] && i + 1 < sizeof spec_copy; i++) spec_copy[i] = spec[i];
+    spec_copy[i] = '\0';
+    sm_options_spec = spec_copy;
   }
   sm_options_parse(&sm_opt, spec);
 }

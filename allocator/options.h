@@ -29,6 +29,7 @@ typedef struct sm_options {
 } sm_options_t;
 
 extern sm_options_t sm_opt;
+extern const char *sm_options_spec; /* SNAPMALLOC_OPTIONS as given, or NULL */
 
 /* Reset to defaults, then apply `spec` (may be NULL). Returns the number of
  * rejected items (each already reported with one warning line). */

@@ -182,6 +182,10 @@ static void segment_release(sm_heap_t *h, sm_segment_t *seg) {
  * the heap holds more than `retain` bytes of such pages. */
 static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
   uint64_t bit = (uint64_t)1 << page_index(seg, pg);
+  if (pg->tags) {
+    sm_meta_free(pg->tags, (size_t)pg->reserved * sizeof(uint64_t));
+    pg->tags = NULL;
+  }
   pg->assigned = 0;
   pg->block_size = 0;
   pg->reserved = 0;

@@ -62,9 +62,9 @@ typedef struct sm_page {
   uint8_t in_full;         /* 1 while on the heap's full list, 0 on its avail list */
   uint8_t dirty;           /* unassigned page whose memory is still committed */
   uint8_t assigned;        /* 1 while the page serves a class */
-  uint32_t trace_pad;      /* reserved for the tracer's side array index */
   struct sm_page *next;    /* neighbour in the heap's avail or full list */
   struct sm_page *prev;
+  uint64_t *tags;          /* tracer: per-block trace id | request << 32, or NULL */
 } sm_page_t;
 
 typedef struct sm_pagelist {

@@ -13,8 +13,23 @@
 extern "C" {
 #endif
 
+#define SNAPMALLOC_VERSION_STRING "0.1.0"
+
 /* Version of the library, "MAJOR.MINOR.PATCH". */
 const char *snapmalloc_version(void);
+
+/* Writes a snapshot of the live traced allocations now: to `path`, or to the
+ * next name of the `out` pattern when path is NULL. Returns 0, or -1 with
+ * errno set (ENOTSUP when tracing is off). */
+int snapmalloc_snapshot(const char *path);
+
+/* Bytes currently charged to traces (estimated when sampling); the peak since
+ * start or the last reset goes to *peak when it is not NULL. Like Python's
+ * tracemalloc.get_traced_memory(). */
+size_t snapmalloc_traced_memory(size_t *peak);
+
+/* Sets the peak to the current traced size (tracemalloc.reset_peak()). */
+void snapmalloc_reset_peak(void);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,9 @@
 /* The C library's allocation entry points, each a forwarding call into the
- * allocator (link-time optimisation inlines them). Semantics follow glibc's
- * documentation: errno values, NULL and zero-size behaviour, overflow checks.
- * Nothing else in the library has default visibility. */
+ * allocator (link-time optimisation inlines them) plus, behind one test of
+ * sm_trace_on, the tracer's hook. Semantics follow glibc's documentation:
+ * errno values, NULL and zero-size behaviour, overflow checks. Tracing
+ * happens here and only here, so an entry point that calls another
+ * internally never charges a block twice. */
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -9,13 +11,46 @@
 #include <unistd.h>
 
 #include "allocator/internal.h"
+#include "tracer/tracer.h"
 
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
-SM_EXPORT void *malloc(size_t size) { return sm_malloc(size); }
-SM_EXPORT void free(void *p) { sm_free(p); }
-SM_EXPORT void *calloc(size_t n, size_t size) { return sm_calloc(n, size); }
-SM_EXPORT void *realloc(void *p, size_t size) { return sm_realloc(p, size); }
+/* The result of an allocating call, charged to the caller's stack when tracing. */
+#define TRACED(p, req)                                      \
+  do {                                                      \
+    void *r_ = (p);                                         \
+    if (SM_UNLIKELY(sm_trace_on)) sm_track_alloc(r_, (req)); \
+    return r_;                                              \
+  } while (0)
+
+SM_EXPORT void *malloc(size_t size) { TRACED(sm_malloc(size), size); }
+
+SM_EXPORT void free(void *p) {
+  if (SM_UNLIKELY(sm_trace_on)) sm_track_free(p);
+  sm_free(p);
+}
+
+SM_EXPORT void *calloc(size_t n, size_t size) { TRACED(sm_calloc(n, size), n * size); }
+
+/* realloc charges the result to the realloc call's stack, as tracemalloc
+ * does. The old tag is taken first (the block may move or be freed) and put
+ * back if the call fails, leaving the old block as it was. */
+static SM_NOINLINE void *traced_realloc(void *p, size_t size) {
+  size_t old_req = 0;
+  uint32_t old = p ? sm_tag_take(p, &old_req) : 0;
+  void *q = sm_realloc(p, size);
+  if (!q && p && size != 0) {
+    if (old) sm_tag_set(p, old, old_req);
+    return NULL;
+  }
+  sm_track_realloc(old, old_req, q, size);
+  return q;
+}
+
+SM_EXPORT void *realloc(void *p, size_t size) {
+  if (SM_UNLIKELY(sm_trace_on)) return traced_realloc(p, size);
+  return sm_realloc(p, size);
+}
 
 SM_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
   size_t total;
@@ -23,12 +58,12 @@ SM_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  return sm_realloc(p, total);
+  return realloc(p, total);
 }
 
 /* C23 */
-SM_EXPORT void free_sized(void *p, size_t size) { sm_free(p); }
-SM_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) { sm_free(p); }
+SM_EXPORT void free_sized(void *p, size_t size) { free(p); }
+SM_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) { free(p); }
 
 SM_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
   if (align < sizeof(void *) || !sm_is_pow2(align)) return EINVAL;
@@ -36,6 +71,7 @@ SM_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
   void *p = sm_memalign(align, size);
   errno = saved;
   if (!p) return ENOMEM;
+  if (SM_UNLIKELY(sm_trace_on)) sm_track_alloc(p, size);
   *out = p;
   return 0;
 }
@@ -45,7 +81,7 @@ SM_EXPORT void *aligned_alloc(size_t align, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  return sm_memalign(align, size);
+  TRACED(sm_memalign(align, size), size);
 }
 
 SM_EXPORT void *memalign(size_t align, size_t size) {
@@ -55,10 +91,10 @@ SM_EXPORT void *memalign(size_t align, size_t size) {
     return NULL;
   }
   if (!sm_is_pow2(align)) align = align <= 1 ? 1 : (size_t)1 << (sm_log2(align - 1) + 1);
-  return sm_memalign(align, size);
+  TRACED(sm_memalign(align, size), size);
 }
 
-SM_EXPORT void *valloc(size_t size) { return sm_memalign((size_t)getpagesize(), size); }
+SM_EXPORT void *valloc(size_t size) { TRACED(sm_memalign((size_t)getpagesize(), size), size); }
 
 SM_EXPORT void *pvalloc(size_t size) {
   size_t page = (size_t)getpagesize();
@@ -67,7 +103,7 @@ SM_EXPORT void *pvalloc(size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  return sm_memalign(page, rounded ? rounded : page);
+  TRACED(sm_memalign(page, rounded ? rounded : page), size);
 }
 
 SM_EXPORT size_t malloc_usable_size(void *p) { return sm_usable_size(p); }
@@ -137,10 +173,10 @@ SM_EXPORT int malloc_info(int options, FILE *fp) {
 }
 
 /* glibc's internal names; code built against glibc may call them directly. */
-SM_EXPORT void *__libc_malloc(size_t size) { return sm_malloc(size); }
-SM_EXPORT void __libc_free(void *p) { sm_free(p); }
-SM_EXPORT void *__libc_calloc(size_t n, size_t size) { return sm_calloc(n, size); }
-SM_EXPORT void *__libc_realloc(void *p, size_t size) { return sm_realloc(p, size); }
+SM_EXPORT void *__libc_malloc(size_t size) { return malloc(size); }
+SM_EXPORT void __libc_free(void *p) { free(p); }
+SM_EXPORT void *__libc_calloc(size_t n, size_t size) { return calloc(n, size); }
+SM_EXPORT void *__libc_realloc(void *p, size_t size) { return realloc(p, size); }
 SM_EXPORT void *__libc_memalign(size_t align, size_t size) { return memalign(align, size); }
 SM_EXPORT void *__libc_valloc(size_t size) { return valloc(size); }
 SM_EXPORT void *__libc_pvalloc(size_t size) { return pvalloc(size); }

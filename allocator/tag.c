@@ -1,0 +1,97 @@
+/* Tags: the tracer's per-block record (trace id and requested size), kept in
+ * the allocator's own metadata so that free() finds it where it already
+ * looks (DESIGN.md section 1): a side array per pool page, allocated from the
+ * metadata arena the first time a block of the page is tagged; fields of the
+ * header for large and huge blocks. Trace id 0 means "not traced".
+ *
+ * A tag is written by the thread that allocated the block (the page owner)
+ * before the pointer is returned, and taken (read and cleared) by whichever
+ * thread frees it, before the block goes back to a free list. */
+#include "allocator/internal.h"
+
+static uint64_t *pool_tag_slot(sm_segment_t *seg, const void *p, bool create) {
+  sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+  uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
+  if (!tags) {
+    if (!create) return NULL;
+    tags = sm_meta_alloc((size_t)pg->reserved * sizeof(uint64_t));
+    if (!tags) return NULL;
+    __atomic_store_n(&pg->tags, tags, __ATOMIC_RELEASE);
+  }
+  size_t idx = (size_t)((const uint8_t *)p - pg->start) / pg->block_size;
+  return &tags[idx];
+}
+
+bool sm_tag_set(void *p, uint32_t trace, size_t request) {
+  sm_segment_t *seg = sm_segment_of(p);
+  if (!seg) return false;
+  switch (seg->kind) {
+  case SM_SEG_POOL: {
+    uint64_t *slot = pool_tag_slot(seg, p, trace != 0);
+    if (!slot) return trace == 0;
+    *slot = trace | (uint64_t)request << 32;
+    return true;
+  }
+  case SM_SEG_LARGE: {
+    sm_lblock_t *b = sm_lblock_of(p);
+    b->trace = trace;
+    b->request = request;
+    return true;
+  }
+  case SM_SEG_HUGE:
+    seg->huge_trace = trace;
+    seg->huge_request = request;
+    return true;
+  }
+  return false;
+}
+
+uint32_t sm_tag_take(void *p, size_t *request) {
+  sm_segment_t *seg = sm_segment_of(p);
+  if (!seg) return 0;
+  uint32_t trace = 0;
+  switch (seg->kind) {
+  case SM_SEG_POOL: {
+    uint64_t *slot = pool_tag_slot(seg, p, false);
+    if (!slot) return 0;
+    uint64_t v = *slot;
+    *slot = 0;
+    trace = (uint32_t)v;
+    *request = (size_t)(v >> 32);
+    break;
+  }
+  case SM_SEG_LARGE: {
+    sm_lblock_t *b = sm_lblock_of(p);
+    trace = b->trace;
+    *request = b->request;
+    b->trace = 0;
+    break;
+  }
+  case SM_SEG_HUGE:
+    trace = seg->huge_trace;
+    *request = seg->huge_request;
+    seg->huge_trace = 0;
+    break;
+  }
+  return trace;
+}
+
+uint32_t sm_tag_peek(const void *p, size_t *request) {
+  sm_segment_t *seg = sm_segment_of(p);
+  if (!seg) return 0;
+  switch (seg->kind) {
+  case SM_SEG_POOL: {
+    uint64_t *slot = pool_tag_slot(seg, p, false);
+    if (!slot) return 0;
+    *request = (size_t)(*slot >> 32);
+    return (uint32_t)*slot;
+  }
+  case SM_SEG_LARGE:
+    *request = sm_lblock_of(p)->request;
+    return sm_lblock_of(p)->trace;
+  case SM_SEG_HUGE:
+    *request = seg->huge_request;
+    return seg->huge_trace;
+  }
+  return 0;
+}

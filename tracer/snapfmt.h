@@ -1,0 +1,72 @@
+/* The snapshot file format, version 1: the one definition shared by the
+ * tracer (writer) and the tools (reader). docs/snapshot-format.md describes
+ * it for people. All integers are little-endian and unaligned.
+ *
+ *   header (32 bytes)
+ *     magic    8  "SNAPMALC"
+ *     version  u32  SM_SNAP_VERSION
+ *     hdrsize  u32  32
+ *     payload  u64  bytes after the header
+ *     crc32    u32  CRC-32 (IEEE) of the payload
+ *     zero     u32
+ *   payload: sections, each
+ *     tag u32, count u32 (records), bytes u64 (body length), body
+ *   in this order: INFO, MODULES, TRACES. Readers skip unknown tags.
+ *
+ *   INFO body: u64 pid, u64 time_ns (CLOCK_REALTIME), u64 traced_current,
+ *     u64 traced_peak, u64 rss, u64 heap_mapped, u64 heap_inuse,
+ *     u64 meta_mapped, u64 sequence, u64 sample_bytes, u32 depth, u32 flags,
+ *     then three strings (u32 length + bytes): program path, command line
+ *     (arguments separated by NUL), SNAPMALLOC_OPTIONS as given.
+ *   MODULES record: u64 bias, u64 start, u64 end, u32 path_len,
+ *     u32 build_id_len, path, build_id.
+ *   TRACES record: u32 id, u16 nframes, u16 flags, u64 size, u64 count,
+ *     4 x (u64 size, u64 count) per leak class (zero unless SM_SNAP_LEAKS),
+ *     then nframes x (u32 module index, u64 offset), innermost frame first.
+ *     module == SM_SNAP_NO_MODULE: offset is the raw address. A frame's
+ *     offset is a return address minus the module's bias (look up at - 1). */
+#ifndef SM_TRACER_SNAPFMT_H
+#define SM_TRACER_SNAPFMT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SM_SNAP_MAGIC "SNAPMALC"
+#define SM_SNAP_VERSION 1u
+#define SM_SNAP_HEADER_SIZE 32u
+
+enum {
+  SM_SNAP_SEC_INFO = 1,
+  SM_SNAP_SEC_MODULES = 2,
+  SM_SNAP_SEC_TRACES = 3,
+};
+
+/* INFO flags */
+#define SM_SNAP_SAMPLED 1u   /* sizes and counts are estimates from sampling */
+#define SM_SNAP_LEAKS 2u     /* leak classes were computed (final snapshot) */
+#define SM_SNAP_FINAL 4u     /* written at exit */
+
+/* TRACES flags */
+#define SM_SNAP_TRUNCATED 1u /* the stack was deeper than `depth` */
+
+#define SM_SNAP_NO_MODULE 0xffffffffu
+#define SM_SNAP_MAX_FRAMES 128
+
+/* Leak classes, in the order they are stored. */
+enum {
+  SM_LEAK_DEFINITE = 0,
+  SM_LEAK_INDIRECT = 1,
+  SM_LEAK_POSSIBLE = 2,
+  SM_LEAK_REACHABLE = 3,
+  SM_LEAK_CLASSES = 4,
+};
+
+#define SM_SNAP_INFO_FIXED (10 * 8 + 2 * 4)
+#define SM_SNAP_TRACE_FIXED (4 + 2 + 2 + 8 + 8 + SM_LEAK_CLASSES * 16)
+#define SM_SNAP_FRAME_SIZE 12
+#define SM_SNAP_MODULE_FIXED (3 * 8 + 2 * 4)
+
+/* CRC-32 (IEEE 802.3, reflected), continuing from `crc` (start with 0). */
+uint32_t sm_crc32(uint32_t crc, const void *data, size_t len);
+
+#endif
