@@ -1,0 +1,66 @@
+#!/bin/sh
+# Drives tests/tracer/lifecycle.c under the preload: one scenario per call.
+#   lifecycle.sh MODE LIB BIN DLLIB SNAPMALLOC
+set -u
+mode=$1 lib=$2 bin=$3 dllib=$4 tool=$5
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+chmod 755 "$dir"
+opts="trace=1,out=$dir/x.%p.%n.snap"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+case $mode in
+signal)
+  LD_PRELOAD=$lib SNAPMALLOC_OPTIONS=$opts "$bin" signal "$dir" > "$dir/out" 2>&1 &
+  pid=$!
+  for i in $(seq 50); do grep -q ready "$dir/out" 2>/dev/null && break; sleep 0.1; done
+  grep -q ready "$dir/out" || fail "program did not start"
+  kill -USR2 $pid
+  found=0
+  for i in $(seq 10); do   # within a second
+    if ls "$dir"/x.$pid.*.snap >/dev/null 2>&1; then found=1; break; fi
+    sleep 0.1
+  done
+  [ $found = 1 ] || fail "no snapshot within 1 s of SIGUSR2 while the program sleeps"
+  kill -TERM $pid
+  wait $pid || { cat "$dir/out" >&2; fail "program failed after SIGTERM"; }
+  ;;
+interval)
+  LD_PRELOAD=$lib SNAPMALLOC_OPTIONS="$opts,interval=1" "$bin" interval "$dir" || fail "interval"
+  ;;
+atexit)
+  LD_PRELOAD=$lib SNAPMALLOC_OPTIONS=$opts "$bin" atexit "$dir" || fail "program failed"
+  snap=$(ls "$dir"/x.*.snap | head -n 1)
+  [ -n "$snap" ] || fail "no final snapshot"
+  "$tool" top "$snap" --by function --limit 0 > "$dir/top" || fail "snapmalloc top failed"
+  grep -q '^main: ' "$dir/top" || grep -q 'exit_leftover' "$dir/top" || { cat "$dir/top" >&2; fail "symbolization found nothing"; }
+  if grep -q 'exit_leftover' "$dir/top"; then
+    cat "$dir/top" >&2
+    fail "the final snapshot was written before atexit handlers and destructors ran"
+  fi
+  ;;
+fork|dlopen|exec)
+  LD_PRELOAD=$lib SNAPMALLOC_OPTIONS=$opts "$bin" $mode "$dir" "$( [ $mode = exec ] && echo "$bin" || echo "$dllib")" || fail "$mode"
+  ;;
+exitcode)
+  LD_PRELOAD=$lib SNAPMALLOC_OPTIONS=$opts "$bin" exitcode; rc=$?
+  [ $rc = 3 ] || fail "exit status $rc under the preload, expected 3"
+  SNAPMALLOC_LIB=$lib "$tool" run --out "$dir/r.%p.snap" --no-report -- "$bin" exitcode; rc=$?
+  [ $rc = 3 ] || fail "snapmalloc run passed status $rc, expected 3"
+  SNAPMALLOC_LIB=$lib "$tool" run --out "$dir/k.%p.snap" --no-report -- sh -c 'kill -TERM $$' 2>/dev/null; rc=$?
+  [ $rc = 143 ] || fail "snapmalloc run: death by SIGTERM gave status $rc, expected 143"
+  ;;
+dropped)
+  [ "$(id -u)" = 0 ] || exit 77
+  ro=$(mktemp -d); chmod 700 "$ro"
+  LD_PRELOAD=$lib SNAPMALLOC_OPTIONS="trace=1,at_exit=0,out=$ro/x.snap" "$bin" dropped "$ro" > "$dir/out" 2> "$dir/err"; rc=$?
+  rm -rf "$ro"
+  cat "$dir/err" >&2
+  [ $rc = 0 ] || fail "program failed after dropping privileges"
+  grep -q 'went on' "$dir/out" || fail "program did not go on"
+  n=$(grep -c '^snapmalloc: warning: cannot write snapshot .*: Permission denied$' "$dir/err")
+  [ "$n" = 1 ] || fail "expected one warning line, got $n"
+  ;;
+*) fail "unknown mode $mode" ;;
+esac
+exit 0

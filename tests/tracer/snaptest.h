@@ -1,0 +1,67 @@
+/* Helpers for tracer tests: programs run under the preload with trace=1,
+ * write snapshots, and read them back with the tool's own reader. A trace is
+ * attributed to a function of the test program through dladdr() on its
+ * innermost frame (test programs are linked with -rdynamic). */
+#ifndef SM_TESTS_SNAPTEST_H
+#define SM_TESTS_SNAPTEST_H
+
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/testhelper.h"
+#include "tools/snapread.h"
+
+static inline void snaptest_read(const char *path, sm_snap_t *s) {
+  char err[256];
+  if (sm_snap_read(path, s, err, sizeof err) != 0) {
+    fprintf(stderr, "cannot read snapshot %s: %s\n", path, err);
+    exit(1);
+  }
+}
+
+/* Address of frame k of trace t, or 0 when its module is unknown. */
+static inline uintptr_t snaptest_addr(const sm_snap_t *s, const sm_snap_trace_t *t, unsigned k) {
+  if (k >= t->nframes || t->frames[k].module == SM_SNAP_NO_MODULE) return 0;
+  return (uintptr_t)(s->modules[t->frames[k].module].bias + t->frames[k].offset);
+}
+
+/* Name of the function containing return address a (looked up at a - 1). */
+static inline const char *snaptest_func(uintptr_t a) {
+  Dl_info info;
+  if (!a || !dladdr((void *)(a - 1), &info) || !info.dli_sname) return "";
+  return info.dli_sname;
+}
+
+/* Sums traces whose innermost frame is in function fn. */
+static inline void snaptest_sum(const sm_snap_t *s, const char *fn, uint64_t *size, uint64_t *count) {
+  *size = *count = 0;
+  for (size_t i = 0; i < s->ntraces; i++) {
+    const sm_snap_trace_t *t = &s->traces[i];
+    if (t->nframes && strcmp(snaptest_func(snaptest_addr(s, t, 0)), fn) == 0) {
+      *size += t->size;
+      *count += t->count;
+    }
+  }
+}
+
+/* The public API, looked up at run time as include/snapmalloc.h advises, so
+ * the test programs also start (and skip) without the library. */
+static int (*snaptest_snapshot)(const char *);
+static size_t (*snaptest_traced)(size_t *);
+static void (*snaptest_reset)(void);
+#define snapmalloc_snapshot(p) snaptest_snapshot(p)
+#define snapmalloc_traced_memory(p) snaptest_traced(p)
+#define snapmalloc_reset_peak() snaptest_reset()
+
+/* True if the library is preloaded (and so the API is there). */
+static inline int snaptest_tracing(void) {
+  snaptest_snapshot = (int (*)(const char *))dlsym(RTLD_DEFAULT, "snapmalloc_snapshot");
+  snaptest_traced = (size_t(*)(size_t *))dlsym(RTLD_DEFAULT, "snapmalloc_traced_memory");
+  snaptest_reset = (void (*)(void))dlsym(RTLD_DEFAULT, "snapmalloc_reset_peak");
+  return snaptest_snapshot && snaptest_traced && snaptest_reset;
+}
+
+#endif

@@ -1,0 +1,20 @@
+/* Shared by the command implementations of the snapmalloc tool. */
+#ifndef SM_TOOLS_CLI_H
+#define SM_TOOLS_CLI_H
+
+#include <stdbool.h>
+
+#include "tools/snapread.h"
+
+#define SNAPMALLOC_TOOL_VERSION "0.1.0"
+
+/* Prints "snapmalloc CMD: <message> (see ...)" and exits 2. */
+void cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+bool cli_parse_size(const char *s, unsigned long long *out); /* K/M/G suffixes */
+bool cli_parse_int(const char *s, long lo, long hi, long *out);
+/* Reads a snapshot or prints "snapmalloc: PATH: problem" and returns -1. */
+int cli_load(const char *path, sm_snap_t *snap);
+
+int cmd_run(int argc, char **argv);
+
+#endif

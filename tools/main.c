@@ -1,0 +1,276 @@
+/* snapmalloc: the command-line tool.
+ *
+ *   snapmalloc run   [run options] -- CMD [ARG...]
+ *   snapmalloc top   SNAP [report options]
+ *   snapmalloc diff  OLD NEW [report options]
+ *
+ * Exit status: 0 success; 2 bad input or usage (one line on stderr says
+ * what and where); `run` passes CMD's status through (a death by signal is
+ * re-raised). docs/cli.md is the manual. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <glob.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools/cli.h"
+#include "tools/report.h"
+#include "tools/snapread.h"
+#include "tools/util.h"
+
+#define EXIT_BAD 2
+
+static const char *prog = "snapmalloc";
+
+void cli_usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "%s%s%s: ", prog, cmd ? " " : "", cmd ? cmd : "");
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, " (see '%s %s--help')\n", prog, cmd ? cmd : "");
+  exit(EXIT_BAD);
+}
+
+bool cli_parse_size(const char *s, unsigned long long *out) {
+  char *end;
+  errno = 0;
+  if (!s || !*s || *s == '-') return false;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s) return false;
+  unsigned shift = 0;
+  if (*end == 'k' || *end == 'K') shift = 10, end++;
+  else if (*end == 'm' || *end == 'M') shift = 20, end++;
+  else if (*end == 'g' || *end == 'G') shift = 30, end++;
+  if (shift && *end == 'i') end++;
+  if (shift && (*end == 'b' || *end == 'B')) end++;
+  else if (!shift && (*end == 'b' || *end == 'B')) end++;
+  if (*end) return false;
+  if (shift && v > (~0ULL >> shift)) return false;
+  *out = v << shift;
+  return true;
+}
+
+bool cli_parse_int(const char *s, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  if (!s || !*s) return false;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+int cli_load(const char *path, sm_snap_t *snap) {
+  char err[256];
+  if (sm_snap_read(path, snap, err, sizeof err) != 0) {
+    fprintf(stderr, "%s: %s: %s\n", prog, path, err);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- report options */
+
+enum { OPT_BY = 256, OPT_LIMIT, OPT_CUMULATIVE, OPT_INCLUDE, OPT_EXCLUDE, OPT_FORMAT, OPT_RAW, OPT_FULL_PATHS, OPT_HELP };
+
+static const struct option report_longopts[] = {
+    {"by", required_argument, NULL, OPT_BY},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"cumulative", no_argument, NULL, OPT_CUMULATIVE},
+    {"include", required_argument, NULL, OPT_INCLUDE},
+    {"exclude", required_argument, NULL, OPT_EXCLUDE},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"raw", no_argument, NULL, OPT_RAW},
+    {"full-paths", no_argument, NULL, OPT_FULL_PATHS},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static const char report_help[] =
+    "  --by line|file|function|trace  group allocations by site line (default), file,\n"
+    "                                 function, or whole stack trace\n"
+    "  --limit N                      show the N largest entries (default 10, 0 = all)\n"
+    "  --cumulative                   count every frame of a trace, not just its site\n"
+    "  --include GLOB                 keep traces whose site file, function or module\n"
+    "                                 matches GLOB (repeatable)\n"
+    "  --exclude GLOB                 drop traces whose site matches GLOB (repeatable)\n"
+    "  --format text|json|folded      output format (default text; folded: Brendan\n"
+    "                                 Gregg's collapsed stacks, one line per trace)\n"
+    "  --raw                          the site is the innermost frame, allocation\n"
+    "                                 wrappers (strdup, operator new, ...) included\n"
+    "  --full-paths                   do not shorten paths under the current directory\n";
+
+/* Parses report options from argv (getopt state reset by the caller);
+ * positional arguments are collected into pos. */
+static void parse_report_opts(const char *cmd, int argc, char **argv, sm_report_opts_t *o, char ***pos, int *npos,
+                              bool *help) {
+  o->by = BY_LINE;
+  o->limit = 10;
+  o->format = FMT_TEXT;
+  o->include = xcalloc((size_t)argc, sizeof(char *));
+  o->exclude = xcalloc((size_t)argc, sizeof(char *));
+  *pos = xcalloc((size_t)argc + 1, sizeof(char *));
+  *npos = 0;
+  *help = false;
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "-", report_longopts, NULL)) != -1) {
+    long v;
+    switch (c) {
+    case 1: (*pos)[(*npos)++] = optarg; break;
+    case OPT_BY:
+      if (!strcmp(optarg, "line") || !strcmp(optarg, "lineno")) o->by = BY_LINE;
+      else if (!strcmp(optarg, "file") || !strcmp(optarg, "filename")) o->by = BY_FILE;
+      else if (!strcmp(optarg, "function")) o->by = BY_FUNCTION;
+      else if (!strcmp(optarg, "trace") || !strcmp(optarg, "traceback")) o->by = BY_TRACE;
+      else cli_usage_error(cmd, "--by takes line, file, function or trace, not '%s'", optarg);
+      break;
+    case OPT_LIMIT:
+      if (!cli_parse_int(optarg, 0, INT_MAX, &v)) cli_usage_error(cmd, "--limit takes a whole number >= 0, not '%s'", optarg);
+      o->limit = (int)v;
+      break;
+    case OPT_CUMULATIVE: o->cumulative = true; break;
+    case OPT_INCLUDE: o->include[o->ninclude++] = optarg; break;
+    case OPT_EXCLUDE: o->exclude[o->nexclude++] = optarg; break;
+    case OPT_FORMAT:
+      if (!strcmp(optarg, "text")) o->format = FMT_TEXT;
+      else if (!strcmp(optarg, "json")) o->format = FMT_JSON;
+      else if (!strcmp(optarg, "folded")) o->format = FMT_FOLDED;
+      else cli_usage_error(cmd, "--format takes text, json or folded, not '%s'", optarg);
+      break;
+    case OPT_RAW: o->raw = true; break;
+    case OPT_FULL_PATHS: o->full_paths = true; break;
+    case OPT_HELP: *help = true; break;
+    case '?':
+    default:
+      if (optopt) cli_usage_error(cmd, "option '-%c' is unknown or lacks its value", optopt);
+      cli_usage_error(cmd, "option '%s' is unknown or lacks its value", argv[optind - 1]);
+    }
+  }
+  if (o->cumulative && o->by == BY_TRACE) cli_usage_error(cmd, "--cumulative cannot be used with --by trace");
+  if (o->format == FMT_FOLDED && o->by != BY_TRACE) o->by = BY_TRACE; /* folded stacks are whole traces */
+}
+
+static void free_report_opts(sm_report_opts_t *o, char **pos) {
+  free(o->include);
+  free(o->exclude);
+  free(pos);
+}
+
+/* ---------------------------------------------------------------- top / diff */
+
+static int cmd_top(int argc, char **argv) {
+  sm_report_opts_t o = {0};
+  char **pos;
+  int npos;
+  bool help;
+  parse_report_opts("top", argc, argv, &o, &pos, &npos, &help);
+  if (help) {
+    printf("usage: %s top SNAPSHOT [options]\n\n"
+           "Prints the allocation sites holding the most live memory in SNAPSHOT,\n"
+           "one line per site as Python's tracemalloc prints statistics.\n\n%s",
+           prog, report_help);
+    free_report_opts(&o, pos);
+    return 0;
+  }
+  if (npos != 1) cli_usage_error("top", npos ? "takes one snapshot, not %d" : "needs a snapshot file%.0d", npos);
+  sm_snap_t snap;
+  if (cli_load(pos[0], &snap) != 0) return EXIT_BAD;
+  sm_tools_ctx_t *ctx = sm_ctx_new(&o);
+  sm_model_t m;
+  sm_model_build(ctx, &snap, &m);
+  if (o.format == FMT_TEXT) sm_print_header(stdout, "", &snap);
+  sm_report(stdout, ctx, NULL, &m);
+  sm_model_free(&m);
+  sm_ctx_free(ctx);
+  sm_snap_free(&snap);
+  free_report_opts(&o, pos);
+  return 0;
+}
+
+static int cmd_diff(int argc, char **argv) {
+  sm_report_opts_t o = {0};
+  char **pos;
+  int npos;
+  bool help;
+  parse_report_opts("diff", argc, argv, &o, &pos, &npos, &help);
+  if (help) {
+    printf("usage: %s diff OLD NEW [options]\n\n"
+           "Compares two snapshots like tracemalloc's Snapshot.compare_to(): one line\n"
+           "per site with its size and count in NEW and the change from OLD, sorted by\n"
+           "the absolute size change, then the absolute count change.\n\n%s",
+           prog, report_help);
+    free_report_opts(&o, pos);
+    return 0;
+  }
+  if (npos != 2) cli_usage_error("diff", "needs two snapshot files (OLD NEW), got %d", npos);
+  sm_snap_t a, b;
+  if (cli_load(pos[0], &a) != 0) return EXIT_BAD;
+  if (cli_load(pos[1], &b) != 0) {
+    sm_snap_free(&a);
+    return EXIT_BAD;
+  }
+  sm_tools_ctx_t *ctx = sm_ctx_new(&o);
+  sm_model_t ma, mb;
+  sm_model_build(ctx, &a, &ma);
+  sm_model_build(ctx, &b, &mb);
+  if (o.format == FMT_TEXT) {
+    sm_print_header(stdout, "old: ", &a);
+    sm_print_header(stdout, "new: ", &b);
+  }
+  sm_report(stdout, ctx, &ma, &mb);
+  sm_model_free(&ma);
+  sm_model_free(&mb);
+  sm_ctx_free(ctx);
+  sm_snap_free(&a);
+  sm_snap_free(&b);
+  free_report_opts(&o, pos);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: %s COMMAND [ARGS]\n\n"
+          "Commands:\n"
+          "  run [options] -- CMD [ARG...]   run CMD with allocation tracing, then show its top sites\n"
+          "  top SNAPSHOT [options]          the sites holding the most live memory\n"
+          "  diff OLD NEW [options]          what grew or shrank between two snapshots\n\n"
+          "'%s COMMAND --help' describes a command. Exit status: 0 success, 2 bad input\n"
+          "or usage; run passes CMD's exit status through.\n",
+          prog, prog);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return EXIT_BAD;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "--version")) {
+    printf("snapmalloc %s\n", SNAPMALLOC_TOOL_VERSION);
+    return 0;
+  }
+  if (!strcmp(cmd, "top")) return cmd_top(argc - 1, argv + 1);
+  if (!strcmp(cmd, "diff")) return cmd_diff(argc - 1, argv + 1);
+  if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+  fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", prog, cmd, prog);
+  return EXIT_BAD;
+}

@@ -1,0 +1,71 @@
+/* Turning snapshots into statistics: symbolize traces, find each trace's
+ * allocation site, group by line / file / function / trace, sort and print
+ * them the way Python's tracemalloc does (text) or as JSON. */
+#ifndef SM_TOOLS_REPORT_H
+#define SM_TOOLS_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tools/snapread.h"
+#include "tools/symbolize.h"
+
+typedef enum { BY_LINE, BY_FILE, BY_FUNCTION, BY_TRACE } sm_by_t;
+typedef enum { FMT_TEXT, FMT_JSON, FMT_FOLDED } sm_format_t;
+
+typedef struct sm_report_opts {
+  sm_by_t by;
+  int limit;               /* <= 0: all */
+  bool cumulative;
+  bool raw;                /* site = innermost frame, no wrapper skipping */
+  bool full_paths;         /* do not shorten paths under the current directory */
+  sm_format_t format;
+  const char **include;    /* globs; a trace is kept if its site matches any */
+  int ninclude;
+  const char **exclude;    /* globs; a trace is dropped if its site matches any */
+  int nexclude;
+} sm_report_opts_t;
+
+/* One frame after symbolization (an inline chain becomes several). */
+typedef struct sm_sframe {
+  const char *file;       /* display path or NULL */
+  int line;
+  const char *function;   /* or NULL */
+  const char *module;     /* module path or NULL */
+  uint64_t offset;        /* module offset (raw address without module) */
+} sm_sframe_t;
+
+typedef struct sm_strace {
+  const sm_snap_trace_t *raw;
+  sm_sframe_t *frames;    /* innermost first */
+  int nframes;
+  int site;               /* index of the allocation site in frames */
+} sm_strace_t;
+
+typedef struct sm_model {
+  sm_snap_t *snap;
+  sm_strace_t *traces;    /* only those kept by the filters */
+  size_t ntraces;
+} sm_model_t;
+
+typedef struct sm_tools_ctx sm_tools_ctx_t; /* symbolizer and caches shared by both sides of a diff */
+sm_tools_ctx_t *sm_ctx_new(const sm_report_opts_t *o);
+void sm_ctx_free(sm_tools_ctx_t *ctx);
+
+void sm_model_build(sm_tools_ctx_t *ctx, sm_snap_t *snap, sm_model_t *m);
+void sm_model_free(sm_model_t *m);
+
+/* tracemalloc's size format: "2392 KiB", "82.8 KiB", with a sign for diffs. */
+void sm_format_size(char *buf, size_t cap, double size, bool sign);
+
+/* One line describing a snapshot. */
+void sm_print_header(FILE *out, const char *label, const sm_snap_t *s);
+
+/* top (old == NULL) or diff (old != NULL). Returns 0. */
+int sm_report(FILE *out, sm_tools_ctx_t *ctx, sm_model_t *old, sm_model_t *cur);
+
+/* Text of one frame for folded stacks and messages: "func (file:line)". */
+void sm_frame_label(char *buf, size_t cap, const sm_sframe_t *f);
+
+#endif

@@ -1,0 +1,288 @@
+/* Snapshot reader and validator (format in tracer/snapfmt.h). A cursor over
+ * the payload refuses to read past the end of the current section, so a
+ * corrupt length can never make us read out of bounds or allocate wildly:
+ * counts are checked against the bytes that could hold them before any
+ * allocation. */
+#include "tools/snapread.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/util.h"
+
+typedef struct cursor {
+  const uint8_t *p, *end;
+  bool bad;
+} cursor_t;
+
+static bool need(cursor_t *c, size_t n) {
+  if (c->bad || (size_t)(c->end - c->p) < n) {
+    c->bad = true;
+    return false;
+  }
+  return true;
+}
+static uint64_t get_u64(cursor_t *c) {
+  uint64_t v = 0;
+  if (need(c, 8)) memcpy(&v, c->p, 8), c->p += 8;
+  return v;
+}
+static uint32_t get_u32(cursor_t *c) {
+  uint32_t v = 0;
+  if (need(c, 4)) memcpy(&v, c->p, 4), c->p += 4;
+  return v;
+}
+static uint16_t get_u16(cursor_t *c) {
+  uint16_t v = 0;
+  if (need(c, 2)) memcpy(&v, c->p, 2), c->p += 2;
+  return v;
+}
+static const uint8_t *get_bytes(cursor_t *c, size_t n) {
+  if (!need(c, n)) return NULL;
+  const uint8_t *r = c->p;
+  c->p += n;
+  return r;
+}
+
+static char *dup_bytes(const uint8_t *p, size_t n) {
+  char *s = xmalloc(n + 1);
+  if (n) memcpy(s, p, n);
+  s[n] = '\0';
+  return s;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static const char *get_str(cursor_t *c, size_t *len) {
+  uint32_t n = get_u32(c);
+  const uint8_t *b = get_bytes(c, n);
+  *len = n;
+  return (const char *)b;
+}
+
+static int parse_info(cursor_t *c, sm_snap_t *s, char *err, size_t errlen) {
+  s->pid = get_u64(c);
+  s->time_ns = get_u64(c);
+  s->traced_current = get_u64(c);
+  s->traced_peak = get_u64(c);
+  s->rss = get_u64(c);
+  s->heap_mapped = get_u64(c);
+  s->heap_inuse = get_u64(c);
+  s->meta_mapped = get_u64(c);
+  s->sequence = get_u64(c);
+  s->sample_bytes = get_u64(c);
+  s->depth = get_u32(c);
+  s->flags = get_u32(c);
+  size_t n;
+  const char *str = get_str(c, &n);
+  if (c->bad) return fail(err, errlen, "corrupt INFO section (fields run past its end)");
+  s->program = dup_bytes((const uint8_t *)str, n);
+  str = get_str(c, &n);
+  if (c->bad) return fail(err, errlen, "corrupt INFO section (command line runs past its end)");
+  s->cmdline = dup_bytes((const uint8_t *)str, n);
+  s->cmdline_len = n;
+  str = get_str(c, &n);
+  if (c->bad) return fail(err, errlen, "corrupt INFO section (options run past its end)");
+  s->options = dup_bytes((const uint8_t *)str, n);
+  if (s->depth < 1 || s->depth > SM_SNAP_MAX_FRAMES)
+    return fail(err, errlen, "corrupt INFO section (depth %u outside 1..%u)", s->depth, SM_SNAP_MAX_FRAMES);
+  return 0;
+}
+
+static int parse_modules(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size_t errlen) {
+  if ((size_t)(c->end - c->p) / SM_SNAP_MODULE_FIXED < count)
+    return fail(err, errlen, "corrupt MODULES section (%u modules cannot fit in %zu bytes)", count,
+                (size_t)(c->end - c->p));
+  s->modules = xcalloc(count, sizeof *s->modules);
+  s->nmodules = count;
+  for (uint32_t i = 0; i < count; i++) {
+    sm_snap_module_t *m = &s->modules[i];
+    m->bias = get_u64(c);
+    m->start = get_u64(c);
+    m->end = get_u64(c);
+    uint32_t plen = get_u32(c);
+    uint32_t blen = get_u32(c);
+    const uint8_t *path = get_bytes(c, plen);
+    const uint8_t *bid = get_bytes(c, blen);
+    if (c->bad) return fail(err, errlen, "corrupt MODULES section (module %u runs past its end)", i);
+    if (blen > 64) return fail(err, errlen, "corrupt MODULES section (module %u has a %u-byte build-id)", i, blen);
+    if (memchr(path, '\0', plen)) return fail(err, errlen, "corrupt MODULES section (module %u path has a NUL byte)", i);
+    m->path = dup_bytes(path, plen);
+    m->build_id = (uint8_t *)bid;
+    m->build_id_len = blen;
+  }
+  return 0;
+}
+
+static int parse_traces(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size_t errlen) {
+  if ((size_t)(c->end - c->p) / SM_SNAP_TRACE_FIXED < count)
+    return fail(err, errlen, "corrupt TRACES section (%u traces cannot fit in %zu bytes)", count,
+                (size_t)(c->end - c->p));
+  s->traces = xcalloc(count, sizeof *s->traces);
+  s->ntraces = count;
+  for (uint32_t i = 0; i < count; i++) {
+    sm_snap_trace_t *t = &s->traces[i];
+    t->id = get_u32(c);
+    t->nframes = get_u16(c);
+    t->flags = get_u16(c);
+    t->size = get_u64(c);
+    t->count = get_u64(c);
+    for (int k = 0; k < SM_LEAK_CLASSES; k++) {
+      t->leak[k][0] = get_u64(c);
+      t->leak[k][1] = get_u64(c);
+    }
+    if (c->bad) return fail(err, errlen, "corrupt TRACES section (trace %u runs past its end)", i);
+    if (t->nframes > SM_SNAP_MAX_FRAMES)
+      return fail(err, errlen, "corrupt TRACES section (trace %u has %u frames, at most %u allowed)", i, t->nframes,
+                  SM_SNAP_MAX_FRAMES);
+    if (!need(c, (size_t)t->nframes * SM_SNAP_FRAME_SIZE))
+      return fail(err, errlen, "corrupt TRACES section (frames of trace %u run past its end)", i);
+    t->frames = xcalloc(t->nframes, sizeof *t->frames);
+    for (unsigned f = 0; f < t->nframes; f++) {
+      t->frames[f].module = get_u32(c);
+      t->frames[f].offset = get_u64(c);
+      if (t->frames[f].module != SM_SNAP_NO_MODULE && t->frames[f].module >= s->nmodules)
+        return fail(err, errlen, "corrupt TRACES section (trace %u names module %u of %u)", i, t->frames[f].module,
+                    s->nmodules);
+    }
+    if (t->count == 0 && t->size != 0 && !(s->flags & SM_SNAP_LEAKS))
+      return fail(err, errlen, "corrupt TRACES section (trace %u has %llu bytes in 0 blocks)", i,
+                  (unsigned long long)t->size);
+  }
+  return 0;
+}
+
+int sm_snap_parse(const uint8_t *data, size_t len, sm_snap_t *s, char *err, size_t errlen) {
+  memset(s, 0, sizeof *s);
+  if (len < SM_SNAP_HEADER_SIZE)
+    return fail(err, errlen, "not a snapmalloc snapshot (only %zu bytes)", len);
+  if (memcmp(data, SM_SNAP_MAGIC, 8) != 0) return fail(err, errlen, "not a snapmalloc snapshot (bad magic)");
+  cursor_t h = {data + 8, data + SM_SNAP_HEADER_SIZE, false};
+  uint32_t version = get_u32(&h);
+  uint32_t hdrsize = get_u32(&h);
+  uint64_t payload = get_u64(&h);
+  uint32_t crc = get_u32(&h);
+  if (version > SM_SNAP_VERSION)
+    return fail(err, errlen, "written by a newer snapmalloc (format version %u; this tool reads up to %u)", version,
+                SM_SNAP_VERSION);
+  if (version == 0) return fail(err, errlen, "corrupt header (format version 0)");
+  if (hdrsize != SM_SNAP_HEADER_SIZE) return fail(err, errlen, "corrupt header (header size %u)", hdrsize);
+  if (payload > len - SM_SNAP_HEADER_SIZE)
+    return fail(err, errlen, "truncated (header promises %llu bytes of data, the file has %zu)",
+                (unsigned long long)payload, len - SM_SNAP_HEADER_SIZE);
+  if (payload < len - SM_SNAP_HEADER_SIZE)
+    return fail(err, errlen, "corrupt (%zu unexpected bytes after the data)", (size_t)(len - SM_SNAP_HEADER_SIZE - payload));
+  const uint8_t *body = data + SM_SNAP_HEADER_SIZE;
+  if (sm_crc32(0, body, payload) != crc) return fail(err, errlen, "corrupt (checksum mismatch)");
+
+  cursor_t c = {body, body + payload, false};
+  bool have[4] = {false, false, false, false};
+  while (c.p < c.end) {
+    uint32_t tag = get_u32(&c);
+    uint32_t count = get_u32(&c);
+    uint64_t bytes = get_u64(&c);
+    if (c.bad || bytes > (uint64_t)(c.end - c.p)) {
+      sm_snap_free(s);
+      return fail(err, errlen, "corrupt (a section runs past the end of the file)");
+    }
+    cursor_t sec = {c.p, c.p + bytes, false};
+    c.p += bytes;
+    int rc = 0;
+    if (tag >= 1 && tag <= 3 && have[tag]) {
+      sm_snap_free(s);
+      return fail(err, errlen, "corrupt (section %u appears twice)", tag);
+    }
+    switch (tag) {
+    case SM_SNAP_SEC_INFO:
+      if (count != 1) rc = fail(err, errlen, "corrupt INFO section (count %u)", count);
+      else rc = parse_info(&sec, s, err, errlen);
+      break;
+    case SM_SNAP_SEC_MODULES:
+      if (!have[SM_SNAP_SEC_INFO]) rc = fail(err, errlen, "corrupt (MODULES before INFO)");
+      else rc = parse_modules(&sec, count, s, err, errlen);
+      break;
+    case SM_SNAP_SEC_TRACES:
+      if (!have[SM_SNAP_SEC_MODULES]) rc = fail(err, errlen, "corrupt (TRACES before MODULES)");
+      else rc = parse_traces(&sec, count, s, err, errlen);
+      break;
+    default:
+      continue; /* a section from a later minor revision: skip it */
+    }
+    if (rc == 0 && sec.p != sec.end)
+      rc = fail(err, errlen, "corrupt (section %u has %zu unexplained bytes)", tag, (size_t)(sec.end - sec.p));
+    if (rc != 0) {
+      sm_snap_free(s);
+      return rc;
+    }
+    have[tag] = true;
+  }
+  for (uint32_t t = 1; t <= 3; t++) {
+    if (!have[t]) {
+      sm_snap_free(s);
+      static const char *names[] = {"", "INFO", "MODULES", "TRACES"};
+      return fail(err, errlen, "corrupt (no %s section)", names[t]);
+    }
+  }
+  return 0;
+}
+
+int sm_snap_read(const char *path, sm_snap_t *s, char *err, size_t errlen) {
+  memset(s, 0, sizeof *s);
+  FILE *f = fopen(path, "rb");
+  if (!f) return fail(err, errlen, "cannot open: %s", strerror(errno));
+  uint8_t *data = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (len == cap) {
+      cap = cap ? cap * 2 : 1 << 16;
+      uint8_t *nd = realloc(data, cap);
+      if (!nd) {
+        free(data);
+        fclose(f);
+        return fail(err, errlen, "out of memory reading the file");
+      }
+      data = nd;
+    }
+    size_t r = fread(data + len, 1, cap - len, f);
+    len += r;
+    if (r == 0) break;
+  }
+  bool ioerr = ferror(f);
+  fclose(f);
+  if (ioerr) {
+    free(data);
+    return fail(err, errlen, "read error");
+  }
+  int rc = sm_snap_parse(data, len, s, err, errlen);
+  if (rc != 0) {
+    free(data);
+    return rc;
+  }
+  /* Build-ids point into the buffer: keep it with the snapshot. */
+  s->path = xstrdup(path);
+  s->modules_buffer_ = data;
+  return 0;
+}
+
+void sm_snap_free(sm_snap_t *s) {
+  for (uint32_t i = 0; s->modules && i < s->nmodules; i++) free(s->modules[i].path);
+  free(s->modules);
+  for (size_t i = 0; s->traces && i < s->ntraces; i++) free(s->traces[i].frames);
+  free(s->traces);
+  free(s->program);
+  free(s->options);
+  free(s->cmdline);
+  free(s->path);
+  free(s->modules_buffer_);
+  memset(s, 0, sizeof *s);
+}

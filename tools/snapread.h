@@ -1,0 +1,53 @@
+/* Reading snapshot files: every field is validated (magic, version,
+ * checksum, every count, length and index) before anything is believed. */
+#ifndef SM_TOOLS_SNAPREAD_H
+#define SM_TOOLS_SNAPREAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tracer/snapfmt.h"
+
+typedef struct sm_snap_module {
+  uint64_t bias, start, end;
+  char *path;              /* NUL-terminated copy */
+  uint8_t *build_id;       /* points into the file buffer */
+  uint32_t build_id_len;
+} sm_snap_module_t;
+
+typedef struct sm_snap_frame {
+  uint32_t module;         /* index, or SM_SNAP_NO_MODULE */
+  uint64_t offset;         /* return address - module bias (raw address without module) */
+} sm_snap_frame_t;
+
+typedef struct sm_snap_trace {
+  uint32_t id;
+  uint16_t nframes, flags;
+  uint64_t size, count;
+  uint64_t leak[SM_LEAK_CLASSES][2]; /* (size, count) per class */
+  sm_snap_frame_t *frames;           /* innermost first */
+} sm_snap_trace_t;
+
+typedef struct sm_snap {
+  char *path;
+  uint64_t pid, time_ns, traced_current, traced_peak, rss, heap_mapped, heap_inuse, meta_mapped;
+  uint64_t sequence, sample_bytes;
+  uint32_t depth, flags;
+  char *program, *options;
+  char *cmdline;           /* arguments separated by NUL */
+  size_t cmdline_len;
+  sm_snap_module_t *modules;
+  uint32_t nmodules;
+  sm_snap_trace_t *traces;
+  size_t ntraces;
+  uint8_t *modules_buffer_; /* the file's bytes when read by sm_snap_read (build-ids point here) */
+} sm_snap_t;
+
+/* Reads and validates path. On failure returns -1 and writes one line
+ * (without the file name) describing what is wrong into err. */
+int sm_snap_read(const char *path, sm_snap_t *snap, char *err, size_t errlen);
+/* Same, from a buffer (used by the fuzzer). The buffer must outlive snap. */
+int sm_snap_parse(const uint8_t *data, size_t len, sm_snap_t *snap, char *err, size_t errlen);
+void sm_snap_free(sm_snap_t *snap);
+
+#endif
