@@ -6,6 +6,8 @@
 #define SM_TESTS_SNAPTEST_H
 
 #include <dlfcn.h>
+#include <link.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +24,38 @@ static inline void snaptest_read(const char *path, sm_snap_t *s) {
   }
 }
 
-/* Address of frame k of trace t, or 0 when its module is unknown. */
+typedef struct snaptest_find {
+  const char *path;
+  uintptr_t bias;
+  int found;
+} snaptest_find_t;
+
+static inline int snaptest_find_module(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  snaptest_find_t *f = arg;
+  const char *name = info->dlpi_name;
+  char exe[4096];
+  if (!name || !name[0]) { /* the main program */
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    name = exe;
+  }
+  if (strcmp(name, f->path) == 0) {
+    f->bias = info->dlpi_addr;
+    f->found = 1;
+    return 1;
+  }
+  return 0;
+}
+
+/* Address in *this* process of frame k of trace t (the snapshot may come
+ * from another process, e.g. an exec'd child, loaded at other addresses),
+ * or 0 when its module is unknown or not loaded here. */
 static inline uintptr_t snaptest_addr(const sm_snap_t *s, const sm_snap_trace_t *t, unsigned k) {
   if (k >= t->nframes || t->frames[k].module == SM_SNAP_NO_MODULE) return 0;
-  return (uintptr_t)(s->modules[t->frames[k].module].bias + t->frames[k].offset);
+  snaptest_find_t f = {s->modules[t->frames[k].module].path, 0, 0};
+  dl_iterate_phdr(snaptest_find_module, &f);
+  return f.found ? (uintptr_t)(f.bias + t->frames[k].offset) : 0;
 }
 
 /* Name of the function containing return address a (looked up at a - 1). */
