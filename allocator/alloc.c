@@ -162,7 +162,9 @@ static size_t class_alignment(unsigned cls) {
 }
 
 void *sm_memalign(size_t align, size_t size) {
-  if (align <= SM_MIN_ALIGN) return sm_malloc(size);
+  /* Every block of 16 bytes or more is 16-aligned; only the 8-byte class
+   * is not, so a tiny request with alignment 16 takes a 16-byte block. */
+  if (align <= SM_MIN_ALIGN) return sm_malloc(size < align ? align : size);
   if (SM_UNLIKELY(size > SM_MAX_REQUEST)) {
     errno = ENOMEM;
     return NULL;

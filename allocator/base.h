@@ -43,13 +43,15 @@ typedef struct sm_lock {
 
 void sm_lock_slow(sm_lock_t *l);
 
-SM_INLINE void sm_lock(sm_lock_t *l) {
-  if (SM_LIKELY(!__atomic_exchange_n(&l->held, 1, __ATOMIC_ACQUIRE))) return;
-  sm_lock_slow(l);
-}
+/* Acquire only by moving 0 -> 1: an exchange would overwrite the "2" of a
+ * lock with sleepers, and the unlock would then skip the wake-up. */
 SM_INLINE bool sm_trylock(sm_lock_t *l) {
-  return !__atomic_load_n(&l->held, __ATOMIC_RELAXED) &&
-         !__atomic_exchange_n(&l->held, 1, __ATOMIC_ACQUIRE);
+  int expected = 0;
+  return __atomic_compare_exchange_n(&l->held, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+SM_INLINE void sm_lock(sm_lock_t *l) {
+  if (SM_LIKELY(sm_trylock(l))) return;
+  sm_lock_slow(l);
 }
 void sm_unlock_wake(sm_lock_t *l);
 SM_INLINE void sm_unlock(sm_lock_t *l) {

@@ -91,8 +91,12 @@ void *sm_huge_realloc(sm_segment_t *seg, void *p, size_t size) {
   if (!raw) return NULL;
   uint8_t *dst = (uint8_t *)sm_align_up((uintptr_t)raw, SM_SEGMENT_SIZE);
   sm_segment_unregister(seg); /* the header moves: unlink it first */
+  /* Forget the old address before it is unmapped: once it is, another
+   * thread may map a new segment there and register it. */
+  sm_segmap_clear(seg, 1, SM_SEGMAP_FREED);
   void *moved = mremap(seg, old_total, total, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
   if (moved == MAP_FAILED) {
+    sm_segmap_set(seg, 1); /* its leaf exists: cannot fail */
     sm_segment_register(seg);
     sm_os_unmap(raw, total + SM_SEGMENT_SIZE);
     return NULL;
@@ -102,7 +106,6 @@ void *sm_huge_realloc(sm_segment_t *seg, void *p, size_t size) {
   uint8_t *rend = raw + total + SM_SEGMENT_SIZE;
   if (dst + total < rend) sm_os_unmap(dst + total, (size_t)(rend - (dst + total)));
   sm_segment_t *nseg = (sm_segment_t *)dst;
-  sm_segmap_clear(seg, 1, SM_SEGMAP_FREED);
   nseg->size = total;
   nseg->huge_request = size;
   if (!sm_segmap_set(nseg, 1)) sm_fatal("realloc(): out of memory for the segment map");

@@ -210,7 +210,9 @@ void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align) {
   if (align) {
     uintptr_t payload = sm_align_up((uintptr_t)b + SM_LB_HDR, align);
     if (payload - SM_LB_HDR != (uintptr_t)b) {
-      if (payload - SM_LB_HDR - (uintptr_t)b < LB_MIN_SPLIT) payload += align;
+      /* The gap becomes a free block: make it big enough to be worth one
+       * (and to hold its tree node). */
+      while (payload - SM_LB_HDR - (uintptr_t)b < LB_MIN_SPLIT) payload += align;
       sm_lblock_t *nb = (sm_lblock_t *)(payload - SM_LB_HDR);
       size_t lead = (size_t)((uint8_t *)nb - (uint8_t *)b);
       size_t total = lb_size(b);
@@ -228,7 +230,12 @@ void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align) {
 }
 
 static SM_NOINLINE SM_COLD void bad_large_free(const sm_lblock_t *b, const void *p) {
-  if (b->magic == 0 && !(b->head & SM_LB_INUSE))
+  /* A freed block keeps a plausible header: magic cleared, INUSE clear, a
+   * size that is a multiple of 16 and at least a minimal block. Anything
+   * else under p is user data: p was never a block start. */
+  size_t size = b->head & ~SM_LB_FLAGS;
+  if (b->magic == 0 && !(b->head & SM_LB_INUSE) && !(b->head & 12) && size >= SM_LB_HDR + sizeof(sm_fnode_t) &&
+      size <= 512 * SM_MiB)
     sm_fatal("free(): double free of %p (large block)", p);
   sm_fatal("free(): invalid pointer %p (not the start of a large block)", p);
 }

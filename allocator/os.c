@@ -76,9 +76,11 @@ uint64_t sm_os_tid(void) { return (uint64_t)syscall(SYS_gettid); }
 void sm_lock_slow(sm_lock_t *l) {
   for (int i = 0; i < 64; i++) {
     __builtin_ia32_pause();
-    if (sm_trylock(l)) return;
+    if (__atomic_load_n(&l->held, __ATOMIC_RELAXED) == 0 && sm_trylock(l)) return;
   }
   int saved = errno;
+  /* From here on the lock is marked "2" whenever we hold or wait for it, so
+   * our unlock wakes the next sleeper even if we never slept. */
   while (__atomic_exchange_n(&l->held, 2, __ATOMIC_ACQUIRE) != 0)
     syscall(SYS_futex, &l->held, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
   errno = saved;

@@ -1,0 +1,99 @@
+/* Runs the doublefree program once per misuse kind and checks that each run
+ * was killed by SIGABRT and printed exactly one line containing
+ * "snapmalloc: error:" (plus "double free" for the double frees) on stderr;
+ * and that the control run ("ok") exits 0 with no such line. A plain
+ * should_fail test would also pass on a segfault or a wrong exit code.
+ * Skips (77) when snapmalloc is not preloaded: the messages are ours.
+ * Usage: df_driver PATH-TO-doublefree */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "smtest.h"
+
+/* Runs prog mode; fills out[] with its stderr; returns the wait status. */
+static int run(const char *prog, const char *mode, char *out, size_t cap) {
+  int fds[2];
+  size_t len = 0;
+  int st = -1;
+  if (pipe(fds) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
+    alarm(30);
+    execl(prog, prog, mode, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  for (;;) {
+    ssize_t k = read(fds[0], out + len, cap - 1 - len);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    len += (size_t)k;
+    if (len == cap - 1) break;
+  }
+  out[len] = 0;
+  close(fds[0]);
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return st;
+}
+
+static int count_lines_with(const char *text, const char *needle) {
+  int n = 0;
+  const char *line = text;
+  while (*line) {
+    const char *end = strchr(line, '\n');
+    size_t l = end ? (size_t)(end - line) : strlen(line);
+    const char *hit = strstr(line, needle);
+    if (hit && hit < line + l) n++;
+    line += l + (end ? 1 : 0);
+  }
+  return n;
+}
+
+int main(int argc, char **argv) {
+  static char out[1 << 16];
+  static const struct {
+    const char *mode;
+    const char *words;
+  } cases[] = {
+      {"small", "double free"},        {"small-between", "double free"},
+      {"large", "double free"},        {"huge", "double free"},
+      {"interior-large", NULL},        {"interior-huge", NULL},
+  };
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s PATH-TO-doublefree\n", argv[0]);
+    return 2;
+  }
+  if (!sm_preloaded()) TEST_SKIP("snapmalloc is not preloaded (the messages checked are its own)");
+  sm_check_preload();
+
+  int st = run(argv[1], "ok", out, sizeof out);
+  CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "control run: status %#x, stderr:\n%s", st, out);
+  CHECK_MSG(count_lines_with(out, "snapmalloc: error:") == 0, "control run printed an error:\n%s", out);
+
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const char *mode = cases[i].mode;
+    st = run(argv[1], mode, out, sizeof out);
+    fprintf(stderr, "== %s: %s %d; stderr:\n%s", mode,
+            WIFSIGNALED(st) ? "signal" : "exit", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st),
+            out);
+    CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "%s: not killed by SIGABRT", mode);
+    int lines = count_lines_with(out, "snapmalloc: error:");
+    CHECK_MSG(lines == 1, "%s: %d lines with 'snapmalloc: error:', want 1", mode, lines);
+    if (cases[i].words)
+      CHECK_MSG(strstr(out, cases[i].words) != NULL, "%s: stderr lacks '%s'", mode, cases[i].words);
+    CHECK_MSG(strstr(out, "survived") == NULL, "%s: the program went on after the misuse", mode);
+  }
+  return test_summary();
+}
