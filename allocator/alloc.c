@@ -45,7 +45,11 @@ static SM_NOINLINE void *malloc_big(size_t size, size_t align) {
     return NULL;
   }
   if (SM_UNLIKELY(sm_init_state != 2)) sm_init();
-  if (size > sm_opt.huge || align > 64 * SM_KiB) return sm_huge_malloc(size, align);
+  if (size > sm_opt.huge || align > 64 * SM_KiB) {
+    void *p = sm_huge_malloc(size, align);
+    if (!p && sm_release_reserves()) p = sm_huge_malloc(size, align);
+    return p;
+  }
   sm_heap_t *h = sm_heap_get_or_create();
   if (!h) {
     errno = ENOMEM;
@@ -94,15 +98,24 @@ static SM_NOINLINE void free_big(sm_segment_t *seg, void *p) {
 }
 
 void sm_free(void *p) {
-  sm_segment_t *seg = sm_segment_of(p);
-  if (SM_UNLIKELY(seg == NULL)) {
-    if (p) free_foreign(p);
-    return;
+  /* The segment map lookup, inline: the common case (a pool segment, entry
+   * 1) needs no arithmetic beyond the mask. */
+  uintptr_t a = (uintptr_t)p - 1;
+  uintptr_t top = a >> (SM_SEGMENT_SHIFT + SM_SEGMAP_LEAF_BITS);
+  if (SM_UNLIKELY(top >= SM_SEGMAP_TOP)) goto foreign;
+  const uint8_t *leaf = sm_segmap[top];
+  if (SM_UNLIKELY(leaf == NULL)) goto foreign;
+  unsigned e = leaf[(a >> SM_SEGMENT_SHIFT) & (((uintptr_t)1 << SM_SEGMAP_LEAF_BITS) - 1)];
+  sm_segment_t *seg = (sm_segment_t *)(a & ~(uintptr_t)SM_SEGMENT_MASK);
+  if (SM_UNLIKELY(e != 1)) {
+    if (e == 0 || e == SM_SEGMAP_FREED) goto foreign;
+    seg = (sm_segment_t *)((uintptr_t)seg - ((uintptr_t)(e - 1) << SM_SEGMENT_SHIFT));
   }
   if (SM_LIKELY(seg->kind == SM_SEG_POOL)) {
     sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
     sm_block_t *b = p;
-    if (SM_LIKELY(seg->heap == sm_heap_tls)) {
+    sm_heap_t *h = sm_heap_tls;
+    if (SM_LIKELY(seg->heap == h)) {
       uint32_t used = pg->used;
       /* Fast unless the page is about to be empty (used <= 1), may be on
        * the full list (used == reserved), or b was just freed already. */
@@ -112,6 +125,14 @@ void sm_free(void *p) {
         pg->used = used - 1;
         return;
       }
+      /* The page empties, but it is its class's only page: keep it as it
+       * is (a malloc/free loop must not retire and re-carve a page). */
+      if (used == 1 && b != pg->local_free && b != pg->free && !pg->next && h->cur[pg->cls] == pg) {
+        b->next = pg->local_free;
+        pg->local_free = b;
+        pg->used = 0;
+        return;
+      }
       sm_pool_free_local_slow(seg, pg, b);
       return;
     }
@@ -119,6 +140,9 @@ void sm_free(void *p) {
     return;
   }
   free_big(seg, p);
+  return;
+foreign:
+  if (p) free_foreign(p);
 }
 
 /* ---------------------------------------------------------------- the rest */
@@ -138,6 +162,13 @@ size_t sm_usable_size(const void *p) {
 }
 
 bool sm_owns(const void *p) { return p && sm_segment_of(p) != NULL; }
+
+bool sm_release_reserves(void) {
+  size_t before = sm_segment_mapped();
+  sm_segment_trim();
+  sm_large_trim();
+  return sm_segment_mapped() < before;
+}
 
 void *sm_calloc(size_t n, size_t size) {
   size_t total;

@@ -11,6 +11,8 @@
 
 /* ---- os.c: the only syscalls */
 extern size_t sm_os_page_size;
+extern size_t sm_os_purge_calls, sm_os_purge_bytes;  /* madvise calls and bytes */
+extern size_t sm_os_purge_all, sm_os_purge_old;      /* purge passes by kind */
 void sm_os_init(void);
 void *sm_os_map(size_t size);                                 /* NULL on failure */
 void *sm_os_reserve(size_t size);                             /* PROT_NONE, NORESERVE */
@@ -19,6 +21,21 @@ void sm_os_unmap(void *p, size_t size);
 void sm_os_purge(void *p, size_t size);                       /* whole pages inside [p, p+size) */
 uint64_t sm_os_now_ms(void);
 uint64_t sm_os_tid(void);
+
+/* ---- os.c: when to give free memory back (shared by pools and arenas).
+ * Free memory stays committed while it is young: a program that frees and
+ * allocates in a loop must not fault the same pages in again and again.
+ * Memory free for SM_PURGE_AGE_MS or more is returned on the next purge
+ * check at least that long after the previous one; and when committed free
+ * memory exceeds `retain` plus what is in use, all of it is returned at
+ * once, so RSS follows a program whose live memory falls. */
+#define SM_PURGE_AGE_MS 1000
+typedef enum sm_purge { SM_PURGE_NONE, SM_PURGE_OLD, SM_PURGE_ALL } sm_purge_t;
+/* *last: the caller's last purge time; *cutoff: with SM_PURGE_OLD, purge
+ * what was freed at or before this time (ms, wraps like sm_now32). */
+sm_purge_t sm_purge_due(size_t dirty, size_t inuse, uint64_t *last, uint32_t *cutoff);
+SM_INLINE uint32_t sm_now32(void) { return (uint32_t)sm_os_now_ms(); }
+SM_INLINE bool sm_freed_by(uint32_t freed_at, uint32_t cutoff) { return (int32_t)(cutoff - freed_at) >= 0; }
 
 /* ---- meta.c: internal metadata arena (never the public malloc) */
 void *sm_meta_alloc(size_t size); /* zeroed; NULL on failure */
@@ -132,6 +149,9 @@ void *sm_realloc(void *p, size_t size);
 void *sm_memalign(size_t align, size_t size); /* align: power of two */
 size_t sm_usable_size(const void *p);
 bool sm_owns(const void *p);
+/* Out of memory: unmaps cached segments and entirely free chunks of every
+ * arena; true if anything was released (worth retrying). */
+bool sm_release_reserves(void);
 void sm_init(void);
 extern int sm_init_state; /* 0 none, 1 running, 2 done */
 /* the C library's own functions, for pointers that are not ours */

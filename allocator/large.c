@@ -7,8 +7,9 @@
  * prev_size is valid while the block below is free. A 32-byte sentinel marked
  * in use ends every chunk, so coalescing never walks off either end. A freed
  * block merges with free neighbours at once; a split leaves the remainder
- * free. Free blocks keep committed memory until the arena's dirty bytes pass
- * `retain`; then the pages inside free blocks are purged.
+ * free. Free blocks keep committed memory until sm_purge_due() says the
+ * arena holds too much of it; then entirely free chunks are unmapped and the
+ * pages inside other free blocks are purged.
  *
  * Placement policy (SNAPMALLOC_OPTIONS=policy=...): best fit through the
  * tree (default); first fit and next fit walk the chunks in address order.
@@ -60,6 +61,7 @@ static void make_free(sm_arena_t *a, sm_lblock_t *b, size_t size, bool dirty) {
   n->head &= ~SM_LB_PREV_INUSE;
   sm_fnode_t *node = lb_node(b);
   node->dirty = dirty;
+  node->freed_at = a->now;
   if (dirty) a->dirty_bytes += purgeable(b);
   a->free_bytes += size;
   sm_splay_insert(&a->root, node);
@@ -138,8 +140,10 @@ static sm_lblock_t *find_fit(sm_arena_t *a, size_t need) {
 static bool grow(sm_arena_t *a, size_t need) {
   size_t overhead = sm_align_up(sizeof(sm_segment_t), 64) + LB_SENTINEL;
   size_t size = sm_opt.increment;
-  if (size < need + overhead) size = sm_align_up(need + overhead, SM_SEGMENT_SIZE);
+  size_t least = sm_align_up(need + overhead, SM_SEGMENT_SIZE);
+  if (size < least) size = least;
   sm_segment_t *seg = sm_os_map_aligned(size, SM_SEGMENT_SIZE, 0);
+  if (!seg && size > least) seg = sm_os_map_aligned(size = least, SM_SEGMENT_SIZE, 0); /* short of memory */
   if (!seg) return false;
   memset(seg, 0, sizeof *seg);
   seg->kind = SM_SEG_LARGE;
@@ -173,35 +177,62 @@ static void release_chunk(sm_arena_t *a, sm_segment_t *seg) {
   sm_os_unmap(seg, seg->size);
 }
 
+typedef struct purge_pass {
+  sm_arena_t *arena;
+  bool all;
+  uint32_t cutoff;
+} purge_pass_t;
+
 static void purge_one(sm_fnode_t *n, void *arg) {
-  (void)arg;
-  if (!n->dirty) return;
+  purge_pass_t *pp = arg;
+  if (!n->dirty || (!pp->all && !sm_freed_by(n->freed_at, pp->cutoff))) return;
   sm_lblock_t *b = node_block(n);
+  pp->arena->dirty_bytes -= purgeable(b);
   uint8_t *start = (uint8_t *)n + sizeof *n;
   sm_os_purge(start, (size_t)((uint8_t *)b + lb_size(b) - start));
   n->dirty = 0;
 }
 
-static void purge_locked(sm_arena_t *a) {
-  sm_splay_foreach(a->root, purge_one, NULL);
-  a->dirty_bytes = 0;
+/* Returns free memory (all of it, or what was freed by `cutoff`): chunks
+ * that are entirely free go back to the OS (all but one, so a program that
+ * frees everything and starts again does not map afresh), and the pages
+ * inside other free blocks are purged. */
+static void purge_locked(sm_arena_t *a, sm_purge_t how, uint32_t cutoff) {
+  sm_segment_t *seg = a->chunks;
+  while (seg && a->chunk_count > 1) {
+    sm_segment_t *next = seg->next;
+    sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg);
+    if (!(b->head & SM_LB_INUSE) && (uint8_t *)b + lb_size(b) == chunk_end(seg) &&
+        (how == SM_PURGE_ALL || sm_freed_by(lb_node(b)->freed_at, cutoff))) {
+      unlink_free(a, b);
+      release_chunk(a, seg);
+    }
+    seg = next;
+  }
+  purge_pass_t pp = {a, how == SM_PURGE_ALL, cutoff};
+  sm_splay_foreach(a->root, purge_one, &pp);
+}
+
+static void maybe_purge_locked(sm_arena_t *a) {
+  uint32_t cutoff = 0;
+  sm_purge_t how = sm_purge_due(a->dirty_bytes, a->inuse_bytes, &a->last_purge, &cutoff);
+  if (how != SM_PURGE_NONE) purge_locked(a, how, cutoff);
 }
 
 /* ---------------------------------------------------------------- API */
 
-void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align) {
-  sm_arena_t *a = &sm_arenas[heap->arena];
+/* Carves a block for `size` bytes at `align` from arena a, growing it if
+ * `may_grow`. NULL if it has no room. */
+static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_grow) {
   size_t need = sm_align_up(size + SM_LB_HDR, 16);
-  if (align <= 16) align = 0;
   /* An aligned request takes room for a leading gap that becomes a free
-   * block of its own (or is absorbed into the previous block). */
+   * block of its own. */
   size_t search = align ? need + align + LB_MIN_SPLIT : need;
   sm_lock(&a->lock);
   sm_lblock_t *b = find_fit(a, search);
   if (!b) {
-    if (!grow(a, search)) {
+    if (!may_grow || !grow(a, search)) {
       sm_unlock(&a->lock);
-      errno = ENOMEM;
       return NULL;
     }
     b = find_fit(a, search);
@@ -227,6 +258,21 @@ void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align) {
   a->rover = b;
   sm_unlock(&a->lock);
   return (uint8_t *)b + SM_LB_HDR;
+}
+
+void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align) {
+  if (align <= 16) align = 0;
+  sm_arena_t *own = &sm_arenas[heap->arena];
+  void *p = arena_malloc(own, size, align, true);
+  if (SM_LIKELY(p != NULL)) return p;
+  /* Out of memory (a `ulimit -v` cap, say). Free space may sit in other
+   * threads' arenas, or in memory we keep mapped for reuse: try those
+   * before saying no. */
+  for (unsigned i = 1; i < SM_ARENA_COUNT && !p; i++)
+    p = arena_malloc(&sm_arenas[(heap->arena + i) % SM_ARENA_COUNT], size, align, false);
+  if (!p && sm_release_reserves()) p = arena_malloc(own, size, align, true);
+  if (!p) errno = ENOMEM;
+  return p;
 }
 
 static SM_NOINLINE SM_COLD void bad_large_free(const sm_lblock_t *b, const void *p) {
@@ -273,15 +319,9 @@ void sm_large_free(sm_segment_t *seg, void *p) {
     b = pb;
   }
   b->head = (b->head & SM_LB_PREV_INUSE) | size;
-  /* A chunk that is entirely free goes back to the OS, unless it is the
-   * arena's only one (keeps a program that frees everything and starts again
-   * from mapping afresh). */
-  if ((uint8_t *)b == chunk_first(seg) && (uint8_t *)b + size == chunk_end(seg) && a->chunk_count > 1) {
-    release_chunk(a, seg);
-  } else {
-    make_free(a, b, size, dirty);
-    if (a->dirty_bytes > sm_opt.retain) purge_locked(a);
-  }
+  a->now = sm_now32();
+  make_free(a, b, size, dirty);
+  maybe_purge_locked(a);
   sm_unlock(&a->lock);
 }
 
@@ -310,6 +350,7 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
         rsize += lb_size(n);
       }
       a->inuse_bytes -= cur - need;
+      a->now = sm_now32();
       make_free(a, rest, rsize, true);
     }
     ok = true;
@@ -337,7 +378,7 @@ size_t sm_large_trim(void) {
     sm_arena_t *a = &sm_arenas[i];
     sm_lock(&a->lock);
     before += a->dirty_bytes;
-    purge_locked(a);
+    purge_locked(a, SM_PURGE_ALL, 0);
     sm_unlock(&a->lock);
   }
   return before;

@@ -31,7 +31,7 @@ static const opt_desc_t descs[] = {
     {"leaks", OPT_BOOL, 0, 1, FIELD(leaks)},
     {"policy", OPT_POLICY, 0, 0, FIELD(policy)},
     {"increment", OPT_SIZE, (long long)SM_SEGMENT_SIZE, 512LL << 20, FIELD(increment)},
-    {"huge", OPT_SIZE, (long long)SM_POOL_MAX + 1, 64LL << 20, FIELD(huge)},
+    {"huge", OPT_SIZE, (long long)SM_POOL_MAX + 1, 1LL << 30, FIELD(huge)},
     {"retain", OPT_SIZE, 0, 1LL << 40, FIELD(retain)},
     {"verbose", OPT_BOOL, 0, 1, FIELD(verbose)},
 };
@@ -48,8 +48,8 @@ static void set_defaults(sm_options_t *o) {
   o->signal = SIGUSR2;
   o->leaks = true;
   o->policy = SM_POLICY_BEST;
-  o->increment = 4 * SM_MiB;
-  o->huge = 1 * SM_MiB;
+  o->increment = 16 * SM_MiB;
+  o->huge = 32 * SM_MiB;
   o->retain = 4 * SM_MiB;
 }
 

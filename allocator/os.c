@@ -52,11 +52,15 @@ void *sm_os_map_aligned(size_t size, size_t align, size_t shift) {
   return start;
 }
 
+size_t sm_os_purge_calls, sm_os_purge_bytes; /* statistics, relaxed atomics */
+
 /* Give committed pages back; the range reads as zeros afterwards. */
 void sm_os_purge(void *p, size_t size) {
   uintptr_t a = sm_align_up((uintptr_t)p, sm_os_page_size);
   uintptr_t b = sm_align_down((uintptr_t)p + size, sm_os_page_size);
   if (b <= a) return;
+  __atomic_add_fetch(&sm_os_purge_calls, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&sm_os_purge_bytes, b - a, __ATOMIC_RELAXED);
   int saved = errno;
   madvise((void *)a, b - a, MADV_DONTNEED);
   errno = saved;
@@ -90,4 +94,23 @@ void sm_unlock_wake(sm_lock_t *l) {
   int saved = errno;
   syscall(SYS_futex, &l->held, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
   errno = saved;
+}
+
+size_t sm_os_purge_all, sm_os_purge_old; /* statistics: purge passes by kind */
+
+sm_purge_t sm_purge_due(size_t dirty, size_t inuse, uint64_t *last, uint32_t *cutoff) {
+  if (dirty <= sm_opt.retain) return SM_PURGE_NONE;
+  uint64_t now = sm_os_now_ms();
+  if (dirty > 2 * sm_opt.retain + 2 * inuse) {
+    *last = now;
+    __atomic_add_fetch(&sm_os_purge_all, 1, __ATOMIC_RELAXED);
+    return SM_PURGE_ALL;
+  }
+  if (now - *last >= SM_PURGE_AGE_MS) {
+    *last = now;
+    *cutoff = (uint32_t)(now - SM_PURGE_AGE_MS);
+    __atomic_add_fetch(&sm_os_purge_old, 1, __ATOMIC_RELAXED);
+    return SM_PURGE_OLD;
+  }
+  return SM_PURGE_NONE;
 }

@@ -111,9 +111,13 @@ static void free_append(sm_page_t *pg, sm_block_t *head, sm_block_t *tail) {
 static bool page_collect(sm_page_t *pg) {
   bool got = false;
   if (pg->local_free) {
-    sm_block_t *tail = pg->local_free;
-    while (tail->next) tail = tail->next;
-    free_append(pg, pg->local_free, tail);
+    if (!pg->free) { /* the usual case: just swap the lists */
+      pg->free = pg->local_free;
+    } else {
+      sm_block_t *tail = pg->local_free;
+      while (tail->next) tail = tail->next;
+      free_append(pg, pg->local_free, tail);
+    }
     pg->local_free = NULL;
     got = true;
   }
@@ -178,8 +182,10 @@ static void segment_release(sm_heap_t *h, sm_segment_t *seg) {
   sm_segment_pool_free(seg);
 }
 
-/* Gives an empty page back to its segment; the memory stays committed until
- * the heap holds more than `retain` bytes of such pages. */
+static void purge_pages(sm_heap_t *h, bool all, uint32_t cutoff);
+
+/* Gives an empty page back to its segment; its memory stays committed until
+ * sm_purge_due() says otherwise. */
 static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
   uint64_t bit = (uint64_t)1 << page_index(seg, pg);
   if (pg->tags) {
@@ -193,20 +199,27 @@ static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
   pg->capacity = 0;
   pg->free = pg->local_free = NULL;
   bool was_full = seg->free_mask == 0;
+  size_t bytes = page_bytes(seg);
+  pg->freed_at = sm_now32();
   seg->free_mask |= bit;
   seg->dirty_mask |= bit;
   seg->pages_used--;
-  h->dirty_bytes += page_bytes(seg);
+  h->dirty_bytes += bytes;
+  h->pages_bytes -= bytes;
   if (seg->pages_used == 0) {
-    segment_release(h, seg);
+    segment_release(h, seg); /* seg and pg are gone after this */
   } else if (was_full) { /* has a free page again: to the front */
     seg_list_remove(h, seg);
     seg_list_push(h, seg, true);
   }
-  if (h->dirty_bytes > sm_opt.retain) sm_pool_purge(h);
+  uint32_t cutoff = 0;
+  sm_purge_t how = sm_purge_due(h->dirty_bytes, h->pages_bytes, &h->last_purge, &cutoff);
+  if (how != SM_PURGE_NONE) purge_pages(h, how == SM_PURGE_ALL, cutoff);
 }
 
-void sm_pool_purge(sm_heap_t *h) {
+/* Purges the heap's unassigned committed pages: all, or those retired by
+ * `cutoff`. */
+static void purge_pages(sm_heap_t *h, bool all, uint32_t cutoff) {
   size_t hdr = sm_segment_header_size();
   for (unsigned k = 0; k < 2; k++) {
     for (sm_segment_t *seg = h->segs_first[k]; seg; seg = seg->next) {
@@ -214,6 +227,7 @@ void sm_pool_purge(sm_heap_t *h) {
       while (d) {
         unsigned i = (unsigned)__builtin_ctzll(d);
         d &= d - 1;
+        if (!all && !sm_freed_by(seg->pages[i].freed_at, cutoff)) continue;
         uint8_t *start = (uint8_t *)seg + ((size_t)i << seg->page_shift);
         size_t len = page_bytes(seg);
         if (i == 0) {
@@ -221,12 +235,14 @@ void sm_pool_purge(sm_heap_t *h) {
           len -= hdr;
         }
         sm_os_purge(start, len);
+        seg->dirty_mask &= ~((uint64_t)1 << i);
+        h->dirty_bytes -= page_bytes(seg);
       }
-      seg->dirty_mask = 0;
     }
   }
-  h->dirty_bytes = 0;
 }
+
+void sm_pool_purge(sm_heap_t *h) { purge_pages(h, true, 0); }
 
 /* Moves a page to the full list; a remote free may race with this, so after
  * publishing in_full we look at thread_free again (see sm_pool_free_remote). */
@@ -305,6 +321,7 @@ static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
       continue;
     }
     seg = sm_segment_pool_alloc(shift);
+    if (!seg && sm_release_reserves()) seg = sm_segment_pool_alloc(shift);
     if (!seg) {
       update_cur(h, cls);
       return NULL;
@@ -315,6 +332,7 @@ static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
   }
   sm_segment_t *seg = page_segment(pg);
   page_assign(seg, pg, cls);
+  h->pages_bytes += page_bytes(seg);
   page_extend(pg);
   list_push_front(q, pg);
   h->cur[cls] = pg;
@@ -358,9 +376,8 @@ static bool is_block_start(const sm_page_t *pg, const void *p) {
 /* The owner frees a block and the cheap checks in the fast path flagged it:
  * the page may become empty, may be on the full list, or this is misuse. */
 SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
-  if (SM_UNLIKELY(!pg->assigned || pg->used == 0 || b == pg->local_free || !is_block_start(pg, b)))
+  if (SM_UNLIKELY(!pg->assigned || pg->used == 0 || b == pg->local_free || b == pg->free))
     bad_pool_free(seg, pg, b);
-  if (SM_UNLIKELY(b == pg->free)) bad_pool_free(seg, pg, b);
   sm_heap_t *h = seg->heap;
   b->next = pg->local_free;
   pg->local_free = b;
@@ -413,6 +430,7 @@ void sm_pool_adopt(sm_heap_t *h, sm_segment_t *seg) {
   for (uint32_t i = 0; i < seg->page_count; i++) {
     sm_page_t *pg = &seg->pages[i];
     if (!pg->assigned) continue;
+    h->pages_bytes += page_bytes(seg);
     pg->next = pg->prev = NULL;
     __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
     page_collect(pg);

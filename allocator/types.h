@@ -62,6 +62,7 @@ typedef struct sm_page {
   uint8_t in_full;         /* 1 while on the heap's full list, 0 on its avail list */
   uint8_t dirty;           /* unassigned page whose memory is still committed */
   uint8_t assigned;        /* 1 while the page serves a class */
+  uint32_t freed_at;       /* unassigned and dirty: sm_now32() when it was retired */
   struct sm_page *next;    /* neighbour in the heap's avail or full list */
   struct sm_page *prev;
   uint64_t *tags;          /* tracer: per-block trace id | request << 32, or NULL */
@@ -94,6 +95,7 @@ typedef struct sm_lblock {
 /* A free large block keeps its tree links right after the header. */
 typedef struct sm_fnode {
   struct sm_fnode *left, *right; /* splay tree keyed by (size, address) */
+  uint32_t freed_at;             /* sm_now32() when it became free (purge age) */
   uint8_t dirty;                 /* 1 if pages past the first may be committed */
 } sm_fnode_t;
 
@@ -109,6 +111,8 @@ typedef struct sm_arena {
   size_t free_bytes;         /* sum of free block sizes */
   size_t dirty_bytes;        /* committed bytes in free blocks that purging could return */
   size_t inuse_bytes;        /* sum of in-use block sizes */
+  uint64_t last_purge;       /* sm_os_now_ms() of the last purge */
+  uint32_t now;              /* sm_now32() at the start of the current free */
 } SM_CACHE_ALIGN sm_arena_t;
 
 /* ---------------------------------------------------------------- segments */
@@ -154,6 +158,8 @@ typedef struct sm_heap {
   struct sm_segment *segs_last[2];  /*   those with unassigned pages come first */
   size_t dirty_bytes;               /* committed bytes in unassigned pages */
   size_t full_pending;              /* atomic: remote frees seen on pages of the full lists */
+  size_t pages_bytes;               /* bytes of pages assigned to classes (purge policy) */
+  uint64_t last_purge;              /* sm_os_now_ms() of the last purge */
   unsigned arena;                   /* index of the large arena this thread uses */
   unsigned reincarnations;          /* times re-created after thread exit */
   struct sm_heap *reg_next;         /* registry of live heaps (sm_heaps_lock) */

@@ -15,18 +15,32 @@
 
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
+/* Out of line so that the untraced fast paths need no stack frame. */
+static SM_NOINLINE void *traced(void *p, size_t req) {
+  sm_track_alloc(p, req);
+  return p;
+}
+
+static SM_NOINLINE void traced_free(void *p) {
+  sm_track_free(p); /* before the block can be reused */
+  sm_free(p);
+}
+
 /* The result of an allocating call, charged to the caller's stack when tracing. */
-#define TRACED(p, req)                                      \
-  do {                                                      \
-    void *r_ = (p);                                         \
-    if (SM_UNLIKELY(sm_trace_on)) sm_track_alloc(r_, (req)); \
-    return r_;                                              \
+#define TRACED(p, req)                                       \
+  do {                                                       \
+    void *r_ = (p);                                          \
+    if (SM_UNLIKELY(sm_trace_on)) return traced(r_, (req));  \
+    return r_;                                               \
   } while (0)
 
 SM_EXPORT void *malloc(size_t size) { TRACED(sm_malloc(size), size); }
 
 SM_EXPORT void free(void *p) {
-  if (SM_UNLIKELY(sm_trace_on)) sm_track_free(p);
+  if (SM_UNLIKELY(sm_trace_on)) {
+    traced_free(p);
+    return;
+  }
   sm_free(p);
 }
 

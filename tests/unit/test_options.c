@@ -11,7 +11,7 @@ int main(void) {
   sm_options_t o;
   CHECK(sm_options_parse(&o, NULL) == 0);
   CHECK(!o.trace && o.depth == 16 && o.signal == SIGUSR2 && o.interval == 0 && o.sample == 0);
-  CHECK(o.policy == SM_POLICY_BEST && o.increment == 4 * SM_MiB && o.leaks && o.at_exit);
+  CHECK(o.policy == SM_POLICY_BEST && o.increment == 16 * SM_MiB && o.huge == 32 * SM_MiB && o.leaks && o.at_exit);
   CHECK(strcmp(o.out, "snapmalloc.%e.%p.%n.snap") == 0);
 
   CHECK(sm_options_parse(&o, "trace=1,depth=32,out=/tmp/x.%p.snap,signal=USR1,interval=5,sample=512K,"
@@ -33,7 +33,7 @@ int main(void) {
   CHECK(sm_options_parse(&o, "depth=0") == 1 && o.depth == 16);
   CHECK(sm_options_parse(&o, "depth=129") == 1 && o.depth == 16);
   CHECK(sm_options_parse(&o, "depth=128") == 0 && o.depth == 128);
-  CHECK(sm_options_parse(&o, "increment=-5") == 1 && o.increment == 4 * SM_MiB);
+  CHECK(sm_options_parse(&o, "increment=-5") == 1 && o.increment == 16 * SM_MiB);
   CHECK(sm_options_parse(&o, "policy=worst") == 1 && o.policy == SM_POLICY_BEST);
   CHECK(sm_options_parse(&o, "signal=KILL") == 1 && o.signal == SIGUSR2);
   CHECK(sm_options_parse(&o, "signal=9") == 1);
