@@ -4,7 +4,7 @@
 set -eu
 pkgs="meson ninja-build gcc g++ pkg-config libunwind-dev uthash-dev libdw-dev libelf-dev
       valgrind heaptrack libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
-      python3 sqlite3 git xz-utils tar coreutils procps"
+      python3 sqlite3 git xz-utils tar coreutils procps libc6-dbg dwz binutils"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -4,8 +4,10 @@
  * not in the allocation runtime: the C library (strdup, fopen's buffer,
  * getline, asprintf, qsort...), the dynamic loader, the C++ runtime
  * (operator new, std::string's out-of-line members) or libsnapmalloc itself,
- * nor a function named "operator new..." anywhere. If every frame is in the
- * runtime, the innermost frame is the site. --raw turns this off. */
+ * nor a function named "operator new..." anywhere, nor code from system
+ * headers (/usr/include: the C++ library's templates, such as std::allocator,
+ * compiled into the program). If every frame is in the runtime, the
+ * innermost frame is the site. --raw turns this off. */
 #include "tools/report.h"
 
 #include <fnmatch.h>
@@ -147,8 +149,16 @@ static bool runtime_module(const char *module) {
          strncmp(b, "libstdc++.so", 12) == 0 || strncmp(b, "libsnapmalloc", 13) == 0;
 }
 
+/* The raw file name of a frame, before display_path shortened it. */
+static bool system_header(const char *file) {
+  return file && (strncmp(file, "/usr/include/", 13) == 0 || strncmp(file, "/usr/local/include/", 19) == 0);
+}
+
 static bool runtime_frame(const sm_sframe_t *f) {
   if (f->function && strncmp(f->function, "operator new", 12) == 0) return true;
+  /* Template code of the C++ library compiled into the program (std::vector
+   * growing through std::allocator, say) comes from system headers. */
+  if (system_header(f->file)) return true;
   return runtime_module(f->module);
 }
 

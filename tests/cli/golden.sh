@@ -1,0 +1,52 @@
+#!/bin/sh
+# Golden tests of `snapmalloc top` and `diff`: traces the bundled examples,
+# prints reports in every mode and compares them line by line with
+# tests/cli/golden/*.expected. Header lines (pid, time, RSS) are dropped and
+# build paths normalised to BUILD/; everything else must match exactly.
+#   golden.sh SNAPMALLOC SRCDIR BUILDDIR [--update]
+set -u
+tool=$1 src=$2 build=$3 update=${4:-}
+exp=$src/tests/cli/golden
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$src" || exit 1   # paths are shown relative to the source tree
+fails=0
+
+"$tool" run --no-report --out "$work/sites.%n.snap" -- "$build/examples/sites" "$build/examples/libplugin.so" >/dev/null || { echo "FAIL: sites did not run"; exit 1; }
+"$tool" run --no-report --out "$work/phases.%n.snap" -- "$build/examples/phases" >/dev/null || { echo "FAIL: phases did not run"; exit 1; }
+sites=$work/sites.0.snap
+
+normalise() { # drop snapshot header lines, name the build directory BUILD
+  grep -v -e '(pid [0-9]*) at ' | sed -e "s|$build/|BUILD/|g" -e "s|$src/|SRC/|g"
+}
+
+check() { # NAME, then the tool's arguments
+  name=$1; shift
+  "$tool" "$@" > "$work/$name.raw" 2> "$work/$name.err"
+  rc=$?
+  normalise < "$work/$name.raw" > "$work/$name.out"
+  if [ $rc != 0 ]; then echo "FAIL: $name: exit status $rc"; cat "$work/$name.err"; fails=$((fails + 1)); return; fi
+  if [ "$update" = --update ]; then cp "$work/$name.out" "$exp/$name.expected"; return; fi
+  if ! diff -u "$exp/$name.expected" "$work/$name.out"; then echo "FAIL: $name"; fails=$((fails + 1)); fi
+}
+
+check top-line       top "$sites" --limit 0
+check top-function   top "$sites" --by function --limit 8
+check top-file       top "$sites" --by file --limit 0
+check top-trace      top "$sites" --by trace --limit 4
+check top-cumulative top "$sites" --by function --cumulative --limit 6
+check top-include    top "$sites" --include '*plugin*'
+check top-exclude    top "$sites" --exclude '*sites.cc' --exclude 'libstdc++*'
+check top-json       top "$sites" --format json --limit 3
+check top-folded     top "$sites" --format folded --limit 3
+check diff-line      diff "$work/phases.0.snap" "$work/phases.1.snap"
+check diff-trace     diff "$work/phases.0.snap" "$work/phases.1.snap" --by trace --limit 2
+check diff-json      diff "$work/phases.0.snap" "$work/phases.1.snap" --format json --limit 4
+
+# --raw: the site is the innermost frame, so strdup's blocks land in the C library.
+"$tool" top "$sites" --raw --by function --limit 0 > "$work/raw" || fails=$((fails + 1))
+grep -q '^strdup: size=19.5 KiB, count=2000' "$work/raw" || grep -q '^__strdup: size=19.5 KiB, count=2000' "$work/raw" ||
+  { echo "FAIL: --raw does not charge strdup's blocks to strdup"; cat "$work/raw"; fails=$((fails + 1)); }
+
+[ $fails = 0 ] && echo "golden: all reports match" || echo "golden: $fails reports differ"
+[ $fails = 0 ]
