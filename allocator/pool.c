@@ -192,6 +192,7 @@ static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
     sm_meta_free(pg->tags, (size_t)pg->reserved * sizeof(uint64_t));
     pg->tags = NULL;
   }
+  pg->tagged = 0;
   pg->assigned = 0;
   pg->block_size = 0;
   pg->reserved = 0;
@@ -369,8 +370,10 @@ static SM_NOINLINE SM_COLD void bad_pool_free(sm_segment_t *seg, sm_page_t *pg, 
 }
 
 static bool is_block_start(const sm_page_t *pg, const void *p) {
+  if ((const uint8_t *)p < pg->start) return false;
   size_t off = (size_t)((const uint8_t *)p - pg->start);
-  return (const uint8_t *)p >= pg->start && off % pg->block_size == 0 && off / pg->block_size < pg->capacity;
+  uint32_t idx = sm_class_div(off, pg->cls);
+  return (size_t)idx * pg->block_size == off && idx < pg->capacity;
 }
 
 /* The owner frees a block and the cheap checks in the fast path flagged it:
@@ -492,7 +495,7 @@ void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep) {
   if (pagep) *pagep = pg;
   if (!pg->assigned || (const uint8_t *)p < pg->start) return NULL;
   size_t off = (size_t)((const uint8_t *)p - pg->start);
-  return pg->start + off / pg->block_size * pg->block_size;
+  return pg->start + (size_t)sm_class_div(off, pg->cls) * pg->block_size;
 }
 
 /* Checks one page: every block on free and local_free lies inside the

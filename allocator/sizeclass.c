@@ -10,6 +10,16 @@ const uint32_t sm_class_size[SM_CLASS_COUNT] = {
     20480, 24576, 28672, 32768,                                   /* 37-40 */
 };
 
+#define INV(s) ((((uint64_t)1 << 40) + (s)-1) / (s))
+const uint64_t sm_class_inv[SM_CLASS_COUNT] = {
+    INV(8),     INV(16),    INV(32),    INV(48),    INV(64),    INV(80),    INV(96),    INV(112),  INV(128),
+    INV(160),   INV(192),   INV(224),   INV(256),   INV(320),   INV(384),   INV(448),   INV(512),
+    INV(640),   INV(768),   INV(896),   INV(1024),  INV(1280),  INV(1536),  INV(1792),  INV(2048),
+    INV(2560),  INV(3072),  INV(3584),  INV(4096),  INV(5120),  INV(6144),  INV(7168),  INV(8192),
+    INV(10240), INV(12288), INV(14336), INV(16384), INV(20480), INV(24576), INV(28672), INV(32768),
+};
+#undef INV
+
 unsigned sm_size_class_slow(size_t size) {
   if (size <= 8) return 0;
   if (size <= 128) return (unsigned)((size + 15) >> 4);

@@ -21,6 +21,12 @@ SM_INLINE unsigned sm_size_class(size_t size) {
   return 9u + (b - 7u) * 4u + (unsigned)((s >> (b - 2u)) & 3u);
 }
 
+/* Division by a class size without a divide instruction: for every offset
+ * below 2^25, (off * sm_class_inv[c]) >> 40 == off / sm_class_size[c]
+ * (inv = ceil(2^40 / size); offsets inside a page are below 2^19). */
+extern const uint64_t sm_class_inv[SM_CLASS_COUNT];
+SM_INLINE uint32_t sm_class_div(size_t off, unsigned cls) { return (uint32_t)((off * sm_class_inv[cls]) >> 40); }
+
 /* Computes the class arithmetically for any size <= SM_POOL_MAX; the table
  * above is generated from it, and unit tests compare the two. */
 unsigned sm_size_class_slow(size_t size);

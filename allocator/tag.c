@@ -9,8 +9,12 @@
  * thread frees it, before the block goes back to a free list. */
 #include "allocator/internal.h"
 
+static sm_page_t *page_of(sm_segment_t *seg, const void *p) {
+  return &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+}
+
 static uint64_t *pool_tag_slot(sm_segment_t *seg, const void *p, bool create) {
-  sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+  sm_page_t *pg = page_of(seg, p);
   uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
   if (!tags) {
     if (!create) return NULL;
@@ -18,7 +22,7 @@ static uint64_t *pool_tag_slot(sm_segment_t *seg, const void *p, bool create) {
     if (!tags) return NULL;
     __atomic_store_n(&pg->tags, tags, __ATOMIC_RELEASE);
   }
-  size_t idx = (size_t)((const uint8_t *)p - pg->start) / pg->block_size;
+  size_t idx = sm_class_div((size_t)((const uint8_t *)p - pg->start), pg->cls);
   return &tags[idx];
 }
 
@@ -29,7 +33,9 @@ bool sm_tag_set(void *p, uint32_t trace, size_t request) {
   case SM_SEG_POOL: {
     uint64_t *slot = pool_tag_slot(seg, p, trace != 0);
     if (!slot) return trace == 0;
+    int delta = (trace != 0) - ((uint32_t)*slot != 0);
     *slot = trace | (uint64_t)request << 32;
+    if (delta) __atomic_add_fetch(&page_of(seg, p)->tagged, (uint32_t)delta, __ATOMIC_RELAXED);
     return true;
   }
   case SM_SEG_LARGE: {
@@ -52,10 +58,14 @@ uint32_t sm_tag_take(void *p, size_t *request) {
   uint32_t trace = 0;
   switch (seg->kind) {
   case SM_SEG_POOL: {
+    /* Sampling tags few blocks: most frees stop here, without touching
+     * the side array. */
+    if (!__atomic_load_n(&page_of(seg, p)->tagged, __ATOMIC_RELAXED)) return 0;
     uint64_t *slot = pool_tag_slot(seg, p, false);
-    if (!slot) return 0;
+    if (!slot || !*slot) return 0;
     uint64_t v = *slot;
     *slot = 0;
+    __atomic_sub_fetch(&page_of(seg, p)->tagged, 1, __ATOMIC_RELAXED);
     trace = (uint32_t)v;
     *request = (size_t)(v >> 32);
     break;

@@ -13,8 +13,9 @@
  * 1/p blocks with p = 1 - exp(-s/N) (the estimator tcmalloc and jemalloc use).
  * Counts are kept in fixed point (x 65536) so those estimates stay unbiased.
  *
- * Lock order: trace_lock comes before every allocator lock (see heap.c). */
+ * Lock order: trace_lock, then delta_lock, before every allocator lock. */
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "allocator/internal.h"
@@ -42,10 +43,22 @@ struct sm_trace {
   uintptr_t frames[];      /* innermost first; the hash key */
 };
 
+/* A per-thread direct-mapped cache of recently seen stacks, so that the
+ * common case (a stack seen before) needs neither the table lock nor
+ * uthash's hash of the whole frame array. Allocated from the metadata arena
+ * on a thread's first traced allocation (TLS stays small). */
+#define TCACHE_SIZE 512
+typedef struct tcache_entry {
+  uint64_t hash;
+  sm_trace_t *trace;
+} tcache_entry_t;
+
 typedef struct tstate {
-  int busy;          /* >0: inside the tracer or a suppressed region */
-  int64_t countdown; /* sampling: bytes left before the next sample */
-  uint64_t rng;      /* xorshift state for the sampler */
+  int busy;              /* >0: inside the tracer or a suppressed region */
+  int64_t countdown;     /* sampling: bytes left before the next sample */
+  uint64_t rng;          /* xorshift state for the sampler */
+  tcache_entry_t *cache; /* TCACHE_SIZE entries, or NULL */
+  struct tdeltas *deltas; /* this thread's pending counter changes */
 } tstate_t;
 
 static SM_TLS tstate_t ts;
@@ -140,19 +153,138 @@ static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, uns
   return t;
 }
 
-static void charge(sm_trace_t *t, uint64_t size, uint64_t count_fp) {
-  __atomic_add_fetch(&t->size, size, __ATOMIC_RELAXED);
-  __atomic_add_fetch(&t->count_fp, count_fp, __ATOMIC_RELAXED);
-  int64_t cur = __atomic_add_fetch(&traced_current, (int64_t)size, __ATOMIC_RELAXED);
-  int64_t peak = __atomic_load_n(&traced_peak, __ATOMIC_RELAXED);
-  while (cur > peak && !__atomic_compare_exchange_n(&traced_peak, &peak, cur, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+/* ---------------------------------------------------------------- counters
+ *
+ * Atomic adds on shared counters cost as much as the rest of a traced
+ * malloc. So each thread accumulates its changes in a delta table of its
+ * own, direct-mapped by trace id; an entry is added into the trace's shared
+ * counters (atomically) only when another trace needs its slot, and the
+ * whole table when the thread exits. Readers (snapshots, the API) add every
+ * live thread's table to the shared counters: the sums are exact whenever
+ * the threads are not in the middle of an allocation, at exit for instance.
+ * Traced bytes work the same way; the peak is checked against the shared
+ * total plus the thread's own pending bytes, and every thread publishes its
+ * pending bytes once they pass DELTA_FLUSH, so the peak is exact for one
+ * thread and within DELTA_FLUSH per other thread otherwise. */
+#define DELTA_SLOTS 1024
+#define DELTA_FLUSH (256 * 1024)
+
+typedef struct delta {
+  uint32_t id;       /* trace id, 0 = empty */
+  int64_t size;      /* pending change of the trace's bytes */
+  int64_t count_fp;  /* pending change of its blocks x FP_ONE */
+} delta_t;
+
+typedef struct tdeltas {
+  struct tdeltas *next, *prev; /* registry (delta_lock) */
+  int64_t current;             /* pending change of traced bytes */
+  delta_t d[DELTA_SLOTS];
+} tdeltas_t;
+
+static sm_lock_t delta_lock = SM_LOCK_INIT;
+static tdeltas_t *deltas_all;
+static pthread_key_t delta_key;
+static bool delta_key_ok;
+
+static void flush_entry(delta_t *e) {
+  sm_trace_t *t = e->id ? trace_by_id(e->id) : NULL;
+  if (t) {
+    __atomic_add_fetch(&t->size, (uint64_t)e->size, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&t->count_fp, (uint64_t)e->count_fp, __ATOMIC_RELAXED);
   }
+  e->id = 0;
+  e->size = e->count_fp = 0;
 }
 
-static void discharge(sm_trace_t *t, uint64_t size, uint64_t count_fp) {
-  __atomic_sub_fetch(&t->size, size, __ATOMIC_RELAXED);
-  __atomic_sub_fetch(&t->count_fp, count_fp, __ATOMIC_RELAXED);
-  __atomic_sub_fetch(&traced_current, (int64_t)size, __ATOMIC_RELAXED);
+static void flush_current(tdeltas_t *td) {
+  __atomic_add_fetch(&traced_current, td->current, __ATOMIC_RELAXED);
+  td->current = 0;
+}
+
+static tdeltas_t *thread_deltas(void) {
+  tdeltas_t *td = ts.deltas;
+  if (SM_LIKELY(td != NULL)) return td;
+  td = sm_meta_alloc(sizeof *td);
+  if (!td) return NULL;
+  sm_lock(&delta_lock);
+  td->next = deltas_all;
+  if (deltas_all) deltas_all->prev = td;
+  deltas_all = td;
+  sm_unlock(&delta_lock);
+  ts.deltas = td;
+  if (delta_key_ok) pthread_setspecific(delta_key, td);
+  return td;
+}
+
+/* Thread exit: publish everything, leave the registry. */
+static void deltas_done(void *arg) {
+  tdeltas_t *td = arg;
+  if (!td) return;
+  sm_lock(&delta_lock);
+  for (unsigned i = 0; i < DELTA_SLOTS; i++)
+    if (td->d[i].id) flush_entry(&td->d[i]);
+  flush_current(td);
+  if (td->prev) td->prev->next = td->next;
+  else deltas_all = td->next;
+  if (td->next) td->next->prev = td->prev;
+  sm_unlock(&delta_lock);
+  if (ts.deltas == td) ts.deltas = NULL;
+  sm_meta_free(td, sizeof *td);
+}
+
+static void change(sm_trace_t *t, int64_t size, int64_t count_fp) {
+  tdeltas_t *td = thread_deltas();
+  if (SM_UNLIKELY(!td)) { /* no memory for the table: straight to the shared counters */
+    __atomic_add_fetch(&t->size, (uint64_t)size, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&t->count_fp, (uint64_t)count_fp, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&traced_current, size, __ATOMIC_RELAXED);
+    return;
+  }
+  delta_t *e = &td->d[t->id & (DELTA_SLOTS - 1)];
+  if (SM_UNLIKELY(e->id != t->id)) {
+    flush_entry(e);
+    e->id = t->id;
+  }
+  e->size += size;
+  e->count_fp += count_fp;
+  td->current += size;
+  if (size > 0) {
+    int64_t cur = __atomic_load_n(&traced_current, __ATOMIC_RELAXED) + td->current;
+    int64_t peak = __atomic_load_n(&traced_peak, __ATOMIC_RELAXED);
+    while (cur > peak && !__atomic_compare_exchange_n(&traced_peak, &peak, cur, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+  }
+  if (SM_UNLIKELY(td->current > DELTA_FLUSH || td->current < -DELTA_FLUSH)) flush_current(td);
+}
+
+static void charge(sm_trace_t *t, uint64_t size, uint64_t count_fp) { change(t, (int64_t)size, (int64_t)count_fp); }
+static void discharge(sm_trace_t *t, uint64_t size, uint64_t count_fp) { change(t, -(int64_t)size, -(int64_t)count_fp); }
+
+/* Shared counters of t plus every thread's pending change. delta_lock held. */
+static void trace_totals_locked(const sm_trace_t *t, int64_t *size, int64_t *count_fp) {
+  int64_t sz = (int64_t)__atomic_load_n(&t->size, __ATOMIC_RELAXED);
+  int64_t cf = (int64_t)__atomic_load_n(&t->count_fp, __ATOMIC_RELAXED);
+  for (tdeltas_t *td = deltas_all; td; td = td->next) {
+    const delta_t *e = &td->d[t->id & (DELTA_SLOTS - 1)];
+    if (__atomic_load_n(&e->id, __ATOMIC_RELAXED) == t->id) {
+      sz += __atomic_load_n(&e->size, __ATOMIC_RELAXED);
+      cf += __atomic_load_n(&e->count_fp, __ATOMIC_RELAXED);
+    }
+  }
+  *size = sz;
+  *count_fp = cf;
+}
+
+static int64_t current_locked(void) {
+  int64_t c = __atomic_load_n(&traced_current, __ATOMIC_RELAXED);
+  for (tdeltas_t *td = deltas_all; td; td = td->next) c += __atomic_load_n(&td->current, __ATOMIC_RELAXED);
+  return c;
+}
+
+static uint64_t stack_hash(const uintptr_t *ips, unsigned n) {
+  uint64_t h = n;
+  for (unsigned i = 0; i < n; i++) h = (h ^ ips[i]) * 0x9E3779B97F4A7C15ull;
+  return h ^ (h >> 29);
 }
 
 /* Captures the current stack and tags p with its trace. */
@@ -160,9 +292,17 @@ static void record(void *p, size_t req) {
   uintptr_t ips[SM_SNAP_MAX_FRAMES];
   bool truncated = false;
   unsigned n = sm_unwind(ips, (unsigned)sm_opt.depth, &truncated);
-  sm_lock(&trace_lock);
-  sm_trace_t *t = find_locked(ips, n);
-  sm_unlock(&trace_lock);
+  uint64_t h = stack_hash(ips, n);
+  if (SM_UNLIKELY(!ts.cache)) ts.cache = sm_meta_alloc(TCACHE_SIZE * sizeof *ts.cache);
+  tcache_entry_t *ce = ts.cache ? &ts.cache[h & (TCACHE_SIZE - 1)] : NULL;
+  sm_trace_t *t = NULL;
+  if (ce && ce->hash == h && ce->trace->nframes == n && memcmp(ce->trace->frames, ips, n * sizeof *ips) == 0) {
+    t = ce->trace;
+  } else {
+    sm_lock(&trace_lock);
+    t = find_locked(ips, n);
+    sm_unlock(&trace_lock);
+  }
   if (SM_UNLIKELY(!t)) { /* a new stack: resolve its modules, then add it */
     uint16_t mods[SM_SNAP_MAX_FRAMES];
     for (unsigned i = 0; i < n; i++) {
@@ -173,6 +313,10 @@ static void record(void *p, size_t req) {
     t = find_locked(ips, n); /* another thread may have added it meanwhile */
     if (!t) t = add_locked(ips, mods, n, truncated);
     sm_unlock(&trace_lock);
+  }
+  if (t && ce) {
+    ce->hash = h;
+    ce->trace = t;
   }
   if (!t || !sm_tag_set(p, t->id, req)) return; /* out of metadata: untraced */
   uint64_t size, count_fp;
@@ -223,16 +367,22 @@ void sm_track_realloc(uint32_t old_trace, size_t old_req, void *q, size_t req) {
 /* ---------------------------------------------------------------- queries */
 
 size_t sm_tracer_current(size_t *peak) {
-  int64_t c = __atomic_load_n(&traced_current, __ATOMIC_RELAXED);
+  sm_lock(&delta_lock);
+  int64_t c = current_locked();
+  sm_unlock(&delta_lock);
   if (peak) {
     int64_t pk = __atomic_load_n(&traced_peak, __ATOMIC_RELAXED);
+    if (pk < c) pk = c;
     *peak = pk > 0 ? (size_t)pk : 0;
   }
   return c > 0 ? (size_t)c : 0;
 }
 
 void sm_tracer_reset_peak(void) {
-  __atomic_store_n(&traced_peak, __atomic_load_n(&traced_current, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+  sm_lock(&delta_lock);
+  int64_t c = current_locked();
+  sm_unlock(&delta_lock);
+  __atomic_store_n(&traced_peak, c, __ATOMIC_RELAXED);
 }
 
 uint64_t *sm_tracer_leak_slots(uint32_t id) {
@@ -246,20 +396,23 @@ sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap) {
   *cap = trace_count;
   sm_trace_copy_t *arr = *cap ? sm_meta_alloc(*cap * sizeof *arr) : NULL;
   size_t k = 0;
+  sm_lock(&delta_lock);
   for (sm_trace_t *t = arr ? table : NULL; t && k < *cap; t = t->hh.next) {
-    uint64_t cfp = __atomic_load_n(&t->count_fp, __ATOMIC_RELAXED);
+    int64_t size, cfp;
+    trace_totals_locked(t, &size, &cfp);
     uint64_t leaked = t->leak[0][1] | t->leak[1][1] | t->leak[2][1] | t->leak[3][1];
-    if (cfp < FP_ONE / 2 && !leaked) continue; /* nothing live */
+    if (cfp < (int64_t)FP_ONE / 2 && !leaked) continue; /* nothing live */
     sm_trace_copy_t *c = &arr[k++];
     c->id = t->id;
     c->nframes = t->nframes;
     c->flags = t->flags;
-    c->size = __atomic_load_n(&t->size, __ATOMIC_RELAXED);
-    c->count = (cfp + FP_ONE / 2) / FP_ONE;
+    c->size = size > 0 ? (uint64_t)size : 0;
+    c->count = ((uint64_t)cfp + FP_ONE / 2) / FP_ONE;
     memcpy(c->leak, t->leak, sizeof c->leak);
     c->frames = t->frames;
     c->modules = t->modules;
   }
+  sm_unlock(&delta_lock);
   sm_unlock(&trace_lock);
   ts.busy--;
   if (!arr) *cap = 0;
@@ -269,15 +422,25 @@ sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap) {
 
 void sm_tracer_init(void) {
   if (!sm_opt.trace) return;
+  if (pthread_key_create(&delta_key, deltas_done) == 0) delta_key_ok = true;
   sm_unwind_init();
   sm_modules_refresh();
   sm_triggers_init();
   __atomic_store_n(&sm_trace_on, true, __ATOMIC_RELEASE);
 }
 
-void sm_tracer_prefork(void) { sm_lock(&trace_lock); }
-void sm_tracer_postfork_parent(void) { sm_unlock(&trace_lock); }
+void sm_tracer_prefork(void) {
+  sm_lock(&trace_lock);
+  sm_lock(&delta_lock);
+}
+void sm_tracer_postfork_parent(void) {
+  sm_unlock(&delta_lock);
+  sm_unlock(&trace_lock);
+}
+/* The child keeps the tables of the threads that did not survive the fork:
+ * their pending changes are part of the child's heap state. */
 void sm_tracer_postfork_child(void) {
+  sm_lock_reset(&delta_lock);
   sm_lock_reset(&trace_lock);
   sm_triggers_postfork_child();
 }

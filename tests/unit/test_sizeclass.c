@@ -13,6 +13,12 @@ int main(void) {
     if (s > 128) CHECK_MSG(sm_class_size[c] * 4 <= s * 5 + 4 * 8, "waste above 25%% for %zu", s);
   }
   CHECK(sm_class_size[SM_CLASS_COUNT - 1] == SM_POOL_MAX);
+  /* the reciprocal division is exact for every offset inside a page */
+  for (unsigned c = 0; c < SM_CLASS_COUNT; c++) {
+    size_t bad = 0;
+    for (size_t off = 0; off < ((size_t)1 << 19); off++) bad += sm_class_div(off, c) != off / sm_class_size[c];
+    CHECK_MSG(bad == 0, "class %u: %zu offsets divide wrongly", c, bad);
+  }
   CHECK(sm_class_size[SM_CLASS_SMALL_LAST] == SM_SMALL_MAX);
   for (unsigned c = 1; c < SM_CLASS_COUNT; c++) {
     CHECK(sm_class_size[c] > sm_class_size[c - 1]);
