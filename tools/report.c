@@ -182,6 +182,13 @@ void sm_model_build(sm_tools_ctx_t *c, sm_snap_t *snap, sm_model_t *m) {
   m->traces = xcalloc(snap->ntraces ? snap->ntraces : 1, sizeof *m->traces);
   m->ntraces = 0;
   sm_sym_frame_t out[32];
+  /* One symbolizer handle and interned path per module of this snapshot. */
+  int *handles = xcalloc(snap->nmodules ? snap->nmodules : 1, sizeof *handles);
+  const char **paths = xcalloc(snap->nmodules ? snap->nmodules : 1, sizeof *paths);
+  for (uint32_t k = 0; k < snap->nmodules; k++) {
+    handles[k] = -2; /* resolved on first use: unused modules cost nothing */
+    paths[k] = intern(c, snap->modules[k].path);
+  }
   for (size_t i = 0; i < snap->ntraces; i++) {
     const sm_snap_trace_t *rt = &snap->traces[i];
     sm_strace_t t = {rt, NULL, 0, 0};
@@ -193,9 +200,9 @@ void sm_model_build(sm_tools_ctx_t *c, sm_snap_t *snap, sm_model_t *m) {
         push_frame(&t, &cap, f);
         continue;
       }
-      const sm_snap_module_t *mod = &snap->modules[rf->module];
-      f.module = intern(c, mod->path);
-      int h = module_handle(c, mod);
+      f.module = paths[rf->module];
+      if (handles[rf->module] == -2) handles[rf->module] = module_handle(c, &snap->modules[rf->module]);
+      int h = handles[rf->module];
       int n = sm_sym_lookup(c->sym, h, rf->offset, true, out, 32);
       if (n <= 0) {
         push_frame(&t, &cap, f);
@@ -225,6 +232,8 @@ void sm_model_build(sm_tools_ctx_t *c, sm_snap_t *snap, sm_model_t *m) {
     if (keep) m->traces[m->ntraces++] = t;
     else free(t.frames);
   }
+  free(handles);
+  free(paths);
 }
 
 void sm_model_free(sm_model_t *m) {

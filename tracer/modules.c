@@ -46,18 +46,26 @@ static void read_build_id(const struct dl_phdr_info *info, sm_module_t *m) {
   }
 }
 
-static int add_one(struct dl_phdr_info *info, size_t size, void *arg) {
-  (void)size;
-  (void)arg;
-  uintptr_t lo = UINTPTR_MAX, hi = 0;
+/* The lowest and highest addresses of an object's PT_LOAD segments; false
+ * if it has none. */
+static bool load_range(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi) {
+  *lo = UINTPTR_MAX;
+  *hi = 0;
   for (int i = 0; i < info->dlpi_phnum; i++) {
     const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
     if (ph->p_type != PT_LOAD) continue;
     uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-    if (a < lo) lo = a;
-    if (a + ph->p_memsz > hi) hi = a + ph->p_memsz;
+    if (a < *lo) *lo = a;
+    if (a + ph->p_memsz > *hi) *hi = a + ph->p_memsz;
   }
-  if (hi == 0) return 0;
+  return *hi != 0;
+}
+
+static int add_one(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  (void)arg;
+  uintptr_t lo, hi;
+  if (!load_range(info, &lo, &hi)) return 0;
   char path[256];
   if (info->dlpi_name && info->dlpi_name[0]) {
     copy_str(path, sizeof path, info->dlpi_name);
@@ -118,17 +126,11 @@ const sm_module_t *sm_modules_get(uint32_t idx) { return idx < mod_count ? &mods
 uint32_t sm_modules_count(void) { return __atomic_load_n(&mod_count, __ATOMIC_ACQUIRE); }
 
 static int find_self(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
   uintptr_t *range = arg;
   uintptr_t me = (uintptr_t)&sm_modules_self;
-  uintptr_t lo = UINTPTR_MAX, hi = 0;
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_LOAD) continue;
-    uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-    if (a < lo) lo = a;
-    if (a + ph->p_memsz > hi) hi = a + ph->p_memsz;
-  }
-  if (me >= lo && me < hi) {
+  uintptr_t lo, hi;
+  if (load_range(info, &lo, &hi) && me >= lo && me < hi) {
     range[0] = lo;
     range[1] = hi;
     return 1;
