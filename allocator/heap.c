@@ -29,6 +29,10 @@ SM_TLS sm_heap_t *sm_heap_tls = &sm_heap_empty;
 
 static sm_lock_t heaps_lock = SM_LOCK_INIT;
 static sm_heap_t *heaps;     /* registry of live heaps */
+/* Heaps of exited threads, for reuse. Never given back to the metadata
+ * arena: a thread freeing a block remotely may still bump the counter of
+ * a heap whose owner just exited (pool.c), so the memory stays a heap. */
+static sm_heap_t *spare_heaps;
 static size_t heaps_count;
 static unsigned next_arena;
 static pthread_key_t heap_key;
@@ -43,8 +47,18 @@ sm_heap_t *sm_heap_get_or_create(void) {
   sm_heap_t *h = sm_heap_tls;
   if (h != &sm_heap_empty) return h;
   if (SM_UNLIKELY(sm_init_state != 2)) sm_init();
-  h = sm_meta_alloc(sizeof *h);
-  if (!h) return NULL;
+  sm_lock(&heaps_lock);
+  h = spare_heaps;
+  if (h) spare_heaps = h->reg_next;
+  sm_unlock(&heaps_lock);
+  if (h) {
+    size_t pending = __atomic_load_n(&h->full_pending, __ATOMIC_RELAXED);
+    __builtin_memset(h, 0, sizeof *h);
+    h->full_pending = pending; /* harmless: at most one needless sweep */
+  } else {
+    h = sm_meta_alloc(sizeof *h);
+    if (!h) return NULL;
+  }
   for (unsigned c = 0; c < SM_CLASS_COUNT; c++) h->cur[c] = &sm_page_empty;
   h->tid = sm_os_tid();
   sm_lock(&heaps_lock);
@@ -71,11 +85,12 @@ void sm_heap_thread_done(void *arg) {
   sm_heap_t *h = arg;
   if (!h || h == &sm_heap_empty) return;
   sm_pool_release_heap(h);
+  if (sm_heap_tls == h) sm_heap_tls = &sm_heap_empty;
   sm_lock(&heaps_lock);
   heap_unregister_locked(h);
+  h->reg_next = spare_heaps;
+  spare_heaps = h;
   sm_unlock(&heaps_lock);
-  if (sm_heap_tls == h) sm_heap_tls = &sm_heap_empty;
-  sm_meta_free(h, sizeof *h);
 }
 
 size_t sm_heap_count(void) { return __atomic_load_n(&heaps_count, __ATOMIC_RELAXED); }
@@ -108,7 +123,8 @@ void sm_heaps_postfork_child(void) {
     if (h != me) {
       sm_pool_release_heap(h);
       heap_unregister_locked(h);
-      sm_meta_free(h, sizeof *h);
+      h->reg_next = spare_heaps;
+      spare_heaps = h;
     }
     h = next;
   }

@@ -9,7 +9,9 @@
  * A page is on exactly one of its heap's lists: avail[cls] (may have free
  * blocks; its first page is heap->cur[cls]) or full[cls] (exhausted when last
  * looked at). A remote free to a page on a full list bumps heap->full_pending
- * so that the owner sweeps its full lists before carving a new page.
+ * so that the owner sweeps its full lists before carving a new page; every
+ * eighth fresh page sweeps them anyway, for the frees that raced with a page
+ * going full.
  * Only the owner thread touches a page's lists and counters. */
 #include <errno.h>
 
@@ -245,15 +247,13 @@ static void purge_pages(sm_heap_t *h, bool all, uint32_t cutoff) {
 
 void sm_pool_purge(sm_heap_t *h) { purge_pages(h, true, 0); }
 
-/* Moves a page to the full list; a remote free may race with this, so after
- * publishing in_full we look at thread_free again (see sm_pool_free_remote). */
+/* Moves a page to the full list. No fence: a remote free that misses the
+ * flag is caught by the periodic sweep (see find_page). */
 static void page_to_full(sm_heap_t *h, sm_page_t *pg) {
   unsigned cls = pg->cls;
   list_remove(&h->avail[cls], pg);
   list_push_back(&h->full[cls], pg);
-  __atomic_store_n(&pg->in_full, 1, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(&pg->thread_free, __ATOMIC_SEQ_CST))
-    __atomic_add_fetch(&h->full_pending, 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&pg->in_full, 1, __ATOMIC_RELAXED);
 }
 
 static void page_from_full(sm_heap_t *h, sm_page_t *pg, bool front) {
@@ -305,6 +305,12 @@ static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
     } else {
       break;
     }
+  }
+  /* Before a fresh page, now and then look at the full lists even unasked:
+   * a remote free can miss the in_full flag of a page going full. */
+  if ((++h->fresh_pages & 7) == 0) {
+    sweep_full(h);
+    if (q->first) return find_page(h, cls);
   }
   /* A fresh page: from our segments, an abandoned one, or a new segment. */
   unsigned shift = cls <= SM_CLASS_SMALL_LAST ? SM_SMALL_PAGE_SHIFT : SM_MEDIUM_PAGE_SHIFT;
@@ -403,22 +409,32 @@ SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_bl
 SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
   if (SM_UNLIKELY(!__atomic_load_n(&pg->assigned, __ATOMIC_RELAXED) || !is_block_start(pg, b)))
     bad_pool_free(seg, pg, b);
-  sm_block_t *old = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
-  do {
-    b->next = old;
-  } while (!__atomic_compare_exchange_n(&pg->thread_free, &old, b, true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+  /* Everything needed from the segment is read while b is still live: once
+   * b is pushed, the owner may collect it, empty the page and release the
+   * segment. */
   sm_heap_t *owner = __atomic_load_n(&seg->heap, __ATOMIC_ACQUIRE);
   if (!owner) {
     /* The owner exited. Rather than leave the block until some thread needs
-     * a fresh segment, the freeing thread adopts the segment now. */
+     * a fresh segment, the freeing thread adopts the segment, then frees b
+     * as its own. */
     sm_heap_t *me = sm_heap_tls;
-    if (me != &sm_heap_empty && sm_segment_claim_abandoned(seg)) sm_pool_adopt(me, seg);
-    return;
+    if (me != &sm_heap_empty && sm_segment_claim_abandoned(seg)) {
+      sm_pool_adopt(me, seg);
+      sm_free(b);
+      return;
+    }
   }
-  /* Pairs with page_to_full: either the owner sees our block, or we see
-   * in_full and tell the owner to sweep. Heaps live in the metadata arena
-   * and are never unmapped, so a heap that just exited is safe to bump. */
-  if (__atomic_load_n(&pg->in_full, __ATOMIC_SEQ_CST)) __atomic_add_fetch(&owner->full_pending, 1, __ATOMIC_RELAXED);
+  bool full = __atomic_load_n(&pg->in_full, __ATOMIC_RELAXED);
+  sm_block_t *old = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
+  do {
+    b->next = old;
+  } while (!__atomic_compare_exchange_n(&pg->thread_free, &old, b, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+  /* A page on a full list is not looked at until told: bump the owner's
+   * counter. Heap structures are only ever reused as heaps (heap.c), so
+   * even a heap that exited meanwhile is safe to bump; it costs a sweep.
+   * A page that went full just after we looked is found by the periodic
+   * sweep in find_page. */
+  if (full && owner) __atomic_add_fetch(&owner->full_pending, 1, __ATOMIC_RELAXED);
 }
 
 /* ---------------------------------------------------------------- thread exit */
@@ -448,9 +464,7 @@ void sm_pool_adopt(sm_heap_t *h, sm_segment_t *seg) {
       update_cur(h, pg->cls);
     } else {
       list_push_back(&h->full[pg->cls], pg);
-      __atomic_store_n(&pg->in_full, 1, __ATOMIC_SEQ_CST);
-      if (__atomic_load_n(&pg->thread_free, __ATOMIC_SEQ_CST))
-        __atomic_add_fetch(&h->full_pending, 1, __ATOMIC_RELAXED);
+      __atomic_store_n(&pg->in_full, 1, __ATOMIC_RELAXED);
     }
   }
 }

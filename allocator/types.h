@@ -160,6 +160,7 @@ typedef struct sm_heap {
   size_t dirty_bytes;               /* committed bytes in unassigned pages */
   size_t full_pending;              /* atomic: remote frees seen on pages of the full lists */
   size_t pages_bytes;               /* bytes of pages assigned to classes (purge policy) */
+  size_t fresh_pages;               /* pages carved so far (periodic full-list sweep) */
   uint64_t last_purge;              /* sm_os_now_ms() of the last purge */
   unsigned arena;                   /* index of the large arena this thread uses */
   unsigned reincarnations;          /* times re-created after thread exit */
