@@ -41,6 +41,8 @@ SM_INLINE bool sm_freed_by(uint32_t freed_at, uint32_t cutoff) { return (int32_t
 void *sm_meta_alloc(size_t size); /* zeroed; NULL on failure */
 void sm_meta_free(void *p, size_t size);
 size_t sm_meta_mapped(void);
+/* Copies up to max (start, length) pairs of the arena's mappings. */
+unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max);
 void sm_meta_prefork(void);
 void sm_meta_postfork_parent(void);
 void sm_meta_postfork_child(void);
@@ -163,6 +165,16 @@ extern size_t (*sm_libc_usable_size)(void *);
 bool sm_tag_set(void *p, uint32_t trace, size_t request); /* false: no memory for the side array */
 uint32_t sm_tag_take(void *p, size_t *request);           /* reads and clears */
 uint32_t sm_tag_peek(const void *p, size_t *request);
+
+/* ---- walk: every live block, for the leak scanner. fn gets the block's
+ * start, its requested size (the block size when unknown) and its trace id.
+ * Runs under the segment lock: fn must not call malloc (the metadata arena
+ * is allowed). Meant for a stopped world: other threads' lists are read
+ * without their cooperation. */
+typedef void (*sm_block_fn)(uintptr_t start, size_t size, uint32_t trace, void *arg);
+void sm_walk_blocks(sm_block_fn fn, void *arg);
+void sm_pool_walk(sm_segment_t *seg, sm_block_fn fn, void *arg);
+void sm_large_walk(sm_segment_t *seg, sm_block_fn fn, void *arg);
 
 /* ---- stats.c */
 typedef struct sm_stats {

@@ -427,3 +427,10 @@ void sm_large_postfork_parent(void) {
 void sm_large_postfork_child(void) {
   for (unsigned i = 0; i < SM_ARENA_COUNT; i++) sm_lock_reset(&sm_arenas[i].lock);
 }
+
+void sm_large_walk(sm_segment_t *seg, sm_block_fn fn, void *arg) {
+  for (sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg); (uint8_t *)b < chunk_end(seg); b = lb_next(b)) {
+    if (lb_size(b) == 0) break; /* corrupt: do not loop */
+    if (b->head & SM_LB_INUSE) fn((uintptr_t)b + SM_LB_HDR, b->request, b->trace, arg);
+  }
+}

@@ -22,6 +22,41 @@ static struct {
   size_t mapped;                  /* bytes mapped for metadata */
 } meta = {SM_LOCK_INIT, {0}, NULL, 0, 0};
 
+/* Every mapping of the arena, so the leak scanner can leave them out of its
+ * roots (they hold block addresses that are not the program's). */
+#define META_RANGES 4096
+static struct {
+  uintptr_t start, len;
+} ranges[META_RANGES];
+static unsigned nranges;
+
+static void range_add_locked(void *p, size_t len) {
+  if (nranges < META_RANGES) {
+    ranges[nranges].start = (uintptr_t)p;
+    ranges[nranges].len = len;
+    nranges++;
+  }
+}
+
+static void range_remove_locked(void *p) {
+  for (unsigned i = 0; i < nranges; i++)
+    if (ranges[i].start == (uintptr_t)p) {
+      ranges[i] = ranges[--nranges];
+      return;
+    }
+}
+
+unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max) {
+  sm_lock(&meta.lock);
+  unsigned n = nranges < max ? nranges : max;
+  for (unsigned i = 0; i < n; i++) {
+    starts[i] = ranges[i].start;
+    lens[i] = ranges[i].len;
+  }
+  sm_unlock(&meta.lock);
+  return n;
+}
+
 static unsigned meta_shift(size_t size) {
   if (size <= (1u << META_MIN_SHIFT)) return META_MIN_SHIFT;
   return sm_log2(size - 1) + 1;
@@ -32,7 +67,12 @@ void *sm_meta_alloc(size_t size) {
   if (size > (1u << META_MAX_SHIFT)) {
     size_t len = sm_align_up(size, sm_os_page_size);
     void *p = sm_os_map(len);
-    if (p) __atomic_add_fetch(&meta.mapped, len, __ATOMIC_RELAXED);
+    if (p) {
+      __atomic_add_fetch(&meta.mapped, len, __ATOMIC_RELAXED);
+      sm_lock(&meta.lock);
+      range_add_locked(p, len);
+      sm_unlock(&meta.lock);
+    }
     return p; /* fresh mappings are zeroed */
   }
   unsigned s = meta_shift(size);
@@ -59,6 +99,7 @@ void *sm_meta_alloc(size_t size) {
         return NULL;
       }
       meta.mapped += META_CHUNK;
+      range_add_locked(chunk, META_CHUNK);
       meta.bump = chunk;
       meta.bump_left = META_CHUNK;
     }
@@ -76,6 +117,9 @@ void sm_meta_free(void *p, size_t size) {
   if (size == 0) size = 1;
   if (size > (1u << META_MAX_SHIFT)) {
     size_t len = sm_align_up(size, sm_os_page_size);
+    sm_lock(&meta.lock);
+    range_remove_locked(p);
+    sm_unlock(&meta.lock);
     sm_os_unmap(p, len);
     __atomic_sub_fetch(&meta.mapped, len, __ATOMIC_RELAXED);
     return;

@@ -529,3 +529,32 @@ size_t sm_pool_check(const sm_page_t *pg) {
   if (pg->capacity > pg->reserved) return 4;
   return 0;
 }
+
+/* ---------------------------------------------------------------- walking */
+
+static void mark_list(const sm_page_t *pg, const sm_block_t *b, uint8_t *bits) {
+  for (size_t guard = 0; b && guard <= pg->capacity; b = b->next, guard++) {
+    if (!is_block_start(pg, b)) return; /* a list being modified: stop there */
+    uint32_t i = sm_class_div((size_t)((const uint8_t *)b - pg->start), pg->cls);
+    bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+  }
+}
+
+void sm_pool_walk(sm_segment_t *seg, sm_block_fn fn, void *arg) {
+  uint8_t bits[(1u << SM_SMALL_PAGE_SHIFT) / 8 / 8]; /* one bit per block: at most 64 KiB of 8-byte blocks */
+  for (uint32_t p = 0; p < seg->page_count; p++) {
+    sm_page_t *pg = &seg->pages[p];
+    if (!pg->assigned || pg->capacity == 0) continue;
+    size_t nbytes = (pg->capacity + 7) / 8;
+    __builtin_memset(bits, 0, nbytes);
+    mark_list(pg, pg->free, bits);
+    mark_list(pg, pg->local_free, bits);
+    mark_list(pg, __atomic_load_n(&pg->thread_free, __ATOMIC_ACQUIRE), bits);
+    for (uint32_t i = 0; i < pg->capacity; i++) {
+      if (bits[i >> 3] & (1u << (i & 7))) continue;
+      uint64_t tag = pg->tags ? pg->tags[i] : 0;
+      size_t req = (uint32_t)tag ? (size_t)(tag >> 32) : pg->block_size;
+      fn((uintptr_t)(pg->start + (size_t)i * pg->block_size), req, (uint32_t)tag, arg);
+    }
+  }
+}

@@ -1,6 +1,7 @@
-/* Statistics for mallinfo2, malloc_stats and `verbose=1`. Computed on demand
- * by walking the segment registry, so the fast paths keep no counters. The
- * figures are a moment's view: other threads may be allocating meanwhile. */
+/* Statistics for mallinfo2, malloc_stats and `verbose=1`, and the walk over
+ * every live block that the leak scanner uses. Computed on demand by walking
+ * the segment registry, so the fast paths keep no counters. The figures are
+ * a moment's view: other threads may be allocating meanwhile. */
 #include "allocator/internal.h"
 
 static void add_segment(sm_segment_t *seg, void *arg) {
@@ -47,4 +48,25 @@ void sm_stats_print(int fd) {
   line(fd, "snapmalloc: stats: purged %zu bytes in %zu calls; purge passes: %zu full, %zu aged",
        __atomic_load_n(&sm_os_purge_bytes, __ATOMIC_RELAXED), __atomic_load_n(&sm_os_purge_calls, __ATOMIC_RELAXED),
        __atomic_load_n(&sm_os_purge_all, __ATOMIC_RELAXED), __atomic_load_n(&sm_os_purge_old, __ATOMIC_RELAXED));
+}
+
+typedef struct walk_ctx {
+  sm_block_fn fn;
+  void *arg;
+} walk_ctx_t;
+
+static void walk_segment(sm_segment_t *seg, void *arg) {
+  walk_ctx_t *w = arg;
+  switch (seg->kind) {
+  case SM_SEG_POOL: sm_pool_walk(seg, w->fn, w->arg); break;
+  case SM_SEG_LARGE: sm_large_walk(seg, w->fn, w->arg); break;
+  case SM_SEG_HUGE:
+    w->fn((uintptr_t)seg + seg->huge_offset, seg->huge_request, seg->huge_trace, w->arg);
+    break;
+  }
+}
+
+void sm_walk_blocks(sm_block_fn fn, void *arg) {
+  walk_ctx_t w = {fn, arg};
+  sm_segment_foreach(walk_segment, &w);
 }

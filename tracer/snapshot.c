@@ -147,12 +147,25 @@ static void build_payload(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, uint
     put(b, m->build_id, m->build_id_len);
   }
 
-  /* TRACES */
-  size_t tr_len = 0;
+  /* TRACES; with leak analysis, blocks that have no trace are a record of
+   * their own: id 0, no frames. */
+  const uint64_t *untraced = sm_leaks_untraced();
+  bool extra = false;
+  if (flags & SM_SNAP_LEAKS)
+    for (int k = 0; k < 2 * SM_LEAK_CLASSES; k++) extra |= untraced[k] != 0;
+  size_t tr_len = extra ? SM_SNAP_TRACE_FIXED : 0;
   for (size_t i = 0; i < ntr; i++) tr_len += SM_SNAP_TRACE_FIXED + (size_t)tr[i].nframes * SM_SNAP_FRAME_SIZE;
   put_u32(b, SM_SNAP_SEC_TRACES);
-  put_u32(b, (uint32_t)ntr);
+  put_u32(b, (uint32_t)ntr + extra);
   put_u64(b, tr_len);
+  if (extra) {
+    put_u32(b, 0);
+    put_u16(b, 0);
+    put_u16(b, 0);
+    put_u64(b, 0); /* live bytes and blocks of untraced blocks are not known */
+    put_u64(b, 0);
+    for (int k = 0; k < 2 * SM_LEAK_CLASSES; k++) put_u64(b, untraced[k]);
+  }
   for (size_t i = 0; i < ntr; i++) {
     const sm_trace_copy_t *t = &tr[i];
     put_u32(b, t->id);

@@ -85,8 +85,17 @@ void sm_snapshot_postfork_child(void);
 
 /* ---- triggers.c: signal, interval, exit, fork */
 void sm_triggers_init(void);
-void sm_triggers_at_exit(void);
+void sm_triggers_at_exit(uintptr_t stack_from);
 void sm_triggers_postfork_child(void);
 void sm_triggers_maybe_restart(void);
+int sm_triggers_helper_tid(void); /* 0 when there is no helper thread */
+
+/* ---- leaks.c: reachability analysis at exit (fills the traces' leak counters) */
+/* stack_from: where the exiting thread's live stack starts (the frame that
+ * called the library's destructor). */
+bool sm_leaks_scan(uintptr_t stack_from);
+/* Leak counters of blocks with no trace (allocated before tracing started,
+ * or by the tracer's dependencies): [class][0 = bytes, 1 = blocks]. */
+const uint64_t *sm_leaks_untraced(void);
 
 #endif

@@ -23,6 +23,9 @@
 
 static int wake_pipe[2] = {-1, -1};
 static bool helper_running;
+static int helper_tid; /* the leak scanner must not try to stop it */
+
+int sm_triggers_helper_tid(void) { return __atomic_load_n(&helper_tid, __ATOMIC_ACQUIRE); }
 static bool helper_restart; /* set in a fork child */
 
 static void on_signal(int sig) {
@@ -37,6 +40,7 @@ static void on_signal(int sig) {
 
 static void *helper_main(void *arg) {
   (void)arg;
+  __atomic_store_n(&helper_tid, (int)sm_os_tid(), __ATOMIC_RELEASE);
   int timeout = sm_opt.interval > 0 ? (int)(sm_opt.interval * 1000) : -1;
   for (;;) {
     struct pollfd pfd = {wake_pipe[0], POLLIN, 0};
@@ -104,9 +108,12 @@ void sm_triggers_postfork_child(void) {
   wake_pipe[0] = wake_pipe[1] = -1;
   helper_running = false;
   helper_restart = true;
+  helper_tid = 0;
 }
 
-void sm_triggers_at_exit(void) {
+void sm_triggers_at_exit(uintptr_t stack_from) {
   if (!sm_trace_on || !sm_opt.at_exit) return;
-  sm_snapshot_write(NULL, SM_SNAP_FINAL);
+  uint32_t flags = SM_SNAP_FINAL;
+  if (sm_opt.leaks && sm_leaks_scan(stack_from)) flags |= SM_SNAP_LEAKS;
+  sm_snapshot_write(NULL, flags);
 }

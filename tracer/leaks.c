@@ -1,0 +1,462 @@
+/* Leak analysis at exit, the way valgrind's memcheck and LeakSanitizer
+ * classify blocks. With the other threads stopped, every live block is
+ * listed (from the allocator's own pages: no shadow table) and sorted by
+ * address; then pointers are searched for, word by aligned word:
+ *
+ *   roots: every readable and writable mapping of the process (data and bss
+ *   of every loaded object, the C library's and the loader's anonymous
+ *   memory, thread stacks from their stack pointer up, which covers static
+ *   TLS, and the registers of every other thread), minus the allocator's
+ *   segments and metadata and libsnapmalloc's own data. The exiting thread's
+ *   stack is scanned from exit()'s frames up (see exit_stack_floor);
+ *
+ *   a block pointed to at its start from a root, or from a reachable block,
+ *   is *still reachable*; one reached only through an interior pointer (or
+ *   from a possibly lost block) is *possibly lost*; of the rest, a block
+ *   pointed to by another unreached block is *indirectly lost* and the
+ *   others are *definitely lost*.
+ *
+ * Other threads are stopped with a real-time signal (SM_LEAK_STOP_SIGNAL)
+ * whose handler records the thread's registers and stack pointer and waits
+ * until the scan is over. Nothing here calls malloc: the tables come from
+ * the metadata arena. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "allocator/internal.h"
+#include "tracer/tracer.h"
+
+#define SM_LEAK_STOP_SIGNAL (SIGRTMAX - 2)
+#define MAX_THREADS 1024
+#define NGREG_SAVED 23
+
+enum { ST_UNREACHED = 0, ST_POSSIBLE = 1, ST_REACHABLE = 2, ST_INDIRECT = 3 };
+
+typedef struct lblock {
+  uintptr_t start;
+  size_t size;
+  uint32_t trace;
+  uint8_t state;
+} lblock_t;
+
+typedef struct stopped {
+  uintptr_t sp;
+  uintptr_t regs[NGREG_SAVED];
+} stopped_t;
+
+static stopped_t stopped[MAX_THREADS];
+static int nstopped;   /* atomic: slots filled */
+static int resume;     /* atomic: 1 = threads may go on */
+
+static void on_stop(int sig, siginfo_t *si, void *ucv) {
+  (void)sig;
+  (void)si;
+  int saved = errno;
+  ucontext_t *uc = ucv;
+  int i = __atomic_fetch_add(&nstopped, 1, __ATOMIC_ACQ_REL);
+  if (i < MAX_THREADS) {
+    stopped[i].sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    for (int r = 0; r < NGREG_SAVED; r++) stopped[i].regs[r] = (uintptr_t)uc->uc_mcontext.gregs[r];
+  }
+  while (!__atomic_load_n(&resume, __ATOMIC_ACQUIRE))
+    syscall(SYS_futex, &resume, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+  errno = saved;
+}
+
+/* Sends the stop signal to every other thread; returns how many were sent. */
+static int stop_others(void) {
+  struct sigaction sa = {0};
+  sa.sa_sigaction = on_stop;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  sigaction(SM_LEAK_STOP_SIGNAL, &sa, NULL);
+  __atomic_store_n(&resume, 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&nstopped, 0, __ATOMIC_RELEASE);
+  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  pid_t self = (pid_t)syscall(SYS_gettid), pid = getpid();
+  int sent = 0;
+  char buf[4096];
+  long n;
+  while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      struct dirent64 *d = (struct dirent64 *)(buf + off);
+      off += d->d_reclen;
+      if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+      pid_t tid = 0;
+      for (const char *c = d->d_name; *c; c++) tid = tid * 10 + (*c - '0');
+      if (tid == self || tid == sm_triggers_helper_tid()) continue;
+      if (syscall(SYS_tgkill, pid, tid, SM_LEAK_STOP_SIGNAL) == 0) sent++;
+    }
+  }
+  close(fd);
+  /* Wait up to half a second: a thread that blocks the signal has its
+   * whole stack scanned instead. */
+  for (int waited = 0; waited < 500 && __atomic_load_n(&nstopped, __ATOMIC_ACQUIRE) < sent; waited++) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+  return sent;
+}
+
+static void resume_others(void) {
+  __atomic_store_n(&resume, 1, __ATOMIC_RELEASE);
+  syscall(SYS_futex, &resume, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
+}
+
+/* ---------------------------------------------------------------- block table */
+
+typedef struct table {
+  lblock_t *b;
+  size_t n, cap;
+  bool oom;
+} table_t;
+
+static void add_block(uintptr_t start, size_t size, uint32_t trace, void *arg) {
+  table_t *t = arg;
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 65536;
+    lblock_t *nb = sm_meta_alloc(cap * sizeof *nb);
+    if (!nb) {
+      t->oom = true;
+      return;
+    }
+    if (t->b) {
+      memcpy(nb, t->b, t->n * sizeof *nb);
+      sm_meta_free(t->b, t->cap * sizeof *nb);
+    }
+    t->b = nb;
+    t->cap = cap;
+  }
+  t->b[t->n++] = (lblock_t){start, size, trace, ST_UNREACHED};
+}
+
+/* Heapsort by start address (no malloc, no recursion). */
+static void sift(lblock_t *a, size_t root, size_t n) {
+  for (;;) {
+    size_t child = 2 * root + 1;
+    if (child >= n) return;
+    if (child + 1 < n && a[child + 1].start > a[child].start) child++;
+    if (a[root].start >= a[child].start) return;
+    lblock_t tmp = a[root];
+    a[root] = a[child];
+    a[child] = tmp;
+    root = child;
+  }
+}
+
+static void sort_blocks(lblock_t *a, size_t n) {
+  for (size_t i = n / 2; i-- > 0;) sift(a, i, n);
+  for (size_t end = n; end-- > 1;) {
+    lblock_t tmp = a[0];
+    a[0] = a[end];
+    a[end] = tmp;
+    sift(a, 0, end);
+  }
+}
+
+/* Index of the block containing address v, or -1. */
+static long find_block(const table_t *t, uintptr_t v) {
+  size_t lo = 0, hi = t->n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (t->b[mid].start <= v) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo == 0) return -1;
+  const lblock_t *b = &t->b[lo - 1];
+  size_t extent = b->size ? b->size : 1;
+  return v - b->start < extent ? (long)(lo - 1) : -1;
+}
+
+/* ---------------------------------------------------------------- marking */
+
+typedef struct marker {
+  table_t *t;
+  uint32_t *stack; /* worklist of block indices */
+  size_t top, cap;
+} marker_t;
+
+static void push(marker_t *m, size_t i) {
+  if (m->top < m->cap) m->stack[m->top++] = (uint32_t)i;
+}
+
+/* A word found while scanning; `definite`: the scanned memory is a root or
+ * a reachable block. */
+static void found(marker_t *m, uintptr_t v, bool definite) {
+  long i = find_block(m->t, v);
+  if (i < 0) return;
+  lblock_t *b = &m->t->b[i];
+  if (definite && v == b->start) {
+    if (b->state != ST_REACHABLE) {
+      b->state = ST_REACHABLE;
+      push(m, (size_t)i);
+    }
+  } else if (b->state == ST_UNREACHED) {
+    b->state = ST_POSSIBLE;
+    push(m, (size_t)i);
+  }
+}
+
+static void scan_range(marker_t *m, uintptr_t lo, uintptr_t hi, bool definite) {
+  lo = sm_align_up(lo, sizeof(uintptr_t));
+  for (uintptr_t a = lo; a + sizeof(uintptr_t) <= hi; a += sizeof(uintptr_t)) found(m, *(const uintptr_t *)a, definite);
+}
+
+static void drain(marker_t *m) {
+  while (m->top) {
+    lblock_t *b = &m->t->b[m->stack[--m->top]];
+    scan_range(m, b->start, b->start + b->size, b->state == ST_REACHABLE);
+  }
+}
+
+/* Everything an unreached block leads to is indirectly lost. */
+static void clique(marker_t *m, size_t leader) {
+  m->top = 0;
+  push(m, leader);
+  while (m->top) {
+    size_t i = m->stack[--m->top];
+    lblock_t *b = &m->t->b[i];
+    for (uintptr_t a = sm_align_up(b->start, sizeof(uintptr_t)); a + sizeof(uintptr_t) <= b->start + b->size;
+         a += sizeof(uintptr_t)) {
+      long j = find_block(m->t, *(const uintptr_t *)a);
+      if (j < 0 || (size_t)j == leader) continue;
+      lblock_t *c = &m->t->b[j];
+      if (c->state == ST_UNREACHED) {
+        c->state = ST_INDIRECT;
+        push(m, (size_t)j);
+      }
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- roots */
+
+typedef struct range {
+  uintptr_t lo, hi;
+} range_t;
+
+#define MAX_EXCLUDE 8192
+static range_t exclude[MAX_EXCLUDE];
+static size_t nexclude;
+
+static void exclude_segment(sm_segment_t *seg, void *arg) {
+  (void)arg;
+  if (nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){(uintptr_t)seg, (uintptr_t)seg + seg->size};
+}
+
+static void sort_ranges(range_t *r, size_t n) { /* insertion sort: a few hundred entries */
+  for (size_t i = 1; i < n; i++) {
+    range_t x = r[i];
+    size_t j = i;
+    while (j && r[j - 1].lo > x.lo) r[j] = r[j - 1], j--;
+    r[j] = x;
+  }
+}
+
+/* Scans [lo, hi) minus the excluded ranges. */
+static void scan_root(marker_t *m, uintptr_t lo, uintptr_t hi) {
+  for (size_t i = 0; i < nexclude && lo < hi; i++) {
+    if (exclude[i].hi <= lo) continue;
+    if (exclude[i].lo >= hi) break;
+    if (exclude[i].lo > lo) scan_range(m, lo, exclude[i].lo, true);
+    lo = exclude[i].hi;
+  }
+  if (lo < hi) scan_range(m, lo, hi, true);
+}
+
+static uintptr_t parse_hex(const char **p) {
+  uintptr_t v = 0;
+  for (;; (*p)++) {
+    char c = **p;
+    if (c >= '0' && c <= '9') v = v * 16 + (uintptr_t)(c - '0');
+    else if (c >= 'a' && c <= 'f') v = v * 16 + (uintptr_t)(c - 'a' + 10);
+    else return v;
+  }
+}
+
+/* Where a stack mapping's live part starts: the lowest stack pointer of the
+ * threads whose stack is in [lo, hi), or lo when none is known. */
+static uintptr_t stack_floor(uintptr_t lo, uintptr_t hi, uintptr_t my_sp, int nthreads) {
+  uintptr_t floor = 0;
+  if (my_sp >= lo && my_sp < hi) floor = my_sp; /* exact: see exit_stack_floor */
+  for (int i = 0; i < nthreads; i++) {
+    if (stopped[i].sp < lo || stopped[i].sp >= hi) continue;
+    uintptr_t f = stopped[i].sp - 128; /* a stopped thread's red zone is live too */
+    if (!floor || f < floor) floor = f;
+  }
+  if (!floor) return lo;
+  return floor < lo ? lo : floor;
+}
+
+/* True if [lo, hi) lies inside a loaded object (by address: /proc/self/maps
+ * names files by their canonical path, the loader by the one it opened). */
+static bool in_module(uintptr_t lo, uintptr_t hi) {
+  uint32_t n = sm_modules_count();
+  for (uint32_t i = 0; i < n; i++) {
+    const sm_module_t *mod = sm_modules_get(i);
+    if (lo >= mod->start && hi <= sm_align_up(mod->end, sm_os_page_size)) return true;
+  }
+  return false;
+}
+
+static void scan_roots(marker_t *m, uintptr_t my_sp, int nthreads) {
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  size_t cap = 1 << 20, len = 0;
+  char *buf = sm_meta_alloc(cap);
+  if (!buf) {
+    close(fd);
+    return;
+  }
+  for (;;) {
+    if (len + 1 >= cap) break; /* a map file over 1 MiB: scan what we have */
+    ssize_t r = read(fd, buf + len, cap - 1 - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    len += (size_t)r;
+  }
+  close(fd);
+  buf[len] = '\0';
+  for (const char *p = buf; *p;) {
+    const char *eol = strchr(p, '\n');
+    if (!eol) eol = p + strlen(p);
+    uintptr_t lo = parse_hex(&p);
+    if (*p == '-') p++;
+    uintptr_t hi = parse_hex(&p);
+    while (*p == ' ') p++;
+    bool rw = p[0] == 'r' && p[1] == 'w';
+    /* fields: perms offset dev inode path */
+    int field = 0;
+    const char *path = NULL;
+    while (p < eol) {
+      while (p < eol && *p != ' ') p++;
+      while (p < eol && *p == ' ') p++;
+      if (++field == 4 && p < eol) path = p;
+    }
+    size_t plen = path ? (size_t)(eol - path) : 0;
+    bool anon = !path || plen == 0;
+    bool stack = path && plen >= 7 && memcmp(path, "[stack]", 7) == 0;
+    bool special = path && !anon && path[0] == '[' && !stack && !(plen >= 5 && memcmp(path, "[heap", 5) == 0);
+    /* File mappings: only the writable segments of loaded objects (other
+     * files could be shorter than their mapping: reading past the end
+     * would be a SIGBUS). */
+    bool file_ok = anon || stack || (!special && path[0] != '[' && in_module(lo, hi));
+    if (rw && !special && file_ok) {
+      uintptr_t from = (anon || stack) ? stack_floor(lo, hi, my_sp, nthreads) : lo;
+      scan_root(m, from, hi);
+    }
+    p = *eol ? eol + 1 : eol;
+  }
+  sm_meta_free(buf, cap);
+}
+
+/* ---------------------------------------------------------------- entry */
+
+static uint64_t untraced_leaks[SM_LEAK_CLASSES][2];
+
+const uint64_t *sm_leaks_untraced(void) { return &untraced_leaks[0][0]; }
+
+static __attribute__((noinline)) void analyse(uintptr_t my_sp) {
+  int sent = stop_others();
+  int nthreads = __atomic_load_n(&nstopped, __ATOMIC_ACQUIRE);
+  if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
+
+  table_t t = {0};
+  sm_walk_blocks(add_block, &t);
+  nexclude = 0;
+  sm_segment_foreach(exclude_segment, NULL);
+  uintptr_t ms[4096], ml[4096];
+  unsigned nm = sm_meta_ranges(ms, ml, 4096);
+  for (unsigned i = 0; i < nm && nexclude < MAX_EXCLUDE; i++) exclude[nexclude++] = (range_t){ms[i], ms[i] + ml[i]};
+  uintptr_t self_lo, self_hi;
+  sm_modules_self(&self_lo, &self_hi);
+  if (nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){self_lo, self_hi};
+  if (t.b && nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){(uintptr_t)t.b, (uintptr_t)(t.b + t.cap)};
+  sort_ranges(exclude, nexclude);
+
+  if (!t.oom && t.n) {
+    sort_blocks(t.b, t.n);
+    marker_t m = {&t, sm_meta_alloc(2 * t.n * sizeof(uint32_t)), 0, 2 * t.n};
+    if (m.stack) {
+      scan_roots(&m, my_sp, nthreads);
+      for (int i = 0; i < nthreads; i++) {
+        for (int r = 0; r < NGREG_SAVED; r++) found(&m, stopped[i].regs[r], true);
+      }
+      drain(&m);
+      for (size_t i = 0; i < t.n; i++)
+        if (t.b[i].state == ST_UNREACHED) clique(&m, i);
+      sm_meta_free(m.stack, m.cap * sizeof(uint32_t));
+      static const int cls[4] = {SM_LEAK_DEFINITE, SM_LEAK_POSSIBLE, SM_LEAK_REACHABLE, SM_LEAK_INDIRECT};
+      for (size_t i = 0; i < t.n; i++) {
+        const lblock_t *b = &t.b[i];
+        int c = cls[b->state];
+        uint64_t *slots = sm_tracer_leak_slots(b->trace);
+        if (!slots) slots = &untraced_leaks[0][0];
+        uint64_t size, count_fp;
+        sm_tracer_weight(b->size, &size, &count_fp);
+        if (!b->trace) size = b->size, count_fp = 65536;
+        slots[2 * c] += size;
+        slots[2 * c + 1] += (count_fp + 32768) / 65536;
+      }
+    }
+  } else if (t.oom) {
+    sm_warning("leak analysis skipped: out of memory for the block table");
+  }
+  if (t.b) sm_meta_free(t.b, t.cap * sizeof *t.b);
+  if (sent) resume_others();
+}
+
+extern void __libc_freeres(void);
+
+/* The exiting thread's live stack starts at the frame that called exit():
+ * below it lie exit()'s own frames, the dynamic loader's destructor loop and
+ * ours, all laid over the program's dead frames and full of stale values
+ * that would pass for pointers. Found by unwinding: the first frames in the
+ * C library are __run_exit_handlers and exit; the one after them is the
+ * caller (main, or the C library's own call of exit after main returned). */
+static bool in_libc(uintptr_t ip) {
+  uint32_t m = sm_modules_find(ip);
+  const sm_module_t *mod = m == SM_SNAP_NO_MODULE ? NULL : sm_modules_get(m);
+  if (!mod) return false;
+  const char *base = strrchr(mod->path, '/');
+  base = base ? base + 1 : mod->path;
+  return strncmp(base, "libc.so", 7) == 0;
+}
+
+static uintptr_t exit_stack_floor(uintptr_t fallback) {
+  unw_context_t ctx;
+  unw_cursor_t cur;
+  if (unw_getcontext(&ctx) != 0 || unw_init_local(&cur, &ctx) != 0) return fallback;
+  int libc_frames = 0;
+  for (int depth = 0; depth < 64 && unw_step(&cur) > 0; depth++) {
+    unw_word_t ip = 0, sp = 0;
+    unw_get_reg(&cur, UNW_REG_IP, &ip);
+    unw_get_reg(&cur, UNW_REG_SP, &sp);
+    if (libc_frames == 2) return (uintptr_t)sp; /* the caller of exit() */
+    if (in_libc((uintptr_t)ip)) libc_frames++;
+    else if (libc_frames) return (uintptr_t)sp; /* exit() was inlined or tail-called */
+  }
+  return fallback;
+}
+
+bool sm_leaks_scan(uintptr_t stack_from) {
+  /* Like valgrind at exit: let the C library free its internal buffers
+   * (stdio's, locale data), so what is left is the program's. */
+  __libc_freeres();
+  sm_tracer_enter();
+  analyse(exit_stack_floor(stack_from));
+  sm_tracer_leave();
+  return true;
+}
