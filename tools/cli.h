@@ -16,5 +16,10 @@ bool cli_parse_int(const char *s, long lo, long hi, long *out);
 int cli_load(const char *path, sm_snap_t *snap);
 
 int cmd_run(int argc, char **argv);
+/* Like cmd_run, but a death by signal is returned as 128 + N, not re-raised. */
+int cmd_run_collect(int argc, char **argv);
+char *cli_pattern_glob(const char *pattern); /* the out pattern as a glob (malloc'd) */
+int cmd_leaks(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 #endif

@@ -248,9 +248,11 @@ static void usage(FILE *out) {
           "Commands:\n"
           "  run [options] -- CMD [ARG...]   run CMD with allocation tracing, then show its top sites\n"
           "  top SNAPSHOT [options]          the sites holding the most live memory\n"
-          "  diff OLD NEW [options]          what grew or shrank between two snapshots\n\n"
-          "'%s COMMAND --help' describes a command. Exit status: 0 success, 2 bad input\n"
-          "or usage; run passes CMD's exit status through.\n",
+          "  diff OLD NEW [options]          what grew or shrank between two snapshots\n"
+          "  leaks SNAPSHOT [options]        blocks lost at exit (definitely, indirectly)\n"
+          "  check [options] -- CMD [ARG...] run CMD and fail (exit 1) if it leaked\n\n"
+          "'%s COMMAND --help' describes a command. Exit status: 0 success, 1 leaks found\n"
+          "(leaks, check), 2 bad input or usage; run and check pass CMD's failure through.\n",
           prog, prog);
 }
 
@@ -271,6 +273,8 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "top")) return cmd_top(argc - 1, argv + 1);
   if (!strcmp(cmd, "diff")) return cmd_diff(argc - 1, argv + 1);
   if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+  if (!strcmp(cmd, "leaks")) return cmd_leaks(argc - 1, argv + 1);
+  if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
   fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", prog, cmd, prog);
   return EXIT_BAD;
 }

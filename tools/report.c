@@ -191,6 +191,7 @@ void sm_model_build(sm_tools_ctx_t *c, sm_snap_t *snap, sm_model_t *m) {
   }
   for (size_t i = 0; i < snap->ntraces; i++) {
     const sm_snap_trace_t *rt = &snap->traces[i];
+    if (rt->id == 0) continue; /* leak counts of untraced blocks: only `leaks` reads them */
     sm_strace_t t = {rt, NULL, 0, 0};
     int cap = 0;
     for (unsigned k = 0; k < rt->nframes; k++) {

@@ -61,7 +61,7 @@ static void setenv_or_die(const char *k, const char *v) {
 }
 
 /* The out pattern with every % field turned into '*'. */
-static char *pattern_glob(const char *pattern) {
+char *cli_pattern_glob(const char *pattern) {
   strbuf_t b = {0};
   for (const char *p = pattern; *p; p++) {
     if (*p == '%' && p[1]) {
@@ -93,7 +93,7 @@ static int run_help(void) {
   return 0;
 }
 
-int cmd_run(int argc, char **argv) {
+static int run_main(int argc, char **argv, bool reraise) {
   enum { O_DEPTH = 300, O_OUT, O_INTERVAL, O_SAMPLE, O_NOREPORT, O_HELP };
   static const struct option longopts[] = {
       {"depth", required_argument, NULL, O_DEPTH}, {"out", required_argument, NULL, O_OUT},
@@ -178,7 +178,7 @@ int cmd_run(int argc, char **argv) {
   unsetenv("LD_PRELOAD");
 
   /* Which snapshots did this run write? */
-  char *g = pattern_glob(pat.s);
+  char *g = cli_pattern_glob(pat.s);
   glob_t gl;
   size_t found = 0;
   char *final = NULL;
@@ -237,6 +237,7 @@ int cmd_run(int argc, char **argv) {
     int sig = WTERMSIG(status);
     fprintf(stderr, "snapmalloc: %s was killed by signal %d (%s)\n", cmd[0], sig, strsignal(sig));
     fflush(NULL);
+    if (!reraise) return 128 + sig;
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore); /* the child already dumped core if it was going to */
     signal(sig, SIG_DFL);
@@ -249,3 +250,7 @@ int cmd_run(int argc, char **argv) {
   }
   return 2;
 }
+
+int cmd_run(int argc, char **argv) { return run_main(argc, argv, true); }
+
+int cmd_run_collect(int argc, char **argv) { return run_main(argc, argv, false); }

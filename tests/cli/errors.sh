@@ -58,13 +58,18 @@ while p < len(data):
     tag, count, nbytes = struct.unpack_from('<IIQ', data, p)
     if tag == 3:
         rec = p + 16
-        struct.pack_into('<I', data, rec + 4 + 2 + 2 + 8 + 8 + 64, 4000000)
+        for i in range(count):  # the first trace with frames
+            tid, nframes = struct.unpack_from('<IH', data, rec)
+            if nframes:
+                struct.pack_into('<I', data, rec + 4 + 2 + 2 + 8 + 8 + 64, 4000000)
+                break
+            rec += 4 + 2 + 2 + 8 + 8 + 64 + 12 * nframes
         break
     p += 16 + nbytes
 struct.pack_into('<I', data, 24, zlib.crc32(bytes(data[32:])) & 0xffffffff)
 open(sys.argv[2], 'wb').write(data)
 PY
-expect badindex "badidx.snap: corrupt TRACES section (trace 0 names module 4000000 of" top "$work/badidx.snap"
+expect badindex "badidx.snap: corrupt TRACES section (trace [0-9]* names module 4000000 of" top "$work/badidx.snap"
 
 # usage errors
 expect by "--by takes line, file, function or trace, not 'bogus'" top "$good" --by bogus

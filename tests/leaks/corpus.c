@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define NOINLINE __attribute__((noinline))
@@ -70,6 +71,11 @@ NOINLINE static void lose_unaligned(void) {
   memcpy(buf + 3, &p, sizeof p); /* stored unaligned: not a pointer to either tool */
 }
 
+NOINLINE static void lose55(void) {
+  void *p = malloc(55);
+  memset(p, 1, 55);
+}
+
 static void *thread_stack_holder(void *arg) {
   (void)arg;
   volatile void *mine = malloc(333); /* held by a live thread's stack */
@@ -105,6 +111,17 @@ int main(int argc, char **argv) {
     usleep(100000);
     /* exit with the thread still running: its stack and TLS are roots */
     exit(0);
+  } else if (!strcmp(mode, "fork")) { /* only the child leaks */
+    pid_t pid = fork();
+    if (pid == 0) {
+      lose55();
+      exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+  } else if (!strcmp(mode, "fail")) { /* leaks, but fails: its status wins */
+    lose();
+    return 3;
   } else if (!strcmp(mode, "all")) {
     lose();
     lose_tree();
@@ -113,7 +130,7 @@ int main(int argc, char **argv) {
     keep_interior();
     lose_unaligned();
   } else {
-    fprintf(stderr, "usage: corpus clean|lost|tree|cycle|globals|heap|interior|unaligned|thread|all\n");
+    fprintf(stderr, "usage: corpus clean|lost|tree|cycle|globals|heap|interior|unaligned|thread|fork|fail|all\n");
     return 2;
   }
   return 0;

@@ -1,0 +1,413 @@
+/* snapmalloc leaks / check: the leak report of a final snapshot, and the CI
+ * gate that runs a command and fails when it leaked.
+ *
+ * Suppressions use LeakSanitizer's file format, so existing CI files work
+ * as they are: one `leak:PATTERN` per line, `#` comments, other kinds
+ * ignored. A trace is suppressed when PATTERN matches the function, the
+ * source file or the module of any of its frames: a substring match, `*`
+ * matching anything, `^` and `$` anchoring to the start and end. */
+#include <errno.h>
+#include <getopt.h>
+#include <glob.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tools/cli.h"
+#include "tools/report.h"
+#include "tools/util.h"
+
+static const char *class_names[SM_LEAK_CLASSES] = {"definitely lost", "indirectly lost", "possibly lost",
+                                                   "still reachable"};
+static const char *class_keys[SM_LEAK_CLASSES] = {"definitely", "indirectly", "possibly", "reachable"};
+
+typedef struct supp {
+  char **patterns;
+  int n;
+  int *hits;
+} supp_t;
+
+static void supp_load(const char *path, supp_t *s) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "snapmalloc: %s: cannot open: %s\n", path, strerror(errno));
+    exit(2);
+  }
+  char line[4096];
+  int lineno = 0;
+  while (fgets(line, sizeof line, f)) {
+    lineno++;
+    char *p = line;
+    while (*p == ' ' || *p == '\t') p++;
+    p[strcspn(p, "\r\n")] = '\0';
+    size_t len = strlen(p);
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) p[--len] = '\0';
+    if (!*p || *p == '#') continue;
+    char *colon = strchr(p, ':');
+    if (!colon || colon == p || !colon[1]) {
+      fprintf(stderr, "snapmalloc: %s:%d: not a suppression (expected KIND:PATTERN): %s\n", path, lineno, p);
+      fclose(f);
+      exit(2);
+    }
+    if (strncmp(p, "leak:", 5) != 0) continue; /* other sanitizers' kinds */
+    s->patterns = xrealloc(s->patterns, (size_t)(s->n + 1) * sizeof *s->patterns);
+    s->patterns[s->n++] = xstrdup(colon + 1);
+  }
+  fclose(f);
+  s->hits = xcalloc((size_t)s->n + 1, sizeof *s->hits);
+}
+
+/* LeakSanitizer-style template match: '*' wildcards, '^'/'$' anchors,
+ * otherwise a substring. */
+static bool tmatch(const char *pat, const char *str) {
+  if (!str) return false;
+  bool start = *pat == '^';
+  if (start) pat++;
+  size_t plen = strlen(pat);
+  bool end = plen && pat[plen - 1] == '$';
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", pat);
+  if (end) buf[plen - 1] = '\0';
+  /* split on '*' and find the pieces in order */
+  const char *s = str;
+  char *piece = buf;
+  bool first = true;
+  for (;;) {
+    char *star = strchr(piece, '*');
+    if (star) *star = '\0';
+    if (*piece) {
+      const char *at = strstr(s, piece);
+      if (!at || (first && start && at != str)) return false;
+      s = at + strlen(piece);
+    }
+    first = false;
+    if (!star) break;
+    piece = star + 1;
+  }
+  if (end && !strchr(pat, '*')) return *s == '\0' || (strlen(str) >= strlen(buf) && !strcmp(str + strlen(str) - strlen(buf), buf));
+  return !end || *s == '\0' || buf[strlen(buf) - 1] == '\0';
+}
+
+static int suppressed(const supp_t *s, const sm_strace_t *t) {
+  for (int k = 0; k < s->n; k++)
+    for (int f = 0; f < t->nframes; f++) {
+      const sm_sframe_t *fr = &t->frames[f];
+      if (tmatch(s->patterns[k], fr->function) || tmatch(s->patterns[k], fr->file) || tmatch(s->patterns[k], fr->module))
+        return k;
+    }
+  return -1;
+}
+
+typedef struct lentry {
+  const sm_strace_t *t;
+  int cls;
+  uint64_t size, count;
+} lentry_t;
+
+static int cmp_entry(const void *a, const void *b) {
+  const lentry_t *x = a, *y = b;
+  if (x->size != y->size) return x->size > y->size ? -1 : 1;
+  if (x->count != y->count) return x->count > y->count ? -1 : 1;
+  if (x->cls != y->cls) return x->cls - y->cls;
+  return x->t->raw->id < y->t->raw->id ? -1 : 1;
+}
+
+typedef struct leaks_opts {
+  const char *supp;
+  unsigned long long min_bytes;
+  bool show_reachable;
+  sm_format_t format;
+  bool full_paths;
+} leaks_opts_t;
+
+static void print_frame_text(FILE *out, const sm_sframe_t *f, bool first) {
+  const char *mod = f->module ? strrchr(f->module, '/') : NULL;
+  mod = mod ? mod + 1 : (f->module ? f->module : "?");
+  fprintf(out, "    %s %s", first ? "at" : "by", f->function ? f->function : "??");
+  if (f->file) fprintf(out, " (%s:%d)\n", f->file, f->line);
+  else fprintf(out, " (%s+0x%llx)\n", mod, (unsigned long long)f->offset);
+}
+
+/* Prints the report of one snapshot; returns 1 if anything definitely or
+ * indirectly lost remains after suppressions and --min-bytes, 0 if not,
+ * 2 on bad input. */
+static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, const char *label) {
+  sm_snap_t snap;
+  if (cli_load(path, &snap) != 0) return 2;
+  if (!(snap.flags & SM_SNAP_LEAKS)) {
+    fprintf(stderr, "snapmalloc: %s: no leak analysis in this snapshot (only the final snapshot of a run with "
+                    "trace=1 and leaks=1 has one)\n", path);
+    sm_snap_free(&snap);
+    return 2;
+  }
+  supp_t supp = {0};
+  if (lo->supp) supp_load(lo->supp, &supp);
+  sm_report_opts_t ro = {0};
+  ro.full_paths = lo->full_paths;
+  sm_tools_ctx_t *ctx = sm_ctx_new(&ro);
+  sm_model_t m;
+  sm_model_build(ctx, &snap, &m);
+
+  uint64_t totals[SM_LEAK_CLASSES][2] = {{0}}, supp_total[2] = {0, 0};
+  lentry_t *entries = xcalloc(m.ntraces * SM_LEAK_CLASSES + 1, sizeof *entries);
+  size_t n = 0;
+  for (size_t i = 0; i < m.ntraces; i++) {
+    const sm_strace_t *t = &m.traces[i];
+    int s = suppressed(&supp, t);
+    for (int c = 0; c < SM_LEAK_CLASSES; c++) {
+      uint64_t size = t->raw->leak[c][0], count = t->raw->leak[c][1];
+      if (!count) continue;
+      if (s >= 0 && c <= SM_LEAK_INDIRECT) {
+        supp.hits[s] += (int)count;
+        supp_total[0] += size, supp_total[1] += count;
+        continue;
+      }
+      totals[c][0] += size, totals[c][1] += count;
+      bool shown = c <= SM_LEAK_INDIRECT || lo->show_reachable;
+      if (shown && size >= lo->min_bytes) entries[n++] = (lentry_t){t, c, size, count};
+    }
+  }
+  qsort(entries, n, sizeof *entries, cmp_entry);
+  int leaked = 0;
+  for (size_t i = 0; i < n; i++) leaked |= entries[i].cls <= SM_LEAK_INDIRECT;
+
+  if (lo->format == FMT_JSON) {
+    fputs("{", out);
+    if (label) fprintf(out, "\"pid\": %llu, ", (unsigned long long)snap.pid);
+    fputs("\"totals\": {", out);
+    for (int c = 0; c < SM_LEAK_CLASSES; c++)
+      fprintf(out, "%s\"%s\": {\"size\": %llu, \"count\": %llu}", c ? ", " : "", class_keys[c],
+              (unsigned long long)totals[c][0], (unsigned long long)totals[c][1]);
+    fprintf(out, ", \"suppressed\": {\"size\": %llu, \"count\": %llu}}, \"leaks\": [",
+            (unsigned long long)supp_total[0], (unsigned long long)supp_total[1]);
+    for (size_t i = 0; i < n; i++) {
+      const lentry_t *e = &entries[i];
+      const sm_strace_t *t = e->t;
+      const sm_sframe_t *site = t->nframes ? &t->frames[t->site] : NULL;
+      fprintf(out, "%s%s{\"kind\": \"%s\", \"size\": %llu, \"count\": %llu, \"site\": {\"file\": ", i ? "," : "",
+              label ? "" : "\n  ",
+              class_keys[e->cls], (unsigned long long)e->size, (unsigned long long)e->count);
+      json_str(out, site ? site->file : NULL);
+      fputs(", \"line\": ", out);
+      if (site && site->file) fprintf(out, "%d", site->line);
+      else fputs("null", out);
+      fputs(", \"function\": ", out);
+      json_str(out, site ? site->function : NULL);
+      fputs("}, \"traceback\": [", out);
+      for (int f = t->site; f < t->nframes; f++) {
+        const sm_sframe_t *fr = &t->frames[f];
+        fputs(f > t->site ? ", {\"file\": " : "{\"file\": ", out);
+        json_str(out, fr->file);
+        fputs(", \"line\": ", out);
+        if (fr->file) fprintf(out, "%d", fr->line);
+        else fputs("null", out);
+        fputs(", \"function\": ", out);
+        json_str(out, fr->function);
+        fputs(", \"module\": ", out);
+        json_str(out, fr->module);
+        fprintf(out, ", \"offset\": %llu}", (unsigned long long)fr->offset);
+      }
+      fputs("]}", out);
+    }
+    fputs(label ? "]}\n" : "\n]}\n", out); /* check: one line per process */
+  } else {
+    if (label) fprintf(out, "%s\n", label);
+    for (size_t i = 0; i < n; i++) {
+      const lentry_t *e = &entries[i];
+      char sz[32];
+      sm_format_size(sz, sizeof sz, (double)e->size, false);
+      fprintf(out, "%s in %llu block%s %s %s (trace %u)\n", sz, (unsigned long long)e->count, e->count == 1 ? "" : "s",
+              e->count == 1 ? "is" : "are", class_names[e->cls], e->t->raw->id);
+      for (int f = e->t->site; f < e->t->nframes; f++) print_frame_text(out, &e->t->frames[f], f == e->t->site);
+      if (!e->t->nframes) fputs("    (no frames)\n", out);
+      fputc('\n', out);
+    }
+    fputs("LEAK SUMMARY:\n", out);
+    for (int c = 0; c < SM_LEAK_CLASSES; c++) {
+      char sz[32];
+      sm_format_size(sz, sizeof sz, (double)totals[c][0], false);
+      fprintf(out, "  %s: %s in %llu block%s\n", class_names[c], sz, (unsigned long long)totals[c][1],
+              totals[c][1] == 1 ? "" : "s");
+    }
+    if (supp.n) {
+      char sz[32];
+      sm_format_size(sz, sizeof sz, (double)supp_total[0], false);
+      fprintf(out, "  suppressed: %s in %llu block%s\n", sz, (unsigned long long)supp_total[1],
+              supp_total[1] == 1 ? "" : "s");
+      for (int k = 0; k < supp.n; k++)
+        if (supp.hits[k]) fprintf(out, "    %d block%s by leak:%s\n", supp.hits[k], supp.hits[k] == 1 ? "" : "s", supp.patterns[k]);
+    }
+  }
+  for (int k = 0; k < supp.n; k++) free(supp.patterns[k]);
+  free(supp.patterns);
+  free(supp.hits);
+  free(entries);
+  sm_model_free(&m);
+  sm_ctx_free(ctx);
+  sm_snap_free(&snap);
+  return leaked;
+}
+
+static const char leaks_help[] =
+    "  --suppressions FILE  LeakSanitizer suppressions (leak:PATTERN lines) to apply\n"
+    "  --min-bytes N        report only traces that lost at least N bytes\n"
+    "  --show reachable     also list possibly lost and still reachable blocks\n"
+    "  --format text|json   output format (default text)\n"
+    "  --full-paths         do not shorten paths under the current directory\n";
+
+enum { L_SUPP = 400, L_MIN, L_SHOW, L_FORMAT, L_FULL, L_HELP };
+static const struct option leaks_longopts[] = {
+    {"suppressions", required_argument, NULL, L_SUPP}, {"min-bytes", required_argument, NULL, L_MIN},
+    {"show", required_argument, NULL, L_SHOW},         {"format", required_argument, NULL, L_FORMAT},
+    {"full-paths", no_argument, NULL, L_FULL},         {"help", no_argument, NULL, L_HELP},
+    {NULL, 0, NULL, 0}};
+
+/* Parses one leaks option; false if c is not one. */
+static bool leaks_opt(const char *cmd, int c, leaks_opts_t *lo) {
+  switch (c) {
+  case L_SUPP: {
+    struct stat st;
+    if (stat(optarg, &st) != 0 || !S_ISREG(st.st_mode)) {
+      fprintf(stderr, "snapmalloc: %s: cannot open: %s\n", optarg, errno ? strerror(errno) : "not a file");
+      exit(2);
+    }
+    lo->supp = optarg;
+    return true;
+  }
+  case L_MIN:
+    if (!cli_parse_size(optarg, &lo->min_bytes)) cli_usage_error(cmd, "--min-bytes takes a size in bytes, not '%s'", optarg);
+    return true;
+  case L_SHOW:
+    if (strcmp(optarg, "reachable") != 0) cli_usage_error(cmd, "--show takes 'reachable', not '%s'", optarg);
+    lo->show_reachable = true;
+    return true;
+  case L_FORMAT:
+    if (!strcmp(optarg, "text")) lo->format = FMT_TEXT;
+    else if (!strcmp(optarg, "json")) lo->format = FMT_JSON;
+    else cli_usage_error(cmd, "--format takes text or json, not '%s'", optarg);
+    return true;
+  case L_FULL: lo->full_paths = true; return true;
+  default: return false;
+  }
+}
+
+int cmd_leaks(int argc, char **argv) {
+  leaks_opts_t lo = {0};
+  lo.format = FMT_TEXT;
+  const char *path = NULL;
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "-", leaks_longopts, NULL)) != -1) {
+    if (c == 1) {
+      if (path) cli_usage_error("leaks", "takes one snapshot, not several");
+      path = optarg;
+    } else if (c == L_HELP) {
+      printf("usage: snapmalloc leaks SNAPSHOT [options]\n\n"
+             "Prints the blocks a traced program lost at exit, grouped by the stack trace\n"
+             "that allocated them, biggest first, then the totals per class as valgrind\n"
+             "names them. Exit status: 0 nothing lost, 1 leaks reported, 2 bad input.\n\n%s",
+             leaks_help);
+      return 0;
+    } else if (!leaks_opt("leaks", c, &lo)) {
+      cli_usage_error("leaks", "option '%s' is unknown or lacks its value", argv[optind - 1]);
+    }
+  }
+  if (!path) cli_usage_error("leaks", "needs a snapshot file");
+  return leak_report(stdout, path, &lo, NULL);
+}
+
+/* check: parse leaks options before "--", the rest goes to run. */
+int cmd_check(int argc, char **argv) {
+  leaks_opts_t lo = {0};
+  lo.format = FMT_TEXT;
+  char **run_argv = xcalloc((size_t)argc + 4, sizeof *run_argv);
+  int run_argc = 0;
+  run_argv[run_argc++] = "run";
+  const char *out = NULL;
+  int i = 1;
+  for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help")) {
+      printf("usage: snapmalloc check [run options] [leaks options] -- CMD [ARG...]\n\n"
+             "Runs CMD traced with leak analysis at exit (like 'snapmalloc run'), then prints\n"
+             "the leak report of every process it started. Exit status: CMD's own if it\n"
+             "failed, else 1 if anything definitely or indirectly lost remains after\n"
+             "suppressions, else 0 (2 for bad input).\n\n"
+             "Run options: --depth N, --out PATTERN, --sample BYTES (see snapmalloc run --help).\n"
+             "Leaks options:\n%s",
+             leaks_help);
+      return 0;
+    }
+    bool has_value = !strcmp(a, "--suppressions") || !strcmp(a, "--min-bytes") || !strcmp(a, "--show") ||
+                     !strcmp(a, "--format") || !strcmp(a, "--depth") || !strcmp(a, "--out") || !strcmp(a, "--sample");
+    if (has_value && i + 1 >= argc) cli_usage_error("check", "option '%s' needs a value", a);
+    const char *v = has_value ? argv[i + 1] : NULL;
+    optarg = (char *)v;
+    if (!strcmp(a, "--suppressions")) leaks_opt("check", L_SUPP, &lo);
+    else if (!strcmp(a, "--min-bytes")) leaks_opt("check", L_MIN, &lo);
+    else if (!strcmp(a, "--show")) leaks_opt("check", L_SHOW, &lo);
+    else if (!strcmp(a, "--format")) leaks_opt("check", L_FORMAT, &lo);
+    else if (!strcmp(a, "--full-paths")) lo.full_paths = true;
+    else if (!strcmp(a, "--depth") || !strcmp(a, "--sample") || !strcmp(a, "--out")) {
+      if (!strcmp(a, "--out")) out = v;
+      run_argv[run_argc++] = (char *)a;
+      run_argv[run_argc++] = (char *)v;
+    } else {
+      cli_usage_error("check", "option '%s' is unknown", a);
+    }
+    if (has_value) i++;
+  }
+  if (i >= argc || i + 1 >= argc) cli_usage_error("check", "needs a command to run after '--'");
+  /* Snapshots go to a fresh directory unless --out says otherwise, so the
+   * report covers exactly the processes of this run. */
+  char dir[] = "/tmp/snapmalloc-check.XXXXXX";
+  char pattern[PATH_MAX];
+  if (!out) {
+    if (!mkdtemp(dir)) {
+      perror("snapmalloc check: mkdtemp");
+      return 2;
+    }
+    snprintf(pattern, sizeof pattern, "%s/%%e.%%p.%%n.snap", dir);
+    run_argv[run_argc++] = "--out";
+    run_argv[run_argc++] = pattern;
+  }
+  run_argv[run_argc++] = "--no-report";
+  for (; i < argc; i++) run_argv[run_argc++] = argv[i];
+  /* leaks=1 is the default with tracing; say it anyway in case the
+   * environment turned it off */
+  const char *prev = getenv("SNAPMALLOC_OPTIONS");
+  char opts[4096];
+  snprintf(opts, sizeof opts, "%s%sleaks=1,at_exit=1", prev && *prev ? prev : "", prev && *prev ? "," : "");
+  setenv("SNAPMALLOC_OPTIONS", opts, 1);
+  int status = cmd_run_collect(run_argc, run_argv);
+  /* every final snapshot of the run */
+  char globpat[PATH_MAX + 8];
+  snprintf(globpat, sizeof globpat, "%s", out ? out : pattern);
+  char *g = cli_pattern_glob(globpat);
+  glob_t gl;
+  int worst = 0, processes = 0;
+  if (glob(g, 0, NULL, &gl) == 0) {
+    for (size_t k = 0; k < gl.gl_pathc; k++) {
+      sm_snap_t s;
+      char err[256];
+      if (sm_snap_read(gl.gl_pathv[k], &s, err, sizeof err) != 0) continue;
+      bool final = (s.flags & SM_SNAP_FINAL) && (s.flags & SM_SNAP_LEAKS);
+      char label[PATH_MAX + 128];
+      snprintf(label, sizeof label, "== pid %llu (%s): %s", (unsigned long long)s.pid, s.program, gl.gl_pathv[k]);
+      sm_snap_free(&s);
+      if (!final) continue;
+      processes++;
+      int r = leak_report(lo.format == FMT_JSON ? stdout : stderr, gl.gl_pathv[k], &lo, label);
+      if (r > worst) worst = r;
+    }
+    globfree(&gl);
+  }
+  free(g);
+  if (!processes) fprintf(stderr, "snapmalloc check: no process wrote a final snapshot (did CMD start?)\n");
+  if (status != 0) return status;
+  if (worst == 2) return 2;
+  return worst;
+}
