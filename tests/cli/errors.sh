@@ -71,6 +71,14 @@ open(sys.argv[2], 'wb').write(data)
 PY
 expect badindex "badidx.snap: corrupt TRACES section (trace [0-9]* names module 4000000 of" top "$work/badidx.snap"
 
+# leaks: a snapshot written before exit has no leak analysis
+"$tool" run --no-report --out "$work/mid.%n.snap" -- "$build/examples/phases" 50 >/dev/null
+expect noanalysis "mid.0.snap: no leak analysis in this snapshot" leaks "$work/mid.0.snap"
+expect leaksshow "--show takes 'reachable', not 'everything'" leaks "$good" --show everything
+expect leaksmin "--min-bytes takes a size in bytes, not 'lots'" leaks "$good" --min-bytes lots
+expect leakssupp "nosuch.supp: cannot open" leaks "$good" --suppressions "$work/nosuch.supp"
+expect checknocmd "needs a command to run after '--'" check --min-bytes 4
+
 # usage errors
 expect by "--by takes line, file, function or trace, not 'bogus'" top "$good" --by bogus
 expect limit "--limit takes a whole number >= 0, not 'x'" top "$good" --limit x
@@ -83,7 +91,7 @@ expect runnocmd "needs a command to run" run --depth 4
 expect rundepth "--depth takes 1..128, not '0'" run --depth 0 -- true
 expect runsample "--sample takes a size in bytes, not '-4'" run --sample -4 -- true
 "$tool" --help > /dev/null || { echo "FAIL: --help"; fails=$((fails + 1)); }
-for c in top diff run; do "$tool" $c --help | grep -q "^usage: snapmalloc $c" || { echo "FAIL: $c --help"; fails=$((fails + 1)); }; done
+for c in top diff run leaks check; do "$tool" $c --help | grep -q "^usage: snapmalloc $c" || { echo "FAIL: $c --help"; fails=$((fails + 1)); }; done
 
 [ $fails = 0 ] && echo "errors: all bad inputs rejected cleanly" || echo "errors: $fails cases failed"
 [ $fails = 0 ]

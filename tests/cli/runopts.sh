@@ -54,5 +54,18 @@ grep -q '^records=100 ' "$work/r.out" || fail "the program's stdout was not kept
 grep -q "top 10 allocation sites at exit ($work/r.1.snap)" "$work/r.err" || fail "no top-10 report on stderr"
 grep -q '^examples/phases.c:28: size=6400 B, count=100, average=64 B' "$work/r.err" || fail "top-10 report content"
 
+# the library is found next to the tool, or in ../lib, without SNAPMALLOC_LIB
+mkdir -p "$work/tree/bin" "$work/tree/lib" "$work/flat"
+cp "$tool" "$work/tree/bin/snapmalloc"; cp "$SNAPMALLOC_LIB" "$work/tree/lib/"
+cp "$tool" "$work/flat/snapmalloc"; cp "$SNAPMALLOC_LIB" "$work/flat/"
+for t in "$work/tree/bin/snapmalloc" "$work/flat/snapmalloc"; do
+  env -u SNAPMALLOC_LIB "$t" run --no-report --out "$work/l.%n.snap" -- "$build/examples/phases" 10 >/dev/null || fail "$t run"
+  [ -f "$work/l.1.snap" ] || fail "$t did not find the library"
+  rm -f "$work"/l.*.snap
+done
+mkdir -p "$work/nolib"; cp "$tool" "$work/nolib/snapmalloc"
+env -u SNAPMALLOC_LIB "$work/nolib/snapmalloc" run -- true 2> "$work/nolib.err"; rc=$?
+[ $rc = 2 ] && grep -q 'cannot find libsnapmalloc.so (set SNAPMALLOC_LIB)' "$work/nolib.err" || fail "missing library: exit $rc"
+
 [ $fails = 0 ] && echo "runopts: all options took effect" || echo "runopts: $fails failures"
 [ $fails = 0 ]
