@@ -26,14 +26,15 @@ uint64_t sm_os_tid(void);
  * Free memory stays committed while it is young: a program that frees and
  * allocates in a loop must not fault the same pages in again and again.
  * Memory free for SM_PURGE_AGE_MS or more is returned on the next purge
- * check at least that long after the previous one; and when committed free
- * memory exceeds `retain` plus what is in use, all of it is returned at
- * once, so RSS follows a program whose live memory falls. */
+ * check at least that long after the previous one; and when live memory
+ * has fallen below a quarter of its recent peak while the free memory
+ * exceeds twice `retain` plus twice what is in use, all of it is returned
+ * at once, so RSS follows a program whose live memory falls. */
 #define SM_PURGE_AGE_MS 1000
 typedef enum sm_purge { SM_PURGE_NONE, SM_PURGE_OLD, SM_PURGE_ALL } sm_purge_t;
 /* *last: the caller's last purge time; *cutoff: with SM_PURGE_OLD, purge
  * what was freed at or before this time (ms, wraps like sm_now32). */
-sm_purge_t sm_purge_due(size_t dirty, size_t inuse, uint64_t *last, uint32_t *cutoff);
+sm_purge_t sm_purge_due(size_t dirty, size_t inuse, uint64_t *last, uint32_t *cutoff, size_t *peak);
 SM_INLINE uint32_t sm_now32(void) { return (uint32_t)sm_os_now_ms(); }
 SM_INLINE bool sm_freed_by(uint32_t freed_at, uint32_t cutoff) { return (int32_t)(cutoff - freed_at) >= 0; }
 

@@ -215,7 +215,7 @@ static void purge_locked(sm_arena_t *a, sm_purge_t how, uint32_t cutoff) {
 
 static void maybe_purge_locked(sm_arena_t *a) {
   uint32_t cutoff = 0;
-  sm_purge_t how = sm_purge_due(a->dirty_bytes, a->inuse_bytes, &a->last_purge, &cutoff);
+  sm_purge_t how = sm_purge_due(a->dirty_bytes, a->inuse_bytes, &a->last_purge, &cutoff, &a->peak_inuse);
   if (how != SM_PURGE_NONE) purge_locked(a, how, cutoff);
 }
 

@@ -216,7 +216,7 @@ static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
     seg_list_push(h, seg, true);
   }
   uint32_t cutoff = 0;
-  sm_purge_t how = sm_purge_due(h->dirty_bytes, h->pages_bytes, &h->last_purge, &cutoff);
+  sm_purge_t how = sm_purge_due(h->dirty_bytes, h->pages_bytes, &h->last_purge, &cutoff, &h->peak_pages);
   if (how != SM_PURGE_NONE) purge_pages(h, how == SM_PURGE_ALL, cutoff);
 }
 

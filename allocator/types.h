@@ -113,6 +113,7 @@ typedef struct sm_arena {
   size_t dirty_bytes;        /* committed bytes in free blocks that purging could return */
   size_t inuse_bytes;        /* sum of in-use block sizes */
   uint64_t last_purge;       /* sm_os_now_ms() of the last purge */
+  size_t peak_inuse;         /* highest inuse_bytes since the last aged purge */
   uint32_t now;              /* sm_now32() at the start of the current free */
 } SM_CACHE_ALIGN sm_arena_t;
 
@@ -162,6 +163,7 @@ typedef struct sm_heap {
   size_t pages_bytes;               /* bytes of pages assigned to classes (purge policy) */
   size_t fresh_pages;               /* pages carved so far (periodic full-list sweep) */
   uint64_t last_purge;              /* sm_os_now_ms() of the last purge */
+  size_t peak_pages;                /* highest pages_bytes since the last aged purge */
   unsigned arena;                   /* index of the large arena this thread uses */
   unsigned reincarnations;          /* times re-created after thread exit */
   struct sm_heap *reg_next;         /* registry of live heaps (sm_heaps_lock) */
