@@ -197,17 +197,8 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
       json_str(out, site ? site->function : NULL);
       fputs("}, \"traceback\": [", out);
       for (int f = t->site; f < t->nframes; f++) {
-        const sm_sframe_t *fr = &t->frames[f];
-        fputs(f > t->site ? ", {\"file\": " : "{\"file\": ", out);
-        json_str(out, fr->file);
-        fputs(", \"line\": ", out);
-        if (fr->file) fprintf(out, "%d", fr->line);
-        else fputs("null", out);
-        fputs(", \"function\": ", out);
-        json_str(out, fr->function);
-        fputs(", \"module\": ", out);
-        json_str(out, fr->module);
-        fprintf(out, ", \"offset\": %llu}", (unsigned long long)fr->offset);
+        if (f > t->site) fputs(", ", out);
+        sm_json_frame(out, &t->frames[f]);
       }
       fputs("]}", out);
     }

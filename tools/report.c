@@ -441,7 +441,7 @@ static void print_stat_text(FILE *out, const stat_t *s, bool diff) {
   }
 }
 
-static void json_frame(FILE *out, const sm_sframe_t *f) {
+void sm_json_frame(FILE *out, const sm_sframe_t *f) {
   fputs("{\"file\": ", out);
   json_str(out, f->file);
   fprintf(out, ", \"line\": ");
@@ -477,10 +477,10 @@ static void print_stat_json(FILE *out, const stat_t *s, bool diff, sm_by_t by) {
   if (by == BY_TRACE) {
     for (int i = t->site; i < t->nframes; i++) {
       if (i > t->site) fputs(", ", out);
-      json_frame(out, &t->frames[i]);
+      sm_json_frame(out, &t->frames[i]);
     }
   } else if (site) {
-    json_frame(out, site);
+    sm_json_frame(out, site);
   }
   fputs("]}", out);
 }

@@ -65,6 +65,9 @@ void sm_print_header(FILE *out, const char *label, const sm_snap_t *s);
 /* top (old == NULL) or diff (old != NULL). Returns 0. */
 int sm_report(FILE *out, sm_tools_ctx_t *ctx, sm_model_t *old, sm_model_t *cur);
 
+/* One frame as a JSON object: {"file", "line", "function", "module", "offset"}. */
+void sm_json_frame(FILE *out, const sm_sframe_t *f);
+
 /* Text of one frame for folded stacks and messages: "func (file:line)". */
 void sm_frame_label(char *buf, size_t cap, const sm_sframe_t *f);
 
