@@ -489,6 +489,9 @@ void sm_pool_release_heap(sm_heap_t *h) {
     }
     h->cur[cls] = &sm_page_empty;
   }
+  /* Nobody will reuse this thread's free pages soon: give their memory
+   * back now rather than leave it in abandoned segments (thread churn). */
+  purge_pages(h, true, 0);
   for (unsigned k = 0; k < 2; k++) {
     sm_segment_t *seg = h->segs_first[k];
     while (seg) {
