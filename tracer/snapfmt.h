@@ -24,7 +24,9 @@
  *     4 x (u64 size, u64 count) per leak class (zero unless SM_SNAP_LEAKS),
  *     then nframes x (u32 module index, u64 offset), innermost frame first.
  *     module == SM_SNAP_NO_MODULE: offset is the raw address. A frame's
- *     offset is a return address minus the module's bias (look up at - 1). */
+ *     offset is a return address minus the module's bias (look up at - 1).
+ *     With SM_SNAP_LEAKS, a record with id 0 and no frames may hold the leak
+ *     classes of blocks that have no trace. */
 #ifndef SM_TRACER_SNAPFMT_H
 #define SM_TRACER_SNAPFMT_H
 
