@@ -186,16 +186,10 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
       const lentry_t *e = &entries[i];
       const sm_strace_t *t = e->t;
       const sm_sframe_t *site = t->nframes ? &t->frames[t->site] : NULL;
-      fprintf(out, "%s%s{\"kind\": \"%s\", \"size\": %llu, \"count\": %llu, \"site\": {\"file\": ", i ? "," : "",
-              label ? "" : "\n  ",
-              class_keys[e->cls], (unsigned long long)e->size, (unsigned long long)e->count);
-      json_str(out, site ? site->file : NULL);
-      fputs(", \"line\": ", out);
-      if (site && site->file) fprintf(out, "%d", site->line);
-      else fputs("null", out);
-      fputs(", \"function\": ", out);
-      json_str(out, site ? site->function : NULL);
-      fputs("}, \"traceback\": [", out);
+      fprintf(out, "%s%s{\"kind\": \"%s\", \"size\": %llu, \"count\": %llu, \"site\": ", i ? "," : "",
+              label ? "" : "\n  ", class_keys[e->cls], (unsigned long long)e->size, (unsigned long long)e->count);
+      sm_json_site(out, site);
+      fputs(", \"traceback\": [", out);
       for (int f = t->site; f < t->nframes; f++) {
         if (f > t->site) fputs(", ", out);
         sm_json_frame(out, &t->frames[f]);

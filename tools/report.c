@@ -441,6 +441,17 @@ static void print_stat_text(FILE *out, const stat_t *s, bool diff) {
   }
 }
 
+void sm_json_site(FILE *out, const sm_sframe_t *site) {
+  fputs("{\"file\": ", out);
+  json_str(out, site ? site->file : NULL);
+  fputs(", \"line\": ", out);
+  if (site && site->file) fprintf(out, "%d", site->line);
+  else fputs("null", out);
+  fputs(", \"function\": ", out);
+  json_str(out, site ? site->function : NULL);
+  fputc('}', out);
+}
+
 void sm_json_frame(FILE *out, const sm_sframe_t *f) {
   fputs("{\"file\": ", out);
   json_str(out, f->file);
@@ -462,14 +473,9 @@ static const char *by_name(sm_by_t by) {
 static void print_stat_json(FILE *out, const stat_t *s, bool diff, sm_by_t by) {
   const sm_strace_t *t = s->rep;
   const sm_sframe_t *site = s->rep_frame >= 0 && t->nframes ? &t->frames[s->rep_frame] : NULL;
-  fputs("{\"site\": {\"file\": ", out);
-  json_str(out, site ? site->file : NULL);
-  fputs(", \"line\": ", out);
-  if (site && site->file) fprintf(out, "%d", site->line);
-  else fputs("null", out);
-  fputs(", \"function\": ", out);
-  json_str(out, site ? site->function : NULL);
-  fprintf(out, "}, \"size\": %lld, \"count\": %lld", (long long)s->size, (long long)s->count);
+  fputs("{\"site\": ", out);
+  sm_json_site(out, site);
+  fprintf(out, ", \"size\": %lld, \"count\": %lld", (long long)s->size, (long long)s->count);
   if (diff)
     fprintf(out, ", \"size_diff\": %lld, \"count_diff\": %lld", (long long)(s->size - s->old_size),
             (long long)(s->count - s->old_count));

@@ -65,6 +65,8 @@ void sm_print_header(FILE *out, const char *label, const sm_snap_t *s);
 /* top (old == NULL) or diff (old != NULL). Returns 0. */
 int sm_report(FILE *out, sm_tools_ctx_t *ctx, sm_model_t *old, sm_model_t *cur);
 
+/* A site as a JSON object: {"file", "line", "function"}, nulls where unknown. */
+void sm_json_site(FILE *out, const sm_sframe_t *site);
 /* One frame as a JSON object: {"file", "line", "function", "module", "offset"}. */
 void sm_json_frame(FILE *out, const sm_sframe_t *f);
 
