@@ -161,8 +161,6 @@ size_t sm_usable_size(const void *p) {
   }
 }
 
-bool sm_owns(const void *p) { return p && sm_segment_of(p) != NULL; }
-
 bool sm_release_reserves(void) {
   size_t before = sm_segment_mapped();
   sm_segment_trim();

@@ -151,7 +151,6 @@ void *sm_calloc(size_t n, size_t size);
 void *sm_realloc(void *p, size_t size);
 void *sm_memalign(size_t align, size_t size); /* align: power of two */
 size_t sm_usable_size(const void *p);
-bool sm_owns(const void *p);
 /* Out of memory: unmaps cached segments and entirely free chunks of every
  * arena; true if anything was released (worth retrying). */
 bool sm_release_reserves(void);
@@ -165,7 +164,6 @@ extern size_t (*sm_libc_usable_size)(void *);
 /* ---- tag.c: the tracer's per-block record (trace id 0 = untraced) */
 bool sm_tag_set(void *p, uint32_t trace, size_t request); /* false: no memory for the side array */
 uint32_t sm_tag_take(void *p, size_t *request);           /* reads and clears */
-uint32_t sm_tag_peek(const void *p, size_t *request);
 
 /* ---- walk: every live block, for the leak scanner. fn gets the block's
  * start, its requested size (the block size when unknown) and its trace id.

@@ -85,23 +85,3 @@ uint32_t sm_tag_take(void *p, size_t *request) {
   }
   return trace;
 }
-
-uint32_t sm_tag_peek(const void *p, size_t *request) {
-  sm_segment_t *seg = sm_segment_of(p);
-  if (!seg) return 0;
-  switch (seg->kind) {
-  case SM_SEG_POOL: {
-    uint64_t *slot = pool_tag_slot(seg, p, false);
-    if (!slot) return 0;
-    *request = (size_t)(*slot >> 32);
-    return (uint32_t)*slot;
-  }
-  case SM_SEG_LARGE:
-    *request = sm_lblock_of(p)->request;
-    return sm_lblock_of(p)->trace;
-  case SM_SEG_HUGE:
-    *request = seg->huge_request;
-    return seg->huge_trace;
-  }
-  return 0;
-}
