@@ -97,7 +97,10 @@ static SM_NOINLINE void free_big(sm_segment_t *seg, void *p) {
   else sm_fatal("free(): invalid pointer %p (corrupted segment header at %p)", p, (void *)seg);
 }
 
-void sm_free(void *p) {
+/* free, and when tracing also the block's tag taken on the way, so that a
+ * traced free looks the block up once. */
+SM_INLINE uint32_t free_impl(void *p, size_t *req, const bool tracing) {
+  uint32_t trace = 0;
   /* The segment map lookup, inline: the common case (a pool segment, entry
    * 1) needs no arithmetic beyond the mask. */
   uintptr_t a = (uintptr_t)p - 1;
@@ -114,6 +117,7 @@ void sm_free(void *p) {
   if (SM_LIKELY(seg->kind == SM_SEG_POOL)) {
     sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
     sm_block_t *b = p;
+    if (tracing) trace = sm_tag_take_pool(pg, p, req); /* before the block can be reused */
     sm_heap_t *h = sm_heap_tls;
     if (SM_LIKELY(seg->heap == h)) {
       uint32_t used = pg->used;
@@ -123,7 +127,7 @@ void sm_free(void *p) {
         b->next = pg->local_free;
         pg->local_free = b;
         pg->used = used - 1;
-        return;
+        return trace;
       }
       /* The page empties, but it is its class's only page: keep it as it
        * is (a malloc/free loop must not retire and re-carve a page). */
@@ -131,19 +135,27 @@ void sm_free(void *p) {
         b->next = pg->local_free;
         pg->local_free = b;
         pg->used = 0;
-        return;
+        return trace;
       }
       sm_pool_free_local_slow(seg, pg, b);
-      return;
+      return trace;
     }
     sm_pool_free_remote(seg, pg, b);
-    return;
+    return trace;
   }
+  if (tracing) trace = sm_tag_take(p, req);
   free_big(seg, p);
-  return;
+  return trace;
 foreign:
   if (p) free_foreign(p);
+  return 0;
 }
+
+void sm_free(void *p) { free_impl(p, NULL, false); }
+
+uint32_t sm_free_traced(void *p, size_t *req) { return free_impl(p, req, true); }
+
+
 
 /* ---------------------------------------------------------------- the rest */
 

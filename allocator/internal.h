@@ -147,6 +147,8 @@ size_t sm_huge_mapped(void);
 /* ---- alloc.c: the entry points */
 void *sm_malloc(size_t size);
 void sm_free(void *p);
+/* free(p) that also takes the block's tag: its trace id (0: untraced) and request. */
+uint32_t sm_free_traced(void *p, size_t *req);
 void *sm_calloc(size_t n, size_t size);
 void *sm_realloc(void *p, size_t size);
 void *sm_memalign(size_t align, size_t size); /* align: power of two */
@@ -164,6 +166,9 @@ extern size_t (*sm_libc_usable_size)(void *);
 /* ---- tag.c: the tracer's per-block record (trace id 0 = untraced) */
 bool sm_tag_set(void *p, uint32_t trace, size_t request); /* false: no memory for the side array */
 uint32_t sm_tag_take(void *p, size_t *request);           /* reads and clears */
+/* sm_tag_take for a block of a pool page (pg is the block's page). */
+uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request);
+extern bool sm_tag_counted; /* pages count their tagged blocks (set before tracing starts) */
 
 /* ---- walk: every live block, for the leak scanner. fn gets the block's
  * start, its requested size (the block size when unknown) and its trace id.

@@ -9,7 +9,7 @@
 
 sm_options_t sm_opt;
 
-typedef enum { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_STRING, OPT_SIGNAL, OPT_POLICY } opt_kind_t;
+typedef enum { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_STRING, OPT_SIGNAL, OPT_POLICY, OPT_UNWIND } opt_kind_t;
 
 typedef struct opt_desc {
   const char *name;
@@ -34,6 +34,7 @@ static const opt_desc_t descs[] = {
     {"huge", OPT_SIZE, (long long)SM_POOL_MAX + 1, 1LL << 30, FIELD(huge)},
     {"retain", OPT_SIZE, 0, 1LL << 40, FIELD(retain)},
     {"verbose", OPT_BOOL, 0, 1, FIELD(verbose)},
+    {"unwind", OPT_UNWIND, 0, 0, FIELD(unwind)},
 };
 #define NDESCS (sizeof descs / sizeof descs[0])
 
@@ -131,6 +132,13 @@ static bool parse_policy(const char *v, size_t len, sm_policy_t *res) {
   return false;
 }
 
+static bool parse_unwind(const char *v, size_t len, sm_unwinder_t *res) {
+  if (str_eq(v, len, "fast")) { *res = SM_UNWIND_FAST; return true; }
+  if (str_eq(v, len, "libunwind")) { *res = SM_UNWIND_LIBUNWIND; return true; }
+  if (str_eq(v, len, "check")) { *res = SM_UNWIND_CHECK; return true; }
+  return false;
+}
+
 /* Applies one "key=value" item; returns false (after one warning) if bad. */
 static bool apply(sm_options_t *o, const char *item, size_t len) {
   size_t klen = 0;
@@ -174,6 +182,7 @@ static bool apply(sm_options_t *o, const char *item, size_t len) {
     break;
   case OPT_SIGNAL: ok = parse_signal(v, vlen, (int *)field); expect = "USR1, USR2 or 0"; break;
   case OPT_POLICY: ok = parse_policy(v, vlen, (sm_policy_t *)field); expect = "best, first or next"; break;
+  case OPT_UNWIND: ok = parse_unwind(v, vlen, (sm_unwinder_t *)field); expect = "fast, libunwind or check"; break;
   }
   if (!ok) {
     if (d->kind == OPT_INT || d->kind == OPT_SIZE)
@@ -256,4 +265,6 @@ void sm_options_print(const sm_options_t *o) {
   sm_info("option huge = %zu", o->huge);
   sm_info("option retain = %zu", o->retain);
   sm_info("option verbose = %d", o->verbose);
+  static const char *unwinders[] = {"fast", "libunwind", "check"};
+  sm_info("option unwind = %s", unwinders[o->unwind]);
 }

@@ -7,6 +7,9 @@
 #include "allocator/base.h"
 
 typedef enum sm_policy { SM_POLICY_BEST = 0, SM_POLICY_FIRST = 1, SM_POLICY_NEXT = 2 } sm_policy_t;
+/* How stacks are captured: our own walker over .eh_frame rules (libunwind
+ * where it cannot follow a frame), libunwind alone, or both, compared. */
+typedef enum sm_unwinder { SM_UNWIND_FAST = 0, SM_UNWIND_LIBUNWIND = 1, SM_UNWIND_CHECK = 2 } sm_unwinder_t;
 
 #define SM_OUT_MAX 512
 
@@ -24,6 +27,7 @@ typedef struct sm_options {
   size_t huge;          /* requests above this get their own mapping */
   size_t retain;        /* free bytes a heap or arena keeps before purging */
   bool verbose;         /* print options at start and statistics at exit */
+  sm_unwinder_t unwind; /* stack capture method */
   /* which options were given explicitly (bit per descriptor index) */
   uint32_t given;
 } sm_options_t;

@@ -9,6 +9,12 @@
  * thread frees it, before the block goes back to a free list. */
 #include "allocator/internal.h"
 
+/* With sampling, few blocks carry a tag: each page counts its tagged blocks
+ * so that free() skips the side array of a page without any. When every
+ * block is traced the count would only cost two atomic operations per
+ * block, so it is kept only when sampling. */
+bool sm_tag_counted;
+
 static sm_page_t *page_of(sm_segment_t *seg, const void *p) {
   return &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
 }
@@ -35,7 +41,7 @@ bool sm_tag_set(void *p, uint32_t trace, size_t request) {
     if (!slot) return trace == 0;
     int delta = (trace != 0) - ((uint32_t)*slot != 0);
     *slot = trace | (uint64_t)request << 32;
-    if (delta) __atomic_add_fetch(&page_of(seg, p)->tagged, (uint32_t)delta, __ATOMIC_RELAXED);
+    if (delta && sm_tag_counted) __atomic_add_fetch(&page_of(seg, p)->tagged, (uint32_t)delta, __ATOMIC_RELAXED);
     return true;
   }
   case SM_SEG_LARGE: {
@@ -52,24 +58,29 @@ bool sm_tag_set(void *p, uint32_t trace, size_t request) {
   return false;
 }
 
+uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request) {
+  /* Sampling tags few blocks: most frees stop at the counter, without
+   * touching the side array. */
+  if (sm_tag_counted && !__atomic_load_n(&pg->tagged, __ATOMIC_RELAXED)) return 0;
+  uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
+  if (!tags) return 0;
+  uint64_t *slot = &tags[sm_class_div((size_t)((const uint8_t *)p - pg->start), pg->cls)];
+  uint64_t v = *slot;
+  if (!v) return 0;
+  *slot = 0;
+  if (sm_tag_counted) __atomic_sub_fetch(&pg->tagged, 1, __ATOMIC_RELAXED);
+  *request = (size_t)(v >> 32);
+  return (uint32_t)v;
+}
+
 uint32_t sm_tag_take(void *p, size_t *request) {
   sm_segment_t *seg = sm_segment_of(p);
   if (!seg) return 0;
   uint32_t trace = 0;
   switch (seg->kind) {
-  case SM_SEG_POOL: {
-    /* Sampling tags few blocks: most frees stop here, without touching
-     * the side array. */
-    if (!__atomic_load_n(&page_of(seg, p)->tagged, __ATOMIC_RELAXED)) return 0;
-    uint64_t *slot = pool_tag_slot(seg, p, false);
-    if (!slot || !*slot) return 0;
-    uint64_t v = *slot;
-    *slot = 0;
-    __atomic_sub_fetch(&page_of(seg, p)->tagged, 1, __ATOMIC_RELAXED);
-    trace = (uint32_t)v;
-    *request = (size_t)(v >> 32);
+  case SM_SEG_POOL:
+    trace = sm_tag_take_pool(page_of(seg, p), p, request);
     break;
-  }
   case SM_SEG_LARGE: {
     sm_lblock_t *b = sm_lblock_of(p);
     trace = b->trace;

@@ -66,7 +66,7 @@ typedef struct sm_page {
   struct sm_page *next;    /* neighbour in the heap's avail or full list */
   struct sm_page *prev;
   uint64_t *tags;          /* tracer: per-block trace id | request << 32, or NULL */
-  uint32_t tagged;         /* atomic: live blocks with a nonzero tag (0: free skips tags) */
+  uint32_t tagged;         /* atomic: live blocks with a nonzero tag, when sm_tag_counted (0: free skips tags) */
 } sm_page_t;
 
 typedef struct sm_pagelist {

@@ -15,22 +15,28 @@
 
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
-/* Out of line so that the untraced fast paths need no stack frame. */
+/* Out of line so that the untraced fast paths need no stack frame. The
+ * stack walk starts at this function's caller: the entry point when it
+ * called us, the program when the entry point jumped here. */
 static SM_NOINLINE void *traced(void *p, size_t req) {
-  sm_track_alloc(p, req);
+  sm_stack_start_t from;
+  SM_STACK_HERE(from);
+  sm_track_alloc(p, req, &from);
   return p;
 }
 
 static SM_NOINLINE void traced_free(void *p) {
-  sm_track_free(p); /* before the block can be reused */
-  sm_free(p);
+  size_t req = 0;
+  uint32_t id = sm_free_traced(p, &req); /* the tag is taken before the block can be reused */
+  if (id) sm_track_untag(id, req);
 }
 
 /* The result of an allocating call, charged to the caller's stack when tracing. */
 #define TRACED(p, req)                                       \
   do {                                                       \
     void *r_ = (p);                                          \
-    if (SM_UNLIKELY(sm_trace_on)) return traced(r_, (req));  \
+    if (SM_UNLIKELY(sm_trace_on) && sm_track_wanted(req))    \
+      return traced(r_, (req));                             \
     return r_;                                               \
   } while (0)
 
@@ -50,6 +56,8 @@ SM_EXPORT void *calloc(size_t n, size_t size) { TRACED(sm_calloc(n, size), n * s
  * does. The old tag is taken first (the block may move or be freed) and put
  * back if the call fails, leaving the old block as it was. */
 static SM_NOINLINE void *traced_realloc(void *p, size_t size) {
+  sm_stack_start_t from;
+  SM_STACK_HERE(from);
   size_t old_req = 0;
   uint32_t old = p ? sm_tag_take(p, &old_req) : 0;
   void *q = sm_realloc(p, size);
@@ -57,7 +65,7 @@ static SM_NOINLINE void *traced_realloc(void *p, size_t size) {
     if (old) sm_tag_set(p, old, old_req);
     return NULL;
   }
-  sm_track_realloc(old, old_req, q, size);
+  sm_track_realloc(old, old_req, q, size, &from);
   return q;
 }
 
@@ -85,7 +93,7 @@ SM_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
   void *p = sm_memalign(align, size);
   errno = saved;
   if (!p) return ENOMEM;
-  if (SM_UNLIKELY(sm_trace_on)) sm_track_alloc(p, size);
+  if (SM_UNLIKELY(sm_trace_on) && sm_track_wanted(size)) p = traced(p, size);
   *out = p;
   return 0;
 }

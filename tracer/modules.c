@@ -2,7 +2,8 @@
  * libraries, dlopen'd ones) with its address range, load bias, path and GNU
  * build-id, read from dl_iterate_phdr. Entries are never removed, so a frame
  * in a library that was dlclose'd later still names it; when another object
- * is loaded over the same range, lookups prefer the newer entry.
+ * (or the same one again) is loaded over the same range, it gets a new entry
+ * and lookups prefer the newer one.
  * The table is refreshed when the loader reports new objects (dlpi_adds). */
 #include <elf.h>
 #include <link.h>
@@ -73,9 +74,15 @@ static int add_one(struct dl_phdr_info *info, size_t size, void *arg) {
     ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
     path[n > 0 ? n : 0] = '\0';
   }
-  for (uint32_t i = 0; i < mod_count; i++)
+  /* Known if the newest entry over this range is this very object; an
+   * object loaded again where another one was since gets a new entry, so
+   * that lookups (newest first) find it. */
+  for (uint32_t i = mod_count; i-- > 0;) {
+    if (mods[i].end <= lo || mods[i].start >= hi) continue;
     if (mods[i].start == lo && mods[i].end == hi && mods[i].bias == info->dlpi_addr && strcmp(mods[i].path, path) == 0)
-      return 0; /* known */
+      return 0;
+    break;
+  }
   if (mod_count >= MODULES_MAX) return 1;
   sm_module_t *m = &mods[mod_count];
   memset(m, 0, sizeof *m);

@@ -25,6 +25,8 @@ static int sm_uthash_oom; /* set by uthash when an add ran out of memory */
 #include "tracer/uthash_cfg.h"
 
 bool sm_trace_on;
+bool sm_sampling;
+SM_TLS int64_t sm_sample_left;
 
 #define FP_ONE 65536u
 #define ID_CHUNK_BITS 12
@@ -36,6 +38,7 @@ struct sm_trace {
   uint32_t id;
   uint16_t nframes;
   uint16_t flags;          /* SM_SNAP_TRUNCATED */
+  uint32_t gen;            /* sm_unwind_gen when its modules were last checked */
   uint64_t size;           /* atomic: live bytes (an estimate when sampling) */
   uint64_t count_fp;       /* atomic: live blocks x FP_ONE */
   uint64_t leak[SM_LEAK_CLASSES][2]; /* filled by the leak scanner at exit */
@@ -45,8 +48,7 @@ struct sm_trace {
 
 /* A per-thread direct-mapped cache of recently seen stacks, so that the
  * common case (a stack seen before) needs neither the table lock nor
- * uthash's hash of the whole frame array. Allocated from the metadata arena
- * on a thread's first traced allocation (TLS stays small). */
+ * uthash's hash of the whole frame array. */
 #define TCACHE_SIZE 512
 typedef struct tcache_entry {
   uint64_t hash;
@@ -55,10 +57,8 @@ typedef struct tcache_entry {
 
 typedef struct tstate {
   int busy;              /* >0: inside the tracer or a suppressed region */
-  int64_t countdown;     /* sampling: bytes left before the next sample */
   uint64_t rng;          /* xorshift state for the sampler */
-  tcache_entry_t *cache; /* TCACHE_SIZE entries, or NULL */
-  struct tdeltas *deltas; /* this thread's pending counter changes */
+  struct tlocal *local;  /* this thread's caches and pending counter changes */
 } tstate_t;
 
 static SM_TLS tstate_t ts;
@@ -112,15 +112,44 @@ void sm_tracer_weight(size_t req, uint64_t *size, uint64_t *count_fp) {
 
 /* ---------------------------------------------------------------- table */
 
-static sm_trace_t *find_locked(const uintptr_t *ips, unsigned n) {
+/* Code may be unloaded and other code loaded at the same addresses: the
+ * same return addresses then name other functions. A trace found under an
+ * older sm_unwind_gen is re-checked against the module map; if a frame's
+ * module changed, it leaves the table (blocks and snapshots still reach it
+ * by id) and the stack becomes a new trace. */
+static bool modules_same(const sm_trace_t *t, const uint16_t *mods) {
+  return memcmp(t->modules, mods, t->nframes * sizeof *mods) == 0;
+}
+
+static void resolve_modules(const uintptr_t *ips, unsigned n, uint16_t *mods) {
+  /* Another object may sit where a known one was, so a hit in the module
+   * table proves nothing until the loader's count of loads was read (once
+   * per new trace, cheap next to the rest of adding one). */
+  sm_modules_refresh();
+  for (unsigned i = 0; i < n; i++) {
+    uint32_t m = sm_modules_find(ips[i]);
+    mods[i] = m >= 0xffff ? 0xffff : (uint16_t)m;
+  }
+}
+
+static sm_trace_t *find_locked(const uintptr_t *ips, unsigned n, uint32_t gen, const uint16_t *mods) {
   sm_trace_t *t;
   HASH_FIND(hh, table, ips, n * sizeof(uintptr_t), t);
+  if (t && t->gen != gen) {
+    if (!mods) return NULL; /* the caller resolves the modules and asks again */
+    if (!modules_same(t, mods)) {
+      HASH_DELETE(hh, table, t);
+      return NULL;
+    }
+    t->gen = gen;
+  }
   return t;
 }
 
 /* Adds a new trace; modules[] was resolved by the caller without the lock
  * (resolving may ask the dynamic loader, which may be inside malloc). */
-static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, unsigned n, bool truncated) {
+static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, unsigned n, bool truncated,
+                              uint32_t gen) {
   uint32_t id = next_id;
   if ((id >> ID_CHUNK_BITS) >= ID_CHUNKS) return NULL; /* table full: untraced */
   size_t bytes = sizeof(sm_trace_t) + n * sizeof(uintptr_t) + n * sizeof(uint16_t);
@@ -129,6 +158,7 @@ static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, uns
   t->id = id;
   t->nframes = (uint16_t)n;
   t->flags = truncated ? SM_SNAP_TRUNCATED : 0;
+  t->gen = gen;
   memcpy(t->frames, ips, n * sizeof(uintptr_t));
   t->modules = (uint16_t *)&t->frames[n];
   memcpy(t->modules, modules, n * sizeof(uint16_t));
@@ -175,14 +205,40 @@ typedef struct delta {
   int64_t count_fp;  /* pending change of its blocks x FP_ONE */
 } delta_t;
 
-typedef struct tdeltas {
-  struct tdeltas *next, *prev; /* registry (delta_lock) */
+/* A per-thread memo of whole captures, keyed by where the walk starts (the
+ * return address and stack pointer at the entry point). A program calling
+ * malloc from the same place at the same stack depth (a loop) gets its
+ * trace back by comparing the few stack words the earlier walk read, which
+ * the processor can load in parallel, instead of walking frame by frame.
+ * Equal start registers and equal words mean an equal walk (unwind.c), so
+ * the memo is exact. */
+#define MEMO_SLOTS 64
+typedef struct memo {
+  uintptr_t ra, sp, bp;
+  sm_trace_t *trace;   /* NULL: empty */
+  uint32_t gen;        /* sm_unwind_gen when filled */
+  bool bp_used;
+  uint8_t n;
+  uint8_t next_victim; /* in a set's first way: the way to fill next */
+  uint32_t off[SM_WALK_LOG_MAX];
+  uintptr_t val[SM_WALK_LOG_MAX];
+} memo_t;
+
+/* Everything a tracing thread keeps to itself, allocated from the metadata
+ * arena on its first traced allocation (TLS stays small) and returned when
+ * the thread exits. */
+typedef struct tlocal {
+  struct tlocal *next, *prev;  /* registry (delta_lock) */
   int64_t current;             /* pending change of traced bytes */
+  int64_t high;                /* highest `current` since the last flush or peak reset */
   delta_t d[DELTA_SLOTS];
-} tdeltas_t;
+  tcache_entry_t cache[TCACHE_SIZE];
+  memo_t memo[MEMO_SLOTS];
+  sm_unwind_cache_t unwind;
+} tlocal_t;
 
 static sm_lock_t delta_lock = SM_LOCK_INIT;
-static tdeltas_t *deltas_all;
+static tlocal_t *deltas_all;
 static pthread_key_t delta_key;
 static bool delta_key_ok;
 
@@ -196,13 +252,14 @@ static void flush_entry(delta_t *e) {
   e->size = e->count_fp = 0;
 }
 
-static void flush_current(tdeltas_t *td) {
+static void flush_current(tlocal_t *td) {
   __atomic_add_fetch(&traced_current, td->current, __ATOMIC_RELAXED);
   td->current = 0;
+  __atomic_store_n(&td->high, 0, __ATOMIC_RELAXED);
 }
 
-static tdeltas_t *thread_deltas(void) {
-  tdeltas_t *td = ts.deltas;
+static tlocal_t *thread_local_state(void) {
+  tlocal_t *td = ts.local;
   if (SM_LIKELY(td != NULL)) return td;
   td = sm_meta_alloc(sizeof *td);
   if (!td) return NULL;
@@ -211,14 +268,14 @@ static tdeltas_t *thread_deltas(void) {
   if (deltas_all) deltas_all->prev = td;
   deltas_all = td;
   sm_unlock(&delta_lock);
-  ts.deltas = td;
+  ts.local = td;
   if (delta_key_ok) pthread_setspecific(delta_key, td);
   return td;
 }
 
 /* Thread exit: publish everything, leave the registry. */
 static void deltas_done(void *arg) {
-  tdeltas_t *td = arg;
+  tlocal_t *td = arg;
   if (!td) return;
   sm_lock(&delta_lock);
   for (unsigned i = 0; i < DELTA_SLOTS; i++)
@@ -228,27 +285,34 @@ static void deltas_done(void *arg) {
   else deltas_all = td->next;
   if (td->next) td->next->prev = td->prev;
   sm_unlock(&delta_lock);
-  if (ts.deltas == td) ts.deltas = NULL;
+  if (ts.local == td) ts.local = NULL;
   sm_meta_free(td, sizeof *td);
 }
 
-static void change(sm_trace_t *t, int64_t size, int64_t count_fp) {
-  tdeltas_t *td = thread_deltas();
+static void change(uint32_t id, int64_t size, int64_t count_fp) {
+  tlocal_t *td = thread_local_state();
   if (SM_UNLIKELY(!td)) { /* no memory for the table: straight to the shared counters */
-    __atomic_add_fetch(&t->size, (uint64_t)size, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&t->count_fp, (uint64_t)count_fp, __ATOMIC_RELAXED);
+    sm_trace_t *t = trace_by_id(id);
+    if (t) {
+      __atomic_add_fetch(&t->size, (uint64_t)size, __ATOMIC_RELAXED);
+      __atomic_add_fetch(&t->count_fp, (uint64_t)count_fp, __ATOMIC_RELAXED);
+    }
     __atomic_add_fetch(&traced_current, size, __ATOMIC_RELAXED);
     return;
   }
-  delta_t *e = &td->d[t->id & (DELTA_SLOTS - 1)];
-  if (SM_UNLIKELY(e->id != t->id)) {
+  delta_t *e = &td->d[id & (DELTA_SLOTS - 1)];
+  if (SM_UNLIKELY(e->id != id)) {
     flush_entry(e);
-    e->id = t->id;
+    e->id = id;
   }
   e->size += size;
   e->count_fp += count_fp;
   td->current += size;
-  if (size > 0) {
+  /* Between this thread's flushes the shared total moves only with the
+   * other threads, so a new peak needs a new high of this thread's own
+   * pending bytes: one comparison in the common case. */
+  if (td->current > __atomic_load_n(&td->high, __ATOMIC_RELAXED)) {
+    __atomic_store_n(&td->high, td->current, __ATOMIC_RELAXED);
     int64_t cur = __atomic_load_n(&traced_current, __ATOMIC_RELAXED) + td->current;
     int64_t peak = __atomic_load_n(&traced_peak, __ATOMIC_RELAXED);
     while (cur > peak && !__atomic_compare_exchange_n(&traced_peak, &peak, cur, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
@@ -257,14 +321,14 @@ static void change(sm_trace_t *t, int64_t size, int64_t count_fp) {
   if (SM_UNLIKELY(td->current > DELTA_FLUSH || td->current < -DELTA_FLUSH)) flush_current(td);
 }
 
-static void charge(sm_trace_t *t, uint64_t size, uint64_t count_fp) { change(t, (int64_t)size, (int64_t)count_fp); }
-static void discharge(sm_trace_t *t, uint64_t size, uint64_t count_fp) { change(t, -(int64_t)size, -(int64_t)count_fp); }
+static void charge(uint32_t id, uint64_t size, uint64_t count_fp) { change(id, (int64_t)size, (int64_t)count_fp); }
+static void discharge(uint32_t id, uint64_t size, uint64_t count_fp) { change(id, -(int64_t)size, -(int64_t)count_fp); }
 
 /* Shared counters of t plus every thread's pending change. delta_lock held. */
 static void trace_totals_locked(const sm_trace_t *t, int64_t *size, int64_t *count_fp) {
   int64_t sz = (int64_t)__atomic_load_n(&t->size, __ATOMIC_RELAXED);
   int64_t cf = (int64_t)__atomic_load_n(&t->count_fp, __ATOMIC_RELAXED);
-  for (tdeltas_t *td = deltas_all; td; td = td->next) {
+  for (tlocal_t *td = deltas_all; td; td = td->next) {
     const delta_t *e = &td->d[t->id & (DELTA_SLOTS - 1)];
     if (__atomic_load_n(&e->id, __ATOMIC_RELAXED) == t->id) {
       sz += __atomic_load_n(&e->size, __ATOMIC_RELAXED);
@@ -277,7 +341,7 @@ static void trace_totals_locked(const sm_trace_t *t, int64_t *size, int64_t *cou
 
 static int64_t current_locked(void) {
   int64_t c = __atomic_load_n(&traced_current, __ATOMIC_RELAXED);
-  for (tdeltas_t *td = deltas_all; td; td = td->next) c += __atomic_load_n(&td->current, __ATOMIC_RELAXED);
+  for (tlocal_t *td = deltas_all; td; td = td->next) c += __atomic_load_n(&td->current, __ATOMIC_RELAXED);
   return c;
 }
 
@@ -287,81 +351,135 @@ static uint64_t stack_hash(const uintptr_t *ips, unsigned n) {
   return h ^ (h >> 29);
 }
 
-/* Captures the current stack and tags p with its trace. */
-static void record(void *p, size_t req) {
+/* The memo is 4-way set associative: one call site reached from several
+ * callers at the same depth (a wrapper, an inlined helper) keeps one entry
+ * per caller instead of evicting them in turn. */
+#define MEMO_WAYS 4
+static memo_t *memo_set(tlocal_t *tl, const sm_stack_start_t *from) {
+  uintptr_t h = (from->ra ^ (from->sp >> 4)) * 0x9E3779B97F4A7C15ull;
+  return &tl->memo[(h >> 32) & (MEMO_SLOTS - MEMO_WAYS)];
+}
+
+static bool memo_matches(const memo_t *m, const sm_stack_start_t *from, uint32_t gen) {
+  if (!m->trace || m->ra != from->ra || m->sp != from->sp || (m->bp_used && m->bp != from->bp) || m->gen != gen)
+    return false;
+  for (unsigned i = 0; i < m->n; i++)
+    if (*(const uintptr_t *)(from->sp + m->off[i]) != m->val[i]) return false;
+  return true;
+}
+
+/* The trace a memo entry recorded for this start, if the stack still holds
+ * what the walk read then; NULL otherwise. */
+static sm_trace_t *memo_lookup(tlocal_t *tl, const sm_stack_start_t *from) {
+  memo_t *set = memo_set(tl, from);
+  uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
+  for (unsigned w = 0; w < MEMO_WAYS; w++)
+    if (memo_matches(&set[w], from, gen)) return set[w].trace;
+  return NULL;
+}
+
+static void memo_fill(tlocal_t *tl, const sm_stack_start_t *from, const sm_walk_log_t *log, uint32_t gen,
+                      sm_trace_t *t) {
+  /* Replace the way least recently filled (a small clock per set). */
+  memo_t *set = memo_set(tl, from);
+  memo_t *m = &set[set[0].next_victim++ % MEMO_WAYS];
+  m->ra = from->ra;
+  m->sp = from->sp;
+  m->bp = from->bp;
+  m->bp_used = log->bp_used;
+  m->gen = gen;
+  m->n = (uint8_t)log->n;
+  memcpy(m->off, log->off, log->n * sizeof log->off[0]);
+  memcpy(m->val, log->val, log->n * sizeof log->val[0]);
+  m->trace = t;
+}
+
+/* The trace of the current stack, from the memo, the per-thread cache or
+ * the table; NULL when there is no memory for a new one. */
+static sm_trace_t *current_trace(tlocal_t *tl, const sm_stack_start_t *from) {
+  sm_trace_t *t;
+  bool use_memo = tl && from && sm_opt.unwind != SM_UNWIND_LIBUNWIND;
+  if (use_memo && (t = memo_lookup(tl, from)) != NULL) {
+    if (SM_UNLIKELY(sm_opt.unwind == SM_UNWIND_CHECK))
+      sm_unwind_compare(t->frames, t->nframes, t->flags & SM_SNAP_TRUNCATED, (unsigned)sm_opt.depth);
+    return t;
+  }
   uintptr_t ips[SM_SNAP_MAX_FRAMES];
   bool truncated = false;
-  unsigned n = sm_unwind(ips, (unsigned)sm_opt.depth, &truncated);
+  sm_walk_log_t log;
+  uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
+  unsigned n = sm_unwind(tl ? &tl->unwind : NULL, from, ips, (unsigned)sm_opt.depth, &truncated,
+                         use_memo ? &log : NULL);
   uint64_t h = stack_hash(ips, n);
-  if (SM_UNLIKELY(!ts.cache)) ts.cache = sm_meta_alloc(TCACHE_SIZE * sizeof *ts.cache);
-  tcache_entry_t *ce = ts.cache ? &ts.cache[h & (TCACHE_SIZE - 1)] : NULL;
-  sm_trace_t *t = NULL;
-  if (ce && ce->hash == h && ce->trace->nframes == n && memcmp(ce->trace->frames, ips, n * sizeof *ips) == 0) {
+  tcache_entry_t *ce = tl ? &tl->cache[h & (TCACHE_SIZE - 1)] : NULL;
+  t = NULL;
+  if (ce && ce->hash == h && ce->trace && ce->trace->nframes == n && ce->trace->gen == gen &&
+      memcmp(ce->trace->frames, ips, n * sizeof *ips) == 0) {
     t = ce->trace;
   } else {
     sm_lock(&trace_lock);
-    t = find_locked(ips, n);
+    t = find_locked(ips, n, gen, NULL);
     sm_unlock(&trace_lock);
   }
-  if (SM_UNLIKELY(!t)) { /* a new stack: resolve its modules, then add it */
+  if (SM_UNLIKELY(!t)) { /* a new stack, or code was unloaded: resolve its modules, then add it */
     uint16_t mods[SM_SNAP_MAX_FRAMES];
-    for (unsigned i = 0; i < n; i++) {
-      uint32_t m = sm_modules_find(ips[i]);
-      mods[i] = m >= 0xffff ? 0xffff : (uint16_t)m;
-    }
+    resolve_modules(ips, n, mods);
     sm_lock(&trace_lock);
-    t = find_locked(ips, n); /* another thread may have added it meanwhile */
-    if (!t) t = add_locked(ips, mods, n, truncated);
+    t = find_locked(ips, n, gen, mods); /* another thread may have added it meanwhile */
+    if (!t) t = add_locked(ips, mods, n, truncated, gen);
     sm_unlock(&trace_lock);
   }
   if (t && ce) {
     ce->hash = h;
     ce->trace = t;
   }
+  /* Only a walk that was ours alone and whose words all fit is reusable;
+   * and only if the trace holds exactly that walk's frames (a trace first
+   * seen untruncated keeps that flag). */
+  if (t && use_memo && !log.full && t->nframes == n && (bool)(t->flags & SM_SNAP_TRUNCATED) == truncated)
+    memo_fill(tl, from, &log, gen, t);
+  return t;
+}
+
+/* Captures the current stack and tags p with its trace. */
+static void record(void *p, size_t req, const sm_stack_start_t *from) {
+  tlocal_t *tl = thread_local_state();
+  sm_trace_t *t = current_trace(tl, from);
   if (!t || !sm_tag_set(p, t->id, req)) return; /* out of metadata: untraced */
   uint64_t size, count_fp;
   sm_tracer_weight(req, &size, &count_fp);
-  charge(t, size, count_fp);
+  charge(t->id, size, count_fp);
 }
 
-void sm_track_alloc(void *p, size_t req) {
-  if (!p || ts.busy) return;
-  if (sm_opt.sample) {
-    ts.countdown -= (int64_t)(req ? req : 1);
-    if (SM_LIKELY(ts.countdown > 0)) return;
-    /* A new thread starts at 0 and lands here once: draw its first budget
-     * before deciding, so thread starts are not over-sampled. */
-    bool fresh = ts.countdown == -(int64_t)(req ? req : 1);
-    ts.countdown = next_budget();
-    if (fresh && (ts.countdown -= (int64_t)(req ? req : 1)) > 0) return;
-    while (ts.countdown <= 0) ts.countdown += next_budget();
+void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from) {
+  if (sm_sampling) {
+    /* sm_track_wanted() took req from the budget and found it spent. A new
+     * thread starts at 0 and lands here on its first allocation: draw its
+     * first budget before deciding, so thread starts are not over-sampled.
+     * Otherwise this block holds a sample point; by memorylessness the
+     * distance to the next one is a fresh draw. */
+    int64_t r = (int64_t)(req ? req : 1);
+    bool fresh = sm_sample_left == -r;
+    sm_sample_left = next_budget();
+    if (fresh && (sm_sample_left -= r) > 0) return;
+    while (sm_sample_left <= 0) sm_sample_left += next_budget();
   }
+  if (!p || ts.busy) return;
   ts.busy++;
   sm_triggers_maybe_restart();
-  record(p, req);
+  record(p, req, from);
   ts.busy--;
 }
 
-void sm_track_free(void *p) {
-  if (!p) return;
-  size_t req = 0;
-  uint32_t id = sm_tag_take(p, &req);
-  if (!id) return;
-  sm_trace_t *t = trace_by_id(id);
-  if (!t) return;
+void sm_track_untag(uint32_t id, size_t req) {
   uint64_t size, count_fp;
   sm_tracer_weight(req, &size, &count_fp);
-  discharge(t, size, count_fp);
+  discharge(id, size, count_fp);
 }
 
-void sm_track_realloc(uint32_t old_trace, size_t old_req, void *q, size_t req) {
-  if (old_trace) {
-    sm_trace_t *t = trace_by_id(old_trace);
-    uint64_t size, count_fp;
-    sm_tracer_weight(old_req, &size, &count_fp);
-    if (t) discharge(t, size, count_fp);
-  }
-  sm_track_alloc(q, req);
+void sm_track_realloc(uint32_t old_trace, size_t old_req, void *q, size_t req, const sm_stack_start_t *from) {
+  if (old_trace) sm_track_untag(old_trace, old_req);
+  if (sm_track_wanted(req)) sm_track_alloc(q, req, from);
 }
 
 /* ---------------------------------------------------------------- queries */
@@ -381,8 +499,10 @@ size_t sm_tracer_current(size_t *peak) {
 void sm_tracer_reset_peak(void) {
   sm_lock(&delta_lock);
   int64_t c = current_locked();
-  sm_unlock(&delta_lock);
   __atomic_store_n(&traced_peak, c, __ATOMIC_RELAXED);
+  /* Every thread must look at the peak again on its next growth. */
+  for (tlocal_t *td = deltas_all; td; td = td->next) __atomic_store_n(&td->high, INT64_MIN, __ATOMIC_RELAXED);
+  sm_unlock(&delta_lock);
 }
 
 uint64_t *sm_tracer_leak_slots(uint32_t id) {
@@ -397,7 +517,11 @@ sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap) {
   sm_trace_copy_t *arr = *cap ? sm_meta_alloc(*cap * sizeof *arr) : NULL;
   size_t k = 0;
   sm_lock(&delta_lock);
-  for (sm_trace_t *t = arr ? table : NULL; t && k < *cap; t = t->hh.next) {
+  /* By id, not through the hash: traces that left it (unloaded code) may
+   * still have live blocks. */
+  for (uint32_t id = 1; arr && id < next_id && k < *cap; id++) {
+    sm_trace_t *t = trace_by_id(id);
+    if (!t) continue;
     int64_t size, cfp;
     trace_totals_locked(t, &size, &cfp);
     uint64_t leaked = t->leak[0][1] | t->leak[1][1] | t->leak[2][1] | t->leak[3][1];
@@ -423,6 +547,8 @@ sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap) {
 void sm_tracer_init(void) {
   if (!sm_opt.trace) return;
   if (pthread_key_create(&delta_key, deltas_done) == 0) delta_key_ok = true;
+  sm_tag_counted = sm_opt.sample != 0;
+  sm_sampling = sm_opt.sample != 0;
   sm_unwind_init();
   sm_modules_refresh();
   sm_triggers_init();

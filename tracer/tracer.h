@@ -11,17 +11,44 @@
 #include "tracer/snapfmt.h"
 
 extern bool sm_trace_on; /* set once at start, read on every malloc/free */
+extern bool sm_sampling; /* sample=N given: only some allocations are traced */
+extern SM_TLS int64_t sm_sample_left; /* bytes before this thread's next sample point */
+
+/* Whether a traced allocation of req bytes is to be recorded: always, or
+ * with sampling when it reaches the next sample point. Inline, so that an
+ * allocation that is not sampled costs a subtraction and a test. */
+static inline bool sm_track_wanted(size_t req) {
+  if (!sm_sampling) return true;
+  return (sm_sample_left -= (int64_t)(req ? req : 1)) <= 0;
+}
 
 /* ---- tracer.c: trace table and counters */
 typedef struct sm_trace sm_trace_t;
 
 void sm_tracer_init(void); /* from the constructor, after the allocator */
-/* Charges block p (req bytes asked for) to the current stack. */
-void sm_track_alloc(void *p, size_t req);
-/* Un-charges block p; call before the block goes back to the allocator. */
-void sm_track_free(void *p);
+/* Where a stack walk starts: a return address and the stack and frame
+ * pointers its caller will have. SM_STACK_HERE fills it for the calling
+ * function's caller; use it only in a function that is never inlined (it
+ * gets a frame pointer from __builtin_frame_address). */
+typedef struct sm_stack_start {
+  uintptr_t ra, sp, bp;
+} sm_stack_start_t;
+#define SM_STACK_HERE(s)                                      \
+  do {                                                        \
+    const uintptr_t *fp_ = __builtin_frame_address(0);        \
+    (s).ra = (uintptr_t)__builtin_return_address(0);          \
+    (s).sp = (uintptr_t)(fp_ + 2);                            \
+    (s).bp = fp_[0];                                          \
+  } while (0)
+
+/* Charges block p (req bytes asked for) to the current stack, walked from
+ * `from` (or from the tracer's own frame when NULL). Call it only when
+ * sm_track_wanted(req) said yes. */
+void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from);
+/* Un-charges a block that had tag (id, req) (sm_free_traced took it). */
+void sm_track_untag(uint32_t id, size_t req);
 /* realloc: the old block's tag (read before the resize), the new block. */
-void sm_track_realloc(uint32_t old_trace, size_t old_req, void *q, size_t req);
+void sm_track_realloc(uint32_t old_trace, size_t old_req, void *q, size_t req, const sm_stack_start_t *from);
 /* Suppresses tracing on this thread while > 0 (the realloc path, the tracer itself). */
 void sm_tracer_enter(void);
 void sm_tracer_leave(void);
@@ -53,11 +80,55 @@ uint64_t *sm_tracer_leak_slots(uint32_t id);
 /* Per-trace live estimates for a block of req bytes (sampling scales them). */
 void sm_tracer_weight(size_t req, uint64_t *size, uint64_t *count_fp);
 
+/* ---- cfi.c: unwind rules read from .eh_frame */
+enum { SM_CFI_NONE, SM_CFI_RSP, SM_CFI_RBP, SM_CFI_END };
+typedef struct sm_cfi_rule {
+  uint8_t kind;      /* SM_CFI_RSP / SM_CFI_RBP: CFA = that register + cfa_off;
+                        SM_CFI_END: no caller; SM_CFI_NONE: not expressible */
+  bool rbp_saved;    /* the caller's rbp is at CFA + rbp_off (else rbp is unchanged) */
+  int16_t rbp_off;
+  int32_t cfa_off;   /* the return address is always at CFA - 8 */
+} sm_cfi_rule_t;
+/* The rule in force at pc (for a return address, pass the address - 1). */
+bool sm_cfi_lookup(uintptr_t pc, sm_cfi_rule_t *rule);
+
 /* ---- unwind.c */
+/* A thread's cache of unwind rules by return address (its own, unlocked). */
+#define SM_UNWIND_CACHE 2048
+typedef struct sm_unwind_cache {
+  uint32_t gen; /* sm_unwind_gen when the entries were filled */
+  struct {
+    uintptr_t ra;
+    sm_cfi_rule_t rule;
+  } e[SM_UNWIND_CACHE];
+} sm_unwind_cache_t;
+
 void sm_unwind_init(void);
 /* Fills ips with up to `depth` return addresses of the caller's stack,
- * skipping frames inside libsnapmalloc; *truncated if the stack went on. */
-unsigned sm_unwind(uintptr_t *ips, unsigned depth, bool *truncated);
+ * skipping frames inside libsnapmalloc; *truncated if the stack went on.
+ * The walk starts at `from` (NULL: at the caller of sm_unwind). cache may be
+ * NULL (then every capture goes through libunwind). */
+/* The stack words a walk depended on: offsets from the start sp and the
+ * values read there. The same start registers and the same values at those
+ * words give the same walk, so a caller may keep the result and reuse it. */
+#define SM_WALK_LOG_MAX 40
+typedef struct sm_walk_log {
+  uint32_t n;
+  bool full;    /* too many words, or libunwind walked: not reusable */
+  bool bp_used; /* the start rbp mattered */
+  uint32_t off[SM_WALK_LOG_MAX];
+  uintptr_t val[SM_WALK_LOG_MAX];
+} sm_walk_log_t;
+unsigned sm_unwind(sm_unwind_cache_t *cache, const sm_stack_start_t *from, uintptr_t *ips, unsigned depth,
+                   bool *truncated, sm_walk_log_t *log);
+/* unwind=check: compares a capture with libunwind's, reporting differences. */
+void sm_unwind_compare(const uintptr_t *ips, unsigned n, bool truncated, unsigned depth);
+extern uint32_t sm_unwind_gen; /* changes whenever cached rules were dropped */
+/* Code was unmapped (dlclose): every cached rule is suspect. */
+void sm_unwind_invalidate(void);
+/* Captures that went to libunwind; with unwind=check, captures compared and
+ * how many of them differed. */
+void sm_unwind_stats(uint64_t *fell_back, uint64_t *compared, uint64_t *differed);
 
 /* ---- modules.c: loaded objects, kept even after dlclose */
 typedef struct sm_module {

@@ -1,33 +1,189 @@
-/* Stack capture with libunwind (local unwinding only). unw_backtrace walks
- * the caller's frames using libunwind's per-thread cache of unwind info;
- * frames inside libsnapmalloc itself (the exported malloc, the allocator, the
- * tracer) are dropped by address, so the result starts at the code that
- * called malloc whatever the inlining. libunwind may allocate on first use
- * in a thread; the tracer's reentrancy guard leaves those blocks untraced. */
+/* Stack capture.
+ *
+ * The fast path walks the stack itself: each frame's return address keys a
+ * per-thread cache of unwind rules (cfi.c reads them from .eh_frame on a
+ * miss), so a capture of a stack seen before costs a few loads per frame,
+ * where libunwind's unw_backtrace spends most of a traced malloc setting up
+ * its cursor. A frame whose rule is beyond a constant offset from rsp or rbp
+ * (a signal frame, code without unwind tables, a hand-written expression)
+ * sends the whole capture to libunwind, so the result is always what
+ * libunwind would give. `unwind=libunwind` uses libunwind alone;
+ * `unwind=check` runs both and reports the first capture where they differ.
+ *
+ * Frames inside libsnapmalloc (the exported malloc, the allocator, the
+ * tracer) are dropped by address, so a trace starts at the code that called
+ * malloc whatever the inlining. libunwind may allocate on first use in a
+ * thread; the tracer's reentrancy guard leaves those blocks untraced. */
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+#include <string.h>
 
 #include "allocator/internal.h"
 #include "tracer/tracer.h"
 
 static uintptr_t self_start, self_end;
+uint32_t sm_unwind_gen;            /* bumped whenever code may have been unmapped */
+static uint64_t fallbacks, checked, mismatches; /* statistics for verbose=1 and unwind=check */
 
 void sm_unwind_init(void) {
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   sm_modules_self(&self_start, &self_end);
 }
 
-unsigned sm_unwind(uintptr_t *ips, unsigned depth, bool *truncated) {
-  /* Room for our own frames on top of the depth asked for. */
+void sm_unwind_invalidate(void) {
+  __atomic_add_fetch(&sm_unwind_gen, 1, __ATOMIC_RELEASE);
+  unw_flush_cache(unw_local_addr_space, 0, 0);
+}
+
+static bool in_self(uintptr_t ip) { return ip >= self_start && ip < self_end; }
+
+/* libunwind's capture, our own frames dropped. */
+static unsigned capture_libunwind(uintptr_t *ips, unsigned depth, bool *truncated) {
   void *raw[SM_SNAP_MAX_FRAMES + 24];
   unsigned want = depth + 24;
   if (want > sizeof raw / sizeof raw[0]) want = sizeof raw / sizeof raw[0];
   int got = unw_backtrace(raw, (int)want);
   if (got < 0) got = 0;
   unsigned i = 0;
-  while (i < (unsigned)got && (uintptr_t)raw[i] >= self_start && (uintptr_t)raw[i] < self_end) i++;
+  while (i < (unsigned)got && in_self((uintptr_t)raw[i])) i++;
   unsigned n = 0;
   for (; i < (unsigned)got && n < depth; i++) ips[n++] = (uintptr_t)raw[i];
   *truncated = i < (unsigned)got || (unsigned)got == want;
   return n;
+}
+
+static const sm_cfi_rule_t *rule_for(sm_unwind_cache_t *c, uintptr_t ra) {
+  size_t i = (ra ^ (ra >> 13)) & (SM_UNWIND_CACHE - 1);
+  if (SM_UNLIKELY(c->e[i].ra != ra)) {
+    sm_cfi_lookup(ra - 1, &c->e[i].rule); /* ra - 1: still inside the call */
+    c->e[i].ra = ra;
+  }
+  return &c->e[i].rule;
+}
+
+/* Frames may not be larger than this; a bigger step means a wrong rule. */
+#define FRAME_MAX ((uintptr_t)1 << 28)
+
+/* Notes a stack word the walk's result depends on (log may be NULL). */
+static inline void log_word(sm_walk_log_t *log, uintptr_t sp0, uintptr_t addr, uintptr_t val) {
+  if (!log) return;
+  uintptr_t off = addr - sp0;
+  if (SM_UNLIKELY(log->n == SM_WALK_LOG_MAX || off > UINT32_MAX)) {
+    log->full = true;
+    return;
+  }
+  log->off[log->n] = (uint32_t)off;
+  log->val[log->n++] = val;
+}
+
+/* Walks from a return address and the stack and frame pointers the caller
+ * will see on return. Returns the frame count, or -1 to let libunwind do it.
+ *
+ * The result is a function of the start registers and of the stack words
+ * the walk reads. With a log, every word that mattered is noted: each
+ * return address, and a saved rbp only when a later frame's CFA was
+ * computed from it (rbp is a general register in most code, and its
+ * saved values churn without changing the walk). */
+static int walk(sm_unwind_cache_t *c, uintptr_t ra, uintptr_t sp, uintptr_t bp, uintptr_t *ips, unsigned depth,
+                bool *truncated, sm_walk_log_t *log) {
+  uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
+  if (SM_UNLIKELY(c->gen != gen)) {
+    memset(c->e, 0, sizeof c->e);
+    c->gen = gen;
+  }
+  const uintptr_t sp0 = sp;
+  uintptr_t bp_at = 0;  /* where bp was loaded from; 0: the start register */
+  bool bp_logged = false;
+  if (log) {
+    log->n = 0;
+    log->full = log->bp_used = false;
+  }
+  unsigned n = 0;
+  bool ours = true; /* still in libsnapmalloc's own frames */
+  for (unsigned steps = 0; ra != 0; steps++) {
+    if (ours && !in_self(ra)) ours = false;
+    if (!ours) {
+      if (n == depth) {
+        *truncated = true;
+        return (int)n;
+      }
+      ips[n++] = ra;
+    }
+    if (steps > SM_SNAP_MAX_FRAMES + 64) return -1;
+    const sm_cfi_rule_t *r = rule_for(c, ra);
+    if (r->kind == SM_CFI_END) break;
+    if (SM_UNLIKELY(r->kind == SM_CFI_NONE)) return -1;
+    uintptr_t cfa;
+    if (r->kind == SM_CFI_RSP) {
+      cfa = sp + (uintptr_t)(intptr_t)r->cfa_off;
+    } else {
+      cfa = bp + (uintptr_t)(intptr_t)r->cfa_off;
+      if (log) {
+        if (!bp_at) log->bp_used = true;
+        else if (!bp_logged) log_word(log, sp0, bp_at, bp);
+        bp_logged = true;
+      }
+    }
+    if (SM_UNLIKELY(cfa <= sp || cfa - sp > FRAME_MAX || (cfa & 7))) return -1;
+    ra = ((const uintptr_t *)cfa)[-1];
+    log_word(log, sp0, cfa - sizeof(uintptr_t), ra);
+    if (r->rbp_saved) {
+      bp_at = cfa + r->rbp_off;
+      bp = *(const uintptr_t *)bp_at;
+      bp_logged = false;
+    }
+    sp = cfa;
+  }
+  *truncated = false;
+  return (int)n;
+}
+
+static void report_mismatch(const uintptr_t *a, unsigned na, const uintptr_t *b, unsigned nb) {
+  if (__atomic_add_fetch(&mismatches, 1, __ATOMIC_RELAXED) > 5) return;
+  char buf[SM_SNAP_MAX_FRAMES * 20];
+  size_t k = 0;
+  for (unsigned i = 0; i < na && k + 20 < sizeof buf; i++) k += (size_t)sm_snprintf(buf + k, sizeof buf - k, " %lx", (unsigned long)a[i]);
+  buf[k] = '\0';
+  sm_warning("unwind=check: own walker gave%s", buf);
+  k = 0;
+  for (unsigned i = 0; i < nb && k + 20 < sizeof buf; i++) k += (size_t)sm_snprintf(buf + k, sizeof buf - k, " %lx", (unsigned long)b[i]);
+  buf[k] = '\0';
+  sm_warning("unwind=check: libunwind gave%s", buf);
+}
+
+/* Runs libunwind as well and reports a capture that differs (unwind=check). */
+void sm_unwind_compare(const uintptr_t *ips, unsigned n, bool truncated, unsigned depth) {
+  uintptr_t other[SM_SNAP_MAX_FRAMES];
+  bool t2;
+  unsigned m = capture_libunwind(other, depth, &t2);
+  __atomic_add_fetch(&checked, 1, __ATOMIC_RELAXED);
+  if (m != n || t2 != truncated || memcmp(other, ips, m * sizeof *ips) != 0) report_mismatch(ips, n, other, m);
+}
+
+/* Not inlined: without `from`, the walk starts from this function's own
+ * frame, which the frame pointer it sets up (for __builtin_frame_address)
+ * describes exactly. */
+SM_NOINLINE unsigned sm_unwind(sm_unwind_cache_t *cache, const sm_stack_start_t *from, uintptr_t *ips,
+                               unsigned depth, bool *truncated, sm_walk_log_t *log) {
+  if (cache && sm_opt.unwind != SM_UNWIND_LIBUNWIND) {
+    sm_stack_start_t here;
+    if (!from) {
+      SM_STACK_HERE(here);
+      from = &here;
+    }
+    int n = walk(cache, from->ra, from->sp, from->bp, ips, depth, truncated, log);
+    if (SM_LIKELY(n >= 0)) {
+      if (SM_UNLIKELY(sm_opt.unwind == SM_UNWIND_CHECK)) sm_unwind_compare(ips, (unsigned)n, *truncated, depth);
+      return (unsigned)n;
+    }
+    __atomic_add_fetch(&fallbacks, 1, __ATOMIC_RELAXED);
+  }
+  if (log) log->full = true; /* nothing to remember */
+  return capture_libunwind(ips, depth, truncated);
+}
+
+void sm_unwind_stats(uint64_t *fell_back, uint64_t *compared, uint64_t *differed) {
+  *fell_back = __atomic_load_n(&fallbacks, __ATOMIC_RELAXED);
+  *compared = __atomic_load_n(&checked, __ATOMIC_RELAXED);
+  *differed = __atomic_load_n(&mismatches, __ATOMIC_RELAXED);
 }

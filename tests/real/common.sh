@@ -66,6 +66,12 @@ compare_runs() {
     work=$tmp/preload
     cd "$work"
     export LD_PRELOAD="$lib"
+    # SMREAL_TRACE=1: trace too, with the stack walker checked against
+    # libunwind on every capture (unwind=check).
+    if [ -n "${SMREAL_TRACE:-}" ]; then
+      mkdir -p "$tmp/snaps"
+      export SNAPMALLOC_OPTIONS="trace=1,unwind=check,leaks=0,out=$tmp/snaps/%e.%p.%n.snap"
+    fi
     workload
   ) >"$tmp/preload.out" 2>"$tmp/preload.err"
   pre_status=$?
@@ -94,6 +100,21 @@ compare_runs() {
     echo "$name: snapmalloc complained:"
     grep 'snapmalloc: \(error\|warning\)' "$tmp/preload.err" | head -n 10
     result=1
+  fi
+  if [ -n "${SMREAL_TRACE:-}" ]; then
+    # Every traced process reports its comparison at exit; the walker must
+    # have been compared at least once and never differed (a difference is
+    # also a warning, caught above).
+    if ! grep -q 'unwind=check compared [1-9][0-9]*, 0 differed' "$tmp/preload.err"; then
+      echo "$name: no traced process reported a clean unwind=check comparison"
+      result=1
+    elif grep 'unwind=check compared' "$tmp/preload.err" | grep -qv ', 0 differed'; then
+      echo "$name: the stack walker and libunwind differed:"
+      grep 'unwind=check compared' "$tmp/preload.err" | grep -v ', 0 differed' | head -n 5
+      result=1
+    fi
+    checks=$(grep -c 'unwind=check compared' "$tmp/preload.err" || true)
+    echo "$name: traced; $checks processes compared their stack captures with libunwind"
   fi
   if [ "$result" -ne 0 ]; then
     echo "---- stderr with the preload (last 30 lines):"

@@ -35,6 +35,10 @@ int main(void) {
   CHECK(sm_options_parse(&o, "depth=128") == 0 && o.depth == 128);
   CHECK(sm_options_parse(&o, "increment=-5") == 1 && o.increment == 16 * SM_MiB);
   CHECK(sm_options_parse(&o, "policy=worst") == 1 && o.policy == SM_POLICY_BEST);
+  CHECK(o.unwind == SM_UNWIND_FAST);
+  CHECK(sm_options_parse(&o, "unwind=libunwind") == 0 && o.unwind == SM_UNWIND_LIBUNWIND);
+  CHECK(sm_options_parse(&o, "unwind=CHECK") == 0 && o.unwind == SM_UNWIND_CHECK);
+  CHECK(sm_options_parse(&o, "unwind=slow") == 1 && o.unwind == SM_UNWIND_FAST);
   CHECK(sm_options_parse(&o, "signal=KILL") == 1 && o.signal == SIGUSR2);
   CHECK(sm_options_parse(&o, "signal=9") == 1);
   CHECK(sm_options_parse(&o, "trace") == 1);
