@@ -21,5 +21,8 @@ int cmd_run_collect(int argc, char **argv);
 char *cli_pattern_glob(const char *pattern); /* the out pattern as a glob (malloc'd) */
 int cmd_leaks(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_flame(int argc, char **argv);    /* flame.c */
+int cmd_timeline(int argc, char **argv); /* timeline.c */
 
 #endif

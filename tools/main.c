@@ -3,6 +3,9 @@
  *   snapmalloc run   [run options] -- CMD [ARG...]
  *   snapmalloc top   SNAP [report options]
  *   snapmalloc diff  OLD NEW [report options]
+ *   snapmalloc export SNAP [--format pprof|folded] [-o FILE]
+ *   snapmalloc flame SNAP | OLD NEW [-o FILE]      (flame.c)
+ *   snapmalloc timeline SNAP... [-o FILE]         (timeline.c)
  *
  * Exit status: 0 success; 2 bad input or usage (one line on stderr says
  * what and where); `run` passes CMD's status through (a death by signal is
@@ -38,7 +41,7 @@ void cli_usage_error(const char *cmd, const char *fmt, ...) {
   fprintf(stderr, "%s%s%s: ", prog, cmd ? " " : "", cmd ? cmd : "");
   vfprintf(stderr, fmt, ap);
   va_end(ap);
-  fprintf(stderr, " (see '%s %s--help')\n", prog, cmd ? cmd : "");
+  fprintf(stderr, " (see '%s %s%s--help')\n", prog, cmd ? cmd : "", cmd ? " " : "");
   exit(EXIT_BAD);
 }
 
@@ -250,7 +253,10 @@ static void usage(FILE *out) {
           "  top SNAPSHOT [options]          the sites holding the most live memory\n"
           "  diff OLD NEW [options]          what grew or shrank between two snapshots\n"
           "  leaks SNAPSHOT [options]        blocks lost at exit (definitely, indirectly)\n"
-          "  check [options] -- CMD [ARG...] run CMD and fail (exit 1) if it leaked\n\n"
+          "  check [options] -- CMD [ARG...] run CMD and fail (exit 1) if it leaked\n"
+          "  export SNAPSHOT [options]       write SNAPSHOT as a pprof profile or folded stacks\n"
+          "  flame SNAPSHOT|OLD NEW [opts]   an interactive SVG flame graph of live memory\n"
+          "  timeline SNAPSHOT... [options]  an SVG chart of memory over a run's snapshots\n\n"
           "'%s COMMAND --help' describes a command. Exit status: 0 success, 1 leaks found\n"
           "(leaks, check), 2 bad input or usage; run and check pass CMD's failure through.\n",
           prog, prog);
@@ -275,6 +281,9 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
   if (!strcmp(cmd, "leaks")) return cmd_leaks(argc - 1, argv + 1);
   if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
+  if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
+  if (!strcmp(cmd, "flame")) return cmd_flame(argc - 1, argv + 1);
+  if (!strcmp(cmd, "timeline")) return cmd_timeline(argc - 1, argv + 1);
   fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", prog, cmd, prog);
   return EXIT_BAD;
 }

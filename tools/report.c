@@ -196,7 +196,7 @@ void sm_model_build(sm_tools_ctx_t *c, sm_snap_t *snap, sm_model_t *m) {
     int cap = 0;
     for (unsigned k = 0; k < rt->nframes; k++) {
       const sm_snap_frame_t *rf = &rt->frames[k];
-      sm_sframe_t f = {NULL, 0, NULL, NULL, rf->offset};
+      sm_sframe_t f = {NULL, 0, NULL, NULL, rf->offset, (int)k};
       if (rf->module == SM_SNAP_NO_MODULE) {
         push_frame(&t, &cap, f);
         continue;
@@ -268,6 +268,11 @@ static void frame_key(char *buf, size_t cap, const sm_sframe_t *f, sm_by_t by) {
   }
 }
 
+void sm_site_key(char *buf, size_t cap, const sm_sframe_t *f, sm_by_t by) {
+  sm_sframe_t none = {0};
+  frame_key(buf, cap, f ? f : &none, by);
+}
+
 void sm_frame_label(char *buf, size_t cap, const sm_sframe_t *f) {
   const char *mod = f->module ? base_name(f->module) : "?";
   if (f->function && f->file) snprintf(buf, cap, "%s (%s:%d)", f->function, f->file, f->line);
@@ -327,7 +332,7 @@ static void group(const sm_report_opts_t *o, sm_model_t *m, stat_t **tab, bool i
       continue;
     }
     if (t->nframes == 0) {
-      sm_sframe_t none = {NULL, 0, NULL, NULL, 0};
+      sm_sframe_t none = {NULL, 0, NULL, NULL, 0, -1};
       frame_key(key, sizeof key, &none, o->by);
       stat_t *s = stat_get(tab, key, t, -1);
       if (is_new) s->size += size, s->count += count, s->in_new = true;

@@ -34,6 +34,7 @@ typedef struct sm_sframe {
   const char *function;   /* or NULL */
   const char *module;     /* module path or NULL */
   uint64_t offset;        /* module offset (raw address without module) */
+  int raw;                /* index of the snapshot frame it came from (an inline chain shares one) */
 } sm_sframe_t;
 
 typedef struct sm_strace {
@@ -72,5 +73,8 @@ void sm_json_frame(FILE *out, const sm_sframe_t *f);
 
 /* Text of one frame for folded stacks and messages: "func (file:line)". */
 void sm_frame_label(char *buf, size_t cap, const sm_sframe_t *f);
+/* The key that `top --by line|file|function` groups a trace's site under
+ * ("file:line", "<module+0x...>:0", ...); f NULL for a trace without frames. */
+void sm_site_key(char *buf, size_t cap, const sm_sframe_t *f, sm_by_t by);
 
 #endif

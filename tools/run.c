@@ -3,7 +3,9 @@
  * are and print the top 10 sites of its final snapshot.
  *
  * The library is found where SNAPMALLOC_LIB says, else next to this
- * executable, else in ../lib (and ../lib/<multiarch>) relative to it. */
+ * executable (a build tree), else in the libdir that meson installs to,
+ * relative to this executable (SM_LIBDIR_FROM_BINDIR, from
+ * tools/meson.build), else in ../lib (and ../lib/<multiarch>, ../lib64). */
 #include <errno.h>
 #include <getopt.h>
 #include <glob.h>
@@ -43,11 +45,15 @@ static char *find_library(void) {
   char *slash = strrchr(self, '/');
   if (!slash) return NULL;
   *slash = '\0';
-  static const char *rel[] = {"libsnapmalloc.so", "../lib/libsnapmalloc.so", "../lib/x86_64-linux-gnu/libsnapmalloc.so",
-                              "../lib64/libsnapmalloc.so"};
-  char cand[PATH_MAX + 64];
+#ifndef SM_LIBDIR_FROM_BINDIR
+#define SM_LIBDIR_FROM_BINDIR "../lib"
+#endif
+  static const char *rel[] = {".", SM_LIBDIR_FROM_BINDIR, "../lib", "../lib/x86_64-linux-gnu", "../lib/aarch64-linux-gnu",
+                              "../lib64"};
+  char cand[2 * PATH_MAX];
   for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-    snprintf(cand, sizeof cand, "%s/%s", self, rel[i]);
+    if (rel[i][0] == '/') snprintf(cand, sizeof cand, "%s/libsnapmalloc.so", rel[i]); /* libdir outside the prefix */
+    else snprintf(cand, sizeof cand, "%s/%s/libsnapmalloc.so", self, rel[i]);
     if (is_file(cand)) return realpath(cand, NULL);
   }
   return NULL;

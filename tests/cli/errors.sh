@@ -90,8 +90,13 @@ expect unknown "unknown command 'frobnicate'" frobnicate
 expect runnocmd "needs a command to run" run --depth 4
 expect rundepth "--depth takes 1..128, not '0'" run --depth 0 -- true
 expect runsample "--sample takes a size in bytes, not '-4'" run --sample -4 -- true
+expect exportfmt "--format takes pprof or folded, not 'svg'" export "$good" --format svg
+expect exportnone "needs a snapshot file" export -o "$work/x.pb.gz"
+expect exporttwo "takes one snapshot, not several" export "$good" "$good"
+expect exportbad "trunc.snap: truncated" export "$work/trunc.snap" -o "$work/x.pb.gz"
+[ -e "$work/x.pb.gz" ] && { echo "FAIL: export left an output file behind after bad input"; fails=$((fails + 1)); }
 "$tool" --help > /dev/null || { echo "FAIL: --help"; fails=$((fails + 1)); }
-for c in top diff run leaks check; do "$tool" $c --help | grep -q "^usage: snapmalloc $c" || { echo "FAIL: $c --help"; fails=$((fails + 1)); }; done
+for c in top diff run leaks check export; do "$tool" $c --help | grep -q "^usage: snapmalloc $c" || { echo "FAIL: $c --help"; fails=$((fails + 1)); }; done
 
 [ $fails = 0 ] && echo "errors: all bad inputs rejected cleanly" || echo "errors: $fails cases failed"
 [ $fails = 0 ]

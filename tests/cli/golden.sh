@@ -46,6 +46,7 @@ check top-folded     top "$sites" --format folded --limit 3
 check diff-line      diff "$work/phases.0.snap" "$work/phases.1.snap"
 check diff-trace     diff "$work/phases.0.snap" "$work/phases.1.snap" --by trace --limit 2
 check diff-json      diff "$work/phases.0.snap" "$work/phases.1.snap" --format json --limit 4
+check diff-folded    diff "$work/phases.0.snap" "$work/phases.1.snap" --format folded
 
 # --raw: the site is the innermost frame, so strdup's blocks land in the C library.
 "$tool" top "$sites" --raw --by function --limit 0 > "$work/raw" || fails=$((fails + 1))

@@ -1,0 +1,486 @@
+/* snapmalloc export: a snapshot in a format other tools read.
+ *
+ *   --format pprof   a gzip-compressed profile.proto, the format of
+ *                    github.com/google/pprof (`go tool pprof`, pprof's web
+ *                    UI, and the services that take Go heap profiles)
+ *   --format folded  collapsed stacks for flamegraph.pl and speedscope: the
+ *                    same lines as `top --by trace --format folded --limit 0`
+ *
+ * The pprof profile has one Sample per trace, values [live bytes, live
+ * blocks] as sample types inuse_space/bytes and inuse_objects/count; a
+ * snapshot holds only live blocks, so there are no alloc_* types. Its
+ * location ids run innermost first, from the allocation site out (as `top`
+ * attributes blocks; --raw keeps the allocator's wrappers). One Location per
+ * recorded frame (its return address, in the Mapping of its module), whose
+ * Lines are the frame's inline chain, innermost first. Everything is
+ * symbolized here, so pprof has nothing left to look up. The protobuf
+ * encoder is our own (pbuf.c), the gzip wrapper is zlib's; docs/export.md
+ * says why. */
+#include <elfutils/libdwelf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <getopt.h>
+#include <libelf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uthash.h>
+#include <zlib.h>
+
+#include "tools/cli.h"
+#include "tools/pbuf.h"
+#include "tools/report.h"
+#include "tools/util.h"
+
+/* profile.proto's field numbers (message.field). */
+enum {
+  PROFILE_SAMPLE_TYPE = 1, PROFILE_SAMPLE = 2, PROFILE_MAPPING = 3, PROFILE_LOCATION = 4, PROFILE_FUNCTION = 5,
+  PROFILE_STRING_TABLE = 6, PROFILE_TIME_NANOS = 9, PROFILE_PERIOD_TYPE = 11, PROFILE_PERIOD = 12,
+  PROFILE_COMMENT = 13, PROFILE_DEFAULT_SAMPLE_TYPE = 14,
+  VALUETYPE_TYPE = 1, VALUETYPE_UNIT = 2,
+  SAMPLE_LOCATION_ID = 1, SAMPLE_VALUE = 2,
+  MAPPING_ID = 1, MAPPING_MEMORY_START = 2, MAPPING_MEMORY_LIMIT = 3, MAPPING_FILE_OFFSET = 4,
+  MAPPING_FILENAME = 5, MAPPING_BUILD_ID = 6, MAPPING_HAS_FUNCTIONS = 7, MAPPING_HAS_FILENAMES = 8,
+  MAPPING_HAS_LINE_NUMBERS = 9, MAPPING_HAS_INLINE_FRAMES = 10,
+  LOCATION_ID = 1, LOCATION_MAPPING_ID = 2, LOCATION_ADDRESS = 3, LOCATION_LINE = 4,
+  LINE_FUNCTION_ID = 1, LINE_LINE = 2,
+  FUNCTION_ID = 1, FUNCTION_NAME = 2, FUNCTION_SYSTEM_NAME = 3, FUNCTION_FILENAME = 4,
+};
+
+/* ---------------------------------------------------------------- tables */
+
+typedef struct str_ent {
+  UT_hash_handle hh;
+  char *s;
+  uint64_t idx;
+} str_ent_t;
+
+typedef struct func_ent {
+  UT_hash_handle hh;
+  char *key;               /* name '\0' file */
+  size_t keylen;
+  uint64_t id;
+} func_ent_t;
+
+typedef struct loc_key {
+  uint32_t module;         /* snapshot module index or SM_SNAP_NO_MODULE */
+  uint32_t drop;           /* inline entries left out at the start (a site inside an inline chain) */
+  uint64_t offset;
+} loc_key_t;
+
+typedef struct loc_ent {
+  UT_hash_handle hh;
+  loc_key_t key;
+  uint64_t id;
+} loc_ent_t;
+
+typedef struct mod_info {
+  bool functions, filenames, lines;
+} mod_info_t;
+
+typedef struct profile {
+  sm_snap_t *snap;
+  str_ent_t *strings;      /* string -> index */
+  char **strv;             /* index -> string, for the string table */
+  uint64_t nstr, strcap;
+  func_ent_t *funcs;
+  uint64_t nfunc;
+  loc_ent_t *locs;
+  uint64_t nloc;
+  mod_info_t *mods;
+  pb_t functions, locations, samples; /* the repeated fields, encoded as they are found */
+  pb_t sub, line;          /* scratch for nested messages */
+} profile_t;
+
+static uint64_t str_idx(profile_t *pf, const char *s) {
+  if (!s) s = "";
+  str_ent_t *e;
+  HASH_FIND_STR(pf->strings, s, e);
+  if (e) return e->idx;
+  e = xcalloc(1, sizeof *e);
+  e->s = xstrdup(s);
+  e->idx = pf->nstr++;
+  HASH_ADD_KEYPTR(hh, pf->strings, e->s, strlen(e->s), e);
+  if (pf->nstr > pf->strcap) {
+    pf->strcap = pf->strcap ? pf->strcap * 2 : 256;
+    pf->strv = xrealloc(pf->strv, pf->strcap * sizeof *pf->strv);
+  }
+  pf->strv[e->idx] = e->s;
+  return e->idx;
+}
+
+static uint64_t func_id(profile_t *pf, const char *name, const char *file) {
+  size_t nl = strlen(name), fl = file ? strlen(file) : 0;
+  char *key = xmalloc(nl + fl + 2);
+  memcpy(key, name, nl + 1);
+  if (file) memcpy(key + nl + 1, file, fl);
+  key[nl + 1 + fl] = '\0';
+  size_t keylen = nl + 1 + fl;
+  func_ent_t *e;
+  HASH_FIND(hh, pf->funcs, key, keylen, e);
+  if (e) {
+    free(key);
+    return e->id;
+  }
+  e = xcalloc(1, sizeof *e);
+  e->key = key;
+  e->keylen = keylen;
+  e->id = ++pf->nfunc; /* ids are nonzero */
+  HASH_ADD_KEYPTR(hh, pf->funcs, e->key, e->keylen, e);
+  pb_t *m = &pf->sub;
+  pb_reset(m);
+  pb_uint(m, FUNCTION_ID, e->id);
+  pb_uint(m, FUNCTION_NAME, str_idx(pf, name));
+  pb_uint(m, FUNCTION_SYSTEM_NAME, str_idx(pf, name)); /* only the demangled name survives symbolization */
+  pb_uint(m, FUNCTION_FILENAME, str_idx(pf, file));
+  pb_msg(&pf->functions, PROFILE_FUNCTION, m);
+  return e->id;
+}
+
+/* The Location of frames[b..e) of t, which all come from one recorded
+ * frame; drop says how many entries of its inline chain lie before b. */
+static uint64_t loc_id(profile_t *pf, const sm_strace_t *t, int b, int e, int drop) {
+  const sm_snap_frame_t *rf = &t->raw->frames[t->frames[b].raw];
+  loc_ent_t *l;
+  loc_key_t key;
+  memset(&key, 0, sizeof key); /* the padding is part of the hash key */
+  key.module = rf->module;
+  key.drop = (uint32_t)drop;
+  key.offset = rf->offset;
+  HASH_FIND(hh, pf->locs, &key, sizeof key, l);
+  if (l) return l->id;
+  l = xcalloc(1, sizeof *l);
+  l->key = key;
+  l->id = ++pf->nloc;
+  HASH_ADD(hh, pf->locs, key, sizeof key, l);
+
+  bool has_mod = rf->module != SM_SNAP_NO_MODULE;
+  uint64_t addr = has_mod ? pf->snap->modules[rf->module].bias + rf->offset : rf->offset;
+  /* Lines first: func_id may encode a Function into pf->sub. */
+  pb_t lines = {0};
+  for (int i = b; i < e; i++) {
+    const sm_sframe_t *f = &t->frames[i];
+    if (!f->function && !f->file) continue; /* nothing known: pprof shows the address */
+    pb_reset(&pf->line);
+    pb_uint(&pf->line, LINE_FUNCTION_ID, func_id(pf, f->function ? f->function : "??", f->file));
+    pb_uint(&pf->line, LINE_LINE, f->file && f->line > 0 ? (uint64_t)f->line : 0);
+    pb_msg(&lines, LOCATION_LINE, &pf->line);
+    if (has_mod) {
+      mod_info_t *mi = &pf->mods[rf->module];
+      if (f->function) mi->functions = true;
+      if (f->file) mi->filenames = true;
+      if (f->file && f->line > 0) mi->lines = true;
+    }
+  }
+  pb_t *m = &pf->sub;
+  pb_reset(m);
+  pb_uint(m, LOCATION_ID, l->id);
+  if (has_mod) pb_uint(m, LOCATION_MAPPING_ID, (uint64_t)rf->module + 1);
+  pb_uint(m, LOCATION_ADDRESS, addr);
+  pb_append(m, &lines);
+  pb_msg(&pf->locations, PROFILE_LOCATION, m);
+  pb_free(&lines);
+  return l->id;
+}
+
+/* The offset in the file of the module's lowest PT_LOAD segment, the one
+ * that starts at memory_start; 0 (right for what the GNU linkers make) when
+ * the file is not there or is not the one that ran. */
+static uint64_t first_load_offset(const sm_snap_module_t *m) {
+  if (!m->path[0] || m->path[0] == '[') return 0;
+  int fd = open(m->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  uint64_t off = 0;
+  Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+  const void *id;
+  ssize_t idlen = elf ? dwelf_elf_gnu_build_id(elf, &id) : -1;
+  size_t n;
+  bool same = elf && (m->build_id_len == 0 || (idlen == (ssize_t)m->build_id_len && !memcmp(id, m->build_id, (size_t)idlen)));
+  if (same && elf_getphdrnum(elf, &n) == 0) {
+    uint64_t lowest = UINT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+      GElf_Phdr ph;
+      if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_LOAD && ph.p_vaddr < lowest) {
+        lowest = ph.p_vaddr;
+        off = ph.p_offset;
+      }
+    }
+  }
+  if (elf) elf_end(elf);
+  close(fd);
+  return off;
+}
+
+static void value_type(profile_t *pf, pb_t *out, unsigned field, const char *type, const char *unit) {
+  pb_reset(&pf->sub);
+  pb_uint(&pf->sub, VALUETYPE_TYPE, str_idx(pf, type));
+  pb_uint(&pf->sub, VALUETYPE_UNIT, str_idx(pf, unit));
+  pb_msg(out, field, &pf->sub);
+}
+
+/* Encodes the whole profile into out. */
+static void build_profile(sm_model_t *m, pb_t *out) {
+  sm_snap_t *snap = m->snap;
+  profile_t pf = {0};
+  pf.snap = snap;
+  pf.mods = xcalloc(snap->nmodules ? snap->nmodules : 1, sizeof *pf.mods);
+  str_idx(&pf, ""); /* string_table[0] must be "" */
+
+  value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_space", "bytes");
+  value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_objects", "count");
+  value_type(&pf, out, PROFILE_PERIOD_TYPE, "space", "bytes");
+  bool sampled = (snap->flags & SM_SNAP_SAMPLED) != 0;
+  pb_uint(out, PROFILE_PERIOD, sampled ? snap->sample_bytes : 1);
+  pb_uint(out, PROFILE_TIME_NANOS, snap->time_ns);
+  pb_uint(out, PROFILE_DEFAULT_SAMPLE_TYPE, str_idx(&pf, "inuse_space"));
+
+  /* Comments: what the numbers are, and where they came from. */
+  uint64_t comments[4];
+  size_t ncomments = 0;
+  strbuf_t sb = {0};
+  sb_printf(&sb, "snapmalloc snapshot %llu of %s (pid %llu): live blocks only, so inuse_* and no alloc_*",
+            (unsigned long long)snap->sequence, snap->program[0] ? snap->program : "?", (unsigned long long)snap->pid);
+  comments[ncomments++] = str_idx(&pf, sb.s);
+  if (sampled) {
+    sb.len = 0;
+    sb_printf(&sb, "sampled: one allocation traced per %llu bytes on average; sizes and counts are estimates",
+              (unsigned long long)snap->sample_bytes);
+    comments[ncomments++] = str_idx(&pf, sb.s);
+  }
+  if (snap->cmdline_len) {
+    sb.len = 0;
+    sb_puts(&sb, "command line:");
+    for (size_t i = 0; i < snap->cmdline_len; i += strlen(snap->cmdline + i) + 1) {
+      sb_putc(&sb, ' ');
+      sb_puts(&sb, snap->cmdline + i);
+    }
+    comments[ncomments++] = str_idx(&pf, sb.s);
+  }
+  free(sb.s);
+  pb_packed(out, PROFILE_COMMENT, comments, ncomments);
+
+  uint64_t *ids = NULL;
+  size_t idcap = 0;
+  for (size_t k = 0; k < m->ntraces; k++) {
+    const sm_strace_t *t = &m->traces[k];
+    size_t nids = 0;
+    for (int i = t->site; i < t->nframes;) {
+      int raw = t->frames[i].raw, b = i, e = i;
+      while (b > 0 && t->frames[b - 1].raw == raw) b--;
+      while (e < t->nframes && t->frames[e].raw == raw) e++;
+      if (nids == idcap) {
+        idcap = idcap ? idcap * 2 : 64;
+        ids = xrealloc(ids, idcap * sizeof *ids);
+      }
+      ids[nids++] = loc_id(&pf, t, i, e, i - b);
+      i = e;
+    }
+    uint64_t values[2] = {t->raw->size, t->raw->count};
+    pb_reset(&pf.sub);
+    pb_packed(&pf.sub, SAMPLE_LOCATION_ID, ids, nids);
+    pb_packed(&pf.sub, SAMPLE_VALUE, values, 2);
+    pb_msg(&pf.samples, PROFILE_SAMPLE, &pf.sub);
+  }
+  free(ids);
+
+  for (uint32_t i = 0; i < snap->nmodules; i++) {
+    const sm_snap_module_t *mod = &snap->modules[i];
+    char hex[2 * 64 + 1];
+    for (uint32_t j = 0; j < mod->build_id_len && j < 64; j++) sprintf(hex + 2 * j, "%02x", mod->build_id[j]);
+    hex[2 * (mod->build_id_len < 64 ? mod->build_id_len : 64)] = '\0';
+    pb_t *mm = &pf.sub;
+    pb_reset(mm);
+    pb_uint(mm, MAPPING_ID, (uint64_t)i + 1);
+    pb_uint(mm, MAPPING_MEMORY_START, mod->start);
+    pb_uint(mm, MAPPING_MEMORY_LIMIT, mod->end);
+    pb_uint(mm, MAPPING_FILE_OFFSET, first_load_offset(mod));
+    pb_uint(mm, MAPPING_FILENAME, str_idx(&pf, mod->path));
+    pb_uint(mm, MAPPING_BUILD_ID, str_idx(&pf, hex));
+    /* True flags tell pprof the names are final: nothing to look up again. */
+    pb_uint(mm, MAPPING_HAS_FUNCTIONS, pf.mods[i].functions);
+    pb_uint(mm, MAPPING_HAS_FILENAMES, pf.mods[i].filenames);
+    pb_uint(mm, MAPPING_HAS_LINE_NUMBERS, pf.mods[i].lines);
+    pb_uint(mm, MAPPING_HAS_INLINE_FRAMES, pf.mods[i].lines); /* DWARF lines come with their inline chains */
+    pb_msg(out, PROFILE_MAPPING, mm);
+  }
+
+  /* Fields may come in any order: the string table last, once every string is in. */
+  pb_append(out, &pf.samples);
+  pb_append(out, &pf.locations);
+  pb_append(out, &pf.functions);
+  for (uint64_t i = 0; i < pf.nstr; i++) pb_str(out, PROFILE_STRING_TABLE, pf.strv[i]);
+
+  str_ent_t *se, *st;
+  HASH_ITER(hh, pf.strings, se, st) {
+    HASH_DEL(pf.strings, se);
+    free(se->s);
+    free(se);
+  }
+  func_ent_t *fe, *ft;
+  HASH_ITER(hh, pf.funcs, fe, ft) {
+    HASH_DEL(pf.funcs, fe);
+    free(fe->key);
+    free(fe);
+  }
+  loc_ent_t *le, *lt;
+  HASH_ITER(hh, pf.locs, le, lt) {
+    HASH_DEL(pf.locs, le);
+    free(le);
+  }
+  free(pf.strv);
+  free(pf.mods);
+  pb_free(&pf.functions);
+  pb_free(&pf.locations);
+  pb_free(&pf.samples);
+  pb_free(&pf.sub);
+  pb_free(&pf.line);
+}
+
+/* ---------------------------------------------------------------- output */
+
+/* Writes data gzip-compressed (pprof's files are gzipped profile.protos). */
+static int write_gzip(FILE *f, const uint8_t *data, size_t n) {
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  /* 15 + 16: the largest window, with a gzip header and trailer instead of zlib's */
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
+  uint8_t buf[65536];
+  int rc;
+  do {
+    if (z.avail_in == 0 && n) { /* avail_in is 32 bits: feed big inputs in pieces */
+      size_t piece = n < (1u << 30) ? n : (1u << 30);
+      z.next_in = (Bytef *)data;
+      z.avail_in = (uInt)piece;
+      data += piece;
+      n -= piece;
+    }
+    z.next_out = buf;
+    z.avail_out = sizeof buf;
+    rc = deflate(&z, n || z.avail_in ? Z_NO_FLUSH : Z_FINISH);
+    if (rc == Z_STREAM_ERROR) break;
+    size_t have = sizeof buf - z.avail_out;
+    if (have && fwrite(buf, 1, have, f) != have) {
+      rc = Z_ERRNO;
+      break;
+    }
+  } while (rc != Z_STREAM_END);
+  deflateEnd(&z);
+  return rc == Z_STREAM_END ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------- command */
+
+static const char export_help[] =
+    "usage: snapmalloc export SNAPSHOT [options]\n\n"
+    "Writes SNAPSHOT in a format other tools read.\n\n"
+    "  --format pprof       gzip-compressed pprof profile.proto (default): for\n"
+    "                       'go tool pprof' and the tools that read Go heap profiles;\n"
+    "                       sample types inuse_space (bytes) and inuse_objects (count)\n"
+    "  --format folded      collapsed stacks, one line per trace: frame;frame;... BYTES\n"
+    "  -o, --output FILE    write to FILE (default: standard output, '-')\n"
+    "  --include GLOB       keep traces whose site file, function or module\n"
+    "                       matches GLOB (repeatable)\n"
+    "  --exclude GLOB       drop traces whose site matches GLOB (repeatable)\n"
+    "  --raw                stacks start at the innermost frame, allocation wrappers\n"
+    "                       (strdup, operator new, ...) included\n"
+    "  --full-paths         do not shorten paths under the current directory\n";
+
+int cmd_export(int argc, char **argv) {
+  enum { E_FORMAT = 500, E_OUTPUT, E_INCLUDE, E_EXCLUDE, E_RAW, E_FULL, E_HELP };
+  static const struct option longopts[] = {
+      {"format", required_argument, NULL, E_FORMAT},   {"output", required_argument, NULL, E_OUTPUT},
+      {"include", required_argument, NULL, E_INCLUDE}, {"exclude", required_argument, NULL, E_EXCLUDE},
+      {"raw", no_argument, NULL, E_RAW},               {"full-paths", no_argument, NULL, E_FULL},
+      {"help", no_argument, NULL, E_HELP},             {NULL, 0, NULL, 0}};
+  sm_report_opts_t o = {0};
+  o.by = BY_TRACE;
+  o.format = FMT_FOLDED;
+  o.include = xcalloc((size_t)argc, sizeof(char *));
+  o.exclude = xcalloc((size_t)argc, sizeof(char *));
+  bool pprof = true;
+  const char *path = NULL, *output = NULL;
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "-o:", longopts, NULL)) != -1) {
+    switch (c) {
+    case 1:
+      if (path) cli_usage_error("export", "takes one snapshot, not several");
+      path = optarg;
+      break;
+    case E_FORMAT:
+      if (!strcmp(optarg, "pprof")) pprof = true;
+      else if (!strcmp(optarg, "folded")) pprof = false;
+      else cli_usage_error("export", "--format takes pprof or folded, not '%s'", optarg);
+      break;
+    case 'o':
+    case E_OUTPUT:
+      if (!*optarg) cli_usage_error("export", "--output takes a file name");
+      output = optarg;
+      break;
+    case E_INCLUDE: o.include[o.ninclude++] = optarg; break;
+    case E_EXCLUDE: o.exclude[o.nexclude++] = optarg; break;
+    case E_RAW: o.raw = true; break;
+    case E_FULL: o.full_paths = true; break;
+    case E_HELP:
+      fputs(export_help, stdout);
+      free(o.include);
+      free(o.exclude);
+      return 0;
+    default:
+      if (optopt > 0 && optopt < 256) cli_usage_error("export", "option '-%c' is unknown or lacks its value", optopt);
+      cli_usage_error("export", "option '%s' is unknown or lacks its value", argv[optind - 1]);
+    }
+  }
+  if (!path) cli_usage_error("export", "needs a snapshot file");
+  bool to_stdout = !output || !strcmp(output, "-");
+  if (pprof && to_stdout && isatty(STDOUT_FILENO))
+    cli_usage_error("export", "will not write a compressed profile to a terminal; use -o FILE");
+
+  sm_snap_t snap;
+  if (cli_load(path, &snap) != 0) {
+    free(o.include);
+    free(o.exclude);
+    return 2;
+  }
+  /* Open the output only now, so that bad input leaves no empty file behind. */
+  FILE *out = to_stdout ? stdout : fopen(output, "wb");
+  if (!out) {
+    fprintf(stderr, "snapmalloc: %s: cannot write: %s\n", output, strerror(errno));
+    sm_snap_free(&snap);
+    free(o.include);
+    free(o.exclude);
+    return 2;
+  }
+  elf_version(EV_CURRENT);
+  sm_tools_ctx_t *ctx = sm_ctx_new(&o);
+  sm_model_t m;
+  sm_model_build(ctx, &snap, &m);
+  int rc = 0;
+  if (pprof) {
+    pb_t buf = {0};
+    build_profile(&m, &buf);
+    rc = write_gzip(out, buf.p, buf.len);
+    pb_free(&buf);
+  } else {
+    sm_report(out, ctx, NULL, &m);
+  }
+  errno = 0;
+  if (fflush(out) != 0 || ferror(out)) rc = -1;
+  int err = errno;
+  if (!to_stdout && fclose(out) != 0) rc = -1, err = err ? err : errno;
+  if (rc != 0) {
+    fprintf(stderr, "snapmalloc: %s: cannot write: %s\n", to_stdout ? "standard output" : output,
+            err ? strerror(err) : "compression failed");
+    if (!to_stdout) unlink(output);
+    rc = 2;
+  }
+  sm_model_free(&m);
+  sm_ctx_free(ctx);
+  sm_snap_free(&snap);
+  free(o.include);
+  free(o.exclude);
+  return rc;
+}

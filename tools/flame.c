@@ -1,0 +1,502 @@
+/* snapmalloc flame: a flame graph of live memory, drawn as one SVG file.
+ *
+ * Each trace kept by the report filters is a path from its outermost frame
+ * to its allocation site (to its innermost frame with --raw). The paths are
+ * merged into a tree, one node per distinct frame label ("function
+ * (file:line)") under the same parent, and a node's width is the live bytes
+ * below it. Roots sit at the bottom; siblings are in alphabetical order, so
+ * two pictures of the same program line up. With OLD and NEW, widths come
+ * from NEW and colours from the change since OLD: red grew, blue shrank,
+ * stronger the larger the change relative to the frame's size. A frame
+ * that only OLD has is 0 bytes wide in NEW and is not drawn; the title line
+ * gives the totals of both.
+ *
+ * The picture zooms (click a frame), resets (click the bottom frame,
+ * "Reset zoom" or Escape) and searches ("Search" or '/') with the small
+ * inline script at the end of the file. */
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uthash.h>
+
+#include "tools/cli.h"
+#include "tools/report.h"
+#include "tools/svg.h"
+#include "tools/util.h"
+
+#define FONT_PX 11    /* frame labels */
+#define FRAME_PX 16   /* height of one row of frames */
+#define TOP_PX 72     /* title, subtitle and controls above the frames */
+#define BOTTOM_PX 34  /* the detail line below them */
+#define MARGIN_PX 10  /* left and right */
+#define MIN_PX 0.1    /* narrower frames are left out (they cannot be seen or clicked) */
+
+typedef struct fnode {
+  UT_hash_handle hh;       /* in the parent's kids table */
+  char *key;               /* label from sm_frame_label, unique among siblings */
+  sm_sframe_t frame;       /* strings interned by the tools context */
+  int64_t size, count;     /* live in NEW (or in the only snapshot) */
+  int64_t old_size, old_count;
+  struct fnode *kids;
+} fnode_t;
+
+typedef struct flame {
+  FILE *out;
+  bool diff;
+  int64_t total;           /* root size: the full width */
+  double gw;               /* width of the graph in pixels */
+  int maxdepth;            /* deepest row that has a visible frame */
+  int rows;                /* maxdepth + 1 */
+} flame_t;
+
+static fnode_t *kid(fnode_t *parent, const sm_sframe_t *f, const char *key) {
+  fnode_t *k;
+  HASH_FIND_STR(parent->kids, key, k);
+  if (k) return k;
+  k = xcalloc(1, sizeof *k);
+  k->key = xstrdup(key);
+  if (f) k->frame = *f;
+  HASH_ADD_KEYPTR(hh, parent->kids, k->key, strlen(k->key), k);
+  return k;
+}
+
+static void charge(fnode_t *n, const sm_strace_t *t, bool is_new) {
+  if (is_new) n->size += (int64_t)t->raw->size, n->count += (int64_t)t->raw->count;
+  else n->old_size += (int64_t)t->raw->size, n->old_count += (int64_t)t->raw->count;
+}
+
+/* Adds every trace of m below root, outermost frame first. The model's
+ * site is 0 under --raw, so the path always ends at the site. */
+static void add_model(fnode_t *root, const sm_model_t *m, bool is_new) {
+  char label[PATH_MAX + 512];
+  for (size_t i = 0; i < m->ntraces; i++) {
+    const sm_strace_t *t = &m->traces[i];
+    fnode_t *n = root;
+    charge(n, t, is_new);
+    if (t->nframes == 0) {
+      charge(kid(n, NULL, "<no frames>"), t, is_new);
+      continue;
+    }
+    for (int k = t->nframes - 1; k >= t->site; k--) {
+      sm_frame_label(label, sizeof label, &t->frames[k]);
+      n = kid(n, &t->frames[k], label);
+      charge(n, t, is_new);
+    }
+  }
+}
+
+static int by_key(const fnode_t *a, const fnode_t *b) { return strcmp(a->key, b->key); }
+
+static void sort_tree(fnode_t *n) {
+  HASH_SORT(n->kids, by_key);
+  for (fnode_t *k = n->kids; k; k = k->hh.next) sort_tree(k);
+}
+
+static void free_tree(fnode_t *n) {
+  fnode_t *k, *tmp;
+  HASH_ITER(hh, n->kids, k, tmp) {
+    HASH_DEL(n->kids, k);
+    free_tree(k);
+  }
+  free(n->key);
+  free(n);
+}
+
+static double px(const flame_t *fl, int64_t bytes) {
+  return fl->total > 0 ? (double)bytes / (double)fl->total * fl->gw : fl->gw;
+}
+
+static void find_depth(flame_t *fl, const fnode_t *n, int depth) {
+  if (depth > fl->maxdepth) fl->maxdepth = depth;
+  for (const fnode_t *k = n->kids; k; k = k->hh.next)
+    if (k->size > 0 && px(fl, k->size) >= MIN_PX) find_depth(fl, k, depth + 1);
+}
+
+/* ---------------------------------------------------------------- colours */
+
+/* Single snapshot: a warm colour from the function's name, so a function
+ * keeps its colour across the picture and across pictures. */
+static void warm_colour(char buf[8], const fnode_t *n, int depth) {
+  if (depth == 0) {
+    snprintf(buf, 8, "#d9cfc4");
+    return;
+  }
+  unsigned h = svg_hash(n->frame.function ? n->frame.function : n->key);
+  double hue = (h % 1000) / 1000.0 * 52;          /* red .. orange .. amber */
+  double sat = 0.72 + ((h >> 10) % 100) / 100.0 * 0.2;
+  double light = 0.56 + ((h >> 17) % 100) / 100.0 * 0.12;
+  svg_hsl(buf, hue, sat, light);
+}
+
+/* Diff: white for no change, towards red (growth) or blue (shrink) by the
+ * change relative to the larger of the two sizes; any change gets at least
+ * a visible tint. Returns the intensity, 0..1. */
+static double diff_colour(char buf[8], const fnode_t *n) {
+  static const double base[3] = {244, 241, 236}, red[3] = {218, 52, 40}, blue[3] = {46, 104, 200};
+  int64_t delta = n->size - n->old_size;
+  int64_t big = n->size > n->old_size ? n->size : n->old_size;
+  double k = 0;
+  if (delta != 0 && big > 0) k = 0.22 + 0.78 * fabs((double)delta) / (double)big;
+  const double *to = delta > 0 ? red : blue;
+  int c[3];
+  for (int i = 0; i < 3; i++) c[i] = (int)lround(base[i] + (to[i] - base[i]) * k);
+  snprintf(buf, 8, "#%02x%02x%02x", c[0], c[1], c[2]);
+  return k;
+}
+
+/* ---------------------------------------------------------------- frames */
+
+static const char *display_name(const fnode_t *n, int depth, char *buf, size_t cap) {
+  if (depth == 0) return "all";
+  if (!n->frame.function && !n->frame.module && !n->frame.file && n->frame.offset == 0) return n->key;
+  if (n->frame.function) return n->frame.function;
+  sm_frame_label(buf, cap, &n->frame);
+  return buf;
+}
+
+static void title_text(const flame_t *fl, strbuf_t *sb, const fnode_t *n, int depth, const char *name) {
+  char size[32], delta[32];
+  sb_printf(sb, "%s\n", name);
+  const sm_sframe_t *f = &n->frame;
+  if (depth == 0) sb_puts(sb, "every traced allocation\n");
+  else if (f->file) sb_printf(sb, "%s:%d\n", f->file, f->line);
+  else if (f->module) sb_printf(sb, "in %s at offset 0x%llx\n", svg_base_name(f->module), (unsigned long long)f->offset);
+  else if (f->function || f->offset) sb_printf(sb, "at address 0x%llx\n", (unsigned long long)f->offset);
+  else sb_puts(sb, "traces without frames\n");
+  sm_format_size(size, sizeof size, (double)n->size, false);
+  double pct = fl->total > 0 ? 100.0 * (double)n->size / (double)fl->total : 0;
+  if (!fl->diff) {
+    sb_printf(sb, "size=%s (%lld bytes, %.2f%% of all), count=%lld", size, (long long)n->size, pct,
+              (long long)n->count);
+    return;
+  }
+  int64_t d = n->size - n->old_size;
+  sm_format_size(delta, sizeof delta, (double)d, true);
+  sb_printf(sb, "size=%s (%s", size, delta);
+  if (n->old_size > 0) sb_printf(sb, ", %+.1f%%", 100.0 * (double)d / (double)n->old_size);
+  else if (n->size > 0) sb_puts(sb, ", new");
+  sb_printf(sb, "), count=%lld (%+lld), %.2f%% of all (%lld bytes, %lld before)", (long long)n->count,
+            (long long)(n->count - n->old_count), pct, (long long)n->size, (long long)n->old_size);
+}
+
+/* Draws n at byte offset bx of the root and its visible children. */
+static void draw(flame_t *fl, const fnode_t *n, int depth, int64_t bx) {
+  FILE *out = fl->out;
+  char fill[8], label[PATH_MAX + 512];
+  double x = MARGIN_PX + px(fl, bx), w = fl->total > 0 ? px(fl, n->size) : fl->gw;
+  int y = TOP_PX + (fl->maxdepth - depth) * FRAME_PX;
+  bool light_text = false;
+  if (fl->diff) light_text = diff_colour(fill, n) > 0.68;
+  else warm_colour(fill, n, depth);
+  const char *name = display_name(n, depth, label, sizeof label);
+  strbuf_t title = {0};
+  title_text(fl, &title, n, depth, name);
+  fprintf(out, "<g class=\"f\" data-d=\"%d\" data-x=\"%lld\" data-v=\"%lld\"><title>", depth, (long long)bx,
+          (long long)n->size);
+  svg_text(out, title.s, -1);
+  free(title.s);
+  fprintf(out, "</title><rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\"/>", x, y, w,
+          FRAME_PX - 1, fill);
+  fprintf(out, "<text x=\"%.2f\" y=\"%d\"%s>", x + 3, y + FRAME_PX - 5, light_text ? " class=\"lt\"" : "");
+  svg_text(out, name, svg_fit(w, FONT_PX));
+  fputs("</text></g>\n", out);
+  int64_t at = bx;
+  for (const fnode_t *k = n->kids; k; k = k->hh.next) {
+    if (k->size <= 0) continue; /* only in OLD: no width in NEW */
+    if (px(fl, k->size) >= MIN_PX) draw(fl, k, depth + 1, at);
+    at += k->size;
+  }
+}
+
+/* ---------------------------------------------------------------- script */
+
+/* The interactive part, kept small and self-contained: frames carry their
+ * depth (data-d), byte offset (data-x) and bytes (data-v), so zooming is
+ * exact integer arithmetic on bytes, not on rounded pixels. */
+static const char flame_script[] =
+    "(function () {\n"
+    "  'use strict';\n"
+    "  var doc = document, svg = doc.documentElement;\n"
+    "  var GX = +svg.getAttribute('data-gx'), GW = +svg.getAttribute('data-gw');\n"
+    "  var CW = +svg.getAttribute('data-fs') * +svg.getAttribute('data-em');\n"
+    "  var HIT = '#c64fd6';\n"
+    "  var frames = [], root = null, term = '';\n"
+    "  var detail = doc.getElementById('detail'), matched = doc.getElementById('matched');\n"
+    "  var resetCtl = doc.getElementById('reset'), searchCtl = doc.getElementById('search');\n"
+    "  var hint = detail.textContent;\n"
+    "  var gs = doc.querySelectorAll('g.f');\n"
+    "  for (var i = 0; i < gs.length; i++) {\n"
+    "    var g = gs[i], r = g.querySelector('rect'), t = g.querySelector('title').textContent;\n"
+    "    var f = {g: g, rect: r, text: g.querySelector('text'), d: +g.getAttribute('data-d'),\n"
+    "             bx: +g.getAttribute('data-x'), v: +g.getAttribute('data-v'), info: t,\n"
+    "             name: t.split('\\n')[0], fill: r.getAttribute('fill')};\n"
+    "    g.smFrame = f;\n"
+    "    frames.push(f);\n"
+    "    if (f.d === 0) root = f;\n"
+    "  }\n"
+    "  /* the label that fits in w pixels, cut as the C side cuts it */\n"
+    "  function fit(name, w) {\n"
+    "    var n = Math.floor((w - 6) / CW);\n"
+    "    if (name.length <= n) return name;\n"
+    "    return n >= 3 ? name.slice(0, n - 2) + '..' : '';\n"
+    "  }\n"
+    "  function place(f, x, w, below) {\n"
+    "    f.g.classList.remove('hide');\n"
+    "    f.g.classList.toggle('anc', below);\n"
+    "    f.rect.setAttribute('x', (GX + x).toFixed(2));\n"
+    "    f.rect.setAttribute('width', w.toFixed(2));\n"
+    "    f.text.setAttribute('x', (GX + x + 3).toFixed(2));\n"
+    "    f.text.textContent = fit(f.name, w);\n"
+    "  }\n"
+    "  /* t fills the width; its ancestors stay below it, dimmed; frames\n"
+    "     outside its byte range are hidden */\n"
+    "  function zoom(t) {\n"
+    "    if (!t || !(t.v > 0)) return;\n"
+    "    frames.forEach(function (f) {\n"
+    "      if (f.d >= t.d && f.bx >= t.bx && f.bx + f.v <= t.bx + t.v) {\n"
+    "        var w = f.v / t.v * GW;\n"
+    "        if (w < 0.1) f.g.classList.add('hide');\n"
+    "        else place(f, (f.bx - t.bx) / t.v * GW, w, false);\n"
+    "      } else if (f.d < t.d && f.bx <= t.bx && f.bx + f.v >= t.bx + t.v) {\n"
+    "        place(f, 0, GW, true);\n"
+    "      } else {\n"
+    "        f.g.classList.add('hide');\n"
+    "      }\n"
+    "    });\n"
+    "    resetCtl.classList.toggle('hide', t === root);\n"
+    "    svg.setAttribute('data-zoom', t === root ? '' : t.name);\n"
+    "  }\n"
+    "  /* tracemalloc's size format, as the C side prints it */\n"
+    "  function size(b) {\n"
+    "    var u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];\n"
+    "    for (var i = 0; ; i++, b /= 1024) {\n"
+    "      if (i > 0 && Math.abs(b) < 100) return b.toFixed(1) + ' ' + u[i];\n"
+    "      if (Math.abs(b) < 10240 || i === 4) return b.toFixed(0) + ' ' + u[i];\n"
+    "    }\n"
+    "  }\n"
+    "  /* highlights frames whose name or location matches s (a regular\n"
+    "     expression, else a plain string; case-insensitive) and sums the\n"
+    "     bytes of the outermost matches, nested ones counted once */\n"
+    "  function search(s) {\n"
+    "    term = s || '';\n"
+    "    var re = null, hits = [], sum = 0, end = -1;\n"
+    "    if (term) {\n"
+    "      try { re = new RegExp(term, 'i'); }\n"
+    "      catch (e) { re = new RegExp(term.replace(/[.*+?^${}()|[\\]\\\\]/g, '\\\\$&'), 'i'); }\n"
+    "    }\n"
+    "    frames.forEach(function (f) {\n"
+    "      var lines = f.info.split('\\n');\n"
+    "      var on = !!re && f !== root && (re.test(lines[0]) || re.test(lines[1]));\n"
+    "      f.rect.setAttribute('fill', on ? HIT : f.fill);\n"
+    "      if (on) hits.push(f);\n"
+    "    });\n"
+    "    hits.sort(function (a, b) { return a.bx - b.bx || a.d - b.d; });\n"
+    "    hits.forEach(function (f) { if (f.bx >= end) { sum += f.v; end = f.bx + f.v; } });\n"
+    "    var all = root && root.v > 0 ? root.v : 1;\n"
+    "    matched.textContent = term ? 'Matched \"' + term + '\": ' + size(sum) + ' (' +\n"
+    "      (100 * sum / all).toFixed(1) + '% of all) in ' + hits.length + ' frames' : '';\n"
+    "    searchCtl.textContent = term ? 'Search (clear: Escape)' : 'Search';\n"
+    "    return sum;\n"
+    "  }\n"
+    "  function ask() {\n"
+    "    var s = window.prompt('Highlight frames matching (regular expression, any case):', term);\n"
+    "    if (s !== null) search(s);\n"
+    "  }\n"
+    "  function frameOf(e) {\n"
+    "    var g = e.target.closest ? e.target.closest('g.f') : null;\n"
+    "    return g ? g.smFrame : null;\n"
+    "  }\n"
+    "  var layer = doc.getElementById('frames');\n"
+    "  layer.addEventListener('click', function (e) { var f = frameOf(e); if (f) zoom(f); });\n"
+    "  layer.addEventListener('mouseover', function (e) {\n"
+    "    var f = frameOf(e);\n"
+    "    if (f) detail.textContent = f.info.split('\\n').join('  |  ');\n"
+    "  });\n"
+    "  layer.addEventListener('mouseout', function () { detail.textContent = hint; });\n"
+    "  resetCtl.addEventListener('click', function () { zoom(root); });\n"
+    "  searchCtl.addEventListener('click', ask);\n"
+    "  doc.addEventListener('keydown', function (e) {\n"
+    "    if (e.key === 'Escape') { zoom(root); search(''); }\n"
+    "    else if (e.key === '/') { e.preventDefault(); ask(); }\n"
+    "  });\n"
+    "  window.smflame = {zoom: zoom, search: search, frames: frames,\n"
+    "                    reset: function () { zoom(root); }};\n"
+    "})();\n";
+
+static const char flame_style[] =
+    "text { font-family: 'DejaVu Sans Mono', 'Liberation Mono', monospace; font-size: 11px; fill: #111; }\n"
+    "#title { font-size: 16px; font-weight: bold; }\n"
+    "#sub { fill: #555; }\n"
+    ".f { cursor: pointer; }\n"
+    ".f text { pointer-events: none; }\n"
+    ".f text.lt { fill: #fff; }\n"
+    ".f:hover rect { stroke: #222; stroke-width: 0.8; }\n"
+    ".anc rect { opacity: 0.55; }\n"
+    ".hide { display: none; }\n"
+    ".ctl { cursor: pointer; fill: #1f5fa8; text-decoration: underline; }\n";
+
+/* ---------------------------------------------------------------- command */
+
+static void when_text(char *buf, size_t cap, const sm_snap_t *s) {
+  time_t secs = (time_t)(s->time_ns / 1000000000ull);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  strftime(buf, cap, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+static void write_flame(FILE *out, const char *title, int width, fnode_t *root, const sm_snap_t *old,
+                        const sm_snap_t *cur, const char *old_path, const char *cur_path) {
+  flame_t fl = {out, old != NULL, root->size, width - 2 * MARGIN_PX, 0, 0};
+  find_depth(&fl, root, 0);
+  fl.rows = fl.maxdepth + 1;
+  int height = TOP_PX + fl.rows * FRAME_PX + BOTTOM_PX;
+  char total[32], delta[32], when[40];
+  sm_format_size(total, sizeof total, (double)root->size, false);
+  /* read back by the script: where the graph is and how wide a character is */
+  char attrs[160];
+  snprintf(attrs, sizeof attrs, "data-gx=\"%d\" data-gw=\"%.2f\" data-fs=\"%d\" data-em=\"%.2f\"", MARGIN_PX, fl.gw,
+           FONT_PX, SVG_CHAR_EM);
+  svg_begin(out, width, height, attrs, flame_style);
+  fprintf(out, "<rect x=\"0\" y=\"0\" width=\"100%%\" height=\"100%%\" fill=\"#fbfaf7\"/>\n");
+  fprintf(out, "<g id=\"head\" data-total=\"%lld\">\n<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">",
+          (long long)root->size, width / 2);
+  strbuf_t sb = {0};
+  const char *prog = svg_base_name(cur->program[0] ? cur->program : "?");
+  if (title) sb_puts(&sb, title);
+  else if (!old) sb_printf(&sb, "Live memory of %s (pid %llu): %s in %lld blocks", prog, (unsigned long long)cur->pid,
+                           total, (long long)root->count);
+  else {
+    sm_format_size(delta, sizeof delta, (double)(root->size - root->old_size), true);
+    sb_printf(&sb, "Change in live memory of %s (pid %llu): %s (%s)", prog, (unsigned long long)cur->pid, total,
+              delta);
+  }
+  svg_text(out, sb.s, svg_fit(width, 16));
+  sb.len = 0;
+  fprintf(out, "</text>\n<text id=\"sub\" x=\"%d\" y=\"42\" text-anchor=\"middle\">", width / 2);
+  when_text(when, sizeof when, cur);
+  if (!old) {
+    sb_printf(&sb, "%s, %s%s; width = live bytes, frames grow upwards from the outermost", svg_base_name(cur_path),
+               when, (cur->flags & SM_SNAP_SAMPLED) ? ", estimated from samples" : "");
+  } else {
+    char was[32];
+    sm_format_size(was, sizeof was, (double)root->old_size, false);
+    sb_printf(&sb, "%s (%s) -> %s (%s); width = live bytes in the new one; red grew, blue shrank",
+              svg_base_name(old_path), was, svg_base_name(cur_path), total);
+  }
+  svg_text(out, sb.s, svg_fit(width, FONT_PX));
+  free(sb.s);
+  fprintf(out, "</text>\n<text id=\"reset\" class=\"ctl hide\" x=\"%d\" y=\"62\">Reset zoom</text>\n", MARGIN_PX);
+  fprintf(out, "<text id=\"search\" class=\"ctl\" x=\"%d\" y=\"62\" text-anchor=\"end\">Search</text>\n</g>\n",
+          width - MARGIN_PX);
+  fputs("<g id=\"frames\">\n", out);
+  draw(&fl, root, 0, 0);
+  fputs("</g>\n", out);
+  fprintf(out, "<text id=\"detail\" x=\"%d\" y=\"%d\">Click a frame to zoom, Escape to reset, / to search.</text>\n",
+          MARGIN_PX, height - 12);
+  fprintf(out, "<text id=\"matched\" x=\"%d\" y=\"%d\" text-anchor=\"end\"></text>\n", width - MARGIN_PX, height - 12);
+  fputs("<script type=\"text/ecmascript\"><![CDATA[\n", out);
+  fputs(flame_script, out);
+  fputs("]]></script>\n", out);
+  svg_end(out);
+}
+
+enum { F_INCLUDE = 600, F_EXCLUDE, F_RAW, F_FULL, F_WIDTH, F_TITLE, F_HELP };
+
+static const struct option flame_longopts[] = {
+    {"output", required_argument, NULL, 'o'},   {"include", required_argument, NULL, F_INCLUDE},
+    {"exclude", required_argument, NULL, F_EXCLUDE}, {"raw", no_argument, NULL, F_RAW},
+    {"full-paths", no_argument, NULL, F_FULL},  {"width", required_argument, NULL, F_WIDTH},
+    {"title", required_argument, NULL, F_TITLE}, {"help", no_argument, NULL, F_HELP},
+    {NULL, 0, NULL, 0}};
+
+static int flame_help(void) {
+  printf("usage: snapmalloc flame SNAPSHOT [options]\n"
+         "       snapmalloc flame OLD NEW [options]\n\n"
+         "Draws live memory as an interactive flame graph (an SVG file): one box per\n"
+         "frame, as wide as the live bytes allocated below it, outermost frames at the\n"
+         "bottom. With two snapshots, widths are NEW's and colours show the change:\n"
+         "red grew, blue shrank. Hover for details, click to zoom.\n\n"
+         "  -o, --output FILE   write the SVG to FILE (default: standard output, which\n"
+         "                      must not be a terminal)\n"
+         "  --include GLOB      keep traces whose site file, function or module matches\n"
+         "                      GLOB (repeatable)\n"
+         "  --exclude GLOB      drop traces whose site matches GLOB (repeatable)\n"
+         "  --raw               stacks end at the innermost frame, allocation wrappers\n"
+         "                      (strdup, operator new, ...) included\n"
+         "  --full-paths        do not shorten paths under the current directory\n"
+         "  --width PIXELS      width of the picture (default 1200)\n"
+         "  --title TEXT        the title line (default: program, pid, total)\n");
+  return 0;
+}
+
+int cmd_flame(int argc, char **argv) {
+  sm_report_opts_t o = {0};
+  o.by = BY_TRACE;
+  o.include = xcalloc((size_t)argc, sizeof(char *));
+  o.exclude = xcalloc((size_t)argc, sizeof(char *));
+  const char *pos[3] = {NULL, NULL, NULL}, *output = NULL, *title = NULL;
+  int npos = 0;
+  long width = 1200;
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "-o:", flame_longopts, NULL)) != -1) {
+    switch (c) {
+    case 1:
+      if (npos == 2) cli_usage_error("flame", "takes one snapshot or two (OLD NEW), not more");
+      pos[npos++] = optarg;
+      break;
+    case 'o': output = optarg; break;
+    case F_INCLUDE: o.include[o.ninclude++] = optarg; break;
+    case F_EXCLUDE: o.exclude[o.nexclude++] = optarg; break;
+    case F_RAW: o.raw = true; break;
+    case F_FULL: o.full_paths = true; break;
+    case F_WIDTH:
+      if (!cli_parse_int(optarg, 300, 20000, &width)) cli_usage_error("flame", "--width takes 300..20000 pixels, not '%s'", optarg);
+      break;
+    case F_TITLE: title = optarg; break;
+    case F_HELP:
+      free(o.include);
+      free(o.exclude);
+      return flame_help();
+    default:
+      /* optopt is the short option's letter, or a long option's code */
+      if (optopt > 0 && optopt < 128) cli_usage_error("flame", "option '-%c' is unknown or lacks its value", optopt);
+      cli_usage_error("flame", "option '%s' is unknown or lacks its value", argv[optind - 1]);
+    }
+  }
+  if (npos == 0) cli_usage_error("flame", "needs a snapshot file (or two: OLD NEW)");
+  /* Read everything before creating the output, so that bad input leaves
+   * no empty picture behind. */
+  sm_snap_t snaps[2];
+  for (int i = 0; i < npos; i++) {
+    if (cli_load(pos[i], &snaps[i]) != 0) {
+      for (int j = 0; j < i; j++) sm_snap_free(&snaps[j]);
+      return 2;
+    }
+  }
+  FILE *out = svg_open("flame", output);
+  sm_tools_ctx_t *ctx = sm_ctx_new(&o);
+  sm_model_t models[2];
+  fnode_t *root = xcalloc(1, sizeof *root);
+  root->key = xstrdup("all");
+  for (int i = 0; i < npos; i++) {
+    sm_model_build(ctx, &snaps[i], &models[i]);
+    add_model(root, &models[i], i == npos - 1);
+  }
+  sort_tree(root);
+  write_flame(out, title, (int)width, root, npos == 2 ? &snaps[0] : NULL, &snaps[npos - 1], pos[0], pos[npos - 1]);
+  svg_close(out, output);
+  free_tree(root);
+  for (int i = 0; i < npos; i++) {
+    sm_model_free(&models[i]);
+    sm_snap_free(&snaps[i]);
+  }
+  sm_ctx_free(ctx);
+  free(o.include);
+  free(o.exclude);
+  return 0;
+}
