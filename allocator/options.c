@@ -214,6 +214,10 @@ int sm_options_parse(sm_options_t *o, const char *spec) {
   }
   /* The large arena grows in whole segments. */
   o->increment = sm_align_up(o->increment, SM_SEGMENT_SIZE);
+  /* Sampling is for runs too long or too busy to trace every block; the
+   * exit-time leak analysis (all threads stopped, all memory scanned) is
+   * then off unless asked for. */
+  if (o->sample && !sm_options_given(o, "leaks")) o->leaks = false;
   return bad;
 }
 

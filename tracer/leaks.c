@@ -121,6 +121,7 @@ typedef struct table {
   lblock_t *b;
   size_t n, cap;
   bool oom;
+  uintptr_t lo, hi; /* from the first block's start to the furthest end */
 } table_t;
 
 static void add_block(uintptr_t start, size_t size, uint32_t trace, void *arg) {
@@ -168,6 +169,9 @@ static void sort_blocks(lblock_t *a, size_t n) {
 
 /* Index of the block containing address v, or -1. */
 static long find_block(const table_t *t, uintptr_t v) {
+  /* Most scanned words are not heap addresses: reject them before the
+   * binary search, by the heap's extent and then by the segment map. */
+  if (v - t->lo >= t->hi - t->lo || !sm_segment_of((const void *)v)) return -1;
   size_t lo = 0, hi = t->n;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
@@ -388,6 +392,11 @@ static __attribute__((noinline)) void analyse(uintptr_t my_sp) {
 
   if (!t.oom && t.n) {
     sort_blocks(t.b, t.n);
+    t.lo = t.b[0].start;
+    for (size_t i = 0; i < t.n; i++) {
+      uintptr_t end = t.b[i].start + (t.b[i].size ? t.b[i].size : 1);
+      if (end > t.hi) t.hi = end;
+    }
     marker_t m = {&t, sm_meta_alloc(2 * t.n * sizeof(uint32_t)), 0, 2 * t.n};
     if (m.stack) {
       scan_roots(&m, my_sp, nthreads);

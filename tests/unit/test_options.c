@@ -36,6 +36,11 @@ int main(void) {
   CHECK(sm_options_parse(&o, "increment=-5") == 1 && o.increment == 16 * SM_MiB);
   CHECK(sm_options_parse(&o, "policy=worst") == 1 && o.policy == SM_POLICY_BEST);
   CHECK(o.unwind == SM_UNWIND_FAST);
+  /* sampling turns the exit-time leak analysis off unless it is asked for */
+  CHECK(sm_options_parse(&o, "trace=1") == 0 && o.leaks);
+  CHECK(sm_options_parse(&o, "trace=1,sample=512K") == 0 && !o.leaks);
+  CHECK(sm_options_parse(&o, "trace=1,sample=512K,leaks=1") == 0 && o.leaks);
+  CHECK(sm_options_parse(&o, "leaks=1,sample=512K") == 0 && o.leaks);
   CHECK(sm_options_parse(&o, "unwind=libunwind") == 0 && o.unwind == SM_UNWIND_LIBUNWIND);
   CHECK(sm_options_parse(&o, "unwind=CHECK") == 0 && o.unwind == SM_UNWIND_CHECK);
   CHECK(sm_options_parse(&o, "unwind=slow") == 1 && o.unwind == SM_UNWIND_FAST);
