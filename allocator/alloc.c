@@ -117,7 +117,7 @@ SM_INLINE uint32_t free_impl(void *p, size_t *req, const bool tracing) {
   if (SM_LIKELY(seg->kind == SM_SEG_POOL)) {
     sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
     sm_block_t *b = p;
-    if (tracing) trace = sm_tag_take_pool(pg, p, req); /* before the block can be reused */
+    if (tracing) trace = sm_tag_take_pool_inline(pg, p, req); /* before the block can be reused */
     sm_heap_t *h = sm_heap_tls;
     if (SM_LIKELY(seg->heap == h)) {
       uint32_t used = pg->used;

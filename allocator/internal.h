@@ -169,6 +169,13 @@ uint32_t sm_tag_take(void *p, size_t *request);           /* reads and clears */
 /* sm_tag_take for a block of a pool page (pg is the block's page). */
 uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request);
 extern bool sm_tag_counted; /* pages count their tagged blocks (set before tracing starts) */
+/* The same, with the common "this page has no tags" answer inline: a
+ * traced free of an untagged page then costs two loads and a test. */
+SM_INLINE uint32_t sm_tag_take_pool_inline(sm_page_t *pg, const void *p, size_t *request) {
+  if (sm_tag_counted ? !__atomic_load_n(&pg->tagged, __ATOMIC_RELAXED) : !__atomic_load_n(&pg->tags, __ATOMIC_RELAXED))
+    return 0;
+  return sm_tag_take_pool(pg, p, request);
+}
 
 /* ---- walk: every live block, for the leak scanner. fn gets the block's
  * start, its requested size (the block size when unknown) and its trace id.

@@ -50,12 +50,15 @@ typedef struct sm_block {
 struct sm_heap;
 
 typedef struct sm_page {
+  /* The fields every malloc and free touch come first, the tracer's count
+   * (read by every free while sampling) among them. */
   sm_block_t *free;        /* blocks ready for malloc; popped by the fast path */
   uint32_t used;           /* blocks handed out and not yet back on free/local_free */
-  uint32_t block_size;     /* bytes per block; 0 while the page is unassigned */
+  uint32_t tagged;         /* atomic: live blocks with a nonzero tag, when sm_tag_counted (0: free skips tags) */
   sm_block_t *local_free;  /* blocks freed by the owner thread since the last collect */
   sm_block_t *thread_free; /* atomic stack of blocks freed by other threads */
   uint8_t *start;          /* first block of the page */
+  uint32_t block_size;     /* bytes per block; 0 while the page is unassigned */
   uint32_t capacity;       /* blocks carved out of the page so far (<= reserved) */
   uint32_t reserved;       /* blocks that fit in the page */
   uint8_t cls;             /* size class index */
@@ -66,7 +69,6 @@ typedef struct sm_page {
   struct sm_page *next;    /* neighbour in the heap's avail or full list */
   struct sm_page *prev;
   uint64_t *tags;          /* tracer: per-block trace id | request << 32, or NULL */
-  uint32_t tagged;         /* atomic: live blocks with a nonzero tag, when sm_tag_counted (0: free skips tags) */
 } sm_page_t;
 
 typedef struct sm_pagelist {
