@@ -97,10 +97,56 @@ static SM_NOINLINE void free_big(sm_segment_t *seg, void *p) {
   else sm_fatal("free(): invalid pointer %p (corrupted segment header at %p)", p, (void *)seg);
 }
 
-/* free, and when tracing also the block's tag taken on the way, so that a
- * traced free looks the block up once. */
-SM_INLINE uint32_t free_impl(void *p, size_t *req, const bool tracing) {
-  uint32_t trace = 0;
+/* The pool free proper: push onto the page's local list, or the slow and
+ * remote paths. */
+SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
+  sm_heap_t *h = sm_heap_tls;
+  if (SM_LIKELY(seg->heap == h)) {
+    uint32_t used = pg->used;
+    /* Fast unless the page is about to be empty (used <= 1), may be on
+     * the full list (used == reserved), or b was just freed already. */
+    if (SM_LIKELY(used - 2u < pg->reserved - 2u && b != pg->local_free)) {
+      b->next = pg->local_free;
+      pg->local_free = b;
+      pg->used = used - 1;
+      return;
+    }
+    /* The page empties, but it is its class's only page: keep it as it
+     * is (a malloc/free loop must not retire and re-carve a page). */
+    if (used == 1 && b != pg->local_free && b != pg->free && !pg->next && h->cur[pg->cls] == pg) {
+      b->next = pg->local_free;
+      pg->local_free = b;
+      pg->used = 0;
+      return;
+    }
+    sm_pool_free_local_slow(seg, pg, b);
+    return;
+  }
+  sm_pool_free_remote(seg, pg, b);
+}
+
+void (*sm_tag_released)(uint32_t trace, size_t req);
+
+/* A traced free of a block that may carry a tag: the tag is taken before
+ * the block can be reused, and handed to the tracer after the free. */
+static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, void *p) {
+  size_t req = 0;
+  uint32_t trace = sm_tag_take_pool(pg, p, &req);
+  pool_free(seg, pg, p);
+  if (trace) sm_tag_released(trace, req);
+}
+
+static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
+  size_t req = 0;
+  uint32_t trace = sm_tag_take(p, &req);
+  free_big(seg, p);
+  if (trace) sm_tag_released(trace, req);
+}
+
+/* free. With `tracing`, a block that may carry a tag goes out of line;
+ * any other (with sampling, nearly every block) takes the untraced path,
+ * so a traced free of an untagged block costs two loads and a test more. */
+SM_INLINE void free_impl(void *p, const bool tracing) {
   /* The segment map lookup, inline: the common case (a pool segment, entry
    * 1) needs no arithmetic beyond the mask. */
   uintptr_t a = (uintptr_t)p - 1;
@@ -116,44 +162,23 @@ SM_INLINE uint32_t free_impl(void *p, size_t *req, const bool tracing) {
   }
   if (SM_LIKELY(seg->kind == SM_SEG_POOL)) {
     sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
-    sm_block_t *b = p;
-    if (tracing) trace = sm_tag_take_pool_inline(pg, p, req); /* before the block can be reused */
-    sm_heap_t *h = sm_heap_tls;
-    if (SM_LIKELY(seg->heap == h)) {
-      uint32_t used = pg->used;
-      /* Fast unless the page is about to be empty (used <= 1), may be on
-       * the full list (used == reserved), or b was just freed already. */
-      if (SM_LIKELY(used - 2u < pg->reserved - 2u && b != pg->local_free)) {
-        b->next = pg->local_free;
-        pg->local_free = b;
-        pg->used = used - 1;
-        return trace;
-      }
-      /* The page empties, but it is its class's only page: keep it as it
-       * is (a malloc/free loop must not retire and re-carve a page). */
-      if (used == 1 && b != pg->local_free && b != pg->free && !pg->next && h->cur[pg->cls] == pg) {
-        b->next = pg->local_free;
-        pg->local_free = b;
-        pg->used = 0;
-        return trace;
-      }
-      sm_pool_free_local_slow(seg, pg, b);
-      return trace;
+    if (tracing && sm_tag_page_tagged(pg)) {
+      free_pool_tagged(seg, pg, p);
+      return;
     }
-    sm_pool_free_remote(seg, pg, b);
-    return trace;
+    pool_free(seg, pg, p);
+    return;
   }
-  if (tracing) trace = sm_tag_take(p, req);
-  free_big(seg, p);
-  return trace;
+  if (tracing) free_big_tagged(seg, p);
+  else free_big(seg, p);
+  return;
 foreign:
   if (p) free_foreign(p);
-  return 0;
 }
 
-void sm_free(void *p) { free_impl(p, NULL, false); }
+void sm_free(void *p) { free_impl(p, false); }
 
-uint32_t sm_free_traced(void *p, size_t *req) { return free_impl(p, req, true); }
+void sm_free_traced(void *p) { free_impl(p, true); }
 
 
 

@@ -147,8 +147,10 @@ size_t sm_huge_mapped(void);
 /* ---- alloc.c: the entry points */
 void *sm_malloc(size_t size);
 void sm_free(void *p);
-/* free(p) that also takes the block's tag: its trace id (0: untraced) and request. */
-uint32_t sm_free_traced(void *p, size_t *req);
+/* free(p) that also takes the block's tag and, when it had one, passes it
+ * to sm_tag_released after the block is freed. */
+void sm_free_traced(void *p);
+extern void (*sm_tag_released)(uint32_t trace, size_t req); /* set by the tracer */
 void *sm_calloc(size_t n, size_t size);
 void *sm_realloc(void *p, size_t size);
 void *sm_memalign(size_t align, size_t size); /* align: power of two */
@@ -169,12 +171,11 @@ uint32_t sm_tag_take(void *p, size_t *request);           /* reads and clears */
 /* sm_tag_take for a block of a pool page (pg is the block's page). */
 uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request);
 extern bool sm_tag_counted; /* pages count their tagged blocks (set before tracing starts) */
-/* The same, with the common "this page has no tags" answer inline: a
- * traced free of an untagged page then costs two loads and a test. */
-SM_INLINE uint32_t sm_tag_take_pool_inline(sm_page_t *pg, const void *p, size_t *request) {
-  if (sm_tag_counted ? !__atomic_load_n(&pg->tagged, __ATOMIC_RELAXED) : !__atomic_load_n(&pg->tags, __ATOMIC_RELAXED))
-    return 0;
-  return sm_tag_take_pool(pg, p, request);
+/* Whether a block of page pg may carry a tag: the common "no" costs two
+ * loads and a test (the count with sampling, the side array otherwise). */
+SM_INLINE bool sm_tag_page_tagged(const sm_page_t *pg) {
+  if (sm_tag_counted) return __atomic_load_n(&pg->tagged, __ATOMIC_RELAXED) != 0;
+  return __atomic_load_n(&pg->tags, __ATOMIC_RELAXED) != NULL;
 }
 
 /* ---- walk: every live block, for the leak scanner. fn gets the block's

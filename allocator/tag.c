@@ -32,16 +32,37 @@ static uint64_t *pool_tag_slot(sm_segment_t *seg, const void *p, bool create) {
   return &tags[idx];
 }
 
+static SM_NOINLINE bool tag_set_slow(sm_segment_t *seg, void *p, uint32_t trace, size_t request);
+
+/* The common case inline and without a frame: a pool block, its page's side
+ * array already there, and no count to keep (every block traced). */
 bool sm_tag_set(void *p, uint32_t trace, size_t request) {
   sm_segment_t *seg = sm_segment_of(p);
+  if (SM_LIKELY(seg && seg->kind == SM_SEG_POOL && !sm_tag_counted)) {
+    sm_page_t *pg = page_of(seg, p);
+    uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
+    if (SM_LIKELY(tags != NULL)) {
+      tags[sm_class_div((size_t)((const uint8_t *)p - pg->start), pg->cls)] = trace | (uint64_t)request << 32;
+      return true;
+    }
+  }
+  return tag_set_slow(seg, p, trace, request);
+}
+
+static bool tag_set_slow(sm_segment_t *seg, void *p, uint32_t trace, size_t request) {
   if (!seg) return false;
   switch (seg->kind) {
   case SM_SEG_POOL: {
     uint64_t *slot = pool_tag_slot(seg, p, trace != 0);
     if (!slot) return trace == 0;
+    uint64_t v = trace | (uint64_t)request << 32;
+    if (!sm_tag_counted) {
+      *slot = v;
+      return true;
+    }
     int delta = (trace != 0) - ((uint32_t)*slot != 0);
-    *slot = trace | (uint64_t)request << 32;
-    if (delta && sm_tag_counted) __atomic_add_fetch(&page_of(seg, p)->tagged, (uint32_t)delta, __ATOMIC_RELAXED);
+    *slot = v;
+    if (delta) __atomic_add_fetch(&page_of(seg, p)->tagged, (uint32_t)delta, __ATOMIC_RELAXED);
     return true;
   }
   case SM_SEG_LARGE: {

@@ -25,12 +25,6 @@ static SM_NOINLINE void *traced(void *p, size_t req) {
   return p;
 }
 
-static SM_NOINLINE void traced_free(void *p) {
-  size_t req = 0;
-  uint32_t id = sm_free_traced(p, &req); /* the tag is taken before the block can be reused */
-  if (id) sm_track_untag(id, req);
-}
-
 /* The result of an allocating call, charged to the caller's stack when tracing. */
 #define TRACED(p, req)                                       \
   do {                                                       \
@@ -44,7 +38,7 @@ SM_EXPORT void *malloc(size_t size) { TRACED(sm_malloc(size), size); }
 
 SM_EXPORT void free(void *p) {
   if (SM_UNLIKELY(sm_trace_on)) {
-    traced_free(p);
+    sm_free_traced(p); /* hands a tagged block's tag to sm_track_untag */
     return;
   }
   sm_free(p);

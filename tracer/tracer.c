@@ -548,6 +548,7 @@ void sm_tracer_init(void) {
   if (!sm_opt.trace) return;
   if (pthread_key_create(&delta_key, deltas_done) == 0) delta_key_ok = true;
   sm_tag_counted = sm_opt.sample != 0;
+  sm_tag_released = sm_track_untag;
   sm_sampling = sm_opt.sample != 0;
   sm_unwind_init();
   sm_modules_refresh();
