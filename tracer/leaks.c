@@ -7,7 +7,8 @@
  *   of every loaded object, the C library's and the loader's anonymous
  *   memory, thread stacks from their stack pointer up, which covers static
  *   TLS, and the registers of every other thread), minus the allocator's
- *   segments and metadata and libsnapmalloc's own data. The exiting thread's
+ *   segments and metadata, libsnapmalloc's own data and the stack of the
+ *   tracer's snapshot helper thread. The exiting thread's
  *   stack is scanned from exit()'s frames up (see exit_stack_floor);
  *
  *   a block pointed to at its start from a root, or from a reachable block,
@@ -388,6 +389,8 @@ static __attribute__((noinline)) void analyse(uintptr_t my_sp) {
   sm_modules_self(&self_lo, &self_hi);
   if (nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){self_lo, self_hi};
   if (t.b && nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){(uintptr_t)t.b, (uintptr_t)(t.b + t.cap)};
+  uintptr_t hs_lo, hs_hi; /* the snapshot helper's stack: not stopped, holds none of the program's pointers */
+  if (sm_triggers_helper_stack(&hs_lo, &hs_hi) && nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){hs_lo, hs_hi};
   sort_ranges(exclude, nexclude);
 
   if (!t.oom && t.n) {

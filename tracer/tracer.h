@@ -160,6 +160,8 @@ void sm_triggers_at_exit(uintptr_t stack_from);
 void sm_triggers_postfork_child(void);
 void sm_triggers_maybe_restart(void);
 int sm_triggers_helper_tid(void); /* 0 when there is no helper thread */
+/* The range of the helper's own stack (with its guard page); false if none. */
+bool sm_triggers_helper_stack(uintptr_t *lo, uintptr_t *hi);
 
 /* ---- leaks.c: reachability analysis at exit (fills the traces' leak counters) */
 /* stack_from: where the exiting thread's live stack starts (the frame that

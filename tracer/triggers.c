@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "allocator/internal.h"
@@ -24,8 +25,22 @@
 static int wake_pipe[2] = {-1, -1};
 static bool helper_running;
 static int helper_tid; /* the leak scanner must not try to stop it */
+/* The helper's own stack, mapped once (a fork child's new helper reuses
+ * it: the parent's helper does not exist there). Small, because the helper
+ * only polls and writes snapshots; and known, because the leak scan skips
+ * it: the helper holds no pointers of the program, and reading an 8 MiB
+ * default stack end to end would fault it all in. */
+#define HELPER_STACK_SIZE ((size_t)256 << 10)
+static uint8_t *helper_stack; /* guard page, then HELPER_STACK_SIZE bytes */
 
 int sm_triggers_helper_tid(void) { return __atomic_load_n(&helper_tid, __ATOMIC_ACQUIRE); }
+
+bool sm_triggers_helper_stack(uintptr_t *lo, uintptr_t *hi) {
+  if (!helper_stack) return false;
+  *lo = (uintptr_t)helper_stack;
+  *hi = (uintptr_t)helper_stack + sm_os_page_size + HELPER_STACK_SIZE;
+  return true;
+}
 static bool helper_restart; /* set in a fork child */
 
 static void on_signal(int sig) {
@@ -73,6 +88,13 @@ static void start_helper(void) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (!helper_stack) {
+    uint8_t *st = sm_os_map(sm_os_page_size + HELPER_STACK_SIZE);
+    if (st && mprotect(st, sm_os_page_size, PROT_NONE) == 0) helper_stack = st;
+    else if (st) sm_os_unmap(st, sm_os_page_size + HELPER_STACK_SIZE);
+  }
+  /* Without a stack of our own the thread gets the default one. */
+  if (helper_stack) pthread_attr_setstack(&attr, helper_stack + sm_os_page_size, HELPER_STACK_SIZE);
   int rc = pthread_create(&t, &attr, helper_main, NULL);
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -18,6 +18,7 @@
  * DIR is where SNAPMALLOC_OPTIONS' out pattern points (set by the driver). */
 #include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -74,6 +75,21 @@ int main(int argc, char **argv) {
   if (argc < 2) return 2;
   const char *mode = argv[1];
   if (!strcmp(mode, "exitcode")) return 3;
+  if (!strcmp(mode, "exitcode0")) return 0;
+  if (!strcmp(mode, "maxrss") && argc == 4) { /* maxrss LIB OPTIONS: peak RSS of "exitcode0" under the preload */
+    pid_t pid = fork();
+    if (pid == 0) {
+      setenv("LD_PRELOAD", argv[2], 1);
+      setenv("SNAPMALLOC_OPTIONS", argv[3], 1);
+      execl("/proc/self/exe", argv[0], "exitcode0", (char *)NULL);
+      _exit(127);
+    }
+    int status;
+    struct rusage ru;
+    if (pid < 0 || wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return 1;
+    printf("%ld\n", ru.ru_maxrss);
+    return 0;
+  }
   if (!strcmp(mode, "child")) { /* the exec'd image */
     child_alloc();
     return 0;

@@ -61,6 +61,17 @@ dropped)
   n=$(grep -c '^snapmalloc: warning: cannot write snapshot .*: Permission denied$' "$dir/err")
   [ "$n" = 1 ] || fail "expected one warning line, got $n"
   ;;
+helperstack)
+  # The exit-time leak scan must not read the snapshot helper's stack (it is
+  # not stopped, holds none of the program's pointers, and reading a whole
+  # thread stack faults it in): peak RSS with the helper running stays
+  # within 2 MiB of the run without it.
+  rss() { "$bin" maxrss "$lib" "$opts,leaks=1,$1" || echo -1; }
+  with=$(rss signal=12) without=$(rss signal=0)
+  echo "peak RSS: $with KiB with the helper thread, $without KiB without"
+  [ "$with" -gt 0 ] && [ "$without" -gt 0 ] || fail "the program failed"
+  [ $((with - without)) -lt 2048 ] || fail "the leak scan grew peak RSS by $((with - without)) KiB with the helper thread"
+  ;;
 *) fail "unknown mode $mode" ;;
 esac
 exit 0
