@@ -289,36 +289,53 @@ static void deltas_done(void *arg) {
   sm_meta_free(td, sizeof *td);
 }
 
-static void change(uint32_t id, int64_t size, int64_t count_fp) {
-  tlocal_t *td = thread_local_state();
-  if (SM_UNLIKELY(!td)) { /* no memory for the table: straight to the shared counters */
-    sm_trace_t *t = trace_by_id(id);
-    if (t) {
-      __atomic_add_fetch(&t->size, (uint64_t)size, __ATOMIC_RELAXED);
-      __atomic_add_fetch(&t->count_fp, (uint64_t)count_fp, __ATOMIC_RELAXED);
-    }
-    __atomic_add_fetch(&traced_current, size, __ATOMIC_RELAXED);
-    return;
+/* change() without a thread table (no memory for one): straight to the
+ * shared counters. */
+static SM_NOINLINE void change_shared(uint32_t id, int64_t size, int64_t count_fp) {
+  sm_trace_t *t = trace_by_id(id);
+  if (t) {
+    __atomic_add_fetch(&t->size, (uint64_t)size, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&t->count_fp, (uint64_t)count_fp, __ATOMIC_RELAXED);
   }
-  delta_t *e = &td->d[id & (DELTA_SLOTS - 1)];
-  if (SM_UNLIKELY(e->id != id)) {
-    flush_entry(e);
-    e->id = id;
-  }
-  e->size += size;
-  e->count_fp += count_fp;
-  td->current += size;
-  /* Between this thread's flushes the shared total moves only with the
-   * other threads, so a new peak needs a new high of this thread's own
-   * pending bytes: one comparison in the common case. */
+  __atomic_add_fetch(&traced_current, size, __ATOMIC_RELAXED);
+}
+
+/* The rare parts of change(): a new high of the thread's pending bytes
+ * (maybe a new peak), and publishing them past DELTA_FLUSH. */
+static SM_NOINLINE void change_rare(tlocal_t *td) {
   if (td->current > __atomic_load_n(&td->high, __ATOMIC_RELAXED)) {
+    /* Between this thread's flushes the shared total moves only with the
+     * other threads, so a new peak needs a new high of this thread's own
+     * pending bytes. */
     __atomic_store_n(&td->high, td->current, __ATOMIC_RELAXED);
     int64_t cur = __atomic_load_n(&traced_current, __ATOMIC_RELAXED) + td->current;
     int64_t peak = __atomic_load_n(&traced_peak, __ATOMIC_RELAXED);
     while (cur > peak && !__atomic_compare_exchange_n(&traced_peak, &peak, cur, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
   }
-  if (SM_UNLIKELY(td->current > DELTA_FLUSH || td->current < -DELTA_FLUSH)) flush_current(td);
+  if (td->current > DELTA_FLUSH || td->current < -DELTA_FLUSH) flush_current(td);
+}
+
+static SM_NOINLINE void change_evict(delta_t *e, uint32_t id) {
+  flush_entry(e);
+  e->id = id;
+}
+
+/* Adds a change to the thread's table; inline, with everything uncommon out
+ * of line: one slot test and one high-water test in the common case. */
+SM_INLINE void change(uint32_t id, int64_t size, int64_t count_fp) {
+  tlocal_t *td = thread_local_state();
+  if (SM_UNLIKELY(!td)) {
+    change_shared(id, size, count_fp);
+    return;
+  }
+  delta_t *e = &td->d[id & (DELTA_SLOTS - 1)];
+  if (SM_UNLIKELY(e->id != id)) change_evict(e, id);
+  e->size += size;
+  e->count_fp += count_fp;
+  int64_t cur = td->current + size;
+  td->current = cur;
+  if (SM_UNLIKELY(cur > __atomic_load_n(&td->high, __ATOMIC_RELAXED) || cur < -DELTA_FLUSH)) change_rare(td);
 }
 
 static void charge(uint32_t id, uint64_t size, uint64_t count_fp) { change(id, (int64_t)size, (int64_t)count_fp); }
@@ -451,19 +468,23 @@ static void record(void *p, size_t req, const sm_stack_start_t *from) {
   charge(t->id, size, count_fp);
 }
 
+/* sm_track_wanted() took req from the thread's sampling budget and found it
+ * spent. A new thread starts at 0 and lands here on its first allocation:
+ * draw its first budget before deciding, so thread starts are not
+ * over-sampled. Otherwise this block holds a sample point; by
+ * memorylessness the distance to the next one is a fresh draw. False: the
+ * block is not sampled after all. */
+static SM_NOINLINE bool sample_point(size_t req) {
+  int64_t r = (int64_t)(req ? req : 1);
+  bool fresh = sm_sample_left == -r;
+  sm_sample_left = next_budget();
+  if (fresh && (sm_sample_left -= r) > 0) return false;
+  while (sm_sample_left <= 0) sm_sample_left += next_budget();
+  return true;
+}
+
 void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from) {
-  if (sm_sampling) {
-    /* sm_track_wanted() took req from the budget and found it spent. A new
-     * thread starts at 0 and lands here on its first allocation: draw its
-     * first budget before deciding, so thread starts are not over-sampled.
-     * Otherwise this block holds a sample point; by memorylessness the
-     * distance to the next one is a fresh draw. */
-    int64_t r = (int64_t)(req ? req : 1);
-    bool fresh = sm_sample_left == -r;
-    sm_sample_left = next_budget();
-    if (fresh && (sm_sample_left -= r) > 0) return;
-    while (sm_sample_left <= 0) sm_sample_left += next_budget();
-  }
+  if (sm_sampling && !sample_point(req)) return;
   if (!p || ts.busy) return;
   ts.busy++;
   sm_triggers_maybe_restart();
