@@ -171,11 +171,11 @@ uint32_t sm_tag_take(void *p, size_t *request);           /* reads and clears */
 /* sm_tag_take for a block of a pool page (pg is the block's page). */
 uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request);
 extern bool sm_tag_counted; /* pages count their tagged blocks (set before tracing starts) */
-/* Whether a block of page pg may carry a tag: the common "no" costs two
- * loads and a test (the count with sampling, the side array otherwise). */
+/* Whether a block of page pg may carry a tag: one load and a test. With
+ * sampling `tagged` counts the page's tagged blocks; otherwise it is 1 once
+ * the page has a side array. */
 SM_INLINE bool sm_tag_page_tagged(const sm_page_t *pg) {
-  if (sm_tag_counted) return __atomic_load_n(&pg->tagged, __ATOMIC_RELAXED) != 0;
-  return __atomic_load_n(&pg->tags, __ATOMIC_RELAXED) != NULL;
+  return __atomic_load_n(&pg->tagged, __ATOMIC_RELAXED) != 0;
 }
 
 /* ---- walk: every live block, for the leak scanner. fn gets the block's

@@ -54,7 +54,8 @@ typedef struct sm_page {
    * (read by every free while sampling) among them. */
   sm_block_t *free;        /* blocks ready for malloc; popped by the fast path */
   uint32_t used;           /* blocks handed out and not yet back on free/local_free */
-  uint32_t tagged;         /* atomic: live blocks with a nonzero tag, when sm_tag_counted (0: free skips tags) */
+  uint32_t tagged;         /* atomic: live blocks with a nonzero tag when sm_tag_counted, else 1 once
+                              the page has tags (0: free skips the tags) */
   sm_block_t *local_free;  /* blocks freed by the owner thread since the last collect */
   sm_block_t *thread_free; /* atomic stack of blocks freed by other threads */
   uint8_t *start;          /* first block of the page */

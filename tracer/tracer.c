@@ -104,7 +104,7 @@ void sm_tracer_weight(size_t req, uint64_t *size, uint64_t *count_fp) {
     *count_fp = FP_ONE;
     return;
   }
-  double s = req ? (double)req : 1.0;
+  double s = (double)(req | 1); /* the block's length in the sampled stream (sm_track_wanted) */
   double p = -expm1(-s / (double)sm_opt.sample); /* 1 - exp(-s/N), exact for small s */
   *size = (uint64_t)llround((double)req / p);
   *count_fp = (uint64_t)llround((double)FP_ONE / p);
@@ -475,7 +475,7 @@ static void record(void *p, size_t req, const sm_stack_start_t *from) {
  * memorylessness the distance to the next one is a fresh draw. False: the
  * block is not sampled after all. */
 static SM_NOINLINE bool sample_point(size_t req) {
-  int64_t r = (int64_t)(req ? req : 1);
+  int64_t r = (int64_t)(req | 1);
   bool fresh = sm_sample_left == -r;
   sm_sample_left = next_budget();
   if (fresh && (sm_sample_left -= r) > 0) return false;

@@ -14,12 +14,14 @@ extern bool sm_trace_on; /* set once at start, read on every malloc/free */
 extern bool sm_sampling; /* sample=N given: only some allocations are traced */
 extern SM_TLS int64_t sm_sample_left; /* bytes before this thread's next sample point */
 
-/* Whether a traced allocation of req bytes is to be recorded: always, or
- * with sampling when it reaches the next sample point. Inline, so that an
- * allocation that is not sampled costs a subtraction and a test. */
+/* Whether a traced allocation of req bytes is to be recorded: with sampling
+ * when it reaches the next sample point; without, always, since the budget
+ * starts at 0 and is never refilled. Inline, so that an allocation that is
+ * not sampled costs an or, a subtraction and a test. A block counts as
+ * req | 1 bytes of the sampled byte stream (a zero-byte block can be
+ * sampled too); sm_tracer_weight scales by that same length. */
 static inline bool sm_track_wanted(size_t req) {
-  if (!sm_sampling) return true;
-  return (sm_sample_left -= (int64_t)(req ? req : 1)) <= 0;
+  return (sm_sample_left -= (int64_t)(req | 1)) <= 0;
 }
 
 /* ---- tracer.c: trace table and counters */
