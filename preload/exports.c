@@ -29,7 +29,7 @@ static SM_NOINLINE void *traced(void *p, size_t req) {
 #define TRACED(p, req)                                       \
   do {                                                       \
     void *r_ = (p);                                          \
-    if (SM_UNLIKELY(sm_trace_on) && sm_track_wanted(req))    \
+    if (SM_UNLIKELY(sm_trace_on) && r_ && sm_track_wanted(req)) \
       return traced(r_, (req));                             \
     return r_;                                               \
   } while (0)

@@ -7,8 +7,9 @@
  *   of every loaded object, the C library's and the loader's anonymous
  *   memory, thread stacks from their stack pointer up, which covers static
  *   TLS, and the registers of every other thread), minus the allocator's
- *   segments and metadata, libsnapmalloc's own data and the stack of the
- *   tracer's snapshot helper thread. The exiting thread's
+ *   segments and metadata and libsnapmalloc's own data. The tracer's
+ *   snapshot helper is not stopped (it blocks every signal); its stack is
+ *   read from its outermost frame up, which covers its TCB and TLS. The exiting thread's
  *   stack is scanned from exit()'s frames up (see exit_stack_floor);
  *
  *   a block pointed to at its start from a root, or from a reachable block,
@@ -293,9 +294,13 @@ static uintptr_t parse_hex(const char **p) {
 
 /* Where a stack mapping's live part starts: the lowest stack pointer of the
  * threads whose stack is in [lo, hi), or lo when none is known. */
+static uintptr_t helper_floor; /* sm_triggers_helper_sp(), read once per scan */
+
 static uintptr_t stack_floor(uintptr_t lo, uintptr_t hi, uintptr_t my_sp, int nthreads) {
   uintptr_t floor = 0;
   if (my_sp >= lo && my_sp < hi) floor = my_sp; /* exact: see exit_stack_floor */
+  uintptr_t helper = helper_floor; /* its deeper frames are the tracer's own */
+  if (helper >= lo && helper < hi && (!floor || helper < floor)) floor = helper;
   for (int i = 0; i < nthreads; i++) {
     if (stopped[i].sp < lo || stopped[i].sp >= hi) continue;
     uintptr_t f = stopped[i].sp - 128; /* a stopped thread's red zone is live too */
@@ -374,6 +379,7 @@ static uint64_t untraced_leaks[SM_LEAK_CLASSES][2];
 const uint64_t *sm_leaks_untraced(void) { return &untraced_leaks[0][0]; }
 
 static __attribute__((noinline)) void analyse(uintptr_t my_sp) {
+  helper_floor = sm_triggers_helper_sp();
   int sent = stop_others();
   int nthreads = __atomic_load_n(&nstopped, __ATOMIC_ACQUIRE);
   if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
@@ -389,8 +395,6 @@ static __attribute__((noinline)) void analyse(uintptr_t my_sp) {
   sm_modules_self(&self_lo, &self_hi);
   if (nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){self_lo, self_hi};
   if (t.b && nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){(uintptr_t)t.b, (uintptr_t)(t.b + t.cap)};
-  uintptr_t hs_lo, hs_hi; /* the snapshot helper's stack: not stopped, holds none of the program's pointers */
-  if (sm_triggers_helper_stack(&hs_lo, &hs_hi) && nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){hs_lo, hs_hi};
   sort_ranges(exclude, nexclude);
 
   if (!t.oom && t.n) {

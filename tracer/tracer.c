@@ -10,7 +10,8 @@
  * metadata (allocator/tag.c). With sample=N only a Poisson sample of the
  * allocations is traced: each thread counts bytes down from an exponentially
  * distributed budget of mean N, and a sampled block of s bytes stands for
- * 1/p blocks with p = 1 - exp(-s/N) (the estimator tcmalloc and jemalloc use).
+ * 1/p blocks with p = 1 - exp(-(s|1)/N) (the estimator tcmalloc and jemalloc
+ * use; s|1 lets a zero-byte block be sampled).
  * Counts are kept in fixed point (x 65536) so those estimates stay unbiased.
  *
  * Lock order: trace_lock, then delta_lock, before every allocator lock. */
@@ -322,7 +323,8 @@ static SM_NOINLINE void change_evict(delta_t *e, uint32_t id) {
 }
 
 /* Adds a change to the thread's table; inline, with everything uncommon out
- * of line: one slot test and one high-water test in the common case. */
+ * of line: in the common case a table test, a slot test and one test of the
+ * new total against the high-water mark and the flush bound. */
 SM_INLINE void change(uint32_t id, int64_t size, int64_t count_fp) {
   tlocal_t *td = thread_local_state();
   if (SM_UNLIKELY(!td)) {
@@ -500,7 +502,7 @@ void sm_track_untag(uint32_t id, size_t req) {
 
 void sm_track_realloc(uint32_t old_trace, size_t old_req, void *q, size_t req, const sm_stack_start_t *from) {
   if (old_trace) sm_track_untag(old_trace, old_req);
-  if (sm_track_wanted(req)) sm_track_alloc(q, req, from);
+  if (q && sm_track_wanted(req)) sm_track_alloc(q, req, from);
 }
 
 /* ---------------------------------------------------------------- queries */

@@ -12,9 +12,13 @@
 
 extern bool sm_trace_on; /* set once at start, read on every malloc/free */
 extern bool sm_sampling; /* sample=N given: only some allocations are traced */
-extern SM_TLS int64_t sm_sample_left; /* bytes before this thread's next sample point */
+/* With sampling, the bytes before this thread's next sample point; without,
+ * minus the bytes this thread allocated (never refilled: 2^63 bytes would
+ * take centuries). Only successful allocations count, so no request is
+ * near 2^63 and the subtraction cannot wrap. */
+extern SM_TLS int64_t sm_sample_left;
 
-/* Whether a traced allocation of req bytes is to be recorded: with sampling
+/* Whether a traced allocation of req bytes (it succeeded) is to be recorded: with sampling
  * when it reaches the next sample point; without, always, since the budget
  * starts at 0 and is never refilled. Inline, so that an allocation that is
  * not sampled costs an or, a subtraction and a test. A block counts as
@@ -162,8 +166,9 @@ void sm_triggers_at_exit(uintptr_t stack_from);
 void sm_triggers_postfork_child(void);
 void sm_triggers_maybe_restart(void);
 int sm_triggers_helper_tid(void); /* 0 when there is no helper thread */
-/* The range of the helper's own stack (with its guard page); false if none. */
-bool sm_triggers_helper_stack(uintptr_t *lo, uintptr_t *hi);
+/* An address in the helper's outermost frame (0 when there is no helper):
+ * its stack is in use from there up. */
+uintptr_t sm_triggers_helper_sp(void);
 
 /* ---- leaks.c: reachability analysis at exit (fills the traces' leak counters) */
 /* stack_from: where the exiting thread's live stack starts (the frame that

@@ -16,7 +16,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "allocator/internal.h"
@@ -25,21 +25,23 @@
 static int wake_pipe[2] = {-1, -1};
 static bool helper_running;
 static int helper_tid; /* the leak scanner must not try to stop it */
-/* The helper's own stack, mapped once (a fork child's new helper reuses
- * it: the parent's helper does not exist there). Small, because the helper
- * only polls and writes snapshots; and known, because the leak scan skips
- * it: the helper holds no pointers of the program, and reading an 8 MiB
- * default stack end to end would fault it all in. */
-#define HELPER_STACK_SIZE ((size_t)256 << 10)
-static uint8_t *helper_stack; /* guard page, then HELPER_STACK_SIZE bytes */
+/* Where the helper's stack is in use: an address in helper_main's frame.
+ * The leak scan reads the helper's stack mapping from there up (its frames
+ * and, at the top, its TCB and static TLS), not the whole mapping: reading
+ * 8 MiB of untouched default stack would fault it all in. */
+static uintptr_t helper_sp;
 
 int sm_triggers_helper_tid(void) { return __atomic_load_n(&helper_tid, __ATOMIC_ACQUIRE); }
 
-bool sm_triggers_helper_stack(uintptr_t *lo, uintptr_t *hi) {
-  if (!helper_stack) return false;
-  *lo = (uintptr_t)helper_stack;
-  *hi = (uintptr_t)helper_stack + sm_os_page_size + HELPER_STACK_SIZE;
-  return true;
+uintptr_t sm_triggers_helper_sp(void) {
+  /* A program that exits at once may get here before the new helper has
+   * run its first line: give it up to a second. */
+  for (int i = 0; i < 1000 && __atomic_load_n(&helper_running, __ATOMIC_ACQUIRE) &&
+                  !__atomic_load_n(&helper_sp, __ATOMIC_ACQUIRE); i++) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+  return __atomic_load_n(&helper_sp, __ATOMIC_ACQUIRE);
 }
 static bool helper_restart; /* set in a fork child */
 
@@ -55,6 +57,7 @@ static void on_signal(int sig) {
 
 static void *helper_main(void *arg) {
   (void)arg;
+  __atomic_store_n(&helper_sp, (uintptr_t)__builtin_frame_address(0), __ATOMIC_RELEASE);
   __atomic_store_n(&helper_tid, (int)sm_os_tid(), __ATOMIC_RELEASE);
   int timeout = sm_opt.interval > 0 ? (int)(sm_opt.interval * 1000) : -1;
   for (;;) {
@@ -88,13 +91,10 @@ static void start_helper(void) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  if (!helper_stack) {
-    uint8_t *st = sm_os_map(sm_os_page_size + HELPER_STACK_SIZE);
-    if (st && mprotect(st, sm_os_page_size, PROT_NONE) == 0) helper_stack = st;
-    else if (st) sm_os_unmap(st, sm_os_page_size + HELPER_STACK_SIZE);
-  }
-  /* Without a stack of our own the thread gets the default one. */
-  if (helper_stack) pthread_attr_setstack(&attr, helper_stack + sm_os_page_size, HELPER_STACK_SIZE);
+  /* Unknown until the new helper runs (sm_triggers_helper_sp waits for
+   * it). A fork child that never starts a helper keeps the parent's value:
+   * that stack stays mapped in the child, in glibc's cache of stacks. */
+  __atomic_store_n(&helper_sp, 0, __ATOMIC_RELEASE);
   int rc = pthread_create(&t, &attr, helper_main, NULL);
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -117,9 +117,9 @@ void sm_triggers_init(void) {
 }
 
 void sm_triggers_maybe_restart(void) {
-  if (SM_LIKELY(!helper_restart)) return;
-  helper_restart = false;
-  start_helper();
+  if (SM_LIKELY(!__atomic_load_n(&helper_restart, __ATOMIC_RELAXED))) return;
+  /* Two threads of a fork child may get here at once: one starts the helper. */
+  if (__atomic_exchange_n(&helper_restart, false, __ATOMIC_ACQ_REL)) start_helper();
 }
 
 void sm_triggers_postfork_child(void) {

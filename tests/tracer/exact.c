@@ -13,6 +13,7 @@
 
 void *keep_a[1000], *keep_b[500], *keep_c[10], *keep_d[3], *keep_e[300], *keep_f[7], *keep_g[40];
 void *keep_t[4][2000];
+void *keep_h[40];
 
 NOINLINE void alloc_a(void) { for (int i = 0; i < 1000; i++) keep_a[i] = malloc(48); }
 NOINLINE void alloc_b(void) { for (int i = 0; i < 500; i++) keep_b[i] = malloc(1000); }
@@ -27,6 +28,22 @@ NOINLINE void grow_g(void) {
   for (int i = 0; i < 40; i++) keep_g[i] = realloc(keep_g[i], 70000); /* moved or not: charged here */
 }
 NOINLINE void alloc_g(void) { for (int i = 0; i < 40; i++) keep_g[i] = malloc(20); }
+/* A request that fails (a size near 2^64, a calloc whose product wraps)
+ * must not disturb the tracing of what follows on its thread. One kind per
+ * thread: two such sizes could cancel out in a broken budget. */
+NOINLINE void alloc_h(void **out) { for (int i = 0; i < 10; i++) out[i] = malloc(33); }
+NOINLINE void *fail_then_alloc(void *arg) {
+  void **out = arg;
+  volatile size_t huge = SIZE_MAX / 2 + 2, n = ((size_t)1 << 62) + 1, top = SIZE_MAX - 4095;
+  switch ((int)(out - keep_h) / 10) {
+  case 0: CHECK(malloc(huge) == NULL); break;
+  case 1: CHECK(calloc(n, 2) == NULL); break; /* the product wraps to 2^63 + 2 */
+  case 2: CHECK(realloc(NULL, huge) == NULL); break;
+  case 3: CHECK(aligned_alloc(64, top) == NULL); break;
+  }
+  alloc_h(out);
+  return NULL;
+}
 NOINLINE void *alloc_t(void *arg) {
   void **out = arg;
   for (int i = 0; i < 2000; i++) out[i] = malloc(24);
@@ -56,6 +73,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
   for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, free_other, keep_t[(i + 1) % 4]);
   for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, fail_then_alloc, &keep_h[10 * i]);
+  for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
 
   size_t peak = 0;
   size_t cur = snapmalloc_traced_memory(&peak);
@@ -80,6 +99,9 @@ int main(int argc, char **argv) {
   CHECK_MSG(size == 0 && count == 0, "alloc_g still charged after realloc: %llu in %llu", (unsigned long long)size, (unsigned long long)count);
   snaptest_sum(&s, "grow_g", &size, &count);
   CHECK_MSG(size == 40 * 70000 && count == 40, "grow_g (realloc): %llu in %llu", (unsigned long long)size, (unsigned long long)count);
+  snaptest_sum(&s, "alloc_h", &size, &count);
+  CHECK_MSG(size == 40 * 33 && count == 40, "alloc_h (after failed huge requests): %llu in %llu", (unsigned long long)size,
+            (unsigned long long)count);
   snaptest_sum(&s, "alloc_t", &size, &count);
   CHECK_MSG(size == 4 * 1000 * 24 && count == 4000, "alloc_t (threads): %llu in %llu", (unsigned long long)size, (unsigned long long)count);
   /* the per-trace sums are what the global counter says */
