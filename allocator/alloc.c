@@ -145,7 +145,7 @@ static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
 
 /* free. With `tracing`, a block that may carry a tag goes out of line;
  * any other (with sampling, nearly every block) takes the untraced path,
- * so a traced free of an untagged block costs two loads and a test more. */
+ * so a traced free of an untagged block costs one load and a test more. */
 SM_INLINE void free_impl(void *p, const bool tracing) {
   /* The segment map lookup, inline: the common case (a pool segment, entry
    * 1) needs no arithmetic beyond the mask. */

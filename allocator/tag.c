@@ -58,14 +58,9 @@ static bool tag_set_slow(sm_segment_t *seg, void *p, uint32_t trace, size_t requ
   case SM_SEG_POOL: {
     uint64_t *slot = pool_tag_slot(seg, p, trace != 0);
     if (!slot) return trace == 0;
-    uint64_t v = trace | (uint64_t)request << 32;
-    if (!sm_tag_counted) {
-      *slot = v;
-      return true;
-    }
     int delta = (trace != 0) - ((uint32_t)*slot != 0);
-    *slot = v;
-    if (delta) __atomic_add_fetch(&page_of(seg, p)->tagged, (uint32_t)delta, __ATOMIC_RELAXED);
+    *slot = trace | (uint64_t)request << 32;
+    if (delta && sm_tag_counted) __atomic_add_fetch(&page_of(seg, p)->tagged, (uint32_t)delta, __ATOMIC_RELAXED);
     return true;
   }
   case SM_SEG_LARGE: {

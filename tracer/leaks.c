@@ -9,8 +9,9 @@
  *   TLS, and the registers of every other thread), minus the allocator's
  *   segments and metadata and libsnapmalloc's own data. The tracer's
  *   snapshot helper is not stopped (it blocks every signal); its stack is
- *   read from its outermost frame up, which covers its TCB and TLS. The exiting thread's
- *   stack is scanned from exit()'s frames up (see exit_stack_floor);
+ *   read from its outermost frame up, which covers its TCB and TLS. The
+ *   exiting thread's stack is scanned from exit()'s frames up (see
+ *   exit_stack_floor);
  *
  *   a block pointed to at its start from a root, or from a reachable block,
  *   is *still reachable*; one reached only through an interior pointer (or
@@ -292,10 +293,11 @@ static uintptr_t parse_hex(const char **p) {
   }
 }
 
-/* Where a stack mapping's live part starts: the lowest stack pointer of the
- * threads whose stack is in [lo, hi), or lo when none is known. */
 static uintptr_t helper_floor; /* sm_triggers_helper_sp(), read once per scan */
 
+/* Where a stack mapping's live part starts: the lowest stack pointer of the
+ * threads whose stack is in [lo, hi) (the snapshot helper's outermost frame
+ * included), or lo when none is known. */
 static uintptr_t stack_floor(uintptr_t lo, uintptr_t hi, uintptr_t my_sp, int nthreads) {
   uintptr_t floor = 0;
   if (my_sp >= lo && my_sp < hi) floor = my_sp; /* exact: see exit_stack_floor */

@@ -30,6 +30,7 @@ static int helper_tid; /* the leak scanner must not try to stop it */
  * and, at the top, its TCB and static TLS), not the whole mapping: reading
  * 8 MiB of untouched default stack would fault it all in. */
 static uintptr_t helper_sp;
+static bool helper_restart; /* set in a fork child */
 
 int sm_triggers_helper_tid(void) { return __atomic_load_n(&helper_tid, __ATOMIC_ACQUIRE); }
 
@@ -43,7 +44,6 @@ uintptr_t sm_triggers_helper_sp(void) {
   }
   return __atomic_load_n(&helper_sp, __ATOMIC_ACQUIRE);
 }
-static bool helper_restart; /* set in a fork child */
 
 static void on_signal(int sig) {
   (void)sig;
