@@ -15,7 +15,8 @@
 #include "allocator/internal.h"
 
 int sm_init_state;
-static sm_lock_t init_lock = SM_LOCK_INIT;
+static sm_lock_t init_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
+sm_lock_t *const sm_init_lock_ref = &init_lock;
 
 void (*sm_libc_free)(void *);
 void *(*sm_libc_realloc)(void *, size_t);
@@ -26,6 +27,7 @@ size_t (*sm_libc_usable_size)(void *);
  * dynamic loader or a constructor, before main and before TLS is fully set. */
 SM_NOINLINE void sm_init(void) {
   if (__atomic_load_n(&sm_init_state, __ATOMIC_ACQUIRE) == 2) return;
+  bool first = false;
   sm_lock(&init_lock);
   if (sm_init_state == 0) {
     sm_init_state = 1;
@@ -33,8 +35,11 @@ SM_NOINLINE void sm_init(void) {
     sm_options_init();
     sm_large_init();
     __atomic_store_n(&sm_init_state, 2, __ATOMIC_RELEASE);
+    first = true;
   }
   sm_unlock(&init_lock);
+  /* Outside init_lock: the hook may allocate (and so come back here). */
+  if (first && sm_after_init) sm_after_init();
 }
 
 /* ---------------------------------------------------------------- malloc */

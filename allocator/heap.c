@@ -11,10 +11,10 @@
  * destructor that allocates after ours re-creates a heap and re-arms the key,
  * and glibc runs the destructors again (up to PTHREAD_DESTRUCTOR_ITERATIONS).
  *
- * Fork: every lock is taken in this order, and released in the parent or
- * reset in the child: sm_heaps_lock, arena locks (by index), segment lock,
- * metadata lock. The child then releases the heaps of the threads that did
- * not survive the fork, so their memory can be adopted. */
+ * Fork: every lock of the library is taken in the order of the lock table
+ * (tracer/locks.c), and released in the parent or reset in the child. The
+ * child then releases the heaps of the threads that did not survive the
+ * fork, so their memory can be adopted. */
 #include <pthread.h>
 
 #include "allocator/internal.h"
@@ -27,7 +27,7 @@ sm_heap_t sm_heap_empty = {
 
 SM_TLS sm_heap_t *sm_heap_tls = &sm_heap_empty;
 
-static sm_lock_t heaps_lock = SM_LOCK_INIT;
+static sm_lock_t heaps_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
 static sm_heap_t *heaps;     /* registry of live heaps */
 /* Heaps of exited threads, for reuse. Never given back to the metadata
  * arena: a thread freeing a block remotely may still bump the counter of
@@ -95,25 +95,10 @@ void sm_heap_thread_done(void *arg) {
 
 size_t sm_heap_count(void) { return __atomic_load_n(&heaps_count, __ATOMIC_RELAXED); }
 
-void sm_heaps_prefork(void) {
-  sm_lock(&heaps_lock);
-  sm_large_prefork();
-  sm_segment_prefork();
-  sm_meta_prefork();
-}
+sm_lock_t *const sm_heaps_lock_ref = &heaps_lock;
 
-void sm_heaps_postfork_parent(void) {
-  sm_meta_postfork_parent();
-  sm_segment_postfork_parent();
-  sm_large_postfork_parent();
-  sm_unlock(&heaps_lock);
-}
-
+/* In a fork child, after every lock was reset (tracer/locks.c). */
 void sm_heaps_postfork_child(void) {
-  sm_meta_postfork_child();
-  sm_segment_postfork_child();
-  sm_large_postfork_child();
-  sm_lock_reset(&heaps_lock);
   /* Only the forking thread exists in the child: hand the other heaps'
    * segments to the abandoned lists, where this thread can adopt them. */
   sm_heap_t *me = sm_heap_tls;

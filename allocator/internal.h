@@ -44,9 +44,6 @@ void sm_meta_free(void *p, size_t size);
 size_t sm_meta_mapped(void);
 /* Copies up to max (start, length) pairs of the arena's mappings. */
 unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max);
-void sm_meta_prefork(void);
-void sm_meta_postfork_parent(void);
-void sm_meta_postfork_child(void);
 
 /* ---- segment.c: segment map, registry, pool segment cache, abandoned list */
 /* Two-level map over the 47-bit user address space, one byte per 4 MiB slot:
@@ -92,9 +89,6 @@ size_t sm_segment_header_size(void);
 void sm_segment_foreach(void (*fn)(sm_segment_t *seg, void *arg), void *arg);
 void sm_segment_trim(void);
 size_t sm_segment_mapped(void);
-void sm_segment_prefork(void);
-void sm_segment_postfork_parent(void);
-void sm_segment_postfork_child(void);
 
 /* ---- pool.c: small and medium blocks */
 void *sm_pool_malloc_slow(sm_heap_t *heap, size_t size); /* may create the heap */
@@ -106,6 +100,18 @@ void sm_pool_purge(sm_heap_t *heap);
 size_t sm_pool_check(const sm_page_t *page); /* invariant checker: 0 = ok */
 void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep);
 
+/* Called once, right after the allocator initialised itself (on the
+ * process's first allocation), outside any lock. Weak: the library's
+ * preload layer defines it to start the tracer; unit tests do not. */
+__attribute__((weak)) void sm_after_init(void);
+
+/* ---- the allocator's locks, for the one lock table (tracer/locks.c) */
+extern sm_lock_t *const sm_init_lock_ref;  /* alloc.c */
+extern sm_lock_t *const sm_heaps_lock_ref; /* heap.c */
+extern sm_lock_t *const sm_seg_lock_ref;   /* segment.c */
+extern sm_lock_t *const sm_meta_lock_ref;  /* meta.c */
+/* and each arena's lock, sm_arenas[i].lock (large.c) */
+
 /* ---- heap.c: per-thread heaps */
 extern SM_TLS sm_heap_t *sm_heap_tls;
 extern sm_heap_t sm_heap_empty;
@@ -113,9 +119,7 @@ extern sm_page_t sm_page_empty;
 sm_heap_t *sm_heap_get_or_create(void); /* NULL only when out of memory */
 void sm_heap_thread_done(void *heap);
 void sm_heap_key_init(void); /* from the constructor: thread-exit hook */
-void sm_heaps_prefork(void);
-void sm_heaps_postfork_parent(void);
-void sm_heaps_postfork_child(void);
+void sm_heaps_postfork_child(void); /* after the locks were reset: drop dead threads' heaps */
 size_t sm_heap_count(void);
 
 /* ---- splay.c: top-down splay tree of free large blocks keyed by (size, address) */
@@ -131,9 +135,6 @@ size_t sm_large_usable(const void *p);
 bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size);
 size_t sm_large_trim(void); /* purges every arena; returns bytes returned */
 size_t sm_large_check(sm_arena_t *arena); /* invariant checker: 0 = ok */
-void sm_large_prefork(void);
-void sm_large_postfork_parent(void);
-void sm_large_postfork_child(void);
 /* large block header of a payload pointer */
 SM_INLINE sm_lblock_t *sm_lblock_of(const void *p) { return (sm_lblock_t *)((uintptr_t)p - SM_LB_HDR); }
 

@@ -67,6 +67,12 @@ static void make_free(sm_arena_t *a, sm_lblock_t *b, size_t size, bool dirty) {
   sm_splay_insert(&a->root, node);
 }
 
+/* A block handed out keeps whatever its free node held. Its tree links
+ * point at other free blocks, which may be handed out later: the leak
+ * scan would take a stale link for the program's pointer and call a lost
+ * block reachable. Two stores per large allocation. */
+static void clear_links(sm_fnode_t *node) { node->left = node->right = NULL; }
+
 static void unlink_free(sm_arena_t *a, sm_lblock_t *b) {
   sm_fnode_t *node = lb_node(b);
   sm_splay_remove(&a->root, node);
@@ -254,6 +260,7 @@ static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_gro
     }
   }
   take_block(a, b, need, dirty);
+  clear_links(lb_node(b));
   b->request = size;
   a->rover = b;
   sm_unlock(&a->lock);
@@ -360,6 +367,7 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
       bool dirty = lb_node(n)->dirty;
       size_t total = cur + lb_size(n);
       unlink_free(a, n);
+      clear_links(lb_node(n)); /* now inside b's payload */
       a->inuse_bytes -= cur;
       b->head = total | (b->head & SM_LB_FLAGS);
       b->head &= ~SM_LB_INUSE; /* take_block sets it again */
@@ -418,15 +426,6 @@ size_t sm_large_check(sm_arena_t *a) {
   return 0;
 }
 
-void sm_large_prefork(void) {
-  for (unsigned i = 0; i < SM_ARENA_COUNT; i++) sm_lock(&sm_arenas[i].lock);
-}
-void sm_large_postfork_parent(void) {
-  for (unsigned i = SM_ARENA_COUNT; i-- > 0;) sm_unlock(&sm_arenas[i].lock);
-}
-void sm_large_postfork_child(void) {
-  for (unsigned i = 0; i < SM_ARENA_COUNT; i++) sm_lock_reset(&sm_arenas[i].lock);
-}
 
 void sm_large_walk(sm_segment_t *seg, sm_block_fn fn, void *arg) {
   for (sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg); (uint8_t *)b < chunk_end(seg); b = lb_next(b)) {

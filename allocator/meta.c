@@ -15,7 +15,7 @@
 #define META_CHUNK (1u << 20)
 
 static struct {
-  sm_lock_t lock;
+  sm_lock_t lock; /* lock order: tracer/locks.c */
   void *free[META_MAX_SHIFT + 1]; /* free lists by log2(size) */
   uint8_t *bump;                  /* unused tail of the current chunk */
   size_t bump_left;
@@ -133,6 +133,5 @@ void sm_meta_free(void *p, size_t size) {
 
 size_t sm_meta_mapped(void) { return __atomic_load_n(&meta.mapped, __ATOMIC_RELAXED); }
 
-void sm_meta_prefork(void) { sm_lock(&meta.lock); }
-void sm_meta_postfork_parent(void) { sm_unlock(&meta.lock); }
-void sm_meta_postfork_child(void) { sm_lock_reset(&meta.lock); }
+/* For the lock table (tracer/locks.c), which orders every lock. */
+sm_lock_t *const sm_meta_lock_ref = &meta.lock;

@@ -13,7 +13,7 @@ uint8_t *sm_segmap[SM_SEGMAP_TOP];
 #define LEAF_SIZE ((size_t)1 << SM_SEGMAP_LEAF_BITS)
 #define SEG_CACHE_MAX 8
 
-static sm_lock_t seg_lock = SM_LOCK_INIT;
+static sm_lock_t seg_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
 static sm_segment_t *registry;        /* every live segment (all_next/all_prev) */
 static sm_segment_t *cache;           /* empty pool segments, purged (next) */
 static size_t cache_count;
@@ -243,6 +243,5 @@ void sm_segment_trim(void) {
 
 size_t sm_segment_mapped(void) { return __atomic_load_n(&seg_mapped, __ATOMIC_RELAXED); }
 
-void sm_segment_prefork(void) { sm_lock(&seg_lock); }
-void sm_segment_postfork_parent(void) { sm_unlock(&seg_lock); }
-void sm_segment_postfork_child(void) { sm_lock_reset(&seg_lock); }
+/* For the lock table (tracer/locks.c), which orders every lock. */
+sm_lock_t *const sm_seg_lock_ref = &seg_lock;

@@ -106,7 +106,7 @@ typedef struct sm_fnode {
 struct sm_segment;
 
 typedef struct sm_arena {
-  sm_lock_t lock;
+  sm_lock_t lock; /* lock order: tracer/locks.c */
   unsigned index;            /* position in sm_arenas[] */
   sm_fnode_t *root;          /* free blocks, best fit by (size, address) */
   struct sm_segment *chunks; /* chunk segments of this arena (list via next) */

@@ -25,13 +25,27 @@ static SM_NOINLINE void *traced(void *p, size_t req) {
   return p;
 }
 
+/* A small block comes off its page's free list with the list's link to the
+ * next free block still in its first word. When the program never writes
+ * that word, the exit-time leak scan would take the link for a pointer and
+ * call a lost block reachable; so while tracing (whenever a leak scan may
+ * run) that word is cleared, at the cost of one store to a line the
+ * allocation just read. Large blocks clear their tree links themselves
+ * (large.c); huge ones are fresh mappings. */
+SM_INLINE void *unlinked(void *p) {
+  *(void **)p = NULL;
+  return p;
+}
+
 /* The result of an allocating call, charged to the caller's stack when tracing. */
-#define TRACED(p, req)                                       \
-  do {                                                       \
-    void *r_ = (p);                                          \
-    if (SM_UNLIKELY(sm_trace_on) && r_ && sm_track_wanted(req)) \
-      return traced(r_, (req));                             \
-    return r_;                                               \
+#define TRACED(p, req)                                     \
+  do {                                                     \
+    void *r_ = (p);                                        \
+    if (SM_UNLIKELY(sm_trace_on) && r_) {                  \
+      if (!sm_track_wanted(req)) return unlinked(r_);      \
+      return traced(unlinked(r_), (req));                  \
+    }                                                      \
+    return r_;                                             \
   } while (0)
 
 SM_EXPORT void *malloc(size_t size) { TRACED(sm_malloc(size), size); }
@@ -59,6 +73,7 @@ static SM_NOINLINE void *traced_realloc(void *p, size_t size) {
     if (old) sm_tag_set(p, old, old_req);
     return NULL;
   }
+  if (!p && q) unlinked(q); /* realloc(NULL, n) is a malloc */
   sm_track_realloc(old, old_req, q, size, &from);
   return q;
 }
@@ -87,7 +102,10 @@ SM_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
   void *p = sm_memalign(align, size);
   errno = saved;
   if (!p) return ENOMEM;
-  if (SM_UNLIKELY(sm_trace_on) && sm_track_wanted(size)) p = traced(p, size);
+  if (SM_UNLIKELY(sm_trace_on)) {
+    unlinked(p);
+    if (sm_track_wanted(size)) p = traced(p, size);
+  }
   *out = p;
   return 0;
 }

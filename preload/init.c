@@ -1,30 +1,53 @@
-/* Library constructor and destructor: start the allocator early, register
+/* Library constructor and exit hook: start the allocator early, register
  * the thread-exit hook and the fork handlers, find the C library's own
- * functions for foreign pointers, start the tracer, and print options and
- * statistics when verbose. The allocator also initialises itself lazily on
- * the first call, which may come from the dynamic loader long before this
- * constructor runs.
+ * functions for foreign pointers, start the tracer's triggers, and print
+ * options and statistics when verbose. The allocator also initialises
+ * itself lazily on the first call, which may come from the dynamic loader
+ * or another library's constructor long before this constructor runs; the
+ * tracer starts recording right then (sm_after_init).
  *
- * Fork lock order: tracer locks, then the allocator's (heap.c). */
+ * Fork: every lock of the library, in the order of the lock table
+ * (tracer/locks.c). */
 #include <dlfcn.h>
 #include <pthread.h>
 
 #include "allocator/internal.h"
 #include "tracer/tracer.h"
 
-static void prefork(void) {
-  sm_tracer_prefork();
-  sm_heaps_prefork();
-}
+static void prefork(void) { sm_locks_acquire_all(); }
 
-static void postfork_parent(void) {
-  sm_heaps_postfork_parent();
-  sm_tracer_postfork_parent();
-}
+static void postfork_parent(void) { sm_locks_release_all(); }
 
 static void postfork_child(void) {
+  sm_locks_reset_all();
   sm_heaps_postfork_child();
-  sm_tracer_postfork_child();
+  sm_triggers_postfork_child();
+}
+
+void sm_after_init(void) { sm_tracer_start(); }
+
+extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso);
+
+/* The end of the process as the leak scan must see it: after the program's
+ * atexit handlers and after every library's destructor, as valgrind does.
+ * Registered from our constructor, which the loader runs before the
+ * program's entry point; the C library registers the loader's destructor
+ * loop (_dl_fini) later, in __libc_start_main, and exit() runs handlers
+ * newest first: so this one runs after _dl_fini, just before the C
+ * library's final stdio flush. With no DSO handle, no library's unloading
+ * runs it early. */
+static void at_process_end(void *arg) {
+  (void)arg;
+  /* The leak scan reads the exiting stack from about here when it cannot
+   * find exit()'s frames. */
+  sm_triggers_at_exit((uintptr_t)__builtin_frame_address(0));
+  if (sm_opt.verbose) sm_stats_print(2);
+  if (sm_opt.trace && (sm_opt.verbose || sm_opt.unwind == SM_UNWIND_CHECK)) {
+    uint64_t fell_back, compared, differed;
+    sm_unwind_stats(&fell_back, &compared, &differed);
+    sm_info("unwind: %llu captures fell back to libunwind; unwind=check compared %llu, %llu differed",
+            (unsigned long long)fell_back, (unsigned long long)compared, (unsigned long long)differed);
+  }
 }
 
 __attribute__((constructor(101))) static void snapmalloc_start(void) {
@@ -41,19 +64,5 @@ __attribute__((constructor(101))) static void snapmalloc_start(void) {
   if (u) sm_libc_usable_size = (size_t(*)(void *))u;
   if (sm_opt.verbose) sm_options_print(&sm_opt);
   sm_tracer_init();
-}
-
-/* Runs from the loader's exit processing, after the program's atexit
- * handlers: the final snapshot sees what the program left behind. */
-__attribute__((destructor(101))) static void snapmalloc_stop(void) {
-  /* The leak scan reads the exiting stack from about here when it cannot
-   * find exit()'s frames. */
-  sm_triggers_at_exit((uintptr_t)__builtin_frame_address(0));
-  if (sm_opt.verbose) sm_stats_print(2);
-  if (sm_opt.trace && (sm_opt.verbose || sm_opt.unwind == SM_UNWIND_CHECK)) {
-    uint64_t fell_back, compared, differed;
-    sm_unwind_stats(&fell_back, &compared, &differed);
-    sm_info("unwind: %llu captures fell back to libunwind; unwind=check compared %llu, %llu differed",
-            (unsigned long long)fell_back, (unsigned long long)compared, (unsigned long long)differed);
-  }
+  __cxa_atexit(at_process_end, NULL, NULL);
 }

@@ -24,6 +24,7 @@
  * until the scan is over. Nothing here calls malloc: the tables come from
  * the metadata arena. */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -41,8 +42,9 @@
 #include "tracer/tracer.h"
 
 #define SM_LEAK_STOP_SIGNAL (SIGRTMAX - 2)
-#define MAX_THREADS 1024
 #define NGREG_SAVED 23
+#define STOP_WAIT_MS 2000 /* for threads that take the signal; then give up on them */
+#define LOCK_WAIT_MS 2000 /* for the library's locks at exit */
 
 enum { ST_UNREACHED = 0, ST_POSSIBLE = 1, ST_REACHABLE = 2, ST_INDIRECT = 3 };
 
@@ -53,45 +55,117 @@ typedef struct lblock {
   uint8_t state;
 } lblock_t;
 
-typedef struct stopped {
+/* ---------------------------------------------------------------- stopping
+ *
+ * LeakSanitizer's rule: take every lock of the library first (the lock
+ * table, tracer/locks.c), then stop the other threads, so that none of them
+ * is stopped inside the library holding a lock. The locks are released once
+ * every thread that can be stopped is: the scan may then allocate its
+ * tables and free nothing stopped threads could be holding.
+ *
+ * A thread that blocks the stop signal (xz's workers block all signals) is
+ * not waited for: its stack pointer is what the kernel saved when it
+ * entered the system call it sleeps in (/proc/self/task/TID/syscall), and
+ * its stack is scanned from there; its registers are lost to us. A thread
+ * whose stack pointer is unknown (it is running) has its whole stack
+ * mapping scanned. */
+
+typedef struct thread {
+  pid_t tid;
+  bool answered;           /* stopped in on_stop: sp and regs are valid */
+  bool sp_known;           /* sp is valid (answered, or read from /proc) */
   uintptr_t sp;
   uintptr_t regs[NGREG_SAVED];
-} stopped_t;
+} thread_t;
 
-static stopped_t stopped[MAX_THREADS];
-static int nstopped;   /* atomic: slots filled */
-static int resume;     /* atomic: 1 = threads may go on */
+static thread_t *threads;  /* the other threads, from the metadata arena */
+static int nthreads, threads_cap;
+static int resume;         /* atomic: 1 = threads may go on */
 
 static void on_stop(int sig, siginfo_t *si, void *ucv) {
   (void)sig;
   (void)si;
   int saved = errno;
   ucontext_t *uc = ucv;
-  int i = __atomic_fetch_add(&nstopped, 1, __ATOMIC_ACQ_REL);
-  if (i < MAX_THREADS) {
-    stopped[i].sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
-    for (int r = 0; r < NGREG_SAVED; r++) stopped[i].regs[r] = (uintptr_t)uc->uc_mcontext.gregs[r];
+  pid_t me = (pid_t)syscall(SYS_gettid);
+  for (int i = 0; i < nthreads; i++) {
+    if (threads[i].tid != me) continue;
+    threads[i].sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    for (int r = 0; r < NGREG_SAVED; r++) threads[i].regs[r] = (uintptr_t)uc->uc_mcontext.gregs[r];
+    threads[i].sp_known = true;
+    __atomic_store_n(&threads[i].answered, true, __ATOMIC_RELEASE);
+    break;
   }
   while (!__atomic_load_n(&resume, __ATOMIC_ACQUIRE))
     syscall(SYS_futex, &resume, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
   errno = saved;
 }
 
-/* Sends the stop signal to every other thread; returns how many were sent. */
-static int stop_others(void) {
-  struct sigaction sa = {0};
-  sa.sa_sigaction = on_stop;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
-  sigfillset(&sa.sa_mask);
-  sigaction(SM_LEAK_STOP_SIGNAL, &sa, NULL);
-  __atomic_store_n(&resume, 0, __ATOMIC_RELEASE);
-  __atomic_store_n(&nstopped, 0, __ATOMIC_RELEASE);
-  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+/* Reads a small /proc file of a thread into buf; its length, 0 if none. */
+static size_t read_task_file(pid_t tid, const char *what, char *buf, size_t cap) {
+  char path[64];
+  sm_snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, what);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
-  pid_t self = (pid_t)syscall(SYS_gettid), pid = getpid();
-  int sent = 0;
+  ssize_t n;
+  do n = read(fd, buf, cap - 1);
+  while (n < 0 && errno == EINTR);
+  close(fd);
+  buf[n > 0 ? n : 0] = '\0';
+  return n > 0 ? (size_t)n : 0;
+}
+
+static uintptr_t parse_hex(const char **p);
+
+/* Whether thread tid blocks the stop signal (its SigBlk mask). */
+static bool blocks_stop_signal(pid_t tid) {
+  char buf[2048];
+  if (!read_task_file(tid, "status", buf, sizeof buf)) return false;
+  const char *p = strstr(buf, "\nSigBlk:");
+  if (!p) return false;
+  p += 8;
+  while (*p == ' ' || *p == '\t') p++;
+  uint64_t mask = parse_hex(&p);
+  return (mask >> (SM_LEAK_STOP_SIGNAL - 1)) & 1;
+}
+
+/* The stack pointer the kernel saved for a sleeping thread: the second to
+ * last field of /proc/self/task/TID/syscall ("running" has none). */
+static void read_saved_sp(thread_t *t) {
+  char buf[256];
+  if (!read_task_file(t->tid, "syscall", buf, sizeof buf) || buf[0] == 'r') return;
+  const char *fields[10];
+  int n = 0;
+  for (char *p = buf; *p && n < 10;) {
+    while (*p == ' ' || *p == '\n') p++;
+    if (!*p) break;
+    fields[n++] = p;
+    while (*p && *p != ' ' && *p != '\n') p++;
+  }
+  if (n < 3 || fields[n - 2][0] != '0' || fields[n - 2][1] != 'x') return;
+  const char *f = fields[n - 2] + 2;
+  t->sp = parse_hex(&f);
+  t->sp_known = t->sp != 0;
+}
+
+/* True while thread tid still exists and is not a zombie. */
+static bool task_alive(pid_t tid) {
+  char buf[512];
+  if (!read_task_file(tid, "stat", buf, sizeof buf)) return false;
+  const char *p = strrchr(buf, ')'); /* the name may hold anything */
+  return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+/* Lists the other threads (not this one, not the snapshot helper, which is
+ * never stopped) into threads[]; false if /proc/self/task is unreadable. */
+static bool list_threads(void) {
+  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  pid_t self = (pid_t)syscall(SYS_gettid);
   char buf[4096];
   long n;
+  bool capped = false;
+  nthreads = 0;
   while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
     for (long off = 0; off < n;) {
       struct dirent64 *d = (struct dirent64 *)(buf + off);
@@ -100,20 +174,64 @@ static int stop_others(void) {
       pid_t tid = 0;
       for (const char *c = d->d_name; *c; c++) tid = tid * 10 + (*c - '0');
       if (tid == self || tid == sm_triggers_helper_tid()) continue;
-      if (syscall(SYS_tgkill, pid, tid, SM_LEAK_STOP_SIGNAL) == 0) sent++;
+      if (nthreads == threads_cap) {
+        capped = true;
+        continue;
+      }
+      threads[nthreads++] = (thread_t){.tid = tid};
     }
   }
   close(fd);
-  /* Wait up to half a second: a thread that blocks the signal has its
-   * whole stack scanned instead. */
-  for (int waited = 0; waited < 500 && __atomic_load_n(&nstopped, __ATOMIC_ACQUIRE) < sent; waited++) {
+  if (capped) sm_warning("leak analysis: threads appeared while it started; the newest are not stopped");
+  return true;
+}
+
+/* Sends the stop signal to every listed thread that can take it, and waits
+ * (bounded) until each answered, exited, or turned out unable to. Locks
+ * held: nothing here allocates or takes a lock. */
+static int stop_threads(void) {
+  struct sigaction sa = {0};
+  sa.sa_sigaction = on_stop;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  sigaction(SM_LEAK_STOP_SIGNAL, &sa, NULL);
+  __atomic_store_n(&resume, 0, __ATOMIC_RELEASE);
+  pid_t pid = getpid();
+  int sent = 0;
+  bool *waiting = (bool *)__builtin_alloca((size_t)nthreads + 1);
+  for (int i = 0; i < nthreads; i++) {
+    waiting[i] = !blocks_stop_signal(threads[i].tid) &&
+                 syscall(SYS_tgkill, pid, threads[i].tid, SM_LEAK_STOP_SIGNAL) == 0;
+    sent += waiting[i];
+  }
+  uint64_t deadline = sm_os_now_ms() + STOP_WAIT_MS;
+  for (int left = sent, rounds = 0; left > 0; rounds++) {
     struct timespec ms = {0, 1000000};
     nanosleep(&ms, NULL);
+    bool recheck = rounds % 10 == 9, late = sm_os_now_ms() >= deadline;
+    left = 0;
+    for (int i = 0; i < nthreads; i++) {
+      if (!waiting[i] || __atomic_load_n(&threads[i].answered, __ATOMIC_ACQUIRE)) continue;
+      /* Exiting threads block every signal before they go. */
+      if ((recheck || late) && (!task_alive(threads[i].tid) || blocks_stop_signal(threads[i].tid))) {
+        waiting[i] = false;
+        continue;
+      }
+      if (late) {
+        sm_warning("leak analysis: thread %d did not stop within %d ms; its stack is scanned as it runs",
+                   (int)threads[i].tid, STOP_WAIT_MS);
+        waiting[i] = false;
+        continue;
+      }
+      left++;
+    }
   }
+  for (int i = 0; i < nthreads; i++)
+    if (!__atomic_load_n(&threads[i].answered, __ATOMIC_ACQUIRE)) read_saved_sp(&threads[i]);
   return sent;
 }
 
-static void resume_others(void) {
+static void resume_threads(void) {
   __atomic_store_n(&resume, 1, __ATOMIC_RELEASE);
   syscall(SYS_futex, &resume, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
 }
@@ -258,9 +376,11 @@ typedef struct range {
 static range_t exclude[MAX_EXCLUDE];
 static size_t nexclude;
 
+static void add_exclusion(uintptr_t lo, uintptr_t hi);
+
 static void exclude_segment(sm_segment_t *seg, void *arg) {
   (void)arg;
-  if (nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){(uintptr_t)seg, (uintptr_t)seg + seg->size};
+  add_exclusion((uintptr_t)seg, (uintptr_t)seg + seg->size);
 }
 
 static void sort_ranges(range_t *r, size_t n) { /* insertion sort: a few hundred entries */
@@ -298,14 +418,14 @@ static uintptr_t helper_floor; /* sm_triggers_helper_sp(), read once per scan */
 /* Where a stack mapping's live part starts: the lowest stack pointer of the
  * threads whose stack is in [lo, hi) (the snapshot helper's outermost frame
  * included), or lo when none is known. */
-static uintptr_t stack_floor(uintptr_t lo, uintptr_t hi, uintptr_t my_sp, int nthreads) {
+static uintptr_t stack_floor(uintptr_t lo, uintptr_t hi, uintptr_t my_sp) {
   uintptr_t floor = 0;
   if (my_sp >= lo && my_sp < hi) floor = my_sp; /* exact: see exit_stack_floor */
   uintptr_t helper = helper_floor; /* its deeper frames are the tracer's own */
   if (helper >= lo && helper < hi && (!floor || helper < floor)) floor = helper;
   for (int i = 0; i < nthreads; i++) {
-    if (stopped[i].sp < lo || stopped[i].sp >= hi) continue;
-    uintptr_t f = stopped[i].sp - 128; /* a stopped thread's red zone is live too */
+    if (!threads[i].sp_known || threads[i].sp < lo || threads[i].sp >= hi) continue;
+    uintptr_t f = threads[i].sp - 128; /* a thread's red zone is live too */
     if (!floor || f < floor) floor = f;
   }
   if (!floor) return lo;
@@ -323,7 +443,35 @@ static bool in_module(uintptr_t lo, uintptr_t hi) {
   return false;
 }
 
-static void scan_roots(marker_t *m, uintptr_t my_sp, int nthreads) {
+/* One line of /proc/self/maps: scans it if it is a root. */
+static void scan_map_line(marker_t *m, const char *p, const char *eol, uintptr_t my_sp) {
+  uintptr_t lo = parse_hex(&p);
+  if (*p == '-') p++;
+  uintptr_t hi = parse_hex(&p);
+  while (*p == ' ') p++;
+  bool rw = p[0] == 'r' && p[1] == 'w';
+  /* fields: perms offset dev inode path */
+  int field = 0;
+  const char *path = NULL;
+  while (p < eol) {
+    while (p < eol && *p != ' ') p++;
+    while (p < eol && *p == ' ') p++;
+    if (++field == 4 && p < eol) path = p;
+  }
+  size_t plen = path ? (size_t)(eol - path) : 0;
+  bool anon = !path || plen == 0;
+  bool stack = path && plen >= 7 && memcmp(path, "[stack]", 7) == 0;
+  bool special = path && !anon && path[0] == '[' && !stack && !(plen >= 5 && memcmp(path, "[heap", 5) == 0);
+  /* File mappings: only the writable segments of loaded objects (other
+   * files could be shorter than their mapping: reading past the end would
+   * be a SIGBUS). */
+  bool file_ok = anon || stack || (!special && path[0] != '[' && in_module(lo, hi));
+  if (!rw || special || !file_ok) return;
+  uintptr_t from = (anon || stack) ? stack_floor(lo, hi, my_sp) : lo;
+  scan_root(m, from, hi);
+}
+
+static void scan_roots(marker_t *m, uintptr_t my_sp) {
   int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
   size_t cap = 1 << 20, len = 0;
@@ -344,31 +492,7 @@ static void scan_roots(marker_t *m, uintptr_t my_sp, int nthreads) {
   for (const char *p = buf; *p;) {
     const char *eol = strchr(p, '\n');
     if (!eol) eol = p + strlen(p);
-    uintptr_t lo = parse_hex(&p);
-    if (*p == '-') p++;
-    uintptr_t hi = parse_hex(&p);
-    while (*p == ' ') p++;
-    bool rw = p[0] == 'r' && p[1] == 'w';
-    /* fields: perms offset dev inode path */
-    int field = 0;
-    const char *path = NULL;
-    while (p < eol) {
-      while (p < eol && *p != ' ') p++;
-      while (p < eol && *p == ' ') p++;
-      if (++field == 4 && p < eol) path = p;
-    }
-    size_t plen = path ? (size_t)(eol - path) : 0;
-    bool anon = !path || plen == 0;
-    bool stack = path && plen >= 7 && memcmp(path, "[stack]", 7) == 0;
-    bool special = path && !anon && path[0] == '[' && !stack && !(plen >= 5 && memcmp(path, "[heap", 5) == 0);
-    /* File mappings: only the writable segments of loaded objects (other
-     * files could be shorter than their mapping: reading past the end
-     * would be a SIGBUS). */
-    bool file_ok = anon || stack || (!special && path[0] != '[' && in_module(lo, hi));
-    if (rw && !special && file_ok) {
-      uintptr_t from = (anon || stack) ? stack_floor(lo, hi, my_sp, nthreads) : lo;
-      scan_root(m, from, hi);
-    }
+    scan_map_line(m, p, eol, my_sp);
     p = *eol ? eol + 1 : eol;
   }
   sm_meta_free(buf, cap);
@@ -380,26 +504,60 @@ static uint64_t untraced_leaks[SM_LEAK_CLASSES][2];
 
 const uint64_t *sm_leaks_untraced(void) { return &untraced_leaks[0][0]; }
 
-static __attribute__((noinline)) void analyse(uintptr_t my_sp) {
-  helper_floor = sm_triggers_helper_sp();
-  int sent = stop_others();
-  int nthreads = __atomic_load_n(&nstopped, __ATOMIC_ACQUIRE);
-  if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
+static bool exclusions_warned;
 
-  table_t t = {0};
-  sm_walk_blocks(add_block, &t);
+static void add_exclusion(uintptr_t lo, uintptr_t hi) {
+  if (nexclude < MAX_EXCLUDE) {
+    exclude[nexclude++] = (range_t){lo, hi};
+  } else if (!exclusions_warned) {
+    exclusions_warned = true;
+    sm_warning("leak analysis: over %d of the library's own ranges; the rest are scanned as roots", MAX_EXCLUDE);
+  }
+}
+
+/* The allocator's segments and metadata, libsnapmalloc's own data and the
+ * block table: never roots. */
+static void collect_exclusions(const table_t *t, uintptr_t self_lo, uintptr_t self_hi) {
   nexclude = 0;
   sm_segment_foreach(exclude_segment, NULL);
-  uintptr_t ms[4096], ml[4096];
+  static uintptr_t ms[4096], ml[4096];
   unsigned nm = sm_meta_ranges(ms, ml, 4096);
-  for (unsigned i = 0; i < nm && nexclude < MAX_EXCLUDE; i++) exclude[nexclude++] = (range_t){ms[i], ms[i] + ml[i]};
-  uintptr_t self_lo, self_hi;
-  sm_modules_self(&self_lo, &self_hi);
-  if (nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){self_lo, self_hi};
-  if (t.b && nexclude < MAX_EXCLUDE) exclude[nexclude++] = (range_t){(uintptr_t)t.b, (uintptr_t)(t.b + t.cap)};
+  for (unsigned i = 0; i < nm; i++) add_exclusion(ms[i], ms[i] + ml[i]);
+  add_exclusion(self_lo, self_hi);
+  if (t->b) add_exclusion((uintptr_t)t->b, (uintptr_t)(t->b + t->cap));
   sort_ranges(exclude, nexclude);
+}
 
-  if (!t.oom && t.n) {
+/* Adds each block's class to its trace's leak counters. The snapshot
+ * helper's DTV (the C library's table of its TLS blocks, allocated when the
+ * library started the helper) is the library's own, not the program's. */
+static void record_classes(const table_t *t, uintptr_t helper_dtv) {
+  static const int cls[4] = {SM_LEAK_DEFINITE, SM_LEAK_POSSIBLE, SM_LEAK_REACHABLE, SM_LEAK_INDIRECT};
+  for (size_t i = 0; i < t->n; i++) {
+    const lblock_t *b = &t->b[i];
+    if (b->start == helper_dtv) continue;
+    int c = cls[b->state];
+    uint64_t *slots = sm_tracer_leak_slots(b->trace);
+    uint64_t size, count_fp;
+    sm_tracer_weight(b->size, &size, &count_fp);
+    if (!slots) {
+      slots = &untraced_leaks[0][0];
+      size = b->size, count_fp = 65536;
+    }
+    slots[2 * c] += size;
+    slots[2 * c + 1] += (count_fp + 32768) / 65536;
+  }
+}
+
+/* Lists the blocks, marks what the roots reach, and records the classes.
+ * The other threads are stopped (or cannot be); no lock is held. */
+static void analyse(uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
+  table_t t = {0};
+  sm_walk_blocks(add_block, &t);
+  collect_exclusions(&t, self_lo, self_hi);
+  if (t.oom) {
+    sm_warning("leak analysis skipped: out of memory for the block table");
+  } else if (t.n) {
     sort_blocks(t.b, t.n);
     t.lo = t.b[0].start;
     for (size_t i = 0; i < t.n; i++) {
@@ -408,42 +566,31 @@ static __attribute__((noinline)) void analyse(uintptr_t my_sp) {
     }
     marker_t m = {&t, sm_meta_alloc(2 * t.n * sizeof(uint32_t)), 0, 2 * t.n};
     if (m.stack) {
-      scan_roots(&m, my_sp, nthreads);
+      scan_roots(&m, my_sp);
       for (int i = 0; i < nthreads; i++) {
-        for (int r = 0; r < NGREG_SAVED; r++) found(&m, stopped[i].regs[r], true);
+        if (!threads[i].answered) continue; /* registers unknown */
+        for (int r = 0; r < NGREG_SAVED; r++) found(&m, threads[i].regs[r], true);
       }
       drain(&m);
       for (size_t i = 0; i < t.n; i++)
         if (t.b[i].state == ST_UNREACHED) clique(&m, i);
       sm_meta_free(m.stack, m.cap * sizeof(uint32_t));
-      static const int cls[4] = {SM_LEAK_DEFINITE, SM_LEAK_POSSIBLE, SM_LEAK_REACHABLE, SM_LEAK_INDIRECT};
-      for (size_t i = 0; i < t.n; i++) {
-        const lblock_t *b = &t.b[i];
-        int c = cls[b->state];
-        uint64_t *slots = sm_tracer_leak_slots(b->trace);
-        if (!slots) slots = &untraced_leaks[0][0];
-        uint64_t size, count_fp;
-        sm_tracer_weight(b->size, &size, &count_fp);
-        if (!b->trace) size = b->size, count_fp = 65536;
-        slots[2 * c] += size;
-        slots[2 * c + 1] += (count_fp + 32768) / 65536;
-      }
+      record_classes(&t, sm_triggers_helper_dtv());
+    } else {
+      sm_warning("leak analysis skipped: out of memory for its work list");
     }
-  } else if (t.oom) {
-    sm_warning("leak analysis skipped: out of memory for the block table");
   }
   if (t.b) sm_meta_free(t.b, t.cap * sizeof *t.b);
-  if (sent) resume_others();
 }
 
 extern void __libc_freeres(void);
 
 /* The exiting thread's live stack starts at the frame that called exit():
- * below it lie exit()'s own frames, the dynamic loader's destructor loop and
- * ours, all laid over the program's dead frames and full of stale values
- * that would pass for pointers. Found by unwinding: the first frames in the
- * C library are __run_exit_handlers and exit; the one after them is the
- * caller (main, or the C library's own call of exit after main returned). */
+ * below it lie exit()'s own frames, the exit handlers' and ours, all laid
+ * over the program's dead frames and full of stale values that would pass
+ * for pointers. Found by unwinding: the first frames in the C library are
+ * __run_exit_handlers and exit; the one after them is the caller (main, or
+ * the C library's own call of exit after main returned). */
 static bool in_libc(uintptr_t ip) {
   uint32_t m = sm_modules_find(ip);
   const sm_module_t *mod = m == SM_SNAP_NO_MODULE ? NULL : sm_modules_get(m);
@@ -469,12 +616,64 @@ static uintptr_t exit_stack_floor(uintptr_t fallback) {
   return fallback;
 }
 
+/* libstdc++'s emergency exception pool (72,704 B) is freed by its own
+ * __gnu_cxx::__freeres, which valgrind calls at exit as it calls
+ * __libc_freeres; looked up before the threads are stopped (dlsym may take
+ * the loader's lock). */
+typedef void (*freeres_fn)(void);
+
+static freeres_fn cxx_freeres(void) {
+  return (freeres_fn)dlsym(RTLD_DEFAULT, "_ZN9__gnu_cxx9__freeresEv");
+}
+
+static bool stop_the_world(void) {
+  int cap = 64;
+  char buf[4096];
+  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) { /* size the table: a few more than there are threads now */
+    long n;
+    while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) cap += (int)(n / 24);
+    close(fd);
+  }
+  threads = sm_meta_alloc((size_t)cap * sizeof *threads);
+  if (!threads) return false;
+  threads_cap = cap;
+  if (!sm_locks_try_acquire_all(LOCK_WAIT_MS)) {
+    sm_warning("leak analysis skipped: a lock of the library stayed busy for %d ms (exit() called from a signal "
+               "handler that interrupted the library?)", LOCK_WAIT_MS);
+    sm_meta_free(threads, (size_t)cap * sizeof *threads);
+    threads = NULL;
+    return false;
+  }
+  nthreads = 0;
+  if (list_threads()) stop_threads();
+  sm_locks_release_all();
+  return true;
+}
+
 bool sm_leaks_scan(uintptr_t stack_from) {
-  /* Like valgrind at exit: let the C library free its internal buffers
-   * (stdio's, locale data), so what is left is the program's. */
-  __libc_freeres();
   sm_tracer_enter();
-  analyse(exit_stack_floor(stack_from));
+  uintptr_t my_sp = exit_stack_floor(stack_from), self_lo, self_hi;
+  sm_modules_self(&self_lo, &self_hi);
+  helper_floor = sm_triggers_helper_sp();
+  freeres_fn cxx = cxx_freeres();
+  if (!stop_the_world()) {
+    sm_tracer_leave();
+    return false;
+  }
+  /* Like valgrind at exit: let the C library (and libstdc++) free their
+   * internal buffers, so that what is left is the program's. Only when no
+   * other thread runs: a stopped thread may hold one of the C library's own
+   * locks, and freeing stdio buffers under a running thread is unsafe. */
+  if (!nthreads) {
+    if (cxx) cxx();
+    __libc_freeres();
+  }
+  analyse(my_sp, self_lo, self_hi);
+  resume_threads();
+  sm_meta_free(threads, (size_t)threads_cap * sizeof *threads);
+  threads = NULL;
+  nthreads = threads_cap = 0;
   sm_tracer_leave();
   return true;
 }

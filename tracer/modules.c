@@ -15,7 +15,8 @@
 
 #define MODULES_MAX 4096
 
-static sm_lock_t mod_lock = SM_LOCK_INIT;
+static sm_lock_t mod_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
+sm_lock_t *const sm_mod_lock_ref = &mod_lock;
 static sm_module_t *mods; /* MODULES_MAX entries from the metadata arena */
 static uint32_t mod_count;
 static unsigned long long seen_adds = ~0ULL;

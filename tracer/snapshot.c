@@ -279,4 +279,4 @@ out:
   return rc;
 }
 
-void sm_snapshot_postfork_child(void) { sm_lock_reset(&write_lock); }
+sm_lock_t *const sm_write_lock_ref = &write_lock; /* for the lock table, tracer/locks.c */

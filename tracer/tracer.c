@@ -14,7 +14,7 @@
  * use; s|1 lets a zero-byte block be sampled).
  * Counts are kept in fixed point (x 65536) so those estimates stay unbiased.
  *
- * Lock order: trace_lock, then delta_lock, before every allocator lock. */
+ * Lock order: the table in tracer/locks.c. */
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -567,30 +567,31 @@ sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap) {
   return arr;
 }
 
-void sm_tracer_init(void) {
-  if (!sm_opt.trace) return;
+/* Recording needs no thread, signal or file: it starts with the process's
+ * first allocation (another library's constructor, or the loader), so that
+ * those blocks have traces too. */
+void sm_tracer_start(void) {
+  if (!sm_opt.trace || __atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) return;
   if (pthread_key_create(&delta_key, deltas_done) == 0) delta_key_ok = true;
   sm_tag_counted = sm_opt.sample != 0;
   sm_tag_released = sm_track_untag;
   sm_sampling = sm_opt.sample != 0;
   sm_unwind_init();
   sm_modules_refresh();
-  sm_triggers_init();
   __atomic_store_n(&sm_trace_on, true, __ATOMIC_RELEASE);
 }
 
-void sm_tracer_prefork(void) {
-  sm_lock(&trace_lock);
-  sm_lock(&delta_lock);
+void sm_tracer_init(void) {
+  sm_tracer_start();
+  if (!sm_trace_on) return;
+  /* The helper thread's DTV is the library's, not the program's. */
+  ts.busy++;
+  sm_triggers_init();
+  ts.busy--;
 }
-void sm_tracer_postfork_parent(void) {
-  sm_unlock(&delta_lock);
-  sm_unlock(&trace_lock);
-}
-/* The child keeps the tables of the threads that did not survive the fork:
- * their pending changes are part of the child's heap state. */
-void sm_tracer_postfork_child(void) {
-  sm_lock_reset(&delta_lock);
-  sm_lock_reset(&trace_lock);
-  sm_triggers_postfork_child();
-}
+
+/* For the lock table (tracer/locks.c). A fork child keeps the tables of
+ * the threads that did not survive the fork: their pending changes are part
+ * of the child's heap state. */
+sm_lock_t *const sm_trace_lock_ref = &trace_lock;
+sm_lock_t *const sm_delta_lock_ref = &delta_lock;

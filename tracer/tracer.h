@@ -31,7 +31,11 @@ static inline bool sm_track_wanted(size_t req) {
 /* ---- tracer.c: trace table and counters */
 typedef struct sm_trace sm_trace_t;
 
-void sm_tracer_init(void); /* from the constructor, after the allocator */
+/* Starts recording when trace=1 (idempotent): from the process's first
+ * allocation, through sm_after_init (preload/init.c). */
+void sm_tracer_start(void);
+/* From the constructor: sm_tracer_start, then the snapshot triggers. */
+void sm_tracer_init(void);
 /* Where a stack walk starts: a return address and the stack and frame
  * pointers its caller will have. SM_STACK_HERE fills it for the calling
  * function's caller; use it only in a function that is never inlined (it
@@ -61,9 +65,6 @@ void sm_tracer_leave(void);
 
 size_t sm_tracer_current(size_t *peak);
 void sm_tracer_reset_peak(void);
-void sm_tracer_prefork(void);
-void sm_tracer_postfork_parent(void);
-void sm_tracer_postfork_child(void);
 
 /* A copy of one trace for the snapshot writer. */
 typedef struct sm_trace_copy {
@@ -158,7 +159,6 @@ void sm_modules_self(uintptr_t *start, uintptr_t *end);
 /* Writes a snapshot to path, or to the next name from the `out` pattern when
  * path is NULL. flags: SM_SNAP_FINAL / SM_SNAP_LEAKS. 0 or -1 with errno. */
 int sm_snapshot_write(const char *path, uint32_t flags);
-void sm_snapshot_postfork_child(void);
 
 /* ---- triggers.c: signal, interval, exit, fork */
 void sm_triggers_init(void);
@@ -169,6 +169,17 @@ int sm_triggers_helper_tid(void); /* 0 when there is no helper thread */
 /* An address in the helper's outermost frame (0 when there is no helper):
  * its stack is in use from there up. */
 uintptr_t sm_triggers_helper_sp(void);
+/* Where the helper thread's DTV block starts (0 when there is no helper). */
+uintptr_t sm_triggers_helper_dtv(void);
+
+/* ---- locks.c: the one lock table, and taking every lock in its order */
+void sm_locks_acquire_all(void);
+/* The same, giving up after timeout_ms (then nothing is held): for the
+ * exit path, where the exiting thread itself may hold a lock (a signal
+ * handler that called exit() while the thread was inside the library). */
+bool sm_locks_try_acquire_all(unsigned timeout_ms);
+void sm_locks_release_all(void);
+void sm_locks_reset_all(void); /* fork child: the holders are gone */
 
 /* ---- leaks.c: reachability analysis at exit (fills the traces' leak counters) */
 /* stack_from: where the exiting thread's live stack starts (the frame that

@@ -31,6 +31,7 @@ static int helper_tid; /* the leak scanner must not try to stop it */
  * 8 MiB of untouched default stack would fault it all in. */
 static uintptr_t helper_sp;
 static bool helper_restart; /* set in a fork child */
+static pthread_t helper_thread;
 
 int sm_triggers_helper_tid(void) { return __atomic_load_n(&helper_tid, __ATOMIC_ACQUIRE); }
 
@@ -43,6 +44,15 @@ uintptr_t sm_triggers_helper_sp(void) {
     nanosleep(&ms, NULL);
   }
   return __atomic_load_n(&helper_sp, __ATOMIC_ACQUIRE);
+}
+
+/* The x86-64 TLS ABI puts a thread's DTV pointer in the second word of its
+ * thread control block, which is where pthread_t points in glibc; the C
+ * library stores the address of the DTV's second 16-byte entry there. */
+uintptr_t sm_triggers_helper_dtv(void) {
+  if (!__atomic_load_n(&helper_running, __ATOMIC_ACQUIRE) || !helper_thread) return 0;
+  uintptr_t dtv = ((const uintptr_t *)helper_thread)[1];
+  return dtv ? dtv - 16 : 0;
 }
 
 static void on_signal(int sig) {
@@ -96,6 +106,7 @@ static void start_helper(void) {
    * that stack stays mapped in the child, in glibc's cache of stacks. */
   __atomic_store_n(&helper_sp, 0, __ATOMIC_RELEASE);
   int rc = pthread_create(&t, &attr, helper_main, NULL);
+  if (rc == 0) helper_thread = t;
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) {
@@ -123,7 +134,6 @@ void sm_triggers_maybe_restart(void) {
 }
 
 void sm_triggers_postfork_child(void) {
-  sm_snapshot_postfork_child();
   if (!helper_running) return;
   close(wake_pipe[0]);
   close(wake_pipe[1]);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Leak classes against valgrind's memcheck, and the `check` gate.
-#   compare.sh SNAPMALLOC CORPUS
+#   compare.sh SNAPMALLOC CORPUS LIBS
 # For every scenario of tests/leaks/corpus.c, the totals per class
 # (definitely, indirectly, possibly lost, still reachable: bytes and blocks)
 # of `snapmalloc check --format json` must equal those of
@@ -9,21 +9,21 @@
 # its thread-local blocks, which both tools call possibly lost) is 16 bytes
 # longer per TLS module that libsnapmalloc.so and libunwind add.
 set -u
-tool=$1 corpus=$2
+tool=$1 corpus=$2 libs=$3
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 have_valgrind=0
 command -v valgrind >/dev/null 2>&1 && have_valgrind=1
 
 ours() { # scenario -> "def_b def_n ind_b ind_n pos_b pos_n reach_b reach_n"
-  "$tool" check --format json -- "$corpus" "$1" 2>/dev/null | grep '^{"pid": ' | tail -n 1 | python3 -c '
+  "$tool" check --format json -- $prog "$1" 2>/dev/null | grep '^{"pid": ' | tail -n 1 | python3 -c '
 import json, sys
 d = json.loads(sys.stdin.read())["totals"]
 print(" ".join(str(d[k][f]) for k in ("definitely", "indirectly", "possibly", "reachable") for f in ("size", "count")))'
 }
 
 theirs() {
-  valgrind --leak-check=full --show-leak-kinds=all "$corpus" "$1" 2>&1 >/dev/null | python3 -c '
+  valgrind --leak-check=full --show-leak-kinds=all $prog "$1" 2>&1 >/dev/null | python3 -c '
 import re, sys
 text = sys.stdin.read()
 vals = {}
@@ -33,7 +33,11 @@ for k, name in (("def", "definitely lost"), ("ind", "indirectly lost"), ("pos", 
 print(" ".join(" ".join(vals[k]) for k in ("def", "ind", "pos", "reach")))'
 }
 
-for s in clean lost tree cycle globals heap interior unaligned thread all; do
+# "libs": a program whose libraries leak in their constructor (before
+# libsnapmalloc's own constructor runs) and in their destructor (after it).
+for s in clean lost tree cycle globals heap interior unaligned stale thread all libs; do
+  prog=$corpus
+  [ $s = libs ] && prog=$libs
   a=$(ours $s)
   [ -n "$a" ] || { fail "$s: no JSON from snapmalloc check"; continue; }
   if [ $have_valgrind = 1 ]; then

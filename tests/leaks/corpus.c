@@ -76,6 +76,37 @@ NOINLINE static void lose55(void) {
   memset(p, 1, 55);
 }
 
+/* A record whose first field is never written, over a block that was on a
+ * free list: the list's old link must not pass for a pointer to the lost
+ * record of the same size that follows (small blocks), nor a free tree's
+ * links for pointers to the lost big block (large blocks). */
+struct rec {
+  void *first;
+  long a, b, c;
+};
+struct rec *stale_keep;
+void *stale_big_keep;
+
+NOINLINE static void lose_behind_stale_links(size_t big) {
+  struct rec *x = malloc(sizeof *x), *y = malloc(sizeof *y);
+  free(y);
+  free(x);
+  stale_keep = malloc(sizeof *stale_keep); /* reachable; first word unset */
+  stale_keep->a = 1;
+  struct rec *lost = malloc(sizeof *lost); /* definitely lost */
+  lost->a = 2;
+  /* three free blocks of one size, kept apart by live ones (freed at the
+   * end, after the two allocations that reuse them) */
+  char *b[6];
+  for (int k = 0; k < 6; k++) b[k] = malloc(big);
+  for (int k = 0; k < 6; k += 2) free(b[k]);
+  stale_big_keep = malloc(big); /* reachable; its first words unset */
+  ((char *)stale_big_keep)[100] = 1;
+  char *lost_big = malloc(big); /* definitely lost */
+  lost_big[100] = 2;
+  for (int k = 1; k < 6; k += 2) free(b[k]);
+}
+
 static void *thread_stack_holder(void *arg) {
   (void)arg;
   volatile void *mine = malloc(333); /* held by a live thread's stack */
@@ -105,6 +136,8 @@ int main(int argc, char **argv) {
     keep_interior();
   } else if (!strcmp(mode, "unaligned")) {
     lose_unaligned();
+  } else if (!strcmp(mode, "stale")) {
+    lose_behind_stale_links(40000);
   } else if (!strcmp(mode, "thread")) {
     pthread_t t;
     pthread_create(&t, NULL, thread_stack_holder, NULL);
@@ -130,7 +163,7 @@ int main(int argc, char **argv) {
     keep_interior();
     lose_unaligned();
   } else {
-    fprintf(stderr, "usage: corpus clean|lost|tree|cycle|globals|heap|interior|unaligned|thread|fork|fail|all\n");
+    fprintf(stderr, "usage: corpus clean|lost|tree|cycle|globals|heap|interior|unaligned|stale|thread|fork|fail|all\n");
     return 2;
   }
   return 0;
