@@ -42,7 +42,8 @@ SM_INLINE bool sm_freed_by(uint32_t freed_at, uint32_t cutoff) { return (int32_t
 void *sm_meta_alloc(size_t size); /* zeroed; NULL on failure */
 void sm_meta_free(void *p, size_t size);
 size_t sm_meta_mapped(void);
-/* Copies up to max (start, length) pairs of the arena's mappings. */
+/* Copies up to max (start, length) pairs of the arena's mappings. The
+ * caller holds the arena's lock (the leak scan holds every lock). */
 unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max);
 
 /* ---- segment.c: segment map, registry, pool segment cache, abandoned list */
@@ -87,6 +88,8 @@ size_t sm_segment_header_size(void);
 /* Calls fn for every live segment, under the registry lock: fn must not
  * allocate or take the registry lock. */
 void sm_segment_foreach(void (*fn)(sm_segment_t *seg, void *arg), void *arg);
+/* The same, for a caller that already holds the registry lock. */
+void sm_segment_foreach_locked(void (*fn)(sm_segment_t *seg, void *arg), void *arg);
 void sm_segment_trim(void);
 size_t sm_segment_mapped(void);
 
@@ -181,9 +184,9 @@ SM_INLINE bool sm_tag_page_tagged(const sm_page_t *pg) {
 
 /* ---- walk: every live block, for the leak scanner. fn gets the block's
  * start, its requested size (the block size when unknown) and its trace id.
- * Runs under the segment lock: fn must not call malloc (the metadata arena
- * is allowed). Meant for a stopped world: other threads' lists are read
- * without their cooperation. */
+ * The caller holds every lock of the library (the lock table): fn must
+ * neither allocate nor take a lock. Meant for a stopped world: other
+ * threads' lists are read without their cooperation. */
 typedef void (*sm_block_fn)(uintptr_t start, size_t size, uint32_t trace, void *arg);
 void sm_walk_blocks(sm_block_fn fn, void *arg);
 void sm_pool_walk(sm_segment_t *seg, sm_block_fn fn, void *arg);

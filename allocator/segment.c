@@ -220,9 +220,13 @@ bool sm_segment_claim_abandoned(sm_segment_t *seg) {
   return ok;
 }
 
+void sm_segment_foreach_locked(void (*fn)(sm_segment_t *seg, void *arg), void *arg) {
+  for (sm_segment_t *s = registry; s; s = s->all_next) fn(s, arg);
+}
+
 void sm_segment_foreach(void (*fn)(sm_segment_t *seg, void *arg), void *arg) {
   sm_lock(&seg_lock);
-  for (sm_segment_t *s = registry; s; s = s->all_next) fn(s, arg);
+  sm_segment_foreach_locked(fn, arg);
   sm_unlock(&seg_lock);
 }
 

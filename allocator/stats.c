@@ -68,5 +68,5 @@ static void walk_segment(sm_segment_t *seg, void *arg) {
 
 void sm_walk_blocks(sm_block_fn fn, void *arg) {
   walk_ctx_t w = {fn, arg};
-  sm_segment_foreach(walk_segment, &w);
+  sm_segment_foreach_locked(walk_segment, &w);
 }

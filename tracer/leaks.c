@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -54,6 +55,38 @@ typedef struct lblock {
   uint32_t trace;
   uint8_t state;
 } lblock_t;
+
+/* ---------------------------------------------------------------- memory
+ *
+ * The scan runs with every lock of the library held, so its own tables come
+ * straight from mmap, not from the metadata arena. They are kept out of the
+ * roots. */
+
+#define SCAN_MAPS 8
+static struct {
+  void *p;
+  size_t len;
+} scan_maps[SCAN_MAPS];
+
+static void *scan_alloc(size_t size) {
+  size = sm_align_up(size, sm_os_page_size);
+  for (int i = 0; i < SCAN_MAPS; i++) {
+    if (scan_maps[i].p) continue;
+    void *p = sm_os_map(size);
+    if (p) scan_maps[i].p = p, scan_maps[i].len = size;
+    return p;
+  }
+  return NULL; /* never: the scan holds at most four tables at once */
+}
+
+static void scan_free(void *p) {
+  for (int i = 0; i < SCAN_MAPS; i++) {
+    if (scan_maps[i].p != p || !p) continue;
+    sm_os_unmap(p, scan_maps[i].len);
+    scan_maps[i].p = NULL;
+    return;
+  }
+}
 
 /* ---------------------------------------------------------------- stopping
  *
@@ -249,14 +282,14 @@ static void add_block(uintptr_t start, size_t size, uint32_t trace, void *arg) {
   table_t *t = arg;
   if (t->n == t->cap) {
     size_t cap = t->cap ? t->cap * 2 : 65536;
-    lblock_t *nb = sm_meta_alloc(cap * sizeof *nb);
+    lblock_t *nb = scan_alloc(cap * sizeof *nb);
     if (!nb) {
       t->oom = true;
       return;
     }
     if (t->b) {
       memcpy(nb, t->b, t->n * sizeof *nb);
-      sm_meta_free(t->b, t->cap * sizeof *nb);
+      scan_free(t->b);
     }
     t->b = nb;
     t->cap = cap;
@@ -392,15 +425,37 @@ static void sort_ranges(range_t *r, size_t n) { /* insertion sort: a few hundred
   }
 }
 
+/* Scans root memory [lo, hi) through a copy: a thread that could not be
+ * stopped may unmap its own memory meanwhile, and the copy then fails
+ * (EFAULT) where a plain read would crash. The buffer is in the library's
+ * data, which is never a root. */
+static uintptr_t bounce[8192];
+
+static void scan_copy(marker_t *m, uintptr_t lo, uintptr_t hi) {
+  lo = sm_align_up(lo, sizeof(uintptr_t));
+  pid_t pid = getpid();
+  while (lo + sizeof(uintptr_t) <= hi) {
+    size_t len = hi - lo < sizeof bounce ? (size_t)(hi - lo) : sizeof bounce;
+    struct iovec local = {bounce, len}, remote = {(void *)lo, len};
+    ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (got <= 0) { /* gone (or never readable): skip to the next page */
+      lo = sm_align_up(lo + 1, sm_os_page_size);
+      continue;
+    }
+    for (size_t i = 0; i < (size_t)got / sizeof(uintptr_t); i++) found(m, bounce[i], true);
+    lo += (size_t)got;
+  }
+}
+
 /* Scans [lo, hi) minus the excluded ranges. */
 static void scan_root(marker_t *m, uintptr_t lo, uintptr_t hi) {
   for (size_t i = 0; i < nexclude && lo < hi; i++) {
     if (exclude[i].hi <= lo) continue;
     if (exclude[i].lo >= hi) break;
-    if (exclude[i].lo > lo) scan_range(m, lo, exclude[i].lo, true);
+    if (exclude[i].lo > lo) scan_copy(m, lo, exclude[i].lo);
     lo = exclude[i].hi;
   }
-  if (lo < hi) scan_range(m, lo, hi, true);
+  if (lo < hi) scan_copy(m, lo, hi);
 }
 
 static uintptr_t parse_hex(const char **p) {
@@ -471,11 +526,13 @@ static void scan_map_line(marker_t *m, const char *p, const char *eol, uintptr_t
   scan_root(m, from, hi);
 }
 
-static void scan_roots(marker_t *m, uintptr_t my_sp) {
+static void collect_exclusions(uintptr_t self_lo, uintptr_t self_hi);
+
+static void scan_roots(marker_t *m, uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
   int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
   size_t cap = 1 << 20, len = 0;
-  char *buf = sm_meta_alloc(cap);
+  char *buf = scan_alloc(cap);
   if (!buf) {
     close(fd);
     return;
@@ -489,13 +546,14 @@ static void scan_roots(marker_t *m, uintptr_t my_sp) {
   }
   close(fd);
   buf[len] = '\0';
+  collect_exclusions(self_lo, self_hi); /* now that every table of the scan is mapped */
   for (const char *p = buf; *p;) {
     const char *eol = strchr(p, '\n');
     if (!eol) eol = p + strlen(p);
     scan_map_line(m, p, eol, my_sp);
     p = *eol ? eol + 1 : eol;
   }
-  sm_meta_free(buf, cap);
+  scan_free(buf);
 }
 
 /* ---------------------------------------------------------------- entry */
@@ -516,15 +574,16 @@ static void add_exclusion(uintptr_t lo, uintptr_t hi) {
 }
 
 /* The allocator's segments and metadata, libsnapmalloc's own data and the
- * block table: never roots. */
-static void collect_exclusions(const table_t *t, uintptr_t self_lo, uintptr_t self_hi) {
+ * scan's tables: never roots. */
+static void collect_exclusions(uintptr_t self_lo, uintptr_t self_hi) {
   nexclude = 0;
-  sm_segment_foreach(exclude_segment, NULL);
+  sm_segment_foreach_locked(exclude_segment, NULL);
   static uintptr_t ms[4096], ml[4096];
   unsigned nm = sm_meta_ranges(ms, ml, 4096);
   for (unsigned i = 0; i < nm; i++) add_exclusion(ms[i], ms[i] + ml[i]);
   add_exclusion(self_lo, self_hi);
-  if (t->b) add_exclusion((uintptr_t)t->b, (uintptr_t)(t->b + t->cap));
+  for (int i = 0; i < SCAN_MAPS; i++)
+    if (scan_maps[i].p) add_exclusion((uintptr_t)scan_maps[i].p, (uintptr_t)scan_maps[i].p + scan_maps[i].len);
   sort_ranges(exclude, nexclude);
 }
 
@@ -554,7 +613,6 @@ static void record_classes(const table_t *t, uintptr_t helper_dtv) {
 static void analyse(uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
   table_t t = {0};
   sm_walk_blocks(add_block, &t);
-  collect_exclusions(&t, self_lo, self_hi);
   if (t.oom) {
     sm_warning("leak analysis skipped: out of memory for the block table");
   } else if (t.n) {
@@ -564,9 +622,9 @@ static void analyse(uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
       uintptr_t end = t.b[i].start + (t.b[i].size ? t.b[i].size : 1);
       if (end > t.hi) t.hi = end;
     }
-    marker_t m = {&t, sm_meta_alloc(2 * t.n * sizeof(uint32_t)), 0, 2 * t.n};
+    marker_t m = {&t, scan_alloc(2 * t.n * sizeof(uint32_t)), 0, 2 * t.n};
     if (m.stack) {
-      scan_roots(&m, my_sp);
+      scan_roots(&m, my_sp, self_lo, self_hi);
       for (int i = 0; i < nthreads; i++) {
         if (!threads[i].answered) continue; /* registers unknown */
         for (int r = 0; r < NGREG_SAVED; r++) found(&m, threads[i].regs[r], true);
@@ -574,13 +632,13 @@ static void analyse(uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
       drain(&m);
       for (size_t i = 0; i < t.n; i++)
         if (t.b[i].state == ST_UNREACHED) clique(&m, i);
-      sm_meta_free(m.stack, m.cap * sizeof(uint32_t));
+      scan_free(m.stack);
       record_classes(&t, sm_triggers_helper_dtv());
     } else {
       sm_warning("leak analysis skipped: out of memory for its work list");
     }
   }
-  if (t.b) sm_meta_free(t.b, t.cap * sizeof *t.b);
+  scan_free(t.b);
 }
 
 extern void __libc_freeres(void);
@@ -626,28 +684,38 @@ static freeres_fn cxx_freeres(void) {
   return (freeres_fn)dlsym(RTLD_DEFAULT, "_ZN9__gnu_cxx9__freeresEv");
 }
 
-static bool stop_the_world(void) {
-  int cap = 64;
+/* How many threads the process has, this one and the helper included. */
+static int count_tasks(void) {
   char buf[4096];
+  int n = 0;
   int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) { /* size the table: a few more than there are threads now */
-    long n;
-    while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) cap += (int)(n / 24);
-    close(fd);
+  if (fd < 0) return -1;
+  long got;
+  while ((got = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0)
+    for (long off = 0; off < got; off += ((struct dirent64 *)(buf + off))->d_reclen)
+      n += ((struct dirent64 *)(buf + off))->d_name[0] != '.';
+  close(fd);
+  return n;
+}
+
+/* Takes every lock, then stops the other threads. False (nothing held) if
+ * a lock stays busy. */
+static bool stop_the_world(int tasks) {
+  threads_cap = (tasks > 0 ? tasks : 0) + 64; /* room for a few newcomers */
+  threads = scan_alloc((size_t)threads_cap * sizeof *threads);
+  if (!threads) {
+    sm_warning("leak analysis skipped: out of memory for its thread table");
+    return false;
   }
-  threads = sm_meta_alloc((size_t)cap * sizeof *threads);
-  if (!threads) return false;
-  threads_cap = cap;
   if (!sm_locks_try_acquire_all(LOCK_WAIT_MS)) {
     sm_warning("leak analysis skipped: a lock of the library stayed busy for %d ms (exit() called from a signal "
                "handler that interrupted the library?)", LOCK_WAIT_MS);
-    sm_meta_free(threads, (size_t)cap * sizeof *threads);
+    scan_free(threads);
     threads = NULL;
     return false;
   }
   nthreads = 0;
   if (list_threads()) stop_threads();
-  sm_locks_release_all();
   return true;
 }
 
@@ -656,22 +724,24 @@ bool sm_leaks_scan(uintptr_t stack_from) {
   uintptr_t my_sp = exit_stack_floor(stack_from), self_lo, self_hi;
   sm_modules_self(&self_lo, &self_hi);
   helper_floor = sm_triggers_helper_sp();
-  freeres_fn cxx = cxx_freeres();
-  if (!stop_the_world()) {
-    sm_tracer_leave();
-    return false;
-  }
+  int tasks = count_tasks();
   /* Like valgrind at exit: let the C library (and libstdc++) free their
    * internal buffers, so that what is left is the program's. Only when no
-   * other thread runs: a stopped thread may hold one of the C library's own
-   * locks, and freeing stdio buffers under a running thread is unsafe. */
-  if (!nthreads) {
+   * other thread of the program exists: a stopped thread may hold one of
+   * the C library's own locks, and a running one may be using stdio. */
+  if (tasks >= 1 && tasks <= 1 + (sm_triggers_helper_tid() != 0)) {
+    freeres_fn cxx = cxx_freeres();
     if (cxx) cxx();
     __libc_freeres();
   }
+  if (!stop_the_world(tasks)) {
+    sm_tracer_leave();
+    return false;
+  }
   analyse(my_sp, self_lo, self_hi);
   resume_threads();
-  sm_meta_free(threads, (size_t)threads_cap * sizeof *threads);
+  sm_locks_release_all();
+  scan_free(threads);
   threads = NULL;
   nthreads = threads_cap = 0;
   sm_tracer_leave();
