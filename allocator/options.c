@@ -35,6 +35,7 @@ static const opt_desc_t descs[] = {
     {"retain", OPT_SIZE, 0, 1LL << 40, FIELD(retain)},
     {"verbose", OPT_BOOL, 0, 1, FIELD(verbose)},
     {"unwind", OPT_UNWIND, 0, 0, FIELD(unwind)},
+    {"free_checks", OPT_BOOL, 0, 1, FIELD(free_checks)},
 };
 #define NDESCS (sizeof descs / sizeof descs[0])
 
@@ -52,6 +53,7 @@ static void set_defaults(sm_options_t *o) {
   o->increment = 16 * SM_MiB;
   o->huge = 32 * SM_MiB;
   o->retain = 4 * SM_MiB;
+  o->free_checks = true;
 }
 
 static bool str_eq(const char *a, size_t alen, const char *b) {
@@ -271,4 +273,5 @@ void sm_options_print(const sm_options_t *o) {
   sm_info("option verbose = %d", o->verbose);
   static const char *unwinders[] = {"fast", "libunwind", "check"};
   sm_info("option unwind = %s", unwinders[o->unwind]);
+  sm_info("option free_checks = %d", o->free_checks);
 }

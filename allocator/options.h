@@ -28,6 +28,7 @@ typedef struct sm_options {
   size_t retain;        /* free bytes a heap or arena keeps before purging */
   bool verbose;         /* print options at start and statistics at exit */
   sm_unwinder_t unwind; /* stack capture method */
+  bool free_checks;     /* free validates small blocks (double free, interior pointer) */
   /* which options were given explicitly (bit per descriptor index) */
   uint32_t given;
 } sm_options_t;
