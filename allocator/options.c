@@ -3,6 +3,7 @@
 #include "allocator/options.h"
 
 #include <signal.h>
+#include <sys/auxv.h>
 
 #include "allocator/msg.h"
 #include "allocator/types.h"
@@ -236,7 +237,20 @@ extern char **environ;
 static char spec_copy[1024];
 const char *sm_options_spec;
 
+bool sm_secure;
+
 void sm_options_init(void) {
+  /* A setuid, setgid or file-capability program (the kernel's AT_SECURE,
+   * as glibc's own tunables) takes nothing from the environment of the
+   * user who started it: SNAPMALLOC_OPTIONS could make it write a file of
+   * that user's choosing with its privileges. It runs on the defaults
+   * (tracing off, so no snapshot) and says nothing: its stderr may be a
+   * file the program opened in place of a closed descriptor 2. */
+  if (getauxval(AT_SECURE)) {
+    sm_secure = true;
+    sm_options_parse(&sm_opt, NULL);
+    return;
+  }
   const char *spec = NULL;
   static const char key[] = "SNAPMALLOC_OPTIONS=";
   for (char **e = environ; e && *e; e++) {
