@@ -61,6 +61,8 @@ void sm_meta_postfork_child(void);
  * been released (how a double free of a huge block is told from a foreign
  * pointer). */
 #define SM_SEGMAP_FREED 255
+/* Slots a segment may span: entries 1..254 (a 1016 MiB mapping). */
+#define SM_SEGMAP_MAX_SLOTS (SM_SEGMAP_FREED - 1)
 #define SM_SEGMAP_BITS 47
 #define SM_SEGMAP_LEAF_BITS 13
 #define SM_SEGMAP_TOP ((size_t)1 << (SM_SEGMAP_BITS - SM_SEGMENT_SHIFT - SM_SEGMAP_LEAF_BITS))

@@ -32,13 +32,17 @@ static const opt_desc_t descs[] = {
     {"leaks", OPT_BOOL, 0, 1, FIELD(leaks)},
     {"policy", OPT_POLICY, 0, 0, FIELD(policy)},
     {"increment", OPT_SIZE, (long long)SM_SEGMENT_SIZE, 512LL << 20, FIELD(increment)},
-    {"huge", OPT_SIZE, (long long)SM_POOL_MAX + 1, 1LL << 30, FIELD(huge)},
+    /* A large chunk must span at most SM_SEGMAP_MAX_SLOTS (254) segments
+     * of the one-byte segment map (1016 MiB): a block of `huge` bytes plus
+     * its chunk's header, or `increment`, stays far below at 512 MiB. */
+    {"huge", OPT_SIZE, (long long)SM_POOL_MAX + 1, 512LL << 20, FIELD(huge)},
     {"retain", OPT_SIZE, 0, 1LL << 40, FIELD(retain)},
     {"verbose", OPT_BOOL, 0, 1, FIELD(verbose)},
     {"unwind", OPT_UNWIND, 0, 0, FIELD(unwind)},
     {"free_checks", OPT_BOOL, 0, 1, FIELD(free_checks)},
 };
 #define NDESCS (sizeof descs / sizeof descs[0])
+_Static_assert((512 << 20) / SM_SEGMENT_SIZE + 2 <= 254, "huge/increment ranges must fit the segment map");
 
 static void set_defaults(sm_options_t *o) {
   *o = (sm_options_t){0};
