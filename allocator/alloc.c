@@ -33,6 +33,7 @@ SM_NOINLINE void sm_init(void) {
     sm_init_state = 1;
     sm_os_init();
     sm_options_init();
+    if (!sm_opt.free_checks) sm_free_hook = sm_free_unchecked;
     sm_large_init();
     __atomic_store_n(&sm_init_state, 2, __ATOMIC_RELEASE);
     first = true;
@@ -71,6 +72,7 @@ void *sm_malloc(size_t size) {
     if (SM_LIKELY(b != NULL)) {
       pg->free = b->next;
       pg->used++;
+      b->mark = 0; /* handed out: a free finds no mark */
       return b;
     }
     return sm_pool_malloc_slow(h, size);
@@ -80,9 +82,23 @@ void *sm_malloc(size_t size) {
 
 /* ---------------------------------------------------------------- free */
 
+/* Whether [p - 16, p] is mapped: what the C library's free reads first. */
+static bool header_mapped(const void *p) {
+  uintptr_t from = sm_align_down((uintptr_t)p - 16, sm_os_page_size);
+  size_t len = (uintptr_t)p + 1 - from;
+  unsigned char vec[2];
+  int saved = errno;
+  bool ok = mincore((void *)from, len, vec) == 0 || errno != ENOMEM;
+  errno = saved;
+  return ok;
+}
+
 /* p is not in any segment we own. A pointer in a segment we released is a
- * double free (or a use after free); anything else came from the C library's
- * own malloc (RTLD_DEEPBIND libraries still call it) and goes back there. */
+ * double free (or a use after free); a pointer on this thread's stack, to
+ * memory not mapped at all, or not 16-aligned cannot be a block of the C
+ * library's malloc either, and is reported here rather than left to crash
+ * inside it; anything else came from the C library's own malloc
+ * (RTLD_DEEPBIND libraries still call it) and goes back there. */
 static SM_NOINLINE SM_COLD void free_foreign(void *p) {
   if (sm_segmap_get(p) == SM_SEGMAP_FREED) {
     uintptr_t base = sm_align_down((uintptr_t)p - 1, SM_SEGMENT_SIZE);
@@ -92,6 +108,12 @@ static SM_NOINLINE SM_COLD void free_foreign(void *p) {
         sm_segment_is_cached((void *)base))
       sm_fatal("free(): double free of %p (its memory was already returned)", p);
   }
+  uintptr_t lo, hi;
+  if (sm_os_thread_stack(&lo, &hi) && (uintptr_t)p >= lo && (uintptr_t)p < hi)
+    sm_fatal("free(): invalid pointer %p (an address on this thread's stack, not a heap block)", p);
+  if (!header_mapped(p)) sm_fatal("free(): invalid pointer %p (not mapped: never allocated by any malloc)", p);
+  if ((uintptr_t)p & (SM_MIN_ALIGN - 1))
+    sm_fatal("free(): invalid pointer %p (misaligned: not a block of any malloc)", p);
   if (!sm_libc_free) sm_libc_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
   if (sm_libc_free && sm_libc_free != sm_free) sm_libc_free(p);
 }
@@ -102,15 +124,29 @@ static SM_NOINLINE void free_big(sm_segment_t *seg, void *p) {
   else sm_fatal("free(): invalid pointer %p (corrupted segment header at %p)", p, (void *)seg);
 }
 
+/* Whether b, a pointer into pool page pg, is not a block this page handed
+ * out and has not taken back: not one of its carved blocks' starts
+ * (interior, misaligned, header; the page is unassigned) or marked free
+ * already. A multiply and two compares (see sm_block_mulc). */
+SM_INLINE bool pool_misuse(const sm_page_t *pg, const sm_block_t *b) {
+  uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
+  return SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED) || b->mark == SM_MARK_LOCAL);
+}
+
 /* The pool free proper: push onto the page's local list, or the slow and
- * remote paths. */
-SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
+ * remote paths. `checked` (the default, free_checks=1) validates the
+ * pointer first; unchecked, the fast path only catches a free of the block
+ * freed just before (the slow and remote paths check everything in both
+ * modes). Either way the block is marked free. */
+SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const bool checked) {
+  if (checked && pool_misuse(pg, b)) sm_pool_bad_free(seg, pg, b);
   sm_heap_t *h = sm_heap_tls;
   if (SM_LIKELY(seg->heap == h)) {
     uint32_t used = pg->used;
-    /* Fast unless the page is about to be empty (used <= 1), may be on
-     * the full list (used == reserved), or b was just freed already. */
-    if (SM_LIKELY(used - 2u < pg->reserved - 2u && b != pg->local_free)) {
+    /* Fast unless the page is about to be empty (used <= 1) or may be on
+     * the full list (used == reserved). */
+    if (SM_LIKELY(used - 2u < pg->reserved - 2u && (checked || b != pg->local_free))) {
+      b->mark = SM_MARK_LOCAL;
       b->next = pg->local_free;
       pg->local_free = b;
       pg->used = used - 1;
@@ -118,7 +154,8 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
     }
     /* The page empties, but it is its class's only page: keep it as it
      * is (a malloc/free loop must not retire and re-carve a page). */
-    if (used == 1 && b != pg->local_free && b != pg->free && !pg->next && h->cur[pg->cls] == pg) {
+    if (used == 1 && (checked || (b != pg->local_free && b != pg->free)) && !pg->next && h->cur[pg->cls] == pg) {
+      b->mark = SM_MARK_LOCAL;
       b->next = pg->local_free;
       pg->local_free = b;
       pg->used = 0;
@@ -135,9 +172,10 @@ void (*sm_tag_released)(uint32_t trace, size_t req);
 /* A traced free of a block that may carry a tag: the tag is taken before
  * the block can be reused, and handed to the tracer after the free. */
 static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, void *p) {
+  if (pool_misuse(pg, p)) sm_pool_bad_free(seg, pg, p); /* before the tag of another block is taken */
   size_t req = 0;
   uint32_t trace = sm_tag_take_pool(pg, p, &req);
-  pool_free(seg, pg, p);
+  pool_free(seg, pg, p, true);
   if (trace) sm_tag_released(trace, req);
 }
 
@@ -150,8 +188,9 @@ static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
 
 /* free. With `tracing`, a block that may carry a tag goes out of line;
  * any other (with sampling, nearly every block) takes the untraced path,
- * so a traced free of an untagged block costs one load and a test more. */
-SM_INLINE void free_impl(void *p, const bool tracing) {
+ * so a traced free of an untagged block costs one load and a test more.
+ * `checked`: see pool_free (traced frees are always checked). */
+SM_INLINE void free_impl(void *p, const bool tracing, const bool checked) {
   /* The segment map lookup, inline: the common case (a pool segment, entry
    * 1) needs no arithmetic beyond the mask. */
   uintptr_t a = (uintptr_t)p - 1;
@@ -171,7 +210,7 @@ SM_INLINE void free_impl(void *p, const bool tracing) {
       free_pool_tagged(seg, pg, p);
       return;
     }
-    pool_free(seg, pg, p);
+    pool_free(seg, pg, p, checked);
     return;
   }
   if (tracing) free_big_tagged(seg, p);
@@ -181,9 +220,13 @@ foreign:
   if (p) free_foreign(p);
 }
 
-void sm_free(void *p) { free_impl(p, false); }
+void sm_free(void *p) { free_impl(p, false, true); }
 
-void sm_free_traced(void *p) { free_impl(p, true); }
+void sm_free_traced(void *p) { free_impl(p, true, true); }
+
+SM_NOINLINE void sm_free_unchecked(void *p) { free_impl(p, false, false); }
+
+void (*sm_free_hook)(void *);
 
 
 
@@ -233,9 +276,8 @@ static size_t class_alignment(unsigned cls) {
 }
 
 void *sm_memalign(size_t align, size_t size) {
-  /* Every block of 16 bytes or more is 16-aligned; only the 8-byte class
-   * is not, so a tiny request with alignment 16 takes a 16-byte block. */
-  if (align <= SM_MIN_ALIGN) return sm_malloc(size < align ? align : size);
+  /* Every block is 16-aligned. */
+  if (align <= SM_MIN_ALIGN) return sm_malloc(size);
   if (SM_UNLIKELY(size > SM_MAX_REQUEST)) {
     errno = ENOMEM;
     return NULL;

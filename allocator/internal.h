@@ -21,6 +21,10 @@ void sm_os_unmap(void *p, size_t size);
 void sm_os_purge(void *p, size_t size);                       /* whole pages inside [p, p+size) */
 uint64_t sm_os_now_ms(void);
 uint64_t sm_os_tid(void);
+/* The mapping containing addr, from /proc/self/maps (slow: for rare paths). */
+bool sm_os_mapping_of(uintptr_t addr, uintptr_t *start, uintptr_t *end);
+/* The calling thread's stack mapping [lo, hi), cached per thread. */
+bool sm_os_thread_stack(uintptr_t *lo, uintptr_t *hi);
 
 /* ---- os.c: when to give free memory back (shared by pools and arenas).
  * Free memory stays committed while it is young: a program that frees and
@@ -55,6 +59,8 @@ unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max);
  * been released (how a double free of a huge block is told from a foreign
  * pointer). */
 #define SM_SEGMAP_FREED 255
+/* Slots a segment may span: entries 1..254 (a 1016 MiB mapping). */
+#define SM_SEGMAP_MAX_SLOTS (SM_SEGMAP_FREED - 1)
 #define SM_SEGMAP_BITS 47
 #define SM_SEGMAP_LEAF_BITS 13
 #define SM_SEGMAP_TOP ((size_t)1 << (SM_SEGMAP_BITS - SM_SEGMENT_SHIFT - SM_SEGMAP_LEAF_BITS))
@@ -97,6 +103,8 @@ size_t sm_segment_mapped(void);
 void *sm_pool_malloc_slow(sm_heap_t *heap, size_t size); /* may create the heap */
 void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *page, sm_block_t *block);
 void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *page, sm_block_t *block);
+/* A free the checks rejected: says what is wrong with p in one line, aborts. */
+SM_NORETURN SM_COLD void sm_pool_bad_free(sm_segment_t *seg, sm_page_t *pg, void *p);
 void sm_pool_adopt(sm_heap_t *heap, sm_segment_t *seg);
 void sm_pool_release_heap(sm_heap_t *heap); /* thread exit: free or abandon all */
 void sm_pool_purge(sm_heap_t *heap);
@@ -154,6 +162,12 @@ void sm_free(void *p);
 /* free(p) that also takes the block's tag and, when it had one, passes it
  * to sm_tag_released after the block is freed. */
 void sm_free_traced(void *p);
+/* free without the pool checks (free_checks=0; see pool_free in alloc.c). */
+void sm_free_unchecked(void *p);
+/* Where free goes when not to the default path (sm_free): sm_free_traced
+ * while tracing, sm_free_unchecked with free_checks=0, else NULL. The
+ * exported free tests it once. */
+extern void (*sm_free_hook)(void *);
 extern void (*sm_tag_released)(uint32_t trace, size_t req); /* set by the tracer */
 void *sm_calloc(size_t n, size_t size);
 void *sm_realloc(void *p, size_t size);

@@ -31,10 +31,18 @@ static struct {
 static unsigned nranges;
 
 static void range_add_locked(void *p, size_t len) {
+  static bool told;
   if (nranges < META_RANGES) {
     ranges[nranges].start = (uintptr_t)p;
     ranges[nranges].len = len;
     nranges++;
+  } else if (!told) {
+    /* Only the leak scan reads the list; a mapping missing from it is
+     * scanned as if it were the program's, so tracer tables there can make
+     * leaked blocks look reachable. Said once. */
+    told = true;
+    sm_warning("more than %u metadata mappings: the leak analysis may miss leaks (tracer tables scanned as "
+               "program memory)", (unsigned)META_RANGES);
   }
 }
 

@@ -144,6 +144,13 @@ void sm_warning(const char *fmt, ...) {
   va_end(ap);
 }
 
+void sm_warning_always(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  emit("warning: ", fmt, ap);
+  va_end(ap);
+}
+
 void sm_fatal(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -17,6 +17,9 @@ size_t sm_snprintf(char *buf, size_t cap, const char *fmt, ...) __attribute__((f
 void sm_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "snapmalloc: warning: <text>\n", at most 16 per process */
 void sm_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "snapmalloc: warning: <text>\n", not counted against the 16: for callers
+ * that rate-limit their own warnings (snapshot write failures). */
+void sm_warning_always(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "snapmalloc: error: <text>\n", then abort(): the heap is no longer
  * trustworthy (double free, invalid pointer, corrupted metadata). */
 SM_NORETURN SM_COLD void sm_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -3,6 +3,7 @@
 #include "allocator/options.h"
 
 #include <signal.h>
+#include <sys/auxv.h>
 
 #include "allocator/msg.h"
 #include "allocator/types.h"
@@ -31,12 +32,17 @@ static const opt_desc_t descs[] = {
     {"leaks", OPT_BOOL, 0, 1, FIELD(leaks)},
     {"policy", OPT_POLICY, 0, 0, FIELD(policy)},
     {"increment", OPT_SIZE, (long long)SM_SEGMENT_SIZE, 512LL << 20, FIELD(increment)},
-    {"huge", OPT_SIZE, (long long)SM_POOL_MAX + 1, 1LL << 30, FIELD(huge)},
+    /* A large chunk must span at most SM_SEGMAP_MAX_SLOTS (254) segments
+     * of the one-byte segment map (1016 MiB): a block of `huge` bytes plus
+     * its chunk's header, or `increment`, stays far below at 512 MiB. */
+    {"huge", OPT_SIZE, (long long)SM_POOL_MAX + 1, 512LL << 20, FIELD(huge)},
     {"retain", OPT_SIZE, 0, 1LL << 40, FIELD(retain)},
     {"verbose", OPT_BOOL, 0, 1, FIELD(verbose)},
     {"unwind", OPT_UNWIND, 0, 0, FIELD(unwind)},
+    {"free_checks", OPT_BOOL, 0, 1, FIELD(free_checks)},
 };
 #define NDESCS (sizeof descs / sizeof descs[0])
+_Static_assert((512 << 20) / SM_SEGMENT_SIZE + 2 <= 254, "huge/increment ranges must fit the segment map");
 
 static void set_defaults(sm_options_t *o) {
   *o = (sm_options_t){0};
@@ -52,6 +58,7 @@ static void set_defaults(sm_options_t *o) {
   o->increment = 16 * SM_MiB;
   o->huge = 32 * SM_MiB;
   o->retain = 4 * SM_MiB;
+  o->free_checks = true;
 }
 
 static bool str_eq(const char *a, size_t alen, const char *b) {
@@ -234,7 +241,20 @@ extern char **environ;
 static char spec_copy[1024];
 const char *sm_options_spec;
 
+bool sm_secure;
+
 void sm_options_init(void) {
+  /* A setuid, setgid or file-capability program (the kernel's AT_SECURE,
+   * as glibc's own tunables) takes nothing from the environment of the
+   * user who started it: SNAPMALLOC_OPTIONS could make it write a file of
+   * that user's choosing with its privileges. It runs on the defaults
+   * (tracing off, so no snapshot) and says nothing: its stderr may be a
+   * file the program opened in place of a closed descriptor 2. */
+  if (getauxval(AT_SECURE)) {
+    sm_secure = true;
+    sm_options_parse(&sm_opt, NULL);
+    return;
+  }
   const char *spec = NULL;
   static const char key[] = "SNAPMALLOC_OPTIONS=";
   for (char **e = environ; e && *e; e++) {
@@ -271,4 +291,5 @@ void sm_options_print(const sm_options_t *o) {
   sm_info("option verbose = %d", o->verbose);
   static const char *unwinders[] = {"fast", "libunwind", "check"};
   sm_info("option unwind = %s", unwinders[o->unwind]);
+  sm_info("option free_checks = %d", o->free_checks);
 }

@@ -28,6 +28,7 @@ typedef struct sm_options {
   size_t retain;        /* free bytes a heap or arena keeps before purging */
   bool verbose;         /* print options at start and statistics at exit */
   sm_unwinder_t unwind; /* stack capture method */
+  bool free_checks;     /* free validates small blocks (double free, interior pointer) */
   /* which options were given explicitly (bit per descriptor index) */
   uint32_t given;
 } sm_options_t;
@@ -38,8 +39,10 @@ extern const char *sm_options_spec; /* SNAPMALLOC_OPTIONS as given, or NULL */
 /* Reset to defaults, then apply `spec` (may be NULL). Returns the number of
  * rejected items (each already reported with one warning line). */
 int sm_options_parse(sm_options_t *o, const char *spec);
-/* Find SNAPMALLOC_OPTIONS in environ and parse it into sm_opt. */
+/* Find SNAPMALLOC_OPTIONS in environ and parse it into sm_opt; under
+ * AT_SECURE (setuid, setgid, file capabilities) only set the defaults. */
 void sm_options_init(void);
+extern bool sm_secure; /* AT_SECURE: the environment was ignored */
 /* True if option `name` was set explicitly. */
 bool sm_options_given(const sm_options_t *o, const char *name);
 /* Print "snapmalloc: option <name> = <value>" lines. */

@@ -5,6 +5,7 @@
 #include "allocator/internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -118,4 +119,73 @@ sm_purge_t sm_purge_due(size_t dirty, size_t inuse, uint64_t *last, uint32_t *cu
     return SM_PURGE_OLD;
   }
   return SM_PURGE_NONE;
+}
+
+/* ---------------------------------------------------------------- mappings */
+
+static uintptr_t parse_hex(const char **s) {
+  uintptr_t v = 0;
+  for (;; (*s)++) {
+    char c = **s;
+    unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16u;
+    if (d == 16) return v;
+    v = v * 16 + d;
+  }
+}
+
+/* /proc/self/maps, read a buffer at a time (no allocation): the mapping
+ * that contains addr. Adjacent mappings are not merged: a thread's stack is
+ * one mapping, its guard page another. */
+bool sm_os_mapping_of(uintptr_t addr, uintptr_t *start, uintptr_t *end) {
+  int saved = errno;
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  bool found = false;
+  if (fd >= 0) {
+    char buf[4096];
+    size_t have = 0;
+    for (;;) {
+      ssize_t r = read(fd, buf + have, sizeof buf - 1 - have);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      have += (size_t)r;
+      buf[have] = '\0';
+      char *line = buf, *nl;
+      while ((nl = __builtin_strchr(line, '\n')) != NULL) {
+        const char *q = line;
+        uintptr_t lo = parse_hex(&q);
+        uintptr_t hi = *q == '-' ? (q++, parse_hex(&q)) : 0;
+        if (addr >= lo && addr < hi) {
+          *start = lo;
+          *end = hi;
+          found = true;
+          break;
+        }
+        line = nl + 1;
+      }
+      if (found) break;
+      have = (size_t)(buf + have - line);
+      if (have == sizeof buf - 1) have = 0; /* a line longer than the buffer: its path only, skip it */
+      __builtin_memmove(buf, line, have);
+    }
+    close(fd);
+  }
+  errno = saved;
+  return found;
+}
+
+/* The calling thread's stack mapping, found once per thread and again when
+ * the stack pointer leaves it (the main thread's stack grows down). */
+static SM_TLS uintptr_t stack_lo, stack_hi;
+
+bool sm_os_thread_stack(uintptr_t *lo, uintptr_t *hi) {
+  uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+  if (sp < stack_lo || sp >= stack_hi) {
+    uintptr_t a, b;
+    if (!sm_os_mapping_of(sp, &a, &b)) return false;
+    stack_lo = a;
+    stack_hi = b;
+  }
+  *lo = stack_lo;
+  *hi = stack_hi;
+  return true;
 }

@@ -89,7 +89,9 @@ static uint8_t *page_end(const sm_segment_t *seg, const sm_page_t *pg) {
 }
 
 /* Carves up to ~16 KiB of new blocks onto the free list (at least one), so a
- * page's memory is touched only as it is used. */
+ * page's memory is touched only as it is used. Every block on a list is
+ * marked free, fresh ones included: a free of a block never handed out is a
+ * double free too. */
 static void page_extend(sm_page_t *pg) {
   uint32_t n = pg->reserved - pg->capacity;
   uint32_t step = (uint32_t)(16 * SM_KiB / pg->block_size);
@@ -97,10 +99,25 @@ static void page_extend(sm_page_t *pg) {
   if (n > step) n = step;
   uint8_t *p = pg->start + (size_t)pg->capacity * pg->block_size;
   size_t bs = pg->block_size;
-  for (uint32_t i = 0; i + 1 < n; i++) ((sm_block_t *)(p + i * bs))->next = (sm_block_t *)(p + (i + 1) * bs);
-  ((sm_block_t *)(p + (size_t)(n - 1) * bs))->next = pg->free;
+  for (uint32_t i = 0; i < n; i++) {
+    sm_block_t *b = (sm_block_t *)(p + i * bs);
+    b->next = i + 1 < n ? (sm_block_t *)(p + (i + 1) * bs) : pg->free;
+    b->mark = SM_MARK_LOCAL;
+  }
   pg->free = (sm_block_t *)p;
   pg->capacity += n;
+  __atomic_store_n(&pg->qlimit, pg->capacity * sm_block_excess(pg->block_size), __ATOMIC_RELAXED);
+}
+
+/* A remote list that does not hold up: a block on it twice, or one the
+ * owner freed as well (a double free that raced), or more blocks than are
+ * in use. Reported before any of them can be handed out again. */
+static SM_NOINLINE SM_COLD SM_NORETURN void bad_remote_list(const sm_page_t *pg, const sm_block_t *b, uint32_t n) {
+  if (n > pg->used)
+    sm_fatal("free(): double free detected in a %u-byte pool page at %p (at least %u blocks freed from other "
+             "threads, %u in use; %p among them)", pg->block_size, (void *)pg->start, n, pg->used, (const void *)b);
+  sm_fatal("free(): double free of %p (%u-byte block, freed by its owner thread and by another)", (const void *)b,
+           pg->block_size);
 }
 
 /* Appends list (head..tail) to the page's free list. */
@@ -109,7 +126,10 @@ static void free_append(sm_page_t *pg, sm_block_t *head, sm_block_t *tail) {
   pg->free = head;
 }
 
-/* Moves local_free and thread_free onto free. Returns true if any block came back. */
+/* Moves local_free and thread_free onto free. Returns true if any block came back.
+ * The remote list is walked anyway (for its tail and length); the walk
+ * also checks each block's mark and stops after `used` blocks, so a list
+ * made circular by a double free is reported, never followed forever. */
 static bool page_collect(sm_page_t *pg) {
   bool got = false;
   if (pg->local_free) {
@@ -117,7 +137,12 @@ static bool page_collect(sm_page_t *pg) {
       pg->free = pg->local_free;
     } else {
       sm_block_t *tail = pg->local_free;
-      while (tail->next) tail = tail->next;
+      for (uint32_t n = 1; tail->next; n++) {
+        if (SM_UNLIKELY(n > pg->capacity))
+          sm_fatal("free(): double free detected in a %u-byte pool page at %p (its free list is circular)",
+                   pg->block_size, (void *)pg->start);
+        tail = tail->next;
+      }
       free_append(pg, pg->local_free, tail);
     }
     pg->local_free = NULL;
@@ -126,15 +151,13 @@ static bool page_collect(sm_page_t *pg) {
   if (__atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED)) {
     sm_block_t *list = __atomic_exchange_n(&pg->thread_free, NULL, __ATOMIC_ACQUIRE);
     if (list) {
-      uint32_t n = 1;
-      sm_block_t *tail = list;
-      while (tail->next) {
-        tail = tail->next;
-        n++;
+      uint32_t n = 0;
+      sm_block_t *tail = NULL;
+      for (sm_block_t *b = list; b; b = b->next) {
+        if (SM_UNLIKELY(++n > pg->used || b->mark != SM_MARK_REMOTE)) bad_remote_list(pg, b, n);
+        b->mark = SM_MARK_LOCAL;
+        tail = b;
       }
-      if (SM_UNLIKELY(n > pg->used))
-        sm_fatal("free(): double free detected in a %u-byte pool page at %p (%u blocks freed from other threads, %u in use)",
-                 pg->block_size, (void *)pg->start, n, pg->used);
       pg->used -= n;
       free_append(pg, list, tail);
       got = true;
@@ -169,6 +192,8 @@ static void page_assign(sm_segment_t *seg, sm_page_t *pg, unsigned cls) {
   pg->cls = (uint8_t)cls;
   pg->reserved = (uint32_t)((size_t)(page_end(seg, pg) - pg->start) / bs);
   pg->capacity = 0;
+  __atomic_store_n(&pg->qlimit, 0, __ATOMIC_RELAXED);
+  pg->mulc = sm_block_mulc(bs);
   pg->used = 0;
   pg->free = NULL;
   pg->local_free = NULL;
@@ -200,6 +225,7 @@ static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
   pg->reserved = 0;
   pg->used = 0;
   pg->capacity = 0;
+  __atomic_store_n(&pg->qlimit, 0, __ATOMIC_RELAXED); /* a free into the page now fails the block test */
   pg->free = pg->local_free = NULL;
   bool was_full = seg->free_mask == 0;
   size_t bytes = page_bytes(seg);
@@ -364,16 +390,11 @@ SM_NOINLINE void *sm_pool_malloc_slow(sm_heap_t *h, size_t size) {
   sm_block_t *b = pg->free;
   pg->free = b->next;
   pg->used++;
+  b->mark = 0;
   return b;
 }
 
 /* ---------------------------------------------------------------- frees */
-
-static SM_NOINLINE SM_COLD void bad_pool_free(sm_segment_t *seg, sm_page_t *pg, void *p) {
-  if (!pg->assigned)
-    sm_fatal("free(): double free or invalid pointer %p (its pool page is not in use)", p);
-  sm_fatal("free(): double free of %p (%u-byte block)", p, pg->block_size);
-}
 
 static bool is_block_start(const sm_page_t *pg, const void *p) {
   if ((const uint8_t *)p < pg->start) return false;
@@ -382,12 +403,34 @@ static bool is_block_start(const sm_page_t *pg, const void *p) {
   return (size_t)idx * pg->block_size == off && idx < pg->capacity;
 }
 
+/* Names what is wrong with a free the checks rejected (pool_misuse in
+ * alloc.c, the remote path, the slow path), in one line, and aborts. */
+SM_NORETURN SM_COLD void sm_pool_bad_free(sm_segment_t *seg, sm_page_t *pg, void *p) {
+  (void)seg;
+  const uint8_t *q = p;
+  if (!__atomic_load_n(&pg->assigned, __ATOMIC_RELAXED))
+    sm_fatal("free(): invalid pointer %p (in a pool page that is not in use: freed already, or never allocated)", p);
+  if (q < pg->start) sm_fatal("free(): invalid pointer %p (inside a pool segment's header, not a block)", p);
+  size_t off = (size_t)(q - pg->start);
+  uint32_t idx = sm_class_div(off, pg->cls);
+  const uint8_t *block = pg->start + (size_t)idx * pg->block_size;
+  if (idx >= pg->capacity)
+    sm_fatal("free(): invalid pointer %p (past the blocks handed out in its %u-byte pool page)", p, pg->block_size);
+  if (block != q)
+    sm_fatal("free(): invalid pointer %p (%s: %zu bytes into the %u-byte block at %p)", p,
+             ((uintptr_t)q & (SM_MIN_ALIGN - 1)) ? "misaligned" : "not the start of a block", (size_t)(q - block),
+             pg->block_size, (const void *)block);
+  sm_fatal("free(): double free of %p (%u-byte block)", p, pg->block_size);
+}
+
 /* The owner frees a block and the cheap checks in the fast path flagged it:
  * the page may become empty, may be on the full list, or this is misuse. */
 SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
-  if (SM_UNLIKELY(!pg->assigned || pg->used == 0 || b == pg->local_free || b == pg->free))
-    bad_pool_free(seg, pg, b);
+  if (SM_UNLIKELY(!pg->assigned || pg->used == 0 || !is_block_start(pg, b) || b->mark == SM_MARK_LOCAL ||
+                  b == pg->local_free || b == pg->free))
+    sm_pool_bad_free(seg, pg, b);
   sm_heap_t *h = seg->heap;
+  b->mark = SM_MARK_LOCAL;
   b->next = pg->local_free;
   pg->local_free = b;
   pg->used--;
@@ -406,9 +449,13 @@ SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_bl
   }
 }
 
+/* Another thread's free. The block is checked as the owner would (its page
+ * fields only grow while it has live blocks, and the caller's own block
+ * keeps the page assigned), then marked with an atomic swap: of two threads
+ * freeing one block at once, one sees the other's mark. */
 SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
-  if (SM_UNLIKELY(!__atomic_load_n(&pg->assigned, __ATOMIC_RELAXED) || !is_block_start(pg, b)))
-    bad_pool_free(seg, pg, b);
+  uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
+  if (SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED))) sm_pool_bad_free(seg, pg, b);
   /* Everything needed from the segment is read while b is still live: once
    * b is pushed, the owner may collect it, empty the page and release the
    * segment. */
@@ -424,6 +471,8 @@ SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_
       return;
     }
   }
+  uintptr_t was = __atomic_exchange_n(&b->mark, SM_MARK_REMOTE, __ATOMIC_RELAXED);
+  if (SM_UNLIKELY(was == SM_MARK_LOCAL || was == SM_MARK_REMOTE)) sm_pool_bad_free(seg, pg, b);
   bool full = __atomic_load_n(&pg->in_full, __ATOMIC_RELAXED);
   sm_block_t *old = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
   do {
@@ -516,7 +565,8 @@ void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep) {
 }
 
 /* Checks one page: every block on free and local_free lies inside the
- * carved part at a block boundary, no block is listed twice, and
+ * carved part at a block boundary and is marked free, no block is listed
+ * twice, and
  * used + listed == capacity (thread_free blocks count as used). */
 size_t sm_pool_check(const sm_page_t *pg) {
   if (!pg->assigned) return 0;
@@ -525,6 +575,7 @@ size_t sm_pool_check(const sm_page_t *pg) {
   for (int l = 0; l < 2; l++) {
     for (const sm_block_t *b = lists[l]; b; b = b->next) {
       if (!is_block_start(pg, b)) return 1;
+      if (b->mark != SM_MARK_LOCAL) return 5; /* a listed block not marked free */
       if (++listed > pg->capacity) return 2; /* a cycle or a block listed twice */
     }
   }
@@ -544,7 +595,7 @@ static void mark_list(const sm_page_t *pg, const sm_block_t *b, uint8_t *bits) {
 }
 
 void sm_pool_walk(sm_segment_t *seg, sm_block_fn fn, void *arg) {
-  uint8_t bits[(1u << SM_SMALL_PAGE_SHIFT) / 8 / 8]; /* one bit per block: at most 64 KiB of 8-byte blocks */
+  uint8_t bits[(1u << SM_SMALL_PAGE_SHIFT) / 16 / 8]; /* one bit per block: at most 64 KiB of 16-byte blocks */
   for (uint32_t p = 0; p < seg->page_count; p++) {
     sm_page_t *pg = &seg->pages[p];
     if (!pg->assigned || pg->capacity == 0) continue;

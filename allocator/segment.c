@@ -38,7 +38,10 @@ static uint8_t *segmap_entry(uintptr_t idx, bool create) {
 
 bool sm_segmap_set(sm_segment_t *seg, size_t slots) {
   uintptr_t idx = (uintptr_t)seg >> SM_SEGMENT_SHIFT;
-  if (slots > 255) slots = 255;
+  /* Entries are 1..SM_SEGMAP_MAX_SLOTS; one more would store the FREED
+   * marker. The option ranges keep every segment below this (options.c);
+   * refusing here keeps a bug from handing our pointers to glibc. */
+  if (slots > SM_SEGMAP_MAX_SLOTS) return false;
   for (size_t k = 0; k < slots; k++) {
     uint8_t *e = segmap_entry(idx + k, true);
     if (!e) {
@@ -52,7 +55,7 @@ bool sm_segmap_set(sm_segment_t *seg, size_t slots) {
 
 void sm_segmap_clear(sm_segment_t *seg, size_t slots, uint8_t value) {
   uintptr_t idx = (uintptr_t)seg >> SM_SEGMENT_SHIFT;
-  if (slots > 255) slots = 255;
+  if (slots > SM_SEGMAP_MAX_SLOTS) slots = SM_SEGMAP_MAX_SLOTS;
   for (size_t k = 0; k < slots; k++) {
     uint8_t *e = segmap_entry(idx + k, false);
     if (e) __atomic_store_n(e, value, __ATOMIC_RELEASE);

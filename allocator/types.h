@@ -25,10 +25,9 @@
 
 #define SM_SMALL_MAX  ((size_t)1024)
 #define SM_POOL_MAX   ((size_t)32 * 1024) /* largest request served by pools */
-#define SM_CLASS_COUNT 41                 /* size classes, see sizeclass.c */
+#define SM_CLASS_COUNT 40                 /* size classes, see sizeclass.c */
 
-/* Smallest alignment every malloc result has (glibc: 2 * sizeof(size_t)),
- * except 8-byte blocks, which hold nothing that needs more. */
+/* Smallest alignment every malloc result has (glibc: 2 * sizeof(size_t)). */
 #define SM_MIN_ALIGN 16
 
 /* Largest request we try to satisfy at all (glibc refuses > PTRDIFF_MAX). */
@@ -42,10 +41,25 @@ typedef enum sm_segment_kind {
 
 /* ---------------------------------------------------------------- pools */
 
-/* A free block in a pool page: its first word links to the next. */
+/* A free block in a pool page: its first word links to the next, its
+ * second holds a free mark. malloc clears the mark of the block it hands
+ * out, so a block that carries one on free was freed already (a double
+ * free, caught before it can link a block twice). The owner's frees write
+ * SM_MARK_LOCAL; another thread's free swaps in SM_MARK_REMOTE atomically
+ * (two racing frees of one block: one of them sees the other's mark), and
+ * the owner turns it into SM_MARK_LOCAL when it collects the block, after
+ * checking it (a block the owner freed meanwhile has SM_MARK_LOCAL there).
+ * Both are kernel addresses, so no program stores them in its own data by
+ * accident and the leak scanner never takes them for pointers; both fit a
+ * sign-extended 32-bit immediate, so testing and writing one costs one
+ * instruction each. */
 typedef struct sm_block {
   struct sm_block *next;
+  uintptr_t mark; /* SM_MARK_LOCAL / SM_MARK_REMOTE while free; 0 from malloc until free */
 } sm_block_t;
+
+#define SM_MARK_LOCAL  ((uintptr_t)(intptr_t)(int32_t)0xf4ee0b1cu)
+#define SM_MARK_REMOTE ((uintptr_t)(intptr_t)(int32_t)0xf4ee0b1du)
 
 struct sm_heap;
 
@@ -67,6 +81,9 @@ typedef struct sm_page {
   uint8_t dirty;           /* unassigned page whose memory is still committed */
   uint8_t assigned;        /* 1 while the page serves a class */
   uint32_t freed_at;       /* unassigned and dirty: sm_now32() when it was retired */
+  uint64_t mulc;           /* sm_block_mulc(block_size) */
+  uint64_t qlimit;         /* atomic: capacity * sm_block_excess(block_size), 0 unassigned: p is a
+                              carved block iff (p - start) * mulc < qlimit (sizeclass.h) */
   struct sm_page *next;    /* neighbour in the heap's avail or full list */
   struct sm_page *prev;
   uint64_t *tags;          /* tracer: per-block trace id | request << 32, or NULL */

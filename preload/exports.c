@@ -50,9 +50,12 @@ SM_INLINE void *unlinked(void *p) {
 
 SM_EXPORT void *malloc(size_t size) { TRACED(sm_malloc(size), size); }
 
+/* One test on the default path: sm_free_hook is set (to sm_free_traced or
+ * sm_free_unchecked) when tracing is on or the free checks are off. */
 SM_EXPORT void free(void *p) {
-  if (SM_UNLIKELY(sm_trace_on)) {
-    sm_free_traced(p); /* hands a tagged block's tag to sm_track_untag */
+  void (*hook)(void *) = __atomic_load_n(&sm_free_hook, __ATOMIC_RELAXED);
+  if (SM_UNLIKELY(hook != NULL)) {
+    hook(p); /* sm_free_traced hands a tagged block's tag to sm_track_untag */
     return;
   }
   sm_free(p);

@@ -84,7 +84,14 @@ static int add_one(struct dl_phdr_info *info, size_t size, void *arg) {
       return 0;
     break;
   }
-  if (mod_count >= MODULES_MAX) return 1;
+  if (mod_count >= MODULES_MAX) {
+    static bool told; /* under mod_lock */
+    if (!told)
+      sm_warning("more than %u loaded objects: frames in the objects loaded after that are recorded without a "
+                 "module (raw addresses)", (unsigned)MODULES_MAX);
+    told = true;
+    return 1;
+  }
   sm_module_t *m = &mods[mod_count];
   memset(m, 0, sizeof *m);
   m->bias = info->dlpi_addr;

@@ -1,12 +1,15 @@
 /* The snapshot writer (format in snapfmt.h). It runs outside every
  * allocator lock: copies the trace table, reads the module map, builds the
- * whole file in a buffer from the metadata arena, then writes it to a
- * temporary name (mode 0600, O_EXCL | O_NOFOLLOW) and renames it into place,
- * so a reader never sees a torn file. No stdio, no malloc. */
+ * whole file in a buffer from the metadata arena, then publishes it as a
+ * new regular file (see publish()), so a reader never sees a torn file and
+ * nothing but a regular file of ours is ever replaced. No stdio, no malloc. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,30 +69,36 @@ static const char *base_name(const char *path) {
   return b;
 }
 
-/* Expands the `out` pattern: %p pid, %n sequence, %e program name, %% '%'. */
-static void expand_name(char *dst, size_t cap, const char *pattern, uint64_t seq) {
+/* Expands the `out` pattern: %p pid, %n sequence, %e program name, %% '%'.
+ * False if the result does not fit in cap bytes. */
+static bool expand_name(char *dst, size_t cap, const char *pattern, uint64_t seq) {
   char exe[256];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   exe[n > 0 ? n : 0] = '\0';
   size_t len = 0;
-  for (const char *p = pattern; *p && len + 1 < cap; p++) {
-    if (*p != '%' || !p[1]) {
-      dst[len++] = *p;
-      continue;
-    }
-    p++;
+  for (const char *p = pattern; *p; p++) {
     char tmp[32];
     const char *ins = tmp;
-    switch (*p) {
-    case 'p': sm_snprintf(tmp, sizeof tmp, "%d", (int)getpid()); break;
-    case 'n': sm_snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)seq); break;
-    case 'e': ins = base_name(exe); break;
-    case '%': ins = "%"; break;
-    default: sm_snprintf(tmp, sizeof tmp, "%%%c", *p); break;
+    if (*p != '%' || !p[1]) {
+      tmp[0] = *p;
+      tmp[1] = '\0';
+    } else {
+      p++;
+      switch (*p) {
+      case 'p': sm_snprintf(tmp, sizeof tmp, "%d", (int)getpid()); break;
+      case 'n': sm_snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)seq); break;
+      case 'e': ins = base_name(exe); break;
+      case '%': ins = "%"; break;
+      default: sm_snprintf(tmp, sizeof tmp, "%%%c", *p); break;
+      }
     }
-    while (*ins && len + 1 < cap) dst[len++] = *ins++;
+    for (; *ins; ins++) {
+      if (len + 1 >= cap) return false;
+      dst[len++] = *ins;
+    }
   }
   dst[len] = '\0';
+  return true;
 }
 
 /* Lays out the payload into b (measuring only when b->cap is 0). */
@@ -197,24 +206,172 @@ static int write_all_fd(int fd, const uint8_t *p, size_t n) {
   return 0;
 }
 
+/* ---------------------------------------------------------------- publishing
+ *
+ * The rule: a snapshot only ever becomes a new regular file, or replaces a
+ * regular file owned by our effective uid. Nothing else at the target name
+ * (a device, a FIFO, a directory, a symlink, someone else's file) is
+ * touched: the write fails with EEXIST.
+ *
+ * The bytes go first into an unnamed file (O_TMPFILE in the target's
+ * directory), which a killed writer cannot leave behind. It is then linked
+ * in: straight at the target name when there is none (linkat fails if one
+ * appeared meanwhile, so a name created in between is never replaced), or
+ * at a fresh random name that is renamed over our own regular file. Where
+ * the filesystem has no O_TMPFILE, the bytes go to that random name
+ * directly (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600), published the same
+ * way; every failure path unlinks it. Random names are
+ * ".snapmalloc-PID-XXXXXXXXXXXXXXXX.tmp" beside the target: 64 bits from
+ * getrandom(), so nobody can plant a file or a link there in advance, and a
+ * leftover (a writer killed between write and rename, without O_TMPFILE)
+ * is recognisable by name and pid.
+ *
+ * The owner check and the rename are two steps (rename(2) has no "only if
+ * it is a regular file of mine" flag). Whoever can swap the entry between
+ * them has write access to the directory and could replace it anyway; in
+ * a sticky directory (/tmp) they can only swap in entries of their own,
+ * which rename then refuses to replace (EPERM) unless we own the directory. */
+
+/* Target's directory (a prefix of name, "." without a slash). */
+static bool dir_of(const char *name, char *dir, size_t cap) {
+  const char *slash = strrchr(name, '/');
+  if (!slash) {
+    sm_snprintf(dir, cap, ".");
+    return true;
+  }
+  size_t n = slash == name ? 1 : (size_t)(slash - name);
+  if (n + 1 > cap) return false;
+  memcpy(dir, name, n);
+  dir[n] = '\0';
+  return true;
+}
+
+static bool random_name(char *dst, size_t cap, const char *dir) {
+  uint64_t r = 0;
+  if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+    r = (sm_os_now_ms() * 0x9E3779B97F4A7C15ull) ^ (uintptr_t)&r ^ __builtin_ia32_rdtsc();
+  return sm_snprintf(dst, cap, "%s/.snapmalloc-%d-%016llx.tmp", dir, (int)getpid(), (unsigned long long)r) + 1 < cap;
+}
+
+/* 0: name is free; 1: a regular file of ours; -1 with errno: leave it alone. */
+static int target_state(const char *name) {
+  struct stat st;
+  if (lstat(name, &st) != 0) return errno == ENOENT ? 0 : -1;
+  if (S_ISREG(st.st_mode) && st.st_uid == geteuid()) return 1;
+  errno = EEXIST;
+  return -1;
+}
+
+/* Moves the file at tmp (a name of ours) to name under the rule above;
+ * unlinks tmp unless it became name. */
+static int move_into_place(const char *tmp, const char *name) {
+  int state = target_state(name);
+  int rc = -1;
+  if (state == 0) {
+    rc = link(tmp, name); /* EEXIST if the name appeared meanwhile */
+  } else if (state == 1) {
+    rc = rename(tmp, name);
+    if (rc == 0) return 0;
+  }
+  int e = errno;
+  unlink(tmp);
+  errno = e;
+  return rc;
+}
+
+static int publish(const char *name, const uint8_t *buf, size_t len) {
+  char dir[PATH_MAX], tmp[PATH_MAX + 64];
+  if (!dir_of(name, dir, sizeof dir) || !random_name(tmp, sizeof tmp, dir)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  int state = target_state(name);
+  if (state < 0) return -1;
+  int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    char self[64];
+    sm_snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    int rc = write_all_fd(fd, buf, len);
+    if (rc == 0) {
+      if (state == 0) {
+        rc = linkat(AT_FDCWD, self, AT_FDCWD, name, AT_SYMLINK_FOLLOW);
+      } else {
+        rc = linkat(AT_FDCWD, self, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW);
+        if (rc == 0) rc = move_into_place(tmp, name);
+      }
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    if (rc == 0 || (errno != ENOENT && errno != EXDEV)) return rc; /* ENOENT: no /proc */
+  } else if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
+    return -1;
+  }
+  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return -1;
+  int rc = write_all_fd(fd, buf, len);
+  int e = errno ? errno : EIO;
+  close(fd);
+  if (rc != 0) {
+    unlink(tmp);
+    errno = e;
+    return -1;
+  }
+  return move_into_place(tmp, name);
+}
+
+/* ---------------------------------------------------------------- failures
+ *
+ * A write that fails says so on stderr, outside the 16-warning budget of
+ * sm_warning: the first failure of each kind (errno) is reported, then
+ * the 2nd, 4th, 8th... of that kind with the count, so a failing interval
+ * or signal snapshot never goes silent and never floods. */
+#define FAIL_KINDS 160
+static uint32_t fail_count[FAIL_KINDS]; /* by errno; the last slot takes the rest */
+
+static void report_failure(const char *name, int err) {
+  uint32_t n = __atomic_add_fetch(&fail_count[err > 0 && err < FAIL_KINDS ? err : FAIL_KINDS - 1], 1, __ATOMIC_RELAXED);
+  if (n & (n - 1)) return;
+  const char *why = strerrordesc_np(err);
+  if (err == EEXIST) why = "something that is not a regular file of ours is in the way";
+  if (n == 1) sm_warning_always("cannot write snapshot %s: %s", name, why ? why : "unknown error");
+  else sm_warning_always("cannot write snapshot %s: %s (%u failures of this kind so far)", name, why ? why : "unknown error", n);
+}
+
+/* The thread inside the writer (0: none). A signal handler that calls
+ * exit() on that thread, as a SIGTERM handler may, comes back here from
+ * the exit-time snapshot while write_lock is held by the code it
+ * interrupted: waiting would never end. */
+static int writer_tid;
+
+bool sm_snapshot_writing_here(void) { return __atomic_load_n(&writer_tid, __ATOMIC_ACQUIRE) == (int)sm_os_tid(); }
+
 int sm_snapshot_write(const char *path, uint32_t flags) {
   if (!sm_trace_on) {
     errno = ENOTSUP;
     return -1;
   }
+  int me = (int)sm_os_tid();
+  if (sm_snapshot_writing_here()) {
+    sm_warning_always("snapshot skipped: this thread is already writing one (exit or a snapshot from a signal "
+                      "handler that interrupted the writer)");
+    errno = EDEADLK;
+    return -1;
+  }
   sm_tracer_enter();
   sm_lock(&write_lock);
+  __atomic_store_n(&writer_tid, me, __ATOMIC_RELEASE);
   int saved_errno = 0, rc = -1;
   uint64_t seq = sequence++;
-  char name[SM_OUT_MAX + 64], tmp[SM_OUT_MAX + 96];
-  if (path) {
-    size_t i = 0;
-    for (; path[i] && i + 1 < sizeof name; i++) name[i] = path[i];
-    name[i] = '\0';
-  } else {
-    expand_name(name, sizeof name, sm_opt.out, seq);
+  static char name[PATH_MAX]; /* under write_lock */
+  size_t plen = path ? strlen(path) : 0;
+  if (path ? plen >= sizeof name : !expand_name(name, sizeof name, sm_opt.out, seq)) {
+    if (path) sm_snprintf(name, sizeof name, "%.*s...", 200, path);
+    saved_errno = ENAMETOOLONG;
+    goto out_unlocked_tr;
   }
-  char cmdline[4096];
+  if (path) memcpy(name, path, plen + 1);
+  static char cmdline[4096]; /* under write_lock */
   size_t cmdlen = read_file("/proc/self/cmdline", cmdline, sizeof cmdline);
   if (cmdlen && cmdline[cmdlen - 1] == '\0') cmdlen--; /* separators only */
 
@@ -240,43 +397,27 @@ int sm_snapshot_write(const char *path, uint32_t flags) {
   memcpy(buf + 8, &v32, 4);
   v32 = SM_SNAP_HEADER_SIZE;
   memcpy(buf + 12, &v32, 4);
-  uint64_t plen = b.len;
-  memcpy(buf + 16, &plen, 8);
+  uint64_t paylen = b.len;
+  memcpy(buf + 16, &paylen, 8);
   v32 = sm_crc32(0, buf + SM_SNAP_HEADER_SIZE, b.len);
   memcpy(buf + 24, &v32, 4);
   memset(buf + 28, 0, 4);
-
-  sm_snprintf(tmp, sizeof tmp, "%s.tmp.%d.%llu", name, (int)getpid(), (unsigned long long)seq);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    saved_errno = errno;
-    goto out_buf;
-  }
-  if (write_all_fd(fd, buf, SM_SNAP_HEADER_SIZE + b.len) != 0) {
-    saved_errno = errno ? errno : EIO;
-    close(fd);
-    unlink(tmp);
-    goto out_buf;
-  }
-  close(fd);
-  if (rename(tmp, name) != 0) {
-    saved_errno = errno;
-    unlink(tmp);
-    goto out_buf;
-  }
-  rc = 0;
+  if (publish(name, buf, SM_SNAP_HEADER_SIZE + b.len) == 0) rc = 0;
+  else saved_errno = errno ? errno : EIO;
 out_buf:
   sm_meta_free(buf, total);
 out:
   if (tr) sm_meta_free(tr, cap * sizeof *tr);
+out_unlocked_tr:
+  if (rc != 0) report_failure(name, saved_errno);
+  __atomic_store_n(&writer_tid, 0, __ATOMIC_RELEASE);
   sm_unlock(&write_lock);
   sm_tracer_leave();
-  if (rc != 0) {
-    const char *why = strerrordesc_np(saved_errno);
-    sm_warning("cannot write snapshot %s: %s", name, why ? why : "unknown error");
-    errno = saved_errno;
-  }
+  if (rc != 0) errno = saved_errno;
   return rc;
 }
 
 sm_lock_t *const sm_write_lock_ref = &write_lock; /* for the lock table, tracer/locks.c */
+
+/* In a fork child, after the lock table was reset: the writer is gone. */
+void sm_snapshot_postfork_child(void) { writer_tid = 0; }

@@ -579,6 +579,7 @@ void sm_tracer_start(void) {
   sm_unwind_init();
   sm_modules_refresh();
   __atomic_store_n(&sm_trace_on, true, __ATOMIC_RELEASE);
+  __atomic_store_n(&sm_free_hook, sm_free_traced, __ATOMIC_RELEASE); /* free() goes to the traced free */
 }
 
 void sm_tracer_init(void) {

@@ -159,6 +159,10 @@ void sm_modules_self(uintptr_t *start, uintptr_t *end);
 /* Writes a snapshot to path, or to the next name from the `out` pattern when
  * path is NULL. flags: SM_SNAP_FINAL / SM_SNAP_LEAKS. 0 or -1 with errno. */
 int sm_snapshot_write(const char *path, uint32_t flags);
+void sm_snapshot_postfork_child(void);
+/* True on the thread that is inside sm_snapshot_write (a signal handler
+ * interrupted it). */
+bool sm_snapshot_writing_here(void);
 
 /* ---- triggers.c: signal, interval, exit, fork */
 void sm_triggers_init(void);

@@ -134,6 +134,7 @@ void sm_triggers_maybe_restart(void) {
 }
 
 void sm_triggers_postfork_child(void) {
+  sm_snapshot_postfork_child();
   if (!helper_running) return;
   close(wake_pipe[0]);
   close(wake_pipe[1]);
@@ -146,6 +147,8 @@ void sm_triggers_postfork_child(void) {
 void sm_triggers_at_exit(uintptr_t stack_from) {
   if (!sm_trace_on || !sm_opt.at_exit) return;
   uint32_t flags = SM_SNAP_FINAL;
-  if (sm_opt.leaks && sm_leaks_scan(stack_from)) flags |= SM_SNAP_LEAKS;
+  /* exit() from a signal handler that interrupted a snapshot: the scan
+   * would wait for write_lock, which this very thread holds. */
+  if (sm_opt.leaks && !sm_snapshot_writing_here() && sm_leaks_scan(stack_from)) flags |= SM_SNAP_LEAKS;
   sm_snapshot_write(NULL, flags);
 }

@@ -61,7 +61,10 @@ static const sm_cfi_rule_t *rule_for(sm_unwind_cache_t *c, uintptr_t ra) {
   return &c->e[i].rule;
 }
 
-/* Frames may not be larger than this; a bigger step means a wrong rule. */
+/* Frames may not be larger than this; a bigger step means a wrong rule.
+ * Every read is also bounded by the top of the thread's stack mapping
+ * (sm_os_thread_stack, found once per thread): a rule that puts the CFA
+ * past it is wrong, or the stack ends there. */
 #define FRAME_MAX ((uintptr_t)1 << 28)
 
 /* Notes a stack word the walk's result depends on (log may be NULL). */
@@ -84,8 +87,8 @@ static inline void log_word(sm_walk_log_t *log, uintptr_t sp0, uintptr_t addr, u
  * return address, and a saved rbp only when a later frame's CFA was
  * computed from it (rbp is a general register in most code, and its
  * saved values churn without changing the walk). */
-static int walk(sm_unwind_cache_t *c, uintptr_t ra, uintptr_t sp, uintptr_t bp, uintptr_t *ips, unsigned depth,
-                bool *truncated, sm_walk_log_t *log) {
+static int walk(sm_unwind_cache_t *c, uintptr_t ra, uintptr_t sp, uintptr_t bp, uintptr_t top, uintptr_t *ips,
+                unsigned depth, bool *truncated, sm_walk_log_t *log) {
   uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
   if (SM_UNLIKELY(c->gen != gen)) {
     memset(c->e, 0, sizeof c->e);
@@ -125,10 +128,14 @@ static int walk(sm_unwind_cache_t *c, uintptr_t ra, uintptr_t sp, uintptr_t bp, 
       }
     }
     if (SM_UNLIKELY(cfa <= sp || cfa - sp > FRAME_MAX || (cfa & 7))) return -1;
+    /* Past the top of the stack: the walk stops here. Not libunwind: it
+     * would follow the same rule into memory that may not be mapped. */
+    if (SM_UNLIKELY(cfa > top)) break;
     ra = ((const uintptr_t *)cfa)[-1];
     log_word(log, sp0, cfa - sizeof(uintptr_t), ra);
     if (r->rbp_saved) {
       bp_at = cfa + r->rbp_off;
+      if (SM_UNLIKELY(bp_at < sp || bp_at + sizeof(uintptr_t) > top)) break;
       bp = *(const uintptr_t *)bp_at;
       bp_logged = false;
     }
@@ -171,7 +178,9 @@ SM_NOINLINE unsigned sm_unwind(sm_unwind_cache_t *cache, const sm_stack_start_t 
       SM_STACK_HERE(here);
       from = &here;
     }
-    int n = walk(cache, from->ra, from->sp, from->bp, ips, depth, truncated, log);
+    uintptr_t lo, top;
+    if (!sm_os_thread_stack(&lo, &top) || from->sp < lo || from->sp >= top) top = from->sp + FRAME_MAX;
+    int n = walk(cache, from->ra, from->sp, from->bp, top, ips, depth, truncated, log);
     if (SM_LIKELY(n >= 0)) {
       if (SM_UNLIKELY(sm_opt.unwind == SM_UNWIND_CHECK)) sm_unwind_compare(ips, (unsigned)n, *truncated, depth);
       return (unsigned)n;

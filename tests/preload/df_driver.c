@@ -1,8 +1,10 @@
 /* Runs the doublefree program once per misuse kind and checks that each run
  * was killed by SIGABRT and printed exactly one line containing
- * "snapmalloc: error:" (plus "double free" for the double frees) on stderr;
- * and that the control run ("ok") exits 0 with no such line. A plain
- * should_fail test would also pass on a segfault or a wrong exit code.
+ * "snapmalloc: error:" (plus "double free" for the double frees), and that
+ * this line names the pointer the program said it would misuse; and that
+ * the control run ("ok") exits 0 with no such line. A plain should_fail
+ * test would also pass on a segfault, a hang or a wrong exit code: a run
+ * still going after 10 s is killed (SIGALRM) and fails.
  * Skips (77) when snapmalloc is not preloaded: the messages are ours.
  * Usage: df_driver PATH-TO-doublefree */
 #include <errno.h>
@@ -29,7 +31,7 @@ static int run(const char *prog, const char *mode, char *out, size_t cap) {
     dup2(fds[1], 2);
     close(fds[0]);
     close(fds[1]);
-    alarm(30);
+    alarm(10);
     execl(prog, prog, mode, (char *)NULL);
     _exit(127);
   }
@@ -67,9 +69,15 @@ int main(int argc, char **argv) {
     const char *mode;
     const char *words;
   } cases[] = {
-      {"small", "double free"},        {"small-between", "double free"},
-      {"large", "double free"},        {"huge", "double free"},
-      {"interior-large", NULL},        {"interior-huge", NULL},
+      {"small", "double free"},          {"small-between", "double free"},
+      {"small-aba", "double free"},      {"small-fresh", "double free"},
+      {"small-reused", "double free"},   {"interior", "not the start of a block"},
+      {"misaligned", "misaligned"},      {"remote", "double free"},
+      {"remote-race", "double free"},    {"owner-remote", "double free"},
+      {"remote-owner", "double free"},   {"large", "double free"},
+      {"huge", "double free"},           {"interior-large", NULL},
+      {"interior-huge", NULL},           {"stack", "stack"},
+      {"unmapped", "not mapped"},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s PATH-TO-doublefree\n", argv[0]);
@@ -94,6 +102,18 @@ int main(int argc, char **argv) {
     if (cases[i].words)
       CHECK_MSG(strstr(out, cases[i].words) != NULL, "%s: stderr lacks '%s'", mode, cases[i].words);
     CHECK_MSG(strstr(out, "survived") == NULL, "%s: the program went on after the misuse", mode);
+    /* The error line names the pointer announced by "doublefree: pointer P". */
+    const char *ann = strstr(out, "doublefree: pointer ");
+    const char *err = strstr(out, "snapmalloc: error:");
+    CHECK_MSG(ann != NULL, "%s: the program did not name its pointer", mode);
+    if (ann && err) {
+      char ptr[40];
+      if (sscanf(ann, "doublefree: pointer %39s", ptr) == 1) {
+        const char *eol = strchr(err, '\n');
+        const char *hit = strstr(err, ptr);
+        CHECK_MSG(hit && (!eol || hit < eol), "%s: the error line does not name %s", mode, ptr);
+      }
+    }
   }
   return test_summary();
 }

@@ -84,7 +84,7 @@ int main(void) {
     blocks[i] = sm_malloc(sizes[i]);
     CHECK(blocks[i] != NULL);
     CHECK(sm_usable_size(blocks[i]) >= sizes[i]);
-    if (sizes[i] > 8) CHECK_MSG(((uintptr_t)blocks[i] & 15) == 0, "size %zu at %p", sizes[i], blocks[i]);
+    CHECK_MSG(((uintptr_t)blocks[i] & 15) == 0, "size %zu at %p", sizes[i], blocks[i]);
     memset(blocks[i], (int)(i & 0xff), sizes[i]);
   }
   for (int i = 0; i < NB; i++) {

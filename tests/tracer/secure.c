@@ -1,0 +1,31 @@
+/* A program linked with -lsnapmalloc, for secure.sh: run setuid (or with a
+ * file capability) it must serve allocations and take nothing from
+ * SNAPMALLOC_OPTIONS. It allocates, frees, asks for a snapshot through the
+ * API and reports what it saw on stdout:
+ *   secure=<AT_SECURE> api=<return of snapmalloc_snapshot> errno=<errno>
+ * Usage: secure SNAPSHOT-PATH */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+
+#include "snapmalloc.h"
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s SNAPSHOT-PATH\n", argv[0]);
+    return 2;
+  }
+  void *v[1000];
+  for (int i = 0; i < 1000; i++) {
+    v[i] = malloc((size_t)i * 37 + 1);
+    if (!v[i]) return 3;
+    memset(v[i], i & 0xff, (size_t)i * 37 + 1);
+  }
+  for (int i = 0; i < 1000; i++) free(v[i]);
+  errno = 0;
+  int rc = snapmalloc_snapshot(argv[1]);
+  printf("secure=%lu api=%d errno=%d\n", getauxval(AT_SECURE), rc, rc ? errno : 0);
+  return 0;
+}
