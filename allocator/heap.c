@@ -17,6 +17,7 @@
  * not survive the fork, so their memory can be adopted. */
 #include <pthread.h>
 
+#include "allocator/check.h"
 #include "allocator/internal.h"
 
 sm_page_t sm_page_empty; /* never has free blocks */
@@ -100,6 +101,7 @@ void sm_heaps_prefork(void) {
   sm_large_prefork();
   sm_segment_prefork();
   sm_meta_prefork();
+  sm_check_fork();
 }
 
 void sm_heaps_postfork_parent(void) {
@@ -129,4 +131,5 @@ void sm_heaps_postfork_child(void) {
     h = next;
   }
   if (me != &sm_heap_empty) me->tid = sm_os_tid();
+  sm_check_fork();
 }

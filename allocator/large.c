@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "allocator/check.h"
 #include "allocator/internal.h"
 
 sm_arena_t sm_arenas[SM_ARENA_COUNT];
@@ -232,6 +233,7 @@ static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_gro
   sm_lblock_t *b = find_fit(a, search);
   if (!b) {
     if (!may_grow || !grow(a, search)) {
+      sm_check_arena_unlock(a);
       sm_unlock(&a->lock);
       return NULL;
     }
@@ -256,6 +258,7 @@ static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_gro
   take_block(a, b, need, dirty);
   b->request = size;
   a->rover = b;
+  sm_check_arena_unlock(a);
   sm_unlock(&a->lock);
   return (uint8_t *)b + SM_LB_HDR;
 }
@@ -322,6 +325,7 @@ void sm_large_free(sm_segment_t *seg, void *p) {
   a->now = sm_now32();
   make_free(a, b, size, dirty);
   maybe_purge_locked(a);
+  sm_check_arena_unlock(a);
   sm_unlock(&a->lock);
 }
 
@@ -368,6 +372,7 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
     }
   }
   if (ok) b->request = size;
+  sm_check_arena_unlock(a);
   sm_unlock(&a->lock);
   return ok;
 }
@@ -379,6 +384,7 @@ size_t sm_large_trim(void) {
     sm_lock(&a->lock);
     before += a->dirty_bytes;
     purge_locked(a, SM_PURGE_ALL, 0);
+    sm_check_arena_unlock(a);
     sm_unlock(&a->lock);
   }
   return before;

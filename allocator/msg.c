@@ -144,17 +144,31 @@ void sm_warning(const char *fmt, ...) {
   va_end(ap);
 }
 
-void sm_fatal(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  emit("error: ", fmt, ap);
-  va_end(ap);
-  /* abort() flushes nothing and allocates nothing; make sure SIGABRT is not
-   * blocked or ignored so the process really stops here. */
+/* abort() flushes nothing and allocates nothing; make sure SIGABRT is not
+ * blocked or ignored so the process really stops here. */
+static SM_NORETURN void stop(void) {
   signal(SIGABRT, SIG_DFL);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGABRT);
   sigprocmask(SIG_UNBLOCK, &set, NULL);
   abort();
+}
+
+void sm_fatal(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  emit("error: ", fmt, ap);
+  va_end(ap);
+  stop();
+}
+
+/* sm_assert's failure (base.h): the library's own bug or a heap corrupted
+ * behind its back, found by a checked build. */
+void sm_assert_fail(const char *expr, const char *file, int line) {
+  char buf[512];
+  size_t n = sm_snprintf(buf, sizeof buf - 1, "snapmalloc: assertion failed: %s at %s:%d", expr, file, line);
+  buf[n++] = '\n';
+  sm_write_all(2, buf, n);
+  stop();
 }

@@ -15,6 +15,7 @@
  * Only the owner thread touches a page's lists and counters. */
 #include <errno.h>
 
+#include "allocator/check.h"
 #include "allocator/internal.h"
 
 /* ---------------------------------------------------------------- lists */
@@ -140,6 +141,7 @@ static bool page_collect(sm_page_t *pg) {
       got = true;
     }
   }
+  sm_check_page(pg);
   return got;
 }
 
@@ -189,6 +191,8 @@ static void purge_pages(sm_heap_t *h, bool all, uint32_t cutoff);
 /* Gives an empty page back to its segment; its memory stays committed until
  * sm_purge_due() says otherwise. */
 static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
+  sm_check_page(pg);
+  sm_assert(pg->used == 0 && __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) == NULL);
   uint64_t bit = (uint64_t)1 << page_index(seg, pg);
   if (pg->tags) {
     sm_meta_free(pg->tags, (size_t)pg->reserved * sizeof(uint64_t));
