@@ -65,7 +65,7 @@ void *sm_malloc(size_t size) {
     sm_block_t *b = pg->free;
     if (SM_LIKELY(b != NULL)) {
       pg->free = b->next;
-      pg->used++;
+      sm_page_set_used(pg, pg->used + 1);
       return b;
     }
     return sm_pool_malloc_slow(h, size);
@@ -101,14 +101,15 @@ static SM_NOINLINE void free_big(sm_segment_t *seg, void *p) {
  * remote paths. */
 SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
   sm_heap_t *h = sm_heap_tls;
-  if (SM_LIKELY(seg->heap == h)) {
+  /* Relaxed: an exiting owner clears it meanwhile (segment.c); a mov on x86. */
+  if (SM_LIKELY(__atomic_load_n(&seg->heap, __ATOMIC_RELAXED) == h)) {
     uint32_t used = pg->used;
     /* Fast unless the page is about to be empty (used <= 1), may be on
      * the full list (used == reserved), or b was just freed already. */
     if (SM_LIKELY(used - 2u < pg->reserved - 2u && b != pg->local_free)) {
       b->next = pg->local_free;
       pg->local_free = b;
-      pg->used = used - 1;
+      sm_page_set_used(pg, used - 1);
       return;
     }
     /* The page empties, but it is its class's only page: keep it as it
@@ -116,7 +117,7 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
     if (used == 1 && b != pg->local_free && b != pg->free && !pg->next && h->cur[pg->cls] == pg) {
       b->next = pg->local_free;
       pg->local_free = b;
-      pg->used = 0;
+      sm_page_set_used(pg, 0);
       return;
     }
     sm_pool_free_local_slow(seg, pg, b);

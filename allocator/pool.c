@@ -101,7 +101,7 @@ static void page_extend(sm_page_t *pg) {
   for (uint32_t i = 0; i + 1 < n; i++) ((sm_block_t *)(p + i * bs))->next = (sm_block_t *)(p + (i + 1) * bs);
   ((sm_block_t *)(p + (size_t)(n - 1) * bs))->next = pg->free;
   pg->free = (sm_block_t *)p;
-  pg->capacity += n;
+  __atomic_store_n(&pg->capacity, pg->capacity + n, __ATOMIC_RELAXED); /* remote frees read it */
 }
 
 /* Appends list (head..tail) to the page's free list. */
@@ -136,7 +136,7 @@ static bool page_collect(sm_page_t *pg) {
       if (SM_UNLIKELY(n > pg->used))
         sm_fatal("free(): double free detected in a %u-byte pool page at %p (%u blocks freed from other threads, %u in use)",
                  pg->block_size, (void *)pg->start, n, pg->used);
-      pg->used -= n;
+      sm_page_set_used(pg, pg->used - n);
       free_append(pg, list, tail);
       got = true;
     }
@@ -167,16 +167,17 @@ static sm_page_t *take_free_page(sm_heap_t *h, unsigned kind) {
 
 static void page_assign(sm_segment_t *seg, sm_page_t *pg, unsigned cls) {
   uint32_t bs = sm_class_size[cls];
-  pg->block_size = bs;
+  __atomic_store_n(&pg->block_size, bs, __ATOMIC_RELAXED); /* statistics read it */
   pg->cls = (uint8_t)cls;
   pg->reserved = (uint32_t)((size_t)(page_end(seg, pg) - pg->start) / bs);
-  pg->capacity = 0;
-  pg->used = 0;
+  __atomic_store_n(&pg->capacity, 0, __ATOMIC_RELAXED);
+  sm_page_set_used(pg, 0);
   pg->free = NULL;
   pg->local_free = NULL;
   __atomic_store_n(&pg->thread_free, NULL, __ATOMIC_RELAXED);
-  pg->in_full = 0;
-  pg->assigned = 1;
+  /* Remote frees read these two atomically (sm_pool_free_remote). */
+  __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&pg->assigned, 1, __ATOMIC_RELAXED);
   pg->next = pg->prev = NULL;
 }
 
@@ -198,12 +199,12 @@ static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
     sm_meta_free(pg->tags, (size_t)pg->reserved * sizeof(uint64_t));
     pg->tags = NULL;
   }
-  pg->tagged = 0;
-  pg->assigned = 0;
-  pg->block_size = 0;
+  __atomic_store_n(&pg->tagged, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&pg->assigned, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&pg->block_size, 0, __ATOMIC_RELAXED);
   pg->reserved = 0;
-  pg->used = 0;
-  pg->capacity = 0;
+  sm_page_set_used(pg, 0);
+  __atomic_store_n(&pg->capacity, 0, __ATOMIC_RELAXED);
   pg->free = pg->local_free = NULL;
   bool was_full = seg->free_mask == 0;
   size_t bytes = page_bytes(seg);
@@ -367,7 +368,7 @@ SM_NOINLINE void *sm_pool_malloc_slow(sm_heap_t *h, size_t size) {
   }
   sm_block_t *b = pg->free;
   pg->free = b->next;
-  pg->used++;
+  sm_page_set_used(pg, pg->used + 1);
   return b;
 }
 
@@ -383,7 +384,7 @@ static bool is_block_start(const sm_page_t *pg, const void *p) {
   if ((const uint8_t *)p < pg->start) return false;
   size_t off = (size_t)((const uint8_t *)p - pg->start);
   uint32_t idx = sm_class_div(off, pg->cls);
-  return (size_t)idx * pg->block_size == off && idx < pg->capacity;
+  return (size_t)idx * pg->block_size == off && idx < __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED);
 }
 
 /* The owner frees a block and the cheap checks in the fast path flagged it:
@@ -394,7 +395,7 @@ SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_bl
   sm_heap_t *h = seg->heap;
   b->next = pg->local_free;
   pg->local_free = b;
-  pg->used--;
+  sm_page_set_used(pg, pg->used - 1);
   if (pg->in_full) {
     page_from_full(h, pg, true);
     h->cur[pg->cls] = pg;
