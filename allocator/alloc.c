@@ -71,7 +71,7 @@ void *sm_malloc(size_t size) {
     sm_block_t *b = pg->free;
     if (SM_LIKELY(b != NULL)) {
       pg->free = b->next;
-      pg->used++;
+      sm_page_set_used(pg, pg->used + 1);
       b->mark = 0; /* handed out: a free finds no mark */
       return b;
     }
@@ -141,7 +141,8 @@ SM_INLINE bool pool_misuse(const sm_page_t *pg, const sm_block_t *b) {
 SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const bool checked) {
   if (checked && pool_misuse(pg, b)) sm_pool_bad_free(seg, pg, b);
   sm_heap_t *h = sm_heap_tls;
-  if (SM_LIKELY(seg->heap == h)) {
+  /* Relaxed: an exiting owner clears it meanwhile (segment.c); a mov on x86. */
+  if (SM_LIKELY(__atomic_load_n(&seg->heap, __ATOMIC_RELAXED) == h)) {
     uint32_t used = pg->used;
     /* Fast unless the page is about to be empty (used <= 1) or may be on
      * the full list (used == reserved). */
@@ -149,7 +150,7 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
       b->mark = SM_MARK_LOCAL;
       b->next = pg->local_free;
       pg->local_free = b;
-      pg->used = used - 1;
+      sm_page_set_used(pg, used - 1);
       return;
     }
     /* The page empties, but it is its class's only page: keep it as it
@@ -158,7 +159,7 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
       b->mark = SM_MARK_LOCAL;
       b->next = pg->local_free;
       pg->local_free = b;
-      pg->used = 0;
+      sm_page_set_used(pg, 0);
       return;
     }
     sm_pool_free_local_slow(seg, pg, b);

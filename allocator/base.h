@@ -31,6 +31,22 @@ SM_INLINE bool sm_is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 /* Index of the highest set bit; x must not be 0. */
 SM_INLINE unsigned sm_log2(size_t x) { return 63u - (unsigned)__builtin_clzl(x); }
 
+/* sm_assert(e): in a checked build (meson setup -Dchecks=true, which defines
+ * SM_CHECKS) a false e prints "snapmalloc: assertion failed: e at file:line"
+ * through msg.c (no allocation) and aborts. Otherwise e is not evaluated and
+ * no code is emitted; sizeof keeps it type-checked. */
+SM_NORETURN __attribute__((cold)) void sm_assert_fail(const char *expr, const char *file, int line);
+#ifdef __FILE_NAME__
+#define SM_FILE __FILE_NAME__
+#else
+#define SM_FILE __FILE__
+#endif
+#ifdef SM_CHECKS
+#define sm_assert(e) (SM_LIKELY(e) ? (void)0 : sm_assert_fail(#e, SM_FILE, __LINE__))
+#else
+#define sm_assert(e) ((void)sizeof(!(e)))
+#endif
+
 /* A small futex lock (0 free, 1 held, 2 held with sleepers). Critical sections
  * in the allocator are short (splay lookups, list splices); unlike
  * pthread_mutex_t it is plainly re-initialised in a fork child, and it never
@@ -55,7 +71,9 @@ SM_INLINE void sm_lock(sm_lock_t *l) {
 }
 void sm_unlock_wake(sm_lock_t *l);
 SM_INLINE void sm_unlock(sm_lock_t *l) {
-  if (SM_UNLIKELY(__atomic_exchange_n(&l->held, 0, __ATOMIC_RELEASE) == 2)) sm_unlock_wake(l);
+  int was = __atomic_exchange_n(&l->held, 0, __ATOMIC_RELEASE);
+  sm_assert(was != 0); /* unlocking a lock nobody held */
+  if (SM_UNLIKELY(was == 2)) sm_unlock_wake(l);
 }
 /* Used only in a fork child, where the holder no longer exists. */
 SM_INLINE void sm_lock_reset(sm_lock_t *l) { l->held = 0; }

@@ -17,6 +17,7 @@
  * fork, so their memory can be adopted. */
 #include <pthread.h>
 
+#include "allocator/check.h"
 #include "allocator/internal.h"
 
 sm_page_t sm_page_empty; /* never has free blocks */
@@ -52,9 +53,12 @@ sm_heap_t *sm_heap_get_or_create(void) {
   if (h) spare_heaps = h->reg_next;
   sm_unlock(&heaps_lock);
   if (h) {
-    size_t pending = __atomic_load_n(&h->full_pending, __ATOMIC_RELAXED);
-    __builtin_memset(h, 0, sizeof *h);
-    h->full_pending = pending; /* harmless: at most one needless sweep */
+    /* Everything but full_pending, which remote frees may still bump
+     * atomically (pool.c); what is left there is harmless: at most one
+     * needless sweep. */
+    size_t off = offsetof(sm_heap_t, full_pending) + sizeof h->full_pending;
+    __builtin_memset(h, 0, offsetof(sm_heap_t, full_pending));
+    __builtin_memset((char *)h + off, 0, sizeof *h - off);
   } else {
     h = sm_meta_alloc(sizeof *h);
     if (!h) return NULL;
@@ -66,7 +70,7 @@ sm_heap_t *sm_heap_get_or_create(void) {
   h->reg_next = heaps;
   if (heaps) heaps->reg_prev = h;
   heaps = h;
-  heaps_count++;
+  __atomic_add_fetch(&heaps_count, 1, __ATOMIC_RELAXED); /* read without the lock */
   sm_unlock(&heaps_lock);
   sm_heap_tls = h;
   /* May allocate (a second-level key block): our heap is usable by now. */
@@ -78,7 +82,7 @@ static void heap_unregister_locked(sm_heap_t *h) {
   if (h->reg_prev) h->reg_prev->reg_next = h->reg_next;
   else heaps = h->reg_next;
   if (h->reg_next) h->reg_next->reg_prev = h->reg_prev;
-  heaps_count--;
+  __atomic_sub_fetch(&heaps_count, 1, __ATOMIC_RELAXED);
 }
 
 void sm_heap_thread_done(void *arg) {
@@ -114,4 +118,5 @@ void sm_heaps_postfork_child(void) {
     h = next;
   }
   if (me != &sm_heap_empty) me->tid = sm_os_tid();
+  sm_check_fork();
 }

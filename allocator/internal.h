@@ -100,6 +100,10 @@ void sm_segment_trim(void);
 size_t sm_segment_mapped(void);
 
 /* ---- pool.c: small and medium blocks */
+/* Only a page's owner writes its counts, but statistics (stats.c) and
+ * remote frees read them from other threads: relaxed stores, which are
+ * plain moves on x86. */
+SM_INLINE void sm_page_set_used(sm_page_t *pg, uint32_t used) { __atomic_store_n(&pg->used, used, __ATOMIC_RELAXED); }
 void *sm_pool_malloc_slow(sm_heap_t *heap, size_t size); /* may create the heap */
 void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *page, sm_block_t *block);
 void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *page, sm_block_t *block);

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "allocator/check.h"
 #include "allocator/internal.h"
 
 sm_arena_t sm_arenas[SM_ARENA_COUNT];
@@ -51,6 +52,9 @@ static size_t purgeable(const sm_lblock_t *b) {
   return e > a ? e - a : 0;
 }
 
+/* An arena's free_bytes and inuse_bytes change under its lock but are read
+ * without it (stats.c): relaxed stores. */
+
 /* Makes b (already sized) a free block in the tree; dirty says whether its
  * memory may be committed. The block above gets PREV_INUSE cleared. */
 static void make_free(sm_arena_t *a, sm_lblock_t *b, size_t size, bool dirty) {
@@ -63,7 +67,7 @@ static void make_free(sm_arena_t *a, sm_lblock_t *b, size_t size, bool dirty) {
   node->dirty = dirty;
   node->freed_at = a->now;
   if (dirty) a->dirty_bytes += purgeable(b);
-  a->free_bytes += size;
+  __atomic_store_n(&a->free_bytes, a->free_bytes + size, __ATOMIC_RELAXED);
   sm_splay_insert(&a->root, node);
 }
 
@@ -76,7 +80,7 @@ static void clear_links(sm_fnode_t *node) { node->left = node->right = NULL; }
 static void unlink_free(sm_arena_t *a, sm_lblock_t *b) {
   sm_fnode_t *node = lb_node(b);
   sm_splay_remove(&a->root, node);
-  a->free_bytes -= lb_size(b);
+  __atomic_store_n(&a->free_bytes, a->free_bytes - lb_size(b), __ATOMIC_RELAXED);
   if (node->dirty) a->dirty_bytes -= purgeable(b);
   if (a->rover == b) a->rover = NULL;
 }
@@ -95,7 +99,7 @@ static void take_block(sm_arena_t *a, sm_lblock_t *b, size_t need, bool dirty) {
   lb_next(b)->head |= SM_LB_PREV_INUSE;
   b->magic = SM_LB_MAGIC;
   b->trace = 0;
-  a->inuse_bytes += size;
+  __atomic_store_n(&a->inuse_bytes, a->inuse_bytes + size, __ATOMIC_RELAXED);
 }
 
 /* ---------------------------------------------------------------- placement */
@@ -134,7 +138,7 @@ static sm_lblock_t *find_fit(sm_arena_t *a, size_t need) {
     if (!n) return NULL;
     sm_lblock_t *b = node_block(n);
     /* take_best already removed it from the tree; undo the accounting. */
-    a->free_bytes -= lb_size(b);
+    __atomic_store_n(&a->free_bytes, a->free_bytes - lb_size(b), __ATOMIC_RELAXED);
     if (n->dirty) a->dirty_bytes -= purgeable(b);
     if (a->rover == b) a->rover = NULL;
     return b;
@@ -238,6 +242,7 @@ static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_gro
   sm_lblock_t *b = find_fit(a, search);
   if (!b) {
     if (!may_grow || !grow(a, search)) {
+      sm_check_arena_unlock(a);
       sm_unlock(&a->lock);
       return NULL;
     }
@@ -263,6 +268,7 @@ static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_gro
   clear_links(lb_node(b));
   b->request = size;
   a->rover = b;
+  sm_check_arena_unlock(a);
   sm_unlock(&a->lock);
   return (uint8_t *)b + SM_LB_HDR;
 }
@@ -309,7 +315,7 @@ void sm_large_free(sm_segment_t *seg, void *p) {
   sm_lock(&a->lock);
   check_large(seg, p);
   size_t size = lb_size(b);
-  a->inuse_bytes -= size;
+  __atomic_store_n(&a->inuse_bytes, a->inuse_bytes - size, __ATOMIC_RELAXED);
   if (a->rover == b) a->rover = NULL; /* next fit must restart at a block header */
   b->magic = 0;
   b->head &= ~SM_LB_INUSE;
@@ -329,6 +335,7 @@ void sm_large_free(sm_segment_t *seg, void *p) {
   a->now = sm_now32();
   make_free(a, b, size, dirty);
   maybe_purge_locked(a);
+  sm_check_arena_unlock(a);
   sm_unlock(&a->lock);
 }
 
@@ -356,7 +363,7 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
         unlink_free(a, n);
         rsize += lb_size(n);
       }
-      a->inuse_bytes -= cur - need;
+      __atomic_store_n(&a->inuse_bytes, a->inuse_bytes - (cur - need), __ATOMIC_RELAXED);
       a->now = sm_now32();
       make_free(a, rest, rsize, true);
     }
@@ -368,7 +375,7 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
       size_t total = cur + lb_size(n);
       unlink_free(a, n);
       clear_links(lb_node(n)); /* now inside b's payload */
-      a->inuse_bytes -= cur;
+      __atomic_store_n(&a->inuse_bytes, a->inuse_bytes - cur, __ATOMIC_RELAXED);
       b->head = total | (b->head & SM_LB_FLAGS);
       b->head &= ~SM_LB_INUSE; /* take_block sets it again */
       take_block(a, b, need, dirty);
@@ -376,6 +383,7 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
     }
   }
   if (ok) b->request = size;
+  sm_check_arena_unlock(a);
   sm_unlock(&a->lock);
   return ok;
 }
@@ -387,6 +395,7 @@ size_t sm_large_trim(void) {
     sm_lock(&a->lock);
     before += a->dirty_bytes;
     purge_locked(a, SM_PURGE_ALL, 0);
+    sm_check_arena_unlock(a);
     sm_unlock(&a->lock);
   }
   return before;

@@ -104,7 +104,7 @@ void *sm_meta_alloc(size_t size) {
         sm_unlock(&meta.lock);
         return NULL;
       }
-      meta.mapped += META_CHUNK;
+      __atomic_add_fetch(&meta.mapped, META_CHUNK, __ATOMIC_RELAXED); /* also changed without the lock */
       range_add_locked(chunk, META_CHUNK);
       meta.bump = chunk;
       meta.bump_left = META_CHUNK;

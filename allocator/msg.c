@@ -23,7 +23,8 @@ static void out_str(outbuf_t *o, const char *s) {
   while (*s) out_char(o, *s++);
 }
 
-static void out_unsigned(outbuf_t *o, unsigned long long v, unsigned base) {
+/* v in base, zero-padded to at least `zeros` digits (at most 23). */
+static void out_unsigned_padded(outbuf_t *o, unsigned long long v, unsigned base, int zeros) {
   char tmp[24];
   int n = 0;
   do {
@@ -31,8 +32,11 @@ static void out_unsigned(outbuf_t *o, unsigned long long v, unsigned base) {
     tmp[n++] = (char)(d < 10 ? '0' + d : 'a' + d - 10);
     v /= base;
   } while (v);
+  while (n < zeros && n < (int)sizeof tmp) tmp[n++] = '0';
   while (n) out_char(o, tmp[--n]);
 }
+
+static void out_unsigned(outbuf_t *o, unsigned long long v, unsigned base) { out_unsigned_padded(o, v, base, 0); }
 
 static void out_signed(outbuf_t *o, long long v) {
   if (v < 0) {
@@ -56,6 +60,9 @@ size_t sm_vsnprintf(char *buf, size_t cap, const char *fmt, va_list ap) {
       prec = va_arg(ap, int);
       f += 2;
     }
+    int zeros = 0; /* "%016llx": zero-padded width, for numbers */
+    if (*f == '0')
+      while (*++f >= '0' && *f <= '9') zeros = zeros * 10 + (*f - '0');
     int lng = 0; /* 0 int, 1 long/size_t, 2 long long */
     if (*f == 'z' || *f == 'l') {
       lng = 1;
@@ -83,7 +90,7 @@ size_t sm_vsnprintf(char *buf, size_t cap, const char *fmt, va_list ap) {
       unsigned long long v = lng == 2 ? va_arg(ap, unsigned long long)
                              : lng   ? va_arg(ap, unsigned long)
                                      : va_arg(ap, unsigned);
-      out_unsigned(&o, v, *f == 'x' ? 16 : 10);
+      out_unsigned_padded(&o, v, *f == 'x' ? 16 : 10, zeros);
       break;
     }
     case 'p':
@@ -151,17 +158,31 @@ void sm_warning_always(const char *fmt, ...) {
   va_end(ap);
 }
 
-void sm_fatal(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  emit("error: ", fmt, ap);
-  va_end(ap);
-  /* abort() flushes nothing and allocates nothing; make sure SIGABRT is not
-   * blocked or ignored so the process really stops here. */
+/* abort() flushes nothing and allocates nothing; make sure SIGABRT is not
+ * blocked or ignored so the process really stops here. */
+static SM_NORETURN void stop(void) {
   signal(SIGABRT, SIG_DFL);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGABRT);
   sigprocmask(SIG_UNBLOCK, &set, NULL);
   abort();
+}
+
+void sm_fatal(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  emit("error: ", fmt, ap);
+  va_end(ap);
+  stop();
+}
+
+/* sm_assert's failure (base.h): the library's own bug or a heap corrupted
+ * behind its back, found by a checked build. */
+void sm_assert_fail(const char *expr, const char *file, int line) {
+  char buf[512];
+  size_t n = sm_snprintf(buf, sizeof buf - 1, "snapmalloc: assertion failed: %s at %s:%d", expr, file, line);
+  buf[n++] = '\n';
+  sm_write_all(2, buf, n);
+  stop();
 }

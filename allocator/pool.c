@@ -15,6 +15,7 @@
  * Only the owner thread touches a page's lists and counters. */
 #include <errno.h>
 
+#include "allocator/check.h"
 #include "allocator/internal.h"
 
 /* ---------------------------------------------------------------- lists */
@@ -105,7 +106,7 @@ static void page_extend(sm_page_t *pg) {
     b->mark = SM_MARK_LOCAL;
   }
   pg->free = (sm_block_t *)p;
-  pg->capacity += n;
+  __atomic_store_n(&pg->capacity, pg->capacity + n, __ATOMIC_RELAXED); /* remote frees read it */
   __atomic_store_n(&pg->qlimit, pg->capacity * sm_block_excess(pg->block_size), __ATOMIC_RELAXED);
 }
 
@@ -158,11 +159,12 @@ static bool page_collect(sm_page_t *pg) {
         b->mark = SM_MARK_LOCAL;
         tail = b;
       }
-      pg->used -= n;
+      sm_page_set_used(pg, pg->used - n);
       free_append(pg, list, tail);
       got = true;
     }
   }
+  sm_check_page(pg);
   return got;
 }
 
@@ -188,18 +190,19 @@ static sm_page_t *take_free_page(sm_heap_t *h, unsigned kind) {
 
 static void page_assign(sm_segment_t *seg, sm_page_t *pg, unsigned cls) {
   uint32_t bs = sm_class_size[cls];
-  pg->block_size = bs;
+  __atomic_store_n(&pg->block_size, bs, __ATOMIC_RELAXED); /* statistics read it */
   pg->cls = (uint8_t)cls;
   pg->reserved = (uint32_t)((size_t)(page_end(seg, pg) - pg->start) / bs);
-  pg->capacity = 0;
+  __atomic_store_n(&pg->capacity, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&pg->qlimit, 0, __ATOMIC_RELAXED);
   pg->mulc = sm_block_mulc(bs);
-  pg->used = 0;
+  sm_page_set_used(pg, 0);
   pg->free = NULL;
   pg->local_free = NULL;
   __atomic_store_n(&pg->thread_free, NULL, __ATOMIC_RELAXED);
-  pg->in_full = 0;
-  pg->assigned = 1;
+  /* Remote frees read these two atomically (sm_pool_free_remote). */
+  __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&pg->assigned, 1, __ATOMIC_RELAXED);
   pg->next = pg->prev = NULL;
 }
 
@@ -214,17 +217,19 @@ static void purge_pages(sm_heap_t *h, bool all, uint32_t cutoff);
 /* Gives an empty page back to its segment; its memory stays committed until
  * sm_purge_due() says otherwise. */
 static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
+  sm_check_page(pg);
+  sm_assert(pg->used == 0 && __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) == NULL);
   uint64_t bit = (uint64_t)1 << page_index(seg, pg);
   if (pg->tags) {
     sm_meta_free(pg->tags, (size_t)pg->reserved * sizeof(uint64_t));
     pg->tags = NULL;
   }
-  pg->tagged = 0;
-  pg->assigned = 0;
-  pg->block_size = 0;
+  __atomic_store_n(&pg->tagged, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&pg->assigned, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&pg->block_size, 0, __ATOMIC_RELAXED);
   pg->reserved = 0;
-  pg->used = 0;
-  pg->capacity = 0;
+  sm_page_set_used(pg, 0);
+  __atomic_store_n(&pg->capacity, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&pg->qlimit, 0, __ATOMIC_RELAXED); /* a free into the page now fails the block test */
   pg->free = pg->local_free = NULL;
   bool was_full = seg->free_mask == 0;
@@ -389,7 +394,7 @@ SM_NOINLINE void *sm_pool_malloc_slow(sm_heap_t *h, size_t size) {
   }
   sm_block_t *b = pg->free;
   pg->free = b->next;
-  pg->used++;
+  sm_page_set_used(pg, pg->used + 1);
   b->mark = 0;
   return b;
 }
@@ -400,7 +405,7 @@ static bool is_block_start(const sm_page_t *pg, const void *p) {
   if ((const uint8_t *)p < pg->start) return false;
   size_t off = (size_t)((const uint8_t *)p - pg->start);
   uint32_t idx = sm_class_div(off, pg->cls);
-  return (size_t)idx * pg->block_size == off && idx < pg->capacity;
+  return (size_t)idx * pg->block_size == off && idx < __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED);
 }
 
 /* Names what is wrong with a free the checks rejected (pool_misuse in
@@ -433,7 +438,7 @@ SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_bl
   b->mark = SM_MARK_LOCAL;
   b->next = pg->local_free;
   pg->local_free = b;
-  pg->used--;
+  sm_page_set_used(pg, pg->used - 1);
   if (pg->in_full) {
     page_from_full(h, pg, true);
     h->cur[pg->cls] = pg;

@@ -18,7 +18,7 @@ static sm_segment_t *registry;        /* every live segment (all_next/all_prev) 
 static sm_segment_t *cache;           /* empty pool segments, purged (next) */
 static size_t cache_count;
 static sm_segment_t *abandoned[2];    /* by page kind: 0 small pages, 1 medium */
-static size_t seg_mapped;             /* bytes in live and cached segments */
+static size_t seg_mapped;             /* bytes in live and cached segments (atomic: read without the lock) */
 
 /* Entry for slot idx, creating its leaf if `create`. Leaves are never freed. */
 static uint8_t *segmap_entry(uintptr_t idx, bool create) {
@@ -92,14 +92,14 @@ static void registry_remove_locked(sm_segment_t *seg) {
 void sm_segment_register(sm_segment_t *seg) {
   sm_lock(&seg_lock);
   registry_add_locked(seg);
-  seg_mapped += seg->size;
+  __atomic_add_fetch(&seg_mapped, seg->size, __ATOMIC_RELAXED);
   sm_unlock(&seg_lock);
 }
 
 void sm_segment_unregister(sm_segment_t *seg) {
   sm_lock(&seg_lock);
   registry_remove_locked(seg);
-  seg_mapped -= seg->size;
+  __atomic_sub_fetch(&seg_mapped, seg->size, __ATOMIC_RELAXED);
   sm_unlock(&seg_lock);
 }
 
@@ -133,7 +133,7 @@ sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
     seg = sm_os_map_aligned(SM_SEGMENT_SIZE, SM_SEGMENT_SIZE, 0);
     if (!seg) return NULL;
     sm_lock(&seg_lock);
-    seg_mapped += SM_SEGMENT_SIZE;
+    __atomic_add_fetch(&seg_mapped, SM_SEGMENT_SIZE, __ATOMIC_RELAXED);
     sm_unlock(&seg_lock);
   }
   /* A cached segment was purged when it went in (all but its header), so a
@@ -141,7 +141,7 @@ sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
   pool_layout(seg, page_shift);
   if (!sm_segmap_set(seg, 1)) {
     sm_lock(&seg_lock);
-    seg_mapped -= SM_SEGMENT_SIZE;
+    __atomic_sub_fetch(&seg_mapped, SM_SEGMENT_SIZE, __ATOMIC_RELAXED);
     sm_unlock(&seg_lock);
     sm_os_unmap(seg, SM_SEGMENT_SIZE);
     return NULL;
@@ -175,7 +175,7 @@ void sm_segment_pool_free(sm_segment_t *seg) {
     cache_count++;
     seg = NULL;
   } else {
-    seg_mapped -= SM_SEGMENT_SIZE;
+    __atomic_sub_fetch(&seg_mapped, SM_SEGMENT_SIZE, __ATOMIC_RELAXED);
   }
   sm_unlock(&seg_lock);
   if (seg) sm_os_unmap(seg, SM_SEGMENT_SIZE);
@@ -189,14 +189,14 @@ void sm_segment_abandon(sm_segment_t *seg) {
   seg->prev = NULL;
   seg->next = abandoned[k];
   if (seg->next) seg->next->prev = seg;
-  abandoned[k] = seg;
+  __atomic_store_n(&abandoned[k], seg, __ATOMIC_RELAXED); /* peeked at without the lock */
   sm_unlock(&seg_lock);
 }
 
 static void abandoned_remove_locked(sm_segment_t *seg) {
   unsigned k = seg->page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1;
   if (seg->prev) seg->prev->next = seg->next;
-  else abandoned[k] = seg->next;
+  else __atomic_store_n(&abandoned[k], seg->next, __ATOMIC_RELAXED);
   if (seg->next) seg->next->prev = seg->prev;
   seg->next = seg->prev = NULL;
   seg->abandoned = 0;
@@ -239,7 +239,7 @@ void sm_segment_trim(void) {
   sm_segment_t *list = cache;
   cache = NULL;
   cache_count = 0;
-  for (sm_segment_t *s = list; s; s = s->next) seg_mapped -= SM_SEGMENT_SIZE;
+  for (sm_segment_t *s = list; s; s = s->next) __atomic_sub_fetch(&seg_mapped, SM_SEGMENT_SIZE, __ATOMIC_RELAXED);
   sm_unlock(&seg_lock);
   while (list) {
     sm_segment_t *next = list->next;

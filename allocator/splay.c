@@ -56,6 +56,7 @@ static sm_fnode_t *splay(sm_fnode_t *t, size_t size, uintptr_t addr) {
 void sm_splay_insert(sm_fnode_t **root, sm_fnode_t *n) {
   size_t size = sm_fnode_size(n);
   sm_fnode_t *t = splay(*root, size, (uintptr_t)n);
+  sm_assert(t != n); /* n is in the tree already: a block freed twice */
   if (!t) {
     n->left = n->right = NULL;
   } else if (key_cmp(size, (uintptr_t)n, t) < 0) {
@@ -83,6 +84,7 @@ static sm_fnode_t *join(sm_fnode_t *l, sm_fnode_t *r) {
 void sm_splay_remove(sm_fnode_t **root, sm_fnode_t *n) {
   sm_fnode_t *t = splay(*root, sm_fnode_size(n), (uintptr_t)n);
   /* t == n: the caller guarantees n is in the tree */
+  sm_assert(t == n);
   *root = join(t->left, t->right);
 }
 

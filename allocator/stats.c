@@ -10,13 +10,18 @@ static void add_segment(sm_segment_t *seg, void *arg) {
   if (seg->kind != SM_SEG_POOL) return;
   for (uint32_t i = 0; i < seg->page_count; i++) {
     const sm_page_t *pg = &seg->pages[i];
-    if (pg->assigned) st->pool_inuse += (size_t)pg->used * pg->block_size;
+    /* Owners change these meanwhile (relaxed stores, pool.c): a moment's view. */
+    if (__atomic_load_n(&pg->assigned, __ATOMIC_RELAXED))
+      st->pool_inuse += (size_t)__atomic_load_n(&pg->used, __ATOMIC_RELAXED) *
+                        __atomic_load_n(&pg->block_size, __ATOMIC_RELAXED);
   }
 }
 
 void sm_stats_get(sm_stats_t *st) {
   *st = (sm_stats_t){0};
   sm_segment_foreach(add_segment, st);
+  /* Without the arena locks: this may run at exit from a signal handler
+   * that interrupted an allocation (large.c stores them atomically). */
   for (unsigned i = 0; i < SM_ARENA_COUNT; i++) {
     st->large_inuse += __atomic_load_n(&sm_arenas[i].inuse_bytes, __ATOMIC_RELAXED);
     st->large_free += __atomic_load_n(&sm_arenas[i].free_bytes, __ATOMIC_RELAXED);

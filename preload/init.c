@@ -11,10 +11,16 @@
 #include <dlfcn.h>
 #include <pthread.h>
 
+#include "allocator/check.h"
 #include "allocator/internal.h"
 #include "tracer/tracer.h"
 
-static void prefork(void) { sm_locks_acquire_all(); }
+/* The checked build (-Dchecks=true) verifies the arenas and this thread's
+ * pages with every lock held, and again in the child. */
+static void prefork(void) {
+  sm_locks_acquire_all();
+  sm_check_fork();
+}
 
 static void postfork_parent(void) { sm_locks_release_all(); }
 

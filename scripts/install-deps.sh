@@ -6,8 +6,10 @@ set -eu
 # export tests read them back with `go tool pprof`; man-db and groff-base:
 # the install test renders the man pages; chromium and fonts-dejavu-core:
 # the svg tests render the flame graphs and timelines (tests/svg); libcap2-bin:
-# tests/tracer/secure.sh gives a binary a file capability (setcap) when not root.
-pkgs="meson ninja-build gcc g++ pkg-config libunwind-dev uthash-dev libdw-dev libelf-dev zlib1g-dev
+# tests/tracer/secure.sh gives a binary a file capability (setcap) when not root;
+# libtsan2, libasan8, libubsan1: gcc's sanitizer runtimes for the checked
+# stages of scripts/test.sh (docs/checks.md).
+pkgs="meson ninja-build gcc g++ pkg-config libtsan2 libasan8 libubsan1 libunwind-dev uthash-dev libdw-dev libelf-dev zlib1g-dev
       valgrind heaptrack libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
       python3 sqlite3 git xz-utils tar coreutils procps libc6-dbg dwz binutils
       golang-go man-db groff-base chromium fonts-dejavu-core libcap2-bin"

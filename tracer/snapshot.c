@@ -3,13 +3,16 @@
  * whole file in a buffer from the metadata arena, then publishes it as a
  * new regular file (see publish()), so a reader never sees a torn file and
  * nothing but a regular file of ours is ever replaced. No stdio, no malloc. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -224,7 +227,8 @@ static int write_all_fd(int fd, const uint8_t *p, size_t n) {
  * ".snapmalloc-PID-XXXXXXXXXXXXXXXX.tmp" beside the target: 64 bits from
  * getrandom(), so nobody can plant a file or a link there in advance, and a
  * leftover (a writer killed between write and rename, without O_TMPFILE)
- * is recognisable by name and pid.
+ * is recognisable by name and pid: the next process that writes a snapshot
+ * into that directory removes it (sweep_temporaries).
  *
  * The owner check and the rename are two steps (rename(2) has no "only if
  * it is a regular file of mine" flag). Whoever can swap the entry between
@@ -279,12 +283,43 @@ static int move_into_place(const char *tmp, const char *name) {
   return rc;
 }
 
+/* A writer killed between linking its random name and the rename leaves
+ * that name behind. Each process's first snapshot into a directory removes
+ * the ones of writers that no longer run (their pid is in the name). Raw
+ * getdents64: opendir would call malloc. */
+static pid_t swept_by; /* the pid that swept (a fork child sweeps again) */
+
+static void sweep_temporaries(const char *dir) {
+  if (swept_by == getpid()) return;
+  swept_by = getpid();
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  char buf[4096];
+  long n;
+  while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      struct dirent64 *d = (struct dirent64 *)(buf + off);
+      off += d->d_reclen;
+      static const char prefix[] = ".snapmalloc-";
+      if (strncmp(d->d_name, prefix, sizeof prefix - 1) != 0) continue;
+      const char *p = d->d_name + sizeof prefix - 1;
+      long pid = 0;
+      while (*p >= '0' && *p <= '9' && pid < (1L << 30)) pid = pid * 10 + (*p++ - '0');
+      size_t rest = strlen(p);
+      if (pid <= 0 || rest != 21 || *p != '-' || strcmp(p + 17, ".tmp") != 0) continue;
+      if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) unlinkat(fd, d->d_name, 0);
+    }
+  }
+  close(fd);
+}
+
 static int publish(const char *name, const uint8_t *buf, size_t len) {
   char dir[PATH_MAX], tmp[PATH_MAX + 64];
   if (!dir_of(name, dir, sizeof dir) || !random_name(tmp, sizeof tmp, dir)) {
     errno = ENAMETOOLONG;
     return -1;
   }
+  sweep_temporaries(dir);
   int state = target_state(name);
   if (state < 0) return -1;
   int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);

@@ -249,13 +249,14 @@ static void flush_entry(delta_t *e) {
     __atomic_add_fetch(&t->size, (uint64_t)e->size, __ATOMIC_RELAXED);
     __atomic_add_fetch(&t->count_fp, (uint64_t)e->count_fp, __ATOMIC_RELAXED);
   }
-  e->id = 0;
-  e->size = e->count_fp = 0;
+  __atomic_store_n(&e->id, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->size, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->count_fp, 0, __ATOMIC_RELAXED);
 }
 
 static void flush_current(tlocal_t *td) {
   __atomic_add_fetch(&traced_current, td->current, __ATOMIC_RELAXED);
-  td->current = 0;
+  __atomic_store_n(&td->current, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&td->high, 0, __ATOMIC_RELAXED);
 }
 
@@ -319,7 +320,7 @@ static SM_NOINLINE void change_rare(tlocal_t *td) {
 
 static SM_NOINLINE void change_evict(delta_t *e, uint32_t id) {
   flush_entry(e);
-  e->id = id;
+  __atomic_store_n(&e->id, id, __ATOMIC_RELAXED);
 }
 
 /* Adds a change to the thread's table; inline, with everything uncommon out
@@ -333,10 +334,12 @@ SM_INLINE void change(uint32_t id, int64_t size, int64_t count_fp) {
   }
   delta_t *e = &td->d[id & (DELTA_SLOTS - 1)];
   if (SM_UNLIKELY(e->id != id)) change_evict(e, id);
-  e->size += size;
-  e->count_fp += count_fp;
+  /* Only this thread writes its table, but readers load it concurrently
+   * (trace_totals_locked): relaxed stores, plain moves on x86. */
+  __atomic_store_n(&e->size, e->size + size, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->count_fp, e->count_fp + count_fp, __ATOMIC_RELAXED);
   int64_t cur = td->current + size;
-  td->current = cur;
+  __atomic_store_n(&td->current, cur, __ATOMIC_RELAXED);
   if (SM_UNLIKELY(cur > __atomic_load_n(&td->high, __ATOMIC_RELAXED) || cur < -DELTA_FLUSH)) change_rare(td);
 }
 

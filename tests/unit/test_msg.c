@@ -12,6 +12,9 @@ int main(void) {
   CHECK(strcmp(b, "abc|-9223372036854775808|18446744073709551615") == 0);
   size_t n = sm_snprintf(b, 8, "%s", "0123456789");
   CHECK(n == 7 && strcmp(b, "0123456") == 0);
+  /* zero-padded widths: the snapshot writer's random temporary names */
+  sm_snprintf(b, sizeof b, "%016llx|%04u|%02x", 0xabcULL, 7u, 0x1234u);
+  CHECK(strcmp(b, "0000000000000abc|0007|1234") == 0);
   sm_snprintf(b, sizeof b, "%s", (const char *)NULL);
   CHECK(strcmp(b, "(null)") == 0);
   return test_summary();
