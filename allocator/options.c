@@ -10,7 +10,7 @@
 
 sm_options_t sm_opt;
 
-typedef enum { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_STRING, OPT_SIGNAL, OPT_POLICY, OPT_UNWIND } opt_kind_t;
+typedef enum { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_STRING, OPT_SIGNAL, OPT_POLICY, OPT_UNWIND, OPT_ID } opt_kind_t;
 
 typedef struct opt_desc {
   const char *name;
@@ -40,6 +40,7 @@ static const opt_desc_t descs[] = {
     {"verbose", OPT_BOOL, 0, 1, FIELD(verbose)},
     {"unwind", OPT_UNWIND, 0, 0, FIELD(unwind)},
     {"free_checks", OPT_BOOL, 0, 1, FIELD(free_checks)},
+    {"run", OPT_ID, 0, 0, FIELD(run)},
 };
 #define NDESCS (sizeof descs / sizeof descs[0])
 _Static_assert((512 << 20) / SM_SEGMENT_SIZE + 2 <= 254, "huge/increment ranges must fit the segment map");
@@ -187,6 +188,17 @@ static bool apply(sm_options_t *o, const char *item, size_t len) {
       field[vlen] = '\0';
     }
     break;
+  case OPT_ID:
+    ok = vlen > 0 && vlen < SM_RUN_MAX;
+    for (size_t i = 0; ok && i < vlen; i++)
+      ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '_' ||
+           v[i] == '-';
+    expect = "1 to 63 letters, digits, '_' or '-'";
+    if (ok) {
+      for (size_t i = 0; i < vlen; i++) field[i] = v[i];
+      field[vlen] = '\0';
+    }
+    break;
   case OPT_SIGNAL: ok = parse_signal(v, vlen, (int *)field); expect = "USR1, USR2 or 0"; break;
   case OPT_POLICY: ok = parse_policy(v, vlen, (sm_policy_t *)field); expect = "best, first or next"; break;
   case OPT_UNWIND: ok = parse_unwind(v, vlen, (sm_unwinder_t *)field); expect = "fast, libunwind or check"; break;
@@ -292,4 +304,5 @@ void sm_options_print(const sm_options_t *o) {
   static const char *unwinders[] = {"fast", "libunwind", "check"};
   sm_info("option unwind = %s", unwinders[o->unwind]);
   sm_info("option free_checks = %d", o->free_checks);
+  sm_info("option run = %s", o->run[0] ? o->run : "(none)");
 }

@@ -12,6 +12,7 @@ typedef enum sm_policy { SM_POLICY_BEST = 0, SM_POLICY_FIRST = 1, SM_POLICY_NEXT
 typedef enum sm_unwinder { SM_UNWIND_FAST = 0, SM_UNWIND_LIBUNWIND = 1, SM_UNWIND_CHECK = 2 } sm_unwinder_t;
 
 #define SM_OUT_MAX 512
+#define SM_RUN_MAX 64 /* run=ID: 1..63 of [A-Za-z0-9_-] */
 
 typedef struct sm_options {
   bool trace;           /* record stack traces of live allocations */
@@ -29,6 +30,7 @@ typedef struct sm_options {
   bool verbose;         /* print options at start and statistics at exit */
   sm_unwinder_t unwind; /* stack capture method */
   bool free_checks;     /* free validates small blocks (double free, interior pointer) */
+  char run[SM_RUN_MAX]; /* the id `snapmalloc run` gives one run's processes (recorded, not used) */
   /* which options were given explicitly (bit per descriptor index) */
   uint32_t given;
 } sm_options_t;

@@ -16,9 +16,22 @@ bool cli_parse_int(const char *s, long lo, long hi, long *out);
 int cli_load(const char *path, sm_snap_t *snap);
 
 int cmd_run(int argc, char **argv);
-/* Like cmd_run, but a death by signal is returned as 128 + N, not re-raised. */
-int cmd_run_collect(int argc, char **argv);
+/* What a run was: its id (run=ID in every snapshot's options) and its
+ * absolute out pattern (malloc'd; the caller frees it). */
+#define SM_RUN_ID_MAX 64
+typedef struct cli_run {
+  char id[SM_RUN_ID_MAX];
+  char *pattern;
+} cli_run_t;
+/* run's whole job; a death by signal is re-raised if `reraise`, else
+ * returned as 128 + N. res (may be NULL) gets the run's id and pattern. */
+int cli_run(int argc, char **argv, bool reraise, cli_run_t *res);
 char *cli_pattern_glob(const char *pattern); /* the out pattern as a glob (malloc'd) */
+/* The run id a snapshot records (its options' first item, run=ID). */
+bool cli_snap_run_id(const sm_snap_t *s, char *id, size_t cap);
+/* Files matching `pattern` whose snapshot belongs to run `id`. */
+char **cli_run_snapshots(const char *pattern, const char *id, size_t *n);
+void cli_free_list(char **list, size_t n);
 int cmd_leaks(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_export(int argc, char **argv);

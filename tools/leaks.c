@@ -6,7 +6,9 @@
  * ignored. A trace is suppressed when PATTERN matches the function, the
  * source file or the module of any of its frames: a substring match, `*`
  * matching anything, `^` and `$` anchoring to the start and end. */
+#include <dirent.h>
 #include <errno.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <glob.h>
 #include <limits.h>
@@ -151,10 +153,17 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
   sm_model_build(ctx, &snap, &m);
 
   uint64_t totals[SM_LEAK_CLASSES][2] = {{0}}, supp_total[2] = {0, 0};
-  lentry_t *entries = xcalloc(m.ntraces * SM_LEAK_CLASSES + 1, sizeof *entries);
+  lentry_t *entries = xcalloc((m.ntraces + 1) * SM_LEAK_CLASSES, sizeof *entries);
   size_t n = 0;
-  for (size_t i = 0; i < m.ntraces; i++) {
-    const sm_strace_t *t = &m.traces[i];
+  /* Blocks with no trace (the id-0 record: allocated before tracing could
+   * start, which the library avoids, or by the loader) are reported and
+   * gated on like the others. With sampling, the untraced blocks are the
+   * ones not sampled, which the sampled traces already stand for. */
+  sm_strace_t untraced = {0};
+  for (size_t i = 0; i < snap.ntraces && !(snap.flags & SM_SNAP_SAMPLED); i++)
+    if (snap.traces[i].id == 0) untraced.raw = &snap.traces[i];
+  for (size_t i = 0; i < m.ntraces + (untraced.raw != NULL); i++) {
+    const sm_strace_t *t = i < m.ntraces ? &m.traces[i] : &untraced;
     int s = suppressed(&supp, t);
     for (int c = 0; c < SM_LEAK_CLASSES; c++) {
       uint64_t size = t->raw->leak[c][0], count = t->raw->leak[c][1];
@@ -203,10 +212,12 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
       const lentry_t *e = &entries[i];
       char sz[32];
       sm_format_size(sz, sizeof sz, (double)e->size, false);
-      fprintf(out, "%s in %llu block%s %s %s (trace %u)\n", sz, (unsigned long long)e->count, e->count == 1 ? "" : "s",
-              e->count == 1 ? "is" : "are", class_names[e->cls], e->t->raw->id);
+      fprintf(out, "%s in %llu block%s %s %s", sz, (unsigned long long)e->count, e->count == 1 ? "" : "s",
+              e->count == 1 ? "is" : "are", class_names[e->cls]);
+      if (!e->t->raw->id) fputs(" (allocated before tracing started: no stack trace)\n", out);
+      else fprintf(out, " (trace %u)\n", e->t->raw->id);
       for (int f = e->t->site; f < e->t->nframes; f++) print_frame_text(out, &e->t->frames[f], f == e->t->site);
-      if (!e->t->nframes) fputs("    (no frames)\n", out);
+      if (!e->t->nframes && e->t->raw->id) fputs("    (no frames)\n", out);
       fputc('\n', out);
     }
     fputs("LEAK SUMMARY:\n", out);
@@ -305,94 +316,150 @@ int cmd_leaks(int argc, char **argv) {
 }
 
 /* check: parse leaks options before "--", the rest goes to run. */
-int cmd_check(int argc, char **argv) {
-  leaks_opts_t lo = {0};
-  lo.format = FMT_TEXT;
-  char **run_argv = xcalloc((size_t)argc + 4, sizeof *run_argv);
-  int run_argc = 0;
-  run_argv[run_argc++] = "run";
-  const char *out = NULL;
+typedef struct check_args {
+  leaks_opts_t lo;
+  const char *out, *report;
+  char **run_argv;
+  int run_argc;
+  char dir[32];           /* without --out: a fresh directory of check's own */
+  char pattern[PATH_MAX]; /* and the pattern in it */
+} check_args_t;
+
+static const char check_help[] =
+    "usage: snapmalloc check [run options] [leaks options] [-o FILE] -- CMD [ARG...]\n\n"
+    "Runs CMD traced with leak analysis at exit (like 'snapmalloc run'), then prints\n"
+    "the leak report of every process it started. Exit status: CMD's own if it\n"
+    "failed, else 1 if anything definitely or indirectly lost remains after\n"
+    "suppressions, else 0; 2 for bad input, or when no process of CMD could be\n"
+    "analysed.\n\n"
+    "  -o, --report FILE    write the report to FILE instead of stderr (text) or\n"
+    "                       stdout (json)\n"
+    "Run options: --depth N, --out PATTERN, --sample BYTES (see snapmalloc run --help).\n"
+    "Leaks options:\n";
+
+/* Fills a from check's own options; the run options go to a->run_argv. */
+static void parse_check_args(int argc, char **argv, check_args_t *a) {
+  a->lo.format = FMT_TEXT;
+  a->run_argv = xcalloc((size_t)argc + 4, sizeof *a->run_argv);
+  a->run_argv[a->run_argc++] = "run";
   int i = 1;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--help")) {
-      printf("usage: snapmalloc check [run options] [leaks options] -- CMD [ARG...]\n\n"
-             "Runs CMD traced with leak analysis at exit (like 'snapmalloc run'), then prints\n"
-             "the leak report of every process it started. Exit status: CMD's own if it\n"
-             "failed, else 1 if anything definitely or indirectly lost remains after\n"
-             "suppressions, else 0 (2 for bad input).\n\n"
-             "Run options: --depth N, --out PATTERN, --sample BYTES (see snapmalloc run --help).\n"
-             "Leaks options:\n%s",
-             leaks_help);
-      return 0;
+    const char *o = argv[i];
+    if (!strcmp(o, "--help")) {
+      printf("%s%s", check_help, leaks_help);
+      exit(0);
     }
-    bool has_value = !strcmp(a, "--suppressions") || !strcmp(a, "--min-bytes") || !strcmp(a, "--show") ||
-                     !strcmp(a, "--format") || !strcmp(a, "--depth") || !strcmp(a, "--out") || !strcmp(a, "--sample");
-    if (has_value && i + 1 >= argc) cli_usage_error("check", "option '%s' needs a value", a);
+    bool has_value = !strcmp(o, "--suppressions") || !strcmp(o, "--min-bytes") || !strcmp(o, "--show") ||
+                     !strcmp(o, "--format") || !strcmp(o, "--depth") || !strcmp(o, "--out") ||
+                     !strcmp(o, "--sample") || !strcmp(o, "-o") || !strcmp(o, "--report");
+    if (has_value && i + 1 >= argc) cli_usage_error("check", "option '%s' needs a value", o);
     const char *v = has_value ? argv[i + 1] : NULL;
     optarg = (char *)v;
-    if (!strcmp(a, "--suppressions")) leaks_opt("check", L_SUPP, &lo);
-    else if (!strcmp(a, "--min-bytes")) leaks_opt("check", L_MIN, &lo);
-    else if (!strcmp(a, "--show")) leaks_opt("check", L_SHOW, &lo);
-    else if (!strcmp(a, "--format")) leaks_opt("check", L_FORMAT, &lo);
-    else if (!strcmp(a, "--full-paths")) lo.full_paths = true;
-    else if (!strcmp(a, "--depth") || !strcmp(a, "--sample") || !strcmp(a, "--out")) {
-      if (!strcmp(a, "--out")) out = v;
-      run_argv[run_argc++] = (char *)a;
-      run_argv[run_argc++] = (char *)v;
+    if (!strcmp(o, "--suppressions")) leaks_opt("check", L_SUPP, &a->lo);
+    else if (!strcmp(o, "--min-bytes")) leaks_opt("check", L_MIN, &a->lo);
+    else if (!strcmp(o, "--show")) leaks_opt("check", L_SHOW, &a->lo);
+    else if (!strcmp(o, "--format")) leaks_opt("check", L_FORMAT, &a->lo);
+    else if (!strcmp(o, "--full-paths")) a->lo.full_paths = true;
+    else if (!strcmp(o, "-o") || !strcmp(o, "--report")) a->report = v;
+    else if (!strcmp(o, "--depth") || !strcmp(o, "--sample") || !strcmp(o, "--out")) {
+      if (!strcmp(o, "--out")) a->out = v;
+      a->run_argv[a->run_argc++] = (char *)o;
+      a->run_argv[a->run_argc++] = (char *)v;
     } else {
-      cli_usage_error("check", "option '%s' is unknown", a);
+      cli_usage_error("check", "option '%s' is unknown", o);
     }
     if (has_value) i++;
   }
   if (i >= argc || i + 1 >= argc) cli_usage_error("check", "needs a command to run after '--'");
-  /* Snapshots go to a fresh directory unless --out says otherwise, so the
-   * report covers exactly the processes of this run. */
-  char dir[] = "/tmp/snapmalloc-check.XXXXXX";
-  char pattern[PATH_MAX];
-  if (!out) {
-    if (!mkdtemp(dir)) {
+  if (!a->out) { /* filled in by cmd_check */
+    a->run_argv[a->run_argc++] = "--out";
+    a->run_argv[a->run_argc++] = a->pattern;
+  }
+  a->run_argv[a->run_argc++] = "--no-report";
+  for (; i < argc; i++) a->run_argv[a->run_argc++] = argv[i];
+}
+
+/* Removes check's own snapshot directory and what the run left in it. */
+static void remove_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    unlink(path);
+  }
+  if (d) closedir(d);
+  if (rmdir(dir) != 0) fprintf(stderr, "snapmalloc check: cannot remove %s: %s\n", dir, strerror(errno));
+}
+
+/* The leak reports of the run's final snapshots, written to out; the worst
+ * result (0, 1, 2). */
+static int report_run(FILE *out, const check_args_t *a, const cli_run_t *run) {
+  size_t n;
+  char **files = cli_run_snapshots(run->pattern, run->id, &n);
+  int worst = 0, analysed = 0, unanalysed = 0;
+  for (size_t k = 0; k < n; k++) {
+    sm_snap_t s;
+    char err[256];
+    if (sm_snap_read(files[k], &s, err, sizeof err) != 0) continue;
+    bool final = s.flags & SM_SNAP_FINAL, leaks = s.flags & SM_SNAP_LEAKS;
+    char label[PATH_MAX + 128];
+    snprintf(label, sizeof label, "== pid %llu (%s): %s", (unsigned long long)s.pid, s.program, files[k]);
+    sm_snap_free(&s);
+    if (!final) continue;
+    if (!leaks) {
+      fprintf(stderr, "%s: no leak analysis (it was skipped: see the warnings above)\n", label);
+      unanalysed++;
+      continue;
+    }
+    analysed++;
+    int r = leak_report(out, files[k], &a->lo, label);
+    if (r > worst) worst = r;
+  }
+  cli_free_list(files, n);
+  if (!analysed)
+    fprintf(stderr, "snapmalloc check: no process of the command wrote a final snapshot with leak analysis "
+                    "(did it start? did it end with _exit() or a signal?)\n");
+  if (worst == 0 && (!analysed || unanalysed)) worst = 2; /* cannot vouch for it */
+  return worst;
+}
+
+int cmd_check(int argc, char **argv) {
+  check_args_t a = {0};
+  parse_check_args(argc, argv, &a);
+  FILE *out = a.lo.format == FMT_JSON ? stdout : stderr;
+  if (a.report && !(out = fopen(a.report, "w"))) {
+    fprintf(stderr, "snapmalloc check: %s: cannot write the report: %s\n", a.report, strerror(errno));
+    return 2;
+  }
+  /* Snapshots go to a fresh directory (removed afterwards) unless --out
+   * says otherwise; either way the report covers this run's processes
+   * only, told apart by the run id in their snapshots. */
+  if (!a.out) {
+    snprintf(a.dir, sizeof a.dir, "/tmp/snapmalloc-check.XXXXXX");
+    if (!mkdtemp(a.dir)) {
       perror("snapmalloc check: mkdtemp");
       return 2;
     }
-    snprintf(pattern, sizeof pattern, "%s/%%e.%%p.%%n.snap", dir);
-    run_argv[run_argc++] = "--out";
-    run_argv[run_argc++] = pattern;
+    snprintf(a.pattern, sizeof a.pattern, "%s/%%e.%%p.%%n.snap", a.dir);
   }
-  run_argv[run_argc++] = "--no-report";
-  for (; i < argc; i++) run_argv[run_argc++] = argv[i];
   /* leaks=1 is the default with tracing; say it anyway in case the
    * environment turned it off */
   const char *prev = getenv("SNAPMALLOC_OPTIONS");
   char opts[4096];
   snprintf(opts, sizeof opts, "%s%sleaks=1,at_exit=1", prev && *prev ? prev : "", prev && *prev ? "," : "");
   setenv("SNAPMALLOC_OPTIONS", opts, 1);
-  int status = cmd_run_collect(run_argc, run_argv);
-  /* every final snapshot of the run */
-  char globpat[PATH_MAX + 8];
-  snprintf(globpat, sizeof globpat, "%s", out ? out : pattern);
-  char *g = cli_pattern_glob(globpat);
-  glob_t gl;
-  int worst = 0, processes = 0;
-  if (glob(g, 0, NULL, &gl) == 0) {
-    for (size_t k = 0; k < gl.gl_pathc; k++) {
-      sm_snap_t s;
-      char err[256];
-      if (sm_snap_read(gl.gl_pathv[k], &s, err, sizeof err) != 0) continue;
-      bool final = (s.flags & SM_SNAP_FINAL) && (s.flags & SM_SNAP_LEAKS);
-      char label[PATH_MAX + 128];
-      snprintf(label, sizeof label, "== pid %llu (%s): %s", (unsigned long long)s.pid, s.program, gl.gl_pathv[k]);
-      sm_snap_free(&s);
-      if (!final) continue;
-      processes++;
-      int r = leak_report(lo.format == FMT_JSON ? stdout : stderr, gl.gl_pathv[k], &lo, label);
-      if (r > worst) worst = r;
-    }
-    globfree(&gl);
+  cli_run_t run = {0};
+  int status = cli_run(a.run_argc, a.run_argv, false, &run);
+  int worst = run.pattern ? report_run(out, &a, &run) : 2;
+  if (a.report && fclose(out) != 0) {
+    fprintf(stderr, "snapmalloc check: %s: cannot write the report: %s\n", a.report, strerror(errno));
+    worst = 2;
   }
-  free(g);
-  if (!processes) fprintf(stderr, "snapmalloc check: no process wrote a final snapshot (did CMD start?)\n");
+  if (!a.out) remove_dir(a.dir);
+  free(run.pattern);
+  free(a.run_argv);
   if (status != 0) return status;
-  if (worst == 2) return 2;
   return worst;
 }

@@ -5,7 +5,12 @@
  * The library is found where SNAPMALLOC_LIB says, else next to this
  * executable (a build tree), else in the libdir that meson installs to,
  * relative to this executable (SM_LIBDIR_FROM_BINDIR, from
- * tools/meson.build), else in ../lib (and ../lib/<multiarch>, ../lib64). */
+ * tools/meson.build), else in ../lib (and ../lib/<multiarch>, ../lib64).
+ *
+ * A run is told apart from every other by a random id that every process it
+ * starts records in its snapshots' options (run=ID, first item): the files
+ * of this run are the ones matching the out pattern whose header carries
+ * the id, whatever their times and whatever else the pattern matches. */
 #include <errno.h>
 #include <getopt.h>
 #include <glob.h>
@@ -16,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,79 +105,110 @@ static int run_help(void) {
   return 0;
 }
 
-static int run_main(int argc, char **argv, bool reraise) {
+typedef struct run_args {
+  long depth, interval;
+  unsigned long long sample;
+  const char *out;
+  bool report;
+  char **cmd;
+} run_args_t;
+
+/* Parses run's options; returns -1 to go on, or an exit status (--help). */
+static int parse_run_args(int argc, char **argv, run_args_t *a) {
   enum { O_DEPTH = 300, O_OUT, O_INTERVAL, O_SAMPLE, O_NOREPORT, O_HELP };
   static const struct option longopts[] = {
       {"depth", required_argument, NULL, O_DEPTH}, {"out", required_argument, NULL, O_OUT},
       {"interval", required_argument, NULL, O_INTERVAL}, {"sample", required_argument, NULL, O_SAMPLE},
       {"no-report", no_argument, NULL, O_NOREPORT}, {"help", no_argument, NULL, O_HELP}, {NULL, 0, NULL, 0}};
-  long depth = 16, interval = 0;
-  unsigned long long sample = 0;
-  const char *out = "snapmalloc.%e.%p.%n.snap";
-  bool report = true;
+  *a = (run_args_t){16, 0, 0, "snapmalloc.%e.%p.%n.snap", true, NULL};
   optind = 1;
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
     switch (c) {
     case O_DEPTH:
-      if (!cli_parse_int(optarg, 1, 128, &depth)) cli_usage_error("run", "--depth takes 1..128, not '%s'", optarg);
+      if (!cli_parse_int(optarg, 1, 128, &a->depth)) cli_usage_error("run", "--depth takes 1..128, not '%s'", optarg);
       break;
     case O_OUT:
       if (!*optarg || strchr(optarg, ',')) cli_usage_error("run", "--out takes a non-empty path pattern without commas");
-      out = optarg;
+      a->out = optarg;
       break;
     case O_INTERVAL:
-      if (!cli_parse_int(optarg, 0, 86400, &interval)) cli_usage_error("run", "--interval takes 0..86400 seconds, not '%s'", optarg);
+      if (!cli_parse_int(optarg, 0, 86400, &a->interval))
+        cli_usage_error("run", "--interval takes 0..86400 seconds, not '%s'", optarg);
       break;
     case O_SAMPLE:
-      if (!cli_parse_size(optarg, &sample)) cli_usage_error("run", "--sample takes a size in bytes, not '%s'", optarg);
+      if (!cli_parse_size(optarg, &a->sample)) cli_usage_error("run", "--sample takes a size in bytes, not '%s'", optarg);
       break;
-    case O_NOREPORT: report = false; break;
+    case O_NOREPORT: a->report = false; break;
     case O_HELP: return run_help();
     default: cli_usage_error("run", "option '%s' is unknown or lacks its value", argv[optind - 1]);
     }
   }
   if (optind < argc && !strcmp(argv[optind], "--")) optind++;
   if (optind >= argc) cli_usage_error("run", "needs a command to run after '--'");
-  char **cmd = &argv[optind];
+  a->cmd = &argv[optind];
+  return -1;
+}
 
+static void new_run_id(char *id, size_t cap) {
+  uint64_t r[2] = {0, 0};
+  if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    r[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
+    r[1] = (uint64_t)ts.tv_sec ^ (uintptr_t)&ts;
+  }
+  snprintf(id, cap, "%016llx%016llx", (unsigned long long)r[0], (unsigned long long)r[1]);
+}
+
+/* Sets up the environment (options with the run id first, the preload)
+ * for CMD; the absolute out pattern goes to res->pattern. */
+static bool prepare_env(const run_args_t *a, cli_run_t *res) {
   char *lib = find_library();
   if (!lib) {
     fprintf(stderr, "snapmalloc run: cannot find libsnapmalloc.so (set SNAPMALLOC_LIB)\n");
-    return 2;
+    return false;
   }
   /* An absolute pattern, so a program that changes directory still writes here. */
   char cwd[PATH_MAX];
   if (!getcwd(cwd, sizeof cwd)) strcpy(cwd, ".");
   strbuf_t pat = {0};
-  if (out[0] != '/') sb_printf(&pat, "%s/", cwd);
-  sb_puts(&pat, out);
-
+  if (a->out[0] != '/') sb_printf(&pat, "%s/", cwd);
+  sb_puts(&pat, a->out);
+  res->pattern = pat.s;
+  new_run_id(res->id, sizeof res->id);
   strbuf_t opts = {0};
+  sb_printf(&opts, "run=%s,", res->id);
   const char *prev = getenv("SNAPMALLOC_OPTIONS");
   if (prev && *prev) sb_printf(&opts, "%s,", prev);
-  sb_printf(&opts, "trace=1,depth=%ld,out=%s,interval=%ld,sample=%llu", depth, pat.s, interval, sample);
+  sb_printf(&opts, "trace=1,depth=%ld,out=%s,interval=%ld,sample=%llu", a->depth, pat.s, a->interval, a->sample);
   setenv_or_die("SNAPMALLOC_OPTIONS", opts.s);
   strbuf_t pre = {0};
   const char *prev_pre = getenv("LD_PRELOAD");
   sb_puts(&pre, lib);
   if (prev_pre && *prev_pre) sb_printf(&pre, ":%s", prev_pre);
   setenv_or_die("LD_PRELOAD", pre.s);
+  free(opts.s);
+  free(pre.s);
+  free(lib);
+  return true;
+}
 
-  time_t start = time(NULL);
+/* Starts CMD and waits for it, like a shell: the terminal's ^C goes to the
+ * child. Returns its wait status, or -1 if it could not start. */
+static int launch(char **cmd, pid_t *pidp) {
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) {
     perror("snapmalloc run: fork");
-    return 2;
+    return -1;
   }
   if (pid == 0) {
     execvp(cmd[0], cmd);
     fprintf(stderr, "snapmalloc run: cannot run %s: %s\n", cmd[0], strerror(errno));
     _exit(127);
   }
-  /* Like a shell: the terminal's ^C goes to the child; we wait for it. */
   struct sigaction ign = {0}, old_int, old_quit;
   ign.sa_handler = SIG_IGN;
   sigaction(SIGINT, &ign, &old_int);
@@ -182,81 +219,128 @@ static int run_main(int argc, char **argv, bool reraise) {
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGQUIT, &old_quit, NULL);
   unsetenv("LD_PRELOAD");
+  *pidp = pid;
+  return status;
+}
 
-  /* Which snapshots did this run write? */
-  char *g = cli_pattern_glob(pat.s);
+bool cli_snap_run_id(const sm_snap_t *s, char *id, size_t cap) {
+  const char *o = s->options ? s->options : "";
+  if (strncmp(o, "run=", 4) != 0) return false;
+  size_t n = strcspn(o + 4, ",");
+  if (n == 0 || n >= cap) return false;
+  memcpy(id, o + 4, n);
+  id[n] = '\0';
+  return true;
+}
+
+/* The snapshots of run `id`: files matching the out pattern whose header
+ * names the run. */
+char **cli_run_snapshots(const char *pattern, const char *id, size_t *n) {
+  char *g = cli_pattern_glob(pattern);
   glob_t gl;
-  size_t found = 0;
-  char *final = NULL;
-  uint64_t final_seq = 0;
+  char **out = NULL;
+  *n = 0;
   if (glob(g, 0, NULL, &gl) == 0) {
     for (size_t i = 0; i < gl.gl_pathc; i++) {
-      struct stat st;
-      if (stat(gl.gl_pathv[i], &st) != 0 || st.st_mtime < start || strstr(gl.gl_pathv[i], ".tmp.")) continue;
-      found++;
       sm_snap_t s;
-      char err[256];
+      char err[256], got[SM_RUN_ID_MAX];
       if (sm_snap_read(gl.gl_pathv[i], &s, err, sizeof err) != 0) continue;
-      if (s.pid == (uint64_t)pid && (s.flags & SM_SNAP_FINAL) && (!final || s.sequence >= final_seq)) {
-        free(final);
-        final = xstrdup(gl.gl_pathv[i]);
-        final_seq = s.sequence;
-      }
+      bool ours = cli_snap_run_id(&s, got, sizeof got) && !strcmp(got, id);
       sm_snap_free(&s);
-    }
-    if (found) {
-      fprintf(stderr, "snapmalloc: %zu snapshot%s written:\n", found, found == 1 ? "" : "s");
-      for (size_t i = 0; i < gl.gl_pathc; i++) {
-        struct stat st;
-        if (stat(gl.gl_pathv[i], &st) == 0 && st.st_mtime >= start && !strstr(gl.gl_pathv[i], ".tmp."))
-          fprintf(stderr, "  %s\n", gl.gl_pathv[i]);
-      }
+      if (!ours) continue;
+      out = xrealloc(out, (*n + 1) * sizeof *out);
+      out[(*n)++] = xstrdup(gl.gl_pathv[i]);
     }
     globfree(&gl);
   }
-  if (!found) fprintf(stderr, "snapmalloc: no snapshot was written (the command may have ended without exit())\n");
-  if (final && report) {
-    sm_report_opts_t o = {0};
-    o.by = BY_LINE;
-    o.limit = 10;
-    sm_snap_t s;
-    if (cli_load(final, &s) == 0) {
-      sm_tools_ctx_t *ctx = sm_ctx_new(&o);
-      sm_model_t m;
-      sm_model_build(ctx, &s, &m);
-      fprintf(stderr, "snapmalloc: top 10 allocation sites at exit (%s):\n", final);
-      sm_print_header(stderr, "", &s);
-      sm_report(stderr, ctx, NULL, &m);
-      sm_model_free(&m);
-      sm_ctx_free(ctx);
-      sm_snap_free(&s);
-    }
-  }
-  free(final);
   free(g);
-  free(pat.s);
-  free(opts.s);
-  free(pre.s);
-  free(lib);
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) {
-    int sig = WTERMSIG(status);
-    fprintf(stderr, "snapmalloc: %s was killed by signal %d (%s)\n", cmd[0], sig, strsignal(sig));
-    fflush(NULL);
-    if (!reraise) return 128 + sig;
-    struct rlimit nocore = {0, 0};
-    setrlimit(RLIMIT_CORE, &nocore); /* the child already dumped core if it was going to */
-    signal(sig, SIG_DFL);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, sig);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
-    raise(sig);
-    return 128 + sig;
-  }
-  return 2;
+  return out;
 }
 
-int cmd_run(int argc, char **argv) { return run_main(argc, argv, true); }
+void cli_free_list(char **list, size_t n) {
+  for (size_t i = 0; i < n; i++) free(list[i]);
+  free(list);
+}
 
-int cmd_run_collect(int argc, char **argv) { return run_main(argc, argv, false); }
+/* Lists the run's snapshots on stderr; returns the final one of the
+ * command's own process (malloc'd), if any. */
+static char *list_snapshots(const cli_run_t *res, pid_t pid) {
+  size_t n;
+  char **files = cli_run_snapshots(res->pattern, res->id, &n);
+  char *final = NULL;
+  uint64_t final_seq = 0;
+  if (n) fprintf(stderr, "snapmalloc: %zu snapshot%s written:\n", n, n == 1 ? "" : "s");
+  else fprintf(stderr, "snapmalloc: no snapshot was written (the command may have ended without exit())\n");
+  for (size_t i = 0; i < n; i++) {
+    fprintf(stderr, "  %s\n", files[i]);
+    sm_snap_t s;
+    char err[256];
+    if (sm_snap_read(files[i], &s, err, sizeof err) != 0) continue;
+    if (s.pid == (uint64_t)pid && (s.flags & SM_SNAP_FINAL) && (!final || s.sequence >= final_seq)) {
+      free(final);
+      final = xstrdup(files[i]);
+      final_seq = s.sequence;
+    }
+    sm_snap_free(&s);
+  }
+  cli_free_list(files, n);
+  return final;
+}
+
+static void report_final(const char *final) {
+  sm_report_opts_t o = {0};
+  o.by = BY_LINE;
+  o.limit = 10;
+  sm_snap_t s;
+  if (cli_load(final, &s) != 0) return;
+  sm_tools_ctx_t *ctx = sm_ctx_new(&o);
+  sm_model_t m;
+  sm_model_build(ctx, &s, &m);
+  fprintf(stderr, "snapmalloc: top 10 allocation sites at exit (%s):\n", final);
+  sm_print_header(stderr, "", &s);
+  sm_report(stderr, ctx, NULL, &m);
+  sm_model_free(&m);
+  sm_ctx_free(ctx);
+  sm_snap_free(&s);
+}
+
+/* What the command's wait status becomes as our exit status. */
+static int pass_status(int status, const char *cmd, bool reraise) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (!WIFSIGNALED(status)) return 2;
+  int sig = WTERMSIG(status);
+  fprintf(stderr, "snapmalloc: %s was killed by signal %d (%s)\n", cmd, sig, strsignal(sig));
+  fflush(NULL);
+  if (!reraise) return 128 + sig;
+  struct rlimit nocore = {0, 0};
+  setrlimit(RLIMIT_CORE, &nocore); /* the child already dumped core if it was going to */
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  raise(sig);
+  return 128 + sig;
+}
+
+int cli_run(int argc, char **argv, bool reraise, cli_run_t *res) {
+  run_args_t a;
+  int rc = parse_run_args(argc, argv, &a);
+  if (rc >= 0) return rc;
+  cli_run_t local = {0};
+  if (!res) res = &local;
+  if (!prepare_env(&a, res)) return 2;
+  pid_t pid = 0;
+  int status = launch(a.cmd, &pid);
+  if (status < 0) {
+    free(local.pattern);
+    return 2;
+  }
+  char *final = list_snapshots(res, pid);
+  if (final && a.report) report_final(final);
+  free(final);
+  free(local.pattern);
+  return pass_status(status, a.cmd[0], reraise);
+}
+
+int cmd_run(int argc, char **argv) { return cli_run(argc, argv, true, NULL); }

@@ -99,5 +99,44 @@ snap=$(ls "$work"/x.*.snap | head -n 1)
 grep -q '^  definitely lost: 528 B in 11 blocks$' "$work/text" || fail "leaks: no totals line"
 grep -q '^    at lose (.*corpus.c:[0-9]*)$' "$work/text" || fail "leaks: no symbolized trace"
 
+# blocks with no trace (the id-0 record) are reported and gated on, except
+# with sampling, where the sampled traces already stand for them
+python3 "$(dirname "$0")/untraced.py" "$work/u.snap" 4096 1
+"$tool" leaks "$work/u.snap" > "$work/u.txt"; rc=$?
+[ $rc = 1 ] || fail "untraced: exit $rc, expected 1"
+grep -q '^4096 B in 1 block is definitely lost (allocated before tracing started: no stack trace)$' "$work/u.txt" ||
+  fail "untraced: no line for the blocks without a trace"
+python3 "$(dirname "$0")/untraced.py" "$work/u2.snap" 4096 1 sampled
+"$tool" leaks "$work/u2.snap" > /dev/null || fail "untraced: sampled snapshot counted its unsampled blocks"
+
+# check reports its own run only, whatever --out matches, and a clean run
+# passes after a leaking one with the same pattern
+mkdir "$work/same"
+"$tool" check --out "$work/same/s.%p.snap" -- "$corpus" lost >/dev/null 2>&1
+"$tool" check --out "$work/same/s.%p.snap" -- "$corpus" clean >/dev/null 2>"$work/same.err"; rc=$?
+[ $rc = 0 ] || fail "a clean run after a leaking one with the same --out: exit $rc: $(cat "$work/same.err")"
+n=$(grep -c '^== pid ' "$work/same.err")
+[ "$n" = 1 ] || fail "a clean run after a leaking one reported $n processes, expected 1"
+
+# -o FILE: the report goes there (JSON does not mix with the program's stdout)
+"$tool" check --format json -o "$work/report.json" -- "$corpus" clean > "$work/stdout" 2>/dev/null; rc=$?
+[ $rc = 0 ] || fail "check -o: exit $rc"
+grep -q '^{"pid": ' "$work/report.json" || fail "check -o: no JSON in the report file"
+grep -q '"pid"' "$work/stdout" && fail "check -o: JSON still on stdout"
+[ "$(cat "$work/stdout")" = clean ] || fail "check -o: the program's own stdout was lost"
+
+# check removes the directory it made for the snapshots
+"$tool" check -- "$corpus" lost > /dev/null 2> "$work/dir.err"
+d=$(sed -n 's|^  \(/tmp/snapmalloc-check\.[^/]*\)/.*|\1|p' "$work/dir.err" | head -n 1)
+[ -n "$d" ] || fail "check: no snapshot directory named"
+[ -n "$d" ] && [ -e "$d" ] && fail "check left its directory $d"
+
+# a command that ends without exit() leaves no analysis: the gate cannot
+# vouch for it and says so
+"$tool" check -- sh -c 'kill -9 $$' > /dev/null 2>&1; rc=$?
+[ $rc = 137 ] || fail "check on a killed command: exit $rc, expected its own 137"
+"$tool" check -- "$corpus" _exit > /dev/null 2> "$work/noexit"; rc=$?
+[ $rc = 2 ] || fail "check on a command that left no analysis: exit $rc, expected 2"
+
 [ $fails = 0 ] && echo "leaks: all checks passed" || echo "leaks: $fails failures"
 [ $fails = 0 ]

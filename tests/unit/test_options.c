@@ -36,6 +36,10 @@ int main(void) {
   CHECK(sm_options_parse(&o, "increment=-5") == 1 && o.increment == 16 * SM_MiB);
   CHECK(sm_options_parse(&o, "policy=worst") == 1 && o.policy == SM_POLICY_BEST);
   CHECK(o.unwind == SM_UNWIND_FAST);
+  /* run=ID: a bounded token; a bad one (too long, a path) is rejected */
+  CHECK(sm_options_parse(&o, "run=ab-12_Z9") == 0 && strcmp(o.run, "ab-12_Z9") == 0);
+  CHECK(sm_options_parse(&o, "run=../x") == 1 && o.run[0] == '\0');
+  CHECK(sm_options_parse(&o, "run=0123456789012345678901234567890123456789012345678901234567890123") == 1 && !o.run[0]);
   /* sampling turns the exit-time leak analysis off unless it is asked for */
   CHECK(sm_options_parse(&o, "trace=1") == 0 && o.leaks);
   CHECK(sm_options_parse(&o, "trace=1,sample=512K") == 0 && !o.leaks);
