@@ -99,7 +99,7 @@ static const struct {
     {"pool", pool, {"assertion failed: sm_pool_check(", " at pool.c:"}},
     {"splay", splay, {"assertion failed: t == n at splay.c:", NULL}},
     {"arena", arena, {"assertion failed: sm_large_check(", " at large.c:"}},
-    {"fork", forks, {"assertion failed: sm_large_check(", " at heap.c:"}},
+    {"fork", forks, {"assertion failed: sm_large_check(", " at init.c:"}}, /* the prefork handler */
 };
 
 /* Runs fn in a child with stderr into out; returns the wait status. */

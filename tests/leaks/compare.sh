@@ -1,6 +1,6 @@
 #!/bin/sh
 # Leak classes against valgrind's memcheck, and the `check` gate.
-#   compare.sh SNAPMALLOC CORPUS LIBS
+#   compare.sh SNAPMALLOC CORPUS LIBS CXX
 # For every scenario of tests/leaks/corpus.c, the totals per class
 # (definitely, indirectly, possibly lost, still reachable: bytes and blocks)
 # of `snapmalloc check --format json` must equal those of
@@ -9,7 +9,7 @@
 # its thread-local blocks, which both tools call possibly lost) is 16 bytes
 # longer per TLS module that libsnapmalloc.so and libunwind add.
 set -u
-tool=$1 corpus=$2 libs=$3
+tool=$1 corpus=$2 libs=$3 cxx=$4
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 have_valgrind=0
@@ -34,10 +34,12 @@ print(" ".join(" ".join(vals[k]) for k in ("def", "ind", "pos", "reach")))'
 }
 
 # "libs": a program whose libraries leak in their constructor (before
-# libsnapmalloc's own constructor runs) and in their destructor (after it).
-for s in clean lost tree cycle globals heap interior unaligned stale thread all libs; do
+# libsnapmalloc's own constructor runs) and in their destructor (after it);
+# "cxx": a C++ program (libstdc++'s emergency pool is freed at exit).
+for s in clean lost tree cycle globals heap interior unaligned stale thread all libs cxx; do
   prog=$corpus
   [ $s = libs ] && prog=$libs
+  [ $s = cxx ] && prog=$cxx
   a=$(ours $s)
   [ -n "$a" ] || { fail "$s: no JSON from snapmalloc check"; continue; }
   if [ $have_valgrind = 1 ]; then
