@@ -8,11 +8,12 @@ set -eu
 # the svg tests render the flame graphs and timelines (tests/svg); libcap2-bin:
 # tests/tracer/secure.sh gives a binary a file capability (setcap) when not root;
 # libtsan2, libasan8, libubsan1: gcc's sanitizer runtimes for the checked
-# stages of scripts/test.sh (docs/checks.md).
+# stages of scripts/test.sh (docs/checks.md); jq, libxml2-utils, bc, perl:
+# real programs the leak gate is compared with valgrind on (tests/leaks).
 pkgs="meson ninja-build gcc g++ pkg-config libtsan2 libasan8 libubsan1 libunwind-dev uthash-dev libdw-dev libelf-dev zlib1g-dev
       valgrind heaptrack libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
       python3 sqlite3 git xz-utils tar coreutils procps libc6-dbg dwz binutils
-      golang-go man-db groff-base chromium fonts-dejavu-core libcap2-bin"
+      golang-go man-db groff-base chromium fonts-dejavu-core libcap2-bin jq libxml2-utils bc perl"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
