@@ -149,10 +149,27 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
   sm_report_opts_t ro = {0};
   ro.full_paths = lo->full_paths;
   sm_tools_ctx_t *ctx = sm_ctx_new(&ro);
-  sm_model_t m;
-  sm_model_build(ctx, &snap, &m);
-
+  /* Only the traces the report can name are symbolized (the rest is most
+   * of a clean program's snapshot, and symbolizing is most of the cost):
+   * those with lost blocks, which suppressions may also match, and with
+   * --show reachable the others with blocks. The other classes' totals
+   * come from the raw counts. */
   uint64_t totals[SM_LEAK_CLASSES][2] = {{0}}, supp_total[2] = {0, 0};
+  sm_snap_t view = snap;
+  view.traces = xcalloc(snap.ntraces + 1, sizeof *view.traces);
+  view.ntraces = 0;
+  for (size_t i = 0; i < snap.ntraces; i++) {
+    const sm_snap_trace_t *rt = &snap.traces[i];
+    if (!rt->id) continue;
+    bool lost = rt->leak[SM_LEAK_DEFINITE][1] || rt->leak[SM_LEAK_INDIRECT][1];
+    bool other = rt->leak[SM_LEAK_POSSIBLE][1] || rt->leak[SM_LEAK_REACHABLE][1];
+    if (lost || (lo->show_reachable && other)) view.traces[view.ntraces++] = *rt;
+    for (int c = SM_LEAK_POSSIBLE; c < SM_LEAK_CLASSES && !lo->show_reachable; c++)
+      totals[c][0] += rt->leak[c][0], totals[c][1] += rt->leak[c][1];
+  }
+  sm_model_t m;
+  sm_model_build(ctx, &view, &m);
+
   lentry_t *entries = xcalloc((m.ntraces + 1) * SM_LEAK_CLASSES, sizeof *entries);
   size_t n = 0;
   /* Blocks with no trace (the id-0 record: allocated before tracing could
@@ -168,6 +185,7 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
     for (int c = 0; c < SM_LEAK_CLASSES; c++) {
       uint64_t size = t->raw->leak[c][0], count = t->raw->leak[c][1];
       if (!count) continue;
+      if (c >= SM_LEAK_POSSIBLE && !lo->show_reachable && t->raw->id) continue; /* counted above */
       if (s >= 0 && c <= SM_LEAK_INDIRECT) {
         supp.hits[s] += (int)count;
         supp_total[0] += size, supp_total[1] += count;
@@ -242,6 +260,7 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
   free(entries);
   sm_model_free(&m);
   sm_ctx_free(ctx);
+  free(view.traces);
   sm_snap_free(&snap);
   return leaked;
 }
