@@ -303,6 +303,8 @@ typedef struct sm_module {
 struct sm_symbolizer {
   sm_module **mods;
   size_t nmods, capmods;
+  int *modtab;  /* open addressing: index into mods by (path, build-id), -1 free */
+  size_t modtab_cap;
   char **dirs;  /* debug directories, SNAPMALLOC_DEBUG_DIRS first */
   size_t ndirs;
   strtab strings;
@@ -365,6 +367,22 @@ static bool file_crc32(int fd, uint32_t *out) {
   return true;
 }
 
+/* Opens path read-only if it is a regular file, or returns -1. O_NONBLOCK
+ * keeps a FIFO from blocking the open, and fstat then refuses it: the path
+ * comes from an untrusted snapshot (or a file it names), and must never
+ * make us wait on a FIFO or read a device. */
+static int open_regular(const char *path, struct stat *st) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return -1;
+  struct stat tmp;
+  if (!st) st = &tmp;
+  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 /* Opens path as a debug-file candidate.  Accepted when it is a regular ELF
  * file other than `self` whose build-id equals id (if id is given and the
  * candidate has one), else whose CRC equals crc (if check_crc).  Returns an
@@ -372,10 +390,12 @@ static bool file_crc32(int fd, uint32_t *out) {
 static int open_candidate(const char *path, const uint8_t *id, size_t idlen, bool check_crc,
                           uint32_t crc, const struct stat *self) {
   struct stat st;
-  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
-  if (self && st.st_dev == self->st_dev && st.st_ino == self->st_ino) return -1;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open_regular(path, &st);
   if (fd < 0) return -1;
+  if (self && st.st_dev == self->st_dev && st.st_ino == self->st_ino) {
+    close(fd);
+    return -1;
+  }
   bool ok = false;
   Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
   if (elf && elf_kind(elf) == ELF_K_ELF) {
@@ -401,7 +421,7 @@ static int open_candidate(const char *path, const uint8_t *id, size_t idlen, boo
 /* Reads .gnu_debugaltlink of a file: the alternate file's name and
  * build-id.  False if the file has none. */
 static bool read_altlink(const char *path, char *name, size_t namecap, uint8_t *id, size_t *idlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open_regular(path, NULL);
   if (fd < 0) return false;
   bool found = false;
   Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
@@ -557,15 +577,18 @@ static void module_open(sm_module *m) {
   m->opened = true;
   m->status = SM_SYM_MISSING;
 
-  struct stat st;
-  if (stat(m->path, &st) != 0 || !S_ISREG(st.st_mode) || access(m->path, R_OK) != 0) return;
-
+  int fd = open_regular(m->path, NULL);
+  if (fd < 0) return;
   m->dwfl = dwfl_begin(&offline_callbacks);
-  if (!m->dwfl) return;
+  if (!m->dwfl) {
+    close(fd);
+    return;
+  }
   dwfl_report_begin(m->dwfl);
-  m->mod = dwfl_report_offline(m->dwfl, base_name(m->path), m->path, -1);
+  m->mod = dwfl_report_offline(m->dwfl, base_name(m->path), m->path, fd); /* consumes fd on success */
   dwfl_report_end(m->dwfl, NULL, NULL);
   if (!m->mod) {
+    close(fd);
     module_close(m);
     return;
   }
@@ -1164,6 +1187,7 @@ void sm_sym_free(sm_symbolizer_t *s) {
     free(m);
   }
   free(s->mods);
+  free(s->modtab);
   for (size_t i = 0; i < s->ndirs; i++) free(s->dirs[i]);
   free(s->dirs);
   free(s->frames);
@@ -1171,16 +1195,40 @@ void sm_sym_free(sm_symbolizer_t *s) {
   free(s);
 }
 
+static uint64_t module_hash(const char *path, const uint8_t *id, size_t idlen) {
+  return hash_bytes(path, strlen(path)) * 31 + hash_bytes((const char *)id, idlen);
+}
+
+static bool module_is(const sm_module *m, const char *path, const uint8_t *id, size_t idlen) {
+  return m->want_len == idlen && strcmp(m->path, path) == 0 && (idlen == 0 || memcmp(m->want_id, id, idlen) == 0);
+}
+
+/* Rebuilds the module index with room for twice the modules. */
+static bool modtab_grow(sm_symbolizer_t *s) {
+  size_t ncap = s->modtab_cap ? s->modtab_cap * 2 : 64;
+  int *nt = malloc(ncap * sizeof(*nt));
+  if (!nt) return false;
+  for (size_t i = 0; i < ncap; i++) nt[i] = -1;
+  for (size_t i = 0; i < s->nmods; i++) {
+    const sm_module *m = s->mods[i];
+    size_t j = module_hash(m->path, m->want_id, m->want_len) & (ncap - 1);
+    while (nt[j] >= 0) j = (j + 1) & (ncap - 1);
+    nt[j] = (int)i;
+  }
+  free(s->modtab);
+  s->modtab = nt;
+  s->modtab_cap = ncap;
+  return true;
+}
+
 int sm_sym_add_module(sm_symbolizer_t *s, const char *path, const uint8_t *build_id,
                       size_t build_id_len) {
   if (!s || !path) return -1;
   if (!build_id) build_id_len = 0;
-  for (size_t i = 0; i < s->nmods; i++) {
-    sm_module *m = s->mods[i];
-    if (m->want_len == build_id_len && strcmp(m->path, path) == 0 &&
-        (build_id_len == 0 || memcmp(m->want_id, build_id, build_id_len) == 0))
-      return (int)i;
-  }
+  if ((s->nmods + 1) * 2 > s->modtab_cap && !modtab_grow(s)) return -1;
+  size_t j = module_hash(path, build_id, build_id_len) & (s->modtab_cap - 1);
+  for (; s->modtab[j] >= 0; j = (j + 1) & (s->modtab_cap - 1))
+    if (module_is(s->mods[s->modtab[j]], path, build_id, build_id_len)) return s->modtab[j];
   if (s->nmods >= INT_MAX) return -1;
   if (s->nmods == s->capmods) {
     size_t ncap = s->capmods ? s->capmods * 2 : 16;
@@ -1205,6 +1253,7 @@ int sm_sym_add_module(sm_symbolizer_t *s, const char *path, const uint8_t *build
   }
   m->want_len = build_id_len;
   s->mods[s->nmods] = m;
+  s->modtab[j] = (int)s->nmods;
   return (int)s->nmods++;
 }
 
