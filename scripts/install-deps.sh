@@ -5,11 +5,13 @@ set -eu
 # zlib1g-dev: `export --format pprof` gzips its profiles; golang-go: the
 # export tests read them back with `go tool pprof`; man-db and groff-base:
 # the install test renders the man pages; chromium and fonts-dejavu-core:
-# the svg tests render the flame graphs and timelines (tests/svg).
+# the svg tests render the flame graphs and timelines (tests/svg); clang and
+# libclang-rt-14-dev: the fuzz-cli test builds the CLI fuzzer with libFuzzer
+# (tests/fuzz/fuzz_cli.sh; it is skipped without them).
 pkgs="meson ninja-build gcc g++ pkg-config libunwind-dev uthash-dev libdw-dev libelf-dev zlib1g-dev
       valgrind heaptrack libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
       python3 sqlite3 git xz-utils tar coreutils procps libc6-dbg dwz binutils
-      golang-go man-db groff-base chromium fonts-dejavu-core"
+      golang-go man-db groff-base chromium fonts-dejavu-core clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

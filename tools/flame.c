@@ -488,7 +488,9 @@ static void write_flame(FILE *out, const char *title, int width, const fnode_t *
   fprintf(out, "<g id=\"head\" data-total=\"%lld\">\n<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">",
           (long long)root->size, width / 2);
   strbuf_t sb = {0};
-  const char *prog = svg_base_name(cur->program[0] ? cur->program : "?");
+  strbuf_t progb = {0};
+  sm_escape(&progb, svg_base_name(cur->program[0] ? cur->program : "?"), 256);
+  const char *prog = progb.s;
   if (title) sb_puts(&sb, title);
   else if (!old) sb_printf(&sb, "Live memory of %s (pid %llu): %s in %lld blocks", prog, (unsigned long long)cur->pid,
                            total, (long long)root->count);
@@ -512,6 +514,7 @@ static void write_flame(FILE *out, const char *title, int width, const fnode_t *
   }
   svg_text(out, sb.s, svg_fit(width, FONT_PX));
   free(sb.s);
+  free(progb.s);
   fprintf(out, "</text>\n<text id=\"reset\" class=\"ctl hide\" x=\"%d\" y=\"62\">Reset zoom</text>\n", MARGIN_PX);
   fprintf(out, "<text id=\"search\" class=\"ctl\" x=\"%d\" y=\"62\" text-anchor=\"end\">Search</text>\n</g>\n",
           width - MARGIN_PX);
@@ -600,6 +603,8 @@ int cmd_flame(int argc, char **argv) {
   for (int i = 0; i < npos; i++) {
     if (cli_load(pos[i], &snaps[i]) != 0) {
       for (int j = 0; j < i; j++) sm_snap_free(&snaps[j]);
+      free(o.include);
+      free(o.exclude);
       return 2;
     }
   }
