@@ -40,7 +40,8 @@ def limit():
 def run(argv):
     """Runs argv; returns (status, cpu seconds, max RSS KiB, wall seconds)."""
     start = time.monotonic()
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limit)
+    err = open(os.path.join(work, 'stderr'), 'wb')  # a file: a pipe nobody reads would block the tool
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=limit)
     deadline = start + 60
     while True:
         pid, status, ru = os.wait4(p.pid, os.WNOHANG)
@@ -52,7 +53,7 @@ def run(argv):
             status = -1
             break
         time.sleep(0.01)
-    p.stderr.close()
+    err.close()
     code = os.waitstatus_to_exitcode(status) if status != -1 else 'killed after 60 s'
     return code, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, time.monotonic() - start
 
@@ -69,7 +70,7 @@ for name, args in files.items():
         ok = status in expect and cpu <= CPU_LIMIT and rss <= RSS_LIMIT
         what = ' '.join(c).replace('{f}', name).replace('{w}/', '')
         print(f"{'ok  ' if ok else 'FAIL'} {what}: {size / 1e6:.1f} MB file, status {status}, "
-              f"{cpu:.2f} s CPU ({wall:.2f} s wall), {rss / 1024:.0f} MB")
+              f"{cpu:.2f} s CPU ({wall:.2f} s wall), {rss / 1024:.0f} MB", flush=True)
         fails += not ok
     os.unlink(path)
 shutil.rmtree(work)
