@@ -36,7 +36,7 @@ mkdir "$work/corpus"
 cp "$corpus"/* "$work/corpus/"
 cd "$work" || exit 1
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ./fuzz_cli -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+  ./fuzz_cli -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -max_len=65536 \
   -artifact_prefix="$work/" -print_final_stats=1 "$work/corpus" > fuzz.log 2>&1
 rc=$?
 tail -15 fuzz.log
