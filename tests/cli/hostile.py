@@ -16,6 +16,8 @@ KIND:
   libc             a few traces in the C library and the loader, as a real
                    program's final snapshot has them (a seed for fuzzing)
   spellings N      N modules that are one file (the C library) spelt N ways
+  count TAG N      a MODULES (TAG 2) or TRACES (TAG 3) section that claims N
+                   records and holds none
 """
 import struct
 import sys
@@ -121,6 +123,12 @@ def main():
         mods = [module(spelt(i)) for i in range(n)]
         trs = [trace(i + 1, [(i, 0x28000 + 0x40 * i)], leak=[(64, 1)] * 4) for i in range(n)]
         data = snapshot(mods, trs, flags=2 | 4)
+    elif kind == 'count':
+        tag, n = int(arg), int(sys.argv[4])
+        mods = section(2, n if tag == 2 else 0, b'')
+        trs = section(3, n, b'') if tag == 3 else section(3, 0, b'')
+        payload = info() + mods + trs
+        data = b'SNAPMALC' + struct.pack('<IIQII', 1, 32, len(payload), zlib.crc32(payload) & 0xffffffff, 0) + payload
     elif kind == 'module':
         mods = [module(arg.encode())]
         data = snapshot(mods, [trace(1, [(0, 0x1234)])])

@@ -43,6 +43,17 @@ mk longpath "$work/long4095.snap" 4095
 t top "$work/long4095.snap" --by trace
 [ $rc = 0 ] && grep -q '^<x\{1020\}\.\.\.+0x1234>:0:' "$work/out" || fail "long4095: status $rc, no cut module name"
 
+# More modules or traces than the reader takes (the counts are checked
+# before anything is allocated), and a file over 1 GiB (never read).
+mk count "$work/mods65537.snap" 2 65537
+expect_error modcap "mods65537.snap: too many modules (65537; this tool reads at most 65536)" top "$work/mods65537.snap"
+mk count "$work/traces.snap" 3 4194305
+expect_error tracecap "traces.snap: too many traces (4194305; this tool reads at most 4194304)" top "$work/traces.snap"
+truncate -s 1073741825 "$work/huge.snap"
+expect_error huge "huge.snap: too large (1073741825 bytes; this tool reads snapshots of at most 1073741824)" \
+  top "$work/huge.snap"
+rm -f "$work/huge.snap"
+
 # Snapshots that are not regular files: refused at once, never read.
 mkfifo "$work/fifo"
 expect_error devzero "/dev/zero: cannot open: not a regular file (a character device)" top /dev/zero
