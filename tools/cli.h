@@ -8,6 +8,8 @@
 
 #define SNAPMALLOC_TOOL_VERSION "0.1.0"
 
+/* The whole tool: main() is this (argv[1] is the command). */
+int sm_cli_main(int argc, char **argv);
 /* Prints "snapmalloc CMD: <message> (see ...)" and exits 2. */
 void cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 bool cli_parse_size(const char *s, unsigned long long *out); /* K/M/G suffixes */

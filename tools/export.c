@@ -94,6 +94,10 @@ typedef struct profile {
   pb_t sub, line;          /* scratch for nested messages */
 } profile_t;
 
+/* The string table index of s. Every string that comes from the snapshot
+ * arrives in its display form (the model's strings are; the rest go
+ * through sm_escape here): pprof prints them, and profile.proto wants
+ * UTF-8. */
 static uint64_t str_idx(profile_t *pf, const char *s) {
   if (!s) s = "";
   str_ent_t *e;
@@ -190,7 +194,7 @@ static uint64_t loc_id(profile_t *pf, const sm_strace_t *t, int b, int e, int dr
  * the file is not there or is not the one that ran. */
 static uint64_t first_load_offset(const sm_snap_module_t *m) {
   if (!m->path[0] || m->path[0] == '[') return 0;
-  int fd = open(m->path, O_RDONLY | O_CLOEXEC);
+  int fd = sm_open_regular(m->path, NULL, 0); /* never a FIFO or a device the snapshot names */
   if (fd < 0) return 0;
   uint64_t off = 0;
   Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
@@ -239,9 +243,11 @@ static void build_profile(sm_model_t *m, pb_t *out) {
   /* Comments: what the numbers are, and where they came from. */
   uint64_t comments[4];
   size_t ncomments = 0;
-  strbuf_t sb = {0};
+  strbuf_t sb = {0}, prog = {0};
+  sm_escape(&prog, snap->program[0] ? snap->program : "?", 0);
   sb_printf(&sb, "snapmalloc snapshot %llu of %s (pid %llu): live blocks only, so inuse_* and no alloc_*",
-            (unsigned long long)snap->sequence, snap->program[0] ? snap->program : "?", (unsigned long long)snap->pid);
+            (unsigned long long)snap->sequence, prog.s, (unsigned long long)snap->pid);
+  free(prog.s);
   comments[ncomments++] = str_idx(&pf, sb.s);
   if (sampled) {
     sb.len = 0;
@@ -254,7 +260,7 @@ static void build_profile(sm_model_t *m, pb_t *out) {
     sb_puts(&sb, "command line:");
     for (size_t i = 0; i < snap->cmdline_len; i += strlen(snap->cmdline + i) + 1) {
       sb_putc(&sb, ' ');
-      sb_puts(&sb, snap->cmdline + i);
+      sm_escape(&sb, snap->cmdline + i, 0);
     }
     comments[ncomments++] = str_idx(&pf, sb.s);
   }
@@ -296,7 +302,10 @@ static void build_profile(sm_model_t *m, pb_t *out) {
     pb_uint(mm, MAPPING_MEMORY_START, mod->start);
     pb_uint(mm, MAPPING_MEMORY_LIMIT, mod->end);
     pb_uint(mm, MAPPING_FILE_OFFSET, first_load_offset(mod));
-    pb_uint(mm, MAPPING_FILENAME, str_idx(&pf, mod->path));
+    strbuf_t name = {0};
+    sm_escape(&name, mod->path, 0);
+    pb_uint(mm, MAPPING_FILENAME, str_idx(&pf, name.s));
+    free(name.s);
     pb_uint(mm, MAPPING_BUILD_ID, str_idx(&pf, hex));
     /* True flags tell pprof the names are final: nothing to look up again. */
     pb_uint(mm, MAPPING_HAS_FUNCTIONS, pf.mods[i].functions);

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <uthash.h>
 
 #include "tools/cli.h"
 #include "tools/report.h"
@@ -33,34 +32,110 @@
 #define BOTTOM_PX 34  /* the detail line below them */
 #define MARGIN_PX 10  /* left and right */
 #define MIN_PX 0.1    /* narrower frames are left out (they cannot be seen or clicked) */
+#define MAX_DRAWN 50000 /* frames drawn at most: more would not open in a browser (docs/visual.md) */
 
+/* The tree lives in one array (node 0 is the root) with a single hash
+ * table from (parent, label) to node, and labels in one arena: a node costs
+ * about 100 bytes however many children it has, so memory follows the
+ * number of distinct frames in the snapshot, not that times a table each. */
 typedef struct fnode {
-  UT_hash_handle hh;       /* in the parent's kids table */
-  char *key;               /* label from sm_frame_label, unique among siblings */
+  const char *key;         /* label from sm_frame_label, unique among siblings (in the arena) */
   sm_sframe_t frame;       /* strings interned by the tools context */
   int64_t size, count;     /* live in NEW (or in the only snapshot) */
   int64_t old_size, old_count;
-  struct fnode *kids;
+  uint32_t parent;
+  uint32_t kids, next;     /* first child, next sibling: node indexes, 0 = none */
 } fnode_t;
+
+typedef struct ftree {
+  fnode_t *nodes;
+  size_t n, cap;
+  uint32_t *slots;         /* open addressing: node index, 0 = free */
+  size_t nslots;
+  char **chunks;           /* the label arena */
+  size_t nchunks, left;
+  char *cur;               /* next free byte of the last chunk */
+} ftree_t;
 
 typedef struct flame {
   FILE *out;
   bool diff;
+  const fnode_t *nodes;    /* the tree, sorted */
   int64_t total;           /* root size: the full width */
   double gw;               /* width of the graph in pixels */
   int maxdepth;            /* deepest row that has a visible frame */
   int rows;                /* maxdepth + 1 */
+  int64_t min_bytes;       /* narrower frames are not drawn */
+  char label[PATH_MAX + 512]; /* scratch for draw (kept off the stack: it recurses once per row) */
 } flame_t;
 
-static fnode_t *kid(fnode_t *parent, const sm_sframe_t *f, const char *key) {
-  fnode_t *k;
-  HASH_FIND_STR(parent->kids, key, k);
-  if (k) return k;
-  k = xcalloc(1, sizeof *k);
-  k->key = xstrdup(key);
+#define ARENA_CHUNK 65536
+
+static const char *arena_copy(ftree_t *tr, const char *s) {
+  size_t n = strlen(s) + 1;
+  if (n > tr->left) {
+    size_t sz = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+    tr->chunks = xrealloc(tr->chunks, (tr->nchunks + 1) * sizeof *tr->chunks);
+    tr->chunks[tr->nchunks++] = xmalloc(sz);
+    tr->left = sz;
+    tr->cur = tr->chunks[tr->nchunks - 1];
+  }
+  char *d = tr->cur;
+  memcpy(d, s, n);
+  tr->cur += n;
+  tr->left -= n;
+  return d;
+}
+
+static size_t slot_of(uint32_t parent, const char *key, size_t nslots) {
+  return (svg_hash(key) * 0x9e3779b1u ^ parent * 0x85ebca6bu) & (nslots - 1);
+}
+
+static void tree_rehash(ftree_t *tr) {
+  size_t ns = tr->nslots ? tr->nslots * 2 : 1024;
+  uint32_t *sl = xcalloc(ns, sizeof *sl);
+  for (size_t i = 1; i < tr->n; i++) {
+    size_t j = slot_of(tr->nodes[i].parent, tr->nodes[i].key, ns);
+    while (sl[j]) j = (j + 1) & (ns - 1);
+    sl[j] = (uint32_t)i;
+  }
+  free(tr->slots);
+  tr->slots = sl;
+  tr->nslots = ns;
+}
+
+static void tree_init(ftree_t *tr) {
+  memset(tr, 0, sizeof *tr);
+  tr->cap = 1024;
+  tr->nodes = xcalloc(tr->cap, sizeof *tr->nodes);
+  tr->n = 1;
+  tr->nodes[0].key = "all";
+  tree_rehash(tr);
+}
+
+/* The child of parent labelled key, made (with frame f) if new. */
+static uint32_t kid(ftree_t *tr, uint32_t parent, const sm_sframe_t *f, const char *key) {
+  size_t j = slot_of(parent, key, tr->nslots);
+  for (; tr->slots[j]; j = (j + 1) & (tr->nslots - 1)) {
+    const fnode_t *k = &tr->nodes[tr->slots[j]];
+    if (k->parent == parent && strcmp(k->key, key) == 0) return tr->slots[j];
+  }
+  if (tr->n == UINT32_MAX) return parent; /* cannot happen below the reader's limits */
+  if (tr->n == tr->cap) {
+    tr->cap *= 2;
+    tr->nodes = xrealloc(tr->nodes, tr->cap * sizeof *tr->nodes);
+  }
+  uint32_t i = (uint32_t)tr->n++;
+  fnode_t *k = &tr->nodes[i];
+  memset(k, 0, sizeof *k);
+  k->key = arena_copy(tr, key);
   if (f) k->frame = *f;
-  HASH_ADD_KEYPTR(hh, parent->kids, k->key, strlen(k->key), k);
-  return k;
+  k->parent = parent;
+  k->next = tr->nodes[parent].kids;
+  tr->nodes[parent].kids = i;
+  tr->slots[j] = i;
+  if (tr->n * 2 > tr->nslots) tree_rehash(tr);
+  return i;
 }
 
 static void charge(fnode_t *n, const sm_strace_t *t, bool is_new) {
@@ -68,51 +143,91 @@ static void charge(fnode_t *n, const sm_strace_t *t, bool is_new) {
   else n->old_size += (int64_t)t->raw->size, n->old_count += (int64_t)t->raw->count;
 }
 
-/* Adds every trace of m below root, outermost frame first. The model's
- * site is 0 under --raw, so the path always ends at the site. */
-static void add_model(fnode_t *root, const sm_model_t *m, bool is_new) {
+/* Adds every trace of m below the root, outermost frame first. The model's
+ * site is 0 under --raw, so the path always ends at the site. A node's
+ * sizes are sums over traces of one snapshot, which the reader keeps
+ * below 2^63. */
+static void add_model(ftree_t *tr, const sm_model_t *m, bool is_new) {
   char label[PATH_MAX + 512];
   for (size_t i = 0; i < m->ntraces; i++) {
     const sm_strace_t *t = &m->traces[i];
-    fnode_t *n = root;
-    charge(n, t, is_new);
+    uint32_t n = 0;
+    charge(&tr->nodes[0], t, is_new);
     if (t->nframes == 0) {
-      charge(kid(n, NULL, "<no frames>"), t, is_new);
+      charge(&tr->nodes[kid(tr, 0, NULL, "<no frames>")], t, is_new);
       continue;
     }
     for (int k = t->nframes - 1; k >= t->site; k--) {
       sm_frame_label(label, sizeof label, &t->frames[k]);
-      n = kid(n, &t->frames[k], label);
-      charge(n, t, is_new);
+      n = kid(tr, n, &t->frames[k], label);
+      charge(&tr->nodes[n], t, is_new);
     }
   }
 }
 
-static int by_key(const fnode_t *a, const fnode_t *b) { return strcmp(a->key, b->key); }
-
-static void sort_tree(fnode_t *n) {
-  HASH_SORT(n->kids, by_key);
-  for (fnode_t *k = n->kids; k; k = k->hh.next) sort_tree(k);
+static int by_key(const void *a, const void *b, void *nodes) {
+  const fnode_t *v = nodes;
+  return strcmp(v[*(const uint32_t *)a].key, v[*(const uint32_t *)b].key);
 }
 
-static void free_tree(fnode_t *n) {
-  fnode_t *k, *tmp;
-  HASH_ITER(hh, n->kids, k, tmp) {
-    HASH_DEL(n->kids, k);
-    free_tree(k);
+/* Puts every node's children in alphabetical order. */
+static void sort_tree(ftree_t *tr) {
+  uint32_t *tmp = xcalloc(tr->n, sizeof *tmp);
+  for (size_t i = 0; i < tr->n; i++) {
+    size_t nk = 0;
+    for (uint32_t k = tr->nodes[i].kids; k; k = tr->nodes[k].next) tmp[nk++] = k;
+    if (nk < 2) continue;
+    qsort_r(tmp, nk, sizeof *tmp, by_key, tr->nodes);
+    for (size_t k = 0; k + 1 < nk; k++) tr->nodes[tmp[k]].next = tmp[k + 1];
+    tr->nodes[tmp[nk - 1]].next = 0;
+    tr->nodes[i].kids = tmp[0];
   }
-  free(n->key);
-  free(n);
+  free(tmp);
+}
+
+static void tree_free(ftree_t *tr) {
+  for (size_t i = 0; i < tr->nchunks; i++) free(tr->chunks[i]);
+  free(tr->chunks);
+  free(tr->nodes);
+  free(tr->slots);
 }
 
 static double px(const flame_t *fl, int64_t bytes) {
   return fl->total > 0 ? (double)bytes / (double)fl->total * fl->gw : fl->gw;
 }
 
+static int cmp_desc(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x > y ? -1 : x < y;
+}
+
+/* The narrowest frame drawn, in bytes: MIN_PX wide, or wider when more
+ * than MAX_DRAWN frames are that wide. A child is never wider than its
+ * parent, so the frames at least this wide are exactly the ones drawn. */
+static int64_t min_bytes(const flame_t *fl, size_t n) {
+  int64_t min = fl->total > 0 ? (int64_t)ceil(MIN_PX / fl->gw * (double)fl->total) : 0;
+  if (min < 1) min = 1;
+  int64_t *w = xmalloc(n * sizeof *w);
+  size_t m = 0;
+  for (size_t i = 1; i < n; i++)
+    if (fl->nodes[i].size >= min) w[m++] = fl->nodes[i].size;
+  if (m > MAX_DRAWN) {
+    qsort(w, m, sizeof *w, cmp_desc);
+    min = w[MAX_DRAWN] + 1; /* frames as wide as the first one left out go too */
+    size_t drawn = 0;
+    while (drawn < m && w[drawn] >= min) drawn++;
+    fprintf(stderr, "snapmalloc flame: %zu frames are wide enough to see; only the %zu widest are drawn\n", m, drawn);
+  }
+  free(w);
+  return min;
+}
+
 static void find_depth(flame_t *fl, const fnode_t *n, int depth) {
   if (depth > fl->maxdepth) fl->maxdepth = depth;
-  for (const fnode_t *k = n->kids; k; k = k->hh.next)
-    if (k->size > 0 && px(fl, k->size) >= MIN_PX) find_depth(fl, k, depth + 1);
+  for (uint32_t i = n->kids; i; i = fl->nodes[i].next) {
+    const fnode_t *k = &fl->nodes[i];
+    if (k->size > 0 && k->size >= fl->min_bytes) find_depth(fl, k, depth + 1);
+  }
 }
 
 /* ---------------------------------------------------------------- colours */
@@ -185,13 +300,13 @@ static void title_text(const flame_t *fl, strbuf_t *sb, const fnode_t *n, int de
 /* Draws n at byte offset bx of the root and its visible children. */
 static void draw(flame_t *fl, const fnode_t *n, int depth, int64_t bx) {
   FILE *out = fl->out;
-  char fill[8], label[PATH_MAX + 512];
+  char fill[8];
   double x = MARGIN_PX + px(fl, bx), w = fl->total > 0 ? px(fl, n->size) : fl->gw;
   int y = TOP_PX + (fl->maxdepth - depth) * FRAME_PX;
   bool light_text = false;
   if (fl->diff) light_text = diff_colour(fill, n) > 0.68;
   else warm_colour(fill, n, depth);
-  const char *name = display_name(n, depth, label, sizeof label);
+  const char *name = display_name(n, depth, fl->label, sizeof fl->label);
   strbuf_t title = {0};
   title_text(fl, &title, n, depth, name);
   fprintf(out, "<g class=\"f\" data-d=\"%d\" data-x=\"%lld\" data-v=\"%lld\"><title>", depth, (long long)bx,
@@ -204,9 +319,10 @@ static void draw(flame_t *fl, const fnode_t *n, int depth, int64_t bx) {
   svg_text(out, name, svg_fit(w, FONT_PX));
   fputs("</text></g>\n", out);
   int64_t at = bx;
-  for (const fnode_t *k = n->kids; k; k = k->hh.next) {
+  for (uint32_t i = n->kids; i; i = fl->nodes[i].next) {
+    const fnode_t *k = &fl->nodes[i];
     if (k->size <= 0) continue; /* only in OLD: no width in NEW */
-    if (px(fl, k->size) >= MIN_PX) draw(fl, k, depth + 1, at);
+    if (k->size >= fl->min_bytes) draw(fl, k, depth + 1, at);
     at += k->size;
   }
 }
@@ -347,24 +463,34 @@ static void when_text(char *buf, size_t cap, const sm_snap_t *s) {
   strftime(buf, cap, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
-static void write_flame(FILE *out, const char *title, int width, fnode_t *root, const sm_snap_t *old,
+static void write_flame(FILE *out, const char *title, int width, const fnode_t *nodes, size_t nnodes,
+                        const sm_snap_t *old,
                         const sm_snap_t *cur, const char *old_path, const char *cur_path) {
-  flame_t fl = {out, old != NULL, root->size, width - 2 * MARGIN_PX, 0, 0};
-  find_depth(&fl, root, 0);
-  fl.rows = fl.maxdepth + 1;
-  int height = TOP_PX + fl.rows * FRAME_PX + BOTTOM_PX;
+  const fnode_t *root = &nodes[0];
+  flame_t *fl = xcalloc(1, sizeof *fl);
+  fl->out = out;
+  fl->diff = old != NULL;
+  fl->nodes = nodes;
+  fl->total = root->size;
+  fl->gw = width - 2 * MARGIN_PX;
+  fl->min_bytes = min_bytes(fl, nnodes);
+  find_depth(fl, root, 0);
+  fl->rows = fl->maxdepth + 1;
+  int height = TOP_PX + fl->rows * FRAME_PX + BOTTOM_PX;
   char total[32], delta[32], when[40];
   sm_format_size(total, sizeof total, (double)root->size, false);
   /* read back by the script: where the graph is and how wide a character is */
   char attrs[160];
-  snprintf(attrs, sizeof attrs, "data-gx=\"%d\" data-gw=\"%.2f\" data-fs=\"%d\" data-em=\"%.2f\"", MARGIN_PX, fl.gw,
+  snprintf(attrs, sizeof attrs, "data-gx=\"%d\" data-gw=\"%.2f\" data-fs=\"%d\" data-em=\"%.2f\"", MARGIN_PX, fl->gw,
            FONT_PX, SVG_CHAR_EM);
   svg_begin(out, width, height, attrs, flame_style);
   fprintf(out, "<rect x=\"0\" y=\"0\" width=\"100%%\" height=\"100%%\" fill=\"#fbfaf7\"/>\n");
   fprintf(out, "<g id=\"head\" data-total=\"%lld\">\n<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">",
           (long long)root->size, width / 2);
   strbuf_t sb = {0};
-  const char *prog = svg_base_name(cur->program[0] ? cur->program : "?");
+  strbuf_t progb = {0};
+  sm_escape(&progb, svg_base_name(cur->program[0] ? cur->program : "?"), 256);
+  const char *prog = progb.s;
   if (title) sb_puts(&sb, title);
   else if (!old) sb_printf(&sb, "Live memory of %s (pid %llu): %s in %lld blocks", prog, (unsigned long long)cur->pid,
                            total, (long long)root->count);
@@ -388,11 +514,12 @@ static void write_flame(FILE *out, const char *title, int width, fnode_t *root, 
   }
   svg_text(out, sb.s, svg_fit(width, FONT_PX));
   free(sb.s);
+  free(progb.s);
   fprintf(out, "</text>\n<text id=\"reset\" class=\"ctl hide\" x=\"%d\" y=\"62\">Reset zoom</text>\n", MARGIN_PX);
   fprintf(out, "<text id=\"search\" class=\"ctl\" x=\"%d\" y=\"62\" text-anchor=\"end\">Search</text>\n</g>\n",
           width - MARGIN_PX);
   fputs("<g id=\"frames\">\n", out);
-  draw(&fl, root, 0, 0);
+  draw(fl, root, 0, 0);
   fputs("</g>\n", out);
   fprintf(out, "<text id=\"detail\" x=\"%d\" y=\"%d\">Click a frame to zoom, Escape to reset, / to search.</text>\n",
           MARGIN_PX, height - 12);
@@ -401,6 +528,7 @@ static void write_flame(FILE *out, const char *title, int width, fnode_t *root, 
   fputs(flame_script, out);
   fputs("]]></script>\n", out);
   svg_end(out);
+  free(fl);
 }
 
 enum { F_INCLUDE = 600, F_EXCLUDE, F_RAW, F_FULL, F_WIDTH, F_TITLE, F_HELP };
@@ -475,22 +603,25 @@ int cmd_flame(int argc, char **argv) {
   for (int i = 0; i < npos; i++) {
     if (cli_load(pos[i], &snaps[i]) != 0) {
       for (int j = 0; j < i; j++) sm_snap_free(&snaps[j]);
+      free(o.include);
+      free(o.exclude);
       return 2;
     }
   }
   FILE *out = svg_open("flame", output);
   sm_tools_ctx_t *ctx = sm_ctx_new(&o);
   sm_model_t models[2];
-  fnode_t *root = xcalloc(1, sizeof *root);
-  root->key = xstrdup("all");
+  ftree_t tree;
+  tree_init(&tree);
   for (int i = 0; i < npos; i++) {
     sm_model_build(ctx, &snaps[i], &models[i]);
-    add_model(root, &models[i], i == npos - 1);
+    add_model(&tree, &models[i], i == npos - 1);
   }
-  sort_tree(root);
-  write_flame(out, title, (int)width, root, npos == 2 ? &snaps[0] : NULL, &snaps[npos - 1], pos[0], pos[npos - 1]);
+  sort_tree(&tree);
+  write_flame(out, title, (int)width, tree.nodes, tree.n, npos == 2 ? &snaps[0] : NULL, &snaps[npos - 1], pos[0],
+              pos[npos - 1]);
   svg_close(out, output);
-  free_tree(root);
+  tree_free(&tree);
   for (int i = 0; i < npos; i++) {
     sm_model_free(&models[i]);
     sm_snap_free(&snaps[i]);

@@ -77,7 +77,9 @@ bool cli_parse_int(const char *s, long lo, long hi, long *out) {
 int cli_load(const char *path, sm_snap_t *snap) {
   char err[256];
   if (sm_snap_read(path, snap, err, sizeof err) != 0) {
-    fprintf(stderr, "%s: %s: %s\n", prog, path, err);
+    fprintf(stderr, "%s: ", prog);
+    sm_put_escaped(stderr, path); /* a name from a glob can hold anything */
+    fprintf(stderr, ": %s\n", err);
     return -1;
   }
   return 0;
@@ -190,7 +192,10 @@ static int cmd_top(int argc, char **argv) {
   }
   if (npos != 1) cli_usage_error("top", npos ? "takes one snapshot, not %d" : "needs a snapshot file%.0d", npos);
   sm_snap_t snap;
-  if (cli_load(pos[0], &snap) != 0) return EXIT_BAD;
+  if (cli_load(pos[0], &snap) != 0) {
+    free_report_opts(&o, pos);
+    return EXIT_BAD;
+  }
   sm_tools_ctx_t *ctx = sm_ctx_new(&o);
   sm_model_t m;
   sm_model_build(ctx, &snap, &m);
@@ -220,9 +225,13 @@ static int cmd_diff(int argc, char **argv) {
   }
   if (npos != 2) cli_usage_error("diff", "needs two snapshot files (OLD NEW), got %d", npos);
   sm_snap_t a, b;
-  if (cli_load(pos[0], &a) != 0) return EXIT_BAD;
+  if (cli_load(pos[0], &a) != 0) {
+    free_report_opts(&o, pos);
+    return EXIT_BAD;
+  }
   if (cli_load(pos[1], &b) != 0) {
     sm_snap_free(&a);
+    free_report_opts(&o, pos);
     return EXIT_BAD;
   }
   sm_tools_ctx_t *ctx = sm_ctx_new(&o);
@@ -262,7 +271,7 @@ static void usage(FILE *out) {
           prog, prog);
 }
 
-int main(int argc, char **argv) {
+int sm_cli_main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return EXIT_BAD;
@@ -287,3 +296,9 @@ int main(int argc, char **argv) {
   fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", prog, cmd, prog);
   return EXIT_BAD;
 }
+
+/* The fuzz target (tests/fuzz/fuzz_cli.c) is built with SM_CLI_NO_MAIN and
+ * calls sm_cli_main itself, once per command. */
+#ifndef SM_CLI_NO_MAIN
+int main(int argc, char **argv) { return sm_cli_main(argc, argv); }
+#endif

@@ -35,6 +35,13 @@ typedef struct strintern {
   char *s;
 } strintern_t;
 
+/* A kind of warning, said once per model with a count, not once per
+ * module: a hostile snapshot can name 65,536 modules. */
+typedef struct warning {
+  unsigned count;          /* since the last flush */
+  const char *first;       /* display form of the first one (interned) */
+} warning_t;
+
 struct sm_tools_ctx {
   sm_report_opts_t opts;
   sm_symbolizer_t *sym;
@@ -42,7 +49,14 @@ struct sm_tools_ctx {
   strintern_t *strings;
   char cwd[PATH_MAX];
   size_t cwdlen;
+  warning_t missing, mismatch, deep;
 };
+
+/* Frames one trace may have once inline chains are expanded (8 per
+ * recorded frame on average): bounds the model's memory by the file's size. */
+#define MAX_TRACE_FRAMES (8 * SM_SNAP_MAX_FRAMES)
+/* Display forms of strings taken from the snapshot itself are cut here. */
+#define DISPLAY_MAX 1024
 
 sm_tools_ctx_t *sm_ctx_new(const sm_report_opts_t *o) {
   sm_tools_ctx_t *c = xcalloc(1, sizeof *c);
@@ -81,6 +95,16 @@ static const char *intern(sm_tools_ctx_t *c, const char *s) {
   return e->s;
 }
 
+/* The display form of s (see sm_escape), interned; max > 0 cuts it. */
+static const char *intern_display(sm_tools_ctx_t *c, const char *s, size_t max) {
+  if (!s || (sm_plain(s) && (!max || strlen(s) <= max))) return intern(c, s);
+  strbuf_t b = {0};
+  sm_escape(&b, s, max);
+  const char *r = intern(c, b.s);
+  free(b.s);
+  return r;
+}
+
 /* Lexically normalises "a/./b/../c" and shortens paths under the cwd. */
 static const char *display_path(sm_tools_ctx_t *c, const char *path) {
   if (!path) return NULL;
@@ -103,7 +127,7 @@ static const char *display_path(sm_tools_ctx_t *c, const char *path) {
       if (n > (abs ? 1u : 0u)) n--; /* the slash */
     } else {
       if (n && buf[n - 1] != '/') buf[n++] = '/';
-      if (n + len >= sizeof buf) return intern(c, path);
+      if (n + len >= sizeof buf) return intern_display(c, path, 0);
       memcpy(buf + n, p, len);
       n += len;
     }
@@ -113,27 +137,55 @@ static const char *display_path(sm_tools_ctx_t *c, const char *path) {
   const char *out = buf;
   if (!c->opts.full_paths && c->cwdlen > 1 && strncmp(buf, c->cwd, c->cwdlen) == 0 && buf[c->cwdlen] == '/')
     out = buf + c->cwdlen + 1;
-  return intern(c, out);
+  return intern_display(c, out, 0);
+}
+
+static void warn_once(sm_tools_ctx_t *c, warning_t *w, const char *path) {
+  if (w->count++ == 0) w->first = intern_display(c, path, DISPLAY_MAX);
+}
+
+/* Prints what was counted since the last call: one line per kind. */
+static void flush_warnings(sm_tools_ctx_t *c) {
+  warning_t *w = &c->mismatch;
+  if (w->count == 1)
+    fprintf(stderr, "snapmalloc: warning: %s: build-id does not match the snapshot; its frames are shown as offsets\n",
+            w->first);
+  else if (w->count)
+    fprintf(stderr, "snapmalloc: warning: %u modules do not match the snapshot's build-ids (%s and %u more); their "
+            "frames are shown as offsets\n", w->count, w->first, w->count - 1);
+  w = &c->missing;
+  if (w->count == 1)
+    fprintf(stderr, "snapmalloc: warning: %s: cannot read it; its frames are shown as offsets\n", w->first);
+  else if (w->count)
+    fprintf(stderr, "snapmalloc: warning: %u modules cannot be read (%s and %u more); their frames are shown as "
+            "offsets\n", w->count, w->first, w->count - 1);
+  w = &c->deep;
+  if (w->count)
+    fprintf(stderr, "snapmalloc: warning: %u trace%s more than %d frames with inlined calls expanded; the outermost "
+            "are left out\n", w->count, w->count == 1 ? " has" : "s have", MAX_TRACE_FRAMES);
+  c->missing.count = c->mismatch.count = c->deep.count = 0;
 }
 
 static int module_handle(sm_tools_ctx_t *c, const sm_snap_module_t *m) {
-  char key[PATH_MAX + 160];
-  size_t n = (size_t)snprintf(key, sizeof key, "%s", m->path) + 1;
-  for (uint32_t i = 0; i < m->build_id_len && n + 3 < sizeof key; i++) n += (size_t)sprintf(key + n, "%02x", m->build_id[i]);
+  /* key: path, NUL, build-id in hex (the path is any length the reader accepts) */
+  strbuf_t key = {0};
+  sb_puts(&key, m->path);
+  sb_putc(&key, '\0');
+  for (uint32_t i = 0; i < m->build_id_len; i++) sb_printf(&key, "%02x", m->build_id[i]);
   modkey_t *e;
-  HASH_FIND(hh, c->mods, key, n, e);
-  if (e) return e->handle;
+  HASH_FIND(hh, c->mods, key.s, key.len, e);
+  if (e) {
+    free(key.s);
+    return e->handle;
+  }
   e = xcalloc(1, sizeof *e);
-  e->key = xmalloc(n);
-  memcpy(e->key, key, n);
+  e->key = key.s;
   e->handle = sm_sym_add_module(c->sym, m->path, m->build_id, m->build_id_len);
-  HASH_ADD_KEYPTR(hh, c->mods, e->key, n, e);
+  HASH_ADD_KEYPTR(hh, c->mods, e->key, key.len, e);
   sm_sym_status_t st = sm_sym_status(c->sym, e->handle);
-  if (st == SM_SYM_MISMATCH)
-    fprintf(stderr, "snapmalloc: warning: %s: build-id does not match the snapshot; its frames are shown as offsets\n",
-            m->path);
+  if (st == SM_SYM_MISMATCH) warn_once(c, &c->mismatch, m->path);
   else if (st == SM_SYM_MISSING && m->path[0] && m->path[0] != '[' && strncmp(m->path, "linux-vdso", 10) != 0)
-    fprintf(stderr, "snapmalloc: warning: %s: cannot read it; its frames are shown as offsets\n", m->path);
+    warn_once(c, &c->missing, m->path);
   return e->handle;
 }
 
@@ -164,12 +216,15 @@ static bool runtime_frame(const sm_sframe_t *f) {
 
 /* ---------------------------------------------------------------- model */
 
-static void push_frame(sm_strace_t *t, int *cap, sm_sframe_t f) {
+/* Appends f; false (and f dropped) once the trace has MAX_TRACE_FRAMES. */
+static bool push_frame(sm_strace_t *t, int *cap, sm_sframe_t f) {
+  if (t->nframes == MAX_TRACE_FRAMES) return false;
   if (t->nframes == *cap) {
     *cap = *cap ? *cap * 2 : 16;
     t->frames = xrealloc(t->frames, (size_t)*cap * sizeof *t->frames);
   }
   t->frames[t->nframes++] = f;
+  return true;
 }
 
 static bool glob_hit(const char *pat, const sm_sframe_t *f) {
@@ -177,17 +232,38 @@ static bool glob_hit(const char *pat, const sm_sframe_t *f) {
          (f->module && (fnmatch(pat, f->module, 0) == 0 || fnmatch(pat, base_name(f->module), 0) == 0));
 }
 
+/* Appends the frames of one recorded frame of a trace: its inline chain
+ * when the symbolizer knows it. False once the trace is full. */
+static bool add_frames(sm_tools_ctx_t *c, sm_strace_t *t, int *cap, const sm_snap_t *snap, int *handles,
+                       const char **paths, unsigned k) {
+  const sm_snap_frame_t *rf = &t->raw->frames[k];
+  sm_sframe_t f = {NULL, 0, NULL, NULL, rf->offset, (int)k};
+  if (rf->module == SM_SNAP_NO_MODULE) return push_frame(t, cap, f);
+  f.module = paths[rf->module];
+  if (handles[rf->module] == -2) handles[rf->module] = module_handle(c, &snap->modules[rf->module]);
+  sm_sym_frame_t out[32];
+  int n = sm_sym_lookup(c->sym, handles[rf->module], rf->offset, true, out, 32);
+  if (n <= 0) return push_frame(t, cap, f);
+  for (int j = 0; j < n; j++) {
+    sm_sframe_t g = f;
+    g.file = display_path(c, out[j].file);
+    g.line = out[j].line;
+    g.function = intern_display(c, out[j].function, 0);
+    if (!push_frame(t, cap, g)) return false;
+  }
+  return true;
+}
+
 void sm_model_build(sm_tools_ctx_t *c, sm_snap_t *snap, sm_model_t *m) {
   m->snap = snap;
   m->traces = xcalloc(snap->ntraces ? snap->ntraces : 1, sizeof *m->traces);
   m->ntraces = 0;
-  sm_sym_frame_t out[32];
-  /* One symbolizer handle and interned path per module of this snapshot. */
+  /* One symbolizer handle and display path per module of this snapshot. */
   int *handles = xcalloc(snap->nmodules ? snap->nmodules : 1, sizeof *handles);
   const char **paths = xcalloc(snap->nmodules ? snap->nmodules : 1, sizeof *paths);
   for (uint32_t k = 0; k < snap->nmodules; k++) {
     handles[k] = -2; /* resolved on first use: unused modules cost nothing */
-    paths[k] = intern(c, snap->modules[k].path);
+    paths[k] = intern_display(c, snap->modules[k].path, DISPLAY_MAX);
   }
   for (size_t i = 0; i < snap->ntraces; i++) {
     const sm_snap_trace_t *rt = &snap->traces[i];
@@ -195,26 +271,9 @@ void sm_model_build(sm_tools_ctx_t *c, sm_snap_t *snap, sm_model_t *m) {
     sm_strace_t t = {rt, NULL, 0, 0};
     int cap = 0;
     for (unsigned k = 0; k < rt->nframes; k++) {
-      const sm_snap_frame_t *rf = &rt->frames[k];
-      sm_sframe_t f = {NULL, 0, NULL, NULL, rf->offset, (int)k};
-      if (rf->module == SM_SNAP_NO_MODULE) {
-        push_frame(&t, &cap, f);
-        continue;
-      }
-      f.module = paths[rf->module];
-      if (handles[rf->module] == -2) handles[rf->module] = module_handle(c, &snap->modules[rf->module]);
-      int h = handles[rf->module];
-      int n = sm_sym_lookup(c->sym, h, rf->offset, true, out, 32);
-      if (n <= 0) {
-        push_frame(&t, &cap, f);
-        continue;
-      }
-      for (int j = 0; j < n; j++) {
-        sm_sframe_t g = f;
-        g.file = display_path(c, out[j].file);
-        g.line = out[j].line;
-        g.function = intern(c, out[j].function);
-        push_frame(&t, &cap, g);
+      if (!add_frames(c, &t, &cap, snap, handles, paths, k)) {
+        c->deep.count++;
+        break;
       }
     }
     t.site = 0;
@@ -235,6 +294,7 @@ void sm_model_build(sm_tools_ctx_t *c, sm_snap_t *snap, sm_model_t *m) {
   }
   free(handles);
   free(paths);
+  flush_warnings(c);
 }
 
 void sm_model_free(sm_model_t *m) {
@@ -287,9 +347,12 @@ typedef struct stat {
   char *key;
   const sm_strace_t *rep;  /* a trace of the group (its site frame, and all frames for BY_TRACE) */
   int rep_frame;           /* the frame of rep that the key names */
+  /* The reader keeps each snapshot's sums below 2^63, and a trace counts
+   * at most once per key, so these and their differences fit. */
   int64_t size, count;     /* in the newer snapshot */
   int64_t old_size, old_count;
   bool in_new;
+  const sm_strace_t *last; /* the trace last counted here (cumulative: once per trace) */
 } stat_t;
 
 static stat_t *stat_get(stat_t **tab, const char *key, const sm_strace_t *t, int frame) {
@@ -342,15 +405,10 @@ static void group(const sm_report_opts_t *o, sm_model_t *m, stat_t **tab, bool i
     int last = o->cumulative ? t->nframes : t->site + 1;
     for (int f = t->site; f < last; f++) {
       frame_key(key, sizeof key, &t->frames[f], o->by);
-      /* each key once per trace, as tracemalloc's cumulative mode counts */
-      bool dup = false;
-      for (int g = t->site; g < f && !dup; g++) {
-        char other[PATH_MAX + 256];
-        frame_key(other, sizeof other, &t->frames[g], o->by);
-        dup = strcmp(other, key) == 0;
-      }
-      if (dup) continue;
       stat_t *s = stat_get(tab, key, t, f);
+      /* each key once per trace, as tracemalloc's cumulative mode counts */
+      if (s->last == t) continue;
+      s->last = t;
       if (is_new) s->size += size, s->count += count, s->in_new = true;
       else s->old_size += size, s->old_count += count;
     }
@@ -408,9 +466,12 @@ void sm_print_header(FILE *out, const char *label, const sm_snap_t *s) {
   char when[32];
   gmtime_r(&secs, &tm);
   strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  strbuf_t prog = {0};
+  sm_escape(&prog, s->program[0] ? s->program : "?", DISPLAY_MAX);
   fprintf(out, "%s%s (pid %llu) at %s: traced %s (peak %s)%s, RSS %s, heap %s mapped, %s in use, overhead %s\n",
-          label ? label : "", s->program[0] ? s->program : "?", (unsigned long long)s->pid, when, cur, peak,
+          label ? label : "", prog.s, (unsigned long long)s->pid, when, cur, peak,
           (s->flags & SM_SNAP_SAMPLED) ? " estimated from samples" : "", rss, mapped, inuse, over);
+  free(prog.s);
 }
 
 static void print_stat_text(FILE *out, const stat_t *s, bool diff) {
@@ -534,12 +595,15 @@ int sm_report(FILE *out, sm_tools_ctx_t *c, sm_model_t *old, sm_model_t *cur) {
   } else {
     for (size_t i = 0; i < shown; i++) print_stat_text(out, arr[i], diff);
     if (shown < n) {
-      int64_t rest = 0, rest_diff = 0;
-      for (size_t i = shown; i < n; i++) rest += arr[i]->size, rest_diff += arr[i]->size - arr[i]->old_size;
+      /* --cumulative counts a trace under several keys: these sums can
+       * pass 2^63, so they are kept as doubles (they are only shown) */
+      double rest = 0, rest_diff = 0;
+      for (size_t i = shown; i < n; i++)
+        rest += (double)arr[i]->size, rest_diff += (double)arr[i]->size - (double)arr[i]->old_size;
       char a[32], b[32];
-      sm_format_size(a, sizeof a, (double)rest, false);
+      sm_format_size(a, sizeof a, rest, false);
       if (diff) {
-        sm_format_size(b, sizeof b, (double)rest_diff, true);
+        sm_format_size(b, sizeof b, rest_diff, true);
         fprintf(out, "%zu other: %s (%s)\n", n - shown, a, b);
       } else {
         fprintf(out, "%zu other: %s\n", n - shown, a);

@@ -6,11 +6,14 @@
 #include "tools/snapread.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tools/util.h"
 
@@ -86,6 +89,8 @@ static int parse_info(cursor_t *c, sm_snap_t *s, char *err, size_t errlen) {
   size_t n;
   const char *str = get_str(c, &n);
   if (c->bad) return fail(err, errlen, "corrupt INFO section (fields run past its end)");
+  if (n > SM_SNAP_MAX_PATH)
+    return fail(err, errlen, "corrupt INFO section (program path of %zu bytes, at most %u)", n, SM_SNAP_MAX_PATH);
   s->program = dup_bytes((const uint8_t *)str, n);
   str = get_str(c, &n);
   if (c->bad) return fail(err, errlen, "corrupt INFO section (command line runs past its end)");
@@ -100,6 +105,8 @@ static int parse_info(cursor_t *c, sm_snap_t *s, char *err, size_t errlen) {
 }
 
 static int parse_modules(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size_t errlen) {
+  if (count > SM_SNAP_MAX_MODULES)
+    return fail(err, errlen, "too many modules (%u; this tool reads at most %u)", count, SM_SNAP_MAX_MODULES);
   if ((size_t)(c->end - c->p) / SM_SNAP_MODULE_FIXED < count)
     return fail(err, errlen, "corrupt MODULES section (%u modules cannot fit in %zu bytes)", count,
                 (size_t)(c->end - c->p));
@@ -116,6 +123,9 @@ static int parse_modules(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, s
     const uint8_t *bid = get_bytes(c, blen);
     if (c->bad) return fail(err, errlen, "corrupt MODULES section (module %u runs past its end)", i);
     if (blen > 64) return fail(err, errlen, "corrupt MODULES section (module %u has a %u-byte build-id)", i, blen);
+    if (plen > SM_SNAP_MAX_PATH)
+      return fail(err, errlen, "corrupt MODULES section (module %u has a path of %u bytes, at most %u)", i, plen,
+                  SM_SNAP_MAX_PATH);
     if (memchr(path, '\0', plen)) return fail(err, errlen, "corrupt MODULES section (module %u path has a NUL byte)", i);
     m->path = dup_bytes(path, plen);
     m->build_id = (uint8_t *)bid;
@@ -124,7 +134,27 @@ static int parse_modules(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, s
   return 0;
 }
 
+/* Adds v to *sum; false when the total would pass SM_SNAP_MAX_TOTAL. */
+static bool add_total(uint64_t *sum, uint64_t v) {
+  if (v > SM_SNAP_MAX_TOTAL - *sum) return false;
+  *sum += v;
+  return true;
+}
+
+/* Live bytes and blocks, and each leak class's, summed over every trace
+ * must stay below 2^63 (no process holds that much): so sums and
+ * differences of them never overflow anywhere in the tool. */
+static bool totals_fit(const sm_snap_trace_t *t, uint64_t sums[2 + 2 * SM_LEAK_CLASSES]) {
+  bool ok = add_total(&sums[0], t->size) && add_total(&sums[1], t->count);
+  for (int k = 0; ok && k < SM_LEAK_CLASSES; k++)
+    ok = add_total(&sums[2 + 2 * k], t->leak[k][0]) && add_total(&sums[3 + 2 * k], t->leak[k][1]);
+  return ok;
+}
+
 static int parse_traces(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size_t errlen) {
+  if (count > SM_SNAP_MAX_TRACES)
+    return fail(err, errlen, "too many traces (%u; this tool reads at most %u)", count, SM_SNAP_MAX_TRACES);
+  uint64_t sums[2 + 2 * SM_LEAK_CLASSES] = {0};
   if ((size_t)(c->end - c->p) / SM_SNAP_TRACE_FIXED < count)
     return fail(err, errlen, "corrupt TRACES section (%u traces cannot fit in %zu bytes)", count,
                 (size_t)(c->end - c->p));
@@ -158,6 +188,8 @@ static int parse_traces(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, si
     if (t->count == 0 && t->size != 0 && !(s->flags & SM_SNAP_LEAKS))
       return fail(err, errlen, "corrupt TRACES section (trace %u has %llu bytes in 0 blocks)", i,
                   (unsigned long long)t->size);
+    if (!totals_fit(t, sums))
+      return fail(err, errlen, "corrupt TRACES section (sizes or counts up to trace %u add up to 2^63 or more)", i);
   }
   return 0;
 }
@@ -238,31 +270,39 @@ int sm_snap_parse(const uint8_t *data, size_t len, sm_snap_t *s, char *err, size
 
 int sm_snap_read(const char *path, sm_snap_t *s, char *err, size_t errlen) {
   memset(s, 0, sizeof *s);
-  FILE *f = fopen(path, "rb");
-  if (!f) return fail(err, errlen, "cannot open: %s", strerror(errno));
-  uint8_t *data = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len == cap) {
-      cap = cap ? cap * 2 : 1 << 16;
-      uint8_t *nd = realloc(data, cap);
-      if (!nd) {
-        free(data);
-        fclose(f);
-        return fail(err, errlen, "out of memory reading the file");
-      }
-      data = nd;
+  char why[128];
+  int fd = sm_open_regular(path, why, sizeof why);
+  if (fd < 0) return fail(err, errlen, "cannot open: %s", why);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return fail(err, errlen, "cannot open: %s", strerror(errno));
+  }
+  if ((uint64_t)st.st_size > SM_SNAP_MAX_FILE) {
+    close(fd);
+    return fail(err, errlen, "too large (%" PRIu64 " bytes; this tool reads snapshots of at most %llu)",
+                (uint64_t)st.st_size, SM_SNAP_MAX_FILE);
+  }
+  /* The size fstat gave; a file that grows meanwhile is read up to it. */
+  size_t cap = (size_t)st.st_size, len = 0;
+  uint8_t *data = malloc(cap ? cap : 1);
+  if (!data) {
+    close(fd);
+    return fail(err, errlen, "out of memory reading the file");
+  }
+  while (len < cap) {
+    ssize_t r = read(fd, data + len, cap - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      free(data);
+      close(fd);
+      return fail(err, errlen, "read error: %s", strerror(e));
     }
-    size_t r = fread(data + len, 1, cap - len, f);
-    len += r;
     if (r == 0) break;
+    len += (size_t)r;
   }
-  bool ioerr = ferror(f);
-  fclose(f);
-  if (ioerr) {
-    free(data);
-    return fail(err, errlen, "read error");
-  }
+  close(fd);
   int rc = sm_snap_parse(data, len, s, err, errlen);
   if (rc != 0) {
     free(data);

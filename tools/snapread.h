@@ -8,6 +8,15 @@
 
 #include "tracer/snapfmt.h"
 
+/* Limits on what the reader accepts (docs/snapshot-format.md): a snapshot
+ * is untrusted input, and these keep the tool's memory and time in
+ * proportion to what a real snapshot can hold. */
+#define SM_SNAP_MAX_FILE (1ull << 30)     /* bytes in a snapshot file */
+#define SM_SNAP_MAX_PATH 4095u            /* bytes in a module or program path (PATH_MAX - 1) */
+#define SM_SNAP_MAX_MODULES 65536u        /* modules (the tracer's table holds 4096) */
+#define SM_SNAP_MAX_TRACES (1u << 22)     /* trace records */
+#define SM_SNAP_MAX_TOTAL INT64_MAX       /* live bytes or blocks summed over traces, per class */
+
 typedef struct sm_snap_module {
   uint64_t bias, start, end;
   char *path;              /* NUL-terminated copy */
@@ -43,8 +52,10 @@ typedef struct sm_snap {
   uint8_t *modules_buffer_; /* the file's bytes when read by sm_snap_read (build-ids point here) */
 } sm_snap_t;
 
-/* Reads and validates path. On failure returns -1 and writes one line
- * (without the file name) describing what is wrong into err. */
+/* Reads and validates path, which must be a regular file of at most
+ * SM_SNAP_MAX_FILE bytes (never a FIFO or a device: see sm_open_regular).
+ * On failure returns -1 and writes one line (without the file name)
+ * describing what is wrong into err. */
 int sm_snap_read(const char *path, sm_snap_t *snap, char *err, size_t errlen);
 /* Same, from a buffer (used by the fuzzer). The buffer must outlive snap. */
 int sm_snap_parse(const uint8_t *data, size_t len, sm_snap_t *snap, char *err, size_t errlen);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "tools/cli.h"
+#include "tools/util.h"
 
 FILE *svg_open(const char *cmd, const char *path) {
   if (!path || !strcmp(path, "-")) {
@@ -36,29 +37,13 @@ void svg_close(FILE *out, const char *path) {
   exit(2);
 }
 
-/* Decodes one UTF-8 character at s; returns its length in bytes, or 0 if
- * the bytes are not a valid (shortest-form) encoding. */
-static int utf8_char(const unsigned char *s, uint32_t *cp) {
-  if (s[0] < 0x80) {
-    *cp = s[0];
-    return 1;
-  }
-  int n = (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
-  if (!n) return 0;
-  uint32_t v = s[0] & (0x7f >> n);
-  for (int i = 1; i < n; i++) {
-    if ((s[i] & 0xc0) != 0x80) return 0; /* also stops at the NUL */
-    v = v << 6 | (s[i] & 0x3f);
-  }
-  static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (v < min[n] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
-  *cp = v;
-  return n;
-}
-
-static bool xml_char(uint32_t c) {
-  return c == 0x9 || c == 0xa || c == 0xd || (c >= 0x20 && c <= 0xd7ff) || (c >= 0xe000 && c <= 0xfffd) ||
-         (c >= 0x10000 && c <= 0x10ffff);
+/* Characters written as they are: allowed in XML, and not a control or
+ * formatting character (sm_unsafe_char) other than the line breaks that
+ * separate the lines of a tooltip. */
+static bool svg_char(uint32_t c) {
+  if (c == '\n') return true;
+  if (sm_unsafe_char(c)) return false;
+  return (c >= 0x20 && c <= 0xd7ff) || (c >= 0xe000 && c <= 0xfffd) || (c >= 0x10000 && c <= 0x10ffff);
 }
 
 size_t svg_strlen(const char *s) {
@@ -66,7 +51,7 @@ size_t svg_strlen(const char *s) {
   const unsigned char *p = (const unsigned char *)s;
   while (*p) {
     uint32_t cp;
-    int len = utf8_char(p, &cp);
+    int len = sm_utf8_char(p, &cp);
     p += len ? len : 1;
     n++;
   }
@@ -80,8 +65,8 @@ void svg_text(FILE *out, const char *s, int max) {
   const unsigned char *p = (const unsigned char *)s;
   for (size_t n = 0; *p && n < keep; n++) {
     uint32_t cp;
-    int len = utf8_char(p, &cp);
-    if (!len || !xml_char(cp)) {
+    int len = sm_utf8_char(p, &cp);
+    if (!len || !svg_char(cp)) {
       fputc('?', out);
       p += len ? len : 1;
       continue;

@@ -20,8 +20,11 @@ FILE *svg_open(const char *cmd, const char *path);
 void svg_close(FILE *out, const char *path);
 
 /* Writes s as XML character data (also safe inside attribute values):
- * & < > " ' escaped, bytes that are not valid UTF-8 or not allowed in XML
- * replaced by '?'. With max >= 0, at most max characters: a longer string
+ * & < > " ' escaped; bytes that are not valid UTF-8, characters not allowed
+ * in XML, and control and formatting characters other than newline
+ * (sm_unsafe_char) replaced by '?', so the file is always valid UTF-8 and
+ * valid XML. Strings from a snapshot arrive in their display form already
+ * (see sm_escape), where nothing needs replacing. With max >= 0, at most max characters: a longer string
  * is cut to max - 2 characters followed by "..", and to nothing when max < 3. */
 void svg_text(FILE *out, const char *s, int max);
 /* Characters (UTF-8 code points) in s. */

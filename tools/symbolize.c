@@ -269,14 +269,16 @@ typedef struct cache_slot {
   uint16_t used;
 } cache_slot;
 
+/* One file on disk (one inode), however many handles name it: a snapshot
+ * may name one library under many spellings (a/./b, a//b, links), and each
+ * would otherwise load its symbols and DWARF again. */
 typedef struct sm_module {
   sm_symbolizer_t *owner;
-  char *path;
-  uint8_t *want_id;  /* build-id recorded by the tracer, or NULL */
-  size_t want_len;
+  char *path;        /* the first name it was opened by */
+  dev_t dev;
+  ino_t ino;
 
-  bool opened;
-  sm_sym_status_t status;
+  sm_sym_status_t status; /* OK or MISSING (not an ELF file libdwfl can read) */
   Dwfl *dwfl;
   Dwfl_Module *mod;
   uint64_t bias;     /* dwfl address = file vaddr + bias */
@@ -300,9 +302,29 @@ typedef struct sm_module {
   size_t cache_cap, cache_count;
 } sm_module;
 
+/* A registered (path, build-id): what sm_sym_add_module hands out. */
+typedef struct sm_handle {
+  char *path;
+  uint8_t *want_id;  /* build-id recorded by the tracer, or NULL */
+  size_t want_len;
+  bool opened;
+  sm_sym_status_t status;
+  sm_module *file;   /* when status is SM_SYM_OK */
+} sm_handle;
+
+/* Files opened at most: past this, further modules are not read (their
+ * frames stay offsets). The tracer records at most 4096 modules. */
+#define MAX_FILES 4096
+
 struct sm_symbolizer {
-  sm_module **mods;
+  sm_handle **hands;
+  size_t nhands, caphands;
+  int *handtab;  /* open addressing: index into hands by (path, build-id), -1 free */
+  size_t handtab_cap;
+  sm_module **mods;  /* the files */
   size_t nmods, capmods;
+  int *filetab;  /* open addressing: index into mods by (dev, inode), -1 free */
+  size_t filetab_cap;
   char **dirs;  /* debug directories, SNAPMALLOC_DEBUG_DIRS first */
   size_t ndirs;
   strtab strings;
@@ -365,6 +387,22 @@ static bool file_crc32(int fd, uint32_t *out) {
   return true;
 }
 
+/* Opens path read-only if it is a regular file, or returns -1. O_NONBLOCK
+ * keeps a FIFO from blocking the open, and fstat then refuses it: the path
+ * comes from an untrusted snapshot (or a file it names), and must never
+ * make us wait on a FIFO or read a device. */
+static int open_regular(const char *path, struct stat *st) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return -1;
+  struct stat tmp;
+  if (!st) st = &tmp;
+  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 /* Opens path as a debug-file candidate.  Accepted when it is a regular ELF
  * file other than `self` whose build-id equals id (if id is given and the
  * candidate has one), else whose CRC equals crc (if check_crc).  Returns an
@@ -372,10 +410,12 @@ static bool file_crc32(int fd, uint32_t *out) {
 static int open_candidate(const char *path, const uint8_t *id, size_t idlen, bool check_crc,
                           uint32_t crc, const struct stat *self) {
   struct stat st;
-  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
-  if (self && st.st_dev == self->st_dev && st.st_ino == self->st_ino) return -1;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open_regular(path, &st);
   if (fd < 0) return -1;
+  if (self && st.st_dev == self->st_dev && st.st_ino == self->st_ino) {
+    close(fd);
+    return -1;
+  }
   bool ok = false;
   Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
   if (elf && elf_kind(elf) == ELF_K_ELF) {
@@ -401,7 +441,7 @@ static int open_candidate(const char *path, const uint8_t *id, size_t idlen, boo
 /* Reads .gnu_debugaltlink of a file: the alternate file's name and
  * build-id.  False if the file has none. */
 static bool read_altlink(const char *path, char *name, size_t namecap, uint8_t *id, size_t *idlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open_regular(path, NULL);
   if (fd < 0) return false;
   bool found = false;
   Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
@@ -551,21 +591,19 @@ static void module_close(sm_module *m) {
   m->dw = NULL;
 }
 
-/* Opens the module's file and decides its status; idempotent. */
-static void module_open(sm_module *m) {
-  if (m->opened) return;
-  m->opened = true;
+/* Reads the file open on fd (consumed) and decides its status. */
+static void module_open(sm_module *m, int fd) {
   m->status = SM_SYM_MISSING;
-
-  struct stat st;
-  if (stat(m->path, &st) != 0 || !S_ISREG(st.st_mode) || access(m->path, R_OK) != 0) return;
-
   m->dwfl = dwfl_begin(&offline_callbacks);
-  if (!m->dwfl) return;
+  if (!m->dwfl) {
+    close(fd);
+    return;
+  }
   dwfl_report_begin(m->dwfl);
-  m->mod = dwfl_report_offline(m->dwfl, base_name(m->path), m->path, -1);
+  m->mod = dwfl_report_offline(m->dwfl, base_name(m->path), m->path, fd); /* consumes fd on success */
   dwfl_report_end(m->dwfl, NULL, NULL);
   if (!m->mod) {
+    close(fd);
     module_close(m);
     return;
   }
@@ -591,13 +629,6 @@ static void module_open(sm_module *m) {
       m->file_id_len = (size_t)idlen;
     }
   }
-  if (m->want_len > 0 &&
-      (m->file_id_len != m->want_len || memcmp(m->file_id, m->want_id, m->want_len) != 0)) {
-    m->status = SM_SYM_MISMATCH;
-    module_close(m);
-    return;
-  }
-
   /* Executable segments: addresses outside them are not code. */
   size_t nph = 0;
   if (elf_getphdrnum(elf, &nph) == 0 && nph > 0) {
@@ -1145,6 +1176,14 @@ sm_symbolizer_t *sm_sym_new(void) {
 
 void sm_sym_free(sm_symbolizer_t *s) {
   if (!s) return;
+  for (size_t i = 0; i < s->nhands; i++) {
+    free(s->hands[i]->want_id);
+    free(s->hands[i]->path);
+    free(s->hands[i]);
+  }
+  free(s->hands);
+  free(s->handtab);
+  free(s->filetab);
   for (size_t i = 0; i < s->nmods; i++) {
     sm_module *m = s->mods[i];
     module_close(m);
@@ -1159,7 +1198,6 @@ void sm_sym_free(sm_symbolizer_t *s) {
     free(m->cache);
     free(m->segs);
     free(m->file_id);
-    free(m->want_id);
     free(m->path);
     free(m);
   }
@@ -1171,56 +1209,157 @@ void sm_sym_free(sm_symbolizer_t *s) {
   free(s);
 }
 
+static uint64_t handle_hash(const char *path, const uint8_t *id, size_t idlen) {
+  return hash_bytes(path, strlen(path)) * 31 + hash_bytes((const char *)id, idlen);
+}
+
+static bool handle_is(const sm_handle *h, const char *path, const uint8_t *id, size_t idlen) {
+  return h->want_len == idlen && strcmp(h->path, path) == 0 && (idlen == 0 || memcmp(h->want_id, id, idlen) == 0);
+}
+
+/* Rebuilds the handle index with room for twice the handles. */
+static bool handtab_grow(sm_symbolizer_t *s) {
+  size_t ncap = s->handtab_cap ? s->handtab_cap * 2 : 64;
+  int *nt = malloc(ncap * sizeof(*nt));
+  if (!nt) return false;
+  for (size_t i = 0; i < ncap; i++) nt[i] = -1;
+  for (size_t i = 0; i < s->nhands; i++) {
+    const sm_handle *h = s->hands[i];
+    size_t j = handle_hash(h->path, h->want_id, h->want_len) & (ncap - 1);
+    while (nt[j] >= 0) j = (j + 1) & (ncap - 1);
+    nt[j] = (int)i;
+  }
+  free(s->handtab);
+  s->handtab = nt;
+  s->handtab_cap = ncap;
+  return true;
+}
+
 int sm_sym_add_module(sm_symbolizer_t *s, const char *path, const uint8_t *build_id,
                       size_t build_id_len) {
   if (!s || !path) return -1;
   if (!build_id) build_id_len = 0;
-  for (size_t i = 0; i < s->nmods; i++) {
-    sm_module *m = s->mods[i];
-    if (m->want_len == build_id_len && strcmp(m->path, path) == 0 &&
-        (build_id_len == 0 || memcmp(m->want_id, build_id, build_id_len) == 0))
-      return (int)i;
+  if ((s->nhands + 1) * 2 > s->handtab_cap && !handtab_grow(s)) return -1;
+  size_t j = handle_hash(path, build_id, build_id_len) & (s->handtab_cap - 1);
+  for (; s->handtab[j] >= 0; j = (j + 1) & (s->handtab_cap - 1))
+    if (handle_is(s->hands[s->handtab[j]], path, build_id, build_id_len)) return s->handtab[j];
+  if (s->nhands >= INT_MAX) return -1;
+  if (s->nhands == s->caphands) {
+    size_t ncap = s->caphands ? s->caphands * 2 : 16;
+    sm_handle **nv = realloc(s->hands, ncap * sizeof(*nv));
+    if (!nv) return -1;
+    s->hands = nv;
+    s->caphands = ncap;
   }
-  if (s->nmods >= INT_MAX) return -1;
+  sm_handle *h = calloc(1, sizeof(*h));
+  if (!h) return -1;
+  h->path = strdup(path);
+  if (build_id_len) {
+    h->want_id = malloc(build_id_len);
+    if (h->want_id) memcpy(h->want_id, build_id, build_id_len);
+  }
+  if (!h->path || (build_id_len && !h->want_id)) {
+    free(h->path);
+    free(h->want_id);
+    free(h);
+    return -1;
+  }
+  h->want_len = build_id_len;
+  s->hands[s->nhands] = h;
+  s->handtab[j] = (int)s->nhands;
+  return (int)s->nhands++;
+}
+
+static size_t file_hash(dev_t dev, ino_t ino, size_t cap) {
+  uint64_t k = (uint64_t)dev * 0x9e3779b97f4a7c15ull ^ (uint64_t)ino;
+  k ^= k >> 31;
+  k *= 0xbf58476d1ce4e5b9ull;
+  return (size_t)(k ^ (k >> 29)) & (cap - 1);
+}
+
+/* The file with st's device and inode: the one already read, or a new one
+ * read from fd. Consumes fd. NULL when out of memory or past MAX_FILES. */
+static sm_module *file_get(sm_symbolizer_t *s, const char *path, const struct stat *st, int fd) {
+  if (s->filetab_cap == 0 || (s->nmods + 1) * 2 > s->filetab_cap) {
+    size_t ncap = s->filetab_cap ? s->filetab_cap * 2 : 64;
+    int *nt = malloc(ncap * sizeof(*nt));
+    if (!nt) goto fail;
+    for (size_t i = 0; i < ncap; i++) nt[i] = -1;
+    for (size_t i = 0; i < s->nmods; i++) {
+      size_t k = file_hash(s->mods[i]->dev, s->mods[i]->ino, ncap);
+      while (nt[k] >= 0) k = (k + 1) & (ncap - 1);
+      nt[k] = (int)i;
+    }
+    free(s->filetab);
+    s->filetab = nt;
+    s->filetab_cap = ncap;
+  }
+  size_t j = file_hash(st->st_dev, st->st_ino, s->filetab_cap);
+  for (; s->filetab[j] >= 0; j = (j + 1) & (s->filetab_cap - 1)) {
+    sm_module *m = s->mods[s->filetab[j]];
+    if (m->dev == st->st_dev && m->ino == st->st_ino) {
+      close(fd);
+      return m;
+    }
+  }
+  if (s->nmods >= MAX_FILES) goto fail;
   if (s->nmods == s->capmods) {
     size_t ncap = s->capmods ? s->capmods * 2 : 16;
     sm_module **nv = realloc(s->mods, ncap * sizeof(*nv));
-    if (!nv) return -1;
+    if (!nv) goto fail;
     s->mods = nv;
     s->capmods = ncap;
   }
   sm_module *m = calloc(1, sizeof(*m));
-  if (!m) return -1;
-  m->owner = s;
-  m->path = strdup(path);
-  if (build_id_len) {
-    m->want_id = malloc(build_id_len);
-    if (m->want_id) memcpy(m->want_id, build_id, build_id_len);
-  }
-  if (!m->path || (build_id_len && !m->want_id)) {
-    free(m->path);
-    free(m->want_id);
+  if (!m || !(m->path = strdup(path))) {
     free(m);
-    return -1;
+    goto fail;
   }
-  m->want_len = build_id_len;
+  m->owner = s;
+  m->dev = st->st_dev;
+  m->ino = st->st_ino;
   s->mods[s->nmods] = m;
-  return (int)s->nmods++;
+  s->filetab[j] = (int)s->nmods++;
+  module_open(m, fd);
+  return m;
+fail:
+  close(fd);
+  return NULL;
+}
+
+/* Opens a handle's file and decides its status; idempotent. */
+static void handle_open(sm_symbolizer_t *s, sm_handle *h) {
+  if (h->opened) return;
+  h->opened = true;
+  h->status = SM_SYM_MISSING;
+  struct stat st;
+  int fd = open_regular(h->path, &st);
+  if (fd < 0) return;
+  sm_module *m = file_get(s, h->path, &st, fd);
+  if (!m || m->status != SM_SYM_OK) return;
+  if (h->want_len > 0 &&
+      (m->file_id_len != h->want_len || memcmp(m->file_id, h->want_id, h->want_len) != 0)) {
+    h->status = SM_SYM_MISMATCH;
+    return;
+  }
+  h->file = m;
+  h->status = SM_SYM_OK;
 }
 
 sm_sym_status_t sm_sym_status(sm_symbolizer_t *s, int module) {
-  if (!s || module < 0 || (size_t)module >= s->nmods) return SM_SYM_MISSING;
-  sm_module *m = s->mods[module];
-  module_open(m);
-  return m->status;
+  if (!s || module < 0 || (size_t)module >= s->nhands) return SM_SYM_MISSING;
+  sm_handle *h = s->hands[module];
+  handle_open(s, h);
+  return h->status;
 }
 
 int sm_sym_lookup(sm_symbolizer_t *s, int module, uint64_t vaddr, bool is_return_address,
                   sm_sym_frame_t *out, int max) {
-  if (!s || !out || max <= 0 || module < 0 || (size_t)module >= s->nmods) return 0;
-  sm_module *m = s->mods[module];
-  module_open(m);
-  if (m->status != SM_SYM_OK) return 0;
+  if (!s || !out || max <= 0 || module < 0 || (size_t)module >= s->nhands) return 0;
+  sm_handle *h = s->hands[module];
+  handle_open(s, h);
+  if (h->status != SM_SYM_OK) return 0;
+  sm_module *m = h->file;
   if (is_return_address) vaddr -= 1;
 
   uint32_t first;

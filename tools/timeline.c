@@ -335,6 +335,9 @@ int cmd_timeline(int argc, char **argv) {
   for (size_t i = 0; i < npos; i++) {
     if (cli_load(pos[i], &all[i]) != 0) {
       free_snaps(all, i);
+      free(pos);
+      free(o.include);
+      free(o.exclude);
       return 2;
     }
   }
@@ -345,13 +348,19 @@ int cmd_timeline(int argc, char **argv) {
   for (size_t i = 1; i < n && !mixed; i++) {
     const sm_snap_t *a = snaps[0], *b = snaps[i];
     if (a->pid != b->pid || strcmp(a->program, b->program) != 0) {
+      strbuf_t pa = {0}, pb = {0}, na = {0}, nb = {0};
+      sm_escape(&pa, a->path, 0), sm_escape(&pb, b->path, 0);
+      sm_escape(&na, svg_base_name(a->program), 256), sm_escape(&nb, svg_base_name(b->program), 256);
       fprintf(stderr,
               "snapmalloc timeline: %s is from pid %llu (%s), %s from pid %llu (%s): not one run "
               "(--mixed draws them together)\n",
-              b->path, (unsigned long long)b->pid, svg_base_name(b->program), a->path, (unsigned long long)a->pid,
-              svg_base_name(a->program));
+              pb.s, (unsigned long long)b->pid, nb.s, pa.s, (unsigned long long)a->pid, na.s);
+      free(pa.s), free(pb.s), free(na.s), free(nb.s);
       free(snaps);
       free_snaps(all, npos);
+      free(pos);
+      free(o.include);
+      free(o.exclude);
       return 2;
     }
   }
@@ -434,9 +443,12 @@ int cmd_timeline(int argc, char **argv) {
   if (title) sb_puts(&sb, title);
   else if (mixed && (snaps[0]->pid != last->pid || strcmp(snaps[0]->program, last->program) != 0))
     sb_printf(&sb, "Memory of several processes over %.1f s", span);
-  else
-    sb_printf(&sb, "Memory of %s (pid %llu) over %.1f s", svg_base_name(last->program[0] ? last->program : "?"),
-              (unsigned long long)last->pid, span);
+  else {
+    strbuf_t prog = {0};
+    sm_escape(&prog, svg_base_name(last->program[0] ? last->program : "?"), 256);
+    sb_printf(&sb, "Memory of %s (pid %llu) over %.1f s", prog.s, (unsigned long long)last->pid, span);
+    free(prog.s);
+  }
   fprintf(out, "<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">", ch.width / 2);
   svg_text(out, sb.s, svg_fit(ch.width, 16));
   sb.len = 0;

@@ -49,7 +49,8 @@ titles = [t.text for t in ET.parse(sys.argv[1]).getroot().iter('{http://www.w3.o
 assert any(t.startswith('std::vector<int, std::allocator<int> >::') for t in titles), titles
 PY
 
-# markup and a byte that is not UTF-8 in the program's name: escaped, replaced
+# markup and a byte that is not UTF-8 in the program's name: XML-escaped, and
+# the byte shown as \xff (the display form of docs/cli.md, "Untrusted snapshots")
 odd="$work/$(printf 'ph<&>"\047\377ses')"
 cp "$build/examples/phases" "$odd"
 "$tool" run --no-report --out "$work/odd.%n.snap" -- "$odd" 100 >/dev/null 2>>"$work/run.err" || fail "odd name did not run"
@@ -59,7 +60,7 @@ python3 - "$work/odd.svg" "$work/odd-timeline.svg" <<'PY' || fail "odd program n
 import sys, xml.etree.ElementTree as ET
 for f in sys.argv[1:]:
     title = ''.join(ET.parse(f).getroot().find(".//*[@id='title']").itertext())
-    assert 'ph<&>"\'?ses (pid ' in title, title
+    assert 'ph<&>"\'\\xffses (pid ' in title, title
 PY
 
 # --include keeps only the matching sites, as in top
