@@ -572,6 +572,69 @@ static void print_folded(FILE *out, const stat_t *s, bool diff) {
   fprintf(out, " %lld\n", (long long)(diff ? s->size - s->old_size : s->size));
 }
 
+/* A snapshot's header fields, as a JSON object. */
+static void print_header_json(FILE *out, const sm_snap_t *s) {
+  fprintf(out, "{\"pid\": %llu, \"program\": ", (unsigned long long)s->pid);
+  json_str(out, s->program);
+  fprintf(out,
+          ", \"time_ns\": %llu, \"sequence\": %llu, \"final\": %s, \"sampled\": %s, \"traced\": {\"current\": %llu, "
+          "\"peak\": %llu}, \"rss\": %llu, \"heap\": {\"mapped\": %llu, \"in_use\": %llu}}",
+          (unsigned long long)s->time_ns, (unsigned long long)s->sequence, s->flags & SM_SNAP_FINAL ? "true" : "false",
+          s->flags & SM_SNAP_SAMPLED ? "true" : "false", (unsigned long long)s->traced_current,
+          (unsigned long long)s->traced_peak, (unsigned long long)s->rss, (unsigned long long)s->heap_mapped,
+          (unsigned long long)s->heap_inuse);
+}
+
+/* Live bytes and blocks of every trace of a model (the reader keeps both
+ * sums below 2^63). */
+static void model_totals(const sm_model_t *m, int64_t *size, int64_t *count) {
+  *size = *count = 0;
+  for (size_t i = 0; m && i < m->ntraces; i++) {
+    *size += (int64_t)m->traces[i].raw->size;
+    *count += (int64_t)m->traces[i].raw->count;
+  }
+}
+
+/* JSON: the header of each snapshot, the totals, the shown entries and,
+ * when --limit cut the list, what the rest adds up to ("other"). */
+static void print_report_json(FILE *out, const sm_report_opts_t *o, stat_t **arr, size_t n, size_t shown,
+                              const sm_model_t *old, const sm_model_t *cur) {
+  bool diff = old != NULL;
+  fprintf(out, "{\"by\": \"%s\", \"cumulative\": %s, ", by_name(o->by), o->cumulative ? "true" : "false");
+  if (diff) {
+    fputs("\"old\": ", out);
+    print_header_json(out, old->snap);
+    fputs(", \"new\": ", out);
+  } else {
+    fputs("\"header\": ", out);
+  }
+  print_header_json(out, cur->snap);
+  int64_t size, count, old_size, old_count;
+  model_totals(cur, &size, &count);
+  model_totals(old, &old_size, &old_count);
+  fprintf(out, ", \"totals\": {\"size\": %lld, \"count\": %lld", (long long)size, (long long)count);
+  if (diff) fprintf(out, ", \"size_diff\": %lld, \"count_diff\": %lld", (long long)(size - old_size), (long long)(count - old_count));
+  fputs("}, \"stats\": [", out);
+  for (size_t i = 0; i < shown; i++) {
+    fputs(i ? ",\n  " : "\n  ", out);
+    print_stat_json(out, arr[i], diff, o->by);
+  }
+  fputs("\n]", out);
+  if (shown < n) {
+    /* with --cumulative a trace counts under several entries: the rest is
+     * a sum over entries, kept as a double like the text form's */
+    double rs = 0, rc = 0, rsd = 0, rcd = 0;
+    for (size_t i = shown; i < n; i++) {
+      rs += (double)arr[i]->size, rc += (double)arr[i]->count;
+      rsd += (double)arr[i]->size - (double)arr[i]->old_size, rcd += (double)arr[i]->count - (double)arr[i]->old_count;
+    }
+    fprintf(out, ", \"other\": {\"entries\": %zu, \"size\": %.0f, \"count\": %.0f", n - shown, rs, rc);
+    if (diff) fprintf(out, ", \"size_diff\": %.0f, \"count_diff\": %.0f", rsd, rcd);
+    fputs("}", out);
+  }
+  fputs("}\n", out);
+}
+
 int sm_report(FILE *out, sm_tools_ctx_t *c, sm_model_t *old, sm_model_t *cur) {
   const sm_report_opts_t *o = &c->opts;
   stat_t *tab = NULL;
@@ -584,12 +647,7 @@ int sm_report(FILE *out, sm_tools_ctx_t *c, sm_model_t *old, sm_model_t *cur) {
   size_t shown = o->limit > 0 && (size_t)o->limit < n ? (size_t)o->limit : n;
   bool diff = old != NULL;
   if (o->format == FMT_JSON) {
-    fprintf(out, "{\"by\": \"%s\", \"cumulative\": %s, \"stats\": [", by_name(o->by), o->cumulative ? "true" : "false");
-    for (size_t i = 0; i < shown; i++) {
-      fputs(i ? ",\n  " : "\n  ", out);
-      print_stat_json(out, arr[i], diff, o->by);
-    }
-    fputs("\n]}\n", out);
+    print_report_json(out, o, arr, n, shown, old, cur);
   } else if (o->format == FMT_FOLDED) {
     for (size_t i = 0; i < shown; i++) print_folded(out, arr[i], diff);
   } else {
