@@ -116,7 +116,11 @@ static int cmp_entry(const void *a, const void *b) {
   return x->t->raw->id < y->t->raw->id ? -1 : 1;
 }
 
+#define MAX_ALLOC_FN 256
+
 typedef struct leaks_opts {
+  const char *alloc_fn[MAX_ALLOC_FN]; /* --alloc-fn globs */
+  int nalloc_fn;
   const char *supp;
   unsigned long long min_bytes;
   bool show_reachable;
@@ -148,6 +152,8 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
   if (lo->supp) supp_load(lo->supp, &supp);
   sm_report_opts_t ro = {0};
   ro.full_paths = lo->full_paths;
+  ro.alloc_fn = (const char **)lo->alloc_fn;
+  ro.nalloc_fn = lo->nalloc_fn;
   sm_tools_ctx_t *ctx = sm_ctx_new(&ro);
   /* Only the traces the report can name are symbolized (the rest is most
    * of a clean program's snapshot, and symbolizing is most of the cost):
@@ -270,13 +276,17 @@ static const char leaks_help[] =
     "  --min-bytes N        report only traces that lost at least N bytes\n"
     "  --show reachable     also list possibly lost and still reachable blocks\n"
     "  --format text|json   output format (default text)\n"
-    "  --full-paths         do not shorten paths under the current directory\n";
+    "  --full-paths         do not shorten paths under the current directory\n"
+    "  --alloc-fn GLOB      a function of the program's own that allocates for its\n"
+    "                       callers (xmalloc, g_malloc): never named as the site\n"
+    "                       (repeatable)\n";
 
-enum { L_SUPP = 400, L_MIN, L_SHOW, L_FORMAT, L_FULL, L_HELP };
+enum { L_SUPP = 400, L_MIN, L_SHOW, L_FORMAT, L_FULL, L_ALLOC_FN, L_HELP };
 static const struct option leaks_longopts[] = {
     {"suppressions", required_argument, NULL, L_SUPP}, {"min-bytes", required_argument, NULL, L_MIN},
     {"show", required_argument, NULL, L_SHOW},         {"format", required_argument, NULL, L_FORMAT},
     {"full-paths", no_argument, NULL, L_FULL},         {"help", no_argument, NULL, L_HELP},
+    {"alloc-fn", required_argument, NULL, L_ALLOC_FN},
     {NULL, 0, NULL, 0}};
 
 /* Parses one leaks option; false if c is not one. */
@@ -304,6 +314,10 @@ static bool leaks_opt(const char *cmd, int c, leaks_opts_t *lo) {
     else cli_usage_error(cmd, "--format takes text or json, not '%s'", optarg);
     return true;
   case L_FULL: lo->full_paths = true; return true;
+  case L_ALLOC_FN:
+    if (lo->nalloc_fn == MAX_ALLOC_FN) cli_usage_error(cmd, "--alloc-fn is given more than %d times", MAX_ALLOC_FN);
+    lo->alloc_fn[lo->nalloc_fn++] = optarg;
+    return true;
   default: return false;
   }
 }
@@ -370,7 +384,7 @@ static void parse_check_args(int argc, char **argv, check_args_t *a) {
     }
     bool has_value = !strcmp(o, "--suppressions") || !strcmp(o, "--min-bytes") || !strcmp(o, "--show") ||
                      !strcmp(o, "--format") || !strcmp(o, "--depth") || !strcmp(o, "--out") ||
-                     !strcmp(o, "--sample") || !strcmp(o, "-o") || !strcmp(o, "--report");
+                     !strcmp(o, "--sample") || !strcmp(o, "-o") || !strcmp(o, "--report") || !strcmp(o, "--alloc-fn");
     if (has_value && i + 1 >= argc) cli_usage_error("check", "option '%s' needs a value", o);
     const char *v = has_value ? argv[i + 1] : NULL;
     optarg = (char *)v;
@@ -379,6 +393,7 @@ static void parse_check_args(int argc, char **argv, check_args_t *a) {
     else if (!strcmp(o, "--show")) leaks_opt("check", L_SHOW, &a->lo);
     else if (!strcmp(o, "--format")) leaks_opt("check", L_FORMAT, &a->lo);
     else if (!strcmp(o, "--full-paths")) a->lo.full_paths = true;
+    else if (!strcmp(o, "--alloc-fn")) leaks_opt("check", L_ALLOC_FN, &a->lo);
     else if (!strcmp(o, "-o") || !strcmp(o, "--report")) a->report = v;
     else if (!strcmp(o, "--depth") || !strcmp(o, "--sample") || !strcmp(o, "--out")) {
       if (!strcmp(o, "--out")) a->out = v;

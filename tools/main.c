@@ -87,7 +87,8 @@ int cli_load(const char *path, sm_snap_t *snap) {
 
 /* ---------------------------------------------------------------- report options */
 
-enum { OPT_BY = 256, OPT_LIMIT, OPT_CUMULATIVE, OPT_INCLUDE, OPT_EXCLUDE, OPT_FORMAT, OPT_RAW, OPT_FULL_PATHS, OPT_HELP };
+enum { OPT_BY = 256, OPT_LIMIT, OPT_CUMULATIVE, OPT_INCLUDE, OPT_EXCLUDE, OPT_FORMAT, OPT_RAW, OPT_FULL_PATHS, OPT_HELP,
+       OPT_ALLOC_FN };
 
 static const struct option report_longopts[] = {
     {"by", required_argument, NULL, OPT_BY},
@@ -98,6 +99,7 @@ static const struct option report_longopts[] = {
     {"format", required_argument, NULL, OPT_FORMAT},
     {"raw", no_argument, NULL, OPT_RAW},
     {"full-paths", no_argument, NULL, OPT_FULL_PATHS},
+    {"alloc-fn", required_argument, NULL, OPT_ALLOC_FN},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -114,6 +116,8 @@ static const char report_help[] =
     "                                 Gregg's collapsed stacks, one line per trace)\n"
     "  --raw                          the site is the innermost frame, allocation\n"
     "                                 wrappers (strdup, operator new, ...) included\n"
+    "  --alloc-fn GLOB                a function of the program's own that allocates for\n"
+    "                                 its callers (xmalloc): never the site (repeatable)\n"
     "  --full-paths                   do not shorten paths under the current directory\n";
 
 /* Parses report options from argv (getopt state reset by the caller);
@@ -125,6 +129,7 @@ static void parse_report_opts(const char *cmd, int argc, char **argv, sm_report_
   o->format = FMT_TEXT;
   o->include = xcalloc((size_t)argc, sizeof(char *));
   o->exclude = xcalloc((size_t)argc, sizeof(char *));
+  o->alloc_fn = xcalloc((size_t)argc, sizeof(char *));
   *pos = xcalloc((size_t)argc + 1, sizeof(char *));
   *npos = 0;
   *help = false;
@@ -157,6 +162,7 @@ static void parse_report_opts(const char *cmd, int argc, char **argv, sm_report_
       break;
     case OPT_RAW: o->raw = true; break;
     case OPT_FULL_PATHS: o->full_paths = true; break;
+    case OPT_ALLOC_FN: o->alloc_fn[o->nalloc_fn++] = optarg; break;
     case OPT_HELP: *help = true; break;
     case '?':
     default:
@@ -171,6 +177,7 @@ static void parse_report_opts(const char *cmd, int argc, char **argv, sm_report_
 static void free_report_opts(sm_report_opts_t *o, char **pos) {
   free(o->include);
   free(o->exclude);
+  free(o->alloc_fn);
   free(pos);
 }
 

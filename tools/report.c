@@ -6,8 +6,10 @@
  * (operator new, std::string's out-of-line members) or libsnapmalloc itself,
  * nor a function named "operator new..." anywhere, nor code from system
  * headers (/usr/include: the C++ library's templates, such as std::allocator,
- * compiled into the program). If every frame is in the runtime, the
- * innermost frame is the site. --raw turns this off. */
+ * compiled into the program), nor a function the user named with
+ * --alloc-fn (the program's own wrappers, as valgrind's option of that
+ * name). If every frame is in the runtime, the innermost frame is the
+ * site. --raw turns this off. */
 #include "tools/report.h"
 
 #include <fnmatch.h>
@@ -206,8 +208,11 @@ static bool system_header(const char *file) {
   return file && (strncmp(file, "/usr/include/", 13) == 0 || strncmp(file, "/usr/local/include/", 19) == 0);
 }
 
-static bool runtime_frame(const sm_sframe_t *f) {
+static bool runtime_frame(const sm_report_opts_t *o, const sm_sframe_t *f) {
   if (f->function && strncmp(f->function, "operator new", 12) == 0) return true;
+  /* --alloc-fn: the program's own allocation wrappers (xmalloc, g_malloc) */
+  for (int k = 0; f->function && k < o->nalloc_fn; k++)
+    if (fnmatch(o->alloc_fn[k], f->function, 0) == 0) return true;
   /* Template code of the C++ library compiled into the program (std::vector
    * growing through std::allocator, say) comes from system headers. */
   if (system_header(f->file)) return true;
@@ -279,7 +284,7 @@ void sm_model_build(sm_tools_ctx_t *c, sm_snap_t *snap, sm_model_t *m) {
     t.site = 0;
     if (!c->opts.raw) {
       int s = 0;
-      while (s < t.nframes && runtime_frame(&t.frames[s])) s++;
+      while (s < t.nframes && runtime_frame(&c->opts, &t.frames[s])) s++;
       t.site = s < t.nframes ? s : 0;
     }
     bool keep = true;

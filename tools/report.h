@@ -25,6 +25,8 @@ typedef struct sm_report_opts {
   int ninclude;
   const char **exclude;    /* globs; a trace is dropped if its site matches any */
   int nexclude;
+  const char **alloc_fn;   /* globs: functions that are part of the allocator (the program's xmalloc) */
+  int nalloc_fn;
 } sm_report_opts_t;
 
 /* One frame after symbolization (an inline chain becomes several). */

@@ -133,6 +133,18 @@ d=$(sed -n 's|^  \(/tmp/snapmalloc-check\.[^/]*\)/.*|\1|p' "$work/dir.err" | hea
 [ -n "$d" ] || fail "check: no snapshot directory named"
 [ -n "$d" ] && [ -e "$d" ] && fail "check left its directory $d"
 
+# --alloc-fn: the program's own wrapper is never the site (valgrind's option)
+"$tool" check --out "$work/w.%p.snap" -- "$corpus" wrapped > /dev/null 2> "$work/w1"
+grep -q '^    at my_xmalloc ' "$work/w1" || fail "wrapped: without --alloc-fn the wrapper is not the site"
+"$tool" check --alloc-fn 'my_x*' -- "$corpus" wrapped > /dev/null 2> "$work/w2"
+grep -q '^    at lose_wrapped ' "$work/w2" || fail "check --alloc-fn: the wrapper's caller is not the site"
+wsnap=$(ls "$work"/w.*.snap | head -n 1)
+"$tool" top "$wsnap" --alloc-fn my_xmalloc --limit 0 | grep -q 'lose_wrapped\|corpus.c:[0-9]*: size=66 B' ||
+  fail "top --alloc-fn: the wrapper's caller is not the site"
+"$tool" top "$wsnap" --by function --limit 0 | grep -q '^my_xmalloc: size=66 B' || fail "top: without --alloc-fn the wrapper is the site"
+"$tool" top "$wsnap" --by function --alloc-fn my_xmalloc --limit 0 | grep -q '^lose_wrapped: size=66 B' ||
+  fail "top --by function --alloc-fn: the caller is not the site"
+
 # a command that ends without exit() leaves no analysis: the gate cannot
 # vouch for it and says so
 "$tool" check -- sh -c 'kill -9 $$' > /dev/null 2>&1; rc=$?

@@ -107,6 +107,18 @@ NOINLINE static void lose_behind_stale_links(size_t big) {
   for (int k = 1; k < 6; k += 2) free(b[k]);
 }
 
+/* The program's own allocation wrapper (--alloc-fn names it). */
+NOINLINE void *my_xmalloc(size_t n) {
+  void *p = malloc(n);
+  if (!p) abort();
+  return p;
+}
+
+NOINLINE static void lose_wrapped(void) {
+  char *p = my_xmalloc(66);
+  memset(p, 3, 66);
+}
+
 static void *thread_stack_holder(void *arg) {
   (void)arg;
   volatile void *mine = malloc(333); /* held by a live thread's stack */
@@ -152,6 +164,8 @@ int main(int argc, char **argv) {
     }
     int st;
     waitpid(pid, &st, 0);
+  } else if (!strcmp(mode, "wrapped")) {
+    lose_wrapped();
   } else if (!strcmp(mode, "_exit")) { /* ends without exit(): no analysis */
     lose();
     _exit(0);
@@ -166,7 +180,7 @@ int main(int argc, char **argv) {
     keep_interior();
     lose_unaligned();
   } else {
-    fprintf(stderr, "usage: corpus clean|lost|tree|cycle|globals|heap|interior|unaligned|stale|thread|fork|_exit|fail|all\n");
+    fprintf(stderr, "usage: corpus clean|lost|tree|cycle|globals|heap|interior|unaligned|stale|thread|fork|wrapped|_exit|fail|all\n");
     return 2;
   }
   return 0;
