@@ -438,8 +438,15 @@ static int report_run(FILE *out, const check_args_t *a, const cli_run_t *run) {
     char err[256];
     if (sm_snap_read(files[k], &s, err, sizeof err) != 0) continue;
     bool final = s.flags & SM_SNAP_FINAL, leaks = s.flags & SM_SNAP_LEAKS;
-    char label[PATH_MAX + 128];
-    snprintf(label, sizeof label, "== pid %llu (%s): %s", (unsigned long long)s.pid, s.program, files[k]);
+    /* the program name comes from the file: its display form (docs/cli.md) */
+    strbuf_t prog = {0}, path = {0};
+    sm_escape(&prog, s.program ? s.program : "", 1024);
+    sm_escape(&path, files[k], 0);
+    char label[2 * PATH_MAX + 128];
+    snprintf(label, sizeof label, "== pid %llu (%s): %s", (unsigned long long)s.pid, prog.s ? prog.s : "",
+             path.s ? path.s : "");
+    free(prog.s);
+    free(path.s);
     sm_snap_free(&s);
     if (!final) continue;
     if (!leaks) {

@@ -272,7 +272,9 @@ static char *list_snapshots(const cli_run_t *res, pid_t pid) {
   if (n) fprintf(stderr, "snapmalloc: %zu snapshot%s written:\n", n, n == 1 ? "" : "s");
   else fprintf(stderr, "snapmalloc: no snapshot was written (the command may have ended without exit())\n");
   for (size_t i = 0; i < n; i++) {
-    fprintf(stderr, "  %s\n", files[i]);
+    fputs("  ", stderr);
+    sm_put_escaped(stderr, files[i]); /* %e puts the program's name in it */
+    fputc('\n', stderr);
     sm_snap_t s;
     char err[256];
     if (sm_snap_read(files[i], &s, err, sizeof err) != 0) continue;
@@ -296,7 +298,9 @@ static void report_final(const char *final) {
   sm_tools_ctx_t *ctx = sm_ctx_new(&o);
   sm_model_t m;
   sm_model_build(ctx, &s, &m);
-  fprintf(stderr, "snapmalloc: top 10 allocation sites at exit (%s):\n", final);
+  fputs("snapmalloc: top 10 allocation sites at exit (", stderr);
+  sm_put_escaped(stderr, final);
+  fputs("):\n", stderr);
   sm_print_header(stderr, "", &s);
   sm_report(stderr, ctx, NULL, &m);
   sm_model_free(&m);

@@ -145,6 +145,13 @@ wsnap=$(ls "$work"/w.*.snap | head -n 1)
 "$tool" top "$wsnap" --by function --alloc-fn my_xmalloc --limit 0 | grep -q '^lose_wrapped: size=66 B' ||
   fail "top --by function --alloc-fn: the caller is not the site"
 
+# a program name with a terminal escape in it is shown escaped
+esc=$(printf 'esc\033[31mred')
+cp "$corpus" "$work/$esc"
+"$tool" check -- "$work/$esc" lost > /dev/null 2> "$work/esc.err"
+grep -q 'esc\\x1b\[31mred' "$work/esc.err" || fail "check: the program name's escape is not shown as \\x1b"
+grep -q "$(printf '\033')" "$work/esc.err" && fail "check: a raw escape character reached the terminal"
+
 # a command that ends without exit() leaves no analysis: the gate cannot
 # vouch for it and says so
 "$tool" check -- sh -c 'kill -9 $$' > /dev/null 2>&1; rc=$?
