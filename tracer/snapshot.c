@@ -19,7 +19,7 @@
 #include "allocator/internal.h"
 #include "tracer/tracer.h"
 
-static sm_lock_t write_lock = SM_LOCK_INIT; /* one snapshot at a time */
+static sm_lock_t write_lock = SM_LOCK_INIT; /* one snapshot at a time; lock order: tracer/locks.c */
 static uint64_t sequence;                   /* %n */
 
 typedef struct wbuf {

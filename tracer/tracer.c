@@ -64,7 +64,7 @@ typedef struct tstate {
 
 static SM_TLS tstate_t ts;
 
-static sm_lock_t trace_lock = SM_LOCK_INIT;
+static sm_lock_t trace_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
 static sm_trace_t *table;            /* uthash head */
 static sm_trace_t **ids[ID_CHUNKS];  /* id -> trace */
 static uint32_t next_id = 1;
@@ -238,7 +238,7 @@ typedef struct tlocal {
   sm_unwind_cache_t unwind;
 } tlocal_t;
 
-static sm_lock_t delta_lock = SM_LOCK_INIT;
+static sm_lock_t delta_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
 static tlocal_t *deltas_all;
 static pthread_key_t delta_key;
 static bool delta_key_ok;
