@@ -136,6 +136,94 @@ static void print_frame_text(FILE *out, const sm_sframe_t *f, bool first) {
   else fprintf(out, " (%s+0x%llx)\n", mod, (unsigned long long)f->offset);
 }
 
+/* What one snapshot's report says: its entries, biggest first, and the
+ * totals per class (suppressed blocks apart). */
+typedef struct leak_result {
+  lentry_t *entries;
+  size_t n;
+  uint64_t totals[SM_LEAK_CLASSES][2], supp_total[2];
+} leak_result_t;
+
+/* Fills r from the model's traces (and the untraced record, may be NULL).
+ * The totals of possibly lost and still reachable blocks not shown were
+ * added by the caller. */
+static void collect_entries(const sm_model_t *m, const sm_strace_t *untraced, supp_t *supp, const leaks_opts_t *lo,
+                            leak_result_t *r) {
+  r->entries = xcalloc((m->ntraces + 1) * SM_LEAK_CLASSES, sizeof *r->entries);
+  for (size_t i = 0; i < m->ntraces + (untraced != NULL); i++) {
+    const sm_strace_t *t = i < m->ntraces ? &m->traces[i] : untraced;
+    int s = suppressed(supp, t);
+    for (int c = 0; c < SM_LEAK_CLASSES; c++) {
+      uint64_t size = t->raw->leak[c][0], count = t->raw->leak[c][1];
+      if (!count) continue;
+      if (c >= SM_LEAK_POSSIBLE && !lo->show_reachable && t->raw->id) continue; /* counted by the caller */
+      if (s >= 0 && c <= SM_LEAK_INDIRECT) {
+        supp->hits[s] += (int)count;
+        r->supp_total[0] += size, r->supp_total[1] += count;
+        continue;
+      }
+      r->totals[c][0] += size, r->totals[c][1] += count;
+      bool shown = c <= SM_LEAK_INDIRECT || lo->show_reachable;
+      if (shown && size >= lo->min_bytes) r->entries[r->n++] = (lentry_t){t, c, size, count};
+    }
+  }
+  qsort(r->entries, r->n, sizeof *r->entries, cmp_entry);
+}
+
+static void print_leaks_json(FILE *out, const leak_result_t *r, const sm_snap_t *snap, const char *label) {
+  fputs("{", out);
+  if (label) fprintf(out, "\"pid\": %llu, ", (unsigned long long)snap->pid);
+  fputs("\"totals\": {", out);
+  for (int c = 0; c < SM_LEAK_CLASSES; c++)
+    fprintf(out, "%s\"%s\": {\"size\": %llu, \"count\": %llu}", c ? ", " : "", class_keys[c],
+            (unsigned long long)r->totals[c][0], (unsigned long long)r->totals[c][1]);
+  fprintf(out, ", \"suppressed\": {\"size\": %llu, \"count\": %llu}}, \"leaks\": [",
+          (unsigned long long)r->supp_total[0], (unsigned long long)r->supp_total[1]);
+  for (size_t i = 0; i < r->n; i++) {
+    const lentry_t *e = &r->entries[i];
+    const sm_strace_t *t = e->t;
+    const sm_sframe_t *site = t->nframes ? &t->frames[t->site] : NULL;
+    fprintf(out, "%s%s{\"kind\": \"%s\", \"size\": %llu, \"count\": %llu, \"site\": ", i ? "," : "",
+            label ? "" : "\n  ", class_keys[e->cls], (unsigned long long)e->size, (unsigned long long)e->count);
+    sm_json_site(out, site);
+    fputs(", \"traceback\": [", out);
+    for (int f = t->site; f < t->nframes; f++) {
+      if (f > t->site) fputs(", ", out);
+      sm_json_frame(out, &t->frames[f]);
+    }
+    fputs("]}", out);
+  }
+  fputs(label ? "]}\n" : "\n]}\n", out); /* check: one line per process */
+}
+
+static void print_leaks_text(FILE *out, const leak_result_t *r, const supp_t *supp, const char *label) {
+  if (label) fprintf(out, "%s\n", label);
+  char sz[32];
+  for (size_t i = 0; i < r->n; i++) {
+    const lentry_t *e = &r->entries[i];
+    sm_format_size(sz, sizeof sz, (double)e->size, false);
+    fprintf(out, "%s in %llu block%s %s %s", sz, (unsigned long long)e->count, e->count == 1 ? "" : "s",
+            e->count == 1 ? "is" : "are", class_names[e->cls]);
+    if (!e->t->raw->id) fputs(" (allocated before tracing started: no stack trace)\n", out);
+    else fprintf(out, " (trace %u)\n", e->t->raw->id);
+    for (int f = e->t->site; f < e->t->nframes; f++) print_frame_text(out, &e->t->frames[f], f == e->t->site);
+    if (!e->t->nframes && e->t->raw->id) fputs("    (no frames)\n", out);
+    fputc('\n', out);
+  }
+  fputs("LEAK SUMMARY:\n", out);
+  for (int c = 0; c < SM_LEAK_CLASSES; c++) {
+    sm_format_size(sz, sizeof sz, (double)r->totals[c][0], false);
+    fprintf(out, "  %s: %s in %llu block%s\n", class_names[c], sz, (unsigned long long)r->totals[c][1],
+            r->totals[c][1] == 1 ? "" : "s");
+  }
+  if (!supp->n) return;
+  sm_format_size(sz, sizeof sz, (double)r->supp_total[0], false);
+  fprintf(out, "  suppressed: %s in %llu block%s\n", sz, (unsigned long long)r->supp_total[1],
+          r->supp_total[1] == 1 ? "" : "s");
+  for (int k = 0; k < supp->n; k++)
+    if (supp->hits[k]) fprintf(out, "    %d block%s by leak:%s\n", supp->hits[k], supp->hits[k] == 1 ? "" : "s", supp->patterns[k]);
+}
+
 /* Prints the report of one snapshot; returns 1 if anything definitely or
  * indirectly lost remains after suppressions and --min-bytes, 0 if not,
  * 2 on bad input. */
@@ -160,7 +248,7 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
    * those with lost blocks, which suppressions may also match, and with
    * --show reachable the others with blocks. The other classes' totals
    * come from the raw counts. */
-  uint64_t totals[SM_LEAK_CLASSES][2] = {{0}}, supp_total[2] = {0, 0};
+  leak_result_t r = {0};
   sm_snap_t view = snap;
   view.traces = xcalloc(snap.ntraces + 1, sizeof *view.traces);
   view.ntraces = 0;
@@ -171,13 +259,10 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
     bool other = rt->leak[SM_LEAK_POSSIBLE][1] || rt->leak[SM_LEAK_REACHABLE][1];
     if (lost || (lo->show_reachable && other)) view.traces[view.ntraces++] = *rt;
     for (int c = SM_LEAK_POSSIBLE; c < SM_LEAK_CLASSES && !lo->show_reachable; c++)
-      totals[c][0] += rt->leak[c][0], totals[c][1] += rt->leak[c][1];
+      r.totals[c][0] += rt->leak[c][0], r.totals[c][1] += rt->leak[c][1];
   }
   sm_model_t m;
   sm_model_build(ctx, &view, &m);
-
-  lentry_t *entries = xcalloc((m.ntraces + 1) * SM_LEAK_CLASSES, sizeof *entries);
-  size_t n = 0;
   /* Blocks with no trace (the id-0 record: allocated before tracing could
    * start, which the library avoids, or by the loader) are reported and
    * gated on like the others. With sampling, the untraced blocks are the
@@ -185,85 +270,15 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
   sm_strace_t untraced = {0};
   for (size_t i = 0; i < snap.ntraces && !(snap.flags & SM_SNAP_SAMPLED); i++)
     if (snap.traces[i].id == 0) untraced.raw = &snap.traces[i];
-  for (size_t i = 0; i < m.ntraces + (untraced.raw != NULL); i++) {
-    const sm_strace_t *t = i < m.ntraces ? &m.traces[i] : &untraced;
-    int s = suppressed(&supp, t);
-    for (int c = 0; c < SM_LEAK_CLASSES; c++) {
-      uint64_t size = t->raw->leak[c][0], count = t->raw->leak[c][1];
-      if (!count) continue;
-      if (c >= SM_LEAK_POSSIBLE && !lo->show_reachable && t->raw->id) continue; /* counted above */
-      if (s >= 0 && c <= SM_LEAK_INDIRECT) {
-        supp.hits[s] += (int)count;
-        supp_total[0] += size, supp_total[1] += count;
-        continue;
-      }
-      totals[c][0] += size, totals[c][1] += count;
-      bool shown = c <= SM_LEAK_INDIRECT || lo->show_reachable;
-      if (shown && size >= lo->min_bytes) entries[n++] = (lentry_t){t, c, size, count};
-    }
-  }
-  qsort(entries, n, sizeof *entries, cmp_entry);
+  collect_entries(&m, untraced.raw ? &untraced : NULL, &supp, lo, &r);
   int leaked = 0;
-  for (size_t i = 0; i < n; i++) leaked |= entries[i].cls <= SM_LEAK_INDIRECT;
-
-  if (lo->format == FMT_JSON) {
-    fputs("{", out);
-    if (label) fprintf(out, "\"pid\": %llu, ", (unsigned long long)snap.pid);
-    fputs("\"totals\": {", out);
-    for (int c = 0; c < SM_LEAK_CLASSES; c++)
-      fprintf(out, "%s\"%s\": {\"size\": %llu, \"count\": %llu}", c ? ", " : "", class_keys[c],
-              (unsigned long long)totals[c][0], (unsigned long long)totals[c][1]);
-    fprintf(out, ", \"suppressed\": {\"size\": %llu, \"count\": %llu}}, \"leaks\": [",
-            (unsigned long long)supp_total[0], (unsigned long long)supp_total[1]);
-    for (size_t i = 0; i < n; i++) {
-      const lentry_t *e = &entries[i];
-      const sm_strace_t *t = e->t;
-      const sm_sframe_t *site = t->nframes ? &t->frames[t->site] : NULL;
-      fprintf(out, "%s%s{\"kind\": \"%s\", \"size\": %llu, \"count\": %llu, \"site\": ", i ? "," : "",
-              label ? "" : "\n  ", class_keys[e->cls], (unsigned long long)e->size, (unsigned long long)e->count);
-      sm_json_site(out, site);
-      fputs(", \"traceback\": [", out);
-      for (int f = t->site; f < t->nframes; f++) {
-        if (f > t->site) fputs(", ", out);
-        sm_json_frame(out, &t->frames[f]);
-      }
-      fputs("]}", out);
-    }
-    fputs(label ? "]}\n" : "\n]}\n", out); /* check: one line per process */
-  } else {
-    if (label) fprintf(out, "%s\n", label);
-    for (size_t i = 0; i < n; i++) {
-      const lentry_t *e = &entries[i];
-      char sz[32];
-      sm_format_size(sz, sizeof sz, (double)e->size, false);
-      fprintf(out, "%s in %llu block%s %s %s", sz, (unsigned long long)e->count, e->count == 1 ? "" : "s",
-              e->count == 1 ? "is" : "are", class_names[e->cls]);
-      if (!e->t->raw->id) fputs(" (allocated before tracing started: no stack trace)\n", out);
-      else fprintf(out, " (trace %u)\n", e->t->raw->id);
-      for (int f = e->t->site; f < e->t->nframes; f++) print_frame_text(out, &e->t->frames[f], f == e->t->site);
-      if (!e->t->nframes && e->t->raw->id) fputs("    (no frames)\n", out);
-      fputc('\n', out);
-    }
-    fputs("LEAK SUMMARY:\n", out);
-    for (int c = 0; c < SM_LEAK_CLASSES; c++) {
-      char sz[32];
-      sm_format_size(sz, sizeof sz, (double)totals[c][0], false);
-      fprintf(out, "  %s: %s in %llu block%s\n", class_names[c], sz, (unsigned long long)totals[c][1],
-              totals[c][1] == 1 ? "" : "s");
-    }
-    if (supp.n) {
-      char sz[32];
-      sm_format_size(sz, sizeof sz, (double)supp_total[0], false);
-      fprintf(out, "  suppressed: %s in %llu block%s\n", sz, (unsigned long long)supp_total[1],
-              supp_total[1] == 1 ? "" : "s");
-      for (int k = 0; k < supp.n; k++)
-        if (supp.hits[k]) fprintf(out, "    %d block%s by leak:%s\n", supp.hits[k], supp.hits[k] == 1 ? "" : "s", supp.patterns[k]);
-    }
-  }
+  for (size_t i = 0; i < r.n; i++) leaked |= r.entries[i].cls <= SM_LEAK_INDIRECT;
+  if (lo->format == FMT_JSON) print_leaks_json(out, &r, &snap, label);
+  else print_leaks_text(out, &r, &supp, label);
   for (int k = 0; k < supp.n; k++) free(supp.patterns[k]);
   free(supp.patterns);
   free(supp.hits);
-  free(entries);
+  free(r.entries);
   sm_model_free(&m);
   sm_ctx_free(ctx);
   free(view.traces);
