@@ -5,7 +5,7 @@
 #include "snapmalloc.h"
 #include "tracer/tracer.h"
 
-SM_EXPORT const char *snapmalloc_version(void) { return SNAPMALLOC_VERSION_STRING; }
+SM_EXPORT const char *snapmalloc_version(void) { return SM_PROJECT_VERSION; /* from meson.build */ }
 
 SM_EXPORT int snapmalloc_snapshot(const char *path) { return sm_snapshot_write(path, 0); }
 

@@ -6,7 +6,7 @@
 
 #include "tools/snapread.h"
 
-#define SNAPMALLOC_TOOL_VERSION "0.1.0"
+#define SNAPMALLOC_TOOL_VERSION SM_PROJECT_VERSION /* from meson.build */
 
 /* The whole tool: main() is this (argv[1] is the command). */
 int sm_cli_main(int argc, char **argv);
