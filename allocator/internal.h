@@ -193,6 +193,10 @@ uint32_t sm_tag_take(void *p, size_t *request);           /* reads and clears */
 /* sm_tag_take for a block of a pool page (pg is the block's page). */
 uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request);
 extern bool sm_tag_counted; /* pages count their tagged blocks (set before tracing starts) */
+/* New blocks are carved from zeroed memory (set by the tracer when a leak
+ * scan may run: old data of a page's previous size class would otherwise
+ * look like pointers). */
+extern bool sm_zero_carved;
 /* Whether a block of page pg may carry a tag: one load and a test. With
  * sampling `tagged` counts the page's tagged blocks; otherwise it is 1 once
  * the page has a side array. */

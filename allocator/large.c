@@ -71,15 +71,18 @@ static void make_free(sm_arena_t *a, sm_lblock_t *b, size_t size, bool dirty) {
   sm_splay_insert(&a->root, node);
 }
 
-/* A block handed out keeps whatever its free node held. Its tree links
- * point at other free blocks, which may be handed out later: the leak
- * scan would take a stale link for the program's pointer and call a lost
- * block reachable. Two stores per large allocation. */
+/* A block handed out keeps whatever its free node held, and so does a free
+ * block merged into its neighbour (its node lands in the middle of the
+ * neighbour's payload). Tree links point at other free blocks, which may
+ * be handed out later: the leak scan would take a stale link for the
+ * program's pointer and call a lost block reachable. So a node's links are
+ * cleared whenever it leaves the tree: two stores. */
 static void clear_links(sm_fnode_t *node) { node->left = node->right = NULL; }
 
 static void unlink_free(sm_arena_t *a, sm_lblock_t *b) {
   sm_fnode_t *node = lb_node(b);
   sm_splay_remove(&a->root, node);
+  clear_links(node); /* it is handed out, or merged into a neighbour's payload */
   __atomic_store_n(&a->free_bytes, a->free_bytes - lb_size(b), __ATOMIC_RELAXED);
   if (node->dirty) a->dirty_bytes -= purgeable(b);
   if (a->rover == b) a->rover = NULL;
@@ -373,8 +376,7 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
     if (!(n->head & SM_LB_INUSE) && cur + lb_size(n) >= need) { /* grow into the free block above */
       bool dirty = lb_node(n)->dirty;
       size_t total = cur + lb_size(n);
-      unlink_free(a, n);
-      clear_links(lb_node(n)); /* now inside b's payload */
+      unlink_free(a, n); /* its node is now inside b's payload: unlink_free cleared the links */
       __atomic_store_n(&a->inuse_bytes, a->inuse_bytes - cur, __ATOMIC_RELAXED);
       b->head = total | (b->head & SM_LB_FLAGS);
       b->head &= ~SM_LB_INUSE; /* take_block sets it again */

@@ -76,6 +76,8 @@ static void seg_list_push(sm_heap_t *h, sm_segment_t *seg, bool front) {
   }
 }
 
+bool sm_zero_carved;
+
 /* ---------------------------------------------------------------- pages */
 
 static size_t page_index(const sm_segment_t *seg, const sm_page_t *pg) { return (size_t)(pg - seg->pages); }
@@ -100,6 +102,10 @@ static void page_extend(sm_page_t *pg) {
   if (n > step) n = step;
   uint8_t *p = pg->start + (size_t)pg->capacity * pg->block_size;
   size_t bs = pg->block_size;
+  /* A page that served another size class before holds that class's free
+   * links at offsets the new blocks' own link does not overwrite; while a
+   * leak scan may run they would pass for the program's pointers. */
+  if (SM_UNLIKELY(sm_zero_carved)) __builtin_memset(p, 0, (size_t)n * bs);
   for (uint32_t i = 0; i < n; i++) {
     sm_block_t *b = (sm_block_t *)(p + i * bs);
     b->next = i + 1 < n ? (sm_block_t *)(p + (i + 1) * bs) : pg->free;

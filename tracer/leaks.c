@@ -140,19 +140,25 @@ static size_t read_task_file(pid_t tid, const char *what, char *buf, size_t cap)
   sm_snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, what);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
-  ssize_t n;
-  do n = read(fd, buf, cap - 1);
-  while (n < 0 && errno == EINTR);
+  size_t len = 0;
+  while (len + 1 < cap) { /* /proc hands out a page or so per read */
+    ssize_t n = read(fd, buf + len, cap - 1 - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    len += (size_t)n;
+  }
   close(fd);
-  buf[n > 0 ? n : 0] = '\0';
-  return n > 0 ? (size_t)n : 0;
+  buf[len] = '\0';
+  return len;
 }
 
 static uintptr_t parse_hex(const char **p);
 
 /* Whether thread tid blocks the stop signal (its SigBlk mask). */
 static bool blocks_stop_signal(pid_t tid) {
-  char buf[2048];
+  /* SigBlk comes after Groups, which can be long: the library's own data,
+   * which is never a root. */
+  static char buf[64 * 1024];
   if (!read_task_file(tid, "status", buf, sizeof buf)) return false;
   const char *p = strstr(buf, "\nSigBlk:");
   if (!p) return false;
@@ -431,8 +437,26 @@ static void sort_ranges(range_t *r, size_t n) { /* insertion sort: a few hundred
  * data, which is never a root. */
 static uintptr_t bounce[8192];
 
+static bool copy_refused; /* process_vm_readv is not allowed here (seccomp, a sandbox) */
+
+/* Whether roots can be read through process_vm_readv: a read of our own
+ * buffer must work. Where a sandbox refuses the call, roots are read
+ * directly (the locks are held: only threads that could not be stopped can
+ * unmap memory meanwhile) rather than not at all, which would make every
+ * block look lost. */
+static void probe_copy(void) {
+  static uintptr_t probe = 1;
+  uintptr_t got = 0;
+  struct iovec local = {&got, sizeof got}, remote = {&probe, sizeof probe};
+  copy_refused = process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != (ssize_t)sizeof got || got != probe;
+}
+
 static void scan_copy(marker_t *m, uintptr_t lo, uintptr_t hi) {
   lo = sm_align_up(lo, sizeof(uintptr_t));
+  if (copy_refused) {
+    scan_range(m, lo, hi, true);
+    return;
+  }
   pid_t pid = getpid();
   while (lo + sizeof(uintptr_t) <= hi) {
     size_t len = hi - lo < sizeof bounce ? (size_t)(hi - lo) : sizeof bounce;
@@ -547,6 +571,7 @@ static void scan_roots(marker_t *m, uintptr_t my_sp, uintptr_t self_lo, uintptr_
   close(fd);
   buf[len] = '\0';
   collect_exclusions(self_lo, self_hi); /* now that every table of the scan is mapped */
+  probe_copy();
   for (const char *p = buf; *p;) {
     const char *eol = strchr(p, '\n');
     if (!eol) eol = p + strlen(p);
@@ -741,9 +766,9 @@ bool sm_leaks_scan(uintptr_t stack_from) {
   analyse(my_sp, self_lo, self_hi);
   resume_threads();
   sm_locks_release_all();
-  scan_free(threads);
-  threads = NULL;
-  nthreads = threads_cap = 0;
+  /* The thread table stays mapped: a thread that was sent the stop signal
+   * but did not take it in time (it had blocked the signal meanwhile) may
+   * still run on_stop, which reads it; the process is ending anyway. */
   sm_tracer_leave();
   return true;
 }

@@ -373,29 +373,23 @@ static void report_failure(const char *name, int err) {
   else sm_warning_always("cannot write snapshot %s: %s (%u failures of this kind so far)", name, why ? why : "unknown error", n);
 }
 
-/* The thread inside the writer (0: none). A signal handler that calls
- * exit() on that thread, as a SIGTERM handler may, comes back here from
- * the exit-time snapshot while write_lock is held by the code it
- * interrupted: waiting would never end. */
-static int writer_tid;
-
-bool sm_snapshot_writing_here(void) { return __atomic_load_n(&writer_tid, __ATOMIC_ACQUIRE) == (int)sm_os_tid(); }
-
 int sm_snapshot_write(const char *path, uint32_t flags) {
   if (!sm_trace_on) {
     errno = ENOTSUP;
     return -1;
   }
-  int me = (int)sm_os_tid();
-  if (sm_snapshot_writing_here()) {
-    sm_warning_always("snapshot skipped: this thread is already writing one (exit or a snapshot from a signal "
-                      "handler that interrupted the writer)");
+  /* A signal handler that interrupted this very thread inside the tracer
+   * (a snapshot, a stack capture) must not wait for the locks the
+   * interrupted code holds: the tracer's "busy" count is this thread's own
+   * and is raised before any of them is taken. */
+  if (sm_tracer_busy_here()) {
+    sm_warning_always("snapshot skipped: this thread is inside the tracer (a snapshot asked for from a signal "
+                      "handler that interrupted it)");
     errno = EDEADLK;
     return -1;
   }
   sm_tracer_enter();
   sm_lock(&write_lock);
-  __atomic_store_n(&writer_tid, me, __ATOMIC_RELEASE);
   int saved_errno = 0, rc = -1;
   uint64_t seq = sequence++;
   static char name[PATH_MAX]; /* under write_lock */
@@ -445,7 +439,6 @@ out:
   if (tr) sm_meta_free(tr, cap * sizeof *tr);
 out_unlocked_tr:
   if (rc != 0) report_failure(name, saved_errno);
-  __atomic_store_n(&writer_tid, 0, __ATOMIC_RELEASE);
   sm_unlock(&write_lock);
   sm_tracer_leave();
   if (rc != 0) errno = saved_errno;
@@ -454,5 +447,3 @@ out_unlocked_tr:
 
 sm_lock_t *const sm_write_lock_ref = &write_lock; /* for the lock table, tracer/locks.c */
 
-/* In a fork child, after the lock table was reset: the writer is gone. */
-void sm_snapshot_postfork_child(void) { writer_tid = 0; }

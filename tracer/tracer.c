@@ -75,6 +75,7 @@ static int64_t traced_peak;          /* atomic, bytes */
 
 void sm_tracer_enter(void) { ts.busy++; }
 void sm_tracer_leave(void) { ts.busy--; }
+bool sm_tracer_busy_here(void) { return ts.busy > 0; }
 
 static sm_trace_t *trace_by_id(uint32_t id) {
   sm_trace_t **chunk = __atomic_load_n(&ids[id >> ID_CHUNK_BITS], __ATOMIC_ACQUIRE);
@@ -577,6 +578,7 @@ void sm_tracer_start(void) {
   if (!sm_opt.trace || __atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) return;
   if (pthread_key_create(&delta_key, deltas_done) == 0) delta_key_ok = true;
   sm_tag_counted = sm_opt.sample != 0;
+  sm_zero_carved = sm_opt.leaks && sm_opt.at_exit;
   sm_tag_released = sm_track_untag;
   sm_sampling = sm_opt.sample != 0;
   sm_unwind_init();

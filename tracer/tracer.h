@@ -62,6 +62,9 @@ void sm_track_realloc(uint32_t old_trace, size_t old_req, void *q, size_t req, c
 /* Suppresses tracing on this thread while > 0 (the realloc path, the tracer itself). */
 void sm_tracer_enter(void);
 void sm_tracer_leave(void);
+/* True while this thread is inside the tracer (so a signal handler that
+ * interrupted it must not wait for the tracer's locks). */
+bool sm_tracer_busy_here(void);
 
 size_t sm_tracer_current(size_t *peak);
 void sm_tracer_reset_peak(void);
@@ -159,10 +162,6 @@ void sm_modules_self(uintptr_t *start, uintptr_t *end);
 /* Writes a snapshot to path, or to the next name from the `out` pattern when
  * path is NULL. flags: SM_SNAP_FINAL / SM_SNAP_LEAKS. 0 or -1 with errno. */
 int sm_snapshot_write(const char *path, uint32_t flags);
-void sm_snapshot_postfork_child(void);
-/* True on the thread that is inside sm_snapshot_write (a signal handler
- * interrupted it). */
-bool sm_snapshot_writing_here(void);
 
 /* ---- triggers.c: signal, interval, exit, fork */
 void sm_triggers_init(void);

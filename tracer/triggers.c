@@ -134,7 +134,6 @@ void sm_triggers_maybe_restart(void) {
 }
 
 void sm_triggers_postfork_child(void) {
-  sm_snapshot_postfork_child();
   if (!helper_running) return;
   close(wake_pipe[0]);
   close(wake_pipe[1]);
@@ -146,9 +145,21 @@ void sm_triggers_postfork_child(void) {
 
 void sm_triggers_at_exit(uintptr_t stack_from) {
   if (!sm_trace_on || !sm_opt.at_exit) return;
+  /* exit() from a signal handler that interrupted this thread inside the
+   * tracer or the allocator: the interrupted code holds locks that this
+   * thread would wait for forever (and it may be inside the loader, which
+   * the scan's stack walk enters). Nothing is written, with one line. */
+  if (sm_tracer_busy_here()) {
+    sm_warning_always("final snapshot skipped: exit() interrupted the tracer (a signal handler that called exit)");
+    return;
+  }
+  if (!sm_locks_try_acquire_all(2000)) {
+    sm_warning_always("final snapshot skipped: a lock of the library stayed busy for 2 s (exit() from a signal "
+                      "handler that interrupted the allocator?)");
+    return;
+  }
+  sm_locks_release_all(); /* free: the scan and the writer take them as they need */
   uint32_t flags = SM_SNAP_FINAL;
-  /* exit() from a signal handler that interrupted a snapshot: the scan
-   * would wait for write_lock, which this very thread holds. */
-  if (sm_opt.leaks && !sm_snapshot_writing_here() && sm_leaks_scan(stack_from)) flags |= SM_SNAP_LEAKS;
+  if (sm_opt.leaks && sm_leaks_scan(stack_from)) flags |= SM_SNAP_LEAKS;
   sm_snapshot_write(NULL, flags);
 }

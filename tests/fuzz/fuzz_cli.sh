@@ -24,7 +24,7 @@ if ! "$cc" -fsanitize=fuzzer,address,undefined "$work/probe.c" -o "$work/probe" 
   exit 77
 fi
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE"
-flags="$flags -DSM_CLI_NO_MAIN -DSM_LIBDIR_FROM_BINDIR=\"lib\" -I$src/include -I$src"
+flags="$flags -DSM_CLI_NO_MAIN -DSM_LIBDIR_FROM_BINDIR=\"lib\" -DSM_PROJECT_VERSION=\"fuzz\" -I$src/include -I$src"
 # shellcheck disable=SC2086
 if ! "$cc" $flags "$@" -ldw -lelf -lz -lm -lstdc++ -o "$work/fuzz_cli" 2> "$work/build.err"; then
   echo "FAIL: the fuzz target does not build:"

@@ -36,7 +36,7 @@ print(" ".join(" ".join(vals[k]) for k in ("def", "ind", "pos", "reach")))'
 # "libs": a program whose libraries leak in their constructor (before
 # libsnapmalloc's own constructor runs) and in their destructor (after it);
 # "cxx": a C++ program (libstdc++'s emergency pool is freed at exit).
-for s in clean lost tree cycle globals heap interior unaligned stale thread all libs cxx; do
+for s in clean lost tree cycle globals heap interior unaligned stale seccomp thread all libs cxx; do
   prog=$corpus
   [ $s = libs ] && prog=$libs
   [ $s = cxx ] && prog=$cxx

@@ -8,6 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -107,6 +113,45 @@ NOINLINE static void lose_behind_stale_links(size_t big) {
   for (int k = 1; k < 6; k += 2) free(b[k]);
 }
 
+/* Small blocks carved from a page that served another size class: that
+ * class's old free links sit at offsets the new blocks' first word does not
+ * cover (the 64-byte record's word at +32 held a 32-byte block's link, which
+ * pointed at the next record). */
+struct rec64 {
+  void *first;
+  char pad[24];
+  void *maybe; /* never written */
+  char rest[24];
+};
+void *stale_class_keep;
+
+NOINLINE static void lose_behind_other_class(void) {
+  enum { N = 8192 };
+  static void *a[N];
+  for (int i = 0; i < N; i++) a[i] = malloc(32);
+  for (int i = N - 1; i >= 0; i--) free(a[i]); /* the pages empty and go back */
+  memset(a, 0, sizeof a);
+  struct rec64 *r1 = malloc(sizeof *r1), *r2 = malloc(sizeof *r2);
+  r1->first = r2->first = NULL;
+  stale_class_keep = r1; /* r2 is lost */
+}
+
+/* A sandbox that refuses process_vm_readv (EPERM from a seccomp filter):
+ * the scan must still read the roots, or every block would look lost. */
+static void refuse_process_vm_readv(void) {
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+    perror("corpus: seccomp");
+    exit(2);
+  }
+}
+
 /* The program's own allocation wrapper (--alloc-fn names it). */
 NOINLINE void *my_xmalloc(size_t n) {
   void *p = malloc(n);
@@ -150,6 +195,7 @@ int main(int argc, char **argv) {
     lose_unaligned();
   } else if (!strcmp(mode, "stale")) {
     lose_behind_stale_links(40000);
+    lose_behind_other_class();
   } else if (!strcmp(mode, "thread")) {
     pthread_t t;
     pthread_create(&t, NULL, thread_stack_holder, NULL);
@@ -164,6 +210,9 @@ int main(int argc, char **argv) {
     }
     int st;
     waitpid(pid, &st, 0);
+  } else if (!strcmp(mode, "seccomp")) { /* the globals scenario in a sandbox */
+    refuse_process_vm_readv();
+    keep_globals();
   } else if (!strcmp(mode, "wrapped")) {
     lose_wrapped();
   } else if (!strcmp(mode, "_exit")) { /* ends without exit(): no analysis */
@@ -180,7 +229,7 @@ int main(int argc, char **argv) {
     keep_interior();
     lose_unaligned();
   } else {
-    fprintf(stderr, "usage: corpus clean|lost|tree|cycle|globals|heap|interior|unaligned|stale|thread|fork|wrapped|_exit|fail|all\n");
+    fprintf(stderr, "usage: corpus clean|lost|tree|cycle|globals|heap|interior|unaligned|stale|thread|fork|seccomp|wrapped|_exit|fail|all\n");
     return 2;
   }
   return 0;

@@ -4,7 +4,9 @@
 # 1. `busy`, RUNS times (default 300): every traced exit with leak analysis
 #    ends, each under a 20 s watchdog, so a hang fails the test instead of
 #    the CI run. The scan once hung in about 1 run of 200.
-# 2. `blocked`: threads that block every signal cost the exit no wait (the
+# 2. `sigexit`: exit() from a signal handler that interrupted the library,
+#    30 times, each under a 10 s watchdog.
+# 3. `blocked`: threads that block every signal cost the exit no wait (the
 #    scan once waited 0.5 s for them), and the blocks only their stacks hold
 #    are still reachable, not lost.
 set -u
@@ -25,6 +27,19 @@ done
 [ $hung = 0 ] || fail "busy: $hung of $runs traced exits hung (killed after 20 s)"
 [ -s "$work/busy.snap" ] || fail "busy: no final snapshot"
 echo "busy: $runs traced exits with 8 threads allocating, $hung hung"
+
+# sigexit: exit() from a signal handler that may interrupt the tracer or the
+# allocator holding a lock (it hung in about 1 run of 2 before)
+hung=0 i=0
+while [ $i -lt 30 ]; do
+  SNAPMALLOC_OPTIONS="trace=1,leaks=1,out=$work/sigexit.snap" LD_PRELOAD=$lib timeout -s KILL 10 "$prog" sigexit $((20000 + i * 7919 % 30000)) 2>/dev/null
+  rc=$?
+  if [ $rc = 137 ]; then hung=$((hung + 1)); break; fi
+  [ $rc = 0 ] || fail "sigexit run $i: exit $rc"
+  i=$((i + 1))
+done
+[ $hung = 0 ] || fail "sigexit: an exit from a signal handler hung (killed after 10 s)"
+echo "sigexit: $i exits from a signal handler, $hung hung"
 
 # blocked: time the exit with and without the scan (best of 3 each)
 best() { # options -> milliseconds
