@@ -29,8 +29,8 @@ typedef struct cli_run {
  * returned as 128 + N. res (may be NULL) gets the run's id and pattern. */
 int cli_run(int argc, char **argv, bool reraise, cli_run_t *res);
 char *cli_pattern_glob(const char *pattern); /* the out pattern as a glob (malloc'd) */
-/* The run id a snapshot records (its options' first item, run=ID). */
-bool cli_snap_run_id(const sm_snap_t *s, char *id, size_t cap);
+/* Whether a snapshot records run=ID among its options. */
+bool cli_snap_in_run(const sm_snap_t *s, const char *id);
 /* Files matching `pattern` whose snapshot belongs to run `id`. */
 char **cli_run_snapshots(const char *pattern, const char *id, size_t *n);
 void cli_free_list(char **list, size_t n);

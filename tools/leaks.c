@@ -485,7 +485,7 @@ int cmd_check(int argc, char **argv) {
   check_args_t a = {0};
   parse_check_args(argc, argv, &a);
   FILE *out = a.lo.format == FMT_JSON ? stdout : stderr;
-  if (a.report && !(out = fopen(a.report, "w"))) {
+  if (a.report && !(out = fopen(a.report, "we"))) { /* not inherited by CMD */
     fprintf(stderr, "snapmalloc check: %s: cannot write the report: %s\n", a.report, strerror(errno));
     return 2;
   }

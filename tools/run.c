@@ -8,7 +8,7 @@
  * tools/meson.build), else in ../lib (and ../lib/<multiarch>, ../lib64).
  *
  * A run is told apart from every other by a random id that every process it
- * starts records in its snapshots' options (run=ID, first item): the files
+ * starts records in its snapshots' options (run=ID, put first): the files
  * of this run are the ones matching the out pattern whose header carries
  * the id, whatever their times and whatever else the pattern matches. */
 #include <errno.h>
@@ -79,7 +79,7 @@ char *cli_pattern_glob(const char *pattern) {
     if (*p == '%' && p[1]) {
       p++;
       sb_putc(&b, *p == '%' ? '%' : '*');
-    } else if (*p == '*' || *p == '?' || *p == '[') {
+    } else if (*p == '*' || *p == '?' || *p == '[' || *p == '\\') {
       sb_putc(&b, '\\');
       sb_putc(&b, *p);
     } else {
@@ -223,14 +223,18 @@ static int launch(char **cmd, pid_t *pidp) {
   return status;
 }
 
-bool cli_snap_run_id(const sm_snap_t *s, char *id, size_t cap) {
-  const char *o = s->options ? s->options : "";
-  if (strncmp(o, "run=", 4) != 0) return false;
-  size_t n = strcspn(o + 4, ",");
-  if (n == 0 || n >= cap) return false;
-  memcpy(id, o + 4, n);
-  id[n] = '\0';
-  return true;
+bool cli_snap_in_run(const sm_snap_t *s, const char *id) {
+  /* Any run=ID item: a child may have put options of its own before ours,
+   * and a nested run puts its own id first (its processes are this run's
+   * too). */
+  size_t len = strlen(id);
+  for (const char *o = s->options ? s->options : ""; *o;) {
+    size_t n = strcspn(o, ",");
+    if (n == 4 + len && !strncmp(o, "run=", 4) && !strncmp(o + 4, id, len)) return true;
+    o += n;
+    if (*o) o++;
+  }
+  return false;
 }
 
 /* The snapshots of run `id`: files matching the out pattern whose header
@@ -243,9 +247,9 @@ char **cli_run_snapshots(const char *pattern, const char *id, size_t *n) {
   if (glob(g, 0, NULL, &gl) == 0) {
     for (size_t i = 0; i < gl.gl_pathc; i++) {
       sm_snap_t s;
-      char err[256], got[SM_RUN_ID_MAX];
+      char err[256];
       if (sm_snap_read(gl.gl_pathv[i], &s, err, sizeof err) != 0) continue;
-      bool ours = cli_snap_run_id(&s, got, sizeof got) && !strcmp(got, id);
+      bool ours = cli_snap_in_run(&s, id);
       sm_snap_free(&s);
       if (!ours) continue;
       out = xrealloc(out, (*n + 1) * sizeof *out);

@@ -120,6 +120,10 @@ mkdir "$work/same"
 n=$(grep -c '^== pid ' "$work/same.err")
 [ "$n" = 1 ] || fail "a clean run after a leaking one reported $n processes, expected 1"
 
+# a process that puts options of its own before the run's is still the run's
+"$tool" check -- sh -c 'SNAPMALLOC_OPTIONS="verbose=0,$SNAPMALLOC_OPTIONS" exec "$0" lost' "$corpus" > /dev/null 2>&1; rc=$?
+[ $rc = 1 ] || fail "a child that prepends options: exit $rc, expected 1 (its leak)"
+
 # -o FILE: the report goes there (JSON does not mix with the program's stdout)
 "$tool" check --format json -o "$work/report.json" -- "$corpus" clean > "$work/stdout" 2>/dev/null; rc=$?
 [ $rc = 0 ] || fail "check -o: exit $rc"
