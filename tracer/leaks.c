@@ -134,10 +134,9 @@ static void on_stop(int sig, siginfo_t *si, void *ucv) {
   errno = saved;
 }
 
-/* Reads a small /proc file of a thread into buf; its length, 0 if none. */
-static size_t read_task_file(pid_t tid, const char *what, char *buf, size_t cap) {
-  char path[64];
-  sm_snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, what);
+/* Reads a /proc file into buf (NUL-terminated, at most cap - 1 bytes); its
+ * length, 0 if none. */
+static size_t read_proc(const char *path, char *buf, size_t cap) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   size_t len = 0;
@@ -150,6 +149,13 @@ static size_t read_task_file(pid_t tid, const char *what, char *buf, size_t cap)
   close(fd);
   buf[len] = '\0';
   return len;
+}
+
+/* Reads a small /proc file of a thread into buf; its length, 0 if none. */
+static size_t read_task_file(pid_t tid, const char *what, char *buf, size_t cap) {
+  char path[64];
+  sm_snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, what);
+  return read_proc(path, buf, cap);
 }
 
 static uintptr_t parse_hex(const char **p);
@@ -552,24 +558,12 @@ static void scan_map_line(marker_t *m, const char *p, const char *eol, uintptr_t
 
 static void collect_exclusions(uintptr_t self_lo, uintptr_t self_hi);
 
-static void scan_roots(marker_t *m, uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  size_t cap = 1 << 20, len = 0;
+static bool scan_roots(marker_t *m, uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
+  size_t cap = 16 << 20; /* mapped, touched only as far as the file goes */
   char *buf = scan_alloc(cap);
-  if (!buf) {
-    close(fd);
-    return;
-  }
-  for (;;) {
-    if (len + 1 >= cap) break; /* a map file over 1 MiB: scan what we have */
-    ssize_t r = read(fd, buf + len, cap - 1 - len);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    len += (size_t)r;
-  }
-  close(fd);
-  buf[len] = '\0';
+  if (!buf) return false;
+  if (read_proc("/proc/self/maps", buf, cap) + 1 >= cap)
+    sm_warning("leak analysis: the memory map is over 16 MiB; the mappings past that are not scanned as roots");
   collect_exclusions(self_lo, self_hi); /* now that every table of the scan is mapped */
   probe_copy();
   for (const char *p = buf; *p;) {
@@ -579,6 +573,7 @@ static void scan_roots(marker_t *m, uintptr_t my_sp, uintptr_t self_lo, uintptr_
     p = *eol ? eol + 1 : eol;
   }
   scan_free(buf);
+  return true;
 }
 
 /* ---------------------------------------------------------------- entry */
@@ -635,9 +630,14 @@ static void record_classes(const table_t *t, uintptr_t helper_dtv) {
 
 /* Lists the blocks, marks what the roots reach, and records the classes.
  * The other threads are stopped (or cannot be); no lock is held. */
-static void analyse(uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
+/* Lists the blocks, marks what the roots reach, and records the classes.
+ * The other threads are stopped (or cannot be); every lock is held. False
+ * when the analysis could not be done (then nothing is recorded, and the
+ * snapshot does not claim a leak analysis). */
+static bool analyse(uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
   table_t t = {0};
   sm_walk_blocks(add_block, &t);
+  bool ok = !t.oom;
   if (t.oom) {
     sm_warning("leak analysis skipped: out of memory for the block table");
   } else if (t.n) {
@@ -648,8 +648,8 @@ static void analyse(uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
       if (end > t.hi) t.hi = end;
     }
     marker_t m = {&t, scan_alloc(2 * t.n * sizeof(uint32_t)), 0, 2 * t.n};
-    if (m.stack) {
-      scan_roots(&m, my_sp, self_lo, self_hi);
+    ok = m.stack && scan_roots(&m, my_sp, self_lo, self_hi);
+    if (ok) {
       for (int i = 0; i < nthreads; i++) {
         if (!threads[i].answered) continue; /* registers unknown */
         for (int r = 0; r < NGREG_SAVED; r++) found(&m, threads[i].regs[r], true);
@@ -657,13 +657,14 @@ static void analyse(uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
       drain(&m);
       for (size_t i = 0; i < t.n; i++)
         if (t.b[i].state == ST_UNREACHED) clique(&m, i);
-      scan_free(m.stack);
       record_classes(&t, sm_triggers_helper_dtv());
     } else {
-      sm_warning("leak analysis skipped: out of memory for its work list");
+      sm_warning("leak analysis skipped: out of memory for its work list or the memory map");
     }
+    scan_free(m.stack);
   }
   scan_free(t.b);
+  return ok;
 }
 
 extern void __libc_freeres(void);
@@ -763,12 +764,12 @@ bool sm_leaks_scan(uintptr_t stack_from) {
     sm_tracer_leave();
     return false;
   }
-  analyse(my_sp, self_lo, self_hi);
+  bool ok = analyse(my_sp, self_lo, self_hi);
   resume_threads();
   sm_locks_release_all();
   /* The thread table stays mapped: a thread that was sent the stop signal
    * but did not take it in time (it had blocked the signal meanwhile) may
    * still run on_stop, which reads it; the process is ending anyway. */
   sm_tracer_leave();
-  return true;
+  return ok;
 }
