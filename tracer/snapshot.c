@@ -224,11 +224,13 @@ static int write_all_fd(int fd, const uint8_t *p, size_t n) {
  * the filesystem has no O_TMPFILE, the bytes go to that random name
  * directly (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600), published the same
  * way; every failure path unlinks it. Random names are
- * ".snapmalloc-PID-XXXXXXXXXXXXXXXX.tmp" beside the target: 64 bits from
+ * ".snapmalloc-NS-PID-XXXXXXXXXXXXXXXX.tmp" beside the target (NS: the
+ * writer's pid namespace): 64 bits from
  * getrandom(), so nobody can plant a file or a link there in advance, and a
  * leftover (a writer killed between write and rename, without O_TMPFILE)
  * is recognisable by name and pid: the next process that writes a snapshot
- * into that directory removes it (sweep_temporaries).
+ * into that directory removes it (sweep_temporaries), if its writer was in
+ * the same pid namespace and is gone.
  *
  * The owner check and the rename are two steps (rename(2) has no "only if
  * it is a regular file of mine" flag). Whoever can swap the entry between
@@ -250,11 +252,27 @@ static bool dir_of(const char *name, char *dir, size_t cap) {
   return true;
 }
 
+/* The pid namespace we live in (its inode; 0 without /proc): a pid means
+ * something only there, and a directory may be shared with containers. */
+static unsigned long long pid_namespace(void) {
+  struct stat st;
+  return stat("/proc/self/ns/pid", &st) == 0 ? (unsigned long long)st.st_ino : 0;
+}
+
 static bool random_name(char *dst, size_t cap, const char *dir) {
   uint64_t r = 0;
   if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
     r = (sm_os_now_ms() * 0x9E3779B97F4A7C15ull) ^ (uintptr_t)&r ^ __builtin_ia32_rdtsc();
-  return sm_snprintf(dst, cap, "%s/.snapmalloc-%d-%016llx.tmp", dir, (int)getpid(), (unsigned long long)r) + 1 < cap;
+  return sm_snprintf(dst, cap, "%s/.snapmalloc-%llu-%d-%016llx.tmp", dir, pid_namespace(), (int)getpid(),
+                     (unsigned long long)r) + 1 < cap;
+}
+
+/* Parses digits at *p; false if there are none or too many. */
+static bool parse_num(const char **p, unsigned long long *v) {
+  const char *s = *p;
+  *v = 0;
+  while (**p >= '0' && **p <= '9' && *p - s < 19) *v = *v * 10 + (unsigned)(*(*p)++ - '0');
+  return *p > s && !(**p >= '0' && **p <= '9');
 }
 
 /* 0: name is free; 1: a regular file of ours; -1 with errno: leave it alone. */
@@ -294,6 +312,7 @@ static void sweep_temporaries(const char *dir) {
   swept_by = getpid();
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;
+  unsigned long long my_ns = pid_namespace();
   char buf[4096];
   long n;
   while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
@@ -302,11 +321,12 @@ static void sweep_temporaries(const char *dir) {
       off += d->d_reclen;
       static const char prefix[] = ".snapmalloc-";
       if (strncmp(d->d_name, prefix, sizeof prefix - 1) != 0) continue;
+      /* .snapmalloc-NS-PID-XXXXXXXXXXXXXXXX.tmp, of a writer in our pid
+       * namespace that no longer runs */
       const char *p = d->d_name + sizeof prefix - 1;
-      long pid = 0;
-      while (*p >= '0' && *p <= '9' && pid < (1L << 30)) pid = pid * 10 + (*p++ - '0');
-      size_t rest = strlen(p);
-      if (pid <= 0 || rest != 21 || *p != '-' || strcmp(p + 17, ".tmp") != 0) continue;
+      unsigned long long ns, pid;
+      if (!parse_num(&p, &ns) || *p++ != '-' || !parse_num(&p, &pid) || ns != my_ns) continue;
+      if (pid == 0 || pid > (1u << 30) || strlen(p) != 21 || *p != '-' || strcmp(p + 17, ".tmp") != 0) continue;
       if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) unlinkat(fd, d->d_name, 0);
     }
   }

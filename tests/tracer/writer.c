@@ -81,9 +81,19 @@ static void kill_test(const char *top) {
   pid_t dead = fork();
   if (dead == 0) _exit(0);
   waitpid(dead, NULL, 0);
-  char planted[4300];
-  snprintf(planted, sizeof planted, "%s/.snapmalloc-%d-0123456789abcdef.tmp", dir, (int)dead);
+  struct stat ns;
+  CHECK(stat("/proc/self/ns/pid", &ns) == 0);
+  char planted[4300], other_ns[4300];
+  snprintf(planted, sizeof planted, "%s/.snapmalloc-%llu-%d-0123456789abcdef.tmp", dir, (unsigned long long)ns.st_ino,
+           (int)dead);
   int pfd = open(planted, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  CHECK(pfd >= 0);
+  if (pfd >= 0) close(pfd);
+  /* a writer in another pid namespace (a container sharing the directory):
+   * its pid means nothing here, so its temporary is left alone */
+  snprintf(other_ns, sizeof other_ns, "%s/.snapmalloc-%llu-%d-0123456789abcdef.tmp", dir,
+           (unsigned long long)ns.st_ino + 1, (int)dead);
+  pfd = open(other_ns, O_WRONLY | O_CREAT | O_EXCL, 0600);
   CHECK(pfd >= 0);
   if (pfd >= 0) close(pfd);
   pid_t pid = fork();
@@ -91,6 +101,8 @@ static void kill_test(const char *top) {
   int st = 0;
   waitpid(pid, &st, 0);
   CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a snapshot after the killed writers failed");
+  CHECK_MSG(access(other_ns, F_OK) == 0, "the temporary of a writer in another pid namespace was removed");
+  unlink(other_ns);
   CHECK_MSG(leftovers(dir, "k.snap") == 0, "killed writers left temporary files");
   for (int i = 0; i < 20000; i++) free(keep[i]);
 }
