@@ -278,7 +278,7 @@ static void title_text(const flame_t *fl, strbuf_t *sb, const fnode_t *n, int de
   const sm_sframe_t *f = &n->frame;
   if (depth == 0) sb_puts(sb, "every traced allocation\n");
   else if (f->file) sb_printf(sb, "%s:%d\n", f->file, f->line);
-  else if (f->module) sb_printf(sb, "in %s at offset 0x%llx\n", svg_base_name(f->module), (unsigned long long)f->offset);
+  else if (f->module) sb_printf(sb, "in %s at offset 0x%llx\n", sm_base_name(f->module), (unsigned long long)f->offset);
   else if (f->function || f->offset) sb_printf(sb, "at address 0x%llx\n", (unsigned long long)f->offset);
   else sb_puts(sb, "traces without frames\n");
   sm_format_size(size, sizeof size, (double)n->size, false);
@@ -489,7 +489,7 @@ static void write_flame(FILE *out, const char *title, int width, const fnode_t *
           (long long)root->size, width / 2);
   strbuf_t sb = {0};
   strbuf_t progb = {0};
-  sm_escape(&progb, svg_base_name(cur->program[0] ? cur->program : "?"), 256);
+  sm_escape(&progb, sm_base_name(cur->program[0] ? cur->program : "?"), 256);
   const char *prog = progb.s;
   if (title) sb_puts(&sb, title);
   else if (!old) sb_printf(&sb, "Live memory of %s (pid %llu): %s in %lld blocks", prog, (unsigned long long)cur->pid,
@@ -504,13 +504,13 @@ static void write_flame(FILE *out, const char *title, int width, const fnode_t *
   fprintf(out, "</text>\n<text id=\"sub\" x=\"%d\" y=\"42\" text-anchor=\"middle\">", width / 2);
   when_text(when, sizeof when, cur);
   if (!old) {
-    sb_printf(&sb, "%s, %s%s; width = live bytes, frames grow upwards from the outermost", svg_base_name(cur_path),
+    sb_printf(&sb, "%s, %s%s; width = live bytes, frames grow upwards from the outermost", sm_base_name(cur_path),
                when, (cur->flags & SM_SNAP_SAMPLED) ? ", estimated from samples" : "");
   } else {
     char was[32];
     sm_format_size(was, sizeof was, (double)root->old_size, false);
     sb_printf(&sb, "%s (%s) -> %s (%s); width = live bytes in the new one; red grew, blue shrank",
-              svg_base_name(old_path), was, svg_base_name(cur_path), total);
+              sm_base_name(old_path), was, sm_base_name(cur_path), total);
   }
   svg_text(out, sb.s, svg_fit(width, FONT_PX));
   free(sb.s);

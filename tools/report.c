@@ -191,13 +191,8 @@ static int module_handle(sm_tools_ctx_t *c, const sm_snap_module_t *m) {
   return e->handle;
 }
 
-static const char *base_name(const char *p) {
-  const char *s = p ? strrchr(p, '/') : NULL;
-  return s ? s + 1 : p;
-}
-
 static bool runtime_module(const char *module) {
-  const char *b = base_name(module);
+  const char *b = sm_base_name(module);
   if (!b) return false;
   return strncmp(b, "libc.so", 7) == 0 || strncmp(b, "libc-", 5) == 0 || strncmp(b, "ld-linux", 8) == 0 ||
          strncmp(b, "libstdc++.so", 12) == 0 || strncmp(b, "libsnapmalloc", 13) == 0;
@@ -234,7 +229,7 @@ static bool push_frame(sm_strace_t *t, int *cap, sm_sframe_t f) {
 
 static bool glob_hit(const char *pat, const sm_sframe_t *f) {
   return (f->file && fnmatch(pat, f->file, 0) == 0) || (f->function && fnmatch(pat, f->function, 0) == 0) ||
-         (f->module && (fnmatch(pat, f->module, 0) == 0 || fnmatch(pat, base_name(f->module), 0) == 0));
+         (f->module && (fnmatch(pat, f->module, 0) == 0 || fnmatch(pat, sm_base_name(f->module), 0) == 0));
 }
 
 /* Appends the frames of one recorded frame of a trace: its inline chain
@@ -312,7 +307,7 @@ void sm_model_free(sm_model_t *m) {
 /* ---------------------------------------------------------------- labels */
 
 static void frame_key(char *buf, size_t cap, const sm_sframe_t *f, sm_by_t by) {
-  const char *mod = f->module ? base_name(f->module) : NULL;
+  const char *mod = f->module ? sm_base_name(f->module) : NULL;
   switch (by) {
   case BY_FILE:
     if (f->file) snprintf(buf, cap, "%s", f->file);
@@ -339,7 +334,7 @@ void sm_site_key(char *buf, size_t cap, const sm_sframe_t *f, sm_by_t by) {
 }
 
 void sm_frame_label(char *buf, size_t cap, const sm_sframe_t *f) {
-  const char *mod = f->module ? base_name(f->module) : "?";
+  const char *mod = f->module ? sm_base_name(f->module) : "?";
   if (f->function && f->file) snprintf(buf, cap, "%s (%s:%d)", f->function, f->file, f->line);
   else if (f->function) snprintf(buf, cap, "%s (%s)", f->function, mod);
   else snprintf(buf, cap, "%s+0x%llx", mod, (unsigned long long)f->offset);
@@ -505,7 +500,7 @@ static void print_stat_text(FILE *out, const stat_t *s, bool diff) {
     for (int i = t->nframes - 1; i >= t->site; i--) { /* oldest first */
       const sm_sframe_t *f = &t->frames[i];
       if (f->file) fprintf(out, "  File \"%s\", line %d", f->file, f->line);
-      else if (f->module) fprintf(out, "  File \"<%s+0x%llx>\", line 0", base_name(f->module), (unsigned long long)f->offset);
+      else if (f->module) fprintf(out, "  File \"<%s+0x%llx>\", line 0", sm_base_name(f->module), (unsigned long long)f->offset);
       else fprintf(out, "  File \"<0x%llx>\", line 0", (unsigned long long)f->offset);
       fprintf(out, ", in %s\n", f->function ? f->function : "??");
     }

@@ -123,11 +123,6 @@ double svg_tick_step(double max, int n) {
   return 10 * mag;
 }
 
-const char *svg_base_name(const char *path) {
-  const char *s = path ? strrchr(path, '/') : NULL;
-  return s ? s + 1 : path;
-}
-
 void svg_begin(FILE *out, int width, int height, const char *attrs, const char *style) {
   fprintf(out,
           "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n"

@@ -42,9 +42,6 @@ unsigned svg_hash(const char *s);
  * [0, max] into about n intervals. */
 double svg_tick_step(double max, int n);
 
-/* The part of a path after its last slash. */
-const char *svg_base_name(const char *path);
-
 /* The XML prologue and the opening <svg> element (with attrs, if not NULL,
  * as extra attributes) and its style sheet. */
 void svg_begin(FILE *out, int width, int height, const char *attrs, const char *style);

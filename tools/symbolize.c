@@ -43,6 +43,7 @@
  *    must link libstdc++; demangled results are memoised per mangled name).
  */
 #include "tools/symbolize.h"
+#include "tools/util.h"
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
@@ -335,11 +336,6 @@ struct sm_symbolizer {
 /* ------------------------------------------------------------------------ */
 /* Small file helpers                                                        */
 
-static const char *base_name(const char *p) {
-  const char *s = strrchr(p, '/');
-  return s ? s + 1 : p;
-}
-
 static void hex_id(char *out, const uint8_t *id, size_t len) {
   static const char digits[] = "0123456789abcdef";
   for (size_t i = 0; i < len; i++) {
@@ -600,7 +596,7 @@ static void module_open(sm_module *m, int fd) {
     return;
   }
   dwfl_report_begin(m->dwfl);
-  m->mod = dwfl_report_offline(m->dwfl, base_name(m->path), m->path, fd); /* consumes fd on success */
+  m->mod = dwfl_report_offline(m->dwfl, sm_base_name(m->path), m->path, fd); /* consumes fd on success */
   dwfl_report_end(m->dwfl, NULL, NULL);
   if (!m->mod) {
     close(fd);

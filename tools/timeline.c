@@ -350,7 +350,7 @@ int cmd_timeline(int argc, char **argv) {
     if (a->pid != b->pid || strcmp(a->program, b->program) != 0) {
       strbuf_t pa = {0}, pb = {0}, na = {0}, nb = {0};
       sm_escape(&pa, a->path, 0), sm_escape(&pb, b->path, 0);
-      sm_escape(&na, svg_base_name(a->program), 256), sm_escape(&nb, svg_base_name(b->program), 256);
+      sm_escape(&na, sm_base_name(a->program), 256), sm_escape(&nb, sm_base_name(b->program), 256);
       fprintf(stderr,
               "snapmalloc timeline: %s is from pid %llu (%s), %s from pid %llu (%s): not one run "
               "(--mixed draws them together)\n",
@@ -445,7 +445,7 @@ int cmd_timeline(int argc, char **argv) {
     sb_printf(&sb, "Memory of several processes over %.1f s", span);
   else {
     strbuf_t prog = {0};
-    sm_escape(&prog, svg_base_name(last->program[0] ? last->program : "?"), 256);
+    sm_escape(&prog, sm_base_name(last->program[0] ? last->program : "?"), 256);
     sb_printf(&sb, "Memory of %s (pid %llu) over %.1f s", prog.s, (unsigned long long)last->pid, span);
     free(prog.s);
   }

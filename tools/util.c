@@ -209,3 +209,8 @@ void json_str(FILE *out, const char *s) {
   }
   fputc('"', out);
 }
+
+const char *sm_base_name(const char *path) {
+  const char *s = path ? strrchr(path, '/') : NULL;
+  return s ? s + 1 : path;
+}

@@ -10,6 +10,8 @@
 #include <stdio.h>
 
 void *xmalloc(size_t n);
+/* The last component of a path (after the last '/'); NULL stays NULL. */
+const char *sm_base_name(const char *path);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
