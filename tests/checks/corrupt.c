@@ -20,6 +20,7 @@
 
 #include "allocator/check.h"
 #include "allocator/types.h"
+#include "tests/childrun.h"
 #include "tests/testhelper.h"
 
 #define LARGE 100000 /* above the pool limit, far below the huge threshold */
@@ -102,36 +103,20 @@ static const struct {
     {"fork", forks, {"assertion failed: sm_large_check(", " at init.c:"}}, /* the prefork handler */
 };
 
-/* Runs fn in a child with stderr into out; returns the wait status. */
+/* th_run_captured's child: one mode, damaging or not. */
+typedef struct mode_call {
+  void (*fn)(int);
+  int damage;
+} mode_call_t;
+
+static void call_mode(void *arg) {
+  const mode_call_t *c = arg;
+  c->fn(c->damage);
+}
+
 static int in_child(void (*fn)(int), int damage, char *out, size_t cap) {
-  int fds[2];
-  if (pipe(fds) != 0) return -1;
-  pid_t pid = fork();
-  if (pid == 0) {
-    struct rlimit no_core = {0, 0};
-    setrlimit(RLIMIT_CORE, &no_core);
-    dup2(fds[1], 2);
-    close(fds[0]);
-    close(fds[1]);
-    alarm(60);
-    fn(damage);
-    _exit(0);
-  }
-  close(fds[1]);
-  size_t len = 0;
-  for (;;) {
-    ssize_t k = read(fds[0], out + len, cap - 1 - len);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) break;
-    len += (size_t)k;
-    if (len == cap - 1) break;
-  }
-  out[len] = 0;
-  close(fds[0]);
-  int st = -1;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  return st;
+  mode_call_t c = {fn, damage};
+  return th_run_captured(call_mode, &c, 60, out, cap);
 }
 
 static int count(const char *text, const char *needle) {

@@ -17,37 +17,22 @@
 #include <unistd.h>
 
 #include "smtest.h"
+#include "childrun.h"
+
+typedef struct prog_mode {
+  const char *prog, *mode;
+} prog_mode_t;
+
+static void exec_mode(void *arg) {
+  const prog_mode_t *pm = arg;
+  execl(pm->prog, pm->prog, pm->mode, (char *)NULL);
+  _exit(127);
+}
 
 /* Runs prog mode; fills out[] with its stderr; returns the wait status. */
 static int run(const char *prog, const char *mode, char *out, size_t cap) {
-  int fds[2];
-  size_t len = 0;
-  int st = -1;
-  if (pipe(fds) != 0) return -1;
-  pid_t pid = fork();
-  if (pid == 0) {
-    struct rlimit no_core = {0, 0};
-    setrlimit(RLIMIT_CORE, &no_core);
-    dup2(fds[1], 2);
-    close(fds[0]);
-    close(fds[1]);
-    alarm(10);
-    execl(prog, prog, mode, (char *)NULL);
-    _exit(127);
-  }
-  close(fds[1]);
-  for (;;) {
-    ssize_t k = read(fds[0], out + len, cap - 1 - len);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) break;
-    len += (size_t)k;
-    if (len == cap - 1) break;
-  }
-  out[len] = 0;
-  close(fds[0]);
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  return st;
+  prog_mode_t pm = {prog, mode};
+  return th_run_captured(exec_mode, &pm, 10, out, cap);
 }
 
 static int count_lines_with(const char *text, const char *needle) {
