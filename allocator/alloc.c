@@ -18,6 +18,18 @@ int sm_init_state;
 static sm_lock_t init_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
 sm_lock_t *const sm_init_lock_ref = &init_lock;
 
+/* Fixed until sm_init draws them (unit tests that drive the pools without
+ * sm_init keep these). */
+struct sm_marks sm_marks = {(uintptr_t)0xfffffffff4ee0b1cu, (uintptr_t)0xfffffffff4ee0b1du};
+
+/* The free marks: a random kernel-half address (47 random bits) and its
+ * odd neighbour. */
+static void marks_init(void) {
+  uintptr_t r = (uintptr_t)sm_os_random64();
+  sm_marks.local = (r | ((uintptr_t)0x1ffff << 47)) & ~(uintptr_t)1;
+  sm_marks.remote = sm_marks.local | 1;
+}
+
 void (*sm_libc_free)(void *);
 void *(*sm_libc_realloc)(void *, size_t);
 size_t (*sm_libc_usable_size)(void *);
@@ -32,6 +44,7 @@ SM_NOINLINE void sm_init(void) {
   if (sm_init_state == 0) {
     sm_init_state = 1;
     sm_os_init();
+    marks_init(); /* before the first block is carved */
     sm_options_init();
     if (!sm_opt.free_checks) sm_free_hook = sm_free_unchecked;
     sm_large_init();
@@ -82,17 +95,6 @@ void *sm_malloc(size_t size) {
 
 /* ---------------------------------------------------------------- free */
 
-/* Whether [p - 16, p] is mapped: what the C library's free reads first. */
-static bool header_mapped(const void *p) {
-  uintptr_t from = sm_align_down((uintptr_t)p - 16, sm_os_page_size);
-  size_t len = (uintptr_t)p + 1 - from;
-  unsigned char vec[2];
-  int saved = errno;
-  bool ok = mincore((void *)from, len, vec) == 0 || errno != ENOMEM;
-  errno = saved;
-  return ok;
-}
-
 /* p is not in any segment we own. A pointer in a segment we released is a
  * double free (or a use after free); a pointer on this thread's stack, to
  * memory not mapped at all, or not 16-aligned cannot be a block of the C
@@ -102,16 +104,15 @@ static bool header_mapped(const void *p) {
 static SM_NOINLINE SM_COLD void free_foreign(void *p) {
   if (sm_segmap_get(p) == SM_SEGMAP_FREED) {
     uintptr_t base = sm_align_down((uintptr_t)p - 1, SM_SEGMENT_SIZE);
-    unsigned char vec;
     /* Still unmapped, or one of our cached segments: nobody else can own it. */
-    if ((mincore((void *)sm_align_down((uintptr_t)p, sm_os_page_size), 1, &vec) != 0 && errno == ENOMEM) ||
-        sm_segment_is_cached((void *)base))
+    if (!sm_os_mapped(p, 1) || sm_segment_is_cached((void *)base))
       sm_fatal("free(): double free of %p (its memory was already returned)", p);
   }
   uintptr_t lo, hi;
   if (sm_os_thread_stack(&lo, &hi) && (uintptr_t)p >= lo && (uintptr_t)p < hi)
     sm_fatal("free(): invalid pointer %p (an address on this thread's stack, not a heap block)", p);
-  if (!header_mapped(p)) sm_fatal("free(): invalid pointer %p (not mapped: never allocated by any malloc)", p);
+  /* [p - 16, p]: what the C library's free reads first. */
+  if (!sm_os_mapped((char *)p - 16, 17)) sm_fatal("free(): invalid pointer %p (not mapped: never allocated by any malloc)", p);
   if ((uintptr_t)p & (SM_MIN_ALIGN - 1))
     sm_fatal("free(): invalid pointer %p (misaligned: not a block of any malloc)", p);
   if (!sm_libc_free) sm_libc_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
@@ -130,7 +131,7 @@ static SM_NOINLINE void free_big(sm_segment_t *seg, void *p) {
  * already. A multiply and two compares (see sm_block_mulc). */
 SM_INLINE bool pool_misuse(const sm_page_t *pg, const sm_block_t *b) {
   uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
-  return SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED) || b->mark == SM_MARK_LOCAL);
+  return SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED) || b->mark == sm_marks.local);
 }
 
 /* The pool free proper: push onto the page's local list, or the slow and
@@ -147,7 +148,7 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
     /* Fast unless the page is about to be empty (used <= 1) or may be on
      * the full list (used == reserved). */
     if (SM_LIKELY(used - 2u < pg->reserved - 2u && (checked || b != pg->local_free))) {
-      b->mark = SM_MARK_LOCAL;
+      b->mark = sm_marks.local;
       b->next = pg->local_free;
       pg->local_free = b;
       sm_page_set_used(pg, used - 1);
@@ -156,7 +157,7 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
     /* The page empties, but it is its class's only page: keep it as it
      * is (a malloc/free loop must not retire and re-carve a page). */
     if (used == 1 && (checked || (b != pg->local_free && b != pg->free)) && !pg->next && h->cur[pg->cls] == pg) {
-      b->mark = SM_MARK_LOCAL;
+      b->mark = sm_marks.local;
       b->next = pg->local_free;
       pg->local_free = b;
       sm_page_set_used(pg, 0);

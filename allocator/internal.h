@@ -20,6 +20,8 @@ void *sm_os_map_aligned(size_t size, size_t align, size_t shift);
 void sm_os_unmap(void *p, size_t size);
 void sm_os_purge(void *p, size_t size);                       /* whole pages inside [p, p+size) */
 uint64_t sm_os_now_ms(void);
+uint64_t sm_os_random64(void);                               /* unpredictable, non-zero */
+bool sm_os_mapped(const void *p, size_t len);                 /* every page of the range mapped */
 uint64_t sm_os_tid(void);
 /* The mapping containing addr, from /proc/self/maps (slow: for rare paths). */
 bool sm_os_mapping_of(uintptr_t addr, uintptr_t *start, uintptr_t *end);

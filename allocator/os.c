@@ -1,5 +1,6 @@
-/* The only file that talks to the kernel: mappings, purging, the lock's slow
- * path, the clock. Every function here is safe before libc is initialised
+/* The allocator's system calls: mappings, purging, residency, the lock's
+ * slow path, the clock, randomness. (huge.c's mremap is the one exception:
+ * it is the huge-block policy itself.) Every function here is safe before libc is initialised
  * (raw syscalls through libc's thin wrappers, no allocation, errno saved where
  * a caller could observe it). */
 #include "allocator/internal.h"
@@ -8,6 +9,8 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <sys/auxv.h>
+#include <sys/random.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -18,6 +21,42 @@ size_t sm_os_page_size = 4096;
 void sm_os_init(void) {
   long ps = sysconf(_SC_PAGESIZE);
   if (ps > 0) sm_os_page_size = (size_t)ps;
+}
+
+/* Eight unpredictable bytes: getrandom without blocking, or, where it is
+ * refused (an old kernel, a seccomp filter, entropy not yet initialised),
+ * the kernel's per-exec random bytes mixed with the clock and this
+ * mapping's address. AT_RANDOM is never used as it is: glibc takes its
+ * stack canary from it, and a value derived from ours may end up in heap
+ * memory that the program can read. */
+uint64_t sm_os_random64(void) {
+  uint64_t r = 0;
+  if (syscall(SYS_getrandom, &r, sizeof r, GRND_NONBLOCK) == (long)sizeof r && r) return r;
+  const uint64_t *aux = (const uint64_t *)getauxval(AT_RANDOM);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  r = (aux ? aux[1] : 0) ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec ^ (uintptr_t)&r;
+  /* splitmix64's finaliser: every input bit reaches every output bit. */
+  r ^= r >> 31;
+  r *= 0xbf58476d1ce4e5b9u;
+  r ^= r >> 29;
+  r *= 0x94d049bb133111ebu;
+  r ^= r >> 32;
+  return r;
+}
+
+/* Whether every page of [p, p + len) is mapped: mincore fails with ENOMEM
+ * when some page of the range is not (any other failure counts as mapped).
+ * At most four pages are asked about. errno is kept. */
+bool sm_os_mapped(const void *p, size_t len) {
+  uintptr_t from = (uintptr_t)p & ~(uintptr_t)(sm_os_page_size - 1);
+  unsigned char vec[4];
+  size_t pages = ((uintptr_t)p + len - from + sm_os_page_size - 1) / sm_os_page_size;
+  if (pages > sizeof vec) pages = sizeof vec;
+  int saved = errno;
+  bool ok = mincore((void *)from, pages * sm_os_page_size, vec) == 0 || errno != ENOMEM;
+  errno = saved;
+  return ok;
 }
 
 void *sm_os_map(size_t size) {

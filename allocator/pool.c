@@ -109,7 +109,7 @@ static void page_extend(sm_page_t *pg) {
   for (uint32_t i = 0; i < n; i++) {
     sm_block_t *b = (sm_block_t *)(p + i * bs);
     b->next = i + 1 < n ? (sm_block_t *)(p + (i + 1) * bs) : pg->free;
-    b->mark = SM_MARK_LOCAL;
+    b->mark = sm_marks.local;
   }
   pg->free = (sm_block_t *)p;
   __atomic_store_n(&pg->capacity, pg->capacity + n, __ATOMIC_RELAXED); /* remote frees read it */
@@ -161,8 +161,8 @@ static bool page_collect(sm_page_t *pg) {
       uint32_t n = 0;
       sm_block_t *tail = NULL;
       for (sm_block_t *b = list; b; b = b->next) {
-        if (SM_UNLIKELY(++n > pg->used || b->mark != SM_MARK_REMOTE)) bad_remote_list(pg, b, n);
-        b->mark = SM_MARK_LOCAL;
+        if (SM_UNLIKELY(++n > pg->used || b->mark != sm_marks.remote)) bad_remote_list(pg, b, n);
+        b->mark = sm_marks.local;
         tail = b;
       }
       sm_page_set_used(pg, pg->used - n);
@@ -437,11 +437,11 @@ SM_NORETURN SM_COLD void sm_pool_bad_free(sm_segment_t *seg, sm_page_t *pg, void
 /* The owner frees a block and the cheap checks in the fast path flagged it:
  * the page may become empty, may be on the full list, or this is misuse. */
 SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
-  if (SM_UNLIKELY(!pg->assigned || pg->used == 0 || !is_block_start(pg, b) || b->mark == SM_MARK_LOCAL ||
+  if (SM_UNLIKELY(!pg->assigned || pg->used == 0 || !is_block_start(pg, b) || b->mark == sm_marks.local ||
                   b == pg->local_free || b == pg->free))
     sm_pool_bad_free(seg, pg, b);
   sm_heap_t *h = seg->heap;
-  b->mark = SM_MARK_LOCAL;
+  b->mark = sm_marks.local;
   b->next = pg->local_free;
   pg->local_free = b;
   sm_page_set_used(pg, pg->used - 1);
@@ -482,8 +482,17 @@ SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_
       return;
     }
   }
-  uintptr_t was = __atomic_exchange_n(&b->mark, SM_MARK_REMOTE, __ATOMIC_RELAXED);
-  if (SM_UNLIKELY(was == SM_MARK_LOCAL || was == SM_MARK_REMOTE)) sm_pool_bad_free(seg, pg, b);
+  /* With free_checks=0 the mark is read and written without the locked
+   * swap: a double free is still caught unless its two frees race, and
+   * then page_collect's walk reports the list it made circular. */
+  uintptr_t was;
+  if (SM_LIKELY(sm_opt.free_checks)) {
+    was = __atomic_exchange_n(&b->mark, sm_marks.remote, __ATOMIC_RELAXED);
+  } else {
+    was = __atomic_load_n(&b->mark, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->mark, sm_marks.remote, __ATOMIC_RELAXED);
+  }
+  if (SM_UNLIKELY(was == sm_marks.local || was == sm_marks.remote)) sm_pool_bad_free(seg, pg, b);
   bool full = __atomic_load_n(&pg->in_full, __ATOMIC_RELAXED);
   sm_block_t *old = __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED);
   do {
@@ -586,7 +595,7 @@ size_t sm_pool_check(const sm_page_t *pg) {
   for (int l = 0; l < 2; l++) {
     for (const sm_block_t *b = lists[l]; b; b = b->next) {
       if (!is_block_start(pg, b)) return 1;
-      if (b->mark != SM_MARK_LOCAL) return 5; /* a listed block not marked free */
+      if (b->mark != sm_marks.local) return 5; /* a listed block not marked free */
       if (++listed > pg->capacity) return 2; /* a cycle or a block listed twice */
     }
   }

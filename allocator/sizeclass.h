@@ -3,7 +3,7 @@
  * internal waste is under 20% above 128 B. Classes up to SM_SMALL_MAX live in
  * 64 KiB pages, the rest in 512 KiB pages. There is no 8-byte class: every
  * block has a second word, where a freed block keeps its free mark (see
- * SM_MARK_LOCAL in types.h), and every block is 16-aligned. */
+ * sm_block_t in types.h), and every block is 16-aligned. */
 #ifndef SM_ALLOCATOR_SIZECLASS_H
 #define SM_ALLOCATOR_SIZECLASS_H
 

@@ -45,21 +45,23 @@ typedef enum sm_segment_kind {
  * second holds a free mark. malloc clears the mark of the block it hands
  * out, so a block that carries one on free was freed already (a double
  * free, caught before it can link a block twice). The owner's frees write
- * SM_MARK_LOCAL; another thread's free swaps in SM_MARK_REMOTE atomically
+ * sm_marks.local; another thread's free swaps in sm_marks.remote atomically
  * (two racing frees of one block: one of them sees the other's mark), and
- * the owner turns it into SM_MARK_LOCAL when it collects the block, after
- * checking it (a block the owner freed meanwhile has SM_MARK_LOCAL there).
- * Both are kernel addresses, so no program stores them in its own data by
- * accident and the leak scanner never takes them for pointers; both fit a
- * sign-extended 32-bit immediate, so testing and writing one costs one
- * instruction each. */
+ * the owner turns it into sm_marks.local when it collects the block, after
+ * checking it (a block the owner freed meanwhile has the local mark there).
+ * The marks are drawn from the kernel's randomness at start (os.c), so no
+ * program can hold them in a live block except by a 1-in-2^47 chance, nor
+ * plant them on purpose; both are kernel-half addresses, so the leak
+ * scanner never takes them for pointers. */
 typedef struct sm_block {
   struct sm_block *next;
-  uintptr_t mark; /* SM_MARK_LOCAL / SM_MARK_REMOTE while free; 0 from malloc until free */
+  uintptr_t mark; /* sm_marks.local / .remote while free; 0 from malloc until free */
 } sm_block_t;
 
-#define SM_MARK_LOCAL  ((uintptr_t)(intptr_t)(int32_t)0xf4ee0b1cu)
-#define SM_MARK_REMOTE ((uintptr_t)(intptr_t)(int32_t)0xf4ee0b1du)
+/* Set once in sm_init, before the first block is carved; read-only after. */
+extern struct sm_marks {
+  uintptr_t local, remote;
+} sm_marks;
 
 struct sm_heap;
 

@@ -75,6 +75,22 @@ int main(int argc, char **argv) {
   CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "control run: status %#x, stderr:\n%s", st, out);
   CHECK_MSG(count_lines_with(out, "snapmalloc: error:") == 0, "control run printed an error:\n%s", out);
 
+  st = run(argv[1], "old-marks", out, sizeof out);
+  CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && !strstr(out, "snapmalloc: error:"),
+            "old-marks: live data equal to the old fixed marks was taken for a free mark (status %#x):\n%s", st, out);
+
+  /* The marks are drawn at start: two runs differ, and each is a
+   * kernel-half address (never a pointer the leak scan would follow). */
+  unsigned long long mark[2] = {0, 0};
+  for (int r = 0; r < 2; r++) {
+    st = run(argv[1], "mark", out, sizeof out);
+    const char *m = strstr(out, "mark 0x");
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && m && sscanf(m, "mark %llx", &mark[r]) == 1,
+              "mark run %d: status %#x, output:\n%s", r, st, out);
+    CHECK_MSG(mark[r] >> 47 == 0x1ffff, "mark run %d: %#llx is not a kernel-half address", r, mark[r]);
+  }
+  CHECK_MSG(mark[0] != mark[1], "two runs drew the same free mark %#llx", mark[0]);
+
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const char *mode = cases[i].mode;
     st = run(argv[1], mode, out, sizeof out);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Keep the compiler from seeing (and warning about or removing) the misuse. */
@@ -108,6 +109,22 @@ int main(int argc, char **argv) {
     release(p);
     release(q);
     release(malloc(40 << 20));
+  } else if (strcmp(mode, "old-marks") == 0) {
+    /* Live blocks holding what were once the fixed free marks in their
+     * second word are ordinary data, freed locally and by another thread. */
+    uint64_t *a = malloc(24), *b = malloc(24);
+    a[0] = b[0] = 0;
+    a[1] = 0xfffffffff4ee0b1cu;
+    b[1] = 0xfffffffff4ee0b1du;
+    release(a);
+    free_in_thread(b);
+  } else if (strcmp(mode, "mark") == 0) {
+    /* The free mark of a small block, read back after its free (the page
+     * stays mapped: the other block keeps it in use). */
+    uint64_t *a = malloc(24), *keep = malloc(24);
+    release(a);
+    fprintf(stderr, "mark %#llx\n", (unsigned long long)((volatile uint64_t *)a)[1]);
+    release(keep);
   } else if (strcmp(mode, "small") == 0) {
     p = malloc(24);
     memset(p, 1, 24);
