@@ -129,9 +129,9 @@ static SM_NOINLINE void free_big(sm_segment_t *seg, void *p) {
  * out and has not taken back: not one of its carved blocks' starts
  * (interior, misaligned, header; the page is unassigned) or marked free
  * already. A multiply and two compares (see sm_block_mulc). */
-SM_INLINE bool pool_misuse(const sm_page_t *pg, const sm_block_t *b) {
+SM_INLINE bool pool_misuse(const sm_page_t *pg, const sm_block_t *b, uintptr_t mark) {
   uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
-  return SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED) || b->mark == sm_marks.local);
+  return SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED) || b->mark == mark);
 }
 
 /* The pool free proper: push onto the page's local list, or the slow and
@@ -140,7 +140,8 @@ SM_INLINE bool pool_misuse(const sm_page_t *pg, const sm_block_t *b) {
  * freed just before (the slow and remote paths check everything in both
  * modes). Either way the block is marked free. */
 SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const bool checked) {
-  if (checked && pool_misuse(pg, b)) sm_pool_bad_free(seg, pg, b);
+  const uintptr_t mark = sm_marks.local; /* loaded once for the test and the store */
+  if (checked && pool_misuse(pg, b, mark)) sm_pool_bad_free(seg, pg, b);
   sm_heap_t *h = sm_heap_tls;
   /* Relaxed: an exiting owner clears it meanwhile (segment.c); a mov on x86. */
   if (SM_LIKELY(__atomic_load_n(&seg->heap, __ATOMIC_RELAXED) == h)) {
@@ -148,7 +149,7 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
     /* Fast unless the page is about to be empty (used <= 1) or may be on
      * the full list (used == reserved). */
     if (SM_LIKELY(used - 2u < pg->reserved - 2u && (checked || b != pg->local_free))) {
-      b->mark = sm_marks.local;
+      b->mark = mark;
       b->next = pg->local_free;
       pg->local_free = b;
       sm_page_set_used(pg, used - 1);
@@ -157,7 +158,7 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
     /* The page empties, but it is its class's only page: keep it as it
      * is (a malloc/free loop must not retire and re-carve a page). */
     if (used == 1 && (checked || (b != pg->local_free && b != pg->free)) && !pg->next && h->cur[pg->cls] == pg) {
-      b->mark = sm_marks.local;
+      b->mark = mark;
       b->next = pg->local_free;
       pg->local_free = b;
       sm_page_set_used(pg, 0);
@@ -174,7 +175,7 @@ void (*sm_tag_released)(uint32_t trace, size_t req);
 /* A traced free of a block that may carry a tag: the tag is taken before
  * the block can be reused, and handed to the tracer after the free. */
 static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, void *p) {
-  if (pool_misuse(pg, p)) sm_pool_bad_free(seg, pg, p); /* before the tag of another block is taken */
+  if (pool_misuse(pg, p, sm_marks.local)) sm_pool_bad_free(seg, pg, p); /* before the tag of another block is taken */
   size_t req = 0;
   uint32_t trace = sm_tag_take_pool(pg, p, &req);
   pool_free(seg, pg, p, true);
@@ -193,21 +194,10 @@ static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
  * so a traced free of an untagged block costs one load and a test more.
  * `checked`: see pool_free (traced frees are always checked). */
 SM_INLINE void free_impl(void *p, const bool tracing, const bool checked) {
-  /* The segment map lookup, inline: the common case (a pool segment, entry
-   * 1) needs no arithmetic beyond the mask. */
-  uintptr_t a = (uintptr_t)p - 1;
-  uintptr_t top = a >> (SM_SEGMENT_SHIFT + SM_SEGMAP_LEAF_BITS);
-  if (SM_UNLIKELY(top >= SM_SEGMAP_TOP)) goto foreign;
-  const uint8_t *leaf = sm_segmap[top];
-  if (SM_UNLIKELY(leaf == NULL)) goto foreign;
-  unsigned e = leaf[(a >> SM_SEGMENT_SHIFT) & (((uintptr_t)1 << SM_SEGMAP_LEAF_BITS) - 1)];
-  sm_segment_t *seg = (sm_segment_t *)(a & ~(uintptr_t)SM_SEGMENT_MASK);
-  if (SM_UNLIKELY(e != 1)) {
-    if (e == 0 || e == SM_SEGMAP_FREED) goto foreign;
-    seg = (sm_segment_t *)((uintptr_t)seg - ((uintptr_t)(e - 1) << SM_SEGMENT_SHIFT));
-  }
+  sm_segment_t *seg;
+  if (SM_UNLIKELY(!sm_segment_find(p, &seg))) goto foreign;
   if (SM_LIKELY(seg->kind == SM_SEG_POOL)) {
-    sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+    sm_page_t *pg = sm_page_of(seg, p);
     if (tracing && sm_tag_page_tagged(pg)) {
       free_pool_tagged(seg, pg, p);
       return;
@@ -242,7 +232,7 @@ size_t sm_usable_size(const void *p) {
     return sm_libc_usable_size ? sm_libc_usable_size((void *)p) : 0;
   }
   switch (seg->kind) {
-  case SM_SEG_POOL: return seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift].block_size;
+  case SM_SEG_POOL: return sm_page_of(seg, p)->block_size;
   case SM_SEG_LARGE: return sm_large_usable(p);
   default: return sm_huge_usable(seg) - (size_t)((const uint8_t *)p - ((const uint8_t *)seg + seg->huge_offset));
   }
@@ -322,7 +312,7 @@ void *sm_realloc(void *p, size_t size) {
   }
   switch (seg->kind) {
   case SM_SEG_POOL: {
-    sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+    sm_page_t *pg = sm_page_of(seg, p);
     size_t bs = pg->block_size;
     if (size <= bs && (size > bs / 2 || bs <= 16)) return p; /* still the right class, roughly */
     return realloc_move(p, bs, size);

@@ -29,7 +29,7 @@ sm_heap_t sm_heap_empty = {
 SM_TLS sm_heap_t *sm_heap_tls = &sm_heap_empty;
 
 static sm_lock_t heaps_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
-static sm_heap_t *heaps;     /* registry of live heaps */
+static SM_LIST_HEAD(sm_heap_t) heaps; /* registry of live heaps (links: reg_next, reg_prev) */
 /* Heaps of exited threads, for reuse. Never given back to the metadata
  * arena: a thread freeing a block remotely may still bump the counter of
  * a heap whose owner just exited (pool.c), so the memory stays a heap. */
@@ -67,9 +67,7 @@ sm_heap_t *sm_heap_get_or_create(void) {
   h->tid = sm_os_tid();
   sm_lock(&heaps_lock);
   h->arena = next_arena++ % SM_ARENA_COUNT;
-  h->reg_next = heaps;
-  if (heaps) heaps->reg_prev = h;
-  heaps = h;
+  sm_list_push_front(&heaps, h, reg_next, reg_prev);
   __atomic_add_fetch(&heaps_count, 1, __ATOMIC_RELAXED); /* read without the lock */
   sm_unlock(&heaps_lock);
   sm_heap_tls = h;
@@ -79,9 +77,7 @@ sm_heap_t *sm_heap_get_or_create(void) {
 }
 
 static void heap_unregister_locked(sm_heap_t *h) {
-  if (h->reg_prev) h->reg_prev->reg_next = h->reg_next;
-  else heaps = h->reg_next;
-  if (h->reg_next) h->reg_next->reg_prev = h->reg_prev;
+  sm_list_remove(&heaps, h, reg_next, reg_prev);
   __atomic_sub_fetch(&heaps_count, 1, __ATOMIC_RELAXED);
 }
 
@@ -106,7 +102,7 @@ void sm_heaps_postfork_child(void) {
   /* Only the forking thread exists in the child: hand the other heaps'
    * segments to the abandoned lists, where this thread can adopt them. */
   sm_heap_t *me = sm_heap_tls;
-  sm_heap_t *h = heaps;
+  sm_heap_t *h = heaps.first;
   while (h) {
     sm_heap_t *next = h->reg_next;
     if (h != me) {

@@ -33,7 +33,7 @@ bool sm_os_thread_stack(uintptr_t *lo, uintptr_t *hi);
  * allocates in a loop must not fault the same pages in again and again.
  * Memory free for SM_PURGE_AGE_MS or more is returned on the next purge
  * check at least that long after the previous one; and when live memory
- * has fallen below a quarter of its recent peak while the free memory
+ * has fallen below an eighth of its recent peak while the free memory
  * exceeds twice `retain` plus twice what is in use, all of it is returned
  * at once, so RSS follows a program whose live memory falls. */
 #define SM_PURGE_AGE_MS 1000
@@ -68,17 +68,30 @@ unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max);
 #define SM_SEGMAP_TOP ((size_t)1 << (SM_SEGMAP_BITS - SM_SEGMENT_SHIFT - SM_SEGMAP_LEAF_BITS))
 extern uint8_t *sm_segmap[SM_SEGMAP_TOP];
 
+/* Whether p is a pointer into a segment of ours, and which (*segp): the
+ * one segment-map lookup, inlined into free's fast path. The common case,
+ * a pointer in a segment's first slot (entry 1: every pool segment), needs
+ * no arithmetic beyond the mask. */
+SM_INLINE bool sm_segment_find(const void *p, sm_segment_t **segp) {
+  uintptr_t a = (uintptr_t)p - 1;
+  uintptr_t top = a >> (SM_SEGMENT_SHIFT + SM_SEGMAP_LEAF_BITS);
+  if (SM_UNLIKELY(top >= SM_SEGMAP_TOP)) return false;
+  const uint8_t *leaf = sm_segmap[top];
+  if (SM_UNLIKELY(leaf == NULL)) return false;
+  unsigned e = leaf[(a >> SM_SEGMENT_SHIFT) & (((uintptr_t)1 << SM_SEGMAP_LEAF_BITS) - 1)];
+  uintptr_t seg = a & ~(uintptr_t)SM_SEGMENT_MASK;
+  if (SM_UNLIKELY(e != 1)) {
+    if (e == 0 || e == SM_SEGMAP_FREED) return false;
+    seg -= (uintptr_t)(e - 1) << SM_SEGMENT_SHIFT;
+  }
+  *segp = (sm_segment_t *)seg;
+  return true;
+}
+
 /* The segment owning a pointer we handed out, or NULL if p is not ours. */
 SM_INLINE sm_segment_t *sm_segment_of(const void *p) {
-  uintptr_t a = (uintptr_t)p - 1;
-  uintptr_t idx = a >> SM_SEGMENT_SHIFT;
-  uintptr_t top = idx >> SM_SEGMAP_LEAF_BITS;
-  if (SM_UNLIKELY(top >= SM_SEGMAP_TOP)) return NULL;
-  const uint8_t *leaf = sm_segmap[top];
-  if (SM_UNLIKELY(leaf == NULL)) return NULL;
-  unsigned e = leaf[idx & (((uintptr_t)1 << SM_SEGMAP_LEAF_BITS) - 1)];
-  if (SM_UNLIKELY((uint8_t)(e - 1) >= SM_SEGMAP_FREED - 1)) return NULL; /* 0 or FREED */
-  return (sm_segment_t *)((a & ~(uintptr_t)SM_SEGMENT_MASK) - ((uintptr_t)(e - 1) << SM_SEGMENT_SHIFT));
+  sm_segment_t *seg;
+  return sm_segment_find(p, &seg) ? seg : NULL;
 }
 
 bool sm_segmap_set(sm_segment_t *seg, size_t slots); /* false: no memory for a leaf */
@@ -89,6 +102,9 @@ void sm_segment_register(sm_segment_t *seg);
 void sm_segment_unregister(sm_segment_t *seg);
 sm_segment_t *sm_segment_pool_alloc(unsigned page_shift); /* NULL when out of memory */
 void sm_segment_pool_free(sm_segment_t *seg);
+/* Returns page i's memory to the OS (page 0 keeps the header) and clears
+ * its dirty bit. The caller owns the segment. */
+void sm_segment_purge_page(sm_segment_t *seg, unsigned i);
 void sm_segment_abandon(sm_segment_t *seg);
 sm_segment_t *sm_segment_take_abandoned(unsigned page_shift);
 bool sm_segment_claim_abandoned(sm_segment_t *seg); /* true: seg is now the caller's to adopt */
@@ -102,6 +118,13 @@ void sm_segment_trim(void);
 size_t sm_segment_mapped(void);
 
 /* ---- pool.c: small and medium blocks */
+/* The pool page that p, a pointer into pool segment seg, falls in. */
+SM_INLINE sm_page_t *sm_page_of(sm_segment_t *seg, const void *p) {
+  return &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+}
+/* Which of the two kinds of pool segment a page size makes: 0 small
+ * pages, 1 medium (the index of per-kind lists and caches). */
+SM_INLINE unsigned sm_pool_kind(unsigned page_shift) { return page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1; }
 /* Only a page's owner writes its counts, but statistics (stats.c) and
  * remote frees read them from other threads: relaxed stores, which are
  * plain moves on x86. */

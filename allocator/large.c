@@ -111,7 +111,7 @@ static void take_block(sm_arena_t *a, sm_lblock_t *b, size_t need, bool dirty) {
  * at the first chunk. */
 static sm_lblock_t *walk_fit(sm_arena_t *a, size_t need, sm_lblock_t *from) {
   for (int pass = 0; pass < 2; pass++) {
-    for (sm_segment_t *seg = a->chunks; seg; seg = seg->next) {
+    for (sm_segment_t *seg = a->chunks.first; seg; seg = seg->next) {
       sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg);
       uint8_t *end = chunk_end(seg);
       if (from && pass == 0) {
@@ -167,9 +167,7 @@ static bool grow(sm_arena_t *a, size_t need) {
     return false;
   }
   sm_segment_register(seg);
-  seg->next = a->chunks;
-  if (a->chunks) a->chunks->prev = seg;
-  a->chunks = seg;
+  sm_list_push_front(&a->chunks, seg, next, prev);
   a->chunk_count++;
   sm_lblock_t *sentinel = (sm_lblock_t *)chunk_end(seg);
   sentinel->head = SM_LB_INUSE; /* size 0, in use */
@@ -180,9 +178,7 @@ static bool grow(sm_arena_t *a, size_t need) {
 }
 
 static void release_chunk(sm_arena_t *a, sm_segment_t *seg) {
-  if (seg->prev) seg->prev->next = seg->next;
-  else a->chunks = seg->next;
-  if (seg->next) seg->next->prev = seg->prev;
+  sm_list_remove(&a->chunks, seg, next, prev);
   a->chunk_count--;
   a->rover = NULL;
   sm_segmap_clear(seg, seg->size >> SM_SEGMENT_SHIFT, SM_SEGMAP_FREED);
@@ -211,7 +207,7 @@ static void purge_one(sm_fnode_t *n, void *arg) {
  * frees everything and starts again does not map afresh), and the pages
  * inside other free blocks are purged. */
 static void purge_locked(sm_arena_t *a, sm_purge_t how, uint32_t cutoff) {
-  sm_segment_t *seg = a->chunks;
+  sm_segment_t *seg = a->chunks.first;
   while (seg && a->chunk_count > 1) {
     sm_segment_t *next = seg->next;
     sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg);
@@ -408,7 +404,7 @@ size_t sm_large_trim(void) {
  * the tree holds nothing else. Lock held by the caller. Returns 0 if sound. */
 size_t sm_large_check(sm_arena_t *a) {
   size_t free_count = 0, free_bytes = 0;
-  for (sm_segment_t *seg = a->chunks; seg; seg = seg->next) {
+  for (sm_segment_t *seg = a->chunks.first; seg; seg = seg->next) {
     sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg);
     bool prev_inuse = true;
     while ((uint8_t *)b < chunk_end(seg)) {

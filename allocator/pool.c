@@ -20,60 +20,18 @@
 
 /* ---------------------------------------------------------------- lists */
 
-static void list_remove(sm_pagelist_t *l, sm_page_t *pg) {
-  if (pg->prev) pg->prev->next = pg->next;
-  else l->first = pg->next;
-  if (pg->next) pg->next->prev = pg->prev;
-  else l->last = pg->prev;
-  pg->next = pg->prev = NULL;
-}
-
-static void list_push_front(sm_pagelist_t *l, sm_page_t *pg) {
-  pg->prev = NULL;
-  pg->next = l->first;
-  if (l->first) l->first->prev = pg;
-  else l->last = pg;
-  l->first = pg;
-}
-
-static void list_push_back(sm_pagelist_t *l, sm_page_t *pg) {
-  pg->next = NULL;
-  pg->prev = l->last;
-  if (l->last) l->last->next = pg;
-  else l->first = pg;
-  l->last = pg;
-}
-
 static void update_cur(sm_heap_t *h, unsigned cls) {
   h->cur[cls] = h->avail[cls].first ? h->avail[cls].first : &sm_page_empty;
 }
 
-static unsigned seg_kind(const sm_segment_t *seg) { return seg->page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1; }
-
 static void seg_list_remove(sm_heap_t *h, sm_segment_t *seg) {
-  unsigned k = seg_kind(seg);
-  if (seg->prev) seg->prev->next = seg->next;
-  else h->segs_first[k] = seg->next;
-  if (seg->next) seg->next->prev = seg->prev;
-  else h->segs_last[k] = seg->prev;
-  seg->next = seg->prev = NULL;
+  sm_list_remove(&h->segs[sm_pool_kind(seg->page_shift)], seg, next, prev);
 }
 
 static void seg_list_push(sm_heap_t *h, sm_segment_t *seg, bool front) {
-  unsigned k = seg_kind(seg);
-  if (front) {
-    seg->prev = NULL;
-    seg->next = h->segs_first[k];
-    if (seg->next) seg->next->prev = seg;
-    else h->segs_last[k] = seg;
-    h->segs_first[k] = seg;
-  } else {
-    seg->next = NULL;
-    seg->prev = h->segs_last[k];
-    if (seg->prev) seg->prev->next = seg;
-    else h->segs_first[k] = seg;
-    h->segs_last[k] = seg;
-  }
+  sm_seglist_t *l = &h->segs[sm_pool_kind(seg->page_shift)];
+  if (front) sm_list_push_front(l, seg, next, prev);
+  else sm_list_push_back(l, seg, next, prev);
 }
 
 bool sm_zero_carved;
@@ -177,7 +135,7 @@ static bool page_collect(sm_page_t *pg) {
 /* Takes an unassigned page of the heap's segments of this page size, or
  * NULL. Prefers pages still committed from earlier use. */
 static sm_page_t *take_free_page(sm_heap_t *h, unsigned kind) {
-  sm_segment_t *seg = h->segs_first[kind];
+  sm_segment_t *seg = h->segs[kind].first;
   if (!seg || !seg->free_mask) return NULL; /* segments with free pages come first */
   uint64_t pick = seg->free_mask & seg->dirty_mask;
   if (!pick) pick = seg->free_mask;
@@ -260,22 +218,14 @@ static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
 /* Purges the heap's unassigned committed pages: all, or those retired by
  * `cutoff`. */
 static void purge_pages(sm_heap_t *h, bool all, uint32_t cutoff) {
-  size_t hdr = sm_segment_header_size();
   for (unsigned k = 0; k < 2; k++) {
-    for (sm_segment_t *seg = h->segs_first[k]; seg; seg = seg->next) {
+    for (sm_segment_t *seg = h->segs[k].first; seg; seg = seg->next) {
       uint64_t d = seg->dirty_mask;
       while (d) {
         unsigned i = (unsigned)__builtin_ctzll(d);
         d &= d - 1;
         if (!all && !sm_freed_by(seg->pages[i].freed_at, cutoff)) continue;
-        uint8_t *start = (uint8_t *)seg + ((size_t)i << seg->page_shift);
-        size_t len = page_bytes(seg);
-        if (i == 0) {
-          start += hdr;
-          len -= hdr;
-        }
-        sm_os_purge(start, len);
-        seg->dirty_mask &= ~((uint64_t)1 << i);
+        sm_segment_purge_page(seg, i);
         h->dirty_bytes -= page_bytes(seg);
       }
     }
@@ -288,17 +238,17 @@ void sm_pool_purge(sm_heap_t *h) { purge_pages(h, true, 0); }
  * flag is caught by the periodic sweep (see find_page). */
 static void page_to_full(sm_heap_t *h, sm_page_t *pg) {
   unsigned cls = pg->cls;
-  list_remove(&h->avail[cls], pg);
-  list_push_back(&h->full[cls], pg);
+  sm_list_remove(&h->avail[cls], pg, next, prev);
+  sm_list_push_back(&h->full[cls], pg, next, prev);
   __atomic_store_n(&pg->in_full, 1, __ATOMIC_RELAXED);
 }
 
 static void page_from_full(sm_heap_t *h, sm_page_t *pg, bool front) {
   unsigned cls = pg->cls;
-  list_remove(&h->full[cls], pg);
+  sm_list_remove(&h->full[cls], pg, next, prev);
   __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
-  if (front) list_push_front(&h->avail[cls], pg);
-  else list_push_back(&h->avail[cls], pg);
+  if (front) sm_list_push_front(&h->avail[cls], pg, next, prev);
+  else sm_list_push_back(&h->avail[cls], pg, next, prev);
 }
 
 /* Collects every page of the full lists that other threads freed into. */
@@ -327,8 +277,8 @@ static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
       if (!pg->free && pg->capacity < pg->reserved) page_extend(pg);
       if (pg->free) {
         if (pg != q->first) {
-          list_remove(q, pg);
-          list_push_front(q, pg);
+          sm_list_remove(q, pg, next, prev);
+          sm_list_push_front(q, pg, next, prev);
         }
         h->cur[cls] = pg;
         return pg;
@@ -351,7 +301,7 @@ static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
   }
   /* A fresh page: from our segments, an abandoned one, or a new segment. */
   unsigned shift = cls <= SM_CLASS_SMALL_LAST ? SM_SMALL_PAGE_SHIFT : SM_MEDIUM_PAGE_SHIFT;
-  unsigned kind = shift == SM_SMALL_PAGE_SHIFT ? 0 : 1;
+  unsigned kind = sm_pool_kind(shift);
   sm_page_t *pg = take_free_page(h, kind);
   while (!pg) {
     sm_segment_t *seg = sm_segment_take_abandoned(shift);
@@ -378,7 +328,7 @@ static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
   page_assign(seg, pg, cls);
   h->pages_bytes += page_bytes(seg);
   page_extend(pg);
-  list_push_front(q, pg);
+  sm_list_push_front(q, pg, next, prev);
   h->cur[cls] = pg;
   return pg;
 }
@@ -454,7 +404,7 @@ SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_bl
     /* Keep the last page of a class, so a loop that allocates and frees one
      * block does not retire and re-carve a page every time. */
     if (h->avail[cls].first == pg && !pg->next) return;
-    list_remove(&h->avail[cls], pg);
+    sm_list_remove(&h->avail[cls], pg, next, prev);
     update_cur(h, cls);
     page_unassign(h, seg, pg);
   }
@@ -529,10 +479,10 @@ void sm_pool_adopt(sm_heap_t *h, sm_segment_t *seg) {
       continue;
     }
     if (pg->free || pg->capacity < pg->reserved) {
-      list_push_back(&h->avail[pg->cls], pg);
+      sm_list_push_back(&h->avail[pg->cls], pg, next, prev);
       update_cur(h, pg->cls);
     } else {
-      list_push_back(&h->full[pg->cls], pg);
+      sm_list_push_back(&h->full[pg->cls], pg, next, prev);
       __atomic_store_n(&pg->in_full, 1, __ATOMIC_RELAXED);
     }
   }
@@ -549,7 +499,7 @@ void sm_pool_release_heap(sm_heap_t *h) {
         sm_page_t *next = pg->next;
         page_collect(pg);
         if (pg->used == 0) {
-          list_remove(lists[l], pg);
+          sm_list_remove(lists[l], pg, next, prev);
           page_unassign(h, page_segment(pg), pg);
         }
         pg = next;
@@ -562,14 +512,14 @@ void sm_pool_release_heap(sm_heap_t *h) {
    * back now rather than leave it in abandoned segments (thread churn). */
   purge_pages(h, true, 0);
   for (unsigned k = 0; k < 2; k++) {
-    sm_segment_t *seg = h->segs_first[k];
+    sm_segment_t *seg = h->segs[k].first;
     while (seg) {
       sm_segment_t *next = seg->next;
       seg->next = seg->prev = NULL;
       sm_segment_abandon(seg);
       seg = next;
     }
-    h->segs_first[k] = h->segs_last[k] = NULL;
+    h->segs[k].first = h->segs[k].last = NULL;
   }
   h->dirty_bytes = 0;
 }
@@ -577,7 +527,7 @@ void sm_pool_release_heap(sm_heap_t *h) {
 /* ---------------------------------------------------------------- queries */
 
 void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep) {
-  sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+  sm_page_t *pg = sm_page_of(seg, p);
   if (pagep) *pagep = pg;
   if (!pg->assigned || (const uint8_t *)p < pg->start) return NULL;
   size_t off = (size_t)((const uint8_t *)p - pg->start);

@@ -14,10 +14,11 @@ uint8_t *sm_segmap[SM_SEGMAP_TOP];
 #define SEG_CACHE_MAX 8
 
 static sm_lock_t seg_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
-static sm_segment_t *registry;        /* every live segment (all_next/all_prev) */
+static sm_seglist_t registry;         /* every live segment (links: all_next, all_prev) */
 static sm_segment_t *cache;           /* empty pool segments, purged (next) */
 static size_t cache_count;
-static sm_segment_t *abandoned[2];    /* by page kind: 0 small pages, 1 medium */
+static sm_seglist_t abandoned[2];     /* by page kind: 0 small pages, 1 medium (links: next, prev) */
+static size_t abandoned_count[2];     /* atomic: peeked at without the lock */
 static size_t seg_mapped;             /* bytes in live and cached segments (atomic: read without the lock) */
 
 /* Entry for slot idx, creating its leaf if `create`. Leaves are never freed. */
@@ -75,19 +76,9 @@ bool sm_segment_is_cached(const void *base) {
   return found;
 }
 
-static void registry_add_locked(sm_segment_t *seg) {
-  seg->all_prev = NULL;
-  seg->all_next = registry;
-  if (registry) registry->all_prev = seg;
-  registry = seg;
-}
+static void registry_add_locked(sm_segment_t *seg) { sm_list_push_front(&registry, seg, all_next, all_prev); }
 
-static void registry_remove_locked(sm_segment_t *seg) {
-  if (seg->all_prev) seg->all_prev->all_next = seg->all_next;
-  else registry = seg->all_next;
-  if (seg->all_next) seg->all_next->all_prev = seg->all_prev;
-  seg->all_next = seg->all_prev = NULL;
-}
+static void registry_remove_locked(sm_segment_t *seg) { sm_list_remove(&registry, seg, all_next, all_prev); }
 
 void sm_segment_register(sm_segment_t *seg) {
   sm_lock(&seg_lock);
@@ -152,21 +143,22 @@ sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
   return seg;
 }
 
+void sm_segment_purge_page(sm_segment_t *seg, unsigned i) {
+  uint8_t *start = (uint8_t *)seg + ((size_t)i << seg->page_shift);
+  size_t len = (size_t)1 << seg->page_shift;
+  if (i == 0) { /* the header stays */
+    size_t hdr = sm_segment_header_size();
+    start += hdr;
+    len -= hdr;
+  }
+  sm_os_purge(start, len);
+  seg->dirty_mask &= ~((uint64_t)1 << i);
+}
+
 void sm_segment_pool_free(sm_segment_t *seg) {
   sm_segmap_clear(seg, 1, SM_SEGMAP_FREED);
-  size_t hdr = sm_segment_header_size();
   /* Purge what is still committed before caching or unmapping. */
-  uint64_t dirty = seg->dirty_mask;
-  for (uint32_t i = 0; i < seg->page_count; i++) {
-    if (!((dirty >> i) & 1)) continue;
-    uint8_t *start = (uint8_t *)seg + ((size_t)i << seg->page_shift);
-    size_t len = (size_t)1 << seg->page_shift;
-    if (i == 0) {
-      start += hdr;
-      len -= hdr;
-    }
-    sm_os_purge(start, len);
-  }
+  while (seg->dirty_mask) sm_segment_purge_page(seg, (unsigned)__builtin_ctzll(seg->dirty_mask));
   sm_lock(&seg_lock);
   registry_remove_locked(seg);
   if (cache_count < SEG_CACHE_MAX) {
@@ -182,31 +174,27 @@ void sm_segment_pool_free(sm_segment_t *seg) {
 }
 
 void sm_segment_abandon(sm_segment_t *seg) {
-  unsigned k = seg->page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1;
+  unsigned k = sm_pool_kind(seg->page_shift);
   sm_lock(&seg_lock);
   __atomic_store_n(&seg->heap, NULL, __ATOMIC_RELEASE);
   seg->abandoned = 1;
-  seg->prev = NULL;
-  seg->next = abandoned[k];
-  if (seg->next) seg->next->prev = seg;
-  __atomic_store_n(&abandoned[k], seg, __ATOMIC_RELAXED); /* peeked at without the lock */
+  sm_list_push_front(&abandoned[k], seg, next, prev);
+  __atomic_add_fetch(&abandoned_count[k], 1, __ATOMIC_RELAXED);
   sm_unlock(&seg_lock);
 }
 
 static void abandoned_remove_locked(sm_segment_t *seg) {
-  unsigned k = seg->page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1;
-  if (seg->prev) seg->prev->next = seg->next;
-  else __atomic_store_n(&abandoned[k], seg->next, __ATOMIC_RELAXED);
-  if (seg->next) seg->next->prev = seg->prev;
-  seg->next = seg->prev = NULL;
+  unsigned k = sm_pool_kind(seg->page_shift);
+  sm_list_remove(&abandoned[k], seg, next, prev);
+  __atomic_sub_fetch(&abandoned_count[k], 1, __ATOMIC_RELAXED);
   seg->abandoned = 0;
 }
 
 sm_segment_t *sm_segment_take_abandoned(unsigned page_shift) {
-  unsigned k = page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1;
-  if (!__atomic_load_n(&abandoned[k], __ATOMIC_RELAXED)) return NULL;
+  unsigned k = sm_pool_kind(page_shift);
+  if (!__atomic_load_n(&abandoned_count[k], __ATOMIC_RELAXED)) return NULL;
   sm_lock(&seg_lock);
-  sm_segment_t *seg = abandoned[k];
+  sm_segment_t *seg = abandoned[k].first;
   if (seg) abandoned_remove_locked(seg);
   sm_unlock(&seg_lock);
   return seg;
@@ -224,7 +212,7 @@ bool sm_segment_claim_abandoned(sm_segment_t *seg) {
 }
 
 void sm_segment_foreach_locked(void (*fn)(sm_segment_t *seg, void *arg), void *arg) {
-  for (sm_segment_t *s = registry; s; s = s->all_next) fn(s, arg);
+  for (sm_segment_t *s = registry.first; s; s = s->all_next) fn(s, arg);
 }
 
 void sm_segment_foreach(void (*fn)(sm_segment_t *seg, void *arg), void *arg) {

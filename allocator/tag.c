@@ -16,7 +16,7 @@
 bool sm_tag_counted;
 
 static sm_page_t *page_of(sm_segment_t *seg, const void *p) {
-  return &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+  return sm_page_of(seg, p);
 }
 
 static uint64_t *pool_tag_slot(sm_segment_t *seg, const void *p, bool create) {

@@ -12,6 +12,7 @@
 #define SM_ALLOCATOR_TYPES_H
 
 #include "allocator/base.h"
+#include "allocator/list.h"
 
 /* ---------------------------------------------------------------- sizes */
 
@@ -66,35 +67,36 @@ extern struct sm_marks {
 struct sm_heap;
 
 typedef struct sm_page {
-  /* The fields every malloc and free touch come first, the tracer's count
-   * (read by every free while sampling) among them. */
+  /* The fields every malloc and free touch come first, in the page's first
+   * cache line: the tracer's count (read by every free while sampling) and
+   * the free checks' operands among them. */
   sm_block_t *free;        /* blocks ready for malloc; popped by the fast path */
   uint32_t used;           /* blocks handed out and not yet back on free/local_free */
   uint32_t tagged;         /* atomic: live blocks with a nonzero tag when sm_tag_counted, else 1 once
                               the page has tags (0: free skips the tags) */
   sm_block_t *local_free;  /* blocks freed by the owner thread since the last collect */
-  sm_block_t *thread_free; /* atomic stack of blocks freed by other threads */
   uint8_t *start;          /* first block of the page */
-  uint32_t block_size;     /* bytes per block; 0 while the page is unassigned */
-  uint32_t capacity;       /* blocks carved out of the page so far (<= reserved) */
+  uint64_t mulc;           /* sm_block_mulc(block_size) */
+  uint64_t qlimit;         /* atomic: capacity * sm_block_excess(block_size), 0 unassigned: p is a
+                              carved block iff (p - start) * mulc < qlimit (sizeclass.h) */
   uint32_t reserved;       /* blocks that fit in the page */
+  uint32_t block_size;     /* bytes per block; 0 while the page is unassigned */
+  sm_block_t *thread_free; /* atomic stack of blocks freed by other threads */
+  /* second cache line */
+  uint32_t capacity;       /* blocks carved out of the page so far (<= reserved) */
   uint8_t cls;             /* size class index */
   uint8_t in_full;         /* 1 while on the heap's full list, 0 on its avail list */
   uint8_t dirty;           /* unassigned page whose memory is still committed */
   uint8_t assigned;        /* 1 while the page serves a class */
   uint32_t freed_at;       /* unassigned and dirty: sm_now32() when it was retired */
-  uint64_t mulc;           /* sm_block_mulc(block_size) */
-  uint64_t qlimit;         /* atomic: capacity * sm_block_excess(block_size), 0 unassigned: p is a
-                              carved block iff (p - start) * mulc < qlimit (sizeclass.h) */
   struct sm_page *next;    /* neighbour in the heap's avail or full list */
   struct sm_page *prev;
   uint64_t *tags;          /* tracer: per-block trace id | request << 32, or NULL */
-} sm_page_t;
+} __attribute__((aligned(64))) sm_page_t;
+_Static_assert(sizeof(sm_page_t) == 128, "a page is two cache lines: its index is one shift");
 
-typedef struct sm_pagelist {
-  sm_page_t *first;
-  sm_page_t *last;
-} sm_pagelist_t;
+typedef SM_LIST_HEAD(sm_page_t) sm_pagelist_t; /* links: next, prev */
+typedef SM_LIST_HEAD(struct sm_segment) sm_seglist_t;
 
 /* ---------------------------------------------------------------- large */
 
@@ -128,7 +130,7 @@ typedef struct sm_arena {
   sm_lock_t lock; /* lock order: tracer/locks.c */
   unsigned index;            /* position in sm_arenas[] */
   sm_fnode_t *root;          /* free blocks, best fit by (size, address) */
-  struct sm_segment *chunks; /* chunk segments of this arena (list via next) */
+  sm_seglist_t chunks;       /* chunk segments of this arena (links: next, prev) */
   sm_lblock_t *rover;        /* next-fit: where the last search ended */
   size_t chunk_count;
   size_t free_bytes;         /* sum of free block sizes */
@@ -178,8 +180,8 @@ typedef struct sm_heap {
   sm_page_t *cur[SM_CLASS_COUNT];   /* fast path: page to allocate from per class */
   sm_pagelist_t avail[SM_CLASS_COUNT]; /* pages that may have free blocks; first == cur */
   sm_pagelist_t full[SM_CLASS_COUNT];  /* pages found exhausted */
-  struct sm_segment *segs_first[2]; /* owned pool segments, [0] small pages, [1] medium; */
-  struct sm_segment *segs_last[2];  /*   those with unassigned pages come first */
+  sm_seglist_t segs[2];             /* owned pool segments, [0] small pages, [1] medium; those
+                                       with unassigned pages come first (links: next, prev) */
   size_t dirty_bytes;               /* committed bytes in unassigned pages */
   size_t full_pending;              /* atomic: remote frees seen on pages of the full lists */
   size_t pages_bytes;               /* bytes of pages assigned to classes (purge policy) */
