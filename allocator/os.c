@@ -1,8 +1,8 @@
 /* The allocator's system calls: mappings, purging, residency, the lock's
- * slow path, the clock, randomness. (huge.c's mremap is the one exception:
- * it is the huge-block policy itself.) Every function here is safe before libc is initialised
- * (raw syscalls through libc's thin wrappers, no allocation, errno saved where
- * a caller could observe it). */
+ * slow path, the clock, randomness (huge.c's mremap is the one exception:
+ * it is the huge-block policy itself). Every function here is safe before
+ * libc is initialised (raw syscalls through libc's thin wrappers, no
+ * allocation, errno saved where a caller could observe it). */
 #include "allocator/internal.h"
 
 #include <errno.h>
