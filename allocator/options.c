@@ -1,5 +1,6 @@
-/* Option table and parser (see options.h). Values accept 1/0, true/false,
- * yes/no, on/off for booleans and K/M/G (KiB/MiB/GiB) suffixes for sizes. */
+/* Option tables and the parser (see options.h). Values accept 1/0,
+ * true/false, yes/no, on/off for booleans and K/M/G (KiB/MiB/GiB) suffixes
+ * for sizes. */
 #include "allocator/options.h"
 
 #include <signal.h>
@@ -10,56 +11,51 @@
 
 sm_options_t sm_opt;
 
-typedef enum { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_STRING, OPT_SIGNAL, OPT_POLICY, OPT_UNWIND, OPT_ID } opt_kind_t;
+/* ---- the allocator's options */
+static const char *const policies[] = {"best", "first", "next", NULL};
 
-typedef struct opt_desc {
-  const char *name;
-  opt_kind_t kind;
-  long long min, max; /* inclusive bounds for OPT_INT / OPT_SIZE */
-  size_t offset;      /* field in sm_options_t */
-} opt_desc_t;
-
-#define FIELD(f) __builtin_offsetof(sm_options_t, f)
-
-static const opt_desc_t descs[] = {
-    {"trace", OPT_BOOL, 0, 1, FIELD(trace)},
-    {"depth", OPT_INT, 1, 128, FIELD(depth)},
-    {"out", OPT_STRING, 0, 0, FIELD(out)},
-    {"at_exit", OPT_BOOL, 0, 1, FIELD(at_exit)},
-    {"signal", OPT_SIGNAL, 0, 0, FIELD(signal)},
-    {"interval", OPT_INT, 0, 86400, FIELD(interval)},
-    {"sample", OPT_SIZE, 0, 1LL << 40, FIELD(sample)},
-    {"leaks", OPT_BOOL, 0, 1, FIELD(leaks)},
-    {"policy", OPT_POLICY, 0, 0, FIELD(policy)},
-    {"increment", OPT_SIZE, (long long)SM_SEGMENT_SIZE, 512LL << 20, FIELD(increment)},
+static const sm_option_t alloc_rows[] = {
+    {.name = "policy", .kind = SM_OPT_NAME, .order = 8, .flags = SM_OPT_INDEX, SM_OPTION_FIELD(policy),
+     .def = SM_POLICY_BEST, .names = policies},
+    {.name = "increment", .kind = SM_OPT_SIZE, .order = 9, SM_OPTION_FIELD(increment),
+     .min = (long long)SM_SEGMENT_SIZE, .max = 512LL << 20, .def = 16 * SM_MiB},
     /* A large chunk must span at most SM_SEGMAP_MAX_SLOTS (254) segments
      * of the one-byte segment map (1016 MiB): a block of `huge` bytes plus
      * its chunk's header, or `increment`, stays far below at 512 MiB. */
-    {"huge", OPT_SIZE, (long long)SM_POOL_MAX + 1, 512LL << 20, FIELD(huge)},
-    {"retain", OPT_SIZE, 0, 1LL << 40, FIELD(retain)},
-    {"verbose", OPT_BOOL, 0, 1, FIELD(verbose)},
-    {"unwind", OPT_UNWIND, 0, 0, FIELD(unwind)},
-    {"free_checks", OPT_BOOL, 0, 1, FIELD(free_checks)},
-    {"run", OPT_ID, 0, 0, FIELD(run)},
+    {.name = "huge", .kind = SM_OPT_SIZE, .order = 10, SM_OPTION_FIELD(huge),
+     .min = (long long)SM_POOL_MAX + 1, .max = 512LL << 20, .def = 32 * SM_MiB},
+    {.name = "retain", .kind = SM_OPT_SIZE, .order = 11, SM_OPTION_FIELD(retain),
+     .min = 0, .max = 1LL << 40, .def = 4 * SM_MiB},
+    {.name = "verbose", .kind = SM_OPT_BOOL, .order = 12, SM_OPTION_FIELD(verbose), .def = 0},
+    {.name = "free_checks", .kind = SM_OPT_BOOL, .order = 14, SM_OPTION_FIELD(free_checks), .def = 1},
+    {.name = "run", .kind = SM_OPT_ID, .order = 15, SM_OPTION_FIELD(run), .def_text = ""},
 };
-#define NDESCS (sizeof descs / sizeof descs[0])
 _Static_assert((512 << 20) / SM_SEGMENT_SIZE + 2 <= 254, "huge/increment ranges must fit the segment map");
 
-static void set_defaults(sm_options_t *o) {
-  *o = (sm_options_t){0};
-  o->depth = 16;
-  const char *out = "snapmalloc.%e.%p.%n.snap";
-  size_t i = 0;
-  for (; out[i]; i++) o->out[i] = out[i];
-  o->out[i] = '\0';
-  o->at_exit = true;
-  o->signal = SIGUSR2;
-  o->leaks = true;
-  o->policy = SM_POLICY_BEST;
-  o->increment = 16 * SM_MiB;
-  o->huge = 32 * SM_MiB;
-  o->retain = 4 * SM_MiB;
-  o->free_checks = true;
+/* The large arena grows in whole segments. */
+static void alloc_finish(sm_options_t *o) { o->increment = sm_align_up(o->increment, SM_SEGMENT_SIZE); }
+
+static const sm_option_table_t alloc_options = {alloc_rows, sizeof alloc_rows / sizeof alloc_rows[0], alloc_finish};
+SM_OPTION_TABLE(alloc_options);
+
+/* ---- the registered tables: every SM_OPTION_TABLE in the library, put
+ * by the linker between these two symbols */
+extern const sm_option_table_t *const __start_sm_option_tables[] __attribute__((visibility("hidden")));
+extern const sm_option_table_t *const __stop_sm_option_tables[] __attribute__((visibility("hidden")));
+
+#define EACH_TABLE(t) \
+  for (const sm_option_table_t *const *t = __start_sm_option_tables; t < __stop_sm_option_tables; t++)
+
+void sm_options_each(void (*fn)(const sm_option_t *row, void *arg), void *arg) {
+  EACH_TABLE(t) {
+    for (unsigned i = 0; i < (*t)->n; i++) fn(&(*t)->rows[i], arg);
+  }
+}
+
+unsigned sm_options_count(void) {
+  unsigned n = 0;
+  EACH_TABLE(t) n += (*t)->n;
+  return n;
 }
 
 static bool str_eq(const char *a, size_t alen, const char *b) {
@@ -133,22 +129,143 @@ static bool parse_signal(const char *v, size_t len, int *res) {
   return true;
 }
 
-static bool parse_policy(const char *v, size_t len, sm_policy_t *res) {
-  if (str_eq(v, len, "best") || str_eq(v, len, "0")) { *res = SM_POLICY_BEST; return true; }
-  if (str_eq(v, len, "first") || str_eq(v, len, "1")) { *res = SM_POLICY_FIRST; return true; }
-  if (str_eq(v, len, "next") || str_eq(v, len, "2")) { *res = SM_POLICY_NEXT; return true; }
+const sm_option_t *sm_options_find(const char *name, size_t len) {
+  EACH_TABLE(t) {
+    for (unsigned i = 0; i < (*t)->n; i++)
+      if (str_eq(name, len, (*t)->rows[i].name)) return &(*t)->rows[i];
+  }
+  return NULL;
+}
+
+static const sm_option_t *row_at(unsigned order) {
+  EACH_TABLE(t) {
+    for (unsigned i = 0; i < (*t)->n; i++)
+      if ((*t)->rows[i].order == order) return &(*t)->rows[i];
+  }
+  return NULL;
+}
+
+/* ---- a field, through exactly its width */
+static void store(const sm_option_t *row, sm_options_t *o, unsigned long long v) {
+  char *f = (char *)o + row->offset;
+  switch (row->width) {
+  case 1: *(uint8_t *)f = (uint8_t)v; break;
+  case 2: *(uint16_t *)f = (uint16_t)v; break;
+  case 4: *(uint32_t *)f = (uint32_t)v; break;
+  case 8: *(uint64_t *)f = (uint64_t)v; break;
+  default: break; /* no such row: the unit test walks them all */
+  }
+}
+
+static unsigned long long load(const sm_option_t *row, const sm_options_t *o) {
+  const char *f = (const char *)o + row->offset;
+  switch (row->width) {
+  case 1: return *(const uint8_t *)f;
+  case 2: return *(const uint16_t *)f;
+  case 4: return *(const uint32_t *)f;
+  case 8: return *(const uint64_t *)f;
+  default: return 0;
+  }
+}
+
+/* A string field: the value, which the caller checked fits (len < width). */
+static void store_text(const sm_option_t *row, sm_options_t *o, const char *v, size_t len) {
+  char *f = (char *)o + row->offset;
+  for (size_t i = 0; i < len; i++) f[i] = v[i];
+  f[len] = '\0';
+}
+
+static void set_defaults(sm_options_t *o) {
+  *o = (sm_options_t){0};
+  EACH_TABLE(t) {
+    for (unsigned i = 0; i < (*t)->n; i++) {
+      const sm_option_t *row = &(*t)->rows[i];
+      if (row->kind == SM_OPT_PATH || row->kind == SM_OPT_ID) store_text(row, o, row->def_text, __builtin_strlen(row->def_text));
+      else store(row, o, (unsigned long long)row->def);
+    }
+  }
+}
+
+/* SM_OPT_NAME: the index of the name v spells (or, with SM_OPT_INDEX, of
+ * the digit it is). */
+static bool parse_name(const sm_option_t *row, const char *v, size_t len, unsigned long long *res) {
+  for (unsigned i = 0; row->names[i]; i++) {
+    char digit[2] = {(char)('0' + i), '\0'};
+    if (str_eq(v, len, row->names[i]) || ((row->flags & SM_OPT_INDEX) && i < 10 && str_eq(v, len, digit))) {
+      *res = i;
+      return true;
+    }
+  }
   return false;
 }
 
-static bool parse_unwind(const char *v, size_t len, sm_unwinder_t *res) {
-  if (str_eq(v, len, "fast")) { *res = SM_UNWIND_FAST; return true; }
-  if (str_eq(v, len, "libunwind")) { *res = SM_UNWIND_LIBUNWIND; return true; }
-  if (str_eq(v, len, "check")) { *res = SM_UNWIND_CHECK; return true; }
-  return false;
+static bool id_chars(const char *v, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9') ||
+          v[i] == '_' || v[i] == '-'))
+      return false;
+  return true;
 }
 
-/* Applies one "key=value" item; returns false (after one warning) if bad. */
-static bool apply(sm_options_t *o, const char *item, size_t len) {
+/* Parses v for row and, if it is good, writes it to the row's field (and
+ * nothing else); false leaves the field as it was. */
+static bool parse_value(const sm_option_t *row, sm_options_t *o, const char *v, size_t len) {
+  unsigned long long n = 0;
+  bool b;
+  int sig;
+  switch (row->kind) {
+  case SM_OPT_BOOL:
+    if (!parse_bool(v, len, &b)) return false;
+    n = b;
+    break;
+  case SM_OPT_NUMBER:
+  case SM_OPT_SIZE:
+    if (!parse_number(v, len, row->kind == SM_OPT_SIZE, &n) || (long long)n < row->min || (long long)n > row->max)
+      return false;
+    break;
+  case SM_OPT_SIGNAL:
+    if (!parse_signal(v, len, &sig)) return false;
+    n = (unsigned)sig;
+    break;
+  case SM_OPT_NAME:
+    if (!parse_name(row, v, len, &n)) return false;
+    break;
+  case SM_OPT_ID:
+  case SM_OPT_PATH:
+    if (len == 0 || len >= row->width || (row->kind == SM_OPT_ID && !id_chars(v, len))) return false;
+    store_text(row, o, v, len);
+    return true;
+  default:
+    return false;
+  }
+  store(row, o, n);
+  return true;
+}
+
+/* What a row's values look like, for the warning about a bad one. */
+static void expected(const sm_option_t *row, char *buf, size_t cap) {
+  switch (row->kind) {
+  case SM_OPT_BOOL: sm_snprintf(buf, cap, "0 or 1"); break;
+  case SM_OPT_NUMBER: sm_snprintf(buf, cap, "a whole number within range %lld..%lld", row->min, row->max); break;
+  case SM_OPT_SIZE:
+    sm_snprintf(buf, cap, "a size in bytes (K/M/G suffixes) within range %lld..%lld", row->min, row->max);
+    break;
+  case SM_OPT_PATH: sm_snprintf(buf, cap, "a non-empty path pattern"); break;
+  case SM_OPT_ID: sm_snprintf(buf, cap, "1 to %u letters, digits, '_' or '-'", row->width - 1u); break;
+  case SM_OPT_SIGNAL: sm_snprintf(buf, cap, "USR1, USR2 or 0"); break;
+  case SM_OPT_NAME: {
+    size_t k = 0;
+    for (unsigned i = 0; row->names[i] && k < cap; i++) {
+      const char *sep = i == 0 ? "" : row->names[i + 1] ? ", " : " or ";
+      k += sm_snprintf(buf + k, cap - k, "%s%s", sep, row->names[i]);
+    }
+    break;
+  }
+  default: sm_snprintf(buf, cap, "?"); break;
+  }
+}
+
+bool sm_options_apply(sm_options_t *o, const char *item, size_t len) {
   size_t klen = 0;
   while (klen < len && item[klen] != '=') klen++;
   if (klen == len) {
@@ -157,70 +274,26 @@ static bool apply(sm_options_t *o, const char *item, size_t len) {
   }
   const char *v = item + klen + 1;
   size_t vlen = len - klen - 1;
-  const opt_desc_t *d = NULL;
-  for (size_t i = 0; i < NDESCS; i++)
-    if (str_eq(item, klen, descs[i].name)) d = &descs[i];
-  if (!d) {
+  const sm_option_t *row = sm_options_find(item, klen);
+  if (!row) {
     sm_warning("SNAPMALLOC_OPTIONS: unknown option \"%.*s\"; ignored", (int)klen, item);
     return false;
   }
-  char *field = (char *)o + d->offset;
-  bool ok = false;
-  unsigned long long n = 0;
-  const char *expect = "";
-  switch (d->kind) {
-  case OPT_BOOL: ok = parse_bool(v, vlen, (bool *)field); expect = "0 or 1"; break;
-  case OPT_INT:
-  case OPT_SIZE:
-    ok = parse_number(v, vlen, d->kind == OPT_SIZE, &n) && (long long)n >= d->min && (long long)n <= d->max;
-    expect = d->kind == OPT_SIZE ? "a size in bytes (K/M/G suffixes) within range" : "a whole number within range";
-    if (ok) {
-      if (d->offset == FIELD(depth)) o->depth = (int)n;
-      else if (d->offset == FIELD(interval)) o->interval = (long)n;
-      else *(size_t *)field = (size_t)n;
-    }
-    break;
-  case OPT_STRING:
-    ok = vlen > 0 && vlen < SM_OUT_MAX;
-    expect = "a non-empty path pattern";
-    if (ok) {
-      for (size_t i = 0; i < vlen; i++) field[i] = v[i];
-      field[vlen] = '\0';
-    }
-    break;
-  case OPT_ID:
-    ok = vlen > 0 && vlen < SM_RUN_MAX;
-    for (size_t i = 0; ok && i < vlen; i++)
-      ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '_' ||
-           v[i] == '-';
-    expect = "1 to 63 letters, digits, '_' or '-'";
-    if (ok) {
-      for (size_t i = 0; i < vlen; i++) field[i] = v[i];
-      field[vlen] = '\0';
-    }
-    break;
-  case OPT_SIGNAL: ok = parse_signal(v, vlen, (int *)field); expect = "USR1, USR2 or 0"; break;
-  case OPT_POLICY: ok = parse_policy(v, vlen, (sm_policy_t *)field); expect = "best, first or next"; break;
-  case OPT_UNWIND: ok = parse_unwind(v, vlen, (sm_unwinder_t *)field); expect = "fast, libunwind or check"; break;
-  }
-  if (!ok) {
-    if (d->kind == OPT_INT || d->kind == OPT_SIZE)
-      sm_warning("SNAPMALLOC_OPTIONS: invalid value \"%.*s\" for %s (expected %s %lld..%lld); using the default",
-                 (int)vlen, v, d->name, expect, d->min, d->max);
-    else
-      sm_warning("SNAPMALLOC_OPTIONS: invalid value \"%.*s\" for %s (expected %s); using the default",
-                 (int)vlen, v, d->name, expect);
+  if (!parse_value(row, o, v, vlen)) {
+    char expect[128];
+    expected(row, expect, sizeof expect);
+    sm_warning("SNAPMALLOC_OPTIONS: invalid value \"%.*s\" for %s (expected %s); using the default", (int)vlen, v,
+               row->name, expect);
     return false;
   }
-  o->given |= 1u << (d - descs);
+  o->given |= 1u << row->order;
   return true;
 }
 
 int sm_options_parse(sm_options_t *o, const char *spec) {
   set_defaults(o);
-  if (!spec) return 0;
   int bad = 0;
-  const char *p = spec;
+  const char *p = spec ? spec : "";
   while (*p) {
     while (*p == ',' || *p == ' ') p++;
     if (!*p) break;
@@ -228,22 +301,18 @@ int sm_options_parse(sm_options_t *o, const char *spec) {
     while (*e && *e != ',') e++;
     size_t len = (size_t)(e - p);
     while (len && p[len - 1] == ' ') len--;
-    if (!apply(o, p, len)) bad++;
+    if (!sm_options_apply(o, p, len)) bad++;
     p = e;
   }
-  /* The large arena grows in whole segments. */
-  o->increment = sm_align_up(o->increment, SM_SEGMENT_SIZE);
-  /* Sampling is for runs too long or too busy to trace every block; the
-   * exit-time leak analysis (all threads stopped, all memory scanned) is
-   * then off unless asked for. */
-  if (o->sample && !sm_options_given(o, "leaks")) o->leaks = false;
+  EACH_TABLE(t) {
+    if ((*t)->finish) (*t)->finish(o);
+  }
   return bad;
 }
 
 bool sm_options_given(const sm_options_t *o, const char *name) {
-  for (size_t i = 0; i < NDESCS; i++)
-    if (str_eq(name, __builtin_strlen(name), descs[i].name)) return (o->given >> i) & 1;
-  return false;
+  const sm_option_t *row = sm_options_find(name, __builtin_strlen(name));
+  return row && ((o->given >> row->order) & 1);
 }
 
 extern char **environ;
@@ -286,23 +355,27 @@ void sm_options_init(void) {
   sm_options_parse(&sm_opt, spec);
 }
 
+size_t sm_options_format(const sm_options_t *o, const sm_option_t *row, char *buf, size_t cap) {
+  const char *text = (const char *)o + row->offset;
+  switch (row->kind) {
+  case SM_OPT_PATH: return sm_snprintf(buf, cap, "%s", text);
+  case SM_OPT_ID: return sm_snprintf(buf, cap, "%s", text[0] ? text : "(none)");
+  case SM_OPT_NAME: {
+    unsigned long long i = load(row, o), n = 0;
+    while (row->names[n]) n++;
+    return sm_snprintf(buf, cap, "%s", i < n ? row->names[i] : "?");
+  }
+  default: return sm_snprintf(buf, cap, "%llu", load(row, o));
+  }
+}
+
 void sm_options_print(const sm_options_t *o) {
-  static const char *policies[] = {"best", "first", "next"};
-  sm_info("option trace = %d", o->trace);
-  sm_info("option depth = %d", o->depth);
-  sm_info("option out = %s", o->out);
-  sm_info("option at_exit = %d", o->at_exit);
-  sm_info("option signal = %d", o->signal);
-  sm_info("option interval = %ld", o->interval);
-  sm_info("option sample = %zu", o->sample);
-  sm_info("option leaks = %d", o->leaks);
-  sm_info("option policy = %s", policies[o->policy]);
-  sm_info("option increment = %zu", o->increment);
-  sm_info("option huge = %zu", o->huge);
-  sm_info("option retain = %zu", o->retain);
-  sm_info("option verbose = %d", o->verbose);
-  static const char *unwinders[] = {"fast", "libunwind", "check"};
-  sm_info("option unwind = %s", unwinders[o->unwind]);
-  sm_info("option free_checks = %d", o->free_checks);
-  sm_info("option run = %s", o->run[0] ? o->run : "(none)");
+  unsigned n = sm_options_count();
+  for (unsigned k = 0; k < n; k++) {
+    const sm_option_t *row = row_at(k);
+    if (!row) continue;
+    char value[SM_OUT_MAX + 16];
+    sm_options_format(o, row, value, sizeof value);
+    sm_info("option %s = %s", row->name, value);
+  }
 }

@@ -40,7 +40,7 @@
 #include <libunwind.h>
 
 #include "allocator/internal.h"
-#include "tracer/tracer.h"
+#include "tracer/internal.h" /* sm_tracer_weight */
 
 #define SM_LEAK_STOP_SIGNAL (SIGRTMAX - 2)
 #define NGREG_SAVED 23

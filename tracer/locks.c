@@ -9,9 +9,9 @@
  *                                     lock below, the metadata arena)
  *   mod_lock     tracer/modules.c     the module table (dl_iterate_phdr,
  *                                     i.e. the loader's lock; metadata)
- *   trace_lock   tracer/tracer.c      the trace table (delta_lock, metadata)
- *   delta_lock   tracer/tracer.c      the registry of threads' pending
- *                                     counters (metadata)
+ *   trace_lock   tracer/table.c       the trace table (delta_lock, metadata)
+ *   delta_lock   tracer/counters.c    the registry of threads' pending
+ *                                     counters (takes nothing)
  *   heaps_lock   allocator/heap.c     the heap registry and spare heaps
  *   arena locks  allocator/large.c    each arena's tree and chunks, by index
  *                                     (segment registry, metadata)
@@ -30,8 +30,8 @@
 
 extern sm_lock_t *const sm_write_lock_ref; /* snapshot.c */
 extern sm_lock_t *const sm_mod_lock_ref;   /* modules.c */
-extern sm_lock_t *const sm_trace_lock_ref; /* tracer.c */
-extern sm_lock_t *const sm_delta_lock_ref; /* tracer.c */
+extern sm_lock_t *const sm_trace_lock_ref; /* table.c */
+extern sm_lock_t *const sm_delta_lock_ref; /* counters.c */
 
 #define NLOCKS (8 + SM_ARENA_COUNT)
 

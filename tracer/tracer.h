@@ -28,7 +28,9 @@ static inline bool sm_track_wanted(size_t req) {
   return (sm_sample_left -= (int64_t)(req | 1)) <= 0;
 }
 
-/* ---- tracer.c: trace table and counters */
+/* ---- tracer.c (hooks, start), table.c (traces), counters.c (live
+ * counters), capture.c (stack to trace), sampling.c; what they share
+ * among themselves is in tracer/internal.h. */
 typedef struct sm_trace sm_trace_t;
 
 /* Starts recording when trace=1 (idempotent): from the process's first
@@ -87,8 +89,6 @@ typedef struct sm_trace_copy {
 sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap);
 /* Trace id -> leak counters, for the leak scanner (may be NULL). */
 uint64_t *sm_tracer_leak_slots(uint32_t id);
-/* Per-trace live estimates for a block of req bytes (sampling scales them). */
-void sm_tracer_weight(size_t req, uint64_t *size, uint64_t *count_fp);
 
 /* ---- cfi.c: unwind rules read from .eh_frame */
 enum { SM_CFI_NONE, SM_CFI_RSP, SM_CFI_RBP, SM_CFI_END };

@@ -1,6 +1,6 @@
-/* The only includer of uthash.h: its tables live in the metadata arena, never
- * in the heap being traced, and running out of memory is not fatal (the
- * allocation just goes untraced). */
+/* The only place uthash.h is included from: its tables live in the
+ * metadata arena, never in the heap being traced, and running out of
+ * memory is not fatal (the allocation just goes untraced). */
 #ifndef SM_TRACER_UTHASH_CFG_H
 #define SM_TRACER_UTHASH_CFG_H
 
@@ -11,7 +11,8 @@
 #define uthash_malloc(sz) sm_meta_alloc(sz)
 #define uthash_free(ptr, sz) sm_meta_free((ptr), (sz))
 #define HASH_NONFATAL_OOM 1
-/* The includer defines `static int sm_uthash_oom;` and checks it after adds. */
+/* A file that adds to a table (table.c) defines `static int sm_uthash_oom;`
+ * and checks it after adds. */
 #define uthash_nonfatal_oom(obj) (sm_uthash_oom = 1)
 
 #include <uthash.h>

@@ -1,0 +1,172 @@
+/* What the tracer's own files share beyond tracer.h: the trace record, a
+ * tracing thread's state, and the parts of the counters and the sampler
+ * that a traced malloc or free needs inline (so that splitting the tracer
+ * into files cost the hot path nothing). Not for the allocator, the preload
+ * layer or the tools. Declarations are grouped by the file that defines
+ * them; each of those files says at its top which locks it owns. */
+#ifndef SM_TRACER_INTERNAL_H
+#define SM_TRACER_INTERNAL_H
+
+#include <math.h>
+
+#include "allocator/internal.h"
+#include "tracer/tracer.h"
+#include "tracer/uthash_cfg.h" /* UT_hash_handle; only table.c adds or finds */
+
+/* Live counts are kept in fixed point (blocks x SM_FP_ONE), so that the
+ * estimates of a sampled run stay unbiased. */
+#define SM_FP_ONE 65536u
+
+/* ---- table.c: the trace table (owns trace_lock) */
+struct sm_trace {
+  UT_hash_handle hh;
+  uint32_t id;
+  uint16_t nframes;
+  uint16_t flags;          /* SM_SNAP_TRUNCATED */
+  uint32_t gen;            /* sm_unwind_gen when its modules were last checked (trace_lock) */
+  uint64_t size;           /* atomic: live bytes (an estimate when sampling) */
+  uint64_t count_fp;       /* atomic: live blocks x SM_FP_ONE */
+  uint64_t leak[SM_LEAK_CLASSES][2]; /* filled by the leak scanner at exit */
+  uint16_t *modules;       /* module index per frame (into the same allocation) */
+  uintptr_t frames[];      /* innermost first; the hash key; never changes */
+};
+
+/* The trace with that id, without a lock (NULL: none). */
+sm_trace_t *sm_trace_by_id(uint32_t id);
+/* The trace of stack ips[0..n) as walked under module generation gen:
+ * found in the table or added to it (takes trace_lock; may resolve modules,
+ * which asks the loader, so never call it holding a tracer lock). NULL when
+ * the table is full or there is no memory for a new trace. */
+sm_trace_t *sm_trace_intern(const uintptr_t *ips, unsigned n, bool truncated, uint32_t gen);
+
+/* ---- capture.c: from a stack to its trace (no lock of its own) */
+/* A per-thread direct-mapped cache of recently seen stacks, so that the
+ * common case (a stack seen before) needs neither the table lock nor
+ * uthash's hash of the whole frame array. */
+#define SM_TCACHE_SIZE 512
+typedef struct sm_tcache_entry {
+  uint64_t hash;
+  sm_trace_t *trace;
+} sm_tcache_entry_t;
+
+/* A per-thread memo of whole captures, keyed by where the walk starts (the
+ * return address and stack pointer at the entry point); capture.c says how
+ * it stays exact. */
+#define SM_MEMO_SLOTS 64
+typedef struct sm_memo {
+  uintptr_t ra, sp, bp;
+  sm_trace_t *trace;   /* NULL: empty */
+  uint32_t gen;        /* sm_unwind_gen when filled */
+  bool bp_used;
+  uint8_t n;
+  uint8_t next_victim; /* in a set's first way: the way to fill next */
+  uint32_t off[SM_WALK_LOG_MAX];
+  uintptr_t val[SM_WALK_LOG_MAX];
+} sm_memo_t;
+
+struct sm_tlocal;
+/* The trace of the current stack, walked from `from` (NULL: from here),
+ * through the thread's memo and cache when it has them (tl may be NULL);
+ * NULL when there is no memory for a new trace. */
+sm_trace_t *sm_capture(struct sm_tlocal *tl, const sm_stack_start_t *from);
+
+/* ---- counters.c: live bytes and blocks (owns delta_lock) */
+/* Each thread accumulates its changes in a table of its own, direct-mapped
+ * by trace id, and publishes them lazily (counters.c says when). */
+#define SM_DELTA_SLOTS 1024
+#define SM_DELTA_FLUSH (256 * 1024)
+
+typedef struct sm_delta {
+  uint32_t id;       /* trace id, 0 = empty */
+  int64_t size;      /* pending change of the trace's bytes */
+  int64_t count_fp;  /* pending change of its blocks x SM_FP_ONE */
+} sm_delta_t;
+
+/* Everything a tracing thread keeps to itself, allocated from the metadata
+ * arena on its first traced allocation (TLS stays small) and returned when
+ * the thread exits. The registry links and the deltas are counters.c's;
+ * the cache, memo and unwind rules are capture.c's and unwind.c's, and no
+ * other thread ever reads them. */
+typedef struct sm_tlocal {
+  struct sm_tlocal *next, *prev; /* registry (delta_lock) */
+  int64_t current;               /* pending change of traced bytes */
+  int64_t high;                  /* highest `current` since the last flush or peak reset */
+  sm_delta_t d[SM_DELTA_SLOTS];
+  sm_tcache_entry_t cache[SM_TCACHE_SIZE];
+  sm_memo_t memo[SM_MEMO_SLOTS];
+  sm_unwind_cache_t unwind;
+} sm_tlocal_t;
+
+/* This thread's tracer state, one TLS block so that the hooks reach all of
+ * it through one thread-pointer offset. */
+typedef struct sm_tstate {
+  int busy;                /* >0: inside the tracer or a suppressed region (tracer.c) */
+  uint64_t rng;            /* xorshift state of the sampler (sampling.c) */
+  struct sm_tlocal *local; /* this thread's tables, NULL until its first traced block (counters.c) */
+} sm_tstate_t;
+extern SM_TLS sm_tstate_t sm_ts; /* tracer.c */
+
+/* Registers a new thread's tables (NULL: no memory; the caller then goes
+ * straight to the shared counters). */
+sm_tlocal_t *sm_tlocal_new(void);
+/* The rare parts of sm_counters_change, out of line: a thread without its
+ * tables yet or a slot held by another trace (the whole change is made
+ * there, so that no value lives across the call), and a new high or a
+ * flush of the thread's pending bytes. */
+SM_NOINLINE void sm_counters_change_slow(uint32_t id, int64_t size, int64_t count_fp);
+SM_NOINLINE void sm_counters_change_rare(sm_tlocal_t *td);
+/* From sm_tracer_start: counters publish a thread's tables when it exits. */
+void sm_counters_start(void);
+/* Readers' side: while held (delta_lock, below trace_lock), the registry
+ * stands still and sm_counters_totals adds every thread's pending changes. */
+void sm_counters_hold(void);
+void sm_counters_release(void);
+void sm_counters_totals(const sm_trace_t *t, int64_t *size, int64_t *count_fp);
+
+SM_INLINE sm_tlocal_t *sm_tlocal(void) {
+  sm_tlocal_t *td = sm_ts.local;
+  if (SM_LIKELY(td != NULL)) return td;
+  return sm_tlocal_new();
+}
+
+/* Adds a change to the thread's table; inline, with everything uncommon out
+ * of line: in the common case a table test, a slot test and one test of the
+ * new total against the high-water mark and the flush bound. */
+SM_INLINE void sm_counters_change(uint32_t id, int64_t size, int64_t count_fp) {
+  sm_tlocal_t *td = sm_ts.local;
+  sm_delta_t *e;
+  if (SM_UNLIKELY(!td || (e = &td->d[id & (SM_DELTA_SLOTS - 1)])->id != id)) {
+    sm_counters_change_slow(id, size, count_fp);
+    return;
+  }
+  /* Only this thread writes its table, but readers load it concurrently
+   * (sm_counters_totals): relaxed stores, plain moves on x86. */
+  __atomic_store_n(&e->size, e->size + size, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->count_fp, e->count_fp + count_fp, __ATOMIC_RELAXED);
+  int64_t cur = td->current + size;
+  __atomic_store_n(&td->current, cur, __ATOMIC_RELAXED);
+  if (SM_UNLIKELY(cur > __atomic_load_n(&td->high, __ATOMIC_RELAXED) || cur < -SM_DELTA_FLUSH))
+    sm_counters_change_rare(td);
+}
+
+/* ---- sampling.c: which allocations are traced, and what each stands for */
+/* sm_track_wanted() found the thread's budget spent: false if the block is
+ * not sampled after all (sampling.c). */
+SM_NOINLINE bool sm_sample_point(size_t req);
+
+/* Per-trace live estimates for a block of req bytes: itself without
+ * sampling; with sample=N, 1/p blocks of req/p bytes, p = 1 - exp(-(req|1)/N)
+ * the chance that the sampler picked it (sampling.c says why). */
+SM_INLINE void sm_tracer_weight(size_t req, uint64_t *size, uint64_t *count_fp) {
+  if (!sm_opt.sample) {
+    *size = req;
+    *count_fp = SM_FP_ONE;
+    return;
+  }
+  double s = (double)(req | 1); /* the block's length in the sampled stream (sm_track_wanted) */
+  double p = -expm1(-s / (double)sm_opt.sample); /* 1 - exp(-s/N), exact for small s */
+  *size = (uint64_t)llround((double)req / p);
+  *count_fp = (uint64_t)llround((double)SM_FP_ONE / p);
+}
+
+#endif

@@ -1,0 +1,169 @@
+/* The trace table: interned stacks with stable ids.
+ *
+ * A trace is an array of return addresses with an id (1, 2, ...). The
+ * table (uthash over the address bytes) maps stacks to traces; a two-level
+ * id -> trace array lets free() and the counters find a block's trace
+ * without a lock. A trace is never freed: blocks and snapshots reach it by
+ * id even after it left the hash (its code was unloaded).
+ *
+ * Locks: this file owns trace_lock. It guards the hash, next_id,
+ * trace_count, the id array's chunks being added and each trace's `gen`;
+ * the id array is read without it (acquire loads of pointers published with
+ * release stores), and a trace's frames and modules never change once
+ * published. In the lock order (tracer/locks.c) trace_lock sits below
+ * mod_lock and above delta_lock: sm_tracer_copy takes delta_lock (through
+ * sm_counters_hold) inside it, and adding a trace takes the metadata lock.
+ * Module resolution asks the loader, so it runs before trace_lock is taken,
+ * never under it. */
+#include <string.h>
+
+#include "tracer/internal.h"
+
+static int sm_uthash_oom; /* set by uthash when an add ran out of memory */
+
+#define ID_CHUNK_BITS 12
+#define ID_CHUNK ((size_t)1 << ID_CHUNK_BITS)
+#define ID_CHUNKS 4096 /* up to 16M traces */
+
+static sm_lock_t trace_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
+static sm_trace_t *table;            /* uthash head */
+static sm_trace_t **ids[ID_CHUNKS];  /* id -> trace */
+static uint32_t next_id = 1;
+static size_t trace_count;
+
+sm_trace_t *sm_trace_by_id(uint32_t id) {
+  sm_trace_t **chunk = __atomic_load_n(&ids[id >> ID_CHUNK_BITS], __ATOMIC_ACQUIRE);
+  return chunk ? __atomic_load_n(&chunk[id & (ID_CHUNK - 1)], __ATOMIC_ACQUIRE) : NULL;
+}
+
+/* Code may be unloaded and other code loaded at the same addresses: the
+ * same return addresses then name other functions. A trace found under an
+ * older sm_unwind_gen is re-checked against the module map; if a frame's
+ * module changed, it leaves the table (blocks and snapshots still reach it
+ * by id) and the stack becomes a new trace. */
+static bool modules_same(const sm_trace_t *t, const uint16_t *mods) {
+  return memcmp(t->modules, mods, t->nframes * sizeof *mods) == 0;
+}
+
+static void resolve_modules(const uintptr_t *ips, unsigned n, uint16_t *mods) {
+  /* Another object may sit where a known one was, so a hit in the module
+   * table proves nothing until the loader's count of loads was read (once
+   * per new trace, cheap next to the rest of adding one). */
+  sm_modules_refresh();
+  for (unsigned i = 0; i < n; i++) {
+    uint32_t m = sm_modules_find(ips[i]);
+    mods[i] = m >= 0xffff ? 0xffff : (uint16_t)m;
+  }
+}
+
+static sm_trace_t *find_locked(const uintptr_t *ips, unsigned n, uint32_t gen, const uint16_t *mods) {
+  sm_trace_t *t;
+  HASH_FIND(hh, table, ips, n * sizeof(uintptr_t), t);
+  if (t && t->gen != gen) {
+    if (!mods) return NULL; /* the caller resolves the modules and asks again */
+    if (!modules_same(t, mods)) {
+      HASH_DELETE(hh, table, t);
+      return NULL;
+    }
+    t->gen = gen;
+  }
+  return t;
+}
+
+/* Adds a new trace; modules[] was resolved by the caller without the lock
+ * (resolving may ask the dynamic loader, which may be inside malloc). */
+static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, unsigned n, bool truncated,
+                              uint32_t gen) {
+  uint32_t id = next_id;
+  if ((id >> ID_CHUNK_BITS) >= ID_CHUNKS) return NULL; /* table full: untraced */
+  size_t bytes = sizeof(sm_trace_t) + n * sizeof(uintptr_t) + n * sizeof(uint16_t);
+  sm_trace_t *t = sm_meta_alloc(bytes);
+  if (!t) return NULL;
+  t->id = id;
+  t->nframes = (uint16_t)n;
+  t->flags = truncated ? SM_SNAP_TRUNCATED : 0;
+  t->gen = gen;
+  memcpy(t->frames, ips, n * sizeof(uintptr_t));
+  t->modules = (uint16_t *)&t->frames[n];
+  memcpy(t->modules, modules, n * sizeof(uint16_t));
+  sm_trace_t **chunk = ids[id >> ID_CHUNK_BITS];
+  if (!chunk) {
+    chunk = sm_meta_alloc(ID_CHUNK * sizeof *chunk);
+    if (!chunk) {
+      sm_meta_free(t, bytes);
+      return NULL;
+    }
+    __atomic_store_n(&ids[id >> ID_CHUNK_BITS], chunk, __ATOMIC_RELEASE);
+  }
+  sm_uthash_oom = 0;
+  HASH_ADD_KEYPTR(hh, table, t->frames, n * sizeof(uintptr_t), t);
+  if (sm_uthash_oom) {
+    sm_meta_free(t, bytes);
+    return NULL;
+  }
+  __atomic_store_n(&chunk[id & (ID_CHUNK - 1)], t, __ATOMIC_RELEASE);
+  next_id++;
+  trace_count++;
+  return t;
+}
+
+sm_trace_t *sm_trace_intern(const uintptr_t *ips, unsigned n, bool truncated, uint32_t gen) {
+  sm_lock(&trace_lock);
+  sm_trace_t *t = find_locked(ips, n, gen, NULL);
+  sm_unlock(&trace_lock);
+  if (SM_UNLIKELY(!t)) { /* a new stack, or code was unloaded: resolve its modules, then add it */
+    uint16_t mods[SM_SNAP_MAX_FRAMES];
+    resolve_modules(ips, n, mods);
+    sm_lock(&trace_lock);
+    t = find_locked(ips, n, gen, mods); /* another thread may have added it meanwhile */
+    if (!t) t = add_locked(ips, mods, n, truncated, gen);
+    sm_unlock(&trace_lock);
+  }
+  return t;
+}
+
+uint64_t *sm_tracer_leak_slots(uint32_t id) {
+  sm_trace_t *t = id ? sm_trace_by_id(id) : NULL;
+  return t ? &t->leak[0][0] : NULL;
+}
+
+/* One trace's row of a copy: false when it has nothing live to report. */
+static bool copy_one(const sm_trace_t *t, sm_trace_copy_t *c) {
+  int64_t size, cfp;
+  sm_counters_totals(t, &size, &cfp);
+  uint64_t leaked = t->leak[0][1] | t->leak[1][1] | t->leak[2][1] | t->leak[3][1];
+  if (cfp < (int64_t)SM_FP_ONE / 2 && !leaked) return false; /* nothing live */
+  c->id = t->id;
+  c->nframes = t->nframes;
+  c->flags = t->flags;
+  c->size = size > 0 ? (uint64_t)size : 0;
+  c->count = ((uint64_t)cfp + SM_FP_ONE / 2) / SM_FP_ONE;
+  memcpy(c->leak, t->leak, sizeof c->leak);
+  c->frames = t->frames;
+  c->modules = t->modules;
+  return true;
+}
+
+sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap) {
+  sm_tracer_enter();
+  sm_lock(&trace_lock);
+  *cap = trace_count;
+  sm_trace_copy_t *arr = *cap ? sm_meta_alloc(*cap * sizeof *arr) : NULL;
+  size_t k = 0;
+  sm_counters_hold();
+  /* By id, not through the hash: traces that left it (unloaded code) may
+   * still have live blocks. */
+  for (uint32_t id = 1; arr && id < next_id && k < *cap; id++) {
+    sm_trace_t *t = sm_trace_by_id(id);
+    if (t && copy_one(t, &arr[k])) k++;
+  }
+  sm_counters_release();
+  sm_unlock(&trace_lock);
+  sm_tracer_leave();
+  if (!arr) *cap = 0;
+  *n = k;
+  return arr;
+}
+
+/* For the lock table (tracer/locks.c). */
+sm_lock_t *const sm_trace_lock_ref = &trace_lock;
