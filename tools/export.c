@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
-#include <getopt.h>
 #include <libelf.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +29,7 @@
 #include <zlib.h>
 
 #include "tools/cli.h"
+#include "tools/cliopt.h"
 #include "tools/pbuf.h"
 #include "tools/report.h"
 #include "tools/util.h"
@@ -394,102 +394,116 @@ static const char export_help[] =
     "  --exclude GLOB       drop traces whose site matches GLOB (repeatable)\n"
     "  --raw                stacks start at the innermost frame, allocation wrappers\n"
     "                       (strdup, operator new, ...) included\n"
+    "  --alloc-fn GLOB      a function of the program's own that allocates for its\n"
+    "                       callers (xmalloc): never the site (repeatable)\n"
     "  --full-paths         do not shorten paths under the current directory\n";
 
-int cmd_export(int argc, char **argv) {
-  enum { E_FORMAT = 500, E_OUTPUT, E_INCLUDE, E_EXCLUDE, E_RAW, E_FULL, E_HELP };
-  static const struct option longopts[] = {
-      {"format", required_argument, NULL, E_FORMAT},   {"output", required_argument, NULL, E_OUTPUT},
-      {"include", required_argument, NULL, E_INCLUDE}, {"exclude", required_argument, NULL, E_EXCLUDE},
-      {"raw", no_argument, NULL, E_RAW},               {"full-paths", no_argument, NULL, E_FULL},
-      {"help", no_argument, NULL, E_HELP},             {NULL, 0, NULL, 0}};
-  sm_report_opts_t o = {0};
-  o.by = BY_TRACE;
-  o.format = FMT_FOLDED;
-  o.include = xcalloc((size_t)argc, sizeof(char *));
-  o.exclude = xcalloc((size_t)argc, sizeof(char *));
-  bool pprof = true;
-  const char *path = NULL, *output = NULL;
-  optind = 1;
-  opterr = 0;
+enum { E_FORMAT = CLI_OWN };
+static const struct option export_opts[] = {
+    {"format", required_argument, NULL, E_FORMAT},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct export_args {
+  sm_report_opts_t o;
+  bool pprof, to_stdout;
+  const char *path, *output;
+} export_args_t;
+
+/* Parses export's arguments; false after --help (printed). */
+static bool parse_export_args(int argc, char **argv, export_args_t *a) {
+  static const char *const formats[] = {"pprof", "folded", NULL};
+  memset(a, 0, sizeof *a);
+  a->o.by = BY_TRACE;
+  a->o.format = FMT_FOLDED;
+  a->pprof = true;
+  cli_select_init(&a->o, argc);
+  cli_opts_t p;
+  cli_opts_init(&p, "export", "-o:");
+  cli_opts_add(&p, export_opts);
+  cli_opts_add(&p, cli_output_opts);
+  cli_opts_add(&p, cli_select_opts);
+  cli_opts_add(&p, cli_naming_opts);
+  cli_opts_add(&p, cli_help_opts);
   int c;
-  while ((c = getopt_long(argc, argv, "-o:", longopts, NULL)) != -1) {
+  while ((c = cli_opts_next(&p, argc, argv)) != -1) {
+    if (cli_select_opt(c, &a->o)) continue;
     switch (c) {
-    case 1:
-      if (path) cli_usage_error("export", "takes one snapshot, not several");
-      path = optarg;
+    case CLI_OPERAND:
+      if (a->path) cli_usage_error("export", "takes one snapshot, not several");
+      a->path = optarg;
       break;
-    case E_FORMAT:
-      if (!strcmp(optarg, "pprof")) pprof = true;
-      else if (!strcmp(optarg, "folded")) pprof = false;
-      else cli_usage_error("export", "--format takes pprof or folded, not '%s'", optarg);
-      break;
+    case E_FORMAT: a->pprof = cli_keyword("export", "--format", formats) == 0; break;
     case 'o':
-    case E_OUTPUT:
       if (!*optarg) cli_usage_error("export", "--output takes a file name");
-      output = optarg;
+      a->output = optarg;
       break;
-    case E_INCLUDE: o.include[o.ninclude++] = optarg; break;
-    case E_EXCLUDE: o.exclude[o.nexclude++] = optarg; break;
-    case E_RAW: o.raw = true; break;
-    case E_FULL: o.full_paths = true; break;
-    case E_HELP:
+    case CLI_HELP:
       fputs(export_help, stdout);
-      free(o.include);
-      free(o.exclude);
-      return 0;
-    default:
-      if (optopt > 0 && optopt < 256) cli_usage_error("export", "option '-%c' is unknown or lacks its value", optopt);
-      cli_usage_error("export", "option '%s' is unknown or lacks its value", argv[optind - 1]);
+      cli_select_free(&a->o);
+      return false;
     }
   }
-  if (!path) cli_usage_error("export", "needs a snapshot file");
-  bool to_stdout = !output || !strcmp(output, "-");
-  if (pprof && to_stdout && isatty(STDOUT_FILENO))
+  if (!a->path) cli_usage_error("export", "needs a snapshot file");
+  a->to_stdout = !a->output || !strcmp(a->output, "-");
+  if (a->pprof && a->to_stdout && isatty(STDOUT_FILENO))
     cli_usage_error("export", "will not write a compressed profile to a terminal; use -o FILE");
+  return true;
+}
 
-  sm_snap_t snap;
-  if (cli_load(path, &snap) != 0) {
-    free(o.include);
-    free(o.exclude);
-    return 2;
-  }
-  /* Open the output only now, so that bad input leaves no empty file behind. */
-  FILE *out = to_stdout ? stdout : fopen(output, "wb");
-  if (!out) {
-    fprintf(stderr, "snapmalloc: %s: cannot write: %s\n", output, strerror(errno));
-    sm_snap_free(&snap);
-    free(o.include);
-    free(o.exclude);
-    return 2;
-  }
-  elf_version(EV_CURRENT);
-  sm_tools_ctx_t *ctx = sm_ctx_new(&o);
-  sm_model_t m;
-  sm_model_build(ctx, &snap, &m);
+/* Writes the model to out as the arguments say; 0, or -1 if writing or
+ * compressing failed. */
+static int render_export(FILE *out, const export_args_t *a, sm_tools_ctx_t *ctx, sm_model_t *m) {
   int rc = 0;
-  if (pprof) {
+  if (a->pprof) {
     pb_t buf = {0};
-    build_profile(&m, &buf);
+    build_profile(m, &buf);
     rc = write_gzip(out, buf.p, buf.len);
     pb_free(&buf);
   } else {
-    sm_report(out, ctx, NULL, &m);
+    sm_report(out, ctx, NULL, m);
   }
+  return rc;
+}
+
+/* Flushes and closes the output; 0, or 2 after saying why it failed (and
+ * removing a partial file). rc: what writing it returned. */
+static int finish_output(FILE *out, const export_args_t *a, int rc) {
   errno = 0;
   if (fflush(out) != 0 || ferror(out)) rc = -1;
   int err = errno;
-  if (!to_stdout && fclose(out) != 0) rc = -1, err = err ? err : errno;
-  if (rc != 0) {
-    fprintf(stderr, "snapmalloc: %s: cannot write: %s\n", to_stdout ? "standard output" : output,
-            err ? strerror(err) : "compression failed");
-    if (!to_stdout) unlink(output);
-    rc = 2;
+  if (!a->to_stdout && fclose(out) != 0) rc = -1, err = err ? err : errno;
+  if (rc == 0) return 0;
+  fprintf(stderr, "snapmalloc: %s: cannot write: %s\n", a->to_stdout ? "standard output" : a->output,
+          err ? strerror(err) : "compression failed");
+  if (!a->to_stdout) unlink(a->output);
+  return 2;
+}
+
+int cmd_export(int argc, char **argv) {
+  export_args_t a;
+  if (!parse_export_args(argc, argv, &a)) return 0;
+  sm_snap_t snap;
+  if (cli_load(a.path, &snap) != 0) {
+    cli_select_free(&a.o);
+    return 2;
   }
+  /* Open the output only now, so that bad input leaves no empty file behind. */
+  FILE *out = a.to_stdout ? stdout : fopen(a.output, "wb");
+  if (!out) {
+    fprintf(stderr, "snapmalloc: %s: cannot write: %s\n", a.output, strerror(errno));
+    sm_snap_free(&snap);
+    cli_select_free(&a.o);
+    return 2;
+  }
+  elf_version(EV_CURRENT);
+  sm_tools_ctx_t *ctx = sm_ctx_new(&a.o);
+  sm_model_t m;
+  sm_model_build(ctx, &snap, &m);
+  int rc = finish_output(out, &a, render_export(out, &a, ctx, &m));
   sm_model_free(&m);
   sm_ctx_free(ctx);
   sm_snap_free(&snap);
-  free(o.include);
-  free(o.exclude);
+  cli_select_free(&a.o);
   return rc;
 }
