@@ -32,6 +32,7 @@
 #include "tools/cliopt.h"
 #include "tools/pbuf.h"
 #include "tools/report.h"
+#include "tools/intern.h"
 #include "tools/util.h"
 
 /* profile.proto's field numbers (message.field). */
@@ -50,12 +51,6 @@ enum {
 };
 
 /* ---------------------------------------------------------------- tables */
-
-typedef struct str_ent {
-  UT_hash_handle hh;
-  char *s;
-  uint64_t idx;
-} str_ent_t;
 
 typedef struct func_ent {
   UT_hash_handle hh;
@@ -82,9 +77,7 @@ typedef struct mod_info {
 
 typedef struct profile {
   sm_snap_t *snap;
-  str_ent_t *strings;      /* string -> index */
-  char **strv;             /* index -> string, for the string table */
-  uint64_t nstr, strcap;
+  sm_intern_t *strings;     /* the string table: its indexes are pprof's */
   func_ent_t *funcs;
   uint64_t nfunc;
   loc_ent_t *locs;
@@ -100,19 +93,7 @@ typedef struct profile {
  * UTF-8. */
 static uint64_t str_idx(profile_t *pf, const char *s) {
   if (!s) s = "";
-  str_ent_t *e;
-  HASH_FIND_STR(pf->strings, s, e);
-  if (e) return e->idx;
-  e = xcalloc(1, sizeof *e);
-  e->s = xstrdup(s);
-  e->idx = pf->nstr++;
-  HASH_ADD_KEYPTR(hh, pf->strings, e->s, strlen(e->s), e);
-  if (pf->nstr > pf->strcap) {
-    pf->strcap = pf->strcap ? pf->strcap * 2 : 256;
-    pf->strv = xrealloc(pf->strv, pf->strcap * sizeof *pf->strv);
-  }
-  pf->strv[e->idx] = e->s;
-  return e->idx;
+  return sm_intern_id(pf->strings, s, strlen(s));
 }
 
 static uint64_t func_id(profile_t *pf, const char *name, const char *file) {
@@ -224,36 +205,22 @@ static void value_type(profile_t *pf, pb_t *out, unsigned field, const char *typ
   pb_msg(out, field, &pf->sub);
 }
 
-/* Encodes the whole profile into out. */
-static void build_profile(sm_model_t *m, pb_t *out) {
-  sm_snap_t *snap = m->snap;
-  profile_t pf = {0};
-  pf.snap = snap;
-  pf.mods = xcalloc(snap->nmodules ? snap->nmodules : 1, sizeof *pf.mods);
-  str_idx(&pf, ""); /* string_table[0] must be "" */
-
-  value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_space", "bytes");
-  value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_objects", "count");
-  value_type(&pf, out, PROFILE_PERIOD_TYPE, "space", "bytes");
-  bool sampled = (snap->flags & SM_SNAP_SAMPLED) != 0;
-  pb_uint(out, PROFILE_PERIOD, sampled ? snap->sample_bytes : 1);
-  pb_uint(out, PROFILE_TIME_NANOS, snap->time_ns);
-  pb_uint(out, PROFILE_DEFAULT_SAMPLE_TYPE, str_idx(&pf, "inuse_space"));
-
-  /* Comments: what the numbers are, and where they came from. */
-  uint64_t comments[4];
+/* The profile's comments: what the numbers are, and where they came from. */
+static void profile_comments(profile_t *pf, pb_t *out) {
+  const sm_snap_t *snap = pf->snap;
+  uint64_t comments[3];
   size_t ncomments = 0;
   strbuf_t sb = {0}, prog = {0};
   sm_escape(&prog, snap->program[0] ? snap->program : "?", 0);
   sb_printf(&sb, "snapmalloc snapshot %llu of %s (pid %llu): live blocks only, so inuse_* and no alloc_*",
             (unsigned long long)snap->sequence, prog.s, (unsigned long long)snap->pid);
   free(prog.s);
-  comments[ncomments++] = str_idx(&pf, sb.s);
-  if (sampled) {
+  comments[ncomments++] = str_idx(pf, sb.s);
+  if (snap->flags & SM_SNAP_SAMPLED) {
     sb.len = 0;
     sb_printf(&sb, "sampled: one allocation traced per %llu bytes on average; sizes and counts are estimates",
               (unsigned long long)snap->sample_bytes);
-    comments[ncomments++] = str_idx(&pf, sb.s);
+    comments[ncomments++] = str_idx(pf, sb.s);
   }
   if (snap->cmdline_len) {
     sb.len = 0;
@@ -262,11 +229,14 @@ static void build_profile(sm_model_t *m, pb_t *out) {
       sb_putc(&sb, ' ');
       sm_escape(&sb, snap->cmdline + i, 0);
     }
-    comments[ncomments++] = str_idx(&pf, sb.s);
+    comments[ncomments++] = str_idx(pf, sb.s);
   }
   free(sb.s);
   pb_packed(out, PROFILE_COMMENT, comments, ncomments);
+}
 
+/* One Sample per trace of the model, its locations from the site out. */
+static void profile_samples(profile_t *pf, const sm_model_t *m) {
   uint64_t *ids = NULL;
   size_t idcap = 0;
   for (size_t k = 0; k < m->ntraces; k++) {
@@ -280,23 +250,27 @@ static void build_profile(sm_model_t *m, pb_t *out) {
         idcap = idcap ? idcap * 2 : 64;
         ids = xrealloc(ids, idcap * sizeof *ids);
       }
-      ids[nids++] = loc_id(&pf, t, i, e, i - b);
+      ids[nids++] = loc_id(pf, t, i, e, i - b);
       i = e;
     }
     uint64_t values[2] = {t->raw->size, t->raw->count};
-    pb_reset(&pf.sub);
-    pb_packed(&pf.sub, SAMPLE_LOCATION_ID, ids, nids);
-    pb_packed(&pf.sub, SAMPLE_VALUE, values, 2);
-    pb_msg(&pf.samples, PROFILE_SAMPLE, &pf.sub);
+    pb_reset(&pf->sub);
+    pb_packed(&pf->sub, SAMPLE_LOCATION_ID, ids, nids);
+    pb_packed(&pf->sub, SAMPLE_VALUE, values, 2);
+    pb_msg(&pf->samples, PROFILE_SAMPLE, &pf->sub);
   }
   free(ids);
+}
 
-  for (uint32_t i = 0; i < snap->nmodules; i++) {
-    const sm_snap_module_t *mod = &snap->modules[i];
+/* One Mapping per module of the snapshot (after the samples: its flags say
+ * what the locations found). */
+static void profile_mappings(profile_t *pf, pb_t *out) {
+  for (uint32_t i = 0; i < pf->snap->nmodules; i++) {
+    const sm_snap_module_t *mod = &pf->snap->modules[i];
     char hex[2 * 64 + 1];
     for (uint32_t j = 0; j < mod->build_id_len && j < 64; j++) sprintf(hex + 2 * j, "%02x", mod->build_id[j]);
     hex[2 * (mod->build_id_len < 64 ? mod->build_id_len : 64)] = '\0';
-    pb_t *mm = &pf.sub;
+    pb_t *mm = &pf->sub;
     pb_reset(mm);
     pb_uint(mm, MAPPING_ID, (uint64_t)i + 1);
     pb_uint(mm, MAPPING_MEMORY_START, mod->start);
@@ -304,47 +278,66 @@ static void build_profile(sm_model_t *m, pb_t *out) {
     pb_uint(mm, MAPPING_FILE_OFFSET, first_load_offset(mod));
     strbuf_t name = {0};
     sm_escape(&name, mod->path, 0);
-    pb_uint(mm, MAPPING_FILENAME, str_idx(&pf, name.s));
+    pb_uint(mm, MAPPING_FILENAME, str_idx(pf, name.s));
     free(name.s);
-    pb_uint(mm, MAPPING_BUILD_ID, str_idx(&pf, hex));
+    pb_uint(mm, MAPPING_BUILD_ID, str_idx(pf, hex));
     /* True flags tell pprof the names are final: nothing to look up again. */
-    pb_uint(mm, MAPPING_HAS_FUNCTIONS, pf.mods[i].functions);
-    pb_uint(mm, MAPPING_HAS_FILENAMES, pf.mods[i].filenames);
-    pb_uint(mm, MAPPING_HAS_LINE_NUMBERS, pf.mods[i].lines);
-    pb_uint(mm, MAPPING_HAS_INLINE_FRAMES, pf.mods[i].lines); /* DWARF lines come with their inline chains */
+    pb_uint(mm, MAPPING_HAS_FUNCTIONS, pf->mods[i].functions);
+    pb_uint(mm, MAPPING_HAS_FILENAMES, pf->mods[i].filenames);
+    pb_uint(mm, MAPPING_HAS_LINE_NUMBERS, pf->mods[i].lines);
+    pb_uint(mm, MAPPING_HAS_INLINE_FRAMES, pf->mods[i].lines); /* DWARF lines come with their inline chains */
     pb_msg(out, PROFILE_MAPPING, mm);
   }
+}
+
+static void profile_free(profile_t *pf) {
+  func_ent_t *fe, *ft;
+  HASH_ITER(hh, pf->funcs, fe, ft) {
+    HASH_DEL(pf->funcs, fe);
+    free(fe->key);
+    free(fe);
+  }
+  loc_ent_t *le, *lt;
+  HASH_ITER(hh, pf->locs, le, lt) {
+    HASH_DEL(pf->locs, le);
+    free(le);
+  }
+  sm_intern_free(pf->strings);
+  free(pf->mods);
+  pb_free(&pf->functions);
+  pb_free(&pf->locations);
+  pb_free(&pf->samples);
+  pb_free(&pf->sub);
+  pb_free(&pf->line);
+}
+
+/* Encodes the whole profile into out. */
+static void build_profile(sm_model_t *m, pb_t *out) {
+  sm_snap_t *snap = m->snap;
+  profile_t pf = {0};
+  pf.snap = snap;
+  pf.mods = xcalloc(snap->nmodules ? snap->nmodules : 1, sizeof *pf.mods);
+  pf.strings = sm_intern_new();
+  str_idx(&pf, ""); /* string_table[0] must be "" */
+
+  value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_space", "bytes");
+  value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_objects", "count");
+  value_type(&pf, out, PROFILE_PERIOD_TYPE, "space", "bytes");
+  bool sampled = (snap->flags & SM_SNAP_SAMPLED) != 0;
+  pb_uint(out, PROFILE_PERIOD, sampled ? snap->sample_bytes : 1);
+  pb_uint(out, PROFILE_TIME_NANOS, snap->time_ns);
+  pb_uint(out, PROFILE_DEFAULT_SAMPLE_TYPE, str_idx(&pf, "inuse_space"));
+  profile_comments(&pf, out);
+  profile_samples(&pf, m);
+  profile_mappings(&pf, out);
 
   /* Fields may come in any order: the string table last, once every string is in. */
   pb_append(out, &pf.samples);
   pb_append(out, &pf.locations);
   pb_append(out, &pf.functions);
-  for (uint64_t i = 0; i < pf.nstr; i++) pb_str(out, PROFILE_STRING_TABLE, pf.strv[i]);
-
-  str_ent_t *se, *st;
-  HASH_ITER(hh, pf.strings, se, st) {
-    HASH_DEL(pf.strings, se);
-    free(se->s);
-    free(se);
-  }
-  func_ent_t *fe, *ft;
-  HASH_ITER(hh, pf.funcs, fe, ft) {
-    HASH_DEL(pf.funcs, fe);
-    free(fe->key);
-    free(fe);
-  }
-  loc_ent_t *le, *lt;
-  HASH_ITER(hh, pf.locs, le, lt) {
-    HASH_DEL(pf.locs, le);
-    free(le);
-  }
-  free(pf.strv);
-  free(pf.mods);
-  pb_free(&pf.functions);
-  pb_free(&pf.locations);
-  pb_free(&pf.samples);
-  pb_free(&pf.sub);
-  pb_free(&pf.line);
+  for (uint32_t i = 0; i < sm_intern_count(pf.strings); i++)
+    pb_str(out, PROFILE_STRING_TABLE, sm_intern_str(pf.strings, i));
+  profile_free(&pf);
 }
 
 /* ---------------------------------------------------------------- output */
