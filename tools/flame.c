@@ -463,30 +463,12 @@ static void when_text(char *buf, size_t cap, const sm_snap_t *s) {
   strftime(buf, cap, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
-static void write_flame(FILE *out, const char *title, int width, const fnode_t *nodes, size_t nnodes,
-                        const sm_snap_t *old,
-                        const sm_snap_t *cur, const char *old_path, const char *cur_path) {
-  const fnode_t *root = &nodes[0];
-  flame_t *fl = xcalloc(1, sizeof *fl);
-  fl->out = out;
-  fl->diff = old != NULL;
-  fl->nodes = nodes;
-  fl->total = root->size;
-  fl->gw = width - 2 * MARGIN_PX;
-  fl->min_bytes = min_bytes(fl, nnodes);
-  find_depth(fl, root, 0);
-  fl->rows = fl->maxdepth + 1;
-  int height = TOP_PX + fl->rows * FRAME_PX + BOTTOM_PX;
+/* The title line (the given one, or program, pid and total) and the
+ * subtitle (which snapshots, when, what width and colour mean). */
+static void flame_titles(FILE *out, const char *title, int width, const fnode_t *root, const sm_snap_t *old,
+                         const sm_snap_t *cur, const char *old_path, const char *cur_path) {
   char total[32], delta[32], when[40];
   sm_format_size(total, sizeof total, (double)root->size, false);
-  /* read back by the script: where the graph is and how wide a character is */
-  char attrs[160];
-  snprintf(attrs, sizeof attrs, "data-gx=\"%d\" data-gw=\"%.2f\" data-fs=\"%d\" data-em=\"%.2f\"", MARGIN_PX, fl->gw,
-           FONT_PX, SVG_CHAR_EM);
-  svg_begin(out, width, height, attrs, flame_style);
-  fprintf(out, "<rect x=\"0\" y=\"0\" width=\"100%%\" height=\"100%%\" fill=\"#fbfaf7\"/>\n");
-  fprintf(out, "<g id=\"head\" data-total=\"%lld\">\n<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">",
-          (long long)root->size, width / 2);
   strbuf_t sb = {0};
   strbuf_t progb = {0};
   sm_escape(&progb, sm_base_name(cur->program[0] ? cur->program : "?"), 256);
@@ -515,6 +497,31 @@ static void write_flame(FILE *out, const char *title, int width, const fnode_t *
   svg_text(out, sb.s, svg_fit(width, FONT_PX));
   free(sb.s);
   free(progb.s);
+}
+
+static void write_flame(FILE *out, const char *title, int width, const fnode_t *nodes, size_t nnodes,
+                        const sm_snap_t *old,
+                        const sm_snap_t *cur, const char *old_path, const char *cur_path) {
+  const fnode_t *root = &nodes[0];
+  flame_t *fl = xcalloc(1, sizeof *fl);
+  fl->out = out;
+  fl->diff = old != NULL;
+  fl->nodes = nodes;
+  fl->total = root->size;
+  fl->gw = width - 2 * MARGIN_PX;
+  fl->min_bytes = min_bytes(fl, nnodes);
+  find_depth(fl, root, 0);
+  fl->rows = fl->maxdepth + 1;
+  int height = TOP_PX + fl->rows * FRAME_PX + BOTTOM_PX;
+  /* read back by the script: where the graph is and how wide a character is */
+  char attrs[160];
+  snprintf(attrs, sizeof attrs, "data-gx=\"%d\" data-gw=\"%.2f\" data-fs=\"%d\" data-em=\"%.2f\"", MARGIN_PX, fl->gw,
+           FONT_PX, SVG_CHAR_EM);
+  svg_begin(out, width, height, attrs, flame_style);
+  fprintf(out, "<rect x=\"0\" y=\"0\" width=\"100%%\" height=\"100%%\" fill=\"#fbfaf7\"/>\n");
+  fprintf(out, "<g id=\"head\" data-total=\"%lld\">\n<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">",
+          (long long)root->size, width / 2);
+  flame_titles(out, title, width, root, old, cur, old_path, cur_path);
   fprintf(out, "</text>\n<text id=\"reset\" class=\"ctl hide\" x=\"%d\" y=\"62\">Reset zoom</text>\n", MARGIN_PX);
   fprintf(out, "<text id=\"search\" class=\"ctl\" x=\"%d\" y=\"62\" text-anchor=\"end\">Search</text>\n</g>\n",
           width - MARGIN_PX);
