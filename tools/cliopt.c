@@ -31,20 +31,17 @@ const struct option cli_help_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-void cli_opts_init(cli_opts_t *p, const char *cmd, const char *shorts) {
+void cli_opts_init(cli_opts_t *p, const char *cmd, const char *shorts, const struct option *const *groups) {
   memset(p, 0, sizeof *p);
   p->cmd = cmd;
   p->shorts = shorts;
+  for (; *groups; groups++)
+    for (const struct option *o = *groups; o->name; o++) {
+      if (p->n == CLI_MAX_OPTS) abort(); /* a table of ours outgrew CLI_MAX_OPTS */
+      p->v[p->n++] = *o;
+    }
   optind = 1;
   opterr = 0;
-}
-
-void cli_opts_add(cli_opts_t *p, const struct option *group) {
-  for (; group->name; group++) {
-    if (p->n == CLI_MAX_OPTS) abort(); /* a table of ours outgrew CLI_MAX_OPTS */
-    p->v[p->n++] = *group;
-  }
-  memset(&p->v[p->n], 0, sizeof p->v[p->n]);
 }
 
 const struct option *cli_opts_find(const struct option *group, int c) {
@@ -92,6 +89,11 @@ int cli_keyword(const char *cmd, const char *option, const char *const *names) {
     sb_printf(&list, "%.*s", (int)strcspn(names[i], "|"), names[i]);
   }
   cli_usage_error(cmd, "%s takes %s, not '%s'", option, list.s, optarg);
+}
+
+void cli_range(const char *cmd, const char *option, long lo, long hi, const char *unit, long *out) {
+  if (!cli_parse_int(optarg, lo, hi, out))
+    cli_usage_error(cmd, "%s takes %ld..%ld%s%s, not '%s'", option, lo, hi, *unit ? " " : "", unit, optarg);
 }
 
 void cli_select_init(sm_report_opts_t *o, int argc) {

@@ -5,7 +5,7 @@
  * command takes (cli_select_opts), how sites are named (cli_naming_opts),
  * the output file (cli_output_opts), --help, and each command's own (run's
  * and leaks' are exported, because check is made of them). A command's
- * table is the concatenation of its groups (cli_opts_add), and one loop
+ * table is the concatenation of its groups (cli_opts_init), and one loop
  * (cli_opts_next) reads argv and says in one line what was wrong. The codes
  * of each group lie in a block of their own, so a code says which group it
  * belongs to: check hands the codes of run's table on to run. */
@@ -49,12 +49,11 @@ extern const struct option cli_help_opts[];   /* --help */
 extern const struct option cli_run_opts[];    /* run.c */
 extern const struct option cli_leaks_opts[];  /* leaks.c */
 
-/* Starts reading argv (from argv[1]) with an empty table. shorts: "-" gives
- * operands in order as CLI_OPERAND, "+" stops at the first one; "o:"
- * after it for -o. */
-void cli_opts_init(cli_opts_t *p, const char *cmd, const char *shorts);
-/* Appends a group (up to its all-NULL entry). */
-void cli_opts_add(cli_opts_t *p, const struct option *group);
+/* Starts reading argv (from argv[1]) with the command's table: the
+ * groups (a NULL-terminated list) concatenated. shorts: "-" gives operands
+ * in order as CLI_OPERAND, "+" stops at the first one; "o:" after it for -o;
+ * a ':' first tells a missing value from an unknown option. */
+void cli_opts_init(cli_opts_t *p, const char *cmd, const char *shorts, const struct option *const *groups);
 /* The next option's code (its value, if any, in optarg), CLI_OPERAND, or
  * -1 at the end. An unknown option, or one that lacks its value, is a
  * usage error (exit 2). */
@@ -66,6 +65,10 @@ const struct option *cli_opts_find(const struct option *group, int c);
  * each "NAME" or "NAME|ALIAS|..."; returns its index, or says "OPTION
  * takes A, B or C, not 'X'" (the names without their aliases) and exits 2. */
 int cli_keyword(const char *cmd, const char *option, const char *const *names);
+
+/* Reads a whole number from lo to hi in optarg into *out, or says
+ * "OPTION takes LO..HI[ UNIT], not 'X'" and exits 2 (unit may be ""). */
+void cli_range(const char *cmd, const char *option, long lo, long hi, const char *unit, long *out);
 
 /* The selection and naming options, into a report's options: the arrays
  * get room for every argument (free them with cli_select_free). */

@@ -412,12 +412,9 @@ static bool parse_export_args(int argc, char **argv, export_args_t *a) {
   a->pprof = true;
   cli_select_init(&a->o, argc);
   cli_opts_t p;
-  cli_opts_init(&p, "export", "-o:");
-  cli_opts_add(&p, export_opts);
-  cli_opts_add(&p, cli_output_opts);
-  cli_opts_add(&p, cli_select_opts);
-  cli_opts_add(&p, cli_naming_opts);
-  cli_opts_add(&p, cli_help_opts);
+  static const struct option *const groups[] = {export_opts, cli_output_opts, cli_select_opts, cli_naming_opts,
+                                                cli_help_opts, NULL};
+  cli_opts_init(&p, "export", "-o:", groups);
   int c;
   while ((c = cli_opts_next(&p, argc, argv)) != -1) {
     if (cli_select_opt(c, &a->o)) continue;

@@ -582,12 +582,9 @@ static bool parse_flame_args(int argc, char **argv, flame_args_t *a) {
   a->width = 1200;
   cli_select_init(&a->o, argc);
   cli_opts_t p;
-  cli_opts_init(&p, "flame", "-o:");
-  cli_opts_add(&p, cli_output_opts);
-  cli_opts_add(&p, cli_select_opts);
-  cli_opts_add(&p, cli_naming_opts);
-  cli_opts_add(&p, flame_opts);
-  cli_opts_add(&p, cli_help_opts);
+  static const struct option *const groups[] = {cli_output_opts, cli_select_opts, cli_naming_opts, flame_opts,
+                                                cli_help_opts, NULL};
+  cli_opts_init(&p, "flame", "-o:", groups);
   int c;
   while ((c = cli_opts_next(&p, argc, argv)) != -1) {
     if (cli_select_opt(c, &a->o)) continue;
@@ -598,8 +595,7 @@ static bool parse_flame_args(int argc, char **argv, flame_args_t *a) {
       break;
     case 'o': a->output = optarg; break;
     case F_WIDTH:
-      if (!cli_parse_int(optarg, 300, 20000, &a->width))
-        cli_usage_error("flame", "--width takes 300..20000 pixels, not '%s'", optarg);
+      cli_range("flame", "--width", 300, 20000, "pixels", &a->width);
       break;
     case F_TITLE: a->title = optarg; break;
     case CLI_HELP:

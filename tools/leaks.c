@@ -327,10 +327,8 @@ int cmd_leaks(int argc, char **argv) {
   leaks_init(&lo, argc);
   const char *path = NULL;
   cli_opts_t p;
-  cli_opts_init(&p, "leaks", "-");
-  cli_opts_add(&p, cli_leaks_opts);
-  cli_opts_add(&p, cli_naming_opts);
-  cli_opts_add(&p, cli_help_opts);
+  static const struct option *const groups[] = {cli_leaks_opts, cli_naming_opts, cli_help_opts, NULL};
+  cli_opts_init(&p, "leaks", "-", groups);
   int c;
   while ((c = cli_opts_next(&p, argc, argv)) != -1) {
     if (c == CLI_OPERAND) {
@@ -393,13 +391,12 @@ void cli_check_parse(int argc, char **argv, cli_check_args_t *a) {
   a->names = xcalloc((size_t)argc, sizeof *a->names);
   a->run_argv[a->run_argc++] = "run";
   cli_opts_t p;
-  cli_opts_init(&p, "check", "+:o:");
+  /* run's table and leaks' (with the naming options): whatever either
+   * takes, check takes */
+  static const struct option *const groups[] = {cli_run_opts, cli_leaks_opts, cli_naming_opts, check_opts,
+                                                cli_help_opts, NULL};
+  cli_opts_init(&p, "check", "+:o:", groups);
   p.split_errors = true;
-  cli_opts_add(&p, cli_run_opts);
-  cli_opts_add(&p, cli_leaks_opts);
-  cli_opts_add(&p, cli_naming_opts);
-  cli_opts_add(&p, check_opts);
-  cli_opts_add(&p, cli_help_opts);
   int c;
   while ((c = cli_opts_next(&p, argc, argv)) != -1) {
     if (c == CLI_HELP) {

@@ -148,11 +148,8 @@ static void parse_report_args(const char *cmd, int argc, char **argv, report_arg
   cli_select_init(o, argc);
   a->pos = xcalloc((size_t)argc + 1, sizeof(char *));
   cli_opts_t p;
-  cli_opts_init(&p, cmd, "-");
-  cli_opts_add(&p, report_opts);
-  cli_opts_add(&p, cli_select_opts);
-  cli_opts_add(&p, cli_naming_opts);
-  cli_opts_add(&p, cli_help_opts);
+  static const struct option *const groups[] = {report_opts, cli_select_opts, cli_naming_opts, cli_help_opts, NULL};
+  cli_opts_init(&p, cmd, "-", groups);
   int c;
   while ((c = cli_opts_next(&p, argc, argv)) != -1) {
     if (c == CLI_OPERAND) a->pos[a->npos++] = optarg;

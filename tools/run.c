@@ -130,15 +130,14 @@ const struct option cli_run_opts[] = {
 static void run_opt(int c, run_args_t *a) {
   switch (c) {
   case O_DEPTH:
-    if (!cli_parse_int(optarg, 1, 128, &a->depth)) cli_usage_error("run", "--depth takes 1..128, not '%s'", optarg);
+    cli_range("run", "--depth", 1, 128, "", &a->depth);
     break;
   case O_OUT:
     if (!*optarg || strchr(optarg, ',')) cli_usage_error("run", "--out takes a non-empty path pattern without commas");
     a->out = optarg;
     break;
   case O_INTERVAL:
-    if (!cli_parse_int(optarg, 0, 86400, &a->interval))
-      cli_usage_error("run", "--interval takes 0..86400 seconds, not '%s'", optarg);
+    cli_range("run", "--interval", 0, 86400, "seconds", &a->interval);
     break;
   case O_SAMPLE:
     if (!cli_parse_size(optarg, &a->sample)) cli_usage_error("run", "--sample takes a size in bytes, not '%s'", optarg);
@@ -151,9 +150,8 @@ static void run_opt(int c, run_args_t *a) {
 static int parse_run_args(int argc, char **argv, run_args_t *a) {
   *a = (run_args_t){16, 0, 0, "snapmalloc.%e.%p.%n.snap", true, NULL};
   cli_opts_t p;
-  cli_opts_init(&p, "run", "+");
-  cli_opts_add(&p, cli_run_opts);
-  cli_opts_add(&p, cli_help_opts);
+  static const struct option *const groups[] = {cli_run_opts, cli_help_opts, NULL};
+  cli_opts_init(&p, "run", "+", groups);
   int c;
   while ((c = cli_opts_next(&p, argc, argv)) != -1) {
     if (c == CLI_HELP) return run_help();

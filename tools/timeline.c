@@ -302,14 +302,12 @@ static void timeline_opt(int c, timeline_args_t *a) {
   case CLI_OPERAND: a->pos[a->npos++] = optarg; break;
   case 'o': a->output = optarg; break;
   case T_SITES:
-    if (!cli_parse_int(optarg, 0, MAX_SITES, &a->nsites))
-      cli_usage_error("timeline", "--sites takes 0..%d, not '%s'", MAX_SITES, optarg);
+    cli_range("timeline", "--sites", 0, MAX_SITES, "", &a->nsites);
     break;
   case T_RANK: a->rank = (rank_t)cli_keyword("timeline", "--rank", ranks); break;
   case T_MIXED: a->mixed = true; break;
   case T_WIDTH:
-    if (!cli_parse_int(optarg, 400, 20000, &a->width))
-      cli_usage_error("timeline", "--width takes 400..20000 pixels, not '%s'", optarg);
+    cli_range("timeline", "--width", 400, 20000, "pixels", &a->width);
     break;
   case T_TITLE: a->title = optarg; break;
   }
@@ -325,12 +323,9 @@ static bool parse_timeline_args(int argc, char **argv, timeline_args_t *a) {
   cli_select_init(&a->o, argc);
   a->pos = xcalloc((size_t)argc, sizeof *a->pos);
   cli_opts_t p;
-  cli_opts_init(&p, "timeline", "-o:");
-  cli_opts_add(&p, cli_output_opts);
-  cli_opts_add(&p, cli_select_opts);
-  cli_opts_add(&p, cli_naming_opts);
-  cli_opts_add(&p, timeline_opts);
-  cli_opts_add(&p, cli_help_opts);
+  static const struct option *const groups[] = {cli_output_opts, cli_select_opts, cli_naming_opts, timeline_opts,
+                                                cli_help_opts, NULL};
+  cli_opts_init(&p, "timeline", "-o:", groups);
   int c;
   while ((c = cli_opts_next(&p, argc, argv)) != -1) {
     if (c == CLI_HELP) {
