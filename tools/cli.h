@@ -2,8 +2,10 @@
 #ifndef SM_TOOLS_CLI_H
 #define SM_TOOLS_CLI_H
 
+#include <limits.h>
 #include <stdbool.h>
 
+#include "tools/report.h"
 #include "tools/snapread.h"
 
 #define SNAPMALLOC_TOOL_VERSION SM_PROJECT_VERSION /* from meson.build */
@@ -36,6 +38,31 @@ char **cli_run_snapshots(const char *pattern, const char *id, size_t *n);
 void cli_free_list(char **list, size_t n);
 int cmd_leaks(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+
+/* leaks' options (leaks.c). */
+typedef struct cli_leaks_opts {
+  sm_report_opts_t naming; /* --full-paths, --alloc-fn */
+  const char *supp;
+  unsigned long long min_bytes;
+  bool show_reachable;
+  sm_format_t format;
+} cli_leaks_opts_t;
+
+/* What check was asked (leaks.c): its leaks options, and run's arguments
+ * (every run option given to check, then --out, --no-report, -- CMD...). */
+typedef struct cli_check_args {
+  cli_leaks_opts_t lo;
+  const char *out, *report;  /* --out PATTERN, -o/--report FILE */
+  char **run_argv;
+  int run_argc;
+  char **names;              /* the "--NAME"s of run_argv (malloc'd) */
+  int nnames;
+  char dir[32];              /* without --out: a fresh directory of check's own */
+  char pattern[PATH_MAX];    /* and the pattern in it */
+} cli_check_args_t;
+/* Parses check's arguments (a usage error exits 2; --help exits 0). */
+void cli_check_parse(int argc, char **argv, cli_check_args_t *a);
+void cli_check_free(cli_check_args_t *a);
 int cmd_export(int argc, char **argv);
 int cmd_flame(int argc, char **argv);    /* flame.c */
 int cmd_timeline(int argc, char **argv); /* timeline.c */

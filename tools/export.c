@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
-#include <getopt.h>
 #include <libelf.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +29,10 @@
 #include <zlib.h>
 
 #include "tools/cli.h"
+#include "tools/cliopt.h"
 #include "tools/pbuf.h"
 #include "tools/report.h"
+#include "tools/intern.h"
 #include "tools/util.h"
 
 /* profile.proto's field numbers (message.field). */
@@ -50,12 +51,6 @@ enum {
 };
 
 /* ---------------------------------------------------------------- tables */
-
-typedef struct str_ent {
-  UT_hash_handle hh;
-  char *s;
-  uint64_t idx;
-} str_ent_t;
 
 typedef struct func_ent {
   UT_hash_handle hh;
@@ -82,9 +77,7 @@ typedef struct mod_info {
 
 typedef struct profile {
   sm_snap_t *snap;
-  str_ent_t *strings;      /* string -> index */
-  char **strv;             /* index -> string, for the string table */
-  uint64_t nstr, strcap;
+  sm_intern_t *strings;     /* the string table: its indexes are pprof's */
   func_ent_t *funcs;
   uint64_t nfunc;
   loc_ent_t *locs;
@@ -100,19 +93,7 @@ typedef struct profile {
  * UTF-8. */
 static uint64_t str_idx(profile_t *pf, const char *s) {
   if (!s) s = "";
-  str_ent_t *e;
-  HASH_FIND_STR(pf->strings, s, e);
-  if (e) return e->idx;
-  e = xcalloc(1, sizeof *e);
-  e->s = xstrdup(s);
-  e->idx = pf->nstr++;
-  HASH_ADD_KEYPTR(hh, pf->strings, e->s, strlen(e->s), e);
-  if (pf->nstr > pf->strcap) {
-    pf->strcap = pf->strcap ? pf->strcap * 2 : 256;
-    pf->strv = xrealloc(pf->strv, pf->strcap * sizeof *pf->strv);
-  }
-  pf->strv[e->idx] = e->s;
-  return e->idx;
+  return sm_intern_id(pf->strings, s, strlen(s));
 }
 
 static uint64_t func_id(profile_t *pf, const char *name, const char *file) {
@@ -224,36 +205,22 @@ static void value_type(profile_t *pf, pb_t *out, unsigned field, const char *typ
   pb_msg(out, field, &pf->sub);
 }
 
-/* Encodes the whole profile into out. */
-static void build_profile(sm_model_t *m, pb_t *out) {
-  sm_snap_t *snap = m->snap;
-  profile_t pf = {0};
-  pf.snap = snap;
-  pf.mods = xcalloc(snap->nmodules ? snap->nmodules : 1, sizeof *pf.mods);
-  str_idx(&pf, ""); /* string_table[0] must be "" */
-
-  value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_space", "bytes");
-  value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_objects", "count");
-  value_type(&pf, out, PROFILE_PERIOD_TYPE, "space", "bytes");
-  bool sampled = (snap->flags & SM_SNAP_SAMPLED) != 0;
-  pb_uint(out, PROFILE_PERIOD, sampled ? snap->sample_bytes : 1);
-  pb_uint(out, PROFILE_TIME_NANOS, snap->time_ns);
-  pb_uint(out, PROFILE_DEFAULT_SAMPLE_TYPE, str_idx(&pf, "inuse_space"));
-
-  /* Comments: what the numbers are, and where they came from. */
-  uint64_t comments[4];
+/* The profile's comments: what the numbers are, and where they came from. */
+static void profile_comments(profile_t *pf, pb_t *out) {
+  const sm_snap_t *snap = pf->snap;
+  uint64_t comments[3];
   size_t ncomments = 0;
   strbuf_t sb = {0}, prog = {0};
   sm_escape(&prog, snap->program[0] ? snap->program : "?", 0);
   sb_printf(&sb, "snapmalloc snapshot %llu of %s (pid %llu): live blocks only, so inuse_* and no alloc_*",
             (unsigned long long)snap->sequence, prog.s, (unsigned long long)snap->pid);
   free(prog.s);
-  comments[ncomments++] = str_idx(&pf, sb.s);
-  if (sampled) {
+  comments[ncomments++] = str_idx(pf, sb.s);
+  if (snap->flags & SM_SNAP_SAMPLED) {
     sb.len = 0;
     sb_printf(&sb, "sampled: one allocation traced per %llu bytes on average; sizes and counts are estimates",
               (unsigned long long)snap->sample_bytes);
-    comments[ncomments++] = str_idx(&pf, sb.s);
+    comments[ncomments++] = str_idx(pf, sb.s);
   }
   if (snap->cmdline_len) {
     sb.len = 0;
@@ -262,11 +229,14 @@ static void build_profile(sm_model_t *m, pb_t *out) {
       sb_putc(&sb, ' ');
       sm_escape(&sb, snap->cmdline + i, 0);
     }
-    comments[ncomments++] = str_idx(&pf, sb.s);
+    comments[ncomments++] = str_idx(pf, sb.s);
   }
   free(sb.s);
   pb_packed(out, PROFILE_COMMENT, comments, ncomments);
+}
 
+/* One Sample per trace of the model, its locations from the site out. */
+static void profile_samples(profile_t *pf, const sm_model_t *m) {
   uint64_t *ids = NULL;
   size_t idcap = 0;
   for (size_t k = 0; k < m->ntraces; k++) {
@@ -280,23 +250,27 @@ static void build_profile(sm_model_t *m, pb_t *out) {
         idcap = idcap ? idcap * 2 : 64;
         ids = xrealloc(ids, idcap * sizeof *ids);
       }
-      ids[nids++] = loc_id(&pf, t, i, e, i - b);
+      ids[nids++] = loc_id(pf, t, i, e, i - b);
       i = e;
     }
     uint64_t values[2] = {t->raw->size, t->raw->count};
-    pb_reset(&pf.sub);
-    pb_packed(&pf.sub, SAMPLE_LOCATION_ID, ids, nids);
-    pb_packed(&pf.sub, SAMPLE_VALUE, values, 2);
-    pb_msg(&pf.samples, PROFILE_SAMPLE, &pf.sub);
+    pb_reset(&pf->sub);
+    pb_packed(&pf->sub, SAMPLE_LOCATION_ID, ids, nids);
+    pb_packed(&pf->sub, SAMPLE_VALUE, values, 2);
+    pb_msg(&pf->samples, PROFILE_SAMPLE, &pf->sub);
   }
   free(ids);
+}
 
-  for (uint32_t i = 0; i < snap->nmodules; i++) {
-    const sm_snap_module_t *mod = &snap->modules[i];
+/* One Mapping per module of the snapshot (after the samples: its flags say
+ * what the locations found). */
+static void profile_mappings(profile_t *pf, pb_t *out) {
+  for (uint32_t i = 0; i < pf->snap->nmodules; i++) {
+    const sm_snap_module_t *mod = &pf->snap->modules[i];
     char hex[2 * 64 + 1];
     for (uint32_t j = 0; j < mod->build_id_len && j < 64; j++) sprintf(hex + 2 * j, "%02x", mod->build_id[j]);
     hex[2 * (mod->build_id_len < 64 ? mod->build_id_len : 64)] = '\0';
-    pb_t *mm = &pf.sub;
+    pb_t *mm = &pf->sub;
     pb_reset(mm);
     pb_uint(mm, MAPPING_ID, (uint64_t)i + 1);
     pb_uint(mm, MAPPING_MEMORY_START, mod->start);
@@ -304,47 +278,66 @@ static void build_profile(sm_model_t *m, pb_t *out) {
     pb_uint(mm, MAPPING_FILE_OFFSET, first_load_offset(mod));
     strbuf_t name = {0};
     sm_escape(&name, mod->path, 0);
-    pb_uint(mm, MAPPING_FILENAME, str_idx(&pf, name.s));
+    pb_uint(mm, MAPPING_FILENAME, str_idx(pf, name.s));
     free(name.s);
-    pb_uint(mm, MAPPING_BUILD_ID, str_idx(&pf, hex));
+    pb_uint(mm, MAPPING_BUILD_ID, str_idx(pf, hex));
     /* True flags tell pprof the names are final: nothing to look up again. */
-    pb_uint(mm, MAPPING_HAS_FUNCTIONS, pf.mods[i].functions);
-    pb_uint(mm, MAPPING_HAS_FILENAMES, pf.mods[i].filenames);
-    pb_uint(mm, MAPPING_HAS_LINE_NUMBERS, pf.mods[i].lines);
-    pb_uint(mm, MAPPING_HAS_INLINE_FRAMES, pf.mods[i].lines); /* DWARF lines come with their inline chains */
+    pb_uint(mm, MAPPING_HAS_FUNCTIONS, pf->mods[i].functions);
+    pb_uint(mm, MAPPING_HAS_FILENAMES, pf->mods[i].filenames);
+    pb_uint(mm, MAPPING_HAS_LINE_NUMBERS, pf->mods[i].lines);
+    pb_uint(mm, MAPPING_HAS_INLINE_FRAMES, pf->mods[i].lines); /* DWARF lines come with their inline chains */
     pb_msg(out, PROFILE_MAPPING, mm);
   }
+}
+
+static void profile_free(profile_t *pf) {
+  func_ent_t *fe, *ft;
+  HASH_ITER(hh, pf->funcs, fe, ft) {
+    HASH_DEL(pf->funcs, fe);
+    free(fe->key);
+    free(fe);
+  }
+  loc_ent_t *le, *lt;
+  HASH_ITER(hh, pf->locs, le, lt) {
+    HASH_DEL(pf->locs, le);
+    free(le);
+  }
+  sm_intern_free(pf->strings);
+  free(pf->mods);
+  pb_free(&pf->functions);
+  pb_free(&pf->locations);
+  pb_free(&pf->samples);
+  pb_free(&pf->sub);
+  pb_free(&pf->line);
+}
+
+/* Encodes the whole profile into out. */
+static void build_profile(sm_model_t *m, pb_t *out) {
+  sm_snap_t *snap = m->snap;
+  profile_t pf = {0};
+  pf.snap = snap;
+  pf.mods = xcalloc(snap->nmodules ? snap->nmodules : 1, sizeof *pf.mods);
+  pf.strings = sm_intern_new();
+  str_idx(&pf, ""); /* string_table[0] must be "" */
+
+  value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_space", "bytes");
+  value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_objects", "count");
+  value_type(&pf, out, PROFILE_PERIOD_TYPE, "space", "bytes");
+  bool sampled = (snap->flags & SM_SNAP_SAMPLED) != 0;
+  pb_uint(out, PROFILE_PERIOD, sampled ? snap->sample_bytes : 1);
+  pb_uint(out, PROFILE_TIME_NANOS, snap->time_ns);
+  pb_uint(out, PROFILE_DEFAULT_SAMPLE_TYPE, str_idx(&pf, "inuse_space"));
+  profile_comments(&pf, out);
+  profile_samples(&pf, m);
+  profile_mappings(&pf, out);
 
   /* Fields may come in any order: the string table last, once every string is in. */
   pb_append(out, &pf.samples);
   pb_append(out, &pf.locations);
   pb_append(out, &pf.functions);
-  for (uint64_t i = 0; i < pf.nstr; i++) pb_str(out, PROFILE_STRING_TABLE, pf.strv[i]);
-
-  str_ent_t *se, *st;
-  HASH_ITER(hh, pf.strings, se, st) {
-    HASH_DEL(pf.strings, se);
-    free(se->s);
-    free(se);
-  }
-  func_ent_t *fe, *ft;
-  HASH_ITER(hh, pf.funcs, fe, ft) {
-    HASH_DEL(pf.funcs, fe);
-    free(fe->key);
-    free(fe);
-  }
-  loc_ent_t *le, *lt;
-  HASH_ITER(hh, pf.locs, le, lt) {
-    HASH_DEL(pf.locs, le);
-    free(le);
-  }
-  free(pf.strv);
-  free(pf.mods);
-  pb_free(&pf.functions);
-  pb_free(&pf.locations);
-  pb_free(&pf.samples);
-  pb_free(&pf.sub);
-  pb_free(&pf.line);
+  for (uint32_t i = 0; i < sm_intern_count(pf.strings); i++)
+    pb_str(out, PROFILE_STRING_TABLE, sm_intern_str(pf.strings, i));
+  profile_free(&pf);
 }
 
 /* ---------------------------------------------------------------- output */
@@ -394,102 +387,113 @@ static const char export_help[] =
     "  --exclude GLOB       drop traces whose site matches GLOB (repeatable)\n"
     "  --raw                stacks start at the innermost frame, allocation wrappers\n"
     "                       (strdup, operator new, ...) included\n"
+    "  --alloc-fn GLOB      a function of the program's own that allocates for its\n"
+    "                       callers (xmalloc): never the site (repeatable)\n"
     "  --full-paths         do not shorten paths under the current directory\n";
 
-int cmd_export(int argc, char **argv) {
-  enum { E_FORMAT = 500, E_OUTPUT, E_INCLUDE, E_EXCLUDE, E_RAW, E_FULL, E_HELP };
-  static const struct option longopts[] = {
-      {"format", required_argument, NULL, E_FORMAT},   {"output", required_argument, NULL, E_OUTPUT},
-      {"include", required_argument, NULL, E_INCLUDE}, {"exclude", required_argument, NULL, E_EXCLUDE},
-      {"raw", no_argument, NULL, E_RAW},               {"full-paths", no_argument, NULL, E_FULL},
-      {"help", no_argument, NULL, E_HELP},             {NULL, 0, NULL, 0}};
-  sm_report_opts_t o = {0};
-  o.by = BY_TRACE;
-  o.format = FMT_FOLDED;
-  o.include = xcalloc((size_t)argc, sizeof(char *));
-  o.exclude = xcalloc((size_t)argc, sizeof(char *));
-  bool pprof = true;
-  const char *path = NULL, *output = NULL;
-  optind = 1;
-  opterr = 0;
+enum { E_FORMAT = CLI_OWN };
+static const struct option export_opts[] = {
+    {"format", required_argument, NULL, E_FORMAT},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct export_args {
+  sm_report_opts_t o;
+  bool pprof, to_stdout;
+  const char *path, *output;
+} export_args_t;
+
+/* Parses export's arguments; false after --help (printed). */
+static bool parse_export_args(int argc, char **argv, export_args_t *a) {
+  static const char *const formats[] = {"pprof", "folded", NULL};
+  memset(a, 0, sizeof *a);
+  a->o.by = BY_TRACE;
+  a->o.format = FMT_FOLDED;
+  a->pprof = true;
+  cli_select_init(&a->o, argc);
+  cli_opts_t p;
+  static const struct option *const groups[] = {export_opts, cli_output_opts, cli_select_opts, cli_naming_opts,
+                                                cli_help_opts, NULL};
+  cli_opts_init(&p, "export", "-o:", groups);
   int c;
-  while ((c = getopt_long(argc, argv, "-o:", longopts, NULL)) != -1) {
+  while ((c = cli_opts_next(&p, argc, argv)) != -1) {
+    if (cli_select_opt(c, &a->o)) continue;
     switch (c) {
-    case 1:
-      if (path) cli_usage_error("export", "takes one snapshot, not several");
-      path = optarg;
+    case CLI_OPERAND:
+      if (a->path) cli_usage_error("export", "takes one snapshot, not several");
+      a->path = optarg;
       break;
-    case E_FORMAT:
-      if (!strcmp(optarg, "pprof")) pprof = true;
-      else if (!strcmp(optarg, "folded")) pprof = false;
-      else cli_usage_error("export", "--format takes pprof or folded, not '%s'", optarg);
-      break;
+    case E_FORMAT: a->pprof = cli_keyword("export", "--format", formats) == 0; break;
     case 'o':
-    case E_OUTPUT:
       if (!*optarg) cli_usage_error("export", "--output takes a file name");
-      output = optarg;
+      a->output = optarg;
       break;
-    case E_INCLUDE: o.include[o.ninclude++] = optarg; break;
-    case E_EXCLUDE: o.exclude[o.nexclude++] = optarg; break;
-    case E_RAW: o.raw = true; break;
-    case E_FULL: o.full_paths = true; break;
-    case E_HELP:
+    case CLI_HELP:
       fputs(export_help, stdout);
-      free(o.include);
-      free(o.exclude);
-      return 0;
-    default:
-      if (optopt > 0 && optopt < 256) cli_usage_error("export", "option '-%c' is unknown or lacks its value", optopt);
-      cli_usage_error("export", "option '%s' is unknown or lacks its value", argv[optind - 1]);
+      cli_select_free(&a->o);
+      return false;
     }
   }
-  if (!path) cli_usage_error("export", "needs a snapshot file");
-  bool to_stdout = !output || !strcmp(output, "-");
-  if (pprof && to_stdout && isatty(STDOUT_FILENO))
+  if (!a->path) cli_usage_error("export", "needs a snapshot file");
+  a->to_stdout = !a->output || !strcmp(a->output, "-");
+  if (a->pprof && a->to_stdout && isatty(STDOUT_FILENO))
     cli_usage_error("export", "will not write a compressed profile to a terminal; use -o FILE");
+  return true;
+}
 
-  sm_snap_t snap;
-  if (cli_load(path, &snap) != 0) {
-    free(o.include);
-    free(o.exclude);
-    return 2;
-  }
-  /* Open the output only now, so that bad input leaves no empty file behind. */
-  FILE *out = to_stdout ? stdout : fopen(output, "wb");
-  if (!out) {
-    fprintf(stderr, "snapmalloc: %s: cannot write: %s\n", output, strerror(errno));
-    sm_snap_free(&snap);
-    free(o.include);
-    free(o.exclude);
-    return 2;
-  }
-  elf_version(EV_CURRENT);
-  sm_tools_ctx_t *ctx = sm_ctx_new(&o);
-  sm_model_t m;
-  sm_model_build(ctx, &snap, &m);
+/* Writes the model to out as the arguments say; 0, or -1 if writing or
+ * compressing failed. */
+static int render_export(FILE *out, const export_args_t *a, sm_tools_ctx_t *ctx, sm_model_t *m) {
   int rc = 0;
-  if (pprof) {
+  if (a->pprof) {
     pb_t buf = {0};
-    build_profile(&m, &buf);
+    build_profile(m, &buf);
     rc = write_gzip(out, buf.p, buf.len);
     pb_free(&buf);
   } else {
-    sm_report(out, ctx, NULL, &m);
+    sm_report(out, ctx, NULL, m);
   }
+  return rc;
+}
+
+/* Flushes and closes the output; 0, or 2 after saying why it failed (and
+ * removing a partial file). rc: what writing it returned. */
+static int finish_output(FILE *out, const export_args_t *a, int rc) {
   errno = 0;
   if (fflush(out) != 0 || ferror(out)) rc = -1;
   int err = errno;
-  if (!to_stdout && fclose(out) != 0) rc = -1, err = err ? err : errno;
-  if (rc != 0) {
-    fprintf(stderr, "snapmalloc: %s: cannot write: %s\n", to_stdout ? "standard output" : output,
-            err ? strerror(err) : "compression failed");
-    if (!to_stdout) unlink(output);
-    rc = 2;
+  if (!a->to_stdout && fclose(out) != 0) rc = -1, err = err ? err : errno;
+  if (rc == 0) return 0;
+  fprintf(stderr, "snapmalloc: %s: cannot write: %s\n", a->to_stdout ? "standard output" : a->output,
+          err ? strerror(err) : "compression failed");
+  if (!a->to_stdout) unlink(a->output);
+  return 2;
+}
+
+int cmd_export(int argc, char **argv) {
+  export_args_t a;
+  if (!parse_export_args(argc, argv, &a)) return 0;
+  sm_snap_t snap;
+  if (cli_load(a.path, &snap) != 0) {
+    cli_select_free(&a.o);
+    return 2;
   }
+  /* Open the output only now, so that bad input leaves no empty file behind. */
+  FILE *out = a.to_stdout ? stdout : fopen(a.output, "wb");
+  if (!out) {
+    fprintf(stderr, "snapmalloc: %s: cannot write: %s\n", a.output, strerror(errno));
+    sm_snap_free(&snap);
+    cli_select_free(&a.o);
+    return 2;
+  }
+  elf_version(EV_CURRENT);
+  sm_tools_ctx_t *ctx = sm_ctx_new(&a.o);
+  sm_model_t m;
+  sm_model_build(ctx, &snap, &m);
+  int rc = finish_output(out, &a, render_export(out, &a, ctx, &m));
   sm_model_free(&m);
   sm_ctx_free(ctx);
   sm_snap_free(&snap);
-  free(o.include);
-  free(o.exclude);
+  cli_select_free(&a.o);
   return rc;
 }

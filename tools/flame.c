@@ -14,7 +14,6 @@
  * The picture zooms (click a frame), resets (click the bottom frame,
  * "Reset zoom" or Escape) and searches ("Search" or '/') with the small
  * inline script at the end of the file. */
-#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <time.h>
 
 #include "tools/cli.h"
+#include "tools/cliopt.h"
 #include "tools/report.h"
 #include "tools/svg.h"
 #include "tools/util.h"
@@ -463,30 +463,12 @@ static void when_text(char *buf, size_t cap, const sm_snap_t *s) {
   strftime(buf, cap, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
-static void write_flame(FILE *out, const char *title, int width, const fnode_t *nodes, size_t nnodes,
-                        const sm_snap_t *old,
-                        const sm_snap_t *cur, const char *old_path, const char *cur_path) {
-  const fnode_t *root = &nodes[0];
-  flame_t *fl = xcalloc(1, sizeof *fl);
-  fl->out = out;
-  fl->diff = old != NULL;
-  fl->nodes = nodes;
-  fl->total = root->size;
-  fl->gw = width - 2 * MARGIN_PX;
-  fl->min_bytes = min_bytes(fl, nnodes);
-  find_depth(fl, root, 0);
-  fl->rows = fl->maxdepth + 1;
-  int height = TOP_PX + fl->rows * FRAME_PX + BOTTOM_PX;
+/* The title line (the given one, or program, pid and total) and the
+ * subtitle (which snapshots, when, what width and colour mean). */
+static void flame_titles(FILE *out, const char *title, int width, const fnode_t *root, const sm_snap_t *old,
+                         const sm_snap_t *cur, const char *old_path, const char *cur_path) {
   char total[32], delta[32], when[40];
   sm_format_size(total, sizeof total, (double)root->size, false);
-  /* read back by the script: where the graph is and how wide a character is */
-  char attrs[160];
-  snprintf(attrs, sizeof attrs, "data-gx=\"%d\" data-gw=\"%.2f\" data-fs=\"%d\" data-em=\"%.2f\"", MARGIN_PX, fl->gw,
-           FONT_PX, SVG_CHAR_EM);
-  svg_begin(out, width, height, attrs, flame_style);
-  fprintf(out, "<rect x=\"0\" y=\"0\" width=\"100%%\" height=\"100%%\" fill=\"#fbfaf7\"/>\n");
-  fprintf(out, "<g id=\"head\" data-total=\"%lld\">\n<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">",
-          (long long)root->size, width / 2);
   strbuf_t sb = {0};
   strbuf_t progb = {0};
   sm_escape(&progb, sm_base_name(cur->program[0] ? cur->program : "?"), 256);
@@ -515,6 +497,31 @@ static void write_flame(FILE *out, const char *title, int width, const fnode_t *
   svg_text(out, sb.s, svg_fit(width, FONT_PX));
   free(sb.s);
   free(progb.s);
+}
+
+static void write_flame(FILE *out, const char *title, int width, const fnode_t *nodes, size_t nnodes,
+                        const sm_snap_t *old,
+                        const sm_snap_t *cur, const char *old_path, const char *cur_path) {
+  const fnode_t *root = &nodes[0];
+  flame_t *fl = xcalloc(1, sizeof *fl);
+  fl->out = out;
+  fl->diff = old != NULL;
+  fl->nodes = nodes;
+  fl->total = root->size;
+  fl->gw = width - 2 * MARGIN_PX;
+  fl->min_bytes = min_bytes(fl, nnodes);
+  find_depth(fl, root, 0);
+  fl->rows = fl->maxdepth + 1;
+  int height = TOP_PX + fl->rows * FRAME_PX + BOTTOM_PX;
+  /* read back by the script: where the graph is and how wide a character is */
+  char attrs[160];
+  snprintf(attrs, sizeof attrs, "data-gx=\"%d\" data-gw=\"%.2f\" data-fs=\"%d\" data-em=\"%.2f\"", MARGIN_PX, fl->gw,
+           FONT_PX, SVG_CHAR_EM);
+  svg_begin(out, width, height, attrs, flame_style);
+  fprintf(out, "<rect x=\"0\" y=\"0\" width=\"100%%\" height=\"100%%\" fill=\"#fbfaf7\"/>\n");
+  fprintf(out, "<g id=\"head\" data-total=\"%lld\">\n<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">",
+          (long long)root->size, width / 2);
+  flame_titles(out, title, width, root, old, cur, old_path, cur_path);
   fprintf(out, "</text>\n<text id=\"reset\" class=\"ctl hide\" x=\"%d\" y=\"62\">Reset zoom</text>\n", MARGIN_PX);
   fprintf(out, "<text id=\"search\" class=\"ctl\" x=\"%d\" y=\"62\" text-anchor=\"end\">Search</text>\n</g>\n",
           width - MARGIN_PX);
@@ -531,14 +538,13 @@ static void write_flame(FILE *out, const char *title, int width, const fnode_t *
   free(fl);
 }
 
-enum { F_INCLUDE = 600, F_EXCLUDE, F_RAW, F_FULL, F_WIDTH, F_TITLE, F_HELP };
+enum { F_WIDTH = CLI_OWN, F_TITLE };
 
-static const struct option flame_longopts[] = {
-    {"output", required_argument, NULL, 'o'},   {"include", required_argument, NULL, F_INCLUDE},
-    {"exclude", required_argument, NULL, F_EXCLUDE}, {"raw", no_argument, NULL, F_RAW},
-    {"full-paths", no_argument, NULL, F_FULL},  {"width", required_argument, NULL, F_WIDTH},
-    {"title", required_argument, NULL, F_TITLE}, {"help", no_argument, NULL, F_HELP},
-    {NULL, 0, NULL, 0}};
+static const struct option flame_opts[] = {
+    {"width", required_argument, NULL, F_WIDTH},
+    {"title", required_argument, NULL, F_TITLE},
+    {NULL, 0, NULL, 0},
+};
 
 static int flame_help(void) {
   printf("usage: snapmalloc flame SNAPSHOT [options]\n"
@@ -554,80 +560,85 @@ static int flame_help(void) {
          "  --exclude GLOB      drop traces whose site matches GLOB (repeatable)\n"
          "  --raw               stacks end at the innermost frame, allocation wrappers\n"
          "                      (strdup, operator new, ...) included\n"
+         "  --alloc-fn GLOB     a function of the program's own that allocates for its\n"
+         "                      callers (xmalloc): never the site (repeatable)\n"
          "  --full-paths        do not shorten paths under the current directory\n"
          "  --width PIXELS      width of the picture (default 1200)\n"
          "  --title TEXT        the title line (default: program, pid, total)\n");
   return 0;
 }
 
-int cmd_flame(int argc, char **argv) {
-  sm_report_opts_t o = {0};
-  o.by = BY_TRACE;
-  o.include = xcalloc((size_t)argc, sizeof(char *));
-  o.exclude = xcalloc((size_t)argc, sizeof(char *));
-  const char *pos[3] = {NULL, NULL, NULL}, *output = NULL, *title = NULL;
-  int npos = 0;
-  long width = 1200;
-  optind = 1;
-  opterr = 0;
+typedef struct flame_args {
+  sm_report_opts_t o;
+  const char *pos[2], *output, *title;
+  int npos;
+  long width;
+} flame_args_t;
+
+/* Parses flame's arguments; false after --help (printed). */
+static bool parse_flame_args(int argc, char **argv, flame_args_t *a) {
+  memset(a, 0, sizeof *a);
+  a->o.by = BY_TRACE;
+  a->width = 1200;
+  cli_select_init(&a->o, argc);
+  cli_opts_t p;
+  static const struct option *const groups[] = {cli_output_opts, cli_select_opts, cli_naming_opts, flame_opts,
+                                                cli_help_opts, NULL};
+  cli_opts_init(&p, "flame", "-o:", groups);
   int c;
-  while ((c = getopt_long(argc, argv, "-o:", flame_longopts, NULL)) != -1) {
+  while ((c = cli_opts_next(&p, argc, argv)) != -1) {
+    if (cli_select_opt(c, &a->o)) continue;
     switch (c) {
-    case 1:
-      if (npos == 2) cli_usage_error("flame", "takes one snapshot or two (OLD NEW), not more");
-      pos[npos++] = optarg;
+    case CLI_OPERAND:
+      if (a->npos == 2) cli_usage_error("flame", "takes one snapshot or two (OLD NEW), not more");
+      a->pos[a->npos++] = optarg;
       break;
-    case 'o': output = optarg; break;
-    case F_INCLUDE: o.include[o.ninclude++] = optarg; break;
-    case F_EXCLUDE: o.exclude[o.nexclude++] = optarg; break;
-    case F_RAW: o.raw = true; break;
-    case F_FULL: o.full_paths = true; break;
+    case 'o': a->output = optarg; break;
     case F_WIDTH:
-      if (!cli_parse_int(optarg, 300, 20000, &width)) cli_usage_error("flame", "--width takes 300..20000 pixels, not '%s'", optarg);
+      cli_range("flame", "--width", 300, 20000, "pixels", &a->width);
       break;
-    case F_TITLE: title = optarg; break;
-    case F_HELP:
-      free(o.include);
-      free(o.exclude);
-      return flame_help();
-    default:
-      /* optopt is the short option's letter, or a long option's code */
-      if (optopt > 0 && optopt < 128) cli_usage_error("flame", "option '-%c' is unknown or lacks its value", optopt);
-      cli_usage_error("flame", "option '%s' is unknown or lacks its value", argv[optind - 1]);
+    case F_TITLE: a->title = optarg; break;
+    case CLI_HELP:
+      cli_select_free(&a->o);
+      flame_help();
+      return false;
     }
   }
-  if (npos == 0) cli_usage_error("flame", "needs a snapshot file (or two: OLD NEW)");
+  if (a->npos == 0) cli_usage_error("flame", "needs a snapshot file (or two: OLD NEW)");
+  return true;
+}
+
+int cmd_flame(int argc, char **argv) {
+  flame_args_t a;
+  if (!parse_flame_args(argc, argv, &a)) return 0;
   /* Read everything before creating the output, so that bad input leaves
    * no empty picture behind. */
   sm_snap_t snaps[2];
-  for (int i = 0; i < npos; i++) {
-    if (cli_load(pos[i], &snaps[i]) != 0) {
+  for (int i = 0; i < a.npos; i++) {
+    if (cli_load(a.pos[i], &snaps[i]) != 0) {
       for (int j = 0; j < i; j++) sm_snap_free(&snaps[j]);
-      free(o.include);
-      free(o.exclude);
+      cli_select_free(&a.o);
       return 2;
     }
   }
-  FILE *out = svg_open("flame", output);
-  sm_tools_ctx_t *ctx = sm_ctx_new(&o);
-  sm_model_t models[2];
+  FILE *out = svg_open("flame", a.output);
+  sm_tools_ctx_t *ctx = sm_ctx_new(&a.o);
   ftree_t tree;
   tree_init(&tree);
-  for (int i = 0; i < npos; i++) {
-    sm_model_build(ctx, &snaps[i], &models[i]);
-    add_model(&tree, &models[i], i == npos - 1);
+  for (int i = 0; i < a.npos; i++) {
+    sm_model_t m;
+    sm_model_build(ctx, &snaps[i], &m);
+    add_model(&tree, &m, i == a.npos - 1);
+    sm_model_free(&m);
   }
   sort_tree(&tree);
-  write_flame(out, title, (int)width, tree.nodes, tree.n, npos == 2 ? &snaps[0] : NULL, &snaps[npos - 1], pos[0],
-              pos[npos - 1]);
-  svg_close(out, output);
+  int last = a.npos - 1;
+  write_flame(out, a.title, (int)a.width, tree.nodes, tree.n, a.npos == 2 ? &snaps[0] : NULL, &snaps[last], a.pos[0],
+              a.pos[last]);
+  svg_close(out, a.output);
   tree_free(&tree);
-  for (int i = 0; i < npos; i++) {
-    sm_model_free(&models[i]);
-    sm_snap_free(&snaps[i]);
-  }
+  for (int i = 0; i < a.npos; i++) sm_snap_free(&snaps[i]);
   sm_ctx_free(ctx);
-  free(o.include);
-  free(o.exclude);
+  cli_select_free(&a.o);
   return 0;
 }

@@ -9,7 +9,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <unistd.h>
-#include <getopt.h>
 #include <glob.h>
 #include <limits.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "tools/cli.h"
+#include "tools/cliopt.h"
 #include "tools/report.h"
 #include "tools/util.h"
 
@@ -116,18 +116,6 @@ static int cmp_entry(const void *a, const void *b) {
   return x->t->raw->id < y->t->raw->id ? -1 : 1;
 }
 
-#define MAX_ALLOC_FN 256
-
-typedef struct leaks_opts {
-  const char *alloc_fn[MAX_ALLOC_FN]; /* --alloc-fn globs */
-  int nalloc_fn;
-  const char *supp;
-  unsigned long long min_bytes;
-  bool show_reachable;
-  sm_format_t format;
-  bool full_paths;
-} leaks_opts_t;
-
 static void print_frame_text(FILE *out, const sm_sframe_t *f, bool first) {
   const char *mod = f->module ? strrchr(f->module, '/') : NULL;
   mod = mod ? mod + 1 : (f->module ? f->module : "?");
@@ -147,7 +135,7 @@ typedef struct leak_result {
 /* Fills r from the model's traces (and the untraced record, may be NULL).
  * The totals of possibly lost and still reachable blocks not shown were
  * added by the caller. */
-static void collect_entries(const sm_model_t *m, const sm_strace_t *untraced, supp_t *supp, const leaks_opts_t *lo,
+static void collect_entries(const sm_model_t *m, const sm_strace_t *untraced, supp_t *supp, const cli_leaks_opts_t *lo,
                             leak_result_t *r) {
   r->entries = xcalloc((m->ntraces + 1) * SM_LEAK_CLASSES, sizeof *r->entries);
   for (size_t i = 0; i < m->ntraces + (untraced != NULL); i++) {
@@ -227,7 +215,7 @@ static void print_leaks_text(FILE *out, const leak_result_t *r, const supp_t *su
 /* Prints the report of one snapshot; returns 1 if anything definitely or
  * indirectly lost remains after suppressions and --min-bytes, 0 if not,
  * 2 on bad input. */
-static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, const char *label) {
+static int leak_report(FILE *out, const char *path, const cli_leaks_opts_t *lo, const char *label) {
   sm_snap_t snap;
   if (cli_load(path, &snap) != 0) return 2;
   if (!(snap.flags & SM_SNAP_LEAKS)) {
@@ -238,11 +226,7 @@ static int leak_report(FILE *out, const char *path, const leaks_opts_t *lo, cons
   }
   supp_t supp = {0};
   if (lo->supp) supp_load(lo->supp, &supp);
-  sm_report_opts_t ro = {0};
-  ro.full_paths = lo->full_paths;
-  ro.alloc_fn = (const char **)lo->alloc_fn;
-  ro.nalloc_fn = lo->nalloc_fn;
-  sm_tools_ctx_t *ctx = sm_ctx_new(&ro);
+  sm_tools_ctx_t *ctx = sm_ctx_new(&lo->naming);
   /* Only the traces the report can name are symbolized (the rest is most
    * of a clean program's snapshot, and symbolizing is most of the cost):
    * those with lost blocks, which suppressions may also match, and with
@@ -296,136 +280,148 @@ static const char leaks_help[] =
     "                       callers (xmalloc, g_malloc): never named as the site\n"
     "                       (repeatable)\n";
 
-enum { L_SUPP = 400, L_MIN, L_SHOW, L_FORMAT, L_FULL, L_ALLOC_FN, L_HELP };
-static const struct option leaks_longopts[] = {
-    {"suppressions", required_argument, NULL, L_SUPP}, {"min-bytes", required_argument, NULL, L_MIN},
-    {"show", required_argument, NULL, L_SHOW},         {"format", required_argument, NULL, L_FORMAT},
-    {"full-paths", no_argument, NULL, L_FULL},         {"help", no_argument, NULL, L_HELP},
-    {"alloc-fn", required_argument, NULL, L_ALLOC_FN},
-    {NULL, 0, NULL, 0}};
+enum { L_SUPP = CLI_LEAKS_FIRST, L_MIN, L_SHOW, L_FORMAT };
 
-/* Parses one leaks option; false if c is not one. */
-static bool leaks_opt(const char *cmd, int c, leaks_opts_t *lo) {
+/* leaks' own options (with the naming ones); check takes every one of them. */
+const struct option cli_leaks_opts[] = {
+    {"suppressions", required_argument, NULL, L_SUPP},
+    {"min-bytes", required_argument, NULL, L_MIN},
+    {"show", required_argument, NULL, L_SHOW},
+    {"format", required_argument, NULL, L_FORMAT},
+    {NULL, 0, NULL, 0},
+};
+
+static void leaks_init(cli_leaks_opts_t *lo, int argc) {
+  memset(lo, 0, sizeof *lo);
+  lo->format = FMT_TEXT;
+  cli_select_init(&lo->naming, argc);
+}
+
+/* Takes one of leaks' options or a naming option (its value in optarg). */
+static void leaks_opt(const char *cmd, int c, cli_leaks_opts_t *lo) {
+  static const char *const formats[] = {"text", "json", NULL};
+  static const sm_format_t format_of[] = {FMT_TEXT, FMT_JSON};
+  struct stat st;
   switch (c) {
-  case L_SUPP: {
-    struct stat st;
+  case L_SUPP:
     if (stat(optarg, &st) != 0 || !S_ISREG(st.st_mode)) {
       fprintf(stderr, "snapmalloc: %s: cannot open: %s\n", optarg, errno ? strerror(errno) : "not a file");
       exit(2);
     }
     lo->supp = optarg;
-    return true;
-  }
+    break;
   case L_MIN:
     if (!cli_parse_size(optarg, &lo->min_bytes)) cli_usage_error(cmd, "--min-bytes takes a size in bytes, not '%s'", optarg);
-    return true;
+    break;
   case L_SHOW:
     if (strcmp(optarg, "reachable") != 0) cli_usage_error(cmd, "--show takes 'reachable', not '%s'", optarg);
     lo->show_reachable = true;
-    return true;
-  case L_FORMAT:
-    if (!strcmp(optarg, "text")) lo->format = FMT_TEXT;
-    else if (!strcmp(optarg, "json")) lo->format = FMT_JSON;
-    else cli_usage_error(cmd, "--format takes text or json, not '%s'", optarg);
-    return true;
-  case L_FULL: lo->full_paths = true; return true;
-  case L_ALLOC_FN:
-    if (lo->nalloc_fn == MAX_ALLOC_FN) cli_usage_error(cmd, "--alloc-fn is given more than %d times", MAX_ALLOC_FN);
-    lo->alloc_fn[lo->nalloc_fn++] = optarg;
-    return true;
-  default: return false;
+    break;
+  case L_FORMAT: lo->format = format_of[cli_keyword(cmd, "--format", formats)]; break;
+  default: cli_select_opt(c, &lo->naming);
   }
 }
 
 int cmd_leaks(int argc, char **argv) {
-  leaks_opts_t lo = {0};
-  lo.format = FMT_TEXT;
+  cli_leaks_opts_t lo;
+  leaks_init(&lo, argc);
   const char *path = NULL;
-  optind = 1;
-  opterr = 0;
+  cli_opts_t p;
+  static const struct option *const groups[] = {cli_leaks_opts, cli_naming_opts, cli_help_opts, NULL};
+  cli_opts_init(&p, "leaks", "-", groups);
   int c;
-  while ((c = getopt_long(argc, argv, "-", leaks_longopts, NULL)) != -1) {
-    if (c == 1) {
+  while ((c = cli_opts_next(&p, argc, argv)) != -1) {
+    if (c == CLI_OPERAND) {
       if (path) cli_usage_error("leaks", "takes one snapshot, not several");
       path = optarg;
-    } else if (c == L_HELP) {
+    } else if (c == CLI_HELP) {
       printf("usage: snapmalloc leaks SNAPSHOT [options]\n\n"
              "Prints the blocks a traced program lost at exit, grouped by the stack trace\n"
              "that allocated them, biggest first, then the totals per class as valgrind\n"
              "names them. Exit status: 0 nothing lost, 1 leaks reported, 2 bad input.\n\n%s",
              leaks_help);
+      cli_select_free(&lo.naming);
       return 0;
-    } else if (!leaks_opt("leaks", c, &lo)) {
-      cli_usage_error("leaks", "option '%s' is unknown or lacks its value", argv[optind - 1]);
+    } else {
+      leaks_opt("leaks", c, &lo);
     }
   }
   if (!path) cli_usage_error("leaks", "needs a snapshot file");
-  return leak_report(stdout, path, &lo, NULL);
+  int rc = leak_report(stdout, path, &lo, NULL);
+  cli_select_free(&lo.naming);
+  return rc;
 }
 
-/* check: parse leaks options before "--", the rest goes to run. */
-typedef struct check_args {
-  leaks_opts_t lo;
-  const char *out, *report;
-  char **run_argv;
-  int run_argc;
-  char dir[32];           /* without --out: a fresh directory of check's own */
-  char pattern[PATH_MAX]; /* and the pattern in it */
-} check_args_t;
+/* check: run's options, leaks' options and -o/--report before "--", then
+ * the command. */
+static const struct option check_opts[] = {
+    {"report", required_argument, NULL, 'o'},
+    {NULL, 0, NULL, 0},
+};
 
-static const char check_help[] =
-    "usage: snapmalloc check [run options] [leaks options] [-o FILE] -- CMD [ARG...]\n\n"
-    "Runs CMD traced with leak analysis at exit (like 'snapmalloc run'), then prints\n"
-    "the leak report of every process it started. Exit status: CMD's own if it\n"
-    "failed, else 1 if anything definitely or indirectly lost remains after\n"
-    "suppressions, else 0; 2 for bad input, or when no process of CMD could be\n"
-    "analysed.\n\n"
-    "  -o, --report FILE    write the report to FILE instead of stderr (text) or\n"
-    "                       stdout (json)\n"
-    "Run options: --depth N, --out PATTERN, --sample BYTES (see snapmalloc run --help).\n"
-    "Leaks options:\n";
+static void check_help(void) {
+  printf("usage: snapmalloc check [run options] [leaks options] [-o FILE] -- CMD [ARG...]\n\n"
+         "Runs CMD traced with leak analysis at exit (like 'snapmalloc run'), then prints\n"
+         "the leak report of every process it started. Exit status: CMD's own if it\n"
+         "failed, else 1 if anything definitely or indirectly lost remains after\n"
+         "suppressions, else 0; 2 for bad input, or when no process of CMD could be\n"
+         "analysed.\n\n"
+         "  -o, --report FILE    write the report to FILE instead of stderr (text) or\n"
+         "                       stdout (json)\n"
+         "Run options:");
+  for (const struct option *o = cli_run_opts; o->name; o++) printf("%s --%s", o == cli_run_opts ? "" : ",", o->name);
+  printf(" (see snapmalloc run --help).\nLeaks options:\n%s", leaks_help);
+}
 
-/* Fills a from check's own options; the run options go to a->run_argv. */
-static void parse_check_args(int argc, char **argv, check_args_t *a) {
-  a->lo.format = FMT_TEXT;
+/* Hands one of run's options on to run, as --NAME [VALUE]. */
+static void forward_run_opt(cli_check_args_t *a, int c) {
+  const struct option *o = cli_opts_find(cli_run_opts, c);
+  strbuf_t name = {0};
+  sb_printf(&name, "--%s", o->name);
+  a->names[a->nnames++] = name.s;
+  a->run_argv[a->run_argc++] = name.s;
+  if (o->has_arg != no_argument) a->run_argv[a->run_argc++] = optarg;
+  if (!strcmp(o->name, "out")) a->out = optarg;
+}
+
+void cli_check_parse(int argc, char **argv, cli_check_args_t *a) {
+  memset(a, 0, sizeof *a);
+  leaks_init(&a->lo, argc);
   a->run_argv = xcalloc((size_t)argc + 4, sizeof *a->run_argv);
+  a->names = xcalloc((size_t)argc, sizeof *a->names);
   a->run_argv[a->run_argc++] = "run";
-  int i = 1;
-  for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
-    const char *o = argv[i];
-    if (!strcmp(o, "--help")) {
-      printf("%s%s", check_help, leaks_help);
+  cli_opts_t p;
+  /* run's table and leaks' (with the naming options): whatever either
+   * takes, check takes */
+  static const struct option *const groups[] = {cli_run_opts, cli_leaks_opts, cli_naming_opts, check_opts,
+                                                cli_help_opts, NULL};
+  cli_opts_init(&p, "check", "+:o:", groups);
+  p.split_errors = true;
+  int c;
+  while ((c = cli_opts_next(&p, argc, argv)) != -1) {
+    if (c == CLI_HELP) {
+      check_help();
       exit(0);
     }
-    bool has_value = !strcmp(o, "--suppressions") || !strcmp(o, "--min-bytes") || !strcmp(o, "--show") ||
-                     !strcmp(o, "--format") || !strcmp(o, "--depth") || !strcmp(o, "--out") ||
-                     !strcmp(o, "--sample") || !strcmp(o, "-o") || !strcmp(o, "--report") || !strcmp(o, "--alloc-fn");
-    if (has_value && i + 1 >= argc) cli_usage_error("check", "option '%s' needs a value", o);
-    const char *v = has_value ? argv[i + 1] : NULL;
-    optarg = (char *)v;
-    if (!strcmp(o, "--suppressions")) leaks_opt("check", L_SUPP, &a->lo);
-    else if (!strcmp(o, "--min-bytes")) leaks_opt("check", L_MIN, &a->lo);
-    else if (!strcmp(o, "--show")) leaks_opt("check", L_SHOW, &a->lo);
-    else if (!strcmp(o, "--format")) leaks_opt("check", L_FORMAT, &a->lo);
-    else if (!strcmp(o, "--full-paths")) a->lo.full_paths = true;
-    else if (!strcmp(o, "--alloc-fn")) leaks_opt("check", L_ALLOC_FN, &a->lo);
-    else if (!strcmp(o, "-o") || !strcmp(o, "--report")) a->report = v;
-    else if (!strcmp(o, "--depth") || !strcmp(o, "--sample") || !strcmp(o, "--out")) {
-      if (!strcmp(o, "--out")) a->out = v;
-      a->run_argv[a->run_argc++] = (char *)o;
-      a->run_argv[a->run_argc++] = (char *)v;
-    } else {
-      cli_usage_error("check", "option '%s' is unknown", o);
-    }
-    if (has_value) i++;
+    if (c == 'o') a->report = optarg;
+    else if (c >= CLI_RUN_FIRST && c <= CLI_RUN_LAST) forward_run_opt(a, c);
+    else leaks_opt("check", c, &a->lo);
   }
-  if (i >= argc || i + 1 >= argc) cli_usage_error("check", "needs a command to run after '--'");
+  if (!p.ended_at_dashdash && optind < argc) cli_usage_error("check", "option '%s' is unknown", argv[optind]);
+  if (!p.ended_at_dashdash || optind >= argc) cli_usage_error("check", "needs a command to run after '--'");
   if (!a->out) { /* filled in by cmd_check */
     a->run_argv[a->run_argc++] = "--out";
     a->run_argv[a->run_argc++] = a->pattern;
   }
   a->run_argv[a->run_argc++] = "--no-report";
-  for (; i < argc; i++) a->run_argv[a->run_argc++] = argv[i];
+  for (int i = optind; i < argc; i++) a->run_argv[a->run_argc++] = argv[i];
+}
+
+void cli_check_free(cli_check_args_t *a) {
+  for (int i = 0; i < a->nnames; i++) free(a->names[i]);
+  free(a->names);
+  free(a->run_argv);
+  cli_select_free(&a->lo.naming);
 }
 
 /* Removes check's own snapshot directory and what the run left in it. */
@@ -444,7 +440,7 @@ static void remove_dir(const char *dir) {
 
 /* The leak reports of the run's final snapshots, written to out; the worst
  * result (0, 1, 2). */
-static int report_run(FILE *out, const check_args_t *a, const cli_run_t *run) {
+static int report_run(FILE *out, const cli_check_args_t *a, const cli_run_t *run) {
   size_t n;
   char **files = cli_run_snapshots(run->pattern, run->id, &n);
   int worst = 0, analysed = 0, unanalysed = 0;
@@ -482,8 +478,8 @@ static int report_run(FILE *out, const check_args_t *a, const cli_run_t *run) {
 }
 
 int cmd_check(int argc, char **argv) {
-  check_args_t a = {0};
-  parse_check_args(argc, argv, &a);
+  cli_check_args_t a;
+  cli_check_parse(argc, argv, &a);
   FILE *out = a.lo.format == FMT_JSON ? stdout : stderr;
   if (a.report && !(out = fopen(a.report, "we"))) { /* not inherited by CMD */
     fprintf(stderr, "snapmalloc check: %s: cannot write the report: %s\n", a.report, strerror(errno));
@@ -515,7 +511,7 @@ int cmd_check(int argc, char **argv) {
   }
   if (!a.out) remove_dir(a.dir);
   free(run.pattern);
-  free(a.run_argv);
+  cli_check_free(&a);
   if (status != 0) return status;
   return worst;
 }

@@ -11,7 +11,6 @@
  * what and where); `run` passes CMD's status through (a death by signal is
  * re-raised). docs/cli.md is the manual. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <glob.h>
 #include <limits.h>
@@ -27,6 +26,7 @@
 #include <unistd.h>
 
 #include "tools/cli.h"
+#include "tools/cliopt.h"
 #include "tools/report.h"
 #include "tools/snapread.h"
 #include "tools/util.h"
@@ -87,20 +87,14 @@ int cli_load(const char *path, sm_snap_t *snap) {
 
 /* ---------------------------------------------------------------- report options */
 
-enum { OPT_BY = 256, OPT_LIMIT, OPT_CUMULATIVE, OPT_INCLUDE, OPT_EXCLUDE, OPT_FORMAT, OPT_RAW, OPT_FULL_PATHS, OPT_HELP,
-       OPT_ALLOC_FN };
+enum { OPT_BY = CLI_OWN, OPT_LIMIT, OPT_CUMULATIVE, OPT_FORMAT };
 
-static const struct option report_longopts[] = {
+/* top's and diff's own options; with them, the selection and naming ones. */
+static const struct option report_opts[] = {
     {"by", required_argument, NULL, OPT_BY},
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"cumulative", no_argument, NULL, OPT_CUMULATIVE},
-    {"include", required_argument, NULL, OPT_INCLUDE},
-    {"exclude", required_argument, NULL, OPT_EXCLUDE},
     {"format", required_argument, NULL, OPT_FORMAT},
-    {"raw", no_argument, NULL, OPT_RAW},
-    {"full-paths", no_argument, NULL, OPT_FULL_PATHS},
-    {"alloc-fn", required_argument, NULL, OPT_ALLOC_FN},
-    {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
 
@@ -120,142 +114,129 @@ static const char report_help[] =
     "                                 its callers (xmalloc): never the site (repeatable)\n"
     "  --full-paths                   do not shorten paths under the current directory\n";
 
-/* Parses report options from argv (getopt state reset by the caller);
- * positional arguments are collected into pos. */
-static void parse_report_opts(const char *cmd, int argc, char **argv, sm_report_opts_t *o, char ***pos, int *npos,
-                              bool *help) {
+/* What top and diff were asked: the report's options and the snapshots. */
+typedef struct report_args {
+  sm_report_opts_t o;
+  char **pos;
+  int npos;
+  bool help;
+} report_args_t;
+
+static void report_opt(const char *cmd, int c, sm_report_opts_t *o) {
+  static const char *const by[] = {"line|lineno", "file|filename", "function", "trace|traceback", NULL};
+  static const char *const formats[] = {"text", "json", "folded", NULL};
+  static const sm_format_t format_of[] = {FMT_TEXT, FMT_JSON, FMT_FOLDED};
+  long v;
+  switch (c) {
+  case OPT_BY: o->by = (sm_by_t)cli_keyword(cmd, "--by", by); break;
+  case OPT_LIMIT:
+    if (!cli_parse_int(optarg, 0, INT_MAX, &v)) cli_usage_error(cmd, "--limit takes a whole number >= 0, not '%s'", optarg);
+    o->limit = (int)v;
+    break;
+  case OPT_CUMULATIVE: o->cumulative = true; break;
+  case OPT_FORMAT: o->format = format_of[cli_keyword(cmd, "--format", formats)]; break;
+  }
+}
+
+/* Parses top's or diff's arguments; the snapshots are collected in order. */
+static void parse_report_args(const char *cmd, int argc, char **argv, report_args_t *a) {
+  sm_report_opts_t *o = &a->o;
+  memset(a, 0, sizeof *a);
   o->by = BY_LINE;
   o->limit = 10;
   o->format = FMT_TEXT;
-  o->include = xcalloc((size_t)argc, sizeof(char *));
-  o->exclude = xcalloc((size_t)argc, sizeof(char *));
-  o->alloc_fn = xcalloc((size_t)argc, sizeof(char *));
-  *pos = xcalloc((size_t)argc + 1, sizeof(char *));
-  *npos = 0;
-  *help = false;
-  optind = 1;
-  opterr = 0;
+  cli_select_init(o, argc);
+  a->pos = xcalloc((size_t)argc + 1, sizeof(char *));
+  cli_opts_t p;
+  static const struct option *const groups[] = {report_opts, cli_select_opts, cli_naming_opts, cli_help_opts, NULL};
+  cli_opts_init(&p, cmd, "-", groups);
   int c;
-  while ((c = getopt_long(argc, argv, "-", report_longopts, NULL)) != -1) {
-    long v;
-    switch (c) {
-    case 1: (*pos)[(*npos)++] = optarg; break;
-    case OPT_BY:
-      if (!strcmp(optarg, "line") || !strcmp(optarg, "lineno")) o->by = BY_LINE;
-      else if (!strcmp(optarg, "file") || !strcmp(optarg, "filename")) o->by = BY_FILE;
-      else if (!strcmp(optarg, "function")) o->by = BY_FUNCTION;
-      else if (!strcmp(optarg, "trace") || !strcmp(optarg, "traceback")) o->by = BY_TRACE;
-      else cli_usage_error(cmd, "--by takes line, file, function or trace, not '%s'", optarg);
-      break;
-    case OPT_LIMIT:
-      if (!cli_parse_int(optarg, 0, INT_MAX, &v)) cli_usage_error(cmd, "--limit takes a whole number >= 0, not '%s'", optarg);
-      o->limit = (int)v;
-      break;
-    case OPT_CUMULATIVE: o->cumulative = true; break;
-    case OPT_INCLUDE: o->include[o->ninclude++] = optarg; break;
-    case OPT_EXCLUDE: o->exclude[o->nexclude++] = optarg; break;
-    case OPT_FORMAT:
-      if (!strcmp(optarg, "text")) o->format = FMT_TEXT;
-      else if (!strcmp(optarg, "json")) o->format = FMT_JSON;
-      else if (!strcmp(optarg, "folded")) o->format = FMT_FOLDED;
-      else cli_usage_error(cmd, "--format takes text, json or folded, not '%s'", optarg);
-      break;
-    case OPT_RAW: o->raw = true; break;
-    case OPT_FULL_PATHS: o->full_paths = true; break;
-    case OPT_ALLOC_FN: o->alloc_fn[o->nalloc_fn++] = optarg; break;
-    case OPT_HELP: *help = true; break;
-    case '?':
-    default:
-      if (optopt) cli_usage_error(cmd, "option '-%c' is unknown or lacks its value", optopt);
-      cli_usage_error(cmd, "option '%s' is unknown or lacks its value", argv[optind - 1]);
-    }
+  while ((c = cli_opts_next(&p, argc, argv)) != -1) {
+    if (c == CLI_OPERAND) a->pos[a->npos++] = optarg;
+    else if (c == CLI_HELP) a->help = true;
+    else if (!cli_select_opt(c, o)) report_opt(cmd, c, o);
   }
   if (o->cumulative && o->by == BY_TRACE) cli_usage_error(cmd, "--cumulative cannot be used with --by trace");
   if (o->format == FMT_FOLDED && o->by != BY_TRACE) o->by = BY_TRACE; /* folded stacks are whole traces */
 }
 
-static void free_report_opts(sm_report_opts_t *o, char **pos) {
-  free(o->include);
-  free(o->exclude);
-  free(o->alloc_fn);
-  free(pos);
+static void free_report_args(report_args_t *a) {
+  cli_select_free(&a->o);
+  free(a->pos);
 }
 
 /* ---------------------------------------------------------------- top / diff */
 
 static int cmd_top(int argc, char **argv) {
-  sm_report_opts_t o = {0};
-  char **pos;
-  int npos;
-  bool help;
-  parse_report_opts("top", argc, argv, &o, &pos, &npos, &help);
-  if (help) {
+  report_args_t a;
+  parse_report_args("top", argc, argv, &a);
+  if (a.help) {
     printf("usage: %s top SNAPSHOT [options]\n\n"
            "Prints the allocation sites holding the most live memory in SNAPSHOT,\n"
            "one line per site as Python's tracemalloc prints statistics.\n\n%s",
            prog, report_help);
-    free_report_opts(&o, pos);
+    free_report_args(&a);
     return 0;
   }
-  if (npos != 1) cli_usage_error("top", npos ? "takes one snapshot, not %d" : "needs a snapshot file%.0d", npos);
+  if (a.npos != 1) cli_usage_error("top", a.npos ? "takes one snapshot, not %d" : "needs a snapshot file%.0d", a.npos);
   sm_snap_t snap;
-  if (cli_load(pos[0], &snap) != 0) {
-    free_report_opts(&o, pos);
+  if (cli_load(a.pos[0], &snap) != 0) {
+    free_report_args(&a);
     return EXIT_BAD;
   }
-  sm_tools_ctx_t *ctx = sm_ctx_new(&o);
+  sm_tools_ctx_t *ctx = sm_ctx_new(&a.o);
   sm_model_t m;
   sm_model_build(ctx, &snap, &m);
-  if (o.format == FMT_TEXT) sm_print_header(stdout, "", &snap);
+  if (a.o.format == FMT_TEXT) sm_print_header(stdout, "", &snap);
   sm_report(stdout, ctx, NULL, &m);
   sm_model_free(&m);
   sm_ctx_free(ctx);
   sm_snap_free(&snap);
-  free_report_opts(&o, pos);
+  free_report_args(&a);
   return 0;
 }
 
+/* Reads OLD and NEW; false (both freed) if either is bad. */
+static bool load_pair(char **pos, sm_snap_t *a, sm_snap_t *b) {
+  if (cli_load(pos[0], a) != 0) return false;
+  if (cli_load(pos[1], b) == 0) return true;
+  sm_snap_free(a);
+  return false;
+}
+
 static int cmd_diff(int argc, char **argv) {
-  sm_report_opts_t o = {0};
-  char **pos;
-  int npos;
-  bool help;
-  parse_report_opts("diff", argc, argv, &o, &pos, &npos, &help);
-  if (help) {
+  report_args_t a;
+  parse_report_args("diff", argc, argv, &a);
+  if (a.help) {
     printf("usage: %s diff OLD NEW [options]\n\n"
            "Compares two snapshots like tracemalloc's Snapshot.compare_to(): one line\n"
            "per site with its size and count in NEW and the change from OLD, sorted by\n"
            "the absolute size change, then the absolute count change.\n\n%s",
            prog, report_help);
-    free_report_opts(&o, pos);
+    free_report_args(&a);
     return 0;
   }
-  if (npos != 2) cli_usage_error("diff", "needs two snapshot files (OLD NEW), got %d", npos);
-  sm_snap_t a, b;
-  if (cli_load(pos[0], &a) != 0) {
-    free_report_opts(&o, pos);
+  if (a.npos != 2) cli_usage_error("diff", "needs two snapshot files (OLD NEW), got %d", a.npos);
+  sm_snap_t old, cur;
+  if (!load_pair(a.pos, &old, &cur)) {
+    free_report_args(&a);
     return EXIT_BAD;
   }
-  if (cli_load(pos[1], &b) != 0) {
-    sm_snap_free(&a);
-    free_report_opts(&o, pos);
-    return EXIT_BAD;
+  sm_tools_ctx_t *ctx = sm_ctx_new(&a.o);
+  sm_model_t mo, mc;
+  sm_model_build(ctx, &old, &mo);
+  sm_model_build(ctx, &cur, &mc);
+  if (a.o.format == FMT_TEXT) {
+    sm_print_header(stdout, "old: ", &old);
+    sm_print_header(stdout, "new: ", &cur);
   }
-  sm_tools_ctx_t *ctx = sm_ctx_new(&o);
-  sm_model_t ma, mb;
-  sm_model_build(ctx, &a, &ma);
-  sm_model_build(ctx, &b, &mb);
-  if (o.format == FMT_TEXT) {
-    sm_print_header(stdout, "old: ", &a);
-    sm_print_header(stdout, "new: ", &b);
-  }
-  sm_report(stdout, ctx, &ma, &mb);
-  sm_model_free(&ma);
-  sm_model_free(&mb);
+  sm_report(stdout, ctx, &mo, &mc);
+  sm_model_free(&mo);
+  sm_model_free(&mc);
   sm_ctx_free(ctx);
-  sm_snap_free(&a);
-  sm_snap_free(&b);
-  free_report_opts(&o, pos);
+  sm_snap_free(&old);
+  sm_snap_free(&cur);
+  free_report_args(&a);
   return 0;
 }
 

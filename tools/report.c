@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <uthash.h>
 
+#include "tools/intern.h"
 #include "tools/util.h"
 
 /* ---------------------------------------------------------------- context */
@@ -31,11 +32,6 @@ typedef struct modkey {
   int handle;
   bool warned;
 } modkey_t;
-
-typedef struct strintern {
-  UT_hash_handle hh;
-  char *s;
-} strintern_t;
 
 /* A kind of warning, said once per model with a count, not once per
  * module: a hostile snapshot can name 65,536 modules. */
@@ -48,7 +44,7 @@ struct sm_tools_ctx {
   sm_report_opts_t opts;
   sm_symbolizer_t *sym;
   modkey_t *mods;
-  strintern_t *strings;
+  sm_intern_t *strings;    /* every string the models point to */
   char cwd[PATH_MAX];
   size_t cwdlen;
   warning_t missing, mismatch, deep;
@@ -64,6 +60,7 @@ sm_tools_ctx_t *sm_ctx_new(const sm_report_opts_t *o) {
   sm_tools_ctx_t *c = xcalloc(1, sizeof *c);
   c->opts = *o;
   c->sym = sm_sym_new();
+  c->strings = sm_intern_new();
   if (!getcwd(c->cwd, sizeof c->cwd)) c->cwd[0] = '\0';
   c->cwdlen = strlen(c->cwd);
   return c;
@@ -76,26 +73,12 @@ void sm_ctx_free(sm_tools_ctx_t *c) {
     free(m->key);
     free(m);
   }
-  strintern_t *s, *st;
-  HASH_ITER(hh, c->strings, s, st) {
-    HASH_DEL(c->strings, s);
-    free(s->s);
-    free(s);
-  }
+  sm_intern_free(c->strings);
   sm_sym_free(c->sym);
   free(c);
 }
 
-static const char *intern(sm_tools_ctx_t *c, const char *s) {
-  if (!s) return NULL;
-  strintern_t *e;
-  HASH_FIND_STR(c->strings, s, e);
-  if (e) return e->s;
-  e = xcalloc(1, sizeof *e);
-  e->s = xstrdup(s);
-  HASH_ADD_KEYPTR(hh, c->strings, e->s, strlen(e->s), e);
-  return e->s;
-}
+static const char *intern(sm_tools_ctx_t *c, const char *s) { return sm_intern(c->strings, s); }
 
 /* The display form of s (see sm_escape), interned; max > 0 cuts it. */
 static const char *intern_display(sm_tools_ctx_t *c, const char *s, size_t max) {

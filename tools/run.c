@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "tools/cli.h"
+#include "tools/cliopt.h"
 #include "tools/report.h"
 #include "tools/util.h"
 
@@ -113,37 +114,48 @@ typedef struct run_args {
   char **cmd;
 } run_args_t;
 
+enum { O_DEPTH = CLI_RUN_FIRST, O_OUT, O_INTERVAL, O_SAMPLE, O_NOREPORT };
+
+/* run's own options; check takes every one of them and hands it on. */
+const struct option cli_run_opts[] = {
+    {"depth", required_argument, NULL, O_DEPTH},
+    {"out", required_argument, NULL, O_OUT},
+    {"interval", required_argument, NULL, O_INTERVAL},
+    {"sample", required_argument, NULL, O_SAMPLE},
+    {"no-report", no_argument, NULL, O_NOREPORT},
+    {NULL, 0, NULL, 0},
+};
+
+/* Takes one of run's options (its value in optarg). */
+static void run_opt(int c, run_args_t *a) {
+  switch (c) {
+  case O_DEPTH:
+    cli_range("run", "--depth", 1, 128, "", &a->depth);
+    break;
+  case O_OUT:
+    if (!*optarg || strchr(optarg, ',')) cli_usage_error("run", "--out takes a non-empty path pattern without commas");
+    a->out = optarg;
+    break;
+  case O_INTERVAL:
+    cli_range("run", "--interval", 0, 86400, "seconds", &a->interval);
+    break;
+  case O_SAMPLE:
+    if (!cli_parse_size(optarg, &a->sample)) cli_usage_error("run", "--sample takes a size in bytes, not '%s'", optarg);
+    break;
+  case O_NOREPORT: a->report = false; break;
+  }
+}
+
 /* Parses run's options; returns -1 to go on, or an exit status (--help). */
 static int parse_run_args(int argc, char **argv, run_args_t *a) {
-  enum { O_DEPTH = 300, O_OUT, O_INTERVAL, O_SAMPLE, O_NOREPORT, O_HELP };
-  static const struct option longopts[] = {
-      {"depth", required_argument, NULL, O_DEPTH}, {"out", required_argument, NULL, O_OUT},
-      {"interval", required_argument, NULL, O_INTERVAL}, {"sample", required_argument, NULL, O_SAMPLE},
-      {"no-report", no_argument, NULL, O_NOREPORT}, {"help", no_argument, NULL, O_HELP}, {NULL, 0, NULL, 0}};
   *a = (run_args_t){16, 0, 0, "snapmalloc.%e.%p.%n.snap", true, NULL};
-  optind = 1;
-  opterr = 0;
+  cli_opts_t p;
+  static const struct option *const groups[] = {cli_run_opts, cli_help_opts, NULL};
+  cli_opts_init(&p, "run", "+", groups);
   int c;
-  while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
-    switch (c) {
-    case O_DEPTH:
-      if (!cli_parse_int(optarg, 1, 128, &a->depth)) cli_usage_error("run", "--depth takes 1..128, not '%s'", optarg);
-      break;
-    case O_OUT:
-      if (!*optarg || strchr(optarg, ',')) cli_usage_error("run", "--out takes a non-empty path pattern without commas");
-      a->out = optarg;
-      break;
-    case O_INTERVAL:
-      if (!cli_parse_int(optarg, 0, 86400, &a->interval))
-        cli_usage_error("run", "--interval takes 0..86400 seconds, not '%s'", optarg);
-      break;
-    case O_SAMPLE:
-      if (!cli_parse_size(optarg, &a->sample)) cli_usage_error("run", "--sample takes a size in bytes, not '%s'", optarg);
-      break;
-    case O_NOREPORT: a->report = false; break;
-    case O_HELP: return run_help();
-    default: cli_usage_error("run", "option '%s' is unknown or lacks its value", argv[optind - 1]);
-    }
+  while ((c = cli_opts_next(&p, argc, argv)) != -1) {
+    if (c == CLI_HELP) return run_help();
+    run_opt(c, a);
   }
   if (optind < argc && !strcmp(argv[optind], "--")) optind++;
   if (optind >= argc) cli_usage_error("run", "needs a command to run after '--'");

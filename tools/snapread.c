@@ -194,8 +194,9 @@ static int parse_traces(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, si
   return 0;
 }
 
-int sm_snap_parse(const uint8_t *data, size_t len, sm_snap_t *s, char *err, size_t errlen) {
-  memset(s, 0, sizeof *s);
+/* Checks the file header (magic, version, size, checksum); 0 with the
+ * payload's length in *payload, or the failure. */
+static int check_header(const uint8_t *data, size_t len, uint64_t *payloadp, char *err, size_t errlen) {
   if (len < SM_SNAP_HEADER_SIZE)
     return fail(err, errlen, "not a snapmalloc snapshot (only %zu bytes)", len);
   if (memcmp(data, SM_SNAP_MAGIC, 8) != 0) return fail(err, errlen, "not a snapmalloc snapshot (bad magic)");
@@ -214,9 +215,14 @@ int sm_snap_parse(const uint8_t *data, size_t len, sm_snap_t *s, char *err, size
                 (unsigned long long)payload, len - SM_SNAP_HEADER_SIZE);
   if (payload < len - SM_SNAP_HEADER_SIZE)
     return fail(err, errlen, "corrupt (%zu unexpected bytes after the data)", (size_t)(len - SM_SNAP_HEADER_SIZE - payload));
-  const uint8_t *body = data + SM_SNAP_HEADER_SIZE;
-  if (sm_crc32(0, body, payload) != crc) return fail(err, errlen, "corrupt (checksum mismatch)");
+  if (sm_crc32(0, data + SM_SNAP_HEADER_SIZE, payload) != crc) return fail(err, errlen, "corrupt (checksum mismatch)");
+  *payloadp = payload;
+  return 0;
+}
 
+
+/* Reads the sections of the payload into s (freed on failure). */
+static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, char *err, size_t errlen) {
   cursor_t c = {body, body + payload, false};
   bool have[4] = {false, false, false, false};
   while (c.p < c.end) {
@@ -266,6 +272,12 @@ int sm_snap_parse(const uint8_t *data, size_t len, sm_snap_t *s, char *err, size
     }
   }
   return 0;
+}
+int sm_snap_parse(const uint8_t *data, size_t len, sm_snap_t *s, char *err, size_t errlen) {
+  memset(s, 0, sizeof *s);
+  uint64_t payload;
+  int rc = check_header(data, len, &payload, err, errlen);
+  return rc != 0 ? rc : parse_sections(data + SM_SNAP_HEADER_SIZE, payload, s, err, errlen);
 }
 
 int sm_snap_read(const char *path, sm_snap_t *s, char *err, size_t errlen) {

@@ -40,15 +40,16 @@ typedef struct sm_symbolizer sm_symbolizer_t;
  * (colon separated directories, each searched as DIR/.build-id/xx/rest.debug
  * and DIR/<dir of the module>/<debuglink name>) is read here, once; the
  * system directory /usr/lib/debug is always searched after those.
- * Returns NULL only when out of memory. */
+ * Never returns NULL: running out of memory ends the tool with one line and
+ * exit status 2, as util.c's x* functions do (sym_internal.h). */
 sm_symbolizer_t *sm_sym_new(void);
 
 /* Frees the symbolizer, its open files and every string it returned. */
 void sm_sym_free(sm_symbolizer_t *s);
 
-/* Registers a module; returns its handle (>= 0), or -1 when out of memory or
- * path is NULL.  Registering the same path with the same build-id again
- * returns the same handle.  The file is opened lazily (by the first
+/* Registers a module; returns its handle (>= 0), or -1 when path is NULL.
+ * Registering the same path with the same build-id again returns the same
+ * handle.  The file is opened lazily (by the first
  * sm_sym_status or sm_sym_lookup on it).  build_id may be NULL/0, which
  * means "accept whatever file is at path". */
 int sm_sym_add_module(sm_symbolizer_t *s, const char *path, const uint8_t *build_id, size_t build_id_len);

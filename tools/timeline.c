@@ -8,7 +8,6 @@
  * last snapshot (or, with --rank, by their peak or their growth from the
  * first snapshot to the last). Snapshots of different processes are
  * refused unless --mixed says that is intended. */
-#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include <uthash.h>
 
 #include "tools/cli.h"
+#include "tools/cliopt.h"
 #include "tools/report.h"
 #include "tools/svg.h"
 #include "tools/util.h"
@@ -240,15 +240,16 @@ static const char timeline_style[] =
 
 /* ---------------------------------------------------------------- command */
 
-enum { T_INCLUDE = 700, T_EXCLUDE, T_RAW, T_FULL, T_SITES, T_RANK, T_MIXED, T_WIDTH, T_TITLE, T_HELP };
+enum { T_SITES = CLI_OWN, T_RANK, T_MIXED, T_WIDTH, T_TITLE };
 
-static const struct option timeline_longopts[] = {
-    {"output", required_argument, NULL, 'o'},      {"include", required_argument, NULL, T_INCLUDE},
-    {"exclude", required_argument, NULL, T_EXCLUDE}, {"raw", no_argument, NULL, T_RAW},
-    {"full-paths", no_argument, NULL, T_FULL},     {"sites", required_argument, NULL, T_SITES},
-    {"rank", required_argument, NULL, T_RANK},     {"mixed", no_argument, NULL, T_MIXED},
-    {"width", required_argument, NULL, T_WIDTH},   {"title", required_argument, NULL, T_TITLE},
-    {"help", no_argument, NULL, T_HELP},           {NULL, 0, NULL, 0}};
+static const struct option timeline_opts[] = {
+    {"sites", required_argument, NULL, T_SITES},
+    {"rank", required_argument, NULL, T_RANK},
+    {"mixed", no_argument, NULL, T_MIXED},
+    {"width", required_argument, NULL, T_WIDTH},
+    {"title", required_argument, NULL, T_TITLE},
+    {NULL, 0, NULL, 0},
+};
 
 static int timeline_help(void) {
   printf("usage: snapmalloc timeline SNAPSHOT... [options]\n\n"
@@ -267,6 +268,8 @@ static int timeline_help(void) {
          "  --include GLOB          only sites whose file, function or module matches GLOB\n"
          "  --exclude GLOB          leave out sites that match GLOB (both repeatable)\n"
          "  --raw                   the site is the innermost frame (no wrapper skipping)\n"
+         "  --alloc-fn GLOB         a function of the program's own that allocates for its\n"
+         "                          callers (xmalloc): never the site (repeatable)\n"
          "  --full-paths            do not shorten paths under the current directory\n"
          "  --width PIXELS          width of the picture (default 1000)\n"
          "  --title TEXT            the title line (default: program, pid, duration)\n",
@@ -279,100 +282,119 @@ static void free_snaps(sm_snap_t *snaps, size_t n) {
   free(snaps);
 }
 
-int cmd_timeline(int argc, char **argv) {
-  sm_report_opts_t o = {0};
-  o.by = BY_LINE;
-  o.include = xcalloc((size_t)argc, sizeof(char *));
-  o.exclude = xcalloc((size_t)argc, sizeof(char *));
-  const char **pos = xcalloc((size_t)argc, sizeof *pos);
-  const char *output = NULL, *title = NULL;
-  size_t npos = 0;
-  long nsites = 5, width = 1000;
-  rank_t rank = RANK_LAST;
-  bool mixed = false;
-  optind = 1;
-  opterr = 0;
+typedef struct timeline_args {
+  sm_report_opts_t o;
+  const char **pos, *output, *title;
+  size_t npos;
+  long nsites, width;
+  rank_t rank;
+  bool mixed;
+} timeline_args_t;
+
+static void free_args(timeline_args_t *a) {
+  free(a->pos);
+  cli_select_free(&a->o);
+}
+
+static void timeline_opt(int c, timeline_args_t *a) {
+  static const char *const ranks[] = {"last", "peak", "growth", NULL};
+  switch (c) {
+  case CLI_OPERAND: a->pos[a->npos++] = optarg; break;
+  case 'o': a->output = optarg; break;
+  case T_SITES:
+    cli_range("timeline", "--sites", 0, MAX_SITES, "", &a->nsites);
+    break;
+  case T_RANK: a->rank = (rank_t)cli_keyword("timeline", "--rank", ranks); break;
+  case T_MIXED: a->mixed = true; break;
+  case T_WIDTH:
+    cli_range("timeline", "--width", 400, 20000, "pixels", &a->width);
+    break;
+  case T_TITLE: a->title = optarg; break;
+  }
+}
+
+/* Parses timeline's arguments; false after --help (printed). */
+static bool parse_timeline_args(int argc, char **argv, timeline_args_t *a) {
+  memset(a, 0, sizeof *a);
+  a->o.by = BY_LINE;
+  a->nsites = 5;
+  a->width = 1000;
+  a->rank = RANK_LAST;
+  cli_select_init(&a->o, argc);
+  a->pos = xcalloc((size_t)argc, sizeof *a->pos);
+  cli_opts_t p;
+  static const struct option *const groups[] = {cli_output_opts, cli_select_opts, cli_naming_opts, timeline_opts,
+                                                cli_help_opts, NULL};
+  cli_opts_init(&p, "timeline", "-o:", groups);
   int c;
-  while ((c = getopt_long(argc, argv, "-o:", timeline_longopts, NULL)) != -1) {
-    switch (c) {
-    case 1: pos[npos++] = optarg; break;
-    case 'o': output = optarg; break;
-    case T_INCLUDE: o.include[o.ninclude++] = optarg; break;
-    case T_EXCLUDE: o.exclude[o.nexclude++] = optarg; break;
-    case T_RAW: o.raw = true; break;
-    case T_FULL: o.full_paths = true; break;
-    case T_SITES:
-      if (!cli_parse_int(optarg, 0, MAX_SITES, &nsites))
-        cli_usage_error("timeline", "--sites takes 0..%d, not '%s'", MAX_SITES, optarg);
-      break;
-    case T_RANK:
-      if (!strcmp(optarg, "last")) rank = RANK_LAST;
-      else if (!strcmp(optarg, "peak")) rank = RANK_PEAK;
-      else if (!strcmp(optarg, "growth")) rank = RANK_GROWTH;
-      else cli_usage_error("timeline", "--rank takes last, peak or growth, not '%s'", optarg);
-      break;
-    case T_MIXED: mixed = true; break;
-    case T_WIDTH:
-      if (!cli_parse_int(optarg, 400, 20000, &width))
-        cli_usage_error("timeline", "--width takes 400..20000 pixels, not '%s'", optarg);
-      break;
-    case T_TITLE: title = optarg; break;
-    case T_HELP:
-      free(pos);
-      free(o.include);
-      free(o.exclude);
-      return timeline_help();
-    default:
-      /* optopt is the short option's letter, or a long option's code */
-      if (optopt > 0 && optopt < 128) cli_usage_error("timeline", "option '-%c' is unknown or lacks its value", optopt);
-      cli_usage_error("timeline", "option '%s' is unknown or lacks its value", argv[optind - 1]);
+  while ((c = cli_opts_next(&p, argc, argv)) != -1) {
+    if (c == CLI_HELP) {
+      free_args(a);
+      timeline_help();
+      return false;
     }
+    if (!cli_select_opt(c, &a->o)) timeline_opt(c, a);
   }
-  if (npos == 0) cli_usage_error("timeline", "needs one or more snapshot files of one run");
+  if (a->npos == 0) cli_usage_error("timeline", "needs one or more snapshot files of one run");
+  return true;
+}
 
-  /* Everything is read and checked before the output is created. */
-  sm_snap_t *all = xcalloc(npos, sizeof *all);
-  for (size_t i = 0; i < npos; i++) {
-    if (cli_load(pos[i], &all[i]) != 0) {
-      free_snaps(all, i);
-      free(pos);
-      free(o.include);
-      free(o.exclude);
-      return 2;
-    }
-  }
-  sm_snap_t **snaps = xcalloc(npos, sizeof *snaps);
-  for (size_t i = 0; i < npos; i++) snaps[i] = &all[i];
-  qsort(snaps, npos, sizeof *snaps, cmp_time);
-  size_t n = npos;
-  for (size_t i = 1; i < n && !mixed; i++) {
-    const sm_snap_t *a = snaps[0], *b = snaps[i];
-    if (a->pid != b->pid || strcmp(a->program, b->program) != 0) {
-      strbuf_t pa = {0}, pb = {0}, na = {0}, nb = {0};
-      sm_escape(&pa, a->path, 0), sm_escape(&pb, b->path, 0);
-      sm_escape(&na, sm_base_name(a->program), 256), sm_escape(&nb, sm_base_name(b->program), 256);
-      fprintf(stderr,
-              "snapmalloc timeline: %s is from pid %llu (%s), %s from pid %llu (%s): not one run "
-              "(--mixed draws them together)\n",
-              pb.s, (unsigned long long)b->pid, nb.s, pa.s, (unsigned long long)a->pid, na.s);
-      free(pa.s), free(pb.s), free(na.s), free(nb.s);
-      free(snaps);
-      free_snaps(all, npos);
-      free(pos);
-      free(o.include);
-      free(o.exclude);
-      return 2;
-    }
-  }
-  FILE *out = svg_open("timeline", output);
+/* The snapshots read, and in time order. */
+typedef struct run_snaps {
+  sm_snap_t *all;
+  sm_snap_t **v;           /* in time order */
+  size_t n;
+} run_snaps_t;
 
-  /* live bytes per site and snapshot */
-  sm_tools_ctx_t *ctx = sm_ctx_new(&o);
+static void free_run(run_snaps_t *r) {
+  free(r->v);
+  free_snaps(r->all, r->n);
+}
+
+/* Says that a and b are not of one run. */
+static void not_one_run(const sm_snap_t *a, const sm_snap_t *b) {
+  strbuf_t pa = {0}, pb = {0}, na = {0}, nb = {0};
+  sm_escape(&pa, a->path, 0), sm_escape(&pb, b->path, 0);
+  sm_escape(&na, sm_base_name(a->program), 256), sm_escape(&nb, sm_base_name(b->program), 256);
+  fprintf(stderr,
+          "snapmalloc timeline: %s is from pid %llu (%s), %s from pid %llu (%s): not one run "
+          "(--mixed draws them together)\n",
+          pb.s, (unsigned long long)b->pid, nb.s, pa.s, (unsigned long long)a->pid, na.s);
+  free(pa.s), free(pb.s), free(na.s), free(nb.s);
+}
+
+/* Reads and sorts every snapshot, and checks that they are of one process
+ * unless --mixed; false (after one line) if not. */
+static bool load_run(const timeline_args_t *a, run_snaps_t *r) {
+  r->all = xcalloc(a->npos, sizeof *r->all);
+  for (size_t i = 0; i < a->npos; i++) {
+    if (cli_load(a->pos[i], &r->all[i]) != 0) {
+      free_snaps(r->all, i);
+      return false;
+    }
+  }
+  r->n = a->npos;
+  r->v = xcalloc(r->n, sizeof *r->v);
+  for (size_t i = 0; i < r->n; i++) r->v[i] = &r->all[i];
+  qsort(r->v, r->n, sizeof *r->v, cmp_time);
+  for (size_t i = 1; i < r->n && !a->mixed; i++) {
+    const sm_snap_t *x = r->v[0], *y = r->v[i];
+    if (x->pid != y->pid || strcmp(x->program, y->program) != 0) {
+      not_one_run(x, y);
+      free_run(r);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* Live bytes per site (grouped as `top --by line`) and snapshot. */
+static site_t *collect_sites(sm_tools_ctx_t *ctx, const run_snaps_t *r) {
   site_t *sites = NULL;
   char key[PATH_MAX + 256];
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < r->n; i++) {
     sm_model_t m;
-    sm_model_build(ctx, snaps[i], &m);
+    sm_model_build(ctx, r->v[i], &m);
     for (size_t k = 0; k < m.ntraces; k++) {
       const sm_strace_t *t = &m.traces[k];
       const sm_sframe_t *f = t->nframes ? &t->frames[t->site] : NULL;
@@ -383,94 +405,17 @@ int cmd_timeline(int argc, char **argv) {
         s = xcalloc(1, sizeof *s);
         s->key = xstrdup(key);
         s->function = f ? f->function : NULL; /* interned: outlives the model */
-        s->size = xcalloc(n, sizeof *s->size);
+        s->size = xcalloc(r->n, sizeof *s->size);
         HASH_ADD_KEYPTR(hh, sites, s->key, strlen(s->key), s);
       }
       s->size[i] += (int64_t)t->raw->size;
     }
     sm_model_free(&m);
   }
-  size_t nall = HASH_COUNT(sites), k = 0;
-  site_t **ranked = xcalloc(nall ? nall : 1, sizeof *ranked);
-  for (site_t *s = sites; s; s = s->hh.next) {
-    int64_t peak = 0;
-    for (size_t i = 0; i < n; i++) peak = s->size[i] > peak ? s->size[i] : peak;
-    s->score = rank == RANK_LAST ? s->size[n - 1] : rank == RANK_PEAK ? peak : s->size[n - 1] - s->size[0];
-    ranked[k++] = s;
-  }
-  qsort(ranked, nall, sizeof *ranked, cmp_score);
-  int ntop = 0;
-  while (ntop < nsites && (size_t)ntop < nall && ranked[ntop]->score > 0) ntop++;
+  return sites;
+}
 
-  /* scales: bytes up to the largest value drawn, seconds from the first */
-  double *t = xcalloc(n, sizeof *t);
-  double vmax = 0;
-  for (size_t i = 0; i < n; i++) {
-    t[i] = (double)(snaps[i]->time_ns - snaps[0]->time_ns) / 1e9;
-    for (size_t l = 0; l < NLINES; l++) vmax = fmax(vmax, (double)line_value(snaps[i], l));
-    double stack = 0;
-    for (int j = 0; j < ntop; j++) stack += (double)ranked[j]->size[i];
-    vmax = fmax(vmax, stack);
-  }
-  vmax = fmax(vmax, 10); /* an empty chart still gets an axis */
-  static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (u < 4 && vmax >= 1024.0 * pow(1024, u)) u++;
-  chart_t ch = {.out = out, .width = (int)width, .unit = pow(1024, u), .unit_name = units[u]};
-  double step_v = svg_tick_step(vmax / ch.unit, 5);
-  if (u == 0 && step_v < 1) step_v = 1; /* no fractions of a byte */
-  ch.vmax = fmax(1, ceil(vmax / ch.unit / step_v - 1e-9)) * step_v * ch.unit;
-  double span = t[n - 1], step_t;
-  if (span > 0) {
-    step_t = svg_tick_step(span, 8);
-    ch.tmin = 0;
-    ch.tmax = ceil(span / step_t - 1e-9) * step_t;
-  } else {
-    step_t = 1; /* one moment: centre it */
-    ch.tmin = -1;
-    ch.tmax = 1;
-  }
-  ch.x0 = LEFT_PX;
-  ch.x1 = width - RIGHT_PX;
-  ch.y0 = TOP_PX;
-  ch.y1 = TOP_PX + PLOT_PX;
-  ch.height = (int)ch.y1 + 58 + 2 * ROW_PX + 4 + ntop * ROW_PX + 14;
-
-  svg_begin(out, ch.width, ch.height, NULL, timeline_style);
-  fprintf(out, "<rect x=\"0\" y=\"0\" width=\"100%%\" height=\"100%%\" fill=\"#fbfaf7\"/>\n");
-  strbuf_t sb = {0};
-  const sm_snap_t *last = snaps[n - 1];
-  if (title) sb_puts(&sb, title);
-  else if (mixed && (snaps[0]->pid != last->pid || strcmp(snaps[0]->program, last->program) != 0))
-    sb_printf(&sb, "Memory of several processes over %.1f s", span);
-  else {
-    strbuf_t prog = {0};
-    sm_escape(&prog, sm_base_name(last->program[0] ? last->program : "?"), 256);
-    sb_printf(&sb, "Memory of %s (pid %llu) over %.1f s", prog.s, (unsigned long long)last->pid, span);
-    free(prog.s);
-  }
-  fprintf(out, "<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">", ch.width / 2);
-  svg_text(out, sb.s, svg_fit(ch.width, 16));
-  sb.len = 0;
-  char when[32], traced[32];
-  time_t secs = (time_t)(snaps[0]->time_ns / 1000000000ull);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  sm_format_size(traced, sizeof traced, (double)last->traced_current, false);
-  sb_printf(&sb, "%zu snapshot%s from %s; traced %s at the end%s", n, n == 1 ? "" : "s", when, traced,
-            (last->flags & SM_SNAP_SAMPLED) ? " (estimated from samples)" : "");
-  fprintf(out, "</text>\n<text id=\"sub\" x=\"%d\" y=\"42\" text-anchor=\"middle\">", ch.width / 2);
-  svg_text(out, sb.s, svg_fit(ch.width, FONT_PX));
-  fputs("</text>\n", out);
-  free(sb.s);
-  axes(&ch, step_v, step_t);
-  areas(&ch, ranked, ntop, t, n);
-  series_lines(&ch, t, snaps, n);
-  legend(&ch, ranked, ntop, n, rank);
-  svg_end(out);
-  svg_close(out, output);
-
+static void free_sites(site_t *sites) {
   site_t *s, *tmp;
   HASH_ITER(hh, sites, s, tmp) {
     HASH_DEL(sites, s);
@@ -478,13 +423,132 @@ int cmd_timeline(int argc, char **argv) {
     free(s->size);
     free(s);
   }
-  free(ranked);
+}
+
+/* Every site, best first by the rank asked for; *ntop: how many to stack. */
+static site_t **rank_sites(site_t *sites, size_t n, const timeline_args_t *a, int *ntop) {
+  size_t nall = HASH_COUNT(sites), k = 0;
+  site_t **ranked = xcalloc(nall ? nall : 1, sizeof *ranked);
+  for (site_t *s = sites; s; s = s->hh.next) {
+    int64_t peak = 0;
+    for (size_t i = 0; i < n; i++) peak = s->size[i] > peak ? s->size[i] : peak;
+    s->score = a->rank == RANK_LAST ? s->size[n - 1] : a->rank == RANK_PEAK ? peak : s->size[n - 1] - s->size[0];
+    ranked[k++] = s;
+  }
+  qsort(ranked, nall, sizeof *ranked, cmp_score);
+  *ntop = 0;
+  while (*ntop < a->nsites && (size_t)*ntop < nall && ranked[*ntop]->score > 0) (*ntop)++;
+  return ranked;
+}
+
+/* The scales: bytes up to the largest value drawn, seconds from the
+ * first snapshot (t, one per snapshot); the tick steps in *step_v and
+ * *step_t. */
+static void scale_chart(chart_t *ch, const run_snaps_t *r, const double *t, site_t **top, int ntop, double *step_v,
+                        double *step_t) {
+  static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double vmax = 0;
+  for (size_t i = 0; i < r->n; i++) {
+    for (size_t l = 0; l < NLINES; l++) vmax = fmax(vmax, (double)line_value(r->v[i], l));
+    double stack = 0;
+    for (int j = 0; j < ntop; j++) stack += (double)top[j]->size[i];
+    vmax = fmax(vmax, stack);
+  }
+  vmax = fmax(vmax, 10); /* an empty chart still gets an axis */
+  int u = 0;
+  while (u < 4 && vmax >= 1024.0 * pow(1024, u)) u++;
+  ch->unit = pow(1024, u);
+  ch->unit_name = units[u];
+  *step_v = svg_tick_step(vmax / ch->unit, 5);
+  if (u == 0 && *step_v < 1) *step_v = 1; /* no fractions of a byte */
+  ch->vmax = fmax(1, ceil(vmax / ch->unit / *step_v - 1e-9)) * *step_v * ch->unit;
+  double span = t[r->n - 1];
+  if (span > 0) {
+    *step_t = svg_tick_step(span, 8);
+    ch->tmin = 0;
+    ch->tmax = ceil(span / *step_t - 1e-9) * *step_t;
+  } else {
+    *step_t = 1; /* one moment: centre it */
+    ch->tmin = -1;
+    ch->tmax = 1;
+  }
+  ch->x0 = LEFT_PX;
+  ch->x1 = ch->width - RIGHT_PX;
+  ch->y0 = TOP_PX;
+  ch->y1 = TOP_PX + PLOT_PX;
+  ch->height = (int)ch->y1 + 58 + 2 * ROW_PX + 4 + ntop * ROW_PX + 14;
+}
+
+/* The title and the subtitle lines. */
+static void chart_head(chart_t *ch, const timeline_args_t *a, const run_snaps_t *r, double span) {
+  FILE *out = ch->out;
+  strbuf_t sb = {0};
+  const sm_snap_t *first = r->v[0], *last = r->v[r->n - 1];
+  if (a->title) sb_puts(&sb, a->title);
+  else if (a->mixed && (first->pid != last->pid || strcmp(first->program, last->program) != 0))
+    sb_printf(&sb, "Memory of several processes over %.1f s", span);
+  else {
+    strbuf_t prog = {0};
+    sm_escape(&prog, sm_base_name(last->program[0] ? last->program : "?"), 256);
+    sb_printf(&sb, "Memory of %s (pid %llu) over %.1f s", prog.s, (unsigned long long)last->pid, span);
+    free(prog.s);
+  }
+  fprintf(out, "<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">", ch->width / 2);
+  svg_text(out, sb.s, svg_fit(ch->width, 16));
+  sb.len = 0;
+  char when[32], traced[32];
+  time_t secs = (time_t)(first->time_ns / 1000000000ull);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  sm_format_size(traced, sizeof traced, (double)last->traced_current, false);
+  sb_printf(&sb, "%zu snapshot%s from %s; traced %s at the end%s", r->n, r->n == 1 ? "" : "s", when, traced,
+            (last->flags & SM_SNAP_SAMPLED) ? " (estimated from samples)" : "");
+  fprintf(out, "</text>\n<text id=\"sub\" x=\"%d\" y=\"42\" text-anchor=\"middle\">", ch->width / 2);
+  svg_text(out, sb.s, svg_fit(ch->width, FONT_PX));
+  fputs("</text>\n", out);
+  free(sb.s);
+}
+
+/* Draws the whole chart to out. */
+static void render_timeline(FILE *out, const timeline_args_t *a, const run_snaps_t *r, site_t **ranked, int ntop) {
+  size_t n = r->n;
+  double *t = xcalloc(n, sizeof *t);
+  for (size_t i = 0; i < n; i++) t[i] = (double)(r->v[i]->time_ns - r->v[0]->time_ns) / 1e9;
+  chart_t ch = {.out = out, .width = (int)a->width};
+  double step_v, step_t;
+  scale_chart(&ch, r, t, ranked, ntop, &step_v, &step_t);
+  svg_begin(out, ch.width, ch.height, NULL, timeline_style);
+  fprintf(out, "<rect x=\"0\" y=\"0\" width=\"100%%\" height=\"100%%\" fill=\"#fbfaf7\"/>\n");
+  chart_head(&ch, a, r, t[n - 1]);
+  axes(&ch, step_v, step_t);
+  areas(&ch, ranked, ntop, t, n);
+  series_lines(&ch, t, r->v, n);
+  legend(&ch, ranked, ntop, n, a->rank);
+  svg_end(out);
   free(t);
+}
+
+int cmd_timeline(int argc, char **argv) {
+  timeline_args_t a;
+  if (!parse_timeline_args(argc, argv, &a)) return 0;
+  /* Everything is read and checked before the output is created. */
+  run_snaps_t r;
+  if (!load_run(&a, &r)) {
+    free_args(&a);
+    return 2;
+  }
+  FILE *out = svg_open("timeline", a.output);
+  sm_tools_ctx_t *ctx = sm_ctx_new(&a.o);
+  site_t *sites = collect_sites(ctx, &r);
+  int ntop;
+  site_t **ranked = rank_sites(sites, r.n, &a, &ntop);
+  render_timeline(out, &a, &r, ranked, ntop);
+  svg_close(out, a.output);
+  free_sites(sites);
+  free(ranked);
   sm_ctx_free(ctx);
-  free(snaps);
-  free_snaps(all, npos);
-  free(pos);
-  free(o.include);
-  free(o.exclude);
+  free_run(&r);
+  free_args(&a);
   return 0;
 }
