@@ -86,6 +86,7 @@ static int parse_info(cursor_t *c, sm_snap_t *s, char *err, size_t errlen) {
   s->sample_bytes = get_u64(c);
   s->depth = get_u32(c);
   s->flags = get_u32(c);
+  if (s->version >= 2) s->peak_rss = get_u64(c);
   size_t n;
   const char *str = get_str(c, &n);
   if (c->bad) return fail(err, errlen, "corrupt INFO section (fields run past its end)");
@@ -194,9 +195,41 @@ static int parse_traces(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, si
   return 0;
 }
 
+/* FLOW (version 2): one record per trace of nonzero id, in TRACES' order. */
+static int parse_flow(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size_t errlen) {
+  size_t want = 0;
+  for (size_t i = 0; i < s->ntraces; i++) want += s->traces[i].id != 0;
+  if (count != want)
+    return fail(err, errlen, "corrupt FLOW section (%u records for %zu traces)", count, want);
+  if ((size_t)(c->end - c->p) / SM_SNAP_FLOW_SIZE < count)
+    return fail(err, errlen, "corrupt FLOW section (%u records cannot fit in %zu bytes)", count,
+                (size_t)(c->end - c->p));
+  uint64_t sums[5] = {0};
+  for (size_t i = 0; i < s->ntraces; i++) {
+    sm_snap_trace_t *t = &s->traces[i];
+    if (t->id == 0) continue;
+    uint32_t id = get_u32(c);
+    uint32_t zero = get_u32(c);
+    t->peak_size = get_u64(c);
+    t->peak_count = get_u64(c);
+    t->allocations = get_u64(c);
+    t->allocated = get_u64(c);
+    t->temporary = get_u64(c);
+    if (id != t->id || zero != 0)
+      return fail(err, errlen, "corrupt FLOW section (record for trace %u where trace %u was expected)", id, t->id);
+    if (!add_total(&sums[0], t->peak_size) || !add_total(&sums[1], t->peak_count) ||
+        !add_total(&sums[2], t->allocations) || !add_total(&sums[3], t->allocated) ||
+        !add_total(&sums[4], t->temporary))
+      return fail(err, errlen, "corrupt FLOW section (figures up to trace %u add up to 2^63 or more)", id);
+  }
+  s->has_flow = true;
+  return 0;
+}
+
 /* Checks the file header (magic, version, size, checksum); 0 with the
- * payload's length in *payload, or the failure. */
-static int check_header(const uint8_t *data, size_t len, uint64_t *payloadp, char *err, size_t errlen) {
+ * payload's length in *payload and the version in *versionp, or the failure. */
+static int check_header(const uint8_t *data, size_t len, uint64_t *payloadp, uint32_t *versionp, char *err,
+                        size_t errlen) {
   if (len < SM_SNAP_HEADER_SIZE)
     return fail(err, errlen, "not a snapmalloc snapshot (only %zu bytes)", len);
   if (memcmp(data, SM_SNAP_MAGIC, 8) != 0) return fail(err, errlen, "not a snapmalloc snapshot (bad magic)");
@@ -205,10 +238,10 @@ static int check_header(const uint8_t *data, size_t len, uint64_t *payloadp, cha
   uint32_t hdrsize = get_u32(&h);
   uint64_t payload = get_u64(&h);
   uint32_t crc = get_u32(&h);
-  if (version > SM_SNAP_VERSION)
+  if (version > SM_SNAP_VERSION_MAX)
     return fail(err, errlen, "written by a newer snapmalloc (format version %u; this tool reads up to %u)", version,
-                SM_SNAP_VERSION);
-  if (version == 0) return fail(err, errlen, "corrupt header (format version 0)");
+                SM_SNAP_VERSION_MAX);
+  if (version < SM_SNAP_VERSION_MIN) return fail(err, errlen, "corrupt header (format version %u)", version);
   if (hdrsize != SM_SNAP_HEADER_SIZE) return fail(err, errlen, "corrupt header (header size %u)", hdrsize);
   if (payload > len - SM_SNAP_HEADER_SIZE)
     return fail(err, errlen, "truncated (header promises %llu bytes of data, the file has %zu)",
@@ -217,6 +250,7 @@ static int check_header(const uint8_t *data, size_t len, uint64_t *payloadp, cha
     return fail(err, errlen, "corrupt (%zu unexpected bytes after the data)", (size_t)(len - SM_SNAP_HEADER_SIZE - payload));
   if (sm_crc32(0, data + SM_SNAP_HEADER_SIZE, payload) != crc) return fail(err, errlen, "corrupt (checksum mismatch)");
   *payloadp = payload;
+  *versionp = version;
   return 0;
 }
 
@@ -224,7 +258,7 @@ static int check_header(const uint8_t *data, size_t len, uint64_t *payloadp, cha
 /* Reads the sections of the payload into s (freed on failure). */
 static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, char *err, size_t errlen) {
   cursor_t c = {body, body + payload, false};
-  bool have[4] = {false, false, false, false};
+  bool have[5] = {false, false, false, false, false};
   while (c.p < c.end) {
     uint32_t tag = get_u32(&c);
     uint32_t count = get_u32(&c);
@@ -236,7 +270,7 @@ static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, c
     cursor_t sec = {c.p, c.p + bytes, false};
     c.p += bytes;
     int rc = 0;
-    if (tag >= 1 && tag <= 3 && have[tag]) {
+    if (tag >= 1 && tag <= 4 && have[tag]) {
       sm_snap_free(s);
       return fail(err, errlen, "corrupt (section %u appears twice)", tag);
     }
@@ -253,6 +287,11 @@ static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, c
       if (!have[SM_SNAP_SEC_MODULES]) rc = fail(err, errlen, "corrupt (TRACES before MODULES)");
       else rc = parse_traces(&sec, count, s, err, errlen);
       break;
+    case SM_SNAP_SEC_FLOW:
+      if (s->version < 2) continue; /* not part of version 1: skipped as unknown */
+      if (!have[SM_SNAP_SEC_TRACES]) rc = fail(err, errlen, "corrupt (FLOW before TRACES)");
+      else rc = parse_flow(&sec, count, s, err, errlen);
+      break;
     default:
       continue; /* a section from a later minor revision: skip it */
     }
@@ -264,10 +303,11 @@ static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, c
     }
     have[tag] = true;
   }
-  for (uint32_t t = 1; t <= 3; t++) {
+  uint32_t last = s->version >= 2 ? SM_SNAP_SEC_FLOW : SM_SNAP_SEC_TRACES;
+  for (uint32_t t = 1; t <= last; t++) {
     if (!have[t]) {
       sm_snap_free(s);
-      static const char *names[] = {"", "INFO", "MODULES", "TRACES"};
+      static const char *names[] = {"", "INFO", "MODULES", "TRACES", "FLOW"};
       return fail(err, errlen, "corrupt (no %s section)", names[t]);
     }
   }
@@ -276,8 +316,11 @@ static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, c
 int sm_snap_parse(const uint8_t *data, size_t len, sm_snap_t *s, char *err, size_t errlen) {
   memset(s, 0, sizeof *s);
   uint64_t payload;
-  int rc = check_header(data, len, &payload, err, errlen);
-  return rc != 0 ? rc : parse_sections(data + SM_SNAP_HEADER_SIZE, payload, s, err, errlen);
+  uint32_t version;
+  int rc = check_header(data, len, &payload, &version, err, errlen);
+  if (rc != 0) return rc;
+  s->version = version;
+  return parse_sections(data + SM_SNAP_HEADER_SIZE, payload, s, err, errlen);
 }
 
 int sm_snap_read(const char *path, sm_snap_t *s, char *err, size_t errlen) {

@@ -3,6 +3,7 @@
 #ifndef SM_TOOLS_SNAPREAD_H
 #define SM_TOOLS_SNAPREAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,11 +35,20 @@ typedef struct sm_snap_trace {
   uint16_t nframes, flags;
   uint64_t size, count;
   uint64_t leak[SM_LEAK_CLASSES][2]; /* (size, count) per class */
+  /* Version 2 (zero in a version-1 file): live bytes and blocks when traced
+   * memory was at its peak, and the flow since tracing started or the last
+   * peak reset: blocks and bytes allocated, blocks freed by their thread
+   * before it allocated again (temporary). */
+  uint64_t peak_size, peak_count;
+  uint64_t allocations, allocated, temporary;
   sm_snap_frame_t *frames;           /* innermost first */
 } sm_snap_trace_t;
 
 typedef struct sm_snap {
   char *path;
+  uint32_t version;        /* format version of the file (1 or 2) */
+  bool has_flow;           /* version 2: the traces' peak and flow fields are known */
+  uint64_t peak_rss;       /* version 2: the process's peak RSS (VmHWM), bytes; 0 if unknown */
   uint64_t pid, time_ns, traced_current, traced_peak, rss, heap_mapped, heap_inuse, meta_mapped;
   uint64_t sequence, sample_bytes;
   uint32_t depth, flags;

@@ -1,4 +1,4 @@
-/* The snapshot file format, version 1: the one definition shared by the
+/* The snapshot file format, version 2: the one definition shared by the
  * tracer (writer) and the tools (reader). docs/snapshot-format.md describes
  * it for people. All integers are little-endian and unaligned.
  *
@@ -11,11 +11,13 @@
  *     zero     u32
  *   payload: sections, each
  *     tag u32, count u32 (records), bytes u64 (body length), body
- *   in this order: INFO, MODULES, TRACES. Readers skip unknown tags.
+ *   in this order: INFO, MODULES, TRACES, FLOW (version 2). Readers skip
+ *   unknown tags.
  *
  *   INFO body: u64 pid, u64 time_ns (CLOCK_REALTIME), u64 traced_current,
  *     u64 traced_peak, u64 rss, u64 heap_mapped, u64 heap_inuse,
  *     u64 meta_mapped, u64 sequence, u64 sample_bytes, u32 depth, u32 flags,
+ *     (version 2:) u64 peak_rss (VmHWM, bytes),
  *     then three strings (u32 length + bytes): program path, command line
  *     (arguments separated by NUL), SNAPMALLOC_OPTIONS as given.
  *   MODULES record: u64 bias, u64 start, u64 end, u32 path_len,
@@ -26,7 +28,15 @@
  *     module == SM_SNAP_NO_MODULE: offset is the raw address. A frame's
  *     offset is a return address minus the module's bias (look up at - 1).
  *     With SM_SNAP_LEAKS, a record with id 0 and no frames may hold the leak
- *     classes of blocks that have no trace. */
+ *     classes of blocks that have no trace. Version 2 also writes traces
+ *     with no live blocks that have peak or flow figures (size 0, count 0).
+ *   FLOW record (version 2; one per TRACES record of nonzero id, same
+ *     order): u32 id, u32 zero, u64 peak_size, u64 peak_count (the trace's
+ *     live bytes and blocks when traced memory was at its peak, INFO's
+ *     traced_peak), u64 allocations, u64 allocated (blocks and bytes
+ *     allocated since tracing started or the last peak reset), u64
+ *     temporary (blocks freed by their thread before it allocated again).
+ *     Estimates, like sizes and counts, when SM_SNAP_SAMPLED. */
 #ifndef SM_TRACER_SNAPFMT_H
 #define SM_TRACER_SNAPFMT_H
 
@@ -34,13 +44,16 @@
 #include <stdint.h>
 
 #define SM_SNAP_MAGIC "SNAPMALC"
-#define SM_SNAP_VERSION 1u
+#define SM_SNAP_VERSION 1u     /* the version the writer writes */
+#define SM_SNAP_VERSION_MIN 1u /* the oldest the reader reads */
+#define SM_SNAP_VERSION_MAX 2u /* the newest the reader reads */
 #define SM_SNAP_HEADER_SIZE 32u
 
 enum {
   SM_SNAP_SEC_INFO = 1,
   SM_SNAP_SEC_MODULES = 2,
   SM_SNAP_SEC_TRACES = 3,
+  SM_SNAP_SEC_FLOW = 4, /* version 2 */
 };
 
 /* INFO flags */
@@ -63,10 +76,12 @@ enum {
   SM_LEAK_CLASSES = 4,
 };
 
-#define SM_SNAP_INFO_FIXED (10 * 8 + 2 * 4)
+#define SM_SNAP_INFO_FIXED_V1 (10 * 8 + 2 * 4)
+#define SM_SNAP_INFO_FIXED (SM_SNAP_INFO_FIXED_V1 + 8) /* version 2: + peak_rss */
 #define SM_SNAP_TRACE_FIXED (4 + 2 + 2 + 8 + 8 + SM_LEAK_CLASSES * 16)
 #define SM_SNAP_FRAME_SIZE 12
 #define SM_SNAP_MODULE_FIXED (3 * 8 + 2 * 4)
+#define SM_SNAP_FLOW_SIZE (2 * 4 + 5 * 8)
 
 /* CRC-32 (IEEE 802.3, reflected), continuing from `crc` (start with 0). */
 uint32_t sm_crc32(uint32_t crc, const void *data, size_t len);

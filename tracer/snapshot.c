@@ -118,7 +118,7 @@ static void build_payload(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, uint
   ssize_t en = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (en < 0) en = 0;
   const char *spec = sm_options_spec ? sm_options_spec : "";
-  size_t info_len = SM_SNAP_INFO_FIXED + 12 + (size_t)en + cmdlen + strlen(spec);
+  size_t info_len = SM_SNAP_INFO_FIXED_V1 + 12 + (size_t)en + cmdlen + strlen(spec);
   put_u32(b, SM_SNAP_SEC_INFO);
   put_u32(b, 1);
   put_u64(b, info_len);

@@ -41,7 +41,7 @@ expect checksum "flip.snap: corrupt (checksum mismatch)" top "$work/flip.snap"
 cp "$good" "$work/magic.snap"; poke "$work/magic.snap" 0 0x58
 expect magic "magic.snap: not a snapmalloc snapshot (bad magic)" top "$work/magic.snap"
 cp "$good" "$work/future.snap"; poke "$work/future.snap" 8 9
-expect future "future.snap: written by a newer snapmalloc (format version 9; this tool reads up to 1)" top "$work/future.snap"
+expect future "future.snap: written by a newer snapmalloc (format version 9; this tool reads up to 2)" top "$work/future.snap"
 printf 'hello world, not a snapshot at all!!\n' > "$work/text.snap"
 expect text "text.snap: not a snapmalloc snapshot (bad magic)" top "$work/text.snap"
 expect missing "nonexistent.snap: cannot open: No such file or directory" top "$work/nonexistent.snap"
