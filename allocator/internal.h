@@ -102,9 +102,11 @@ void sm_segment_register(sm_segment_t *seg);
 void sm_segment_unregister(sm_segment_t *seg);
 sm_segment_t *sm_segment_pool_alloc(unsigned page_shift); /* NULL when out of memory */
 void sm_segment_pool_free(sm_segment_t *seg);
-/* Returns page i's memory to the OS (page 0 keeps the header) and clears
- * its dirty bit. The caller owns the segment. */
-void sm_segment_purge_page(sm_segment_t *seg, unsigned i);
+/* Returns the memory of the dirty pages among `pages` (a bit per page) to
+ * the OS, one call per run of neighbours (page 0 keeps the header), and
+ * clears their dirty bits; returns how many were purged. The caller owns
+ * the segment. */
+unsigned sm_segment_purge_pages(sm_segment_t *seg, uint64_t pages);
 void sm_segment_abandon(sm_segment_t *seg);
 sm_segment_t *sm_segment_take_abandoned(unsigned page_shift);
 bool sm_segment_claim_abandoned(sm_segment_t *seg); /* true: seg is now the caller's to adopt */

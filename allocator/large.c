@@ -44,29 +44,67 @@ static uint8_t *chunk_first(const sm_segment_t *seg) {
 }
 static uint8_t *chunk_end(const sm_segment_t *seg) { return (uint8_t *)seg + seg->size - LB_SENTINEL; }
 
-/* Bytes inside a free block that purging could return (whole pages past
- * the header and tree node). */
+/* The part of a free block that may be committed, as an address range:
+ * what was freed since the block's pages were last purged. Merging a freed
+ * block into a clean neighbour gives the bounding range of the dirty
+ * parts, not the whole block, so that a small free next to a big purged
+ * remainder is not taken for megabytes of committed memory (and purged
+ * again and again). */
+typedef struct span {
+  uintptr_t lo, hi; /* empty when lo >= hi */
+} span_t;
+
+static const span_t clean = {0, 0};
+
+static span_t span_of(const sm_lblock_t *b, size_t size) { return (span_t){(uintptr_t)b, (uintptr_t)b + size}; }
+
+static span_t span_union(span_t x, span_t y) {
+  if (x.lo >= x.hi) return y;
+  if (y.lo >= y.hi) return x;
+  return (span_t){x.lo < y.lo ? x.lo : y.lo, x.hi > y.hi ? x.hi : y.hi};
+}
+
+static span_t node_dirty(const sm_fnode_t *n) {
+  uintptr_t b = (uintptr_t)n - SM_LB_HDR;
+  return (span_t){b + n->dirty_lo, b + n->dirty_hi};
+}
+
+/* The whole pages of s inside free block b, past its header and tree node:
+ * what purging b could return. */
+static span_t purgeable_span(const sm_lblock_t *b, span_t s) {
+  uintptr_t lo = sm_align_up((uintptr_t)b + SM_LB_HDR + sizeof(sm_fnode_t), sm_os_page_size);
+  uintptr_t hi = sm_align_down((uintptr_t)b + lb_size(b), sm_os_page_size);
+  if (s.lo > lo) lo = sm_align_down(s.lo, sm_os_page_size) > lo ? sm_align_down(s.lo, sm_os_page_size) : lo;
+  if (s.hi < hi) hi = sm_align_up(s.hi, sm_os_page_size) < hi ? sm_align_up(s.hi, sm_os_page_size) : hi;
+  return s.lo < s.hi && lo < hi ? (span_t){lo, hi} : clean;
+}
+
+/* Bytes of free block b that purging could return (the arena's dirty_bytes
+ * is their sum over its free blocks). */
 static size_t purgeable(const sm_lblock_t *b) {
-  uintptr_t a = sm_align_up((uintptr_t)b + SM_LB_HDR + sizeof(sm_fnode_t), sm_os_page_size);
-  uintptr_t e = sm_align_down((uintptr_t)b + lb_size(b), sm_os_page_size);
-  return e > a ? e - a : 0;
+  span_t p = purgeable_span(b, node_dirty(lb_node(b)));
+  return p.hi - p.lo;
 }
 
 /* An arena's free_bytes and inuse_bytes change under its lock but are read
  * without it (stats.c): relaxed stores. */
 
-/* Makes b (already sized) a free block in the tree; dirty says whether its
- * memory may be committed. The block above gets PREV_INUSE cleared. */
-static void make_free(sm_arena_t *a, sm_lblock_t *b, size_t size, bool dirty) {
+/* Makes b (already sized) a free block in the tree; dirty is the part of
+ * the memory that may be committed (clipped to the block). The block above
+ * gets PREV_INUSE cleared. */
+static void make_free(sm_arena_t *a, sm_lblock_t *b, size_t size, span_t dirty) {
   b->head = size | SM_LB_PREV_INUSE; /* free blocks never have a free block below */
   b->magic = 0;
   sm_lblock_t *n = lb_next(b);
   n->prev_size = size;
   n->head &= ~SM_LB_PREV_INUSE;
   sm_fnode_t *node = lb_node(b);
-  node->dirty = dirty;
+  uintptr_t lo = dirty.lo > (uintptr_t)b ? dirty.lo : (uintptr_t)b;
+  uintptr_t hi = dirty.hi < (uintptr_t)b + size ? dirty.hi : (uintptr_t)b + size;
+  node->dirty_lo = lo < hi ? (uint32_t)(lo - (uintptr_t)b) : 0;
+  node->dirty_hi = lo < hi ? (uint32_t)(hi - (uintptr_t)b) : 0;
   node->freed_at = a->now;
-  if (dirty) a->dirty_bytes += purgeable(b);
+  a->dirty_bytes += purgeable(b);
   __atomic_store_n(&a->free_bytes, a->free_bytes + size, __ATOMIC_RELAXED);
   sm_splay_insert(&a->root, node);
 }
@@ -84,13 +122,13 @@ static void unlink_free(sm_arena_t *a, sm_lblock_t *b) {
   sm_splay_remove(&a->root, node);
   clear_links(node); /* it is handed out, or merged into a neighbour's payload */
   __atomic_store_n(&a->free_bytes, a->free_bytes - lb_size(b), __ATOMIC_RELAXED);
-  if (node->dirty) a->dirty_bytes -= purgeable(b);
+  a->dirty_bytes -= purgeable(b);
   if (a->rover == b) a->rover = NULL;
 }
 
 /* Marks a (removed) free block of `size` in use, splitting off the tail if
- * the remainder is worth keeping. `dirty` is the free block's state. */
-static void take_block(sm_arena_t *a, sm_lblock_t *b, size_t need, bool dirty) {
+ * the remainder is worth keeping. `dirty` is the free block's dirty range. */
+static void take_block(sm_arena_t *a, sm_lblock_t *b, size_t need, span_t dirty) {
   size_t size = lb_size(b);
   if (size - need >= LB_MIN_SPLIT) {
     sm_lblock_t *rest = (sm_lblock_t *)((uint8_t *)b + need);
@@ -142,7 +180,7 @@ static sm_lblock_t *find_fit(sm_arena_t *a, size_t need) {
     sm_lblock_t *b = node_block(n);
     /* take_best already removed it from the tree; undo the accounting. */
     __atomic_store_n(&a->free_bytes, a->free_bytes - lb_size(b), __ATOMIC_RELAXED);
-    if (n->dirty) a->dirty_bytes -= purgeable(b);
+    a->dirty_bytes -= purgeable(b);
     if (a->rover == b) a->rover = NULL;
     return b;
   }
@@ -173,7 +211,7 @@ static bool grow(sm_arena_t *a, size_t need) {
   sentinel->head = SM_LB_INUSE; /* size 0, in use */
   sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg);
   b->head = SM_LB_PREV_INUSE;
-  make_free(a, b, (size_t)((uint8_t *)sentinel - (uint8_t *)b), false); /* fresh pages: not committed */
+  make_free(a, b, (size_t)((uint8_t *)sentinel - (uint8_t *)b), clean); /* fresh pages: not committed */
   return true;
 }
 
@@ -194,12 +232,12 @@ typedef struct purge_pass {
 
 static void purge_one(sm_fnode_t *n, void *arg) {
   purge_pass_t *pp = arg;
-  if (!n->dirty || (!pp->all && !sm_freed_by(n->freed_at, pp->cutoff))) return;
+  if (n->dirty_lo >= n->dirty_hi || (!pp->all && !sm_freed_by(n->freed_at, pp->cutoff))) return;
   sm_lblock_t *b = node_block(n);
-  pp->arena->dirty_bytes -= purgeable(b);
-  uint8_t *start = (uint8_t *)n + sizeof *n;
-  sm_os_purge(start, (size_t)((uint8_t *)b + lb_size(b) - start));
-  n->dirty = 0;
+  span_t p = purgeable_span(b, node_dirty(n));
+  pp->arena->dirty_bytes -= p.hi - p.lo;
+  if (p.lo < p.hi) sm_os_purge((void *)p.lo, p.hi - p.lo);
+  n->dirty_lo = n->dirty_hi = 0;
 }
 
 /* Returns free memory (all of it, or what was freed by `cutoff`): chunks
@@ -247,7 +285,7 @@ static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_gro
     }
     b = find_fit(a, search);
   }
-  bool dirty = lb_node(b)->dirty;
+  span_t dirty = node_dirty(lb_node(b));
   if (align) {
     uintptr_t payload = sm_align_up((uintptr_t)b + SM_LB_HDR, align);
     if (payload - SM_LB_HDR != (uintptr_t)b) {
@@ -319,13 +357,15 @@ void sm_large_free(sm_segment_t *seg, void *p) {
   b->magic = 0;
   b->head &= ~SM_LB_INUSE;
   sm_lblock_t *n = lb_next(b);
-  bool dirty = true;
+  span_t dirty = span_of(b, size); /* the block itself; neighbours bring their own */
   if (!(n->head & SM_LB_INUSE)) {
+    dirty = span_union(dirty, node_dirty(lb_node(n)));
     unlink_free(a, n);
     size += lb_size(n);
   }
   if (!(b->head & SM_LB_PREV_INUSE)) {
     sm_lblock_t *pb = lb_prev(b);
+    dirty = span_union(dirty, node_dirty(lb_node(pb)));
     unlink_free(a, pb);
     size += lb_size(pb);
     b = pb;
@@ -358,19 +398,21 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
       rest->head = SM_LB_PREV_INUSE | (cur - need);
       size_t rsize = cur - need;
       sm_lblock_t *n = (sm_lblock_t *)((uint8_t *)rest + rsize);
+      span_t dirty = span_of(rest, rsize);
       if (!(n->head & SM_LB_INUSE)) {
+        dirty = span_union(dirty, node_dirty(lb_node(n)));
         unlink_free(a, n);
         rsize += lb_size(n);
       }
       __atomic_store_n(&a->inuse_bytes, a->inuse_bytes - (cur - need), __ATOMIC_RELAXED);
       a->now = sm_now32();
-      make_free(a, rest, rsize, true);
+      make_free(a, rest, rsize, dirty);
     }
     ok = true;
   } else {
     sm_lblock_t *n = lb_next(b);
     if (!(n->head & SM_LB_INUSE) && cur + lb_size(n) >= need) { /* grow into the free block above */
-      bool dirty = lb_node(n)->dirty;
+      span_t dirty = node_dirty(lb_node(n));
       size_t total = cur + lb_size(n);
       unlink_free(a, n); /* its node is now inside b's payload: unlink_free cleared the links */
       __atomic_store_n(&a->inuse_bytes, a->inuse_bytes - cur, __ATOMIC_RELAXED);
@@ -403,7 +445,7 @@ size_t sm_large_trim(void) {
  * neighbours, no two free blocks touch, every free block is in the tree and
  * the tree holds nothing else. Lock held by the caller. Returns 0 if sound. */
 size_t sm_large_check(sm_arena_t *a) {
-  size_t free_count = 0, free_bytes = 0;
+  size_t free_count = 0, free_bytes = 0, dirty_bytes = 0;
   for (sm_segment_t *seg = a->chunks.first; seg; seg = seg->next) {
     sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg);
     bool prev_inuse = true;
@@ -415,8 +457,11 @@ size_t sm_large_check(sm_arena_t *a) {
       if (!inuse) {
         if (!prev_inuse) return 3; /* two free blocks side by side */
         if (lb_next(b)->prev_size != sz) return 4;
+        const sm_fnode_t *n = lb_node(b);
+        if (n->dirty_lo < n->dirty_hi && n->dirty_hi > sz) return 11; /* dirty range outside the block */
         free_count++;
         free_bytes += sz;
+        dirty_bytes += purgeable(b);
       } else if (b->magic != SM_LB_MAGIC) {
         return 5;
       }
@@ -430,6 +475,7 @@ size_t sm_large_check(sm_arena_t *a) {
   if (in_tree == (size_t)-1) return 8;
   if (in_tree != free_count) return 9;
   if (free_bytes != a->free_bytes) return 10;
+  if (dirty_bytes != a->dirty_bytes) return 12;
   return 0;
 }
 

@@ -220,14 +220,12 @@ static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
 static void purge_pages(sm_heap_t *h, bool all, uint32_t cutoff) {
   for (unsigned k = 0; k < 2; k++) {
     for (sm_segment_t *seg = h->segs[k].first; seg; seg = seg->next) {
-      uint64_t d = seg->dirty_mask;
-      while (d) {
+      uint64_t due = all ? seg->dirty_mask : 0;
+      for (uint64_t d = all ? 0 : seg->dirty_mask; d; d &= d - 1) {
         unsigned i = (unsigned)__builtin_ctzll(d);
-        d &= d - 1;
-        if (!all && !sm_freed_by(seg->pages[i].freed_at, cutoff)) continue;
-        sm_segment_purge_page(seg, i);
-        h->dirty_bytes -= page_bytes(seg);
+        if (sm_freed_by(seg->pages[i].freed_at, cutoff)) due |= (uint64_t)1 << i;
       }
+      if (due) h->dirty_bytes -= sm_segment_purge_pages(seg, due) * page_bytes(seg);
     }
   }
 }

@@ -143,22 +143,33 @@ sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
   return seg;
 }
 
-void sm_segment_purge_page(sm_segment_t *seg, unsigned i) {
-  uint8_t *start = (uint8_t *)seg + ((size_t)i << seg->page_shift);
-  size_t len = (size_t)1 << seg->page_shift;
-  if (i == 0) { /* the header stays */
-    size_t hdr = sm_segment_header_size();
-    start += hdr;
-    len -= hdr;
+unsigned sm_segment_purge_pages(sm_segment_t *seg, uint64_t pages) {
+  pages &= seg->dirty_mask;
+  unsigned n = (unsigned)__builtin_popcountll(pages);
+  seg->dirty_mask &= ~pages;
+  while (pages) {
+    /* One system call per run of neighbouring pages: each call may cost a
+     * TLB shootdown on every core the process runs on. */
+    unsigned i = (unsigned)__builtin_ctzll(pages);
+    uint64_t x = pages >> i;
+    unsigned run = ~x ? (unsigned)__builtin_ctzll(~x) : 64;
+    uint8_t *start = (uint8_t *)seg + ((size_t)i << seg->page_shift);
+    size_t len = (size_t)run << seg->page_shift;
+    if (i == 0) { /* the header stays */
+      size_t hdr = sm_segment_header_size();
+      start += hdr;
+      len -= hdr;
+    }
+    sm_os_purge(start, len);
+    pages = run == 64 ? 0 : pages & ~((((uint64_t)1 << run) - 1) << i);
   }
-  sm_os_purge(start, len);
-  seg->dirty_mask &= ~((uint64_t)1 << i);
+  return n;
 }
 
 void sm_segment_pool_free(sm_segment_t *seg) {
   sm_segmap_clear(seg, 1, SM_SEGMAP_FREED);
   /* Purge what is still committed before caching or unmapping. */
-  while (seg->dirty_mask) sm_segment_purge_page(seg, (unsigned)__builtin_ctzll(seg->dirty_mask));
+  sm_segment_purge_pages(seg, seg->dirty_mask);
   sm_lock(&seg_lock);
   registry_remove_locked(seg);
   if (cache_count < SEG_CACHE_MAX) {

@@ -118,7 +118,8 @@ typedef struct sm_lblock {
 typedef struct sm_fnode {
   struct sm_fnode *left, *right; /* splay tree keyed by (size, address) */
   uint32_t freed_at;             /* sm_now32() when it became free (purge age) */
-  uint8_t dirty;                 /* 1 if pages past the first may be committed */
+  uint32_t dirty_lo, dirty_hi;   /* bytes [lo, hi) from the block's start may be committed;
+                                    lo >= hi: none (large.c) */
 } sm_fnode_t;
 
 struct sm_segment;

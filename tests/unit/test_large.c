@@ -110,5 +110,28 @@ int main(void) {
   size_t blocks = sm_splay_check(a->root);
   CHECK_MSG(blocks == a->chunk_count, "%zu free blocks in %zu chunks", blocks, a->chunk_count);
   CHECK(a->inuse_bytes == 0);
+
+  /* A block freed next to a purged remainder counts as dirty by its own
+   * pages only, not the whole merged block: the merged block's dirty part
+   * is the bounding range of what was freed since the last purge. */
+  sm_large_trim();
+  CHECK(a->dirty_bytes == 0);
+  sm_opt.retain = (size_t)1 << 40; /* no purge may hide the figure */
+  uint8_t *d = sm_malloc(300000);
+  memset(d, 1, 300000);
+  size_t chunk_free = a->free_bytes;
+  sm_free(d);
+  CHECK_MSG(a->dirty_bytes > 0 && a->dirty_bytes <= 300000 + 2 * 4096,
+            "dirty %zu bytes after freeing 300000 next to %zu clean ones", a->dirty_bytes, chunk_free);
+  CHECK(check_arena() == 0);
+  uint8_t *e = sm_malloc(100000), *f = sm_malloc(100000);
+  memset(e, 2, 100000);
+  memset(f, 3, 100000);
+  sm_free(e);
+  sm_free(f); /* merges with e and the rest: still only what was used */
+  CHECK_MSG(a->dirty_bytes <= 300000 + 2 * 4096, "dirty %zu bytes", a->dirty_bytes);
+  CHECK(check_arena() == 0);
+  CHECK(sm_large_trim() > 0);
+  CHECK(a->dirty_bytes == 0 && check_arena() == 0);
   return test_summary();
 }
