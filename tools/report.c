@@ -618,15 +618,23 @@ typedef struct report {
   const sm_model_t *old, *cur;
 } report_t;
 
-/* The entries --limit left out, in one line: "N other: SIZE (CHANGE)" as
- * tracemalloc prints it, or the sums of the flow figures. */
-static void print_rest_text(FILE *out, const report_t *r) {
-  long double now[F_N] = {0}, d[F_N] = {0};
+/* The sums of stat_figs over the entries --limit left out. With
+ * --cumulative a trace counts under several entries, so these are sums
+ * over entries (long double: they may pass 2^63). */
+static void rest_figs(const report_t *r, long double now[F_N], long double d[F_N]) {
+  for (int k = 0; k < F_N; k++) now[k] = d[k] = 0;
   for (size_t i = r->shown; i < r->n; i++) {
     long double a[F_N], b[F_N];
     stat_figs(&r->v, r->arr[i], a, b);
     for (int k = 0; k < F_N; k++) now[k] += a[k], d[k] += b[k];
   }
+}
+
+/* The entries --limit left out, in one line: "N other: SIZE (CHANGE)" as
+ * tracemalloc prints it, or the sums of the flow figures. */
+static void print_rest_text(FILE *out, const report_t *r) {
+  long double now[F_N], d[F_N];
+  rest_figs(r, now, d);
   fprintf(out, "%zu other: ", r->n - r->shown);
   if (r->v.flow) put_figs(out, &r->v, now, d);
   else {
@@ -804,14 +812,8 @@ static void print_report_json(FILE *out, const report_t *r) {
   }
   fputs("\n]", out);
   if (r->shown < r->n) {
-    /* with --cumulative a trace counts under several entries: the rest is
-     * a sum over entries */
-    long double now[F_N] = {0}, d[F_N] = {0};
-    for (size_t i = r->shown; i < r->n; i++) {
-      long double a[F_N], b[F_N];
-      stat_figs(&r->v, r->arr[i], a, b);
-      for (int k = 0; k < F_N; k++) now[k] += a[k], d[k] += b[k];
-    }
+    long double now[F_N], d[F_N];
+    rest_figs(r, now, d);
     fprintf(out, ", \"other\": {\"entries\": %zu", r->n - r->shown);
     json_figs(out, ", ", now, r->v.diff ? d : NULL, r);
     fputs("}", out);
