@@ -625,7 +625,10 @@ int sm_report(FILE *out, sm_tools_ctx_t *c, sm_model_t *old, sm_model_t *cur) {
   group(o, cur, &tab, true);
   size_t n = HASH_COUNT(tab), k = 0;
   stat_t **arr = xcalloc(n ? n : 1, sizeof *arr);
-  for (stat_t *s = tab; s; s = s->hh.next) arr[k++] = s;
+  /* version 2 also lists traces with nothing live (peak or flow only) */
+  for (stat_t *s = tab; s; s = s->hh.next)
+    if (s->size || s->count || s->old_size || s->old_count) arr[k++] = s;
+  n = k;
   qsort(arr, n, sizeof *arr, old ? cmp_diff : cmp_top);
   size_t shown = o->limit > 0 && (size_t)o->limit < n ? (size_t)o->limit : n;
   bool diff = old != NULL;
