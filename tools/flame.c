@@ -502,9 +502,11 @@ static void flame_titles(FILE *out, const char *title, int width, const fnode_t 
   fprintf(out, "</text>\n<text id=\"sub\" x=\"%d\" y=\"42\" text-anchor=\"middle\">", width / 2);
   when_text(when, sizeof when, cur->snap);
   if (!old) {
-    src_name(&sb, cur);
-    sb_printf(&sb, ", %s%s; width = live bytes, frames grow upwards from the outermost", when,
-              (cur->snap->flags & SM_SNAP_SAMPLED) ? ", estimated from samples" : "");
+    /* the peak's own time is not recorded: say when the snapshot was written */
+    sb_printf(&sb, cur->at == AT_PEAK ? "%s, written %s" : "%s, %s", sm_base_name(cur->path), when);
+    sb_printf(&sb, "%s; width = live bytes%s, frames grow upwards from the outermost",
+              (cur->snap->flags & SM_SNAP_SAMPLED) ? ", estimated from samples" : "",
+              cur->at == AT_PEAK ? " at the peak" : "");
   } else {
     char was[32];
     sm_format_size(was, sizeof was, (double)root->old_size, false);
