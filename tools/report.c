@@ -529,20 +529,22 @@ static void moment(char *buf, size_t cap, const sm_model_t *m) {
 
 void sm_print_view(FILE *out, const sm_report_opts_t *o, const sm_model_t *old, const sm_model_t *cur) {
   const char *by = sort_names[o->sort];
+  bool sampled = (cur->snap->flags & SM_SNAP_SAMPLED) || (old && (old->snap->flags & SM_SNAP_SAMPLED));
+  const char *est = sampled ? " (estimated from samples)" : "";
   char a[64], b[64];
   if (sm_sort_is_flow(o->sort)) {
-    if (old) fprintf(out, "Change in allocations from OLD to NEW, by %s:\n", by);
-    else fprintf(out, "Allocations since tracing started or the last peak reset, by %s:\n", by);
+    if (old) fprintf(out, "Change in allocations from OLD to NEW, by %s%s:\n", by, est);
+    else fprintf(out, "Allocations since tracing started or the last peak reset, by %s%s:\n", by, est);
     return;
   }
   if (o->sort == SORT_SIZE && cur->at == AT_END && (!old || old->at == AT_END)) return; /* the default */
   moment(b, sizeof b, cur);
   if (!old) {
-    fprintf(out, "Live %s, by %s:\n", b, by);
+    fprintf(out, "Live %s, by %s%s:\n", b, by, est);
     return;
   }
   moment(a, sizeof a, old);
-  fprintf(out, "Change from OLD %s to NEW %s, by %s:\n", a, b, by);
+  fprintf(out, "Change from OLD %s to NEW %s, by %s%s:\n", a, b, by, est);
 }
 
 /* ", NAME=VALUE", with " (CHANGE)" in a diff: bytes in tracemalloc's size

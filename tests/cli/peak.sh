@@ -110,6 +110,8 @@ expect old-at-top "--old-at is OLD's moment" top "$snap" --old-at peak
 "$tool" run --no-report --sample 4K --out "$work/s.%n.snap" -- "$build/examples/peaks" > /dev/null 2>&1 || fail "run --sample"
 "$tool" top "$work/s.0.snap" --sort temporary --limit 1 > "$work/s.txt" || fail "top --sort temporary, sampled"
 grep -q ' estimated from samples, RSS ' "$work/s.txt" || fail "sampled header not flagged: $(head -1 "$work/s.txt")"
+grep -qx 'Allocations since tracing started or the last peak reset, by temporary (estimated from samples):' "$work/s.txt" ||
+  fail "sampled flow view not flagged: $(sed -n 2p "$work/s.txt")"
 "$tool" top "$work/s.0.snap" --sort temporary --format json --limit 1 > "$work/s.json"
 python3 - "$work/s.json" <<'PY' || fail "sampled estimates"
 import json, sys
