@@ -70,11 +70,16 @@ assert d['examples/peaks.c:58']['size_diff'] == 960000 and d['examples/peaks.c:5
 assert diff['totals']['size_diff'] == diff['new']['traced']['current'] - diff['old']['traced']['peak'], diff['totals']
 PY
 
+# the header line gives the peak RSS (VmHWM) of version 2, not of version 1
+"$tool" top "$snap" --limit 1 | head -1 | grep -q ', RSS [0-9.]* [KMG]iB (peak [0-9.]* [KMG]iB), heap ' ||
+  fail "version 2 header without the peak RSS: $("$tool" top "$snap" --limit 1 | head -1)"
+
 # version 1: the same report at the end, null figures, refused views
 python3 "$src/tests/cli/snapv1.py" "$snap" "$work/v1.snap" || fail "snapv1.py"
 "$tool" top "$snap" --limit 0 | grep -v '(pid ' > "$work/v2.txt"
 "$tool" top "$work/v1.snap" --limit 0 | grep -v '(pid ' > "$work/v1.txt"
 cmp -s "$work/v1.txt" "$work/v2.txt" || { fail "top of version 1 and 2 differ at the end"; diff "$work/v1.txt" "$work/v2.txt"; }
+if "$tool" top "$work/v1.snap" --limit 1 | head -1 | grep -q 'RSS [^,]*(peak'; then fail "version 1 header claims a peak RSS"; fi
 "$tool" top "$work/v1.snap" --format json --limit 0 > "$work/v1.json" || fail "top version 1 --format json"
 python3 - "$work/v1.json" <<'PY' || fail "version-1 JSON"
 import json, sys

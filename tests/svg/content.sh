@@ -46,6 +46,8 @@ check flame "$work/peak.svg" "$work/peak.json" --field peak_size --name load_chu
 grep -q '>Live memory of peaks (pid [0-9]*) at its traced peak: 8[0-9.]* [KM]iB in [0-9]* blocks<' "$work/peak.svg" ||
   fail "the title of flame --at peak does not say it is the peak"
 if grep -q '>keep_results<' "$work/peak.svg"; then fail "flame --at peak draws phase 3, which came after the peak"; fi
+grep -q '>peaks.0.snap, written [0-9-]* [0-9:]* UTC; width = live bytes at the peak,' "$work/peak.svg" ||
+  fail "the subtitle of flame --at peak does not say the widths are the peak's"
 "$tool" flame "$work/peaks.0.snap" "$work/peaks.0.snap" --old-at peak -o "$work/since-peak.svg" || fail "flame --old-at peak"
 "$tool" diff "$work/peaks.0.snap" "$work/peaks.0.snap" --old-at peak --format json --limit 0 > "$work/since-peak.json"
 check flame "$work/since-peak.svg" "$work/since-peak.json" --diff --name keep_results --red keep_results
