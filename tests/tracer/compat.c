@@ -10,10 +10,6 @@
 
 #include "tests/tracer/snaptest.h"
 
-#define CHECK_EQ_U(got, want)                                                      \
-  CHECK_MSG((uint64_t)(got) == (uint64_t)(want), "%llu, expected %llu", (unsigned long long)(got), \
-            (unsigned long long)(want))
-
 static void check_v1(const char *path) {
   sm_snap_t s;
   snaptest_read(path, &s);

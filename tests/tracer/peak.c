@@ -21,9 +21,6 @@
 #include "tests/tracer/snaptest.h"
 
 #define NOINLINE __attribute__((noinline))
-#define CHECK_EQ_U(got, want)                                                      \
-  CHECK_MSG((uint64_t)(got) == (uint64_t)(want), "%llu, expected %llu", (unsigned long long)(got), \
-            (unsigned long long)(want))
 #define KIB 1024u
 #define MIB (1024u * 1024u)
 #define PAIRS 1000000
@@ -53,22 +50,6 @@ static void interleaved(int n) {
   }
 }
 static void free_big(int n) { for (int i = 0; i < n; i++) free(big[i]); }
-
-/* Figures of the traces whose innermost frame is in function fn. */
-typedef struct site {
-  uint64_t size, count, peak_size, peak_count, allocations, allocated, temporary;
-} site_t;
-
-static site_t site(const sm_snap_t *s, const char *fn) {
-  site_t r = {0};
-  for (size_t i = 0; i < s->ntraces; i++) {
-    const sm_snap_trace_t *t = &s->traces[i];
-    if (!t->nframes || strcmp(snaptest_func(snaptest_addr(s, t, 0)), fn) != 0) continue;
-    r.size += t->size, r.count += t->count, r.peak_size += t->peak_size, r.peak_count += t->peak_count;
-    r.allocations += t->allocations, r.allocated += t->allocated, r.temporary += t->temporary;
-  }
-  return r;
-}
 
 static void check_totals(const sm_snap_t *s) {
   uint64_t live = 0, peak = 0;
@@ -113,14 +94,14 @@ int main(int argc, char **argv) {
   snaptest_read(path, &s);
   check_totals(&s);
   /* 1000 x 100 B: about 6 samples at 16K, too few to estimate; exact only */
-  site_t k = site(&s, "kept");
+  snaptest_site_t k = snaptest_site(&s, "kept");
   if (!sampled) {
     CHECK_EQ_U(k.peak_size, 100000);
     CHECK_EQ_U(k.allocations, 1000);
     CHECK_EQ_U(k.temporary, 0);
   }
   /* pairs, 64 B: p = 0.0040 at 16K, about 4000 samples: 1.6% */
-  site_t p = site(&s, "pairs");
+  snaptest_site_t p = snaptest_site(&s, "pairs");
   CHECK_EQ_U(p.size, 0);
   CHECK_EQ_U(p.peak_size, 0);
   check_near("pairs allocations", p.allocations, PAIRS, 0.10);
@@ -129,12 +110,12 @@ int main(int argc, char **argv) {
   if (sampled) CHECK_EQ_U(p.temporary, p.allocations); /* every sampled pair is temporary */
   /* 64 B, 200,000: about 790 samples: 3.5%. With sampling, a sampled a
    * is followed by b whether or not b is sampled: still never temporary. */
-  site_t a = site(&s, "first_of_two"), b = site(&s, "second_of_two");
+  snaptest_site_t a = snaptest_site(&s, "first_of_two"), b = snaptest_site(&s, "second_of_two");
   CHECK_EQ_U(a.temporary, 0);
   check_near("first_of_two allocations", a.allocations, 200000, 0.25);
   check_near("second_of_two temporary", b.temporary, 200000, 0.25);
   /* keep50, 1 KiB: p = 0.061, about 3100 samples: 1.7% */
-  site_t f = site(&s, "keep50");
+  snaptest_site_t f = snaptest_site(&s, "keep50");
   CHECK_EQ_U(f.size, 0);
   CHECK_EQ_U(f.count, 0);
   check_near("keep50 peak_size", f.peak_size, 50ull * MIB, 0.10);
@@ -143,7 +124,7 @@ int main(int argc, char **argv) {
   check_near("keep50 allocated", f.allocated, 50ull * MIB, 0.10);
   if (!sampled) CHECK_EQ_U(f.temporary, 1); /* the last block: frees in between do not count */
   /* keep20: 20 MiB, about 1240 samples: 2.7% */
-  site_t t = site(&s, "keep20");
+  snaptest_site_t t = snaptest_site(&s, "keep20");
   check_near("keep20 size", t.size, 20ull * MIB, 0.16);
   CHECK_EQ_U(t.peak_size, 0);
   CHECK_EQ_U(t.temporary, 0);
@@ -161,20 +142,20 @@ int main(int argc, char **argv) {
   CHECK(snapmalloc_snapshot(path2) == 0);
   snaptest_read(path2, &s);
   check_totals(&s);
-  f = site(&s, "keep50");
+  f = snaptest_site(&s, "keep50");
   CHECK_EQ_U(f.peak_size + f.allocations + f.allocated + f.temporary, 0);
   /* keep10: 10 MiB, about 620 samples: 3.9% */
-  site_t ten = site(&s, "keep10");
+  snaptest_site_t ten = snaptest_site(&s, "keep10");
   check_near("keep10 peak_size", ten.peak_size, 10ull * MIB, 0.25);
   check_near("keep10 allocations", ten.allocations, 10 * 1024, 0.25);
   if (!sampled) CHECK_EQ_U(ten.temporary, 1);
-  t = site(&s, "keep20");
+  t = snaptest_site(&s, "keep20");
   CHECK_EQ_U(t.peak_size, t.size); /* live throughout */
   CHECK_EQ_U(t.allocations, 0);
-  k = site(&s, "kept");
+  k = snaptest_site(&s, "kept");
   CHECK_EQ_U(k.allocations, 0);
   CHECK_EQ_U(k.peak_size, k.size);
-  p = site(&s, "pairs");
+  p = snaptest_site(&s, "pairs");
   if (!sampled) {
     CHECK_EQ_U(p.allocations, 1000);
     CHECK_EQ_U(p.temporary, 1000);

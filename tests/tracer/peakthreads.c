@@ -43,25 +43,6 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-typedef struct site {
-  uint64_t size, peak_size, allocations, allocated, temporary;
-} site_t;
-
-static site_t site(const sm_snap_t *s, const char *fn) {
-  site_t r = {0};
-  for (size_t i = 0; i < s->ntraces; i++) {
-    const sm_snap_trace_t *t = &s->traces[i];
-    if (!t->nframes || strcmp(snaptest_func(snaptest_addr(s, t, 0)), fn) != 0) continue;
-    r.size += t->size, r.peak_size += t->peak_size;
-    r.allocations += t->allocations, r.allocated += t->allocated, r.temporary += t->temporary;
-  }
-  return r;
-}
-
-#define CHECK_EQ_U(got, want)                                                      \
-  CHECK_MSG((uint64_t)(got) == (uint64_t)(want), "%llu, expected %llu", (unsigned long long)(got), \
-            (unsigned long long)(want))
-
 int main(int argc, char **argv) {
   if (!snaptest_tracing()) TEST_SKIP("needs LD_PRELOAD=libsnapmalloc.so with trace=1");
   const char *path = argc > 1 ? argv[1] : "peakthreads.snap";
@@ -78,7 +59,7 @@ int main(int argc, char **argv) {
   int64_t off = (int64_t)peak - (int64_t)s.traced_peak;
   CHECK_MSG(off <= BOUND && -off <= BOUND, "at-peak bytes add up to %llu, traced peak %llu",
             (unsigned long long)peak, (unsigned long long)s.traced_peak);
-  site_t g = site(&s, "grow"), a = site(&s, "after"), p = site(&s, "tpairs");
+  snaptest_site_t g = snaptest_site(&s, "grow"), a = snaptest_site(&s, "after"), p = snaptest_site(&s, "tpairs");
   CHECK_MSG(g.peak_size <= (uint64_t)NT * BLOCKS * KIB && g.peak_size + BOUND >= (uint64_t)NT * BLOCKS * KIB,
             "grow at peak: %llu", (unsigned long long)g.peak_size);
   CHECK_MSG(a.peak_size <= BOUND, "after at peak: %llu", (unsigned long long)a.peak_size);
