@@ -75,9 +75,7 @@ static void new_epoch(void) { __atomic_add_fetch(&sm_peak_epoch, SM_EPOCH_ONE, _
  * the stamp changes it after they were read. The saved figures are moved
  * by adds (not stores), so that another thread's add into them, right
  * after the stamp, is not overwritten. */
-static void trace_touch(sm_trace_t *t, uint64_t ep) {
-  uint64_t seen = __atomic_load_n(&t->epoch, __ATOMIC_ACQUIRE);
-  if (seen == ep) return;
+static SM_NOINLINE void trace_save(sm_trace_t *t, uint64_t seen, uint64_t ep) {
   uint64_t size = __atomic_load_n(&t->size, __ATOMIC_RELAXED);
   uint64_t count_fp = __atomic_load_n(&t->count_fp, __ATOMIC_RELAXED);
   uint64_t psize = __atomic_load_n(&t->peak_size, __ATOMIC_RELAXED);
@@ -88,31 +86,41 @@ static void trace_touch(sm_trace_t *t, uint64_t ep) {
   }
 }
 
-/* Publishes an entry into its trace (at-peak part included) and empties it. */
-static void flush_entry(sm_delta_t *e) {
+SM_INLINE void trace_touch(sm_trace_t *t, uint64_t ep) {
+  uint64_t seen = __atomic_load_n(&t->epoch, __ATOMIC_ACQUIRE);
+  if (SM_UNLIKELY(seen != ep)) trace_save(t, seen, ep);
+}
+
+/* Adds an entry into its trace's shared counters, its at-peak part into
+ * the trace's (after the trace's own save). */
+static void publish_entry(const sm_delta_t *e) {
   uint64_t key = e->key;
   uint32_t id = (uint32_t)(key & SM_TRACE_ID_MASK);
   sm_trace_t *t = id ? sm_trace_by_id(id) : NULL;
-  if (t) {
-    uint64_t ep = __atomic_load_n(&sm_peak_epoch, __ATOMIC_ACQUIRE);
-    trace_touch(t, ep);
-    bool saved = epoch_of(key) == ep;
-    __atomic_add_fetch(&t->size, (uint64_t)e->size, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&t->count_fp, (uint64_t)e->count_fp, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&t->peak_size, (uint64_t)(saved ? e->peak_size : e->size), __ATOMIC_RELAXED);
-    __atomic_add_fetch(&t->peak_count_fp, (uint64_t)(saved ? e->peak_count_fp : e->count_fp), __ATOMIC_RELAXED);
-    __atomic_add_fetch(&t->allocs_fp, e->allocs_fp, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&t->allocated, e->allocated, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&t->temp_fp, e->temp_fp, __ATOMIC_RELAXED);
-  }
-  __atomic_store_n(&e->key, 0, __ATOMIC_RELAXED);
-  __atomic_store_n(&e->size, 0, __ATOMIC_RELAXED);
-  __atomic_store_n(&e->count_fp, 0, __ATOMIC_RELAXED);
+  if (!t) return;
+  uint64_t ep = __atomic_load_n(&sm_peak_epoch, __ATOMIC_ACQUIRE);
+  trace_touch(t, ep);
+  bool saved = epoch_of(key) == ep;
+  __atomic_add_fetch(&t->size, (uint64_t)e->size, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&t->count_fp, (uint64_t)e->count_fp, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&t->peak_size, (uint64_t)(saved ? e->peak_size : e->size), __ATOMIC_RELAXED);
+  __atomic_add_fetch(&t->peak_count_fp, (uint64_t)(saved ? e->peak_count_fp : e->count_fp), __ATOMIC_RELAXED);
+  __atomic_add_fetch(&t->allocs_fp, e->allocs_fp, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&t->allocated, e->allocated, __ATOMIC_RELAXED);
+  if (e->temp_fp) __atomic_add_fetch(&t->temp_fp, e->temp_fp, __ATOMIC_RELAXED);
+}
+
+/* Sets every field of an entry (readers load them concurrently). */
+static void entry_set(sm_delta_t *e, uint64_t key, int64_t size, int64_t count_fp, uint64_t allocs_fp,
+                      uint64_t allocated, uint64_t temp_fp) {
+  __atomic_store_n(&e->key, key, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->size, size, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->count_fp, count_fp, __ATOMIC_RELAXED);
   __atomic_store_n(&e->peak_size, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&e->peak_count_fp, 0, __ATOMIC_RELAXED);
-  __atomic_store_n(&e->allocs_fp, 0, __ATOMIC_RELAXED);
-  __atomic_store_n(&e->allocated, 0, __ATOMIC_RELAXED);
-  __atomic_store_n(&e->temp_fp, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->allocs_fp, allocs_fp, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->allocated, allocated, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->temp_fp, temp_fp, __ATOMIC_RELAXED);
 }
 
 static void flush_current(sm_tlocal_t *td) {
@@ -150,8 +158,11 @@ static void deltas_done(void *arg) {
   sm_tlocal_t *td = arg;
   if (!td) return;
   sm_lock(&delta_lock);
-  for (unsigned i = 0; i < SM_DELTA_SLOTS; i++)
-    if (td->d[i].key) flush_entry(&td->d[i]);
+  for (unsigned i = 0; i < SM_DELTA_SLOTS; i++) {
+    if (!td->d[i].key) continue;
+    publish_entry(&td->d[i]);
+    entry_set(&td->d[i], 0, 0, 0, 0, 0, 0);
+  }
   flush_current(td);
   if (td->prev) td->prev->next = td->next;
   else deltas_all = td->next;
@@ -190,17 +201,19 @@ SM_NOINLINE void sm_counters_change_slow(uint32_t id, int64_t size, int64_t coun
   }
   sm_delta_t *e = &td->d[id & (SM_DELTA_SLOTS - 1)];
   uint64_t ep = __atomic_load_n(&sm_peak_epoch, __ATOMIC_ACQUIRE);
-  if (e->key == (ep | id)) {
-    /* stamped meanwhile: nothing to save */
-  } else if ((e->key & SM_TRACE_ID_MASK) == id) {
-    /* id's entry, saved under an older epoch: it holds its at-peak value */
-    __atomic_store_n(&e->peak_size, e->size, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->peak_count_fp, e->count_fp, __ATOMIC_RELAXED);
-  } else {
-    flush_entry(e); /* a new entry held nothing at the peak: zero, stamped */
+  if ((e->key & SM_TRACE_ID_MASK) == id) {
+    if (e->key != (ep | id)) { /* saved under an older epoch: it holds its at-peak value */
+      __atomic_store_n(&e->peak_size, e->size, __ATOMIC_RELAXED);
+      __atomic_store_n(&e->peak_count_fp, e->count_fp, __ATOMIC_RELAXED);
+      __atomic_store_n(&e->key, ep | id, __ATOMIC_RELEASE);
+    }
+    sm_delta_add(e, size, count_fp, alloc, temp_fp);
+  } else { /* another trace's: publish it; id's entry held nothing at the peak */
+    publish_entry(e);
+    entry_set(e, ep | id, size, count_fp, alloc ? (uint64_t)count_fp : 0, alloc ? (uint64_t)size : 0,
+              (uint64_t)temp_fp);
   }
-  __atomic_store_n(&e->key, ep | id, __ATOMIC_RELEASE);
-  sm_counters_change(id, size, count_fp, alloc, temp_fp); /* the slot is id's, stamped (unless the epoch moved again) */
+  sm_current_add(td, size);
 }
 
 /* The rare parts of a change: a new high of the thread's pending bytes

@@ -176,6 +176,29 @@ SM_INLINE sm_tlocal_t *sm_tlocal(void) {
   return sm_tlocal_new();
 }
 
+/* The parts of a change, shared by the inline and the out-of-line path:
+ * into an entry that is id's and stamped with the current epoch, then into
+ * the thread's pending total. Only this thread writes its table, but
+ * readers load it concurrently (sm_counters_totals): relaxed stores,
+ * plain moves on x86. */
+SM_INLINE void sm_delta_add(sm_delta_t *e, int64_t size, int64_t count_fp, const bool alloc, int64_t temp_fp) {
+  __atomic_store_n(&e->size, e->size + size, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->count_fp, e->count_fp + count_fp, __ATOMIC_RELAXED);
+  if (alloc) {
+    __atomic_store_n(&e->allocs_fp, e->allocs_fp + (uint64_t)count_fp, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->allocated, e->allocated + (uint64_t)size, __ATOMIC_RELAXED);
+  } else if (temp_fp) {
+    __atomic_store_n(&e->temp_fp, e->temp_fp + (uint64_t)temp_fp, __ATOMIC_RELAXED);
+  }
+}
+
+SM_INLINE void sm_current_add(sm_tlocal_t *td, int64_t size) {
+  int64_t cur = td->current + size;
+  __atomic_store_n(&td->current, cur, __ATOMIC_RELAXED);
+  if (SM_UNLIKELY(cur > __atomic_load_n(&td->high, __ATOMIC_RELAXED) || cur < -SM_DELTA_FLUSH))
+    sm_counters_change_rare(td);
+}
+
 /* Adds a change to the thread's table: `alloc` (a constant at every call)
  * also counts the block as allocated; a free passes the weight of a
  * temporary block in temp_fp (else 0). Inline, with everything uncommon
@@ -191,20 +214,8 @@ SM_INLINE void sm_counters_change(uint32_t id, int64_t size, int64_t count_fp, c
     sm_counters_change_slow(id, size, count_fp, alloc, temp_fp);
     return;
   }
-  /* Only this thread writes its table, but readers load it concurrently
-   * (sm_counters_totals): relaxed stores, plain moves on x86. */
-  __atomic_store_n(&e->size, e->size + size, __ATOMIC_RELAXED);
-  __atomic_store_n(&e->count_fp, e->count_fp + count_fp, __ATOMIC_RELAXED);
-  if (alloc) {
-    __atomic_store_n(&e->allocs_fp, e->allocs_fp + (uint64_t)count_fp, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->allocated, e->allocated + (uint64_t)size, __ATOMIC_RELAXED);
-  } else if (temp_fp) {
-    __atomic_store_n(&e->temp_fp, e->temp_fp + (uint64_t)temp_fp, __ATOMIC_RELAXED);
-  }
-  int64_t cur = td->current + size;
-  __atomic_store_n(&td->current, cur, __ATOMIC_RELAXED);
-  if (SM_UNLIKELY(cur > __atomic_load_n(&td->high, __ATOMIC_RELAXED) || cur < -SM_DELTA_FLUSH))
-    sm_counters_change_rare(td);
+  sm_delta_add(e, size, count_fp, alloc, temp_fp);
+  sm_current_add(td, size);
 }
 
 /* ---- sampling.c: which allocations are traced, and what each stands for */
