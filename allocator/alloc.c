@@ -170,7 +170,7 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
   sm_pool_free_remote(seg, pg, b);
 }
 
-void (*sm_tag_released)(uint32_t trace, size_t req);
+void (*sm_tag_released)(uint32_t trace, size_t req, const void *p);
 
 /* A traced free of a block that may carry a tag: the tag is taken before
  * the block can be reused, and handed to the tracer after the free. */
@@ -179,14 +179,14 @@ static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, void 
   size_t req = 0;
   uint32_t trace = sm_tag_take_pool(pg, p, &req);
   pool_free(seg, pg, p, true);
-  if (trace) sm_tag_released(trace, req);
+  if (trace) sm_tag_released(trace, req, p);
 }
 
 static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
   size_t req = 0;
   uint32_t trace = sm_tag_take(p, &req);
   free_big(seg, p);
-  if (trace) sm_tag_released(trace, req);
+  if (trace) sm_tag_released(trace, req, p);
 }
 
 /* free. With `tracing`, a block that may carry a tag goes out of line;

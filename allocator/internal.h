@@ -191,7 +191,8 @@ size_t sm_huge_mapped(void);
 void *sm_malloc(size_t size);
 void sm_free(void *p);
 /* free(p) that also takes the block's tag and, when it had one, passes it
- * to sm_tag_released after the block is freed. */
+ * and p (to compare, not to read: the block is free) to sm_tag_released
+ * after the block is freed. */
 void sm_free_traced(void *p);
 /* free without the pool checks (free_checks=0; see pool_free in alloc.c). */
 void sm_free_unchecked(void *p);
@@ -199,7 +200,7 @@ void sm_free_unchecked(void *p);
  * while tracing, sm_free_unchecked with free_checks=0, else NULL. The
  * exported free tests it once. */
 extern void (*sm_free_hook)(void *);
-extern void (*sm_tag_released)(uint32_t trace, size_t req); /* set by the tracer */
+extern void (*sm_tag_released)(uint32_t trace, size_t req, const void *p); /* set by the tracer */
 void *sm_calloc(size_t n, size_t size);
 void *sm_realloc(void *p, size_t size);
 void *sm_memalign(size_t align, size_t size); /* align: power of two */

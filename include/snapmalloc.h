@@ -28,7 +28,10 @@ int snapmalloc_snapshot(const char *path);
  * tracemalloc.get_traced_memory(). */
 size_t snapmalloc_traced_memory(size_t *peak);
 
-/* Sets the peak to the current traced size (tracemalloc.reset_peak()). */
+/* Sets the peak to the current traced size (tracemalloc.reset_peak()):
+ * the next snapshots' figures at the peak describe the peak from here on,
+ * and their flow figures (allocations, bytes allocated, temporary blocks)
+ * count from here. */
 void snapmalloc_reset_peak(void);
 
 #ifdef __cplusplus

@@ -77,7 +77,7 @@ static SM_NOINLINE void *traced_realloc(void *p, size_t size) {
     return NULL;
   }
   if (!p && q) unlinked(q); /* realloc(NULL, n) is a malloc */
-  sm_track_realloc(old, old_req, q, size, &from);
+  sm_track_realloc(old, old_req, p, q, size, &from);
   return q;
 }
 

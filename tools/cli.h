@@ -18,6 +18,10 @@ bool cli_parse_size(const char *s, unsigned long long *out); /* K/M/G suffixes *
 bool cli_parse_int(const char *s, long lo, long hi, long *out);
 /* Reads a snapshot or prints "snapmalloc: PATH: problem" and returns -1. */
 int cli_load(const char *path, sm_snap_t *snap);
+/* A snapshot of format version 1 has no peak or flow figures: when the
+ * moment or the sort needs them, prints "snapmalloc: PATH: ..." and
+ * returns -1; else 0. */
+int cli_need_figures(const char *path, const sm_snap_t *snap, sm_at_t at, sm_sort_t sort);
 
 int cmd_run(int argc, char **argv);
 /* What a run was: its id (run=ID in every snapshot's options) and its

@@ -21,6 +21,12 @@ const struct option cli_naming_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+const struct option cli_view_opts[] = {
+    {"at", required_argument, NULL, CLI_AT},
+    {"old-at", required_argument, NULL, CLI_OLD_AT},
+    {NULL, 0, NULL, 0},
+};
+
 const struct option cli_output_opts[] = {
     {"output", required_argument, NULL, 'o'},
     {NULL, 0, NULL, 0},
@@ -117,4 +123,26 @@ void cli_select_free(sm_report_opts_t *o) {
   free(o->include);
   free(o->exclude);
   free(o->alloc_fn);
+}
+
+bool cli_view_opt(const char *cmd, int c, sm_report_opts_t *o) {
+  static const char *const moments[] = {"end", "peak", NULL};
+  switch (c) {
+  case CLI_AT: o->at = (sm_at_t)cli_keyword(cmd, "--at", moments); return true;
+  case CLI_OLD_AT:
+    o->old_at = (sm_at_t)cli_keyword(cmd, "--old-at", moments);
+    o->old_at_given = true;
+    return true;
+  default: return false;
+  }
+}
+
+void cli_view_done(const char *cmd, sm_report_opts_t *o, int nsnaps) {
+  static const char *const sorts[] = {"size", "count", "allocations", "allocated", "temporary"};
+  if (o->old_at_given && nsnaps < 2)
+    cli_usage_error(cmd, "--old-at is OLD's moment, for two snapshots (OLD NEW); use --at");
+  if (!o->old_at_given) o->old_at = o->at;
+  if (sm_sort_is_flow(o->sort) && (o->at == AT_PEAK || o->old_at == AT_PEAK))
+    cli_usage_error(cmd, "--sort %s counts since tracing started, not at a moment: not with --at/--old-at peak",
+                    sorts[o->sort]);
 }

@@ -22,6 +22,8 @@ enum {
   CLI_HELP = 256,
   /* cli_select_opts and cli_naming_opts */
   CLI_INCLUDE = 300, CLI_EXCLUDE, CLI_RAW, CLI_FULL_PATHS, CLI_ALLOC_FN,
+  /* cli_view_opts */
+  CLI_AT = 320, CLI_OLD_AT,
   /* run's table (run.c) */
   CLI_RUN_FIRST = 400, CLI_RUN_LAST = 419,
   /* leaks' table (leaks.c) */
@@ -44,6 +46,7 @@ typedef struct cli_opts {
 
 extern const struct option cli_select_opts[]; /* --include, --exclude, --raw */
 extern const struct option cli_naming_opts[]; /* --full-paths, --alloc-fn */
+extern const struct option cli_view_opts[];   /* --at, --old-at */
 extern const struct option cli_output_opts[]; /* -o, --output (with "o:" in shorts) */
 extern const struct option cli_help_opts[];   /* --help */
 extern const struct option cli_run_opts[];    /* run.c */
@@ -76,5 +79,13 @@ void cli_select_init(sm_report_opts_t *o, int argc);
 /* Takes code c if it is a selection or naming option; false if not. */
 bool cli_select_opt(int c, sm_report_opts_t *o);
 void cli_select_free(sm_report_opts_t *o);
+
+/* The moments (--at, --old-at) into a report's options; o->old_at_given
+ * says whether --old-at was given. Takes code c if it is one; false if not. */
+bool cli_view_opt(const char *cmd, int c, sm_report_opts_t *o);
+/* Once every option is read: OLD's moment is NEW's unless --old-at said;
+ * --old-at needs two snapshots (nsnaps); a flow sort (counts since tracing
+ * started) has no moment. A usage error exits 2. */
+void cli_view_done(const char *cmd, sm_report_opts_t *o, int nsnaps);
 
 #endif

@@ -7,8 +7,12 @@
  *                    same lines as `top --by trace --format folded --limit 0`
  *
  * The pprof profile has one Sample per trace, values [live bytes, live
- * blocks] as sample types inuse_space/bytes and inuse_objects/count; a
- * snapshot holds only live blocks, so there are no alloc_* types. Its
+ * blocks, bytes allocated, blocks allocated] as sample types
+ * inuse_space/bytes, inuse_objects/count, alloc_space/bytes and
+ * alloc_objects/count, as Go's heap profiles have them; the alloc_* figures
+ * count since tracing started or the last snapmalloc_reset_peak(). A
+ * version-1 snapshot has no allocation counts: its profile has only the
+ * inuse_* types. Its
  * location ids run innermost first, from the allocation site out (as `top`
  * attributes blocks; --raw keeps the allocator's wrappers). One Location per
  * recorded frame (its return address, in the Mapping of its module), whose
@@ -212,8 +216,11 @@ static void profile_comments(profile_t *pf, pb_t *out) {
   size_t ncomments = 0;
   strbuf_t sb = {0}, prog = {0};
   sm_escape(&prog, snap->program[0] ? snap->program : "?", 0);
-  sb_printf(&sb, "snapmalloc snapshot %llu of %s (pid %llu): live blocks only, so inuse_* and no alloc_*",
-            (unsigned long long)snap->sequence, prog.s, (unsigned long long)snap->pid);
+  sb_printf(&sb, "snapmalloc snapshot %llu of %s (pid %llu): %s", (unsigned long long)snap->sequence, prog.s,
+            (unsigned long long)snap->pid,
+            snap->has_flow ? "live blocks (inuse_*) and allocations since tracing started or the last peak reset "
+                             "(alloc_*)"
+                           : "live blocks only (format version 1), so inuse_* and no alloc_*");
   free(prog.s);
   comments[ncomments++] = str_idx(pf, sb.s);
   if (snap->flags & SM_SNAP_SAMPLED) {
@@ -241,6 +248,7 @@ static void profile_samples(profile_t *pf, const sm_model_t *m) {
   size_t idcap = 0;
   for (size_t k = 0; k < m->ntraces; k++) {
     const sm_strace_t *t = &m->traces[k];
+    if (!t->raw->count && !t->raw->allocations) continue; /* only peak figures: nothing to show */
     size_t nids = 0;
     for (int i = t->site; i < t->nframes;) {
       int raw = t->frames[i].raw, b = i, e = i;
@@ -253,10 +261,11 @@ static void profile_samples(profile_t *pf, const sm_model_t *m) {
       ids[nids++] = loc_id(pf, t, i, e, i - b);
       i = e;
     }
-    uint64_t values[2] = {t->raw->size, t->raw->count};
+    const uint64_t values[4] = {t->raw->size, t->raw->count, t->raw->allocated, t->raw->allocations};
+    size_t nvalues = pf->snap->has_flow ? 4 : 2;
     pb_reset(&pf->sub);
     pb_packed(&pf->sub, SAMPLE_LOCATION_ID, ids, nids);
-    pb_packed(&pf->sub, SAMPLE_VALUE, values, 2);
+    pb_packed(&pf->sub, SAMPLE_VALUE, values, nvalues);
     pb_msg(&pf->samples, PROFILE_SAMPLE, &pf->sub);
   }
   free(ids);
@@ -322,6 +331,10 @@ static void build_profile(sm_model_t *m, pb_t *out) {
 
   value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_space", "bytes");
   value_type(&pf, out, PROFILE_SAMPLE_TYPE, "inuse_objects", "count");
+  if (snap->has_flow) {
+    value_type(&pf, out, PROFILE_SAMPLE_TYPE, "alloc_space", "bytes");
+    value_type(&pf, out, PROFILE_SAMPLE_TYPE, "alloc_objects", "count");
+  }
   value_type(&pf, out, PROFILE_PERIOD_TYPE, "space", "bytes");
   bool sampled = (snap->flags & SM_SNAP_SAMPLED) != 0;
   pb_uint(out, PROFILE_PERIOD, sampled ? snap->sample_bytes : 1);
@@ -380,6 +393,8 @@ static const char export_help[] =
     "  --format pprof       gzip-compressed pprof profile.proto (default): for\n"
     "                       'go tool pprof' and the tools that read Go heap profiles;\n"
     "                       sample types inuse_space (bytes) and inuse_objects (count)\n"
+    "                       and, from a version-2 snapshot, alloc_space and\n"
+    "                       alloc_objects (allocated since tracing started)\n"
     "  --format folded      collapsed stacks, one line per trace: frame;frame;... BYTES\n"
     "  -o, --output FILE    write to FILE (default: standard output, '-')\n"
     "  --include GLOB       keep traces whose site file, function or module\n"

@@ -138,9 +138,11 @@ static uint32_t kid(ftree_t *tr, uint32_t parent, const sm_sframe_t *f, const ch
   return i;
 }
 
-static void charge(fnode_t *n, const sm_strace_t *t, bool is_new) {
-  if (is_new) n->size += (int64_t)t->raw->size, n->count += (int64_t)t->raw->count;
-  else n->old_size += (int64_t)t->raw->size, n->old_count += (int64_t)t->raw->count;
+/* Adds t's live bytes and blocks at its model's moment (--at, --old-at). */
+static void charge(fnode_t *n, const sm_model_t *m, const sm_strace_t *t, bool is_new) {
+  int64_t size = sm_live_size(m, t), count = sm_live_count(m, t);
+  if (is_new) n->size += size, n->count += count;
+  else n->old_size += size, n->old_count += count;
 }
 
 /* Adds every trace of m below the root, outermost frame first. The model's
@@ -152,15 +154,16 @@ static void add_model(ftree_t *tr, const sm_model_t *m, bool is_new) {
   for (size_t i = 0; i < m->ntraces; i++) {
     const sm_strace_t *t = &m->traces[i];
     uint32_t n = 0;
-    charge(&tr->nodes[0], t, is_new);
+    if (sm_live_size(m, t) == 0 && sm_live_count(m, t) == 0) continue; /* nothing live at this moment */
+    charge(&tr->nodes[0], m, t, is_new);
     if (t->nframes == 0) {
-      charge(&tr->nodes[kid(tr, 0, NULL, "<no frames>")], t, is_new);
+      charge(&tr->nodes[kid(tr, 0, NULL, "<no frames>")], m, t, is_new);
       continue;
     }
     for (int k = t->nframes - 1; k >= t->site; k--) {
       sm_frame_label(label, sizeof label, &t->frames[k]);
       n = kid(tr, n, &t->frames[k], label);
-      charge(&tr->nodes[n], t, is_new);
+      charge(&tr->nodes[n], m, t, is_new);
     }
   }
 }
@@ -463,36 +466,54 @@ static void when_text(char *buf, size_t cap, const sm_snap_t *s) {
   strftime(buf, cap, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
+/* One snapshot drawn: the file, and the moment its live blocks are taken at. */
+typedef struct flame_src {
+  const sm_snap_t *snap;
+  const char *path;
+  sm_at_t at;
+} flame_src_t;
+
+/* "p.snap" or "p.snap at its peak", for the subtitle. */
+static void src_name(strbuf_t *sb, const flame_src_t *s) {
+  sb_puts(sb, sm_base_name(s->path));
+  if (s->at == AT_PEAK) sb_puts(sb, " at its peak");
+}
+
 /* The title line (the given one, or program, pid and total) and the
  * subtitle (which snapshots, when, what width and colour mean). */
-static void flame_titles(FILE *out, const char *title, int width, const fnode_t *root, const sm_snap_t *old,
-                         const sm_snap_t *cur, const char *old_path, const char *cur_path) {
+static void flame_titles(FILE *out, const char *title, int width, const fnode_t *root, const flame_src_t *old,
+                         const flame_src_t *cur) {
   char total[32], delta[32], when[40];
   sm_format_size(total, sizeof total, (double)root->size, false);
   strbuf_t sb = {0};
   strbuf_t progb = {0};
-  sm_escape(&progb, sm_base_name(cur->program[0] ? cur->program : "?"), 256);
-  const char *prog = progb.s;
+  sm_escape(&progb, sm_base_name(cur->snap->program[0] ? cur->snap->program : "?"), 256);
+  const char *prog = progb.s, *at_peak = cur->at == AT_PEAK ? " at its traced peak" : "";
+  unsigned long long pid = (unsigned long long)cur->snap->pid;
   if (title) sb_puts(&sb, title);
-  else if (!old) sb_printf(&sb, "Live memory of %s (pid %llu): %s in %lld blocks", prog, (unsigned long long)cur->pid,
-                           total, (long long)root->count);
+  else if (!old) sb_printf(&sb, "Live memory of %s (pid %llu)%s: %s in %lld blocks", prog, pid, at_peak, total,
+                           (long long)root->count);
   else {
     sm_format_size(delta, sizeof delta, (double)(root->size - root->old_size), true);
-    sb_printf(&sb, "Change in live memory of %s (pid %llu): %s (%s)", prog, (unsigned long long)cur->pid, total,
-              delta);
+    sb_printf(&sb, "Change in live memory of %s (pid %llu): %s (%s)", prog, pid, total, delta);
   }
   svg_text(out, sb.s, svg_fit(width, 16));
   sb.len = 0;
   fprintf(out, "</text>\n<text id=\"sub\" x=\"%d\" y=\"42\" text-anchor=\"middle\">", width / 2);
-  when_text(when, sizeof when, cur);
+  when_text(when, sizeof when, cur->snap);
   if (!old) {
-    sb_printf(&sb, "%s, %s%s; width = live bytes, frames grow upwards from the outermost", sm_base_name(cur_path),
-               when, (cur->flags & SM_SNAP_SAMPLED) ? ", estimated from samples" : "");
+    /* the peak's own time is not recorded: say when the snapshot was written */
+    sb_printf(&sb, cur->at == AT_PEAK ? "%s, written %s" : "%s, %s", sm_base_name(cur->path), when);
+    sb_printf(&sb, "%s; width = live bytes%s, frames grow upwards from the outermost",
+              (cur->snap->flags & SM_SNAP_SAMPLED) ? ", estimated from samples" : "",
+              cur->at == AT_PEAK ? " at the peak" : "");
   } else {
     char was[32];
     sm_format_size(was, sizeof was, (double)root->old_size, false);
-    sb_printf(&sb, "%s (%s) -> %s (%s); width = live bytes in the new one; red grew, blue shrank",
-              sm_base_name(old_path), was, sm_base_name(cur_path), total);
+    src_name(&sb, old);
+    sb_printf(&sb, " (%s) -> ", was);
+    src_name(&sb, cur);
+    sb_printf(&sb, " (%s); width = live bytes in the new one; red grew, blue shrank", total);
   }
   svg_text(out, sb.s, svg_fit(width, FONT_PX));
   free(sb.s);
@@ -500,8 +521,7 @@ static void flame_titles(FILE *out, const char *title, int width, const fnode_t 
 }
 
 static void write_flame(FILE *out, const char *title, int width, const fnode_t *nodes, size_t nnodes,
-                        const sm_snap_t *old,
-                        const sm_snap_t *cur, const char *old_path, const char *cur_path) {
+                        const flame_src_t *old, const flame_src_t *cur) {
   const fnode_t *root = &nodes[0];
   flame_t *fl = xcalloc(1, sizeof *fl);
   fl->out = out;
@@ -521,7 +541,7 @@ static void write_flame(FILE *out, const char *title, int width, const fnode_t *
   fprintf(out, "<rect x=\"0\" y=\"0\" width=\"100%%\" height=\"100%%\" fill=\"#fbfaf7\"/>\n");
   fprintf(out, "<g id=\"head\" data-total=\"%lld\">\n<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">",
           (long long)root->size, width / 2);
-  flame_titles(out, title, width, root, old, cur, old_path, cur_path);
+  flame_titles(out, title, width, root, old, cur);
   fprintf(out, "</text>\n<text id=\"reset\" class=\"ctl hide\" x=\"%d\" y=\"62\">Reset zoom</text>\n", MARGIN_PX);
   fprintf(out, "<text id=\"search\" class=\"ctl\" x=\"%d\" y=\"62\" text-anchor=\"end\">Search</text>\n</g>\n",
           width - MARGIN_PX);
@@ -553,6 +573,10 @@ static int flame_help(void) {
          "frame, as wide as the live bytes allocated below it, outermost frames at the\n"
          "bottom. With two snapshots, widths are NEW's and colours show the change:\n"
          "red grew, blue shrank. Hover for details, click to zoom.\n\n"
+         "  --at end|peak       live blocks when the snapshot was written (default) or\n"
+         "                      when traced memory was at its peak (NEW's, with two)\n"
+         "  --old-at end|peak   OLD's moment (default: --at's); flame S S --old-at peak\n"
+         "                      shows in blue what was freed since the peak\n"
          "  -o, --output FILE   write the SVG to FILE (default: standard output, which\n"
          "                      must not be a terminal)\n"
          "  --include GLOB      keep traces whose site file, function or module matches\n"
@@ -582,12 +606,12 @@ static bool parse_flame_args(int argc, char **argv, flame_args_t *a) {
   a->width = 1200;
   cli_select_init(&a->o, argc);
   cli_opts_t p;
-  static const struct option *const groups[] = {cli_output_opts, cli_select_opts, cli_naming_opts, flame_opts,
-                                                cli_help_opts, NULL};
+  static const struct option *const groups[] = {cli_output_opts, cli_select_opts, cli_naming_opts, cli_view_opts,
+                                                flame_opts, cli_help_opts, NULL};
   cli_opts_init(&p, "flame", "-o:", groups);
   int c;
   while ((c = cli_opts_next(&p, argc, argv)) != -1) {
-    if (cli_select_opt(c, &a->o)) continue;
+    if (cli_select_opt(c, &a->o) || cli_view_opt("flame", c, &a->o)) continue;
     switch (c) {
     case CLI_OPERAND:
       if (a->npos == 2) cli_usage_error("flame", "takes one snapshot or two (OLD NEW), not more");
@@ -605,6 +629,7 @@ static bool parse_flame_args(int argc, char **argv, flame_args_t *a) {
     }
   }
   if (a->npos == 0) cli_usage_error("flame", "needs a snapshot file (or two: OLD NEW)");
+  cli_view_done("flame", &a->o, a->npos);
   return true;
 }
 
@@ -614,9 +639,11 @@ int cmd_flame(int argc, char **argv) {
   /* Read everything before creating the output, so that bad input leaves
    * no empty picture behind. */
   sm_snap_t snaps[2];
+  flame_src_t src[2];
   for (int i = 0; i < a.npos; i++) {
-    if (cli_load(a.pos[i], &snaps[i]) != 0) {
-      for (int j = 0; j < i; j++) sm_snap_free(&snaps[j]);
+    src[i] = (flame_src_t){&snaps[i], a.pos[i], i == a.npos - 1 ? a.o.at : a.o.old_at};
+    if (cli_load(a.pos[i], &snaps[i]) != 0 || cli_need_figures(a.pos[i], &snaps[i], src[i].at, SORT_SIZE) != 0) {
+      for (int j = 0; j <= i; j++) sm_snap_free(&snaps[j]); /* zeroed when reading failed */
       cli_select_free(&a.o);
       return 2;
     }
@@ -627,14 +654,13 @@ int cmd_flame(int argc, char **argv) {
   tree_init(&tree);
   for (int i = 0; i < a.npos; i++) {
     sm_model_t m;
-    sm_model_build(ctx, &snaps[i], &m);
+    sm_model_build_at(ctx, &snaps[i], src[i].at, &m);
     add_model(&tree, &m, i == a.npos - 1);
     sm_model_free(&m);
   }
   sort_tree(&tree);
   int last = a.npos - 1;
-  write_flame(out, a.title, (int)a.width, tree.nodes, tree.n, a.npos == 2 ? &snaps[0] : NULL, &snaps[last], a.pos[0],
-              a.pos[last]);
+  write_flame(out, a.title, (int)a.width, tree.nodes, tree.n, a.npos == 2 ? &src[0] : NULL, &src[last]);
   svg_close(out, a.output);
   tree_free(&tree);
   for (int i = 0; i < a.npos; i++) sm_snap_free(&snaps[i]);

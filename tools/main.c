@@ -85,9 +85,23 @@ int cli_load(const char *path, sm_snap_t *snap) {
   return 0;
 }
 
+int cli_need_figures(const char *path, const sm_snap_t *snap, sm_at_t at, sm_sort_t sort) {
+  static const char *const sorts[] = {"size", "count", "allocations", "allocated", "temporary"};
+  if (snap->has_flow || (at == AT_END && !sm_sort_is_flow(sort))) return 0;
+  fprintf(stderr, "%s: ", prog);
+  sm_put_escaped(stderr, path);
+  if (at == AT_PEAK)
+    fprintf(stderr, ": a version-%u snapshot has no figures at its peak; viewing it at the peak needs format "
+            "version 2\n", snap->version);
+  else
+    fprintf(stderr, ": a version-%u snapshot has no allocation counts; --sort %s needs format version 2\n",
+            snap->version, sorts[sort]);
+  return -1;
+}
+
 /* ---------------------------------------------------------------- report options */
 
-enum { OPT_BY = CLI_OWN, OPT_LIMIT, OPT_CUMULATIVE, OPT_FORMAT };
+enum { OPT_BY = CLI_OWN, OPT_LIMIT, OPT_CUMULATIVE, OPT_FORMAT, OPT_SORT };
 
 /* top's and diff's own options; with them, the selection and naming ones. */
 static const struct option report_opts[] = {
@@ -95,6 +109,7 @@ static const struct option report_opts[] = {
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"cumulative", no_argument, NULL, OPT_CUMULATIVE},
     {"format", required_argument, NULL, OPT_FORMAT},
+    {"sort", required_argument, NULL, OPT_SORT},
     {NULL, 0, NULL, 0},
 };
 
@@ -103,6 +118,15 @@ static const char report_help[] =
     "                                 function, or whole stack trace\n"
     "  --limit N                      show the N largest entries (default 10, 0 = all)\n"
     "  --cumulative                   count every frame of a trace, not just its site\n"
+    "  --at end|peak                  live blocks when the snapshot was written (default)\n"
+    "                                 or when traced memory was at its peak (NEW's, in diff)\n"
+    "  --old-at end|peak              diff: OLD's moment (default: --at's); diff S S\n"
+    "                                 --old-at peak shows what was freed since the peak\n"
+    "  --sort size|count|allocations|allocated|temporary\n"
+    "                                 order by live bytes (default) or blocks, or show the\n"
+    "                                 flow since tracing started: blocks allocated, bytes\n"
+    "                                 allocated, blocks freed before their thread allocated\n"
+    "                                 again (temporary)\n"
     "  --include GLOB                 keep traces whose site file, function or module\n"
     "                                 matches GLOB (repeatable)\n"
     "  --exclude GLOB                 drop traces whose site matches GLOB (repeatable)\n"
@@ -126,6 +150,7 @@ static void report_opt(const char *cmd, int c, sm_report_opts_t *o) {
   static const char *const by[] = {"line|lineno", "file|filename", "function", "trace|traceback", NULL};
   static const char *const formats[] = {"text", "json", "folded", NULL};
   static const sm_format_t format_of[] = {FMT_TEXT, FMT_JSON, FMT_FOLDED};
+  static const char *const sorts[] = {"size", "count", "allocations", "allocated", "temporary", NULL};
   long v;
   switch (c) {
   case OPT_BY: o->by = (sm_by_t)cli_keyword(cmd, "--by", by); break;
@@ -135,6 +160,7 @@ static void report_opt(const char *cmd, int c, sm_report_opts_t *o) {
     break;
   case OPT_CUMULATIVE: o->cumulative = true; break;
   case OPT_FORMAT: o->format = format_of[cli_keyword(cmd, "--format", formats)]; break;
+  case OPT_SORT: o->sort = (sm_sort_t)cli_keyword(cmd, "--sort", sorts); break;
   }
 }
 
@@ -148,14 +174,16 @@ static void parse_report_args(const char *cmd, int argc, char **argv, report_arg
   cli_select_init(o, argc);
   a->pos = xcalloc((size_t)argc + 1, sizeof(char *));
   cli_opts_t p;
-  static const struct option *const groups[] = {report_opts, cli_select_opts, cli_naming_opts, cli_help_opts, NULL};
+  static const struct option *const groups[] = {report_opts, cli_view_opts, cli_select_opts, cli_naming_opts,
+                                                cli_help_opts, NULL};
   cli_opts_init(&p, cmd, "-", groups);
   int c;
   while ((c = cli_opts_next(&p, argc, argv)) != -1) {
     if (c == CLI_OPERAND) a->pos[a->npos++] = optarg;
     else if (c == CLI_HELP) a->help = true;
-    else if (!cli_select_opt(c, o)) report_opt(cmd, c, o);
+    else if (!cli_select_opt(c, o) && !cli_view_opt(cmd, c, o)) report_opt(cmd, c, o);
   }
+  cli_view_done(cmd, o, strcmp(cmd, "diff") ? 1 : 2);
   if (o->cumulative && o->by == BY_TRACE) cli_usage_error(cmd, "--cumulative cannot be used with --by trace");
   if (o->format == FMT_FOLDED && o->by != BY_TRACE) o->by = BY_TRACE; /* folded stacks are whole traces */
 }
@@ -172,22 +200,27 @@ static int cmd_top(int argc, char **argv) {
   parse_report_args("top", argc, argv, &a);
   if (a.help) {
     printf("usage: %s top SNAPSHOT [options]\n\n"
-           "Prints the allocation sites holding the most live memory in SNAPSHOT,\n"
-           "one line per site as Python's tracemalloc prints statistics.\n\n%s",
+           "Prints the allocation sites holding the most live memory in SNAPSHOT (or at\n"
+           "its peak, or that allocated the most), one line per site as Python's\n"
+           "tracemalloc prints statistics.\n\n%s",
            prog, report_help);
     free_report_args(&a);
     return 0;
   }
   if (a.npos != 1) cli_usage_error("top", a.npos ? "takes one snapshot, not %d" : "needs a snapshot file%.0d", a.npos);
   sm_snap_t snap;
-  if (cli_load(a.pos[0], &snap) != 0) {
+  if (cli_load(a.pos[0], &snap) != 0 || cli_need_figures(a.pos[0], &snap, a.o.at, a.o.sort) != 0) {
+    sm_snap_free(&snap); /* zeroed when reading failed */
     free_report_args(&a);
     return EXIT_BAD;
   }
   sm_tools_ctx_t *ctx = sm_ctx_new(&a.o);
   sm_model_t m;
   sm_model_build(ctx, &snap, &m);
-  if (a.o.format == FMT_TEXT) sm_print_header(stdout, "", &snap);
+  if (a.o.format == FMT_TEXT) {
+    sm_print_header(stdout, "", &snap);
+    sm_print_view(stdout, &a.o, NULL, &m);
+  }
   sm_report(stdout, ctx, NULL, &m);
   sm_model_free(&m);
   sm_ctx_free(ctx);
@@ -196,10 +229,14 @@ static int cmd_top(int argc, char **argv) {
   return 0;
 }
 
-/* Reads OLD and NEW; false (both freed) if either is bad. */
-static bool load_pair(char **pos, sm_snap_t *a, sm_snap_t *b) {
+/* Reads OLD and NEW; false (both freed) if either is bad or lacks the
+ * figures its moment or the sort needs. */
+static bool load_pair(char **pos, const sm_report_opts_t *o, sm_snap_t *a, sm_snap_t *b) {
   if (cli_load(pos[0], a) != 0) return false;
-  if (cli_load(pos[1], b) == 0) return true;
+  if (cli_need_figures(pos[0], a, o->old_at, o->sort) == 0 && cli_load(pos[1], b) == 0) {
+    if (cli_need_figures(pos[1], b, o->at, o->sort) == 0) return true;
+    sm_snap_free(b);
+  }
   sm_snap_free(a);
   return false;
 }
@@ -218,17 +255,18 @@ static int cmd_diff(int argc, char **argv) {
   }
   if (a.npos != 2) cli_usage_error("diff", "needs two snapshot files (OLD NEW), got %d", a.npos);
   sm_snap_t old, cur;
-  if (!load_pair(a.pos, &old, &cur)) {
+  if (!load_pair(a.pos, &a.o, &old, &cur)) {
     free_report_args(&a);
     return EXIT_BAD;
   }
   sm_tools_ctx_t *ctx = sm_ctx_new(&a.o);
   sm_model_t mo, mc;
-  sm_model_build(ctx, &old, &mo);
-  sm_model_build(ctx, &cur, &mc);
+  sm_model_build_at(ctx, &old, a.o.old_at, &mo);
+  sm_model_build_at(ctx, &cur, a.o.at, &mc);
   if (a.o.format == FMT_TEXT) {
     sm_print_header(stdout, "old: ", &old);
     sm_print_header(stdout, "new: ", &cur);
+    sm_print_view(stdout, &a.o, &mo, &mc);
   }
   sm_report(stdout, ctx, &mo, &mc);
   sm_model_free(&mo);

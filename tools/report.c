@@ -237,8 +237,11 @@ static bool add_frames(sm_tools_ctx_t *c, sm_strace_t *t, int *cap, const sm_sna
   return true;
 }
 
-void sm_model_build(sm_tools_ctx_t *c, sm_snap_t *snap, sm_model_t *m) {
+void sm_model_build(sm_tools_ctx_t *c, sm_snap_t *snap, sm_model_t *m) { sm_model_build_at(c, snap, c->opts.at, m); }
+
+void sm_model_build_at(sm_tools_ctx_t *c, sm_snap_t *snap, sm_at_t at, sm_model_t *m) {
   m->snap = snap;
+  m->at = at;
   m->traces = xcalloc(snap->ntraces ? snap->ntraces : 1, sizeof *m->traces);
   m->ntraces = 0;
   /* One symbolizer handle and display path per module of this snapshot. */
@@ -325,16 +328,21 @@ void sm_frame_label(char *buf, size_t cap, const sm_sframe_t *f) {
 
 /* ---------------------------------------------------------------- grouping */
 
+/* The figures an entry sums for each snapshot: live bytes and blocks when
+ * it was written and at its peak, then the flow (version 2). */
+enum { F_SIZE, F_COUNT, F_PEAK_SIZE, F_PEAK_COUNT, F_ALLOCATIONS, F_ALLOCATED, F_TEMPORARY, F_N };
+static const char *const fig_names[F_N] = {"size", "count", "peak_size", "peak_count",
+                                           "allocations", "allocated", "temporary"};
+
 typedef struct stat {
   UT_hash_handle hh;
   char *key;
   const sm_strace_t *rep;  /* a trace of the group (its site frame, and all frames for BY_TRACE) */
   int rep_frame;           /* the frame of rep that the key names */
-  /* The reader keeps each snapshot's sums below 2^63, and a trace counts
-   * at most once per key, so these and their differences fit. */
-  int64_t size, count;     /* in the newer snapshot */
-  int64_t old_size, old_count;
-  bool in_new;
+  /* Per snapshot (OLD [0], NEW [1]). The reader keeps each figure's sum
+   * over a snapshot below 2^63, and a trace counts at most once per key,
+   * so these and their differences fit. */
+  int64_t fig[2][F_N];
   const sm_strace_t *last; /* the trace last counted here (cumulative: once per trace) */
 } stat_t;
 
@@ -363,26 +371,28 @@ static void trace_key(strbuf_t *sb, const sm_strace_t *t) {
   if (t->nframes == 0) sb_puts(sb, "<no frames>");
 }
 
-static void group(const sm_report_opts_t *o, sm_model_t *m, stat_t **tab, bool is_new) {
+static void charge(stat_t *s, const sm_strace_t *t, int side) {
+  const sm_snap_trace_t *r = t->raw;
+  const uint64_t v[F_N] = {r->size, r->count, r->peak_size, r->peak_count, r->allocations, r->allocated, r->temporary};
+  for (int i = 0; i < F_N; i++) s->fig[side][i] += (int64_t)v[i];
+}
+
+/* Adds the traces of m to the entries of tab, on side 0 (OLD) or 1. */
+static void group(const sm_report_opts_t *o, const sm_model_t *m, stat_t **tab, int side) {
   char key[PATH_MAX + 256];
   for (size_t i = 0; i < m->ntraces; i++) {
     const sm_strace_t *t = &m->traces[i];
-    int64_t size = (int64_t)t->raw->size, count = (int64_t)t->raw->count;
     if (o->by == BY_TRACE) {
       strbuf_t sb = {0};
       trace_key(&sb, t);
-      stat_t *s = stat_get(tab, sb.s ? sb.s : "", t, t->site);
+      charge(stat_get(tab, sb.s ? sb.s : "", t, t->site), t, side);
       free(sb.s);
-      if (is_new) s->size += size, s->count += count, s->in_new = true;
-      else s->old_size += size, s->old_count += count;
       continue;
     }
     if (t->nframes == 0) {
       sm_sframe_t none = {NULL, 0, NULL, NULL, 0, -1};
       frame_key(key, sizeof key, &none, o->by);
-      stat_t *s = stat_get(tab, key, t, -1);
-      if (is_new) s->size += size, s->count += count, s->in_new = true;
-      else s->old_size += size, s->old_count += count;
+      charge(stat_get(tab, key, t, -1), t, side);
       continue;
     }
     int last = o->cumulative ? t->nframes : t->site + 1;
@@ -392,29 +402,74 @@ static void group(const sm_report_opts_t *o, sm_model_t *m, stat_t **tab, bool i
       /* each key once per trace, as tracemalloc's cumulative mode counts */
       if (s->last == t) continue;
       s->last = t;
-      if (is_new) s->size += size, s->count += count, s->in_new = true;
-      else s->old_size += size, s->old_count += count;
+      charge(s, t, side);
     }
   }
 }
 
+/* What a report shows, per snapshot (OLD [0], NEW [1]): the figures that
+ * are its live bytes and blocks (at its moment), and the figure entries
+ * are sorted on with its tie-break. */
+typedef struct view {
+  int size[2], count[2], key[2], second[2];
+  bool diff, flow;
+} view_t;
+
+static view_t make_view(const sm_report_opts_t *o, const sm_model_t *old, const sm_model_t *cur) {
+  view_t v = {.diff = old != NULL, .flow = sm_sort_is_flow(o->sort)};
+  for (int side = 0; side < 2; side++) {
+    bool peak = (side ? cur : old) && (side ? cur : old)->at == AT_PEAK;
+    v.size[side] = peak ? F_PEAK_SIZE : F_SIZE;
+    v.count[side] = peak ? F_PEAK_COUNT : F_COUNT;
+    static const int flow_key[] = {[SORT_ALLOCATIONS] = F_ALLOCATIONS, [SORT_ALLOCATED] = F_ALLOCATED,
+                                   [SORT_TEMPORARY] = F_TEMPORARY};
+    if (v.flow) {
+      v.key[side] = flow_key[o->sort];
+      v.second[side] = o->sort == SORT_ALLOCATIONS ? F_ALLOCATED : F_ALLOCATIONS;
+    } else {
+      v.key[side] = o->sort == SORT_COUNT ? v.count[side] : v.size[side];
+      v.second[side] = o->sort == SORT_COUNT ? v.size[side] : v.count[side];
+    }
+  }
+  return v;
+}
+
+/* NEW's figure ix[1] less OLD's figure ix[0]. */
+static int64_t change(const stat_t *s, const int ix[2]) { return s->fig[1][ix[1]] - s->fig[0][ix[0]]; }
+
+/* An entry with nothing to show in this view (a trace that held nothing
+ * at the chosen moment, or allocated nothing in the flow views). */
+static bool shows_nothing(const view_t *v, const stat_t *s) {
+  for (int side = 0; side < 2; side++)
+    if (s->fig[side][v->key[side]] || s->fig[side][v->second[side]]) return false;
+  return true;
+}
+
 static int64_t abs64(int64_t v) { return v < 0 ? -v : v; }
 
-static int cmp_top(const void *a, const void *b) {
+static int cmp_top(const void *a, const void *b, void *arg) {
+  const view_t *v = arg;
   const stat_t *x = *(stat_t *const *)a, *y = *(stat_t *const *)b;
-  if (x->size != y->size) return x->size > y->size ? -1 : 1;
-  if (x->count != y->count) return x->count > y->count ? -1 : 1;
+  int64_t kx = x->fig[1][v->key[1]], ky = y->fig[1][v->key[1]];
+  if (kx != ky) return kx > ky ? -1 : 1;
+  kx = x->fig[1][v->second[1]], ky = y->fig[1][v->second[1]];
+  if (kx != ky) return kx > ky ? -1 : 1;
   return strcmp(y->key, x->key);
 }
 
-static int cmp_diff(const void *a, const void *b) {
+/* tracemalloc's order for compare_to: the absolute change of the key,
+ * the key, the absolute change of the tie-break, the tie-break. */
+static int cmp_diff(const void *a, const void *b, void *arg) {
+  const view_t *v = arg;
   const stat_t *x = *(stat_t *const *)a, *y = *(stat_t *const *)b;
-  int64_t dx = abs64(x->size - x->old_size), dy = abs64(y->size - y->old_size);
+  int64_t dx = abs64(change(x, v->key)), dy = abs64(change(y, v->key));
   if (dx != dy) return dx > dy ? -1 : 1;
-  if (x->size != y->size) return x->size > y->size ? -1 : 1;
-  dx = abs64(x->count - x->old_count), dy = abs64(y->count - y->old_count);
+  dx = x->fig[1][v->key[1]], dy = y->fig[1][v->key[1]];
   if (dx != dy) return dx > dy ? -1 : 1;
-  if (x->count != y->count) return x->count > y->count ? -1 : 1;
+  dx = abs64(change(x, v->second)), dy = abs64(change(y, v->second));
+  if (dx != dy) return dx > dy ? -1 : 1;
+  dx = x->fig[1][v->second[1]], dy = y->fig[1][v->second[1]];
+  if (dx != dy) return dx > dy ? -1 : 1;
   return strcmp(y->key, x->key);
 }
 
@@ -436,10 +491,15 @@ void sm_format_size(char *buf, size_t cap, double size, bool sign) {
 }
 
 void sm_print_header(FILE *out, const char *label, const sm_snap_t *s) {
-  char cur[32], peak[32], rss[32], mapped[32], inuse[32], over[32];
+  char cur[32], peak[32], rss[32], rss_peak[48] = "", mapped[32], inuse[32], over[32];
   sm_format_size(cur, sizeof cur, (double)s->traced_current, false);
   sm_format_size(peak, sizeof peak, (double)s->traced_peak, false);
   sm_format_size(rss, sizeof rss, (double)s->rss, false);
+  if (s->peak_rss) { /* version 2 */
+    char p[32];
+    sm_format_size(p, sizeof p, (double)s->peak_rss, false);
+    snprintf(rss_peak, sizeof rss_peak, " (peak %s)", p);
+  }
   sm_format_size(mapped, sizeof mapped, (double)s->heap_mapped, false);
   sm_format_size(inuse, sizeof inuse, (double)s->heap_inuse, false);
   double overhead = (double)s->heap_mapped + (double)s->meta_mapped - (double)s->heap_inuse;
@@ -451,43 +511,161 @@ void sm_print_header(FILE *out, const char *label, const sm_snap_t *s) {
   strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
   strbuf_t prog = {0};
   sm_escape(&prog, s->program[0] ? s->program : "?", DISPLAY_MAX);
-  fprintf(out, "%s%s (pid %llu) at %s: traced %s (peak %s)%s, RSS %s, heap %s mapped, %s in use, overhead %s\n",
+  fprintf(out, "%s%s (pid %llu) at %s: traced %s (peak %s)%s, RSS %s%s, heap %s mapped, %s in use, overhead %s\n",
           label ? label : "", prog.s, (unsigned long long)s->pid, when, cur, peak,
-          (s->flags & SM_SNAP_SAMPLED) ? " estimated from samples" : "", rss, mapped, inuse, over);
+          (s->flags & SM_SNAP_SAMPLED) ? " estimated from samples" : "", rss, rss_peak, mapped, inuse, over);
   free(prog.s);
 }
 
-static void print_stat_text(FILE *out, const stat_t *s, bool diff) {
-  char size[32], avg[32], sdiff[32];
+static const char *const sort_names[] = {"size", "count", "allocations", "allocated", "temporary"};
+
+/* "at its traced peak (8.0 MiB)" or "when written (traced 1.3 MiB)". */
+static void moment(char *buf, size_t cap, const sm_model_t *m) {
+  char size[32];
+  bool peak = m->at == AT_PEAK;
+  sm_format_size(size, sizeof size, (double)(peak ? m->snap->traced_peak : m->snap->traced_current), false);
+  snprintf(buf, cap, peak ? "at its traced peak (%s)" : "when written (traced %s)", size);
+}
+
+void sm_print_view(FILE *out, const sm_report_opts_t *o, const sm_model_t *old, const sm_model_t *cur) {
+  const char *by = sort_names[o->sort];
+  bool sampled = (cur->snap->flags & SM_SNAP_SAMPLED) || (old && (old->snap->flags & SM_SNAP_SAMPLED));
+  const char *est = sampled ? " (estimated from samples)" : "";
+  char a[64], b[64];
+  if (sm_sort_is_flow(o->sort)) {
+    if (old) fprintf(out, "Change in allocations from OLD to NEW, by %s%s:\n", by, est);
+    else fprintf(out, "Allocations since tracing started or the last peak reset, by %s%s:\n", by, est);
+    return;
+  }
+  if (o->sort == SORT_SIZE && cur->at == AT_END && (!old || old->at == AT_END)) return; /* the default */
+  moment(b, sizeof b, cur);
+  if (!old) {
+    fprintf(out, "Live %s, by %s%s:\n", b, by, est);
+    return;
+  }
+  moment(a, sizeof a, old);
+  fprintf(out, "Change from OLD %s to NEW %s, by %s%s:\n", a, b, by, est);
+}
+
+/* ", NAME=VALUE", with " (CHANGE)" in a diff: bytes in tracemalloc's size
+ * format, blocks as a whole number. long double holds every int64 exactly
+ * and the sums of the "other" line (which may pass 2^63 with --cumulative). */
+static void put_fig(FILE *out, const char *sep, const char *name, long double now, long double d, bool bytes,
+                    bool diff) {
+  char a[32];
+  fprintf(out, "%s%s=", sep, name);
+  if (bytes) sm_format_size(a, sizeof a, (double)now, false);
+  else snprintf(a, sizeof a, "%.0Lf", now);
+  fputs(a, out);
+  if (!diff) return;
+  if (bytes) sm_format_size(a, sizeof a, (double)d, true);
+  else snprintf(a, sizeof a, "%+.0Lf", d);
+  fprintf(out, " (%s)", a);
+}
+
+/* An entry's or a sum's figures in text: live (size, count, average) or
+ * flow (allocations, allocated, temporary); now[F_N] is NEW's, d[F_N] the
+ * change of each figure shown (NEW's figure less OLD's at OLD's moment). */
+static void put_figs(FILE *out, const view_t *v, const long double *now, const long double *d) {
+  if (v->flow) {
+    put_fig(out, "", "allocations", now[F_ALLOCATIONS], d[F_ALLOCATIONS], false, v->diff);
+    put_fig(out, ", ", "allocated", now[F_ALLOCATED], d[F_ALLOCATED], true, v->diff);
+    put_fig(out, ", ", "temporary", now[F_TEMPORARY], d[F_TEMPORARY], false, v->diff);
+    return;
+  }
+  int size = v->size[1], count = v->count[1];
+  put_fig(out, "", "size", now[size], d[size], true, v->diff);
+  put_fig(out, ", ", "count", now[count], d[count], false, v->diff);
+  if (now[count] != 0) {
+    char avg[32];
+    sm_format_size(avg, sizeof avg, (double)now[size] / (double)now[count], false);
+    fprintf(out, ", average=%s", avg);
+  }
+}
+
+/* NEW's figures of s, and their changes in this view (indexed by NEW's figure). */
+static void stat_figs(const view_t *v, const stat_t *s, long double now[F_N], long double d[F_N]) {
+  for (int i = 0; i < F_N; i++) now[i] = (long double)s->fig[1][i], d[i] = now[i] - (long double)s->fig[0][i];
+  d[v->size[1]] = (long double)change(s, v->size); /* between the two moments */
+  d[v->count[1]] = (long double)change(s, v->count);
+}
+
+static void print_stat_text(FILE *out, const view_t *v, const stat_t *s) {
   const sm_strace_t *t = s->rep;
   char key[PATH_MAX + 256];
   if (s->rep_frame >= 0 && t->nframes) frame_key(key, sizeof key, &t->frames[s->rep_frame], BY_LINE);
   else snprintf(key, sizeof key, "<no frames>:0");
-  const char *label = s->key;
   bool is_trace = strchr(s->key, '\n') != NULL || strcmp(s->key, "<no frames>") == 0;
-  if (is_trace) label = key;
-  sm_format_size(size, sizeof size, (double)s->size, false);
-  if (diff) {
-    sm_format_size(sdiff, sizeof sdiff, (double)(s->size - s->old_size), true);
-    fprintf(out, "%s: size=%s (%s), count=%lld (%+lld)", label, size, sdiff, (long long)s->count,
-            (long long)(s->count - s->old_count));
-  } else {
-    fprintf(out, "%s: size=%s, count=%lld", label, size, (long long)s->count);
+  fprintf(out, "%s: ", is_trace ? key : s->key);
+  long double now[F_N], d[F_N];
+  stat_figs(v, s, now, d);
+  put_figs(out, v, now, d);
+  fputc('\n', out);
+  if (!is_trace) return;
+  for (int i = t->nframes - 1; i >= t->site; i--) { /* oldest first */
+    const sm_sframe_t *f = &t->frames[i];
+    if (f->file) fprintf(out, "  File \"%s\", line %d", f->file, f->line);
+    else if (f->module) fprintf(out, "  File \"<%s+0x%llx>\", line 0", sm_base_name(f->module), (unsigned long long)f->offset);
+    else fprintf(out, "  File \"<0x%llx>\", line 0", (unsigned long long)f->offset);
+    fprintf(out, ", in %s\n", f->function ? f->function : "??");
   }
-  if (s->count) {
-    sm_format_size(avg, sizeof avg, (double)s->size / (double)s->count, false);
-    fprintf(out, ", average=%s", avg);
+}
+
+/* What a report holds: its view, and its entries in order. */
+typedef struct report {
+  const sm_report_opts_t *o;
+  view_t v;
+  stat_t **arr;
+  size_t n, shown;       /* entries, and those shown (--limit) */
+  const sm_model_t *old, *cur;
+} report_t;
+
+/* The sums of stat_figs over the entries --limit left out. With
+ * --cumulative a trace counts under several entries, so these are sums
+ * over entries (long double: they may pass 2^63). */
+static void rest_figs(const report_t *r, long double now[F_N], long double d[F_N]) {
+  for (int k = 0; k < F_N; k++) now[k] = d[k] = 0;
+  for (size_t i = r->shown; i < r->n; i++) {
+    long double a[F_N], b[F_N];
+    stat_figs(&r->v, r->arr[i], a, b);
+    for (int k = 0; k < F_N; k++) now[k] += a[k], d[k] += b[k];
+  }
+}
+
+/* The entries --limit left out, in one line: "N other: SIZE (CHANGE)" as
+ * tracemalloc prints it, or the sums of the flow figures. */
+static void print_rest_text(FILE *out, const report_t *r) {
+  long double now[F_N], d[F_N];
+  rest_figs(r, now, d);
+  fprintf(out, "%zu other: ", r->n - r->shown);
+  if (r->v.flow) put_figs(out, &r->v, now, d);
+  else {
+    char a[32], b[32];
+    sm_format_size(a, sizeof a, (double)now[r->v.size[1]], false);
+    sm_format_size(b, sizeof b, (double)d[r->v.size[1]], true);
+    fprintf(out, r->v.diff ? "%s (%s)" : "%s", a, b);
   }
   fputc('\n', out);
-  if (is_trace) {
-    for (int i = t->nframes - 1; i >= t->site; i--) { /* oldest first */
-      const sm_sframe_t *f = &t->frames[i];
-      if (f->file) fprintf(out, "  File \"%s\", line %d", f->file, f->line);
-      else if (f->module) fprintf(out, "  File \"<%s+0x%llx>\", line 0", sm_base_name(f->module), (unsigned long long)f->offset);
-      else fprintf(out, "  File \"<0x%llx>\", line 0", (unsigned long long)f->offset);
-      fprintf(out, ", in %s\n", f->function ? f->function : "??");
-    }
+}
+
+static void print_report_text(FILE *out, const report_t *r) {
+  for (size_t i = 0; i < r->shown; i++) print_stat_text(out, &r->v, r->arr[i]);
+  if (r->shown < r->n) print_rest_text(out, r);
+  if (r->o->cumulative) return; /* a block counts under several entries: no total */
+  long double total[F_N] = {0};
+  for (size_t i = 0; i < r->n; i++)
+    for (int k = 0; k < F_N; k++) total[k] += (long double)r->arr[i]->fig[1][k];
+  if (r->v.flow) {
+    fputs("Total: ", out);
+    view_t now_only = r->v;
+    now_only.diff = false;
+    put_figs(out, &now_only, total, total);
+    fputc('\n', out);
+    return;
   }
+  char a[32];
+  sm_format_size(a, sizeof a, (double)total[r->v.size[1]], false);
+  fprintf(out, "Total allocated size: %s\n", a);
 }
 
 void sm_json_site(FILE *out, const sm_sframe_t *site) {
@@ -519,17 +697,38 @@ static const char *by_name(sm_by_t by) {
   return names[by];
 }
 
-static void print_stat_json(FILE *out, const stat_t *s, bool diff, sm_by_t by) {
+/* Figures as JSON members (", \"size\": N, ..."): the live ones always;
+ * peak and flow ones are null when the snapshot has none (version 1).
+ * With d, the changes too: size_diff and count_diff between OLD's and
+ * NEW's moments, as the text shows them, and each flow figure's (null
+ * unless both snapshots have flow figures). */
+static void json_figs(FILE *out, const char *sep, const long double *now, const long double *d, const report_t *r) {
+  bool flow = r->cur->snap->has_flow;
+  for (int i = 0; i < F_N; i++) {
+    fprintf(out, "%s\"%s\": ", i ? ", " : sep, fig_names[i]);
+    if (i < F_PEAK_SIZE || flow) fprintf(out, "%.0Lf", now[i]);
+    else fputs("null", out);
+  }
+  if (!d) return;
+  fprintf(out, ", \"size_diff\": %.0Lf, \"count_diff\": %.0Lf", d[r->v.size[1]], d[r->v.count[1]]);
+  flow = flow && r->old->snap->has_flow;
+  for (int i = F_ALLOCATIONS; i < F_N; i++) {
+    fprintf(out, ", \"%s_diff\": ", fig_names[i]);
+    if (flow) fprintf(out, "%.0Lf", d[i]);
+    else fputs("null", out);
+  }
+}
+
+static void print_stat_json(FILE *out, const report_t *r, const stat_t *s) {
   const sm_strace_t *t = s->rep;
   const sm_sframe_t *site = s->rep_frame >= 0 && t->nframes ? &t->frames[s->rep_frame] : NULL;
   fputs("{\"site\": ", out);
   sm_json_site(out, site);
-  fprintf(out, ", \"size\": %lld, \"count\": %lld", (long long)s->size, (long long)s->count);
-  if (diff)
-    fprintf(out, ", \"size_diff\": %lld, \"count_diff\": %lld", (long long)(s->size - s->old_size),
-            (long long)(s->count - s->old_count));
+  long double now[F_N], d[F_N];
+  stat_figs(&r->v, s, now, d);
+  json_figs(out, ", ", now, r->v.diff ? d : NULL, r);
   fputs(", \"traceback\": [", out);
-  if (by == BY_TRACE) {
+  if (r->o->by == BY_TRACE) {
     for (int i = t->site; i < t->nframes; i++) {
       if (i > t->site) fputs(", ", out);
       sm_json_frame(out, &t->frames[i]);
@@ -540,7 +739,8 @@ static void print_stat_json(FILE *out, const stat_t *s, bool diff, sm_by_t by) {
   fputs("]}", out);
 }
 
-static void print_folded(FILE *out, const stat_t *s, bool diff) {
+/* Collapsed stacks: the figure sorted on (its change, in a diff). */
+static void print_folded(FILE *out, const view_t *v, const stat_t *s) {
   const sm_strace_t *t = s->rep;
   char label[PATH_MAX + 256];
   bool first = true;
@@ -552,7 +752,7 @@ static void print_folded(FILE *out, const stat_t *s, bool diff) {
     first = false;
   }
   if (first) fputs("<no frames>", out);
-  fprintf(out, " %lld\n", (long long)(diff ? s->size - s->old_size : s->size));
+  fprintf(out, " %lld\n", (long long)(v->diff ? change(s, v->key) : s->fig[1][v->key[1]]));
 }
 
 /* A snapshot's header fields, as a JSON object. */
@@ -560,110 +760,89 @@ static void print_header_json(FILE *out, const sm_snap_t *s) {
   fprintf(out, "{\"pid\": %llu, \"program\": ", (unsigned long long)s->pid);
   json_str(out, s->program);
   fprintf(out,
-          ", \"time_ns\": %llu, \"sequence\": %llu, \"final\": %s, \"sampled\": %s, \"traced\": {\"current\": %llu, "
-          "\"peak\": %llu}, \"rss\": %llu, \"heap\": {\"mapped\": %llu, \"in_use\": %llu}}",
+          ", \"time_ns\": %llu, \"sequence\": %llu, \"final\": %s, \"sampled\": %s, \"version\": %u, \"traced\": "
+          "{\"current\": %llu, \"peak\": %llu}, \"rss\": %llu, \"peak_rss\": ",
           (unsigned long long)s->time_ns, (unsigned long long)s->sequence, s->flags & SM_SNAP_FINAL ? "true" : "false",
-          s->flags & SM_SNAP_SAMPLED ? "true" : "false", (unsigned long long)s->traced_current,
-          (unsigned long long)s->traced_peak, (unsigned long long)s->rss, (unsigned long long)s->heap_mapped,
+          s->flags & SM_SNAP_SAMPLED ? "true" : "false", s->version, (unsigned long long)s->traced_current,
+          (unsigned long long)s->traced_peak, (unsigned long long)s->rss);
+  if (s->peak_rss) fprintf(out, "%llu", (unsigned long long)s->peak_rss);
+  else fputs("null", out);
+  fprintf(out, ", \"heap\": {\"mapped\": %llu, \"in_use\": %llu}}", (unsigned long long)s->heap_mapped,
           (unsigned long long)s->heap_inuse);
 }
 
-/* Live bytes and blocks of every trace of a model (the reader keeps both
- * sums below 2^63). */
-static void model_totals(const sm_model_t *m, int64_t *size, int64_t *count) {
-  *size = *count = 0;
-  for (size_t i = 0; m && i < m->ntraces; i++) {
-    *size += (int64_t)m->traces[i].raw->size;
-    *count += (int64_t)m->traces[i].raw->count;
-  }
+/* Every figure summed over the traces of a model (the reader keeps each
+ * sum below 2^63); zero without a model. */
+static void model_totals(const sm_model_t *m, long double tot[F_N]) {
+  stat_t all = {0};
+  for (size_t i = 0; m && i < m->ntraces; i++) charge(&all, &m->traces[i], 1);
+  for (int k = 0; k < F_N; k++) tot[k] = (long double)all.fig[1][k];
 }
 
-/* JSON: the header of each snapshot, the totals, the shown entries and,
- * when --limit cut the list, what the rest adds up to ("other"). */
-static void print_report_json(FILE *out, const sm_report_opts_t *o, stat_t **arr, size_t n, size_t shown,
-                              const sm_model_t *old, const sm_model_t *cur) {
-  bool diff = old != NULL;
-  fprintf(out, "{\"by\": \"%s\", \"cumulative\": %s, ", by_name(o->by), o->cumulative ? "true" : "false");
-  if (diff) {
-    fputs("\"old\": ", out);
-    print_header_json(out, old->snap);
+static void print_totals_json(FILE *out, const report_t *r) {
+  long double now[F_N], old[F_N], d[F_N];
+  model_totals(r->cur, now);
+  model_totals(r->old, old);
+  for (int k = 0; k < F_N; k++) d[k] = now[k] - old[k];
+  d[r->v.size[1]] = now[r->v.size[1]] - old[r->v.size[0]]; /* between the two moments */
+  d[r->v.count[1]] = now[r->v.count[1]] - old[r->v.count[0]];
+  fputs(", \"totals\": {", out);
+  json_figs(out, "", now, r->v.diff ? d : NULL, r);
+  fputc('}', out);
+}
+
+/* JSON: the view, the header of each snapshot, the totals, the shown
+ * entries and, when --limit cut the list, what the rest adds up to
+ * ("other"). */
+static void print_report_json(FILE *out, const report_t *r) {
+  const sm_report_opts_t *o = r->o;
+  static const char *const at_names[] = {"end", "peak"};
+  fprintf(out, "{\"by\": \"%s\", \"cumulative\": %s, \"at\": \"%s\", ", by_name(o->by),
+          o->cumulative ? "true" : "false", at_names[r->cur->at]);
+  if (r->v.diff) fprintf(out, "\"old_at\": \"%s\", ", at_names[r->old->at]);
+  fprintf(out, "\"sort\": \"%s\", \"%s\": ", sort_names[o->sort], r->v.diff ? "old" : "header");
+  if (r->v.diff) {
+    print_header_json(out, r->old->snap);
     fputs(", \"new\": ", out);
-  } else {
-    fputs("\"header\": ", out);
   }
-  print_header_json(out, cur->snap);
-  int64_t size, count, old_size, old_count;
-  model_totals(cur, &size, &count);
-  model_totals(old, &old_size, &old_count);
-  fprintf(out, ", \"totals\": {\"size\": %lld, \"count\": %lld", (long long)size, (long long)count);
-  if (diff) fprintf(out, ", \"size_diff\": %lld, \"count_diff\": %lld", (long long)(size - old_size), (long long)(count - old_count));
-  fputs("}, \"stats\": [", out);
-  for (size_t i = 0; i < shown; i++) {
+  print_header_json(out, r->cur->snap);
+  print_totals_json(out, r);
+  fputs(", \"stats\": [", out);
+  for (size_t i = 0; i < r->shown; i++) {
     fputs(i ? ",\n  " : "\n  ", out);
-    print_stat_json(out, arr[i], diff, o->by);
+    print_stat_json(out, r, r->arr[i]);
   }
   fputs("\n]", out);
-  if (shown < n) {
-    /* with --cumulative a trace counts under several entries: the rest is
-     * a sum over entries, kept as a double like the text form's */
-    double rs = 0, rc = 0, rsd = 0, rcd = 0;
-    for (size_t i = shown; i < n; i++) {
-      rs += (double)arr[i]->size, rc += (double)arr[i]->count;
-      rsd += (double)arr[i]->size - (double)arr[i]->old_size, rcd += (double)arr[i]->count - (double)arr[i]->old_count;
-    }
-    fprintf(out, ", \"other\": {\"entries\": %zu, \"size\": %.0f, \"count\": %.0f", n - shown, rs, rc);
-    if (diff) fprintf(out, ", \"size_diff\": %.0f, \"count_diff\": %.0f", rsd, rcd);
+  if (r->shown < r->n) {
+    long double now[F_N], d[F_N];
+    rest_figs(r, now, d);
+    fprintf(out, ", \"other\": {\"entries\": %zu", r->n - r->shown);
+    json_figs(out, ", ", now, r->v.diff ? d : NULL, r);
     fputs("}", out);
   }
   fputs("}\n", out);
 }
 
 int sm_report(FILE *out, sm_tools_ctx_t *c, sm_model_t *old, sm_model_t *cur) {
-  const sm_report_opts_t *o = &c->opts;
   stat_t *tab = NULL;
-  if (old) group(o, old, &tab, false);
-  group(o, cur, &tab, true);
-  size_t n = HASH_COUNT(tab), k = 0;
-  stat_t **arr = xcalloc(n ? n : 1, sizeof *arr);
-  for (stat_t *s = tab; s; s = s->hh.next) arr[k++] = s;
-  qsort(arr, n, sizeof *arr, old ? cmp_diff : cmp_top);
-  size_t shown = o->limit > 0 && (size_t)o->limit < n ? (size_t)o->limit : n;
-  bool diff = old != NULL;
-  if (o->format == FMT_JSON) {
-    print_report_json(out, o, arr, n, shown, old, cur);
-  } else if (o->format == FMT_FOLDED) {
-    for (size_t i = 0; i < shown; i++) print_folded(out, arr[i], diff);
-  } else {
-    for (size_t i = 0; i < shown; i++) print_stat_text(out, arr[i], diff);
-    if (shown < n) {
-      /* --cumulative counts a trace under several keys: these sums can
-       * pass 2^63, so they are kept as doubles (they are only shown) */
-      double rest = 0, rest_diff = 0;
-      for (size_t i = shown; i < n; i++)
-        rest += (double)arr[i]->size, rest_diff += (double)arr[i]->size - (double)arr[i]->old_size;
-      char a[32], b[32];
-      sm_format_size(a, sizeof a, rest, false);
-      if (diff) {
-        sm_format_size(b, sizeof b, rest_diff, true);
-        fprintf(out, "%zu other: %s (%s)\n", n - shown, a, b);
-      } else {
-        fprintf(out, "%zu other: %s\n", n - shown, a);
-      }
-    }
-    int64_t total = 0;
-    for (size_t i = 0; i < n; i++) total += o->cumulative ? 0 : arr[i]->size;
-    if (!o->cumulative) {
-      char a[32];
-      sm_format_size(a, sizeof a, (double)total, false);
-      fprintf(out, "Total allocated size: %s\n", a);
-    }
-  }
+  if (old) group(&c->opts, old, &tab, 0);
+  group(&c->opts, cur, &tab, 1);
+  report_t r = {&c->opts, make_view(&c->opts, old, cur), NULL, 0, 0, old, cur};
+  r.arr = xcalloc(HASH_COUNT(tab) + 1, sizeof *r.arr);
+  for (stat_t *s = tab; s; s = s->hh.next)
+    if (!shows_nothing(&r.v, s)) r.arr[r.n++] = s;
+  qsort_r(r.arr, r.n, sizeof *r.arr, old ? cmp_diff : cmp_top, &r.v);
+  r.shown = c->opts.limit > 0 && (size_t)c->opts.limit < r.n ? (size_t)c->opts.limit : r.n;
+  if (c->opts.format == FMT_JSON) print_report_json(out, &r);
+  else if (c->opts.format == FMT_FOLDED)
+    for (size_t i = 0; i < r.shown; i++) print_folded(out, &r.v, r.arr[i]);
+  else print_report_text(out, &r);
   stat_t *s, *st;
   HASH_ITER(hh, tab, s, st) {
     HASH_DEL(tab, s);
     free(s->key);
     free(s);
   }
-  free(arr);
+  free(r.arr);
   return 0;
 }

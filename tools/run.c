@@ -1,6 +1,7 @@
 /* snapmalloc run: start a command with libsnapmalloc.so preloaded and
  * tracing on, pass its exit status through, then say where the snapshots
- * are and print the top 10 sites of its final snapshot.
+ * are and print the top 10 sites of its final snapshot (and at the peak
+ * of traced memory, when those are not the same).
  *
  * The library is found where SNAPMALLOC_LIB says, else next to this
  * executable (a build tree), else in the libdir that meson installs to,
@@ -94,7 +95,8 @@ static int run_help(void) {
   printf("usage: snapmalloc run [options] -- CMD [ARG...]\n\n"
          "Runs CMD with libsnapmalloc.so preloaded and every allocation traced, passes\n"
          "its exit status through, then lists the snapshots written and prints the top\n"
-         "10 allocation sites of the final one (on stderr).\n\n"
+         "10 allocation sites of the final one (on stderr); and the top 10 at the peak\n"
+         "of traced memory, when it was over 10%% above the end or another site led.\n\n"
          "  --depth N        frames kept per trace, 1..128 (default 16)\n"
          "  --out PATTERN    snapshot path pattern: %%p pid, %%n sequence number,\n"
          "                   %%e program name (default snapmalloc.%%e.%%p.%%n.snap)\n"
@@ -305,6 +307,39 @@ static char *list_snapshots(const cli_run_t *res, pid_t pid) {
   return final;
 }
 
+/* The top 10 sites of m at its moment (text), as a string (malloc'd). */
+static char *report_text(sm_tools_ctx_t *ctx, sm_model_t *m) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (!f) return xstrdup("");
+  sm_report(f, ctx, NULL, m);
+  fclose(f);
+  return text;
+}
+
+/* The site a report's text names first ("" if none). */
+static size_t first_site(const char *text, const char **site) {
+  const char *end = strstr(text, ": size=");
+  const char *nl = strchr(text, '\n');
+  *site = text;
+  return end && (!nl || end < nl) ? (size_t)(end - text) : 0;
+}
+
+/* Whether the list at the peak tells what the list at exit does not:
+ * traced memory was more than 10% higher at the peak, or another site
+ * held the most. (A peak a few KiB above the end, stdio's buffer say,
+ * would only repeat the list.) */
+static bool peak_differs(const sm_snap_t *s, const char *at_exit, const char *at_peak) {
+  if (strcmp(at_exit, at_peak) == 0) return false;
+  if ((long double)s->traced_peak > 1.1L * (long double)s->traced_current) return true;
+  const char *a, *b;
+  size_t na = first_site(at_exit, &a), nb = first_site(at_peak, &b);
+  return na != nb || strncmp(a, b, na) != 0;
+}
+
+/* The top 10 sites at exit and, when those at the peak of traced memory
+ * tell more (peak_differs), at the peak too (version 2 has both). */
 static void report_final(const char *final) {
   sm_report_opts_t o = {0};
   o.by = BY_LINE;
@@ -314,11 +349,21 @@ static void report_final(const char *final) {
   sm_tools_ctx_t *ctx = sm_ctx_new(&o);
   sm_model_t m;
   sm_model_build(ctx, &s, &m);
+  char *at_exit = report_text(ctx, &m);
   fputs("snapmalloc: top 10 allocation sites at exit (", stderr);
   sm_put_escaped(stderr, final);
   fputs("):\n", stderr);
   sm_print_header(stderr, "", &s);
-  sm_report(stderr, ctx, NULL, &m);
+  fputs(at_exit, stderr);
+  if (s.has_flow) {
+    m.at = AT_PEAK; /* the same traces, their figures at the peak */
+    char *at_peak = report_text(ctx, &m), peak[32];
+    sm_format_size(peak, sizeof peak, (double)s.traced_peak, false);
+    if (peak_differs(&s, at_exit, at_peak))
+      fprintf(stderr, "snapmalloc: top 10 allocation sites at the peak of traced memory (%s):\n%s", peak, at_peak);
+    free(at_peak);
+  }
+  free(at_exit);
   sm_model_free(&m);
   sm_ctx_free(ctx);
   sm_snap_free(&s);

@@ -26,10 +26,24 @@ struct sm_trace {
   uint32_t gen;            /* sm_unwind_gen when its modules were last checked (trace_lock) */
   uint64_t size;           /* atomic: live bytes (an estimate when sampling) */
   uint64_t count_fp;       /* atomic: live blocks x SM_FP_ONE */
+  /* counters.c: the at-peak part of size and count_fp, valid when `epoch`
+   * is the current peak epoch (else they equal size and count_fp), and
+   * the flow published so far (all atomic) */
+  uint64_t epoch;          /* sm_peak_epoch when peak_size was last saved */
+  uint64_t peak_size, peak_count_fp;
+  uint64_t allocs_fp, allocated, temp_fp;
+  uint64_t base[3];        /* the flow totals at the last peak reset (trace_lock and delta_lock) */
   uint64_t leak[SM_LEAK_CLASSES][2]; /* filled by the leak scanner at exit */
   uint16_t *modules;       /* module index per frame (into the same allocation) */
   uintptr_t frames[];      /* innermost first; the hash key; never changes */
 };
+
+/* Trace ids fit in 24 bits (table.c's id array holds 2^24), so that a
+ * delta entry's id and the peak epoch of its saved figures share one word
+ * and the hot path tests both with one compare (counters.c). */
+#define SM_TRACE_ID_BITS 24
+#define SM_TRACE_ID_MASK ((1u << SM_TRACE_ID_BITS) - 1)
+#define SM_EPOCH_ONE ((uint64_t)1 << SM_TRACE_ID_BITS)
 
 /* The trace with that id, without a lock (NULL: none). */
 sm_trace_t *sm_trace_by_id(uint32_t id);
@@ -70,28 +84,43 @@ struct sm_tlocal;
  * NULL when there is no memory for a new trace. */
 sm_trace_t *sm_capture(struct sm_tlocal *tl, const sm_stack_start_t *from);
 
-/* ---- counters.c: live bytes and blocks (owns delta_lock) */
+/* ---- counters.c: live bytes and blocks, at-peak figures and flow (owns delta_lock) */
 /* Each thread accumulates its changes in a table of its own, direct-mapped
  * by trace id, and publishes them lazily (counters.c says when). */
 #define SM_DELTA_SLOTS 1024
 #define SM_DELTA_FLUSH (256 * 1024)
 
+/* The peak epoch, shifted left by SM_TRACE_ID_BITS: it moves on whenever
+ * traced memory reaches a new peak or the peak is reset. Figures saved
+ * under an older epoch are stale (counters.c). Atomic. */
+extern uint64_t sm_peak_epoch;
+
+/* One cache line. */
 typedef struct sm_delta {
-  uint32_t id;       /* trace id, 0 = empty */
-  int64_t size;      /* pending change of the trace's bytes */
-  int64_t count_fp;  /* pending change of its blocks x SM_FP_ONE */
+  uint64_t key;            /* trace id | the peak epoch of peak_*; 0 = empty */
+  int64_t size;            /* pending change of the trace's bytes */
+  int64_t count_fp;        /* pending change of its blocks x SM_FP_ONE */
+  int64_t peak_size;       /* size and count_fp when the epoch of `key` began */
+  int64_t peak_count_fp;
+  uint64_t allocs_fp;      /* pending flow: blocks allocated x SM_FP_ONE, */
+  uint64_t allocated;      /* bytes allocated, */
+  uint64_t temp_fp;        /* temporary blocks x SM_FP_ONE */
 } sm_delta_t;
 
 /* Everything a tracing thread keeps to itself, allocated from the metadata
  * arena on its first traced allocation (TLS stays small) and returned when
  * the thread exits. The registry links and the deltas are counters.c's;
  * the cache, memo and unwind rules are capture.c's and unwind.c's, and no
- * other thread ever reads them. */
+ * other thread ever reads them. The deltas come first: the structure is
+ * larger than the arena's biggest class, so it is a mapping of its own,
+ * and every entry sits on one cache line. */
 typedef struct sm_tlocal {
+  sm_delta_t d[SM_DELTA_SLOTS];
   struct sm_tlocal *next, *prev; /* registry (delta_lock) */
   int64_t current;               /* pending change of traced bytes */
   int64_t high;                  /* highest `current` since the last flush or peak reset */
-  sm_delta_t d[SM_DELTA_SLOTS];
+  const void *last;              /* this thread's last traced block while it may be temporary (tracer.c) */
+  int64_t last_left;             /* sm_sample_left just after that allocation */
   sm_tcache_entry_t cache[SM_TCACHE_SIZE];
   sm_memo_t memo[SM_MEMO_SLOTS];
   sm_unwind_cache_t unwind;
@@ -110,10 +139,10 @@ extern SM_TLS sm_tstate_t sm_ts; /* tracer.c */
  * straight to the shared counters). */
 sm_tlocal_t *sm_tlocal_new(void);
 /* The rare parts of sm_counters_change, out of line: a thread without its
- * tables yet or a slot held by another trace (the whole change is made
- * there, so that no value lives across the call), and a new high or a
- * flush of the thread's pending bytes. */
-SM_NOINLINE void sm_counters_change_slow(uint32_t id, int64_t size, int64_t count_fp);
+ * tables yet, a slot held by another trace or saved under an older peak
+ * epoch (the whole change is made there, so that no value lives across the
+ * call), and a new high or a flush of the thread's pending bytes. */
+SM_NOINLINE void sm_counters_change_slow(uint32_t id, int64_t size, int64_t count_fp, bool alloc, int64_t temp_fp);
 SM_NOINLINE void sm_counters_change_rare(sm_tlocal_t *td);
 /* From sm_tracer_start: counters publish a thread's tables when it exits. */
 void sm_counters_start(void);
@@ -121,7 +150,25 @@ void sm_counters_start(void);
  * stands still and sm_counters_totals adds every thread's pending changes. */
 void sm_counters_hold(void);
 void sm_counters_release(void);
-void sm_counters_totals(const sm_trace_t *t, int64_t *size, int64_t *count_fp);
+/* A trace's figures: live now, live at the peak, flow since the last reset. */
+typedef struct sm_counts {
+  int64_t size, count_fp, peak_size, peak_count_fp;
+  uint64_t allocs_fp, allocated, temp_fp;
+} sm_counts_t;
+void sm_counters_totals(const sm_trace_t *t, sm_counts_t *c);
+/* Traced bytes now and at peak (delta_lock held). When the threads'
+ * pending bytes put the total above the recorded peak, now becomes the
+ * peak, so that the traces' at-peak figures always add up to it. */
+void sm_counters_now(int64_t *current, int64_t *peak);
+/* sm_tracer_reset_peak's parts (delta_lock held): the peak restarts at the
+ * current total; then each trace's flow is counted from here. */
+void sm_counters_restart_peak(void);
+void sm_counters_rebase(sm_trace_t *t);
+
+/* ---- table.c */
+/* Calls fn on every trace (by id, so traces of unloaded code too) holding
+ * trace_lock and delta_lock, after calling first() under both. */
+void sm_traces_walk(void (*first)(void), void (*fn)(sm_trace_t *));
 
 SM_INLINE sm_tlocal_t *sm_tlocal(void) {
   sm_tlocal_t *td = sm_ts.local;
@@ -129,24 +176,46 @@ SM_INLINE sm_tlocal_t *sm_tlocal(void) {
   return sm_tlocal_new();
 }
 
-/* Adds a change to the thread's table; inline, with everything uncommon out
- * of line: in the common case a table test, a slot test and one test of the
- * new total against the high-water mark and the flush bound. */
-SM_INLINE void sm_counters_change(uint32_t id, int64_t size, int64_t count_fp) {
-  sm_tlocal_t *td = sm_ts.local;
-  sm_delta_t *e;
-  if (SM_UNLIKELY(!td || (e = &td->d[id & (SM_DELTA_SLOTS - 1)])->id != id)) {
-    sm_counters_change_slow(id, size, count_fp);
-    return;
-  }
-  /* Only this thread writes its table, but readers load it concurrently
-   * (sm_counters_totals): relaxed stores, plain moves on x86. */
+/* The parts of a change, shared by the inline and the out-of-line path:
+ * into an entry that is id's and stamped with the current epoch, then into
+ * the thread's pending total. Only this thread writes its table, but
+ * readers load it concurrently (sm_counters_totals): relaxed stores,
+ * plain moves on x86. */
+SM_INLINE void sm_delta_add(sm_delta_t *e, int64_t size, int64_t count_fp, const bool alloc, int64_t temp_fp) {
   __atomic_store_n(&e->size, e->size + size, __ATOMIC_RELAXED);
   __atomic_store_n(&e->count_fp, e->count_fp + count_fp, __ATOMIC_RELAXED);
+  if (alloc) {
+    __atomic_store_n(&e->allocs_fp, e->allocs_fp + (uint64_t)count_fp, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->allocated, e->allocated + (uint64_t)size, __ATOMIC_RELAXED);
+  } else if (temp_fp) {
+    __atomic_store_n(&e->temp_fp, e->temp_fp + (uint64_t)temp_fp, __ATOMIC_RELAXED);
+  }
+}
+
+SM_INLINE void sm_current_add(sm_tlocal_t *td, int64_t size) {
   int64_t cur = td->current + size;
   __atomic_store_n(&td->current, cur, __ATOMIC_RELAXED);
   if (SM_UNLIKELY(cur > __atomic_load_n(&td->high, __ATOMIC_RELAXED) || cur < -SM_DELTA_FLUSH))
     sm_counters_change_rare(td);
+}
+
+/* Adds a change to the thread's table: `alloc` (a constant at every call)
+ * also counts the block as allocated; a free passes the weight of a
+ * temporary block in temp_fp (else 0). Inline, with everything uncommon
+ * out of line: in the common case a table test, one compare of the slot's
+ * key (the trace and the peak epoch together: the record-before-modify of
+ * the at-peak figures costs nothing until a new peak) and one test of the
+ * new total against the high-water mark and the flush bound. */
+SM_INLINE void sm_counters_change(uint32_t id, int64_t size, int64_t count_fp, const bool alloc, int64_t temp_fp) {
+  sm_tlocal_t *td = sm_ts.local;
+  uint64_t key = __atomic_load_n(&sm_peak_epoch, __ATOMIC_RELAXED) | id;
+  sm_delta_t *e;
+  if (SM_UNLIKELY(!td || (e = &td->d[id & (SM_DELTA_SLOTS - 1)])->key != key)) {
+    sm_counters_change_slow(id, size, count_fp, alloc, temp_fp);
+    return;
+  }
+  sm_delta_add(e, size, count_fp, alloc, temp_fp);
+  sm_current_add(td, size);
 }
 
 /* ---- sampling.c: which allocations are traced, and what each stands for */

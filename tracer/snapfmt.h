@@ -44,7 +44,7 @@
 #include <stdint.h>
 
 #define SM_SNAP_MAGIC "SNAPMALC"
-#define SM_SNAP_VERSION 1u     /* the version the writer writes */
+#define SM_SNAP_VERSION 2u     /* the version the writer writes */
 #define SM_SNAP_VERSION_MIN 1u /* the oldest the reader reads */
 #define SM_SNAP_VERSION_MAX 2u /* the newest the reader reads */
 #define SM_SNAP_HEADER_SIZE 32u

@@ -65,6 +65,21 @@ static uint64_t rss_bytes(void) {
   return pages * sm_os_page_size;
 }
 
+/* The process's peak resident set (VmHWM in /proc/self/status), bytes;
+ * 0 when unknown. */
+static uint64_t peak_rss_bytes(void) {
+  char buf[4096];
+  size_t n = read_file("/proc/self/status", buf, sizeof buf - 1);
+  buf[n] = '\0';
+  const char *p = strstr(buf, "\nVmHWM:");
+  if (!p) return 0;
+  for (p += 7; *p == ' ' || *p == '\t'; p++) {
+  }
+  uint64_t kb = 0;
+  for (; *p >= '0' && *p <= '9'; p++) kb = kb * 10 + (uint64_t)(*p - '0');
+  return kb * 1024; /* the kernel reports kB (KiB) */
+}
+
 static const char *base_name(const char *path) {
   const char *b = path;
   for (const char *p = path; *p; p++)
@@ -104,12 +119,17 @@ static bool expand_name(char *dst, size_t cap, const char *pattern, uint64_t seq
   return true;
 }
 
-/* Lays out the payload into b (measuring only when b->cap is 0). */
-static void build_payload(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, uint32_t flags, uint64_t seq,
-                          const char *cmdline, size_t cmdlen) {
-  /* INFO */
-  size_t peak;
-  size_t cur = sm_tracer_current(&peak);
+/* What a snapshot reports besides the traces, read once for both passes. */
+typedef struct snap_info {
+  int64_t current, peak; /* traced bytes, read with the traces */
+  uint64_t peak_rss;
+  uint32_t flags;
+  uint64_t seq;
+  const char *cmdline;
+  size_t cmdlen;
+} snap_info_t;
+
+static void put_info(wbuf_t *b, const snap_info_t *in) {
   sm_stats_t st;
   sm_stats_get(&st);
   struct timespec now;
@@ -118,27 +138,29 @@ static void build_payload(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, uint
   ssize_t en = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (en < 0) en = 0;
   const char *spec = sm_options_spec ? sm_options_spec : "";
-  size_t info_len = SM_SNAP_INFO_FIXED_V1 + 12 + (size_t)en + cmdlen + strlen(spec);
+  size_t info_len = SM_SNAP_INFO_FIXED + 12 + (size_t)en + in->cmdlen + strlen(spec);
   put_u32(b, SM_SNAP_SEC_INFO);
   put_u32(b, 1);
   put_u64(b, info_len);
   put_u64(b, (uint64_t)getpid());
   put_u64(b, (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec);
-  put_u64(b, cur);
-  put_u64(b, peak);
+  put_u64(b, in->current > 0 ? (uint64_t)in->current : 0);
+  put_u64(b, in->peak > 0 ? (uint64_t)in->peak : 0);
   put_u64(b, rss_bytes());
   put_u64(b, st.mapped);
   put_u64(b, st.pool_inuse + st.large_inuse + st.huge_inuse);
   put_u64(b, st.meta);
-  put_u64(b, seq);
+  put_u64(b, in->seq);
   put_u64(b, sm_opt.sample);
   put_u32(b, (uint32_t)sm_opt.depth);
-  put_u32(b, flags | (sm_opt.sample ? SM_SNAP_SAMPLED : 0));
+  put_u32(b, in->flags | (sm_opt.sample ? SM_SNAP_SAMPLED : 0));
+  put_u64(b, in->peak_rss);
   put_str(b, exe, (size_t)en);
-  put_str(b, cmdline, cmdlen);
+  put_str(b, in->cmdline, in->cmdlen);
   put_str(b, spec, strlen(spec));
+}
 
-  /* MODULES */
+static void put_modules(wbuf_t *b) {
   uint32_t nmod = sm_modules_count();
   size_t mod_len = 0;
   for (uint32_t i = 0; i < nmod; i++) {
@@ -158,9 +180,11 @@ static void build_payload(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, uint
     put(b, m->path, strlen(m->path));
     put(b, m->build_id, m->build_id_len);
   }
+}
 
-  /* TRACES; with leak analysis, blocks that have no trace are a record of
+/* TRACES; with leak analysis, blocks that have no trace are a record of
    * their own: id 0, no frames. */
+static void put_traces(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, uint32_t flags) {
   const uint64_t *untraced = sm_leaks_untraced();
   bool extra = false;
   if (flags & SM_SNAP_LEAKS)
@@ -196,6 +220,32 @@ static void build_payload(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, uint
       put_u64(b, m ? t->frames[f] - m->bias : t->frames[f]);
     }
   }
+}
+
+/* FLOW: the at-peak and flow figures of every trace of TRACES but the
+ * untraced record, in the same order. */
+static void put_flow(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr) {
+  put_u32(b, SM_SNAP_SEC_FLOW);
+  put_u32(b, (uint32_t)ntr);
+  put_u64(b, (uint64_t)ntr * SM_SNAP_FLOW_SIZE);
+  for (size_t i = 0; i < ntr; i++) {
+    const sm_trace_copy_t *t = &tr[i];
+    put_u32(b, t->id);
+    put_u32(b, 0);
+    put_u64(b, t->peak_size);
+    put_u64(b, t->peak_count);
+    put_u64(b, t->allocations);
+    put_u64(b, t->allocated);
+    put_u64(b, t->temporary);
+  }
+}
+
+/* Lays out the payload into b (measuring only when b->cap is 0). */
+static void build_payload(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, const snap_info_t *in) {
+  put_info(b, in);
+  put_modules(b);
+  put_traces(b, tr, ntr, in->flags);
+  put_flow(b, tr, ntr);
 }
 
 static int write_all_fd(int fd, const uint8_t *p, size_t n) {
@@ -425,10 +475,11 @@ int sm_snapshot_write(const char *path, uint32_t flags) {
   if (cmdlen && cmdline[cmdlen - 1] == '\0') cmdlen--; /* separators only */
 
   size_t ntr = 0, cap = 0;
-  sm_trace_copy_t *tr = sm_tracer_copy(&ntr, &cap);
+  snap_info_t in = {0, 0, peak_rss_bytes(), flags, seq, cmdline, cmdlen};
+  sm_trace_copy_t *tr = sm_tracer_copy(&ntr, &cap, &in.current, &in.peak);
   sm_modules_refresh();
   wbuf_t measure = {NULL, 0, 0};
-  build_payload(&measure, tr, ntr, flags, seq, cmdline, cmdlen);
+  build_payload(&measure, tr, ntr, &in);
   size_t total = SM_SNAP_HEADER_SIZE + measure.len + 4096; /* slack: stats may grow meanwhile */
   uint8_t *buf = sm_meta_alloc(total);
   if (!buf) {
@@ -436,7 +487,7 @@ int sm_snapshot_write(const char *path, uint32_t flags) {
     goto out;
   }
   wbuf_t b = {buf + SM_SNAP_HEADER_SIZE, 0, total - SM_SNAP_HEADER_SIZE};
-  build_payload(&b, tr, ntr, flags, seq, cmdline, cmdlen);
+  build_payload(&b, tr, ntr, &in);
   if (b.len > b.cap) { /* more modules appeared between the passes */
     saved_errno = EAGAIN;
     goto out_buf;

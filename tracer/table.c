@@ -24,6 +24,7 @@ static int sm_uthash_oom; /* set by uthash when an add ran out of memory */
 #define ID_CHUNK_BITS 12
 #define ID_CHUNK ((size_t)1 << ID_CHUNK_BITS)
 #define ID_CHUNKS 4096 /* up to 16M traces */
+_Static_assert(ID_CHUNK * ID_CHUNKS <= (size_t)1 << SM_TRACE_ID_BITS, "trace ids must fit a delta key");
 
 static sm_lock_t trace_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
 static sm_trace_t *table;            /* uthash head */
@@ -75,7 +76,7 @@ static sm_trace_t *find_locked(const uintptr_t *ips, unsigned n, uint32_t gen, c
 static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, unsigned n, bool truncated,
                               uint32_t gen) {
   uint32_t id = next_id;
-  if ((id >> ID_CHUNK_BITS) >= ID_CHUNKS) return NULL; /* table full: untraced */
+  if ((id >> ID_CHUNK_BITS) >= ID_CHUNKS) return NULL; /* table full: untraced (ids fit SM_TRACE_ID_BITS) */
   size_t bytes = sizeof(sm_trace_t) + n * sizeof(uintptr_t) + n * sizeof(uint16_t);
   sm_trace_t *t = sm_meta_alloc(bytes);
   if (!t) return NULL;
@@ -127,30 +128,39 @@ uint64_t *sm_tracer_leak_slots(uint32_t id) {
   return t ? &t->leak[0][0] : NULL;
 }
 
-/* One trace's row of a copy: false when it has nothing live to report. */
+static uint64_t fp_round(int64_t fp) { return fp > 0 ? ((uint64_t)fp + SM_FP_ONE / 2) / SM_FP_ONE : 0; }
+
+/* One trace's row of a copy: false when it has nothing to report (no live
+ * block, no leak, nothing at the peak, no flow). */
 static bool copy_one(const sm_trace_t *t, sm_trace_copy_t *c) {
-  int64_t size, cfp;
-  sm_counters_totals(t, &size, &cfp);
+  sm_counts_t k;
+  sm_counters_totals(t, &k);
   uint64_t leaked = t->leak[0][1] | t->leak[1][1] | t->leak[2][1] | t->leak[3][1];
-  if (cfp < (int64_t)SM_FP_ONE / 2 && !leaked) return false; /* nothing live */
+  c->count = fp_round(k.count_fp);
+  c->size = c->count && k.size > 0 ? (uint64_t)k.size : 0;
+  c->peak_count = fp_round(k.peak_count_fp);
+  c->peak_size = c->peak_count && k.peak_size > 0 ? (uint64_t)k.peak_size : 0;
+  c->allocations = (k.allocs_fp + SM_FP_ONE / 2) / SM_FP_ONE;
+  c->allocated = k.allocated;
+  c->temporary = (k.temp_fp + SM_FP_ONE / 2) / SM_FP_ONE;
+  if (!c->count && !leaked && !c->peak_count && !c->allocations && !c->temporary) return false;
   c->id = t->id;
   c->nframes = t->nframes;
   c->flags = t->flags;
-  c->size = size > 0 ? (uint64_t)size : 0;
-  c->count = ((uint64_t)cfp + SM_FP_ONE / 2) / SM_FP_ONE;
   memcpy(c->leak, t->leak, sizeof c->leak);
   c->frames = t->frames;
   c->modules = t->modules;
   return true;
 }
 
-sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap) {
+sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap, int64_t *current, int64_t *peak) {
   sm_tracer_enter();
   sm_lock(&trace_lock);
   *cap = trace_count;
   sm_trace_copy_t *arr = *cap ? sm_meta_alloc(*cap * sizeof *arr) : NULL;
   size_t k = 0;
   sm_counters_hold();
+  sm_counters_now(current, peak); /* first: the epoch the at-peak figures are read under */
   /* By id, not through the hash: traces that left it (unloaded code) may
    * still have live blocks. */
   for (uint32_t id = 1; arr && id < next_id && k < *cap; id++) {
@@ -163,6 +173,20 @@ sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap) {
   if (!arr) *cap = 0;
   *n = k;
   return arr;
+}
+
+void sm_traces_walk(void (*first)(void), void (*fn)(sm_trace_t *)) {
+  sm_tracer_enter();
+  sm_lock(&trace_lock);
+  sm_counters_hold();
+  first();
+  for (uint32_t id = 1; id < next_id; id++) {
+    sm_trace_t *t = sm_trace_by_id(id);
+    if (t) fn(t);
+  }
+  sm_counters_release();
+  sm_unlock(&trace_lock);
+  sm_tracer_leave();
 }
 
 /* For the lock table (tracer/locks.c). */

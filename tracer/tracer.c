@@ -23,14 +23,22 @@ void sm_tracer_enter(void) { sm_ts.busy++; }
 void sm_tracer_leave(void) { sm_ts.busy--; }
 bool sm_tracer_busy_here(void) { return sm_ts.busy > 0; }
 
-/* Captures the current stack and tags p with its trace. */
+/* Captures the current stack and tags p with its trace. p becomes the
+ * thread's last traced block: freed by this thread before it allocates
+ * anything else, it is temporary. sm_sample_left moves with every
+ * successful allocation the thread makes, traced or not (with sampling
+ * too), so its value just after this one tells whether another came since. */
 static void record(void *p, size_t req, const sm_stack_start_t *from) {
   sm_tlocal_t *tl = sm_tlocal();
   sm_trace_t *t = sm_capture(tl, from);
   if (!t || !sm_tag_set(p, t->id, req)) return; /* out of metadata: untraced */
   uint64_t size, count_fp;
   sm_tracer_weight(req, &size, &count_fp);
-  sm_counters_change(t->id, (int64_t)size, (int64_t)count_fp);
+  sm_counters_change(t->id, (int64_t)size, (int64_t)count_fp, true, 0);
+  if (tl) {
+    tl->last = p;
+    tl->last_left = sm_sample_left;
+  }
 }
 
 void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from) {
@@ -42,14 +50,23 @@ void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from) {
   sm_ts.busy--;
 }
 
-void sm_track_untag(uint32_t id, size_t req) {
+void sm_track_untag(uint32_t id, size_t req, const void *p) {
   uint64_t size, count_fp;
   sm_tracer_weight(req, &size, &count_fp);
-  sm_counters_change(id, -(int64_t)size, -(int64_t)count_fp);
+  sm_tlocal_t *tl = sm_ts.local;
+  int64_t temp_fp = 0;
+  if (tl && tl->last == p && tl->last_left == sm_sample_left) {
+    tl->last = NULL;
+    temp_fp = (int64_t)count_fp;
+  }
+  sm_counters_change(id, -(int64_t)size, -(int64_t)count_fp, false, temp_fp);
 }
 
-void sm_track_realloc(uint32_t old_trace, size_t old_req, void *q, size_t req, const sm_stack_start_t *from) {
-  if (old_trace) sm_track_untag(old_trace, old_req);
+/* A realloc ends the old block as a free does (temporary if it was the
+ * thread's last allocation) and counts the result as a new allocation. */
+void sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *q, size_t req,
+                      const sm_stack_start_t *from) {
+  if (old_trace) sm_track_untag(old_trace, old_req, p);
   if (q && sm_track_wanted(req)) sm_track_alloc(q, req, from);
 }
 

@@ -57,10 +57,12 @@ typedef struct sm_stack_start {
  * `from` (or from the tracer's own frame when NULL). Call it only when
  * sm_track_wanted(req) said yes. */
 void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from);
-/* Un-charges a block that had tag (id, req) (sm_free_traced took it). */
-void sm_track_untag(uint32_t id, size_t req);
-/* realloc: the old block's tag (read before the resize), the new block. */
-void sm_track_realloc(uint32_t old_trace, size_t old_req, void *q, size_t req, const sm_stack_start_t *from);
+/* Un-charges block p, which had tag (id, req) (sm_free_traced took it);
+ * p is only compared, never read (it may be reused already). */
+void sm_track_untag(uint32_t id, size_t req, const void *p);
+/* realloc: the old block and its tag (read before the resize), the new block. */
+void sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *q, size_t req,
+                      const sm_stack_start_t *from);
 /* Suppresses tracing on this thread while > 0 (the realloc path, the tracer itself). */
 void sm_tracer_enter(void);
 void sm_tracer_leave(void);
@@ -78,15 +80,19 @@ typedef struct sm_trace_copy {
   uint16_t flags;
   uint64_t size;
   uint64_t count;
+  uint64_t peak_size, peak_count;             /* live at the peak */
+  uint64_t allocations, allocated, temporary; /* flow since tracing started or the last peak reset */
   uint64_t leak[SM_LEAK_CLASSES][2];
   const uintptr_t *frames; /* points into the live trace: frames never change */
   const uint16_t *modules; /* 0xffff: no module */
 } sm_trace_copy_t;
 
-/* Copies every trace with live blocks into an array from the metadata
- * arena; *n gets the count, *cap the allocated length. The caller frees it
- * with sm_meta_free(arr, *cap * sizeof *arr). */
-sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap);
+/* Copies every trace with live blocks, leaks, at-peak or flow figures into
+ * an array from the metadata arena; *n gets the count, *cap the allocated
+ * length, *current and *peak the traced bytes now and at the peak the
+ * at-peak figures belong to. The caller frees it with
+ * sm_meta_free(arr, *cap * sizeof *arr). */
+sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap, int64_t *current, int64_t *peak);
 /* Trace id -> leak counters, for the leak scanner (may be NULL). */
 uint64_t *sm_tracer_leak_slots(uint32_t id);
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # `snapmalloc export` read back by pprof itself (`go tool pprof`): real
 # snapshots of the bundled example, exported, must give pprof the same
-# totals of bytes and blocks as `snapmalloc top --format json`, name the
+# totals of bytes and blocks as `snapmalloc top --format json`, live
+# (inuse_*) and allocated (alloc_*; none from a version-1 snapshot), name the
 # same top sites, carry the modules' build-ids, turn an inline chain into
 # one location with several lines, and mark sampled snapshots as estimates.
 # Also: --format folded, output to a pipe, and bad input.
@@ -22,18 +23,24 @@ export HOME="$work/home" GOCACHE="$work/gocache" GOPATH="$work/gopath" PPROF_TMP
 mkdir -p "$HOME" "$PPROF_TMPDIR"
 pprof() { go tool pprof -symbolize=none "$@"; }
 
-# PROFILE SNAPSHOT: pprof's totals of both sample types equal the snapshot's
+# PROFILE SAMPLE_INDEX: pprof's total of that sample type
+pprof_total() {
+  unit=; case $2 in *_space) unit=B ;; esac
+  pprof -top -sample_index="$2" ${unit:+-unit=B} "$1" 2>>"$work/pprof.err" |
+    sed -n "s/^Showing nodes accounting for .* of \([0-9]*\)$unit total\$/\1/p"
+}
+
+# PROFILE SNAPSHOT: pprof's totals of the sample types equal the snapshot's
+# (alloc_* from a version-2 snapshot only)
 totals() {
   "$tool" top "$2" --format json --limit 0 > "$work/top.json" || { fail "top $2"; return; }
   want=$(python3 -c 'import json, sys
-s = json.load(open(sys.argv[1]))["stats"]
-print(sum(x["size"] for x in s), sum(x["count"] for x in s))' "$work/top.json")
-  bytes=$(pprof -top -sample_index=inuse_space -unit=B "$1" 2>"$work/pprof.err" |
-          sed -n 's/^Showing nodes accounting for .* of \([0-9]*\)B total$/\1/p')
-  objects=$(pprof -top -sample_index=inuse_objects "$1" 2>>"$work/pprof.err" |
-            sed -n 's/^Showing nodes accounting for .* of \([0-9]*\) total$/\1/p')
-  [ "$bytes $objects" = "$want" ] ||
-    { fail "$1: pprof totals '$bytes $objects' (bytes, blocks), snapshot '$want'"; cat "$work/pprof.err"; }
+t = json.load(open(sys.argv[1]))["totals"]
+print(t["size"], t["count"], *([t["allocated"], t["allocations"]] if t["allocations"] is not None else []))' "$work/top.json")
+  got="$(pprof_total "$1" inuse_space) $(pprof_total "$1" inuse_objects)"
+  case $want in *\ *\ *) got="$got $(pprof_total "$1" alloc_space) $(pprof_total "$1" alloc_objects)" ;; esac
+  [ "$got" = "$want" ] ||
+    { fail "$1: pprof totals '$got' (bytes, blocks, allocated), snapshot '$want'"; cat "$work/pprof.err"; }
 }
 
 # The example, every allocation traced.
@@ -59,13 +66,35 @@ pprof -top -sample_index=inuse_objects -nodefraction=0 "$work/p.pb.gz" 2>/dev/nu
 # -raw: sample types, comments, the mapping of the program with its build-id
 # (as readelf reads it from the file), and source lines in the locations.
 pprof -raw "$work/p.pb.gz" > "$work/raw.txt" 2>&1 || fail "pprof -raw"
-grep -q '^inuse_space/bytes\[dflt\] inuse_objects/count$' "$work/raw.txt" || fail "sample types"
-grep -q '^Comment: snapmalloc snapshot 1 of .*phases (pid [0-9]*): live blocks only' "$work/raw.txt" || fail "comment"
+grep -q '^inuse_space/bytes\[dflt\] inuse_objects/count alloc_space/bytes alloc_objects/count$' "$work/raw.txt" ||
+  fail "sample types"
+grep -q '^Comment: snapmalloc snapshot 1 of .*phases (pid [0-9]*): live blocks (inuse_\*) and allocations since' \
+  "$work/raw.txt" || fail "comment"
 bid=$(readelf -n "$build/examples/phases" | sed -n 's/^ *Build ID: *//p')
 [ -n "$bid" ] && grep -q "^1: 0x[0-9a-f]*/0x[0-9a-f]*/0x0 .*/examples/phases $bid \[FN\]\[FL\]\[LN\]\[IN\]$" "$work/raw.txt" ||
   { fail "mapping 1 is not the program with build-id $bid"; sed -n '/^Mappings/,$p' "$work/raw.txt"; }
 grep -q ' M=1 load_record examples/phases.c:28 s=0$' "$work/raw.txt" || fail "no location for phases.c:28"
 grep -q '/libc\.so\.6 [0-9a-f]\{40\} ' "$work/raw.txt" || fail "no mapping with a build-id for the C library"
+
+# alloc_*: what was allocated, freed or not (examples/peaks frees all of
+# phase 1 and 2): churn allocated 100000 blocks of 40 bytes, none live
+"$tool" run --no-report --out "$work/k.%n.snap" -- "$build/examples/peaks" >/dev/null 2>&1 || fail "run peaks"
+"$tool" export "$work/k.0.snap" -o "$work/k.pb.gz" || fail "export peaks"
+totals "$work/k.pb.gz" "$work/k.0.snap"
+pprof -top -sample_index=alloc_objects -nodefraction=0 "$work/k.pb.gz" 2>/dev/null |
+  grep -q '^ *100000 .* churn$' || fail "pprof -sample_index=alloc_objects: churn did not allocate 100000 blocks"
+pprof -top -sample_index=alloc_space -unit=B -nodefraction=0 "$work/k.pb.gz" 2>/dev/null |
+  grep -q '^ *4000000B .* churn$' || fail "pprof -sample_index=alloc_space: churn did not allocate 4000000 bytes"
+if pprof -top -sample_index=inuse_space -nodefraction=0 "$work/k.pb.gz" 2>/dev/null | grep -q ' churn$'; then
+  fail "churn holds live bytes in pprof"
+fi
+# a version-1 snapshot has no allocation counts: inuse_* only, and the comment says so
+python3 "$src/tests/cli/snapv1.py" "$work/k.0.snap" "$work/k1.snap" || fail "snapv1.py"
+"$tool" export "$work/k1.snap" -o "$work/k1.pb.gz" || fail "export version 1"
+totals "$work/k1.pb.gz" "$work/k1.snap"
+pprof -raw "$work/k1.pb.gz" > "$work/k1raw.txt" 2>&1
+grep -q '^inuse_space/bytes\[dflt\] inuse_objects/count$' "$work/k1raw.txt" || fail "version 1: sample types"
+grep -q '): live blocks only (format version 1), so inuse_\* and no alloc_\*$' "$work/k1raw.txt" || fail "version 1: comment"
 
 # An inlined allocation site: one location, two lines, innermost first.
 "$tool" run --no-report --out "$work/i.%n.snap" -- "$inl" >/dev/null 2>&1 || fail "run the inline program"

@@ -1,7 +1,7 @@
 /* libFuzzer entry point for the whole command-line tool: one input is
  * written to a snapshot file and run through every command that reads
- * snapshots (top in each --by mode and format, diff of the input with
- * itself, leaks, export as pprof and folded stacks, flame of one and of
+ * snapshots (top in each --by mode and format, at the peak and by a flow
+ * figure, diff of the input with itself and with its peak, leaks, export as pprof and folded stacks, flame of one and of
  * two snapshots, timeline), in this process. Any input must give output
  * or one line of error, never a crash, hang, leak or undefined behaviour.
  * The checksum would stop most inputs at the door, so it is rewritten
@@ -85,7 +85,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       {"top", in, "--by", "trace", "--limit", "0", NULL},
       {"top", in, "--by", "trace", "--format", "json", "--raw", "--full-paths", NULL},
       {"top", in, "--format", "folded", NULL},
+      {"top", in, "--at", "peak", "--by", "trace", NULL},
+      {"top", in, "--sort", "temporary", "--cumulative", "--limit", "1", NULL},
       {"diff", in, in, "--limit", "0", NULL},
+      {"diff", in, in, "--old-at", "peak", "--sort", "count", "--format", "json", "--limit", "1", NULL},
       {"diff", in, in, "--by", "trace", "--format", "json", NULL},
       {"leaks", in, NULL},
       {"leaks", in, "--format", "json", "--show", "reachable", NULL},
@@ -93,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       {"export", in, "--format", "folded", "-o", out_folded, NULL},
       {"flame", in, "-o", out_svg, NULL},
       {"flame", in, in, "-o", out_svg2, NULL},
+      {"flame", in, in, "--old-at", "peak", "-o", out_svg2, NULL},
       {"timeline", in, in, "-o", out_tl, NULL},
   };
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) run(cmds[i]);

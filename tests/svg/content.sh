@@ -38,6 +38,22 @@ check flame "$work/waves-diff.svg" "$work/waves-diff.json" --diff --name cache_a
   --red cache_append --blue new_buffer --blue pool_fill
 grep -q '>Change in live memory of waves' "$work/waves-diff.svg" || fail "the diff flame graph has no diff title"
 
+# --at peak: widths are the live bytes at the traced peak, as top --at peak
+# reports them; --old-at peak: what was freed since the peak is blue
+"$tool" flame "$work/peaks.0.snap" --at peak -o "$work/peak.svg" || fail "flame --at peak exit status"
+"$tool" top "$work/peaks.0.snap" --at peak --format json --limit 0 > "$work/peak.json"
+check flame "$work/peak.svg" "$work/peak.json" --field peak_size --name load_chunks
+grep -q '>Live memory of peaks (pid [0-9]*) at its traced peak: 8[0-9.]* [KM]iB in [0-9]* blocks<' "$work/peak.svg" ||
+  fail "the title of flame --at peak does not say it is the peak"
+if grep -q '>keep_results<' "$work/peak.svg"; then fail "flame --at peak draws phase 3, which came after the peak"; fi
+grep -q '>peaks.0.snap, written [0-9-]* [0-9:]* UTC; width = live bytes at the peak,' "$work/peak.svg" ||
+  fail "the subtitle of flame --at peak does not say the widths are the peak's"
+"$tool" flame "$work/peaks.0.snap" "$work/peaks.0.snap" --old-at peak -o "$work/since-peak.svg" || fail "flame --old-at peak"
+"$tool" diff "$work/peaks.0.snap" "$work/peaks.0.snap" --old-at peak --format json --limit 0 > "$work/since-peak.json"
+check flame "$work/since-peak.svg" "$work/since-peak.json" --diff --name keep_results --red keep_results
+grep -q 'peaks.0.snap at its peak ([0-9.]* [KM]iB) -&gt; peaks.0.snap' "$work/since-peak.svg" ||
+  fail "the subtitle of flame --old-at peak does not name the peak"
+
 # C++ templates (< > &) with --raw, where frames from <vector> remain
 "$tool" flame "$work/sites.0.snap" --raw -o "$work/sites-raw.svg" || fail "flame --raw exit status"
 "$tool" top "$work/sites.0.snap" --raw --format json --limit 0 > "$work/sites-raw.json"
@@ -114,6 +130,10 @@ expect flame-none "snapmalloc flame: needs a snapshot" flame -o "$work/bad.svg"
 expect flame-three "takes one snapshot or two" flame "$work/phases.0.snap" "$work/phases.1.snap" "$work/phases.1.snap" -o "$work/bad.svg"
 expect flame-option "option '--bogus' is unknown" flame "$work/phases.1.snap" --bogus -o "$work/bad.svg"
 expect flame-width "--width takes" flame "$work/phases.1.snap" --width x -o "$work/bad.svg"
+expect flame-at "--at takes end or peak, not 'top'" flame "$work/phases.1.snap" --at top -o "$work/bad.svg"
+expect flame-old-at "--old-at is OLD's moment" flame "$work/phases.1.snap" --old-at peak -o "$work/bad.svg"
+python3 "$src/tests/cli/snapv1.py" "$work/peaks.0.snap" "$work/v1.snap" || fail "snapv1.py"
+expect flame-v1 "v1.snap: a version-1 snapshot has no figures at its peak" flame "$work/v1.snap" --at peak -o "$work/bad.svg"
 expect flame-dir "nodir/x.svg: cannot create" flame "$work/phases.1.snap" -o "$work/nodir/x.svg"
 expect timeline-none "snapmalloc timeline: needs one or more" timeline -o "$work/bad.svg"
 expect timeline-sites "--sites takes" timeline "$waves_last" --sites 99 -o "$work/bad.svg"

@@ -3,7 +3,8 @@
 
 # Writes into $work: phases.0.snap (phase 1) and phases.1.snap (final);
 # waves.N.snap (every second, and the final one, named by $waves_last) and
-# peak.snap (waves' pool at its fullest); sites.0.snap (C++ templates).
+# peak.snap (waves' pool at its fullest); sites.0.snap (C++ templates);
+# peaks.0.snap (examples/peaks: its peak is not its end).
 make_snapshots() {
   "$tool" run --no-report --out "$work/phases.%n.snap" -- "$build/examples/phases" >/dev/null 2>>"$work/run.err" ||
     { echo "FAIL: phases did not run"; return 1; }
@@ -15,6 +16,8 @@ make_snapshots() {
   cp "$build/examples/libplugin.so" "$work/libplugin.so"
   "$tool" run --no-report --out "$work/sites.%n.snap" -- "$build/examples/sites" "$work/libplugin.so" >/dev/null 2>>"$work/run.err" ||
     { echo "FAIL: sites did not run"; return 1; }
+  "$tool" run --no-report --out "$work/peaks.%n.snap" -- "$build/examples/peaks" >/dev/null 2>>"$work/run.err" ||
+    { echo "FAIL: peaks did not run"; return 1; }
 }
 
 find_chromium() {

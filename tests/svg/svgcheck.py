@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Checks of the pictures `snapmalloc flame` and `snapmalloc timeline` draw.
 
-  svgcheck.py flame SVG TOP_JSON [--diff] [--name NAME]...
+  svgcheck.py flame SVG TOP_JSON [--diff] [--name NAME]... [--field F]
       well-formed XML; the bottom frame's bytes are the sum of the report's
-      sizes; every site of the report (`top`/`diff --format json --limit 0`)
+      sizes (its member F: peak_size for a picture of the peak); every site of the report (`top`/`diff --format json --limit 0`)
       is drawn with its function, file:line and bytes; with --diff, sites
       that grew are red and sites that shrank are blue.
   svgcheck.py timeline SVG TOP_JSON SNAP...
@@ -69,6 +69,8 @@ def check_flame(args):
     svg, report = args[0], args[1]
     diff = '--diff' in args
     names = [args[i + 1] for i, a in enumerate(args) if a == '--name']
+    # the report's member that the widths are (peak_size for flame --at peak)
+    field = args[args.index('--field') + 1] if '--field' in args else 'size'
     try:
         root = ET.parse(svg).getroot()
     except ET.ParseError as e:
@@ -82,7 +84,7 @@ def check_flame(args):
         fail('no frames')
         return
     bottom = [f for f in fr if f[3].get('data-d') == '0']
-    total = sum(s['size'] for s in stats)
+    total = sum(s[field] for s in stats)
     if len(bottom) != 1 or bottom[0][1] != total:
         fail('bottom frame holds %s bytes, the report %d' % ([b[1] for b in bottom], total))
     if '(%d bytes,' % total not in '\n'.join(bottom[0][0]) if bottom else True:
@@ -112,13 +114,13 @@ def check_flame(args):
         return v - sum(k[1] for k in kids)
     for s in stats:
         site = s['site']
-        if s['size'] <= 0 or site['file'] is None:
+        if s[field] <= 0 or site['file'] is None:
             continue
         where = '%s:%d' % (site['file'], site['line'])
         match = [f for f in fr if len(f[0]) > 1 and f[0][1] == where]
         drawn = sum(self_bytes(f) for f in match)
-        if abs(drawn - s['size']) > tol:
-            fail('%s %s: %d bytes drawn, %d in the report' % (site['function'], where, drawn, s['size']))
+        if abs(drawn - s[field]) > tol:
+            fail('%s %s: %d bytes drawn, %d in the report' % (site['function'], where, drawn, s[field]))
         for title, v, fill, g in match:
             info = '\n'.join(title)
             if 'count=' not in info or '% of all' not in info or 'size=' not in info:

@@ -77,6 +77,28 @@ static inline void snaptest_sum(const sm_snap_t *s, const char *fn, uint64_t *si
   }
 }
 
+/* A site's figures: those of the traces whose innermost frame is in
+ * function fn, summed (the peak and flow figures are 0 in version 1). */
+typedef struct snaptest_site {
+  uint64_t size, count, peak_size, peak_count, allocations, allocated, temporary;
+} snaptest_site_t;
+
+static inline snaptest_site_t snaptest_site(const sm_snap_t *s, const char *fn) {
+  snaptest_site_t r = {0, 0, 0, 0, 0, 0, 0};
+  for (size_t i = 0; i < s->ntraces; i++) {
+    const sm_snap_trace_t *t = &s->traces[i];
+    if (!t->nframes || strcmp(snaptest_func(snaptest_addr(s, t, 0)), fn) != 0) continue;
+    r.size += t->size, r.count += t->count, r.peak_size += t->peak_size, r.peak_count += t->peak_count;
+    r.allocations += t->allocations, r.allocated += t->allocated, r.temporary += t->temporary;
+  }
+  return r;
+}
+
+/* CHECK that two integers are equal, printing both when they are not. */
+#define CHECK_EQ_U(got, want)                                                                      \
+  CHECK_MSG((uint64_t)(got) == (uint64_t)(want), "%llu, expected %llu", (unsigned long long)(got), \
+            (unsigned long long)(want))
+
 /* The public API, looked up at run time as include/snapmalloc.h advises, so
  * the test programs also start (and skip) without the library. */
 static int (*snaptest_snapshot)(const char *);

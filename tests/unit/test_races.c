@@ -92,7 +92,8 @@ static void *reader(void *arg) {
     size_t peak;
     sm_tracer_current(&peak);
     size_t n, cap;
-    sm_trace_copy_t *c = sm_tracer_copy(&n, &cap);
+    int64_t now, top;
+    sm_trace_copy_t *c = sm_tracer_copy(&n, &cap, &now, &top);
     if (c) sm_meta_free(c, cap * sizeof *c);
     sm_stats_t st;
     sm_stats_get(&st);

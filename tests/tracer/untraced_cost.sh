@@ -1,0 +1,43 @@
+#!/bin/sh
+# Untraced cost unchanged: the instructions spent inside libsnapmalloc.so
+# per malloc/free pair of bench/loop, untraced, must stay within a recorded
+# budget. Counted by callgrind (deterministic, unlike time): two runs of
+# different lengths, so that start-up and exit cancel out, and only the
+# lines of callgrind_annotate that belong to the library are summed.
+#
+# The budget is for the default build (buildtype=release, b_lto=true,
+# checks off), where it was measured: 94.6 instructions per pair (issue
+# 14, before and after the at-peak and flow counters). A change that
+# makes the untraced path costlier fails here; one that legitimately
+# changes it updates BUDGET with the new figure and says why.
+#
+# usage: untraced_cost.sh LIB LOOP BUILDTYPE LTO
+BUDGET=95.0
+lib=$1 loop=$2 buildtype=$3 lto=$4
+if [ "$buildtype" != release ] || [ "$lto" != true ]; then
+  echo "skipped: the budget is for buildtype=release with b_lto=true (this build: $buildtype, lto $lto)" >&2
+  exit 77
+fi
+if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_annotate >/dev/null 2>&1; then
+  echo "skipped: valgrind (callgrind and callgrind_annotate) is not installed" >&2
+  exit 77
+fi
+dir=$(mktemp -d) || exit 1
+trap 'rm -rf "$dir"' EXIT
+name=$(basename "$lib")
+
+# Instructions inside the library for a run of $1 pairs.
+inside() {
+  LD_PRELOAD=$lib valgrind --tool=callgrind --callgrind-out-file="$dir/out.$1" "$loop" 1 "$1" \
+    >/dev/null 2>"$dir/err.$1" || { cat "$dir/err.$1" >&2; echo "FAIL: callgrind run of $1 pairs failed" >&2; exit 1; }
+  callgrind_annotate --inclusive=no --threshold=100 "$dir/out.$1" |
+    awk -v lib="$name]" 'index($0, lib) { gsub(",", "", $1); s += $1 } END { print s + 0 }'
+}
+short=$(inside 20000) || exit 1
+long=$(inside 120000) || exit 1
+per_pair=$(awk -v a="$short" -v b="$long" 'BEGIN { printf "%.2f", (b - a) / 100000 }')
+echo "untraced malloc/free pair: $per_pair instructions inside $name (budget $BUDGET)"
+if [ "$short" -eq 0 ] || awk -v c="$per_pair" -v b="$BUDGET" 'BEGIN { exit !(c > b) }'; then
+  echo "FAIL: the untraced malloc/free path costs $per_pair instructions per pair, over the budget of $BUDGET" >&2
+  exit 1
+fi
