@@ -122,7 +122,7 @@ static bool expand_name(char *dst, size_t cap, const char *pattern, uint64_t seq
 /* What a snapshot reports besides the traces, read once for both passes. */
 typedef struct snap_info {
   int64_t current, peak; /* traced bytes, read with the traces */
-  uint64_t peak_rss;
+  uint64_t rss, peak_rss; /* read together, before the snapshot's own buffer exists */
   uint32_t flags;
   uint64_t seq;
   const char *cmdline;
@@ -146,7 +146,7 @@ static void put_info(wbuf_t *b, const snap_info_t *in) {
   put_u64(b, (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec);
   put_u64(b, in->current > 0 ? (uint64_t)in->current : 0);
   put_u64(b, in->peak > 0 ? (uint64_t)in->peak : 0);
-  put_u64(b, rss_bytes());
+  put_u64(b, in->rss);
   put_u64(b, st.mapped);
   put_u64(b, st.pool_inuse + st.large_inuse + st.huge_inuse);
   put_u64(b, st.meta);
@@ -475,7 +475,8 @@ int sm_snapshot_write(const char *path, uint32_t flags) {
   if (cmdlen && cmdline[cmdlen - 1] == '\0') cmdlen--; /* separators only */
 
   size_t ntr = 0, cap = 0;
-  snap_info_t in = {0, 0, peak_rss_bytes(), flags, seq, cmdline, cmdlen};
+  snap_info_t in = {0, 0, rss_bytes(), peak_rss_bytes(), flags, seq, cmdline, cmdlen};
+  if (in.peak_rss < in.rss) in.peak_rss = in.rss; /* two reads of a moving figure */
   sm_trace_copy_t *tr = sm_tracer_copy(&ntr, &cap, &in.current, &in.peak);
   sm_modules_refresh();
   wbuf_t measure = {NULL, 0, 0};
