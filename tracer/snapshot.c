@@ -1,8 +1,9 @@
 /* The snapshot writer (format in snapfmt.h). It runs outside every
- * allocator lock: copies the trace table, reads the module map, builds the
- * whole file in a buffer from the metadata arena, then publishes it as a
- * new regular file (see publish()), so a reader never sees a torn file and
- * nothing but a regular file of ours is ever replaced. No stdio, no malloc. */
+ * allocator lock: copies the trace table, reads the module map, writes the
+ * file through a fixed buffer from the metadata arena into an unnamed or
+ * temporary file, then publishes it as a new regular file (see publish()),
+ * so a reader never sees a torn file and nothing but a regular file of
+ * ours is ever replaced. No stdio, no malloc. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,13 +23,39 @@
 static sm_lock_t write_lock = SM_LOCK_INIT; /* one snapshot at a time; lock order: tracer/locks.c */
 static uint64_t sequence;                   /* %n */
 
+static int write_all_fd(int fd, const uint8_t *p, size_t n);
+
+/* The payload goes to the file as it is laid out, through a buffer of
+ * fixed size: a snapshot of a million traces is hundreds of megabytes,
+ * which must not be built in memory first. The checksum is taken on the
+ * way; the header, which holds it and the length, is written last. */
 typedef struct wbuf {
   uint8_t *p;
-  size_t len, cap;
+  size_t len, cap;  /* bytes waiting in p; p's size */
+  int fd;
+  uint64_t total;   /* payload bytes so far */
+  uint32_t crc;     /* of the payload so far */
+  int err;          /* errno of the first failed write (later ones are skipped) */
 } wbuf_t;
 
+static void emit(wbuf_t *b, const void *src, size_t n) {
+  b->crc = sm_crc32(b->crc, src, n);
+  if (!b->err && write_all_fd(b->fd, src, n) != 0) b->err = errno ? errno : EIO;
+}
+
+static void flush(wbuf_t *b) {
+  if (b->len) emit(b, b->p, b->len);
+  b->len = 0;
+}
+
 static void put(wbuf_t *b, const void *src, size_t n) {
-  if (b->len + n <= b->cap) memcpy(b->p + b->len, src, n);
+  b->total += n;
+  if (b->len + n > b->cap) flush(b);
+  if (n > b->cap) { /* a long string: straight through */
+    emit(b, src, n);
+    return;
+  }
+  memcpy(b->p + b->len, src, n);
   b->len += n;
 }
 static void put_u16(wbuf_t *b, uint16_t v) { put(b, &v, 2); } /* x86-64 is little-endian */
@@ -240,7 +267,7 @@ static void put_flow(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr) {
   }
 }
 
-/* Lays out the payload into b (measuring only when b->cap is 0). */
+/* Lays out the payload into b. */
 static void build_payload(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, const snap_info_t *in) {
   put_info(b, in);
   put_modules(b);
@@ -383,7 +410,55 @@ static void sweep_temporaries(const char *dir) {
   close(fd);
 }
 
-static int publish(const char *name, const uint8_t *buf, size_t len) {
+/* The snapshot's bytes: a header of zeros, the payload as it is laid
+ * out, then the header with the payload's length and checksum. */
+typedef struct snap_fill {
+  const sm_trace_copy_t *tr;
+  size_t ntr;
+  const snap_info_t *in;
+} snap_fill_t;
+
+#define FILL_BUFFER ((size_t)1 << 20)
+
+static int fill_snapshot(int fd, void *arg) {
+  const snap_fill_t *f = arg;
+  uint8_t hdr[SM_SNAP_HEADER_SIZE] = {0};
+  if (write_all_fd(fd, hdr, sizeof hdr) != 0) return -1;
+  uint8_t *chunk = sm_meta_alloc(FILL_BUFFER);
+  if (!chunk) {
+    errno = ENOMEM;
+    return -1;
+  }
+  wbuf_t b = {chunk, 0, FILL_BUFFER, fd, 0, 0, 0};
+  build_payload(&b, f->tr, f->ntr, f->in);
+  flush(&b);
+  sm_meta_free(chunk, FILL_BUFFER);
+  if (b.err) {
+    errno = b.err;
+    return -1;
+  }
+  uint32_t version = SM_SNAP_VERSION, hsize = SM_SNAP_HEADER_SIZE;
+  memcpy(hdr, SM_SNAP_MAGIC, 8);
+  memcpy(hdr + 8, &version, 4);
+  memcpy(hdr + 12, &hsize, 4);
+  memcpy(hdr + 16, &b.total, 8);
+  memcpy(hdr + 24, &b.crc, 4);
+  for (size_t done = 0; done < sizeof hdr;) {
+    ssize_t w = pwrite(fd, hdr + done, sizeof hdr - done, (off_t)done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      if (w == 0) errno = EIO;
+      return -1;
+    }
+    done += (size_t)w;
+  }
+  return 0;
+}
+
+/* Writes a file's bytes to fd (0, or -1 with errno). */
+typedef int (*fill_fn)(int fd, void *arg);
+
+static int publish(const char *name, fill_fn fill, void *arg) {
   char dir[PATH_MAX], tmp[PATH_MAX + 64];
   if (!dir_of(name, dir, sizeof dir) || !random_name(tmp, sizeof tmp, dir)) {
     errno = ENAMETOOLONG;
@@ -396,7 +471,7 @@ static int publish(const char *name, const uint8_t *buf, size_t len) {
   if (fd >= 0) {
     char self[64];
     sm_snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-    int rc = write_all_fd(fd, buf, len);
+    int rc = fill(fd, arg);
     if (rc == 0) {
       if (state == 0) {
         rc = linkat(AT_FDCWD, self, AT_FDCWD, name, AT_SYMLINK_FOLLOW);
@@ -414,7 +489,7 @@ static int publish(const char *name, const uint8_t *buf, size_t len) {
   }
   fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return -1;
-  int rc = write_all_fd(fd, buf, len);
+  int rc = fill(fd, arg);
   int e = errno ? errno : EIO;
   close(fd);
   if (rc != 0) {
@@ -479,35 +554,9 @@ int sm_snapshot_write(const char *path, uint32_t flags) {
   if (in.peak_rss < in.rss) in.peak_rss = in.rss; /* two reads of a moving figure */
   sm_trace_copy_t *tr = sm_tracer_copy(&ntr, &cap, &in.current, &in.peak);
   sm_modules_refresh();
-  wbuf_t measure = {NULL, 0, 0};
-  build_payload(&measure, tr, ntr, &in);
-  size_t total = SM_SNAP_HEADER_SIZE + measure.len + 4096; /* slack: stats may grow meanwhile */
-  uint8_t *buf = sm_meta_alloc(total);
-  if (!buf) {
-    saved_errno = ENOMEM;
-    goto out;
-  }
-  wbuf_t b = {buf + SM_SNAP_HEADER_SIZE, 0, total - SM_SNAP_HEADER_SIZE};
-  build_payload(&b, tr, ntr, &in);
-  if (b.len > b.cap) { /* more modules appeared between the passes */
-    saved_errno = EAGAIN;
-    goto out_buf;
-  }
-  memcpy(buf, SM_SNAP_MAGIC, 8);
-  uint32_t v32 = SM_SNAP_VERSION;
-  memcpy(buf + 8, &v32, 4);
-  v32 = SM_SNAP_HEADER_SIZE;
-  memcpy(buf + 12, &v32, 4);
-  uint64_t paylen = b.len;
-  memcpy(buf + 16, &paylen, 8);
-  v32 = sm_crc32(0, buf + SM_SNAP_HEADER_SIZE, b.len);
-  memcpy(buf + 24, &v32, 4);
-  memset(buf + 28, 0, 4);
-  if (publish(name, buf, SM_SNAP_HEADER_SIZE + b.len) == 0) rc = 0;
+  snap_fill_t fill = {tr, ntr, &in};
+  if (publish(name, fill_snapshot, &fill) == 0) rc = 0;
   else saved_errno = errno ? errno : EIO;
-out_buf:
-  sm_meta_free(buf, total);
-out:
   if (tr) sm_meta_free(tr, cap * sizeof *tr);
 out_unlocked_tr:
   if (rc != 0) report_failure(name, saved_errno);
