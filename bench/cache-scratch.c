@@ -72,9 +72,7 @@ int main(int argc, char **argv)
     }
     double t0 = bench_now();
     for (long t = 0; t < threads; t++) {
-        int err = pthread_create(&workers[t].tid, NULL, worker_main, &workers[t]);
-        if (err != 0)
-            bench_fail("pthread_create: %s", strerror(err));
+        bench_spawn(&workers[t].tid, NULL, worker_main, &workers[t]);
     }
     uint64_t sum = 0;
     for (long t = 0; t < threads; t++) {

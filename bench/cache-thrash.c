@@ -66,9 +66,7 @@ int main(int argc, char **argv)
     for (long t = 0; t < threads; t++) {
         workers[t] = (struct worker){.objects = objects, .writes = writes,
                                      .size = (size_t)size};
-        int err = pthread_create(&workers[t].tid, NULL, worker_main, &workers[t]);
-        if (err != 0)
-            bench_fail("pthread_create: %s", strerror(err));
+        bench_spawn(&workers[t].tid, NULL, worker_main, &workers[t]);
     }
     uint64_t sum = 0;
     for (long t = 0; t < threads; t++) {

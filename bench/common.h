@@ -20,6 +20,7 @@
 #endif
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -103,6 +104,15 @@ static void bench_init(const char *name, const char *usage, int argc, char **arg
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
             bench_usage();
+}
+
+/* Starts a thread or ends the run with the reason. */
+__attribute__((unused))
+static void bench_spawn(pthread_t *tid, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    int err = pthread_create(tid, attr, fn, arg);
+    if (err != 0)
+        bench_fail("pthread_create: %s", strerror(err));
 }
 
 /* ---- time ---------------------------------------------------------------- */

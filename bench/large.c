@@ -128,9 +128,7 @@ int main(int argc, char **argv)
         w[t].ops = ops;
         w[t].min_size = (size_t)min_size;
         w[t].max_size = (size_t)max_size;
-        int err = pthread_create(&w[t].tid, NULL, worker_main, &w[t]);
-        if (err != 0)
-            bench_fail("pthread_create: %s", strerror(err));
+        bench_spawn(&w[t].tid, NULL, worker_main, &w[t]);
     }
     uint64_t reallocs = 0, mallocs = 0;
     for (long t = 0; t < threads; t++) {

@@ -148,9 +148,7 @@ static void start_worker(struct worker *w)
     pthread_t tid;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int err = pthread_create(&tid, &attr, worker_main, w);
-    if (err != 0)
-        bench_fail("pthread_create: %s", strerror(err));
+    bench_spawn(&tid, &attr, worker_main, w);
     pthread_attr_destroy(&attr);
 }
 

@@ -92,9 +92,7 @@ int main(int argc, char **argv)
             workers[t].ops = ops;
             workers[t].min_size = (size_t)min_size;
             workers[t].max_size = (size_t)max_size;
-            int err = pthread_create(&workers[t].tid, NULL, worker_main, &workers[t]);
-            if (err != 0)
-                bench_fail("pthread_create: %s", strerror(err));
+            bench_spawn(&workers[t].tid, NULL, worker_main, &workers[t]);
         }
         for (long t = 0; t < threads; t++)
             pthread_join(workers[t].tid, NULL);

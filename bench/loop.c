@@ -59,9 +59,7 @@ int main(int argc, char **argv)
     double t0 = bench_now();
     for (long t = 0; t < threads; t++) {
         w[t].pairs = pairs;
-        int err = pthread_create(&w[t].tid, NULL, worker_main, &w[t]);
-        if (err != 0)
-            bench_fail("pthread_create: %s", strerror(err));
+        bench_spawn(&w[t].tid, NULL, worker_main, &w[t]);
     }
     double per_thread = 0;
     uint64_t expect = 0;

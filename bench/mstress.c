@@ -150,9 +150,7 @@ int main(int argc, char **argv)
         for (long t = 0; t < threads; t++) {
             workers[t] = (struct worker){.sh = &sh,
                                          .seed = ((uint64_t)r << 20) + (uint64_t)t + 1};
-            int err = pthread_create(&workers[t].tid, NULL, worker_main, &workers[t]);
-            if (err != 0)
-                bench_fail("pthread_create: %s", strerror(err));
+            bench_spawn(&workers[t].tid, NULL, worker_main, &workers[t]);
         }
         for (long t = 0; t < threads; t++) {
             pthread_join(workers[t].tid, NULL);

@@ -121,9 +121,7 @@ int main(int argc, char **argv)
         w[t].budget = (size_t)total_mib * 1048576 / (size_t)threads;
         w[t].keep_budget = (size_t)keep_mib * 1048576 / (size_t)threads / (size_t)cycles;
         w[t].cycles = cycles;
-        int err = pthread_create(&w[t].tid, NULL, worker_main, &w[t]);
-        if (err != 0)
-            bench_fail("pthread_create: %s", strerror(err));
+        bench_spawn(&w[t].tid, NULL, worker_main, &w[t]);
     }
     for (long t = 0; t < threads; t++)
         pthread_join(w[t].tid, NULL);

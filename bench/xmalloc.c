@@ -171,15 +171,11 @@ int main(int argc, char **argv)
     double t0 = bench_now();
     for (long i = 0; i < consumers; i++) {
         cr[i].id = (int)i;
-        int err = pthread_create(&cr[i].tid, NULL, consumer_main, &cr[i]);
-        if (err != 0)
-            bench_fail("pthread_create: %s", strerror(err));
+        bench_spawn(&cr[i].tid, NULL, consumer_main, &cr[i]);
     }
     for (long i = 0; i < producers; i++) {
         pr[i].id = (int)i;
-        int err = pthread_create(&pr[i].tid, NULL, producer_main, &pr[i]);
-        if (err != 0)
-            bench_fail("pthread_create: %s", strerror(err));
+        bench_spawn(&pr[i].tid, NULL, producer_main, &pr[i]);
     }
     for (long i = 0; i < producers; i++)
         pthread_join(pr[i].tid, NULL);
