@@ -72,11 +72,13 @@ static span_t node_dirty(const sm_fnode_t *n) {
 /* The whole pages of s inside free block b, past its header and tree node:
  * what purging b could return. */
 static span_t purgeable_span(const sm_lblock_t *b, span_t s) {
+  if (s.lo >= s.hi) return clean;
   uintptr_t lo = sm_align_up((uintptr_t)b + SM_LB_HDR + sizeof(sm_fnode_t), sm_os_page_size);
   uintptr_t hi = sm_align_down((uintptr_t)b + lb_size(b), sm_os_page_size);
-  if (s.lo > lo) lo = sm_align_down(s.lo, sm_os_page_size) > lo ? sm_align_down(s.lo, sm_os_page_size) : lo;
-  if (s.hi < hi) hi = sm_align_up(s.hi, sm_os_page_size) < hi ? sm_align_up(s.hi, sm_os_page_size) : hi;
-  return s.lo < s.hi && lo < hi ? (span_t){lo, hi} : clean;
+  uintptr_t dlo = sm_align_down(s.lo, sm_os_page_size), dhi = sm_align_up(s.hi, sm_os_page_size);
+  if (dlo > lo) lo = dlo;
+  if (dhi < hi) hi = dhi;
+  return lo < hi ? (span_t){lo, hi} : clean;
 }
 
 /* Bytes of free block b that purging could return (the arena's dirty_bytes

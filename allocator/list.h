@@ -20,8 +20,6 @@
     type *first, *last;    \
   }
 
-#define sm_list_empty(l) ((l)->first == NULL)
-
 #define sm_list_push_front(l, n, next, prev) \
   do {                                       \
     (n)->prev = NULL;                        \
