@@ -15,12 +15,6 @@
 
 #include "tracer/internal.h"
 
-static uint64_t stack_hash(const uintptr_t *ips, unsigned n) {
-  uint64_t h = n;
-  for (unsigned i = 0; i < n; i++) h = (h ^ ips[i]) * 0x9E3779B97F4A7C15ull;
-  return h ^ (h >> 29);
-}
-
 /* The memo is 4-way set associative: one call site reached from several
  * callers at the same depth (a wrapper, an inlined helper) keeps one entry
  * per caller instead of evicting them in turn. */
@@ -78,13 +72,13 @@ sm_trace_t *sm_capture(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
   unsigned n = sm_unwind(tl ? &tl->unwind : NULL, from, ips, (unsigned)sm_opt.depth, &truncated,
                          use_memo ? &log : NULL);
-  uint64_t h = stack_hash(ips, n);
+  uint64_t h = sm_stack_hash(ips, n);
   sm_tcache_entry_t *ce = tl ? &tl->cache[h & (SM_TCACHE_SIZE - 1)] : NULL;
   if (ce && ce->hash == h && ce->trace && ce->trace->nframes == n && ce->trace->gen == gen &&
       memcmp(ce->trace->frames, ips, n * sizeof *ips) == 0) {
     t = ce->trace;
   } else {
-    t = sm_trace_intern(ips, n, truncated, gen);
+    t = sm_trace_intern(ips, n, truncated, gen, h);
   }
   if (t && ce) {
     ce->hash = h;
