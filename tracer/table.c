@@ -51,8 +51,9 @@ static void resolve_modules(const uintptr_t *ips, unsigned n, uint16_t *mods) {
    * table proves nothing until the loader's count of loads was read (once
    * per new trace, cheap next to the rest of adding one). */
   sm_modules_refresh();
+  uint32_t m = SM_SNAP_NO_MODULE;
   for (unsigned i = 0; i < n; i++) {
-    uint32_t m = sm_modules_find(ips[i]);
+    m = sm_modules_find_near(ips[i], m);
     mods[i] = m >= 0xffff ? 0xffff : (uint16_t)m;
   }
 }

@@ -154,11 +154,16 @@ typedef struct sm_module {
   char path[256];
   uint8_t build_id[64];
   uint32_t build_id_len;
+  bool shadowed;   /* a later entry overlaps this one's range (atomic) */
 } sm_module_t;
 
 void sm_modules_refresh(void);
 /* Index of the module containing addr, or SM_SNAP_NO_MODULE (refreshes once on a miss). */
 uint32_t sm_modules_find(uintptr_t addr);
+/* The same, trying `hint` first (the module of a neighbouring frame, or
+ * SM_SNAP_NO_MODULE): most frames of a stack are in the module of the frame
+ * before. A hint no later entry overlaps answers exactly as the search. */
+uint32_t sm_modules_find_near(uintptr_t addr, uint32_t hint);
 const sm_module_t *sm_modules_get(uint32_t idx);
 uint32_t sm_modules_count(void);
 /* Address range of libsnapmalloc itself. */
