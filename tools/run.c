@@ -196,7 +196,9 @@ static bool prepare_env(const run_args_t *a, cli_run_t *res) {
   sb_printf(&opts, "run=%s,", res->id);
   const char *prev = getenv("SNAPMALLOC_OPTIONS");
   if (prev && *prev) sb_printf(&opts, "%s,", prev);
-  sb_printf(&opts, "trace=1,depth=%ld,out=%s,interval=%ld,sample=%llu", a->depth, pat.s, a->interval, a->sample);
+  /* control=1: `snapmalloc start|stop|snap PID` reach the command while it runs. */
+  sb_printf(&opts, "trace=1,control=1,depth=%ld,out=%s,interval=%ld,sample=%llu", a->depth, pat.s, a->interval,
+            a->sample);
   setenv_or_die("SNAPMALLOC_OPTIONS", opts.s);
   strbuf_t pre = {0};
   const char *prev_pre = getenv("LD_PRELOAD");
