@@ -164,11 +164,10 @@ int control_call(pid_t pid, const char *request, size_t len, double timeout_s, c
             (int)cr.pid);
     goto out;
   }
-  if (send(fd, request, len, MSG_NOSIGNAL) != (ssize_t)len) {
-    set_err(err, errlen, pid, gone(pid) ? "the process exited before answering" : "cannot send the request: %s",
-            strerror(errno));
-    goto out;
-  }
+  /* A refusal may come before the request is read (the process checks who
+   * connected first) and the connection is then closed: the send fails,
+   * and the answer is there all the same. */
+  int send_errno = send(fd, request, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : errno;
   char *buf = xmalloc(SM_CTL_MSG_MAX + 1);
   for (;;) {
     double left = deadline - now_s();
@@ -181,9 +180,13 @@ int control_call(pid_t pid, const char *request, size_t len, double timeout_s, c
     }
     ssize_t got = recv(fd, buf, SM_CTL_MSG_MAX + 1, MSG_TRUNC);
     if (got < 0 && errno == EINTR) continue;
+    /* A socket closed with our request unread reports ECONNRESET first,
+     * and then still gives the answer queued before it. */
+    if (got < 0 && errno == ECONNRESET) got = recv(fd, buf, SM_CTL_MSG_MAX + 1, MSG_TRUNC | MSG_DONTWAIT);
     if (got <= 0) { /* end of the connection, or an empty message: no answer */
-      set_err(err, errlen, pid,
-              gone(pid) ? "the process exited before answering" : "the process closed the connection without answering");
+      if (gone(pid)) set_err(err, errlen, pid, "the process exited before answering");
+      else if (send_errno) set_err(err, errlen, pid, "cannot send the request: %s", strerror(send_errno));
+      else set_err(err, errlen, pid, "the process closed the connection without answering");
       break;
     }
     if (got > SM_CTL_MSG_MAX || memchr(buf, '\0', (size_t)got)) {

@@ -287,6 +287,10 @@ bool sm_control_serve_one(void) {
     ssize_t w = send(c, out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)w; /* a requester that left gets nothing */
   }
+  /* A request left unread (a refused peer's) would make the close report
+   * a reset to the requester before our answer; read it first. */
+  ssize_t drop = recv(c, req, 1, MSG_TRUNC | MSG_DONTWAIT);
+  (void)drop;
   conn_fd = -1;
   close(c);
   return true;
