@@ -39,6 +39,7 @@
 #define GROUPS_MAX 1024 /* supplementary groups compared, each side; more: refused */
 
 static int listen_fd = -1;
+static ino_t listen_ino; /* the socket's inode: a program that closes every descriptor may reuse the number */
 static int conn_fd = -1; /* the connection being served (a fork child closes its copy) */
 
 bool sm_control_armed(void) { return __atomic_load_n(&listen_fd, __ATOMIC_ACQUIRE) >= 0; }
@@ -79,6 +80,8 @@ int sm_control_open(void) {
                  errno_text(e));
     return -1;
   }
+  struct stat st;
+  listen_ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
   __atomic_store_n(&listen_fd, fd, __ATOMIC_RELEASE);
   return fd;
 }
@@ -86,6 +89,16 @@ int sm_control_open(void) {
 void sm_control_close(void) {
   int fd = __atomic_exchange_n(&listen_fd, -1, __ATOMIC_ACQ_REL);
   if (fd >= 0) close(fd);
+}
+
+void sm_control_check(void) {
+  int fd = sm_control_fd();
+  struct stat st;
+  if (fd < 0 || (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == listen_ino)) return;
+  /* Closed by the program (a daemon closing every descriptor); the number
+   * is not ours to close or use any more. */
+  __atomic_store_n(&listen_fd, -1, __ATOMIC_RELEASE);
+  sm_warning("the control socket was closed by the program; the control channel is off");
 }
 
 void sm_control_postfork_child(void) {
@@ -266,6 +279,7 @@ static ssize_t read_request(int c, char *req, size_t cap, char *out, size_t ocap
 }
 
 bool sm_control_serve_one(void) {
+  sm_control_check();
   int lfd = sm_control_fd();
   if (lfd < 0) return false;
   int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);

@@ -211,6 +211,8 @@ int sm_control_open(void);
 bool sm_control_armed(void); /* the socket is open */
 int sm_control_fd(void);     /* the listening socket, or -1 */
 void sm_control_close(void);
+/* Disarms (with a warning) if the program closed the socket behind our back. */
+void sm_control_check(void);
 /* The helper thread: accepts one waiting connection and answers it (the
  * answer goes out when the work is done). False if none was waiting. */
 bool sm_control_serve_one(void);

@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +38,7 @@
 #include "tracer/tracer.h"
 
 static int wake_pipe[2] = {-1, -1};
+static ino_t pipe_ino; /* the pipe's inode: a program that closes every descriptor may reuse the numbers */
 static bool helper_running;
 static int helper_tid; /* the leak scanner must not try to stop it */
 /* Where the helper's stack is in use: an address in helper_main's frame.
@@ -74,10 +76,16 @@ uintptr_t sm_triggers_helper_dtv(void) {
   return dtv ? dtv - 16 : 0;
 }
 
+/* Whether fd is still the pipe of ours (fstat is async-signal-safe). */
+static bool pipe_ours(int fd) {
+  struct stat st;
+  return fd >= 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && st.st_ino == pipe_ino;
+}
+
 static void on_signal(int sig) {
   (void)sig;
   int saved = errno;
-  if (wake_pipe[1] >= 0) {
+  if (pipe_ours(wake_pipe[1])) {
     ssize_t r = write(wake_pipe[1], "s", 1);
     (void)r; /* a full pipe already has a request pending */
   }
@@ -90,6 +98,14 @@ static bool take_wakes(void) {
   bool snap = false;
   char buf[64];
   ssize_t n;
+  if (wake_pipe[0] < 0) return false;
+  if (!pipe_ours(wake_pipe[0])) {
+    /* The program closed it (a daemon closing every descriptor): the
+     * number may be another file of the program's now. */
+    sm_warning("the snapshot trigger pipe was closed by the program; signal snapshots are off");
+    wake_pipe[0] = wake_pipe[1] = -1;
+    return false;
+  }
   while ((n = read(wake_pipe[0], buf, sizeof buf)) > 0) {
     if (memchr(buf, 's', (size_t)n)) snap = true;
     if ((size_t)n < sizeof buf) break;
@@ -97,7 +113,9 @@ static bool take_wakes(void) {
   return snap;
 }
 
+/* The helper's end: nothing more will be served (the exit hook need not wait). */
 static SM_NORETURN void idle(void) {
+  __atomic_store_n(&drained, true, __ATOMIC_RELEASE);
   for (;;) poll(NULL, 0, -1); /* every signal is blocked here: this never returns */
 }
 
@@ -111,7 +129,6 @@ static SM_NORETURN void drain_and_idle(void) {
     if (!snap && !served) break;
   }
   sm_control_close();
-  __atomic_store_n(&drained, true, __ATOMIC_RELEASE);
   idle();
 }
 
@@ -132,7 +149,8 @@ static void *helper_main(void *arg) {
     struct pollfd pfd[2] = {{wake_pipe[0], POLLIN, 0}, {sm_control_fd(), POLLIN, 0}};
     int r = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, timeout);
     if (r < 0 && errno != EINTR) idle(); /* cannot happen with two open descriptors */
-    bool snap = take_wakes();
+    bool snap = r > 0 && pfd[0].revents && take_wakes();
+    if (r > 0 && pfd[1].revents) sm_control_check();
     if (due && sm_os_now_ms() >= due) {
       snap = true;
       due += (uint64_t)sm_opt.interval * 1000;
@@ -140,16 +158,19 @@ static void *helper_main(void *arg) {
     }
     if (snap) sm_snapshot_write(NULL, 0);
     if (r > 0 && (pfd[1].revents & POLLIN)) sm_control_serve_one();
+    if (wake_pipe[0] < 0 && sm_control_fd() < 0 && !sm_opt.interval) idle(); /* nothing left to wait for */
     if (__atomic_load_n(&exit_drain, __ATOMIC_ACQUIRE)) drain_and_idle();
   }
 }
 
 static void start_helper(void) {
-  if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+  struct stat st;
+  if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0 || fstat(wake_pipe[0], &st) != 0) {
     sm_warning("cannot create the snapshot trigger pipe; signal and interval snapshots and the control channel are off");
     sm_control_close();
     return;
   }
+  pipe_ino = st.st_ino;
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old); /* the helper inherits "all blocked" */
@@ -234,6 +255,7 @@ void sm_triggers_postfork_child(void) {
  * exit): the helper would wait for the locks it holds. */
 static void drain_requests(void) {
   if (!__atomic_load_n(&helper_running, __ATOMIC_ACQUIRE) || sm_tracer_busy_here()) return;
+  if (!pipe_ours(wake_pipe[1])) return; /* the program closed it: the helper cannot be woken */
   __atomic_store_n(&exit_drain, true, __ATOMIC_RELEASE);
   ssize_t w = write(wake_pipe[1], "x", 1);
   (void)w; /* a full pipe wakes the helper as well */

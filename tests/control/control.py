@@ -562,6 +562,35 @@ def t_idle():
         t.kill()
 
 
+def t_closefds():
+    """A program that closes every descriptor (as daemons do) and reuses the
+    numbers: the library stops using its pipe and socket, writes nothing
+    into the program's files on a signal, and does not spin."""
+    t = Target("control=1,trace=1,at_exit=0")
+    try:
+        t.cmd("closefds " + DIR)
+        os.kill(t.pid, signal.SIGUSR2)
+        time.sleep(0.5)
+        sizes = [os.path.getsize(os.path.join(DIR, "fd%d" % i)) for i in range(8)]
+        check(sizes == [0] * 8, "the snapshot signal wrote into the program's files: %r" % sizes)
+        refused(["snap", t.pid], "pid %d: not armed" % t.pid)
+
+        def cpu():
+            with open("/proc/%d/stat" % t.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        before = cpu()
+        time.sleep(1)
+        check(cpu() - before < 0.2, "the process spins after its descriptors were closed: %.2f s of CPU in 1 s" %
+              (cpu() - before))
+        check(t.end() == 0, "the target failed: %s" % t.stderr)
+        check("the control socket was closed by the program; the control channel is off" in t.stderr,
+              "no warning about the closed socket: %r" % t.stderr)
+    finally:
+        t.kill()
+
+
 def t_at_exit():
     """Tracing started late: the final snapshot and its leak scan happen as
     with trace=1; stopped before exit: the final snapshot says tracing is off."""

@@ -12,8 +12,11 @@
  *   fork             a child that answers "ok PID" and waits forever
  *   exec             this program again, same pid, stdin and stdout ("ready")
  *   sleepexit        answers "ok", sleeps 30 s, exits at once however sleep ended
+ *   closefds DIR     closes every descriptor above 2, as some daemons do, then
+ *                    opens DIR/fd0..fd7 (which get those numbers again)
  *   exit             exit(0) at once
  * End of input exits too. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -101,7 +104,7 @@ static int child_wait(void) {
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   printf("ready %d\n", (int)getpid());
-  char line[256], a[32];
+  char line[256], a[32], path[201];
   while (fgets(line, sizeof line, stdin)) {
     int n;
     size_t size;
@@ -138,6 +141,13 @@ int main(int argc, char **argv) {
       printf("ok\n");
       sleep(30);
       exit(0);
+    } else if (sscanf(line, "closefds %200s", path) == 1) {
+      for (int fd = 3; fd < 1024; fd++) close(fd);
+      for (int i = 0; i < 8; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s/fd%d", path, i);
+        if (open(name, O_WRONLY | O_CREAT | O_TRUNC, 0600) < 0) return 1;
+      }
     } else if (!strcmp(line, "exit\n")) {
       exit(0);
     } else {
