@@ -568,6 +568,18 @@ def t_closefds():
     into the program's files on a signal, and does not spin."""
     t = Target("control=1,trace=1,at_exit=0")
     try:
+        # pipes of the program's under the old numbers: the helper sees
+        # nothing to read, the signal handler must see they are not its own
+        t.cmd("closefds pipes")
+        os.kill(t.pid, signal.SIGUSR2)
+        time.sleep(0.3)
+        got = t.cmd("pipebytes")
+        check(got == "ok 0", "the snapshot signal wrote into the program's pipes: %r" % got)
+        check(t.end() == 0, "the target failed: %s" % t.stderr)
+    finally:
+        t.kill()
+    t = Target("control=1,trace=1,at_exit=0")
+    try:
         t.cmd("closefds " + DIR)
         os.kill(t.pid, signal.SIGUSR2)
         time.sleep(0.5)

@@ -14,6 +14,8 @@
  *   sleepexit        answers "ok", sleeps 30 s, exits at once however sleep ended
  *   closefds DIR     closes every descriptor above 2, as some daemons do, then
  *                    opens DIR/fd0..fd7 (which get those numbers again)
+ *   closefds pipes   the same, then makes 4 pipes of its own instead
+ *   pipebytes        answers "ok N": the bytes waiting in those pipes
  *   exit             exit(0) at once
  * End of input exits too. */
 #include <fcntl.h>
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define NOINLINE __attribute__((noinline))
@@ -36,6 +39,7 @@ typedef struct blocks {
 } blocks_t;
 
 static blocks_t held[3]; /* before, after, again */
+static int pipes[4][2];    /* closefds pipes */
 static const char *const names[] = {"before", "after", "again"};
 
 /* One function per name, so that each is a site of its own. */
@@ -141,6 +145,18 @@ int main(int argc, char **argv) {
       printf("ok\n");
       sleep(30);
       exit(0);
+    } else if (!strcmp(line, "closefds pipes\n")) {
+      for (int fd = 3; fd < 1024; fd++) close(fd);
+      for (int i = 0; i < 4; i++)
+        if (pipe(pipes[i]) != 0) return 1;
+    } else if (!strcmp(line, "pipebytes\n")) {
+      int total = 0;
+      for (int i = 0; i < 4; i++) {
+        int n = 0;
+        if (pipes[i][0] > 0 && ioctl(pipes[i][0], FIONREAD, &n) == 0) total += n;
+      }
+      printf("ok %d\n", total);
+      continue;
     } else if (sscanf(line, "closefds %200s", path) == 1) {
       for (int fd = 3; fd < 1024; fd++) close(fd);
       for (int i = 0; i < 8; i++) {
