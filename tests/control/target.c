@@ -14,7 +14,8 @@
  *   sleepexit        answers "ok", sleeps 30 s, exits at once however sleep ended
  *   closefds DIR     closes every descriptor above 2, as some daemons do, then
  *                    opens DIR/fd0..fd7 (which get those numbers again)
- *   closefds pipes   the same, then makes 4 pipes of its own instead
+ *   closefds pipes   the same, then makes 8 pipes of its own instead, their
+ *                    writing ends under the numbers 3..10
  *   pipebytes        answers "ok N": the bytes waiting in those pipes
  *   exit             exit(0) at once
  * End of input exits too. */
@@ -39,7 +40,7 @@ typedef struct blocks {
 } blocks_t;
 
 static blocks_t held[3]; /* before, after, again */
-static int pipes[4][2];    /* closefds pipes */
+static int pipes[8];       /* closefds pipes: the reading ends */
 static const char *const names[] = {"before", "after", "again"};
 
 /* One function per name, so that each is a site of its own. */
@@ -147,13 +148,24 @@ int main(int argc, char **argv) {
       exit(0);
     } else if (!strcmp(line, "closefds pipes\n")) {
       for (int fd = 3; fd < 1024; fd++) close(fd);
-      for (int i = 0; i < 4; i++)
-        if (pipe(pipes[i]) != 0) return 1;
+      int w[8];
+      for (int i = 0; i < 8; i++) {
+        int fds[2];
+        if (pipe(fds) != 0) return 1;
+        pipes[i] = fcntl(fds[0], F_DUPFD, 100);
+        w[i] = fcntl(fds[1], F_DUPFD, 200);
+        close(fds[0]);
+        close(fds[1]);
+      }
+      for (int i = 0; i < 8; i++) {
+        dup2(w[i], 3 + i);
+        close(w[i]);
+      }
     } else if (!strcmp(line, "pipebytes\n")) {
       int total = 0;
-      for (int i = 0; i < 4; i++) {
+      for (int i = 0; i < 8; i++) {
         int n = 0;
-        if (pipes[i][0] > 0 && ioctl(pipes[i][0], FIONREAD, &n) == 0) total += n;
+        if (pipes[i] > 0 && ioctl(pipes[i], FIONREAD, &n) == 0) total += n;
       }
       printf("ok %d\n", total);
       continue;
