@@ -83,8 +83,13 @@ static void why_unreachable(pid_t pid, char *err, size_t errlen) {
   snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
   FILE *f = fopen(path, "re");
   if (!f) {
-    if (errno == ENOENT) set_err(err, errlen, pid, "no such process");
-    else set_err(err, errlen, pid, "permission refused (the process belongs to another user)");
+    int e = errno;
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%d", (int)pid);
+    if (e == ENOENT) set_err(err, errlen, pid, "no such process");
+    else if (stat(path, &st) == 0 && st.st_uid != geteuid())
+      set_err(err, errlen, pid, "permission refused (the process belongs to another user)");
+    else set_err(err, errlen, pid, "permission refused (cannot read /proc/%d/maps: %s)", (int)pid, strerror(e));
     return;
   }
   bool preloaded = false;
