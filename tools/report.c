@@ -511,8 +511,9 @@ void sm_print_header(FILE *out, const char *label, const sm_snap_t *s) {
   strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
   strbuf_t prog = {0};
   sm_escape(&prog, s->program[0] ? s->program : "?", DISPLAY_MAX);
-  fprintf(out, "%s%s (pid %llu) at %s: traced %s (peak %s)%s, RSS %s%s, heap %s mapped, %s in use, overhead %s\n",
-          label ? label : "", prog.s, (unsigned long long)s->pid, when, cur, peak,
+  fprintf(out, "%s%s (pid %llu) at %s%s: traced %s (peak %s)%s, RSS %s%s, heap %s mapped, %s in use, overhead %s\n",
+          label ? label : "", prog.s, (unsigned long long)s->pid, when,
+          (s->flags & SM_SNAP_OFF) ? " with tracing off" : "", cur, peak,
           (s->flags & SM_SNAP_SAMPLED) ? " estimated from samples" : "", rss, rss_peak, mapped, inuse, over);
   free(prog.s);
 }
@@ -760,10 +761,10 @@ static void print_header_json(FILE *out, const sm_snap_t *s) {
   fprintf(out, "{\"pid\": %llu, \"program\": ", (unsigned long long)s->pid);
   json_str(out, s->program);
   fprintf(out,
-          ", \"time_ns\": %llu, \"sequence\": %llu, \"final\": %s, \"sampled\": %s, \"version\": %u, \"traced\": "
-          "{\"current\": %llu, \"peak\": %llu}, \"rss\": %llu, \"peak_rss\": ",
+          ", \"time_ns\": %llu, \"sequence\": %llu, \"final\": %s, \"sampled\": %s, \"tracing\": %s, \"version\": "
+          "%u, \"traced\": {\"current\": %llu, \"peak\": %llu}, \"rss\": %llu, \"peak_rss\": ",
           (unsigned long long)s->time_ns, (unsigned long long)s->sequence, s->flags & SM_SNAP_FINAL ? "true" : "false",
-          s->flags & SM_SNAP_SAMPLED ? "true" : "false", s->version, (unsigned long long)s->traced_current,
+          s->flags & SM_SNAP_SAMPLED ? "true" : "false", s->flags & SM_SNAP_OFF ? "false" : "true", s->version, (unsigned long long)s->traced_current,
           (unsigned long long)s->traced_peak, (unsigned long long)s->rss);
   if (s->peak_rss) fprintf(out, "%llu", (unsigned long long)s->peak_rss);
   else fputs("null", out);

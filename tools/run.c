@@ -1,5 +1,5 @@
-/* snapmalloc run: start a command with libsnapmalloc.so preloaded and
- * tracing on, pass its exit status through, then say where the snapshots
+/* snapmalloc run: start a command with libsnapmalloc.so preloaded, tracing
+ * on and its control channel armed, pass its exit status through, then say where the snapshots
  * are and print the top 10 sites of its final snapshot (and at the peak
  * of traced memory, when those are not the same).
  *
@@ -103,8 +103,10 @@ static int run_help(void) {
          "  --interval S     also write a snapshot every S seconds\n"
          "  --sample BYTES   sample one allocation per BYTES on average (K/M/G suffixes)\n"
          "  --no-report      do not print the top sites afterwards\n\n"
-         "SIGUSR2 makes the running program write a snapshot. SNAPMALLOC_OPTIONS set in\n"
-         "the environment is passed on; these options override it.\n");
+         "SIGUSR2 makes the running program write a snapshot, and so does\n"
+         "'snapmalloc snap PID'; 'snapmalloc stop PID' and 'start PID' switch its tracing\n"
+         "off and on (control=1). SNAPMALLOC_OPTIONS set in the environment is passed\n"
+         "on; these options override it.\n");
   return 0;
 }
 
@@ -196,7 +198,9 @@ static bool prepare_env(const run_args_t *a, cli_run_t *res) {
   sb_printf(&opts, "run=%s,", res->id);
   const char *prev = getenv("SNAPMALLOC_OPTIONS");
   if (prev && *prev) sb_printf(&opts, "%s,", prev);
-  sb_printf(&opts, "trace=1,depth=%ld,out=%s,interval=%ld,sample=%llu", a->depth, pat.s, a->interval, a->sample);
+  /* control=1: `snapmalloc start|stop|snap PID` reach the command while it runs. */
+  sb_printf(&opts, "trace=1,control=1,depth=%ld,out=%s,interval=%ld,sample=%llu", a->depth, pat.s, a->interval,
+            a->sample);
   setenv_or_die("SNAPMALLOC_OPTIONS", opts.s);
   strbuf_t pre = {0};
   const char *prev_pre = getenv("LD_PRELOAD");

@@ -63,15 +63,18 @@ sm_trace_t *sm_capture(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   bool use_memo = tl && from && sm_opt.unwind != SM_UNWIND_LIBUNWIND;
   if (use_memo && (t = memo_lookup(tl, from)) != NULL) {
     if (SM_UNLIKELY(sm_opt.unwind == SM_UNWIND_CHECK))
-      sm_unwind_compare(t->frames, t->nframes, t->flags & SM_SNAP_TRUNCATED, (unsigned)sm_opt.depth);
+      sm_unwind_compare(t->frames, t->nframes, t->flags & SM_SNAP_TRUNCATED,
+                        (unsigned)__atomic_load_n(&sm_opt.depth, __ATOMIC_RELAXED));
     return t;
   }
   uintptr_t ips[SM_SNAP_MAX_FRAMES];
   bool truncated = false;
   sm_walk_log_t log;
   uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
-  unsigned n = sm_unwind(tl ? &tl->unwind : NULL, from, ips, (unsigned)sm_opt.depth, &truncated,
-                         use_memo ? &log : NULL);
+  /* After gen: a start that changes the depth stores it before it moves
+   * gen on, so a walk of the old depth is never memoized under the new gen. */
+  unsigned depth = (unsigned)__atomic_load_n(&sm_opt.depth, __ATOMIC_RELAXED);
+  unsigned n = sm_unwind(tl ? &tl->unwind : NULL, from, ips, depth, &truncated, use_memo ? &log : NULL);
   uint64_t h = sm_stack_hash(ips, n);
   sm_tcache_entry_t *ce = tl ? &tl->cache[h & (SM_TCACHE_SIZE - 1)] : NULL;
   if (ce && ce->hash == h && ce->trace && ce->trace->nframes == n && ce->trace->gen == gen &&

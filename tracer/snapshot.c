@@ -179,7 +179,8 @@ static void put_info(wbuf_t *b, const snap_info_t *in) {
   put_u64(b, in->seq);
   put_u64(b, sm_opt.sample);
   put_u32(b, (uint32_t)sm_opt.depth);
-  put_u32(b, in->flags | (sm_opt.sample ? SM_SNAP_SAMPLED : 0));
+  put_u32(b, in->flags | (sm_opt.sample ? SM_SNAP_SAMPLED : 0) |
+                 (__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE) ? 0 : SM_SNAP_OFF));
   put_u64(b, in->peak_rss);
   put_str(b, exe, (size_t)en);
   put_str(b, in->cmdline, in->cmdlen);
@@ -685,8 +686,12 @@ static void report_failure(const char *name, int err) {
   else sm_warning_always("cannot write snapshot %s: %s (%u failures of this kind so far)", name, why ? why : "unknown error", n);
 }
 
-int sm_snapshot_write(const char *path, uint32_t flags) {
-  if (!sm_trace_on) {
+int sm_snapshot_write(const char *path, uint32_t flags) { return sm_snapshot_write_as(path, flags, NULL, 0); }
+
+int sm_snapshot_write_as(const char *path, uint32_t flags, char *written, size_t cap) {
+  /* Without tracing ever on there is nothing to report but the heap's
+   * figures: only an armed process (control=1) writes such a snapshot. */
+  if (!sm_tracer_started() && !sm_control_armed()) {
     errno = ENOTSUP;
     return -1;
   }
@@ -716,15 +721,16 @@ int sm_snapshot_write(const char *path, uint32_t flags) {
   size_t cmdlen = read_file("/proc/self/cmdline", cmdline, sizeof cmdline);
   if (cmdlen && cmdline[cmdlen - 1] == '\0') cmdlen--; /* separators only */
 
-  size_t ntr = 0, cap = 0;
+  size_t ntr = 0, ncap = 0;
   snap_info_t in = {0, 0, rss_bytes(), peak_rss_bytes(), flags, seq, cmdline, cmdlen};
   if (in.peak_rss < in.rss) in.peak_rss = in.rss; /* two reads of a moving figure */
-  sm_trace_copy_t *tr = sm_tracer_copy(&ntr, &cap, &in.current, &in.peak);
+  sm_trace_copy_t *tr = sm_tracer_copy(&ntr, &ncap, &in.current, &in.peak);
   sm_modules_refresh();
   snap_fill_t fill = {tr, ntr, &in};
   if (publish(name, fill_snapshot, &fill) == 0) rc = 0;
   else saved_errno = errno ? errno : EIO;
-  if (tr) sm_meta_free(tr, cap * sizeof *tr);
+  if (tr) sm_meta_free(tr, ncap * sizeof *tr);
+  if (rc == 0 && written) sm_snprintf(written, cap, "%s", name);
 out_unlocked_tr:
   if (rc != 0) report_failure(name, saved_errno);
   sm_unlock(&write_lock);
