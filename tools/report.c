@@ -407,6 +407,58 @@ static void group(const sm_report_opts_t *o, const sm_model_t *m, stat_t **tab, 
   }
 }
 
+/* The one-line label of a --by trace entry: its site's key, then the
+ * functions that called it, innermost first ("a.c:12 < parse < main"). */
+static void trace_label(strbuf_t *sb, const sm_strace_t *t) {
+  char one[PATH_MAX + 256];
+  if (t->nframes == 0) {
+    sb_puts(sb, "<no frames>:0");
+    return;
+  }
+  sm_site_key(one, sizeof one, &t->frames[t->site], BY_LINE);
+  sb_puts(sb, one);
+  for (int i = t->site + 1; i < t->nframes; i++) {
+    const sm_sframe_t *f = &t->frames[i];
+    if (f->function) sb_printf(sb, " < %s", f->function);
+    else sm_site_key(one, sizeof one, f, BY_FUNCTION), sb_printf(sb, " < %s", one);
+  }
+}
+
+size_t sm_model_group(sm_tools_ctx_t *c, const sm_model_t *m, sm_group_t **out) {
+  stat_t *tab = NULL;
+  group(&c->opts, m, &tab, 1);
+  int fs = m->at == AT_PEAK ? F_PEAK_SIZE : F_SIZE, fc = m->at == AT_PEAK ? F_PEAK_COUNT : F_COUNT;
+  sm_group_t *g = xcalloc(HASH_COUNT(tab) + 1, sizeof *g);
+  size_t n = 0;
+  stat_t *s, *st;
+  HASH_ITER(hh, tab, s, st) {
+    HASH_DEL(tab, s);
+    if (s->fig[1][fs] || s->fig[1][fc]) {
+      sm_group_t *e = &g[n++];
+      e->size = s->fig[1][fs];
+      e->count = s->fig[1][fc];
+      e->key = s->key; /* handed over */
+      if (c->opts.by == BY_TRACE) {
+        strbuf_t sb = {0};
+        trace_label(&sb, s->rep);
+        e->label = sb.s;
+      } else {
+        e->label = xstrdup(s->key);
+      }
+    } else {
+      free(s->key);
+    }
+    free(s);
+  }
+  *out = g;
+  return n;
+}
+
+void sm_groups_free(sm_group_t *g, size_t n) {
+  for (size_t i = 0; i < n; i++) free(g[i].key), free(g[i].label);
+  free(g);
+}
+
 /* What a report shows, per snapshot (OLD [0], NEW [1]): the figures that
  * are its live bytes and blocks (at its moment), and the figure entries
  * are sorted on with its tie-break. */
