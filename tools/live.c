@@ -349,7 +349,6 @@ static void print_block(view_t *v) {
     printf("%zu other: %s (%s)\n", v->norder - shown, a, b);
   }
   putchar('\n');
-  fflush(stdout);
 }
 
 /* ---------------------------------------------------------------- the screen */
@@ -527,6 +526,10 @@ static int fetch(view_t *v, double *next_fetch, char *err, size_t errlen) {
     sort_entries(v);
     if (v->tty) draw(v);
     else print_block(v);
+    if (!v->tty && (fflush(stdout) != 0 || ferror(stdout))) { /* a closed pipe, a full disk */
+      snprintf(err, errlen, "cannot write to standard output: %s", strerror(errno));
+      return 2;
+    }
     *next_fetch = asked + interval;
     return 0;
   }
@@ -542,7 +545,10 @@ static int fetch(view_t *v, double *next_fetch, char *err, size_t errlen) {
     }
     if (!v->tty) {
       printf("%s\n", msg);
-      fflush(stdout);
+      if (fflush(stdout) != 0) {
+        snprintf(err, errlen, "cannot write to standard output: %s", strerror(errno));
+        return 2;
+      }
       return 1;
     }
     snprintf(v->status, sizeof v->status, "%s; q leaves the view", msg);
@@ -566,6 +572,11 @@ int sm_live_run(const sm_live_opts_t *o, const sm_live_source_t *src, int *sig) 
   setup(&v);
   for (size_t i = 0; i < NCAUGHT; i++)
     if (v.tty || (caught[i] != SIGTSTP && caught[i] != SIGWINCH)) catch_signal(caught[i], true);
+  /* plain text into a pipe that closes (| head): a write error ends the
+   * view, not SIGPIPE the tool (the caller still has the program to see to) */
+  struct sigaction ign = {0}, old_pipe;
+  ign.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &ign, &old_pipe);
   draw(&v);
   int rc = 0;
   bool done = false;
@@ -616,6 +627,7 @@ int sm_live_run(const sm_live_opts_t *o, const sm_live_source_t *src, int *sig) 
   }
   for (size_t i = 0; i < NCAUGHT; i++)
     if (v.tty || (caught[i] != SIGTSTP && caught[i] != SIGWINCH)) catch_signal(caught[i], false);
+  sigaction(SIGPIPE, &old_pipe, NULL);
   teardown(&v);
   close(sig_pipe[0]);
   close(sig_pipe[1]);

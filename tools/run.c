@@ -651,6 +651,26 @@ static void live_keep(const char *dir, const char *pattern) {
   free(files);
 }
 
+/* Waits for CMD once the view is closed, still deleting the snapshots it
+ * goes on writing (all but the newest of each process), so that a long
+ * run does not fill the directory. */
+static int live_wait(pid_t pid, const char *dir, long interval_ms) {
+  long nap_ms = interval_ms < 250 ? interval_ms : 250;
+  for (long since_scan = 0;; since_scan += nap_ms) {
+    int st;
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) return st;
+    if (r < 0 && errno != EINTR) return wait_child(pid);
+    if (since_scan >= interval_ms) {
+      size_t n;
+      free(live_scan(dir, &n));
+      since_scan = 0;
+    }
+    struct timespec ts = {nap_ms / 1000, nap_ms % 1000 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* run --live: starts CMD, shows the view until it is left, waits for CMD,
  * keeps the last snapshots. Returns CMD's wait status (-1 if it could not
  * start); *rc becomes 2 when the view failed. */
@@ -693,7 +713,7 @@ static int run_live(const run_args_t *a, cli_run_t *res, const char *dir, pid_t 
     sm_escape(&c, a->cmd[0], 256);
     fprintf(stderr, "snapmalloc run: the live view is closed; waiting for %s (pid %d) to end\n", c.s, (int)pid);
     free(c.s);
-    src.status = wait_child(pid);
+    src.status = live_wait(pid, dir, a->interval_ms);
   }
   ignore_interrupts(false);
   live_keep(dir, res->pattern);

@@ -73,6 +73,14 @@ grep -q '^p3: size=97.7 KiB (+97.7 KiB), count=50 (+50), average=2000 B$' "$work
   { fail "--by function"; cat "$work/fout"; }
 grep -q 'top 10' "$work/ferr" && fail "--no-report printed the top sites"
 
+# a pipe that closes (| head): the view ends with one line and status 2,
+# run still waits for the program and keeps its last snapshot
+{ "$tool" run --live --interval 0.5 --no-report --out "$work/h.%p.%n.snap" -- "$grow" phases 2> "$work/herr"
+  echo $? > "$work/hrc"; } | head -n 1 > /dev/null
+[ "$(cat "$work/hrc")" = 2 ] || fail "run --live | head: exit $(cat "$work/hrc"), not 2"
+grep -q '^snapmalloc run: cannot write to standard output: Broken pipe$' "$work/herr" || { fail "| head: no line"; cat "$work/herr"; }
+grep -q '^snapmalloc: 1 snapshot written:$' "$work/herr" || fail "| head: the program's snapshot was not kept"
+
 # check takes --live (run's option): the view on stdout, then the leak
 # report of the kept final snapshot (P3's blocks are lost), status 1
 "$tool" check --live --interval 0.5 --top 2 -- "$grow" phases > "$work/cout" 2> "$work/cerr"

@@ -11,7 +11,7 @@
 #      until q; q restores the terminal (normal screen, cursor, echo and
 #      line editing) and run ends as it does without --live.
 #   2. q while the program runs: the view closes, the program goes on,
-#      run waits for it.
+#      run waits for it (and keeps the live directory from filling).
 #   3. ^Z stops the view with the terminal restored, fg brings it back;
 #      ^C ends the program and the view (status 130).
 #   4. SIGTERM to snapmalloc: the terminal is restored, the live
@@ -152,9 +152,12 @@ pid=$(head -n 1 "$work/screen" | sed 's/.*pid \([0-9]*\) .*/\1/')
 tm send-keys -t two q
 wait_for two "the live view is closed; waiting for $grow \\(pid $pid\\) to end" 5 || fail "2: no word after q"
 [ "$(alt two)" = 0 ] || fail "2: still on the alternate screen after q"
-sleep 1
+sleep 2.5
 kill -0 "$pid" 2> /dev/null || fail "2: the program did not go on after q"
 grep -q '^run exited' "$work/screen" && fail "2: run ended before the program"
+# while it waits, run still deletes all but the newest snapshot (5 more were written)
+n=$(find "$work/tmp.two" -name '*.snap' | wc -l)
+[ "$n" -le 2 ] || fail "2: $n snapshots pile up in the live directory while run waits"
 touch "$work/stop2"
 wait_for two '<- modes' 10 || fail "2: run did not end with the program"
 grep -q '^run exited 0$' "$work/screen" || fail "2: run's status"
