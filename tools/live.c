@@ -297,8 +297,13 @@ static void sort_entries(view_t *v) {
 
 static void size_text(char *buf, size_t cap, int64_t v, bool sign) { sm_format_size(buf, cap, (double)v, sign); }
 
-/* "traced 1.2 MiB (peak 1.5 MiB), RSS 6.0 MiB (peak 7.0 MiB), heap 8.0 MiB mapped, 1.3 MiB in use" */
-static void figures_text(char *buf, size_t cap, const head_t *h) {
+/* The header's figures in three parts: "traced 1.2 MiB (peak 1.5 MiB)",
+ * "RSS 6.0 MiB (peak 7.0 MiB)", "heap 8.0 MiB mapped, 1.3 MiB in use". */
+typedef struct figures {
+  char traced[112], rss[96], heap[96];
+} figures_t;
+
+static void figures_of(figures_t *f, const head_t *h) {
   char cur[32], peak[32], rss[32], rpeak[48] = "", mapped[32], inuse[32];
   size_text(cur, sizeof cur, (int64_t)h->traced_current, false);
   size_text(peak, sizeof peak, (int64_t)h->traced_peak, false);
@@ -310,17 +315,19 @@ static void figures_text(char *buf, size_t cap, const head_t *h) {
   }
   size_text(mapped, sizeof mapped, (int64_t)h->heap_mapped, false);
   size_text(inuse, sizeof inuse, (int64_t)h->heap_inuse, false);
-  snprintf(buf, cap, "traced %s (peak %s)%s, RSS %s%s, heap %s mapped, %s in use", cur, peak,
-           h->sampled ? " estimated from samples" : "", rss, rpeak, mapped, inuse);
+  snprintf(f->traced, sizeof f->traced, "traced %s (peak %s)%s", cur, peak, h->sampled ? " estimated from samples" : "");
+  snprintf(f->rss, sizeof f->rss, "RSS %s%s", rss, rpeak);
+  snprintf(f->heap, sizeof f->heap, "heap %s mapped, %s in use", mapped, inuse);
 }
 
 /* One block: a header line, the top sites tracemalloc-style with their
  * change since the first snapshot, what the rest adds up to, a blank line. */
 static void print_block(view_t *v) {
-  char figs[256];
-  figures_text(figs, sizeof figs, &v->head);
-  printf("snapmalloc live: %s (pid %llu), snapshot %lu%s at %.1f s: %s\n", v->head.command,
-         (unsigned long long)v->head.pid, v->nsnaps, v->head.final ? " (final)" : "", now_s() - v->t0, figs);
+  figures_t f;
+  figures_of(&f, &v->head);
+  printf("snapmalloc live: %s (pid %llu), snapshot %lu%s at %.1f s: %s, %s, %s\n", v->head.command,
+         (unsigned long long)v->head.pid, v->nsnaps, v->head.final ? " (final)" : "", now_s() - v->t0, f.traced,
+         f.rss, f.heap);
   size_t top = v->o->top > 0 ? (size_t)v->o->top : 10;
   size_t shown = v->norder < top ? v->norder : top;
   int64_t rest_size = 0, rest_change = 0;
@@ -386,7 +393,7 @@ static void draw(view_t *v) {
   if (!v->raw) return;
   int rows = v->rows, cols = v->cols;
   strbuf_t b = {0};
-  char line[1024], clock[32], figs[256];
+  char line[1024], clock[32];
   elapsed_text(clock, sizeof clock, (v->ended ? v->t_end : now_s()) - v->t0);
   /* 1: who, when (the right part first when the line is short) */
   char right[96];
@@ -404,24 +411,25 @@ static void draw(view_t *v) {
   } else {
     put_line(&b, 1, ESC "[7m", line, cols);
   }
-  /* 2: the figures; 3: the status */
+  /* 2, 3: the figures; 4: the status */
+  figures_t f = {"", "", ""};
   if (v->nsnaps) {
-    figures_text(figs, sizeof figs, &v->head);
-    snprintf(line, sizeof line, " %s", figs);
+    figures_of(&f, &v->head);
+    snprintf(line, sizeof line, " %s   %s", f.traced, f.rss);
   } else {
     snprintf(line, sizeof line, " waiting for the first snapshot...");
   }
   if (rows >= 2) put_line(&b, 2, "", line, cols);
-  if (rows >= 3) {
-    snprintf(line, sizeof line, " %s", v->status);
-    put_line(&b, 3, "", line, cols);
-  }
-  /* 4: the columns; then one site a line; the last: the keys */
+  snprintf(line, sizeof line, " %s", f.heap);
+  if (rows >= 3) put_line(&b, 3, "", line, cols);
+  snprintf(line, sizeof line, " %s", v->status);
+  if (rows >= 4) put_line(&b, 4, "", line, cols);
+  /* 5: the columns; then one site a line; the last: the keys */
   static const char *const by_names[] = {"line", "file", "function", "trace"};
   snprintf(line, sizeof line, "%10s %10s %9s %8s  SITE (by %s)", "SIZE", "GROWTH", "COUNT", "CHANGE",
            by_names[v->o->report.by]);
-  if (rows >= 4) put_line(&b, 4, ESC "[1m", line, cols);
-  int first = 5, last = rows - 1; /* rows for sites: first..last */
+  if (rows >= 5) put_line(&b, 5, ESC "[1m", line, cols);
+  int first = 6, last = rows - 1; /* rows for sites: first..last */
   size_t room = last >= first ? (size_t)(last - first + 1) : 0;
   if (v->o->top > 0 && (size_t)v->o->top < room) room = (size_t)v->o->top;
   size_t i = 0;

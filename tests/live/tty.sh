@@ -48,7 +48,7 @@ wait_for() {
 # a site's row: SIZE GROWTH COUNT CHANGE SITE -> its size in bytes, the rest as shown
 row_of() { grep -E "  $1\$" "$work/screen"; }
 bytes() { awk -v n="$1" -v u="$2" 'BEGIN { m = u == "KiB" ? 1024 : u == "MiB" ? 1048576 : u == "GiB" ? 1073741824 : 1; printf "%.0f\n", n * m }'; }
-first_site() { sed -n 5p "$work/screen" | awk '{ print $NF }'; }
+first_site() { sed -n 6p "$work/screen" | awk '{ print $NF }'; }
 alt() { tm display -p -t "$1" '#{alternate_on}'; }
 cursor() { tm display -p -t "$1" '#{cursor_flag}'; }
 # the session script: run's command line, then what the terminal is left as
@@ -83,17 +83,19 @@ head -n 1 "$work/screen" | grep -Eq "$VIEW $grow .* +elapsed [0-9]+:[0-9][0-9]  
 pid=$(head -n 1 "$work/screen" | sed 's/.*pid \([0-9]*\) .*/\1/')
 # traced now and peak >= BIG + MANY; heap in use >= traced; mapped >= in use; RSS > 1 MiB
 U='[0-9.]+ [KMG]?i?B'
-if sed -n 2p "$work/screen" | grep -Eq "^ traced $U \(peak $U\), RSS $U \(peak $U\), heap $U mapped, $U in use\$"; then
-  set -- $(sed -n 2p "$work/screen" | tr -d '(),' | awk '{ print $2, $3, $5, $6, $8, $9, $14, $15, $17, $18 }')
+if sed -n 2p "$work/screen" | grep -Eq "^ traced $U \(peak $U\)   RSS $U \(peak $U\)\$" &&
+  sed -n 3p "$work/screen" | grep -Eq "^ heap $U mapped, $U in use\$"; then
+  set -- $(sed -n 2,3p "$work/screen" | tr -d '(),' | awk '{ printf "%s ", NR == 1 ? $2 " " $3 " " $5 " " $6 " " $8 " " $9 : $2 " " $3 " " $5 " " $6 }')
   traced=$(bytes $1 $2) peak=$(bytes $3 $4) rss=$(bytes $5 $6) mapped=$(bytes $7 $8) inuse=$(bytes $9 ${10})
   [ "$traced" -ge $((4194304 + 64000)) ] || fail "1: traced $traced B < BIG + MANY"
   [ "$peak" -ge "$traced" ] || fail "1: peak $peak < traced $traced"
   [ "$inuse" -ge "$traced" ] && [ "$mapped" -ge "$inuse" ] || fail "1: heap mapped $mapped, in use $inuse, traced $traced"
   [ "$rss" -ge 1048576 ] || fail "1: RSS $rss"
 else
-  fail "1: figures line: $(sed -n 2p "$work/screen")"
+  fail "1: figures lines: $(sed -n 2,3p "$work/screen")"
 fi
-sed -n 4p "$work/screen" | grep -Eq '^ +SIZE +GROWTH +COUNT +CHANGE  SITE \(by line\)$' || fail "1: column headings"
+sed -n 4p "$work/screen" | grep -q '^$' || fail "1: the status line is not empty: $(sed -n 4p "$work/screen")"
+sed -n 5p "$work/screen" | grep -Eq '^ +SIZE +GROWTH +COUNT +CHANGE  SITE \(by line\)$' || fail "1: column headings"
 # sorted by size: BIG first, its figures exact; MANY exact; GROW growing
 tail -n 1 "$work/screen" | grep -q '^ s size  g growth  c count  q quit    sorted by size, 3 sites' ||
   fail "1: keys line: $(tail -n 1 "$work/screen")"
@@ -115,7 +117,7 @@ wait_for one 'sorted by growth' 5 || fail "1: g did not sort by growth"
 tm send-keys -t one c
 wait_for one 'sorted by count' 5 || fail "1: c did not sort by count"
 [ "$(first_site)" = "$MANY" ] || fail "1: by count, the first site is $(first_site), not MANY"
-sed -n 6p "$work/screen" | grep -q "  $GROW\$" || fail "1: by count, GROW is not second"
+sed -n 7p "$work/screen" | grep -q "  $GROW\$" || fail "1: by count, GROW is not second"
 tm send-keys -t one s
 wait_for one 'sorted by size' 5 || fail "1: s did not sort by size"
 [ "$(first_site)" = "$BIG" ] || fail "1: by size again, the first site is $(first_site), not BIG"
