@@ -494,7 +494,8 @@ static void suspend(view_t *v) {
 static bool read_keys(view_t *v) {
   char buf[64];
   ssize_t n = read(v->keyfd, buf, sizeof buf);
-  if (n == 0) { /* the terminal is gone: no more keys */
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return false;
+  if (n <= 0) { /* the terminal is gone (end of file, EIO after a hangup): no more keys */
     if (v->own_keyfd) close(v->keyfd);
     v->keyfd = -1;
     return false;

@@ -248,18 +248,37 @@ static bool prepare_env(const run_args_t *a, cli_run_t *res, const char *live) {
   return true;
 }
 
-/* Starts CMD; its pid, or -1 if it could not start. */
-static pid_t spawn(char **cmd) {
+/* Starts CMD; its pid, or -1 if it could not start. *exec_failed (may be
+ * NULL) says whether the exec failed (the child then said why and exits
+ * 127): a close-on-exec pipe stays silent when the exec succeeds. */
+static pid_t spawn(char **cmd, bool *exec_failed) {
   fflush(NULL);
+  int p[2] = {-1, -1};
+  if (exec_failed && pipe2(p, O_CLOEXEC) != 0) p[0] = p[1] = -1;
   pid_t pid = fork();
   if (pid < 0) {
     perror("snapmalloc run: fork");
+    if (p[0] >= 0) close(p[0]), close(p[1]);
     return -1;
   }
   if (pid == 0) {
     execvp(cmd[0], cmd);
-    fprintf(stderr, "snapmalloc run: cannot run %s: %s\n", cmd[0], strerror(errno));
+    int e = errno;
+    fprintf(stderr, "snapmalloc run: cannot run %s: %s\n", cmd[0], strerror(e));
+    if (p[1] >= 0 && write(p[1], &e, sizeof e) < 0) _exit(127);
     _exit(127);
+  }
+  if (exec_failed) {
+    *exec_failed = false;
+    if (p[0] >= 0) {
+      close(p[1]);
+      int e;
+      ssize_t r;
+      while ((r = read(p[0], &e, sizeof e)) < 0 && errno == EINTR) {
+      }
+      *exec_failed = r > 0;
+      close(p[0]);
+    }
   }
   unsetenv("LD_PRELOAD");
   return pid;
@@ -285,7 +304,7 @@ static int wait_child(pid_t pid) {
 /* Starts CMD and waits for it. Returns its wait status, or -1 if it could
  * not start. */
 static int launch(char **cmd, pid_t *pidp) {
-  pid_t pid = spawn(cmd);
+  pid_t pid = spawn(cmd, NULL);
   if (pid < 0) return -1;
   ignore_interrupts(true);
   int status = wait_child(pid);
@@ -675,12 +694,18 @@ static int live_wait(pid_t pid, const char *dir, long interval_ms) {
  * keeps the last snapshots. Returns CMD's wait status (-1 if it could not
  * start); *rc becomes 2 when the view failed. */
 static int run_live(const run_args_t *a, cli_run_t *res, const char *dir, pid_t *pidp, int *rc) {
-  pid_t pid = spawn(a->cmd);
+  bool exec_failed;
+  pid_t pid = spawn(a->cmd, &exec_failed);
   if (pid < 0) {
     live_rmdir(dir);
     return -1;
   }
   *pidp = pid;
+  if (exec_failed) { /* nothing to watch; its line stays on the screen */
+    int status = wait_child(pid);
+    live_rmdir(dir);
+    return status;
+  }
   ignore_interrupts(true);
   live_src_t src = {.pid = pid, .dir = dir, .cmd = a->cmd[0]};
   sm_live_opts_t lo = {.interval_ms = a->interval_ms, .top = (int)a->top, .name = "snapmalloc run"};

@@ -16,6 +16,8 @@
 #      ^C ends the program and the view (status 130).
 #   4. SIGTERM to snapmalloc: the terminal is restored, the live
 #      directory removed, the program left running.
+#   5. a command that cannot start: no view (run knows before it would
+#      draw one), its reason stays on the screen.
 # Skipped (77) without tmux.
 #   tty.sh SNAPMALLOC SRCDIR GROW
 set -u
@@ -205,6 +207,15 @@ modes_ok || fail "4: terminal modes after SIGTERM"
 kill -0 "$pid" 2> /dev/null || fail "4: the program was stopped by snapmalloc's SIGTERM"
 [ -d "$work/tmp.four" ] && [ -z "$(ls -A "$work/tmp.four")" ] || fail "4: the live directory was left"
 touch "$work/stop4"
+
+# ---- 5. a command that cannot start: its error stays on the screen
+tm new-session -d -x 120 -y 40 -s five "export SNAPMALLOC_LIB='$SNAPMALLOC_LIB' TMPDIR='$work'; '$tool' run --live -- '$work/no-such-program'; echo \"run exited \$?\"; sleep 600"
+wait_for five '^run exited' 10 || fail "5: run did not end"
+grep -q "^snapmalloc run: cannot run $work/no-such-program: No such file or directory\$" "$work/screen" ||
+  { fail "5: the reason is not on the screen"; cat "$work/screen"; }
+grep -q '^run exited 127$' "$work/screen" || fail "5: run's status"
+grep -q 'exited with status 127' "$work/screen" && fail "5: the view started (and ended) for a command that never ran"
+[ -z "$(ls -d "$work"/snapmalloc-live.* 2> /dev/null)" ] || fail "5: the live directory was left"
 
 [ $fails = 0 ] && echo "all terminal live checks passed"
 [ $fails = 0 ]
