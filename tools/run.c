@@ -543,7 +543,7 @@ static live_file_t *live_scan(const char *dir, size_t *n) {
     if (cnt == cap) v = xrealloc(v, (cap = cap ? 2 * cap : 16) * sizeof *v);
     v[cnt++] = f;
   }
-  qsort(v, cnt, sizeof *v, cmp_live_file);
+  if (cnt) qsort(v, cnt, sizeof *v, cmp_live_file);
   size_t kept = 0;
   for (size_t i = 0; i < cnt; i++) {
     if (i + 1 < cnt && v[i + 1].pid == v[i].pid) unlinkat(dirfd(d), v[i].name, 0);
