@@ -26,6 +26,23 @@
 
 /* ---------------------------------------------------------------- context */
 
+/* What one address of one module symbolized to, in display form: kept
+ * for the context's life, so that a model built again (the live view's
+ * refreshes, diff's second snapshot) looks each address up once and
+ * builds no display string twice. */
+typedef struct frame_memo {
+  UT_hash_handle hh;
+  struct memo_key {          /* no padding: hashed as bytes */
+    int64_t handle;         /* the symbolizer's module */
+    uint64_t offset;
+  } key;
+  int n;                    /* frames of its inline chain; 0: nothing known */
+  struct memo_frame {
+    const char *file, *function; /* interned display forms */
+    int line;
+  } f[];
+} frame_memo_t;
+
 typedef struct modkey {
   UT_hash_handle hh;
   char *key;   /* path + '\0' + hex build-id */
@@ -48,6 +65,7 @@ struct sm_tools_ctx {
   char cwd[PATH_MAX];
   size_t cwdlen;
   warning_t missing, mismatch, deep;
+  frame_memo_t *memo;
 };
 
 /* Frames one trace may have once inline chains are expanded (8 per
@@ -72,6 +90,11 @@ void sm_ctx_free(sm_tools_ctx_t *c) {
     HASH_DEL(c->mods, m);
     free(m->key);
     free(m);
+  }
+  frame_memo_t *f, *ft;
+  HASH_ITER(hh, c->memo, f, ft) {
+    HASH_DEL(c->memo, f);
+    free(f);
   }
   sm_intern_free(c->strings);
   sm_sym_free(c->sym);
@@ -224,14 +247,26 @@ static bool add_frames(sm_tools_ctx_t *c, sm_strace_t *t, int *cap, const sm_sna
   if (rf->module == SM_SNAP_NO_MODULE) return push_frame(t, cap, f);
   f.module = paths[rf->module];
   if (handles[rf->module] == -2) handles[rf->module] = module_handle(c, &snap->modules[rf->module]);
-  sm_sym_frame_t out[32];
-  int n = sm_sym_lookup(c->sym, handles[rf->module], rf->offset, true, out, 32);
-  if (n <= 0) return push_frame(t, cap, f);
-  for (int j = 0; j < n; j++) {
+  struct memo_key key = {handles[rf->module], rf->offset};
+  frame_memo_t *m;
+  HASH_FIND(hh, c->memo, &key, sizeof key, m);
+  if (!m) {
+    sm_sym_frame_t out[32];
+    int n = sm_sym_lookup(c->sym, handles[rf->module], rf->offset, true, out, 32);
+    if (n < 0) n = 0;
+    m = xcalloc(1, sizeof *m + (size_t)n * sizeof m->f[0]);
+    m->key = key;
+    m->n = n;
+    for (int j = 0; j < n; j++)
+      m->f[j] = (struct memo_frame){display_path(c, out[j].file), intern_display(c, out[j].function, 0), out[j].line};
+    HASH_ADD(hh, c->memo, key, sizeof key, m);
+  }
+  if (m->n == 0) return push_frame(t, cap, f);
+  for (int j = 0; j < m->n; j++) {
     sm_sframe_t g = f;
-    g.file = display_path(c, out[j].file);
-    g.line = out[j].line;
-    g.function = intern_display(c, out[j].function, 0);
+    g.file = m->f[j].file;
+    g.line = m->f[j].line;
+    g.function = m->f[j].function;
     if (!push_frame(t, cap, g)) return false;
   }
   return true;
