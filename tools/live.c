@@ -51,7 +51,7 @@ typedef struct entry {
 /* The header figures of the latest snapshot, copied out of it. */
 typedef struct head {
   uint64_t pid, traced_current, traced_peak, rss, peak_rss, heap_mapped, heap_inuse;
-  bool sampled, final;          /* figures estimated from samples; the process's last snapshot */
+  bool sampled, final, off;     /* figures estimated from samples; the process's last snapshot; tracing off */
   char *command;                /* display form of the command line (or program) */
 } head_t;
 
@@ -225,6 +225,7 @@ static void head_set(head_t *h, const sm_snap_t *s) {
   h->heap_inuse = s->heap_inuse;
   h->sampled = s->flags & SM_SNAP_SAMPLED;
   h->final = s->flags & SM_SNAP_FINAL;
+  h->off = s->flags & SM_SNAP_OFF;
   /* the command line, its arguments joined by spaces (else the program) */
   strbuf_t raw = {0}, shown = {0};
   for (size_t i = 0; i < s->cmdline_len; i++) sb_putc(&raw, s->cmdline[i] ? s->cmdline[i] : ' ');
@@ -315,7 +316,8 @@ static void figures_of(figures_t *f, const head_t *h) {
   }
   size_text(mapped, sizeof mapped, (int64_t)h->heap_mapped, false);
   size_text(inuse, sizeof inuse, (int64_t)h->heap_inuse, false);
-  snprintf(f->traced, sizeof f->traced, "traced %s (peak %s)%s", cur, peak, h->sampled ? " estimated from samples" : "");
+  snprintf(f->traced, sizeof f->traced, "traced %s (peak %s)%s%s", cur, peak, h->sampled ? " estimated from samples" : "",
+           h->off ? ", tracing off" : "");
   snprintf(f->rss, sizeof f->rss, "RSS %s%s", rss, rpeak);
   snprintf(f->heap, sizeof f->heap, "heap %s mapped, %s in use", mapped, inuse);
 }

@@ -84,6 +84,21 @@ grep -q 'top 10' "$work/ferr" && fail "--no-report printed the top sites"
 grep -q '^snapmalloc run: cannot write to standard output: Broken pipe$' "$work/herr" || { fail "| head: no line"; cat "$work/herr"; }
 grep -q '^snapmalloc: 1 snapshot written:$' "$work/herr" || fail "| head: the program's snapshot was not kept"
 
+# tracing stopped from outside (snapmalloc stop PID, run arms control=1):
+# no more periodic snapshots; the final block says tracing is off
+rm -f "$work/stopfile"
+"$tool" run --live --interval 0.5 --no-report --out "$work/o.%p.%n.snap" -- "$grow" "$work/stopfile" 24 > "$work/oout" 2> "$work/oerr" &
+runpid=$!
+i=0
+while [ $i -lt 100 ] && ! grep -q '^snapmalloc live: ' "$work/oout" 2> /dev/null; do sleep 0.1; i=$((i + 1)); done
+pid=$(head -n 1 "$work/oout" | sed 's/.*(pid \([0-9]*\)).*/\1/')
+"$tool" stop "$pid" > /dev/null || fail "snapmalloc stop $pid"
+touch "$work/stopfile"
+wait $runpid || fail "run --live with a stop: exit $?"
+grep '^snapmalloc live: ' "$work/oout" | tail -n 1 | grep -q ', tracing off, RSS ' ||
+  fail "the last block does not say tracing is off: $(grep '^snapmalloc live: ' "$work/oout" | tail -n 1)"
+grep '^snapmalloc live: ' "$work/oout" | head -n 1 | grep -q 'tracing off' && fail "the first block says tracing is off"
+
 # check takes --live (run's option): the view on stdout, then the leak
 # report of the kept final snapshot (P3's blocks are lost), status 1
 "$tool" check --live --interval 0.5 --top 2 -- "$grow" phases > "$work/cout" 2> "$work/cerr"
