@@ -8,7 +8,7 @@
 #                 linked in directly) under ThreadSanitizer;
 #   build-asan    -Dtools_sanitize=address,undefined: the tool's suites (cli,
 #                 export, svg, the fuzz corpus replay, control: the client of
-#                 the control channel) under ASan and UBSan.
+#                 the control channel, live: the live view) under ASan and UBSan.
 # With arguments (a test or suite for meson test), only ./build runs them.
 # Prints how long each stage took; the last line is
 # "N passed, N failed, N skipped" over every stage.
@@ -59,7 +59,7 @@ if [ $# -eq 0 ]; then
   # included); every access is still checked, and UB aborts.
   export ASAN_OPTIONS="detect_leaks=0" UBSAN_OPTIONS="print_stacktrace=1"
   stage tools-asan build-asan -Dtools_sanitize=address,undefined -Db_lto=false -- --suite cli --suite export --suite svg \
-    --suite control
+    --suite control --suite live
   unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 

@@ -76,6 +76,26 @@ bool cli_parse_int(const char *s, long lo, long hi, long *out) {
   return true;
 }
 
+bool cli_parse_seconds(const char *s, long max_ms, long *ms) {
+  if (!s || *s < '0' || *s > '9') return false;
+  long whole = 0, frac = 0;
+  const char *p = s;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    if (whole > max_ms / 1000) return false;
+    whole = whole * 10 + (*p - '0');
+  }
+  if (*p == '.') {
+    int digits = 0;
+    for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+      if (digits < 3) frac = frac * 10 + (*p - '0');
+    if (digits < 1 || digits > 3) return false;
+    for (; digits < 3; digits++) frac *= 10;
+  }
+  if (*p || whole > max_ms / 1000 || whole * 1000 + frac > max_ms) return false;
+  *ms = whole * 1000 + frac;
+  return true;
+}
+
 int cli_load(const char *path, sm_snap_t *snap) {
   char err[256];
   if (sm_snap_read(path, snap, err, sizeof err) != 0) {

@@ -26,6 +26,23 @@
 
 /* ---------------------------------------------------------------- context */
 
+/* What one address of one module symbolized to, in display form: kept
+ * for the context's life, so that a model built again (the live view's
+ * refreshes, diff's second snapshot) looks each address up once and
+ * builds no display string twice. */
+typedef struct frame_memo {
+  UT_hash_handle hh;
+  struct memo_key {          /* no padding: hashed as bytes */
+    int64_t handle;         /* the symbolizer's module */
+    uint64_t offset;
+  } key;
+  int n;                    /* frames of its inline chain; 0: nothing known */
+  struct memo_frame {
+    const char *file, *function; /* interned display forms */
+    int line;
+  } f[];
+} frame_memo_t;
+
 typedef struct modkey {
   UT_hash_handle hh;
   char *key;   /* path + '\0' + hex build-id */
@@ -48,6 +65,7 @@ struct sm_tools_ctx {
   char cwd[PATH_MAX];
   size_t cwdlen;
   warning_t missing, mismatch, deep;
+  frame_memo_t *memo;
 };
 
 /* Frames one trace may have once inline chains are expanded (8 per
@@ -72,6 +90,11 @@ void sm_ctx_free(sm_tools_ctx_t *c) {
     HASH_DEL(c->mods, m);
     free(m->key);
     free(m);
+  }
+  frame_memo_t *f, *ft;
+  HASH_ITER(hh, c->memo, f, ft) {
+    HASH_DEL(c->memo, f);
+    free(f);
   }
   sm_intern_free(c->strings);
   sm_sym_free(c->sym);
@@ -224,14 +247,26 @@ static bool add_frames(sm_tools_ctx_t *c, sm_strace_t *t, int *cap, const sm_sna
   if (rf->module == SM_SNAP_NO_MODULE) return push_frame(t, cap, f);
   f.module = paths[rf->module];
   if (handles[rf->module] == -2) handles[rf->module] = module_handle(c, &snap->modules[rf->module]);
-  sm_sym_frame_t out[32];
-  int n = sm_sym_lookup(c->sym, handles[rf->module], rf->offset, true, out, 32);
-  if (n <= 0) return push_frame(t, cap, f);
-  for (int j = 0; j < n; j++) {
+  struct memo_key key = {handles[rf->module], rf->offset};
+  frame_memo_t *m;
+  HASH_FIND(hh, c->memo, &key, sizeof key, m);
+  if (!m) {
+    sm_sym_frame_t out[32];
+    int n = sm_sym_lookup(c->sym, handles[rf->module], rf->offset, true, out, 32);
+    if (n < 0) n = 0;
+    m = xcalloc(1, sizeof *m + (size_t)n * sizeof m->f[0]);
+    m->key = key;
+    m->n = n;
+    for (int j = 0; j < n; j++)
+      m->f[j] = (struct memo_frame){display_path(c, out[j].file), intern_display(c, out[j].function, 0), out[j].line};
+    HASH_ADD(hh, c->memo, key, sizeof key, m);
+  }
+  if (m->n == 0) return push_frame(t, cap, f);
+  for (int j = 0; j < m->n; j++) {
     sm_sframe_t g = f;
-    g.file = display_path(c, out[j].file);
-    g.line = out[j].line;
-    g.function = intern_display(c, out[j].function, 0);
+    g.file = m->f[j].file;
+    g.line = m->f[j].line;
+    g.function = m->f[j].function;
     if (!push_frame(t, cap, g)) return false;
   }
   return true;
@@ -405,6 +440,58 @@ static void group(const sm_report_opts_t *o, const sm_model_t *m, stat_t **tab, 
       charge(s, t, side);
     }
   }
+}
+
+/* The one-line label of a --by trace entry: its site's key, then the
+ * functions that called it, innermost first ("a.c:12 < parse < main"). */
+static void trace_label(strbuf_t *sb, const sm_strace_t *t) {
+  char one[PATH_MAX + 256];
+  if (t->nframes == 0) {
+    sb_puts(sb, "<no frames>:0");
+    return;
+  }
+  sm_site_key(one, sizeof one, &t->frames[t->site], BY_LINE);
+  sb_puts(sb, one);
+  for (int i = t->site + 1; i < t->nframes; i++) {
+    const sm_sframe_t *f = &t->frames[i];
+    if (f->function) sb_printf(sb, " < %s", f->function);
+    else sm_site_key(one, sizeof one, f, BY_FUNCTION), sb_printf(sb, " < %s", one);
+  }
+}
+
+size_t sm_model_group(sm_tools_ctx_t *c, const sm_model_t *m, sm_group_t **out) {
+  stat_t *tab = NULL;
+  group(&c->opts, m, &tab, 1);
+  int fs = m->at == AT_PEAK ? F_PEAK_SIZE : F_SIZE, fc = m->at == AT_PEAK ? F_PEAK_COUNT : F_COUNT;
+  sm_group_t *g = xcalloc(HASH_COUNT(tab) + 1, sizeof *g);
+  size_t n = 0;
+  stat_t *s, *st;
+  HASH_ITER(hh, tab, s, st) {
+    HASH_DEL(tab, s);
+    if (s->fig[1][fs] || s->fig[1][fc]) {
+      sm_group_t *e = &g[n++];
+      e->size = s->fig[1][fs];
+      e->count = s->fig[1][fc];
+      e->key = s->key; /* handed over */
+      if (c->opts.by == BY_TRACE) {
+        strbuf_t sb = {0};
+        trace_label(&sb, s->rep);
+        e->label = sb.s;
+      } else {
+        e->label = xstrdup(s->key);
+      }
+    } else {
+      free(s->key);
+    }
+    free(s);
+  }
+  *out = g;
+  return n;
+}
+
+void sm_groups_free(sm_group_t *g, size_t n) {
+  for (size_t i = 0; i < n; i++) free(g[i].key), free(g[i].label);
+  free(g);
 }
 
 /* What a report shows, per snapshot (OLD [0], NEW [1]): the figures that

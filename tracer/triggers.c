@@ -1,6 +1,6 @@
 /* When snapshots are written besides the API: on a signal, every `interval`
- * seconds, at exit, on a request of the control channel (control.c); and
- * what a fork child must redo.
+ * seconds (to the millisecond), at exit, on a request of the control
+ * channel (control.c); and what a fork child must redo.
  *
  * The signal handler only writes one byte to a pipe (async-signal-safe). A
  * helper thread, started when a signal or an interval is configured for
@@ -139,10 +139,10 @@ static void *helper_main(void *arg) {
   uint64_t due = 0; /* when the next interval snapshot is due (ms); 0: none while tracing is off */
   for (;;) {
     int timeout = -1;
-    if (sm_opt.interval > 0 && __atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) {
+    if (sm_opt.interval_ms > 0 && __atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) {
       uint64_t now = sm_os_now_ms();
-      if (!due) due = now + (uint64_t)sm_opt.interval * 1000;
-      timeout = due > now ? (int)(due - now) : 0; /* interval <= 86400 s: fits */
+      if (!due) due = now + (uint64_t)sm_opt.interval_ms;
+      timeout = due > now ? (int)(due - now) : 0; /* interval <= 86400 s: fits in ms */
     } else {
       due = 0;
     }
@@ -153,12 +153,12 @@ static void *helper_main(void *arg) {
     if (r > 0 && pfd[1].revents) sm_control_check();
     if (due && sm_os_now_ms() >= due) {
       snap = true;
-      due += (uint64_t)sm_opt.interval * 1000;
+      due += (uint64_t)sm_opt.interval_ms;
       if (due <= sm_os_now_ms()) due = 0; /* fell behind: count from the next round */
     }
     if (snap) sm_snapshot_write(NULL, 0);
     if (r > 0 && (pfd[1].revents & POLLIN)) sm_control_serve_one();
-    if (wake_pipe[0] < 0 && sm_control_fd() < 0 && !sm_opt.interval) idle(); /* nothing left to wait for */
+    if (wake_pipe[0] < 0 && sm_control_fd() < 0 && !sm_opt.interval_ms) idle(); /* nothing left to wait for */
     if (__atomic_load_n(&exit_drain, __ATOMIC_ACQUIRE)) drain_and_idle();
   }
 }
@@ -219,7 +219,7 @@ static void install_signal(bool only_if_unclaimed) {
 void sm_triggers_init(void) {
   bool tracing = __atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE);
   bool armed = sm_control_open() >= 0;
-  if (armed || (tracing && (sm_opt.signal || sm_opt.interval))) start_helper();
+  if (armed || (tracing && (sm_opt.signal || sm_opt.interval_ms))) start_helper();
   if (tracing) install_signal(false);
 }
 
