@@ -27,6 +27,7 @@
 
 #include "tools/cli.h"
 #include "tools/cliopt.h"
+#include "tools/live.h"
 #include "tools/report.h"
 #include "tools/util.h"
 #include "tracer/ctlproto.h"
@@ -255,7 +256,7 @@ int control_snap(pid_t pid, const char *path, double timeout_s, char *written, s
 
 /* ---------------------------------------------------------------- commands */
 
-enum { O_DEPTH = CLI_OWN, O_SAMPLE, O_TIMEOUT };
+enum { O_DEPTH = CLI_OWN, O_SAMPLE, O_TIMEOUT, O_INTERVAL, O_TOP, O_BY };
 
 static const struct option timeout_opts[] = {
     {"timeout", required_argument, NULL, O_TIMEOUT},
@@ -268,9 +269,18 @@ static const struct option start_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+static const struct option live_opts[] = {
+    {"interval", required_argument, NULL, O_INTERVAL},
+    {"top", required_argument, NULL, O_TOP},
+    {"by", required_argument, NULL, O_BY},
+    {NULL, 0, NULL, 0},
+};
+
 typedef struct ctl_args {
   pid_t pid;
   double timeout;
+  long interval_ms, top;     /* live */
+  sm_by_t by;
   long depth;                /* 0: the process's */
   bool sample_given;
   unsigned long long sample;
@@ -291,6 +301,8 @@ static void parse_ctl_args(const char *cmd, int argc, char **argv, const struct 
                            ctl_args_t *a) {
   memset(a, 0, sizeof *a);
   a->timeout = CONTROL_TIMEOUT_DEFAULT;
+  a->interval_ms = 1000;
+  a->by = BY_LINE;
   const struct option *groups[5];
   int g = 0;
   if (own) groups[g++] = own;
@@ -318,6 +330,17 @@ static void parse_ctl_args(const char *cmd, int argc, char **argv, const struct 
       a->sample_given = true;
       break;
     case 'o': a->out = optarg; break;
+    case O_INTERVAL:
+      if (!cli_parse_seconds(optarg, 86400 * 1000L, &a->interval_ms) || a->interval_ms == 0)
+        cli_usage_error(cmd, "--interval takes seconds above 0 and up to 86400, to the millisecond (0.5), not '%s'",
+                        optarg);
+      break;
+    case O_TOP: cli_range(cmd, "--top", 1, 100000, "", &v); a->top = v; break;
+    case O_BY: {
+      static const char *const by[] = {"line|lineno", "file|filename", "function", "trace|traceback", NULL};
+      a->by = (sm_by_t)cli_keyword(cmd, "--by", by);
+      break;
+    }
     }
   }
   if (a->help) return;
@@ -411,4 +434,93 @@ int cmd_snap(int argc, char **argv) {
   sm_put_escaped(stdout, written);
   putchar('\n');
   return 0;
+}
+
+/* ---------------------------------------------------------------- live PID
+ *
+ * The live view of a running process: each refresh asks it for a snapshot
+ * into a private directory (the process writes it with its own
+ * credentials, so a view run by root over another user's process hands
+ * the directory to that user first), shows it, and deletes it. */
+typedef struct pid_src {
+  pid_t pid;
+  double timeout;
+  const char *dir;
+  unsigned long n;
+} pid_src_t;
+
+/* Whether pid is gone: no such process, or a zombie that only waits to be
+ * reaped. */
+static bool process_gone(pid_t pid) {
+  if (kill(pid, 0) != 0 && errno == ESRCH) return true;
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return true;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *close = strrchr(buf, ')'); /* the command name may hold anything */
+  return close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X');
+}
+
+static sm_live_status_t pid_next(void *arg, char *path, size_t cap, char *msg, size_t mcap) {
+  pid_src_t *s = arg;
+  snprintf(path, cap, "%s/%lu.snap", s->dir, s->n++);
+  char err[1200];
+  if (control_snap(s->pid, path, s->timeout, NULL, 0, err, sizeof err) == 0) return SM_LIVE_NEW;
+  if (s->n > 1 && process_gone(s->pid)) { /* it went after it answered; a process never reached is an error */
+    snprintf(msg, mcap, "pid %d has exited", (int)s->pid);
+    return SM_LIVE_END;
+  }
+  snprintf(msg, mcap, "%s", err);
+  return SM_LIVE_ERROR;
+}
+
+static void pid_done(void *arg, const char *path) {
+  (void)arg;
+  unlink(path);
+}
+
+/* As root over another user's process: the directory becomes that user's,
+ * so that the process can write into it. */
+static void hand_over(const char *dir, pid_t pid) {
+  char proc[64];
+  struct stat st;
+  snprintf(proc, sizeof proc, "/proc/%d", (int)pid);
+  if (geteuid() == 0 && stat(proc, &st) == 0 && st.st_uid != 0 && chown(dir, st.st_uid, st.st_gid) != 0)
+    fprintf(stderr, "snapmalloc live: cannot give %s to uid %u: %s\n", dir, (unsigned)st.st_uid, strerror(errno));
+}
+
+int cmd_live(int argc, char **argv) {
+  ctl_args_t a;
+  parse_ctl_args("live", argc, argv, live_opts, false, &a);
+  if (a.help) {
+    printf("usage: snapmalloc live PID [--interval S] [--top N] [--by line|file|function|trace] [--timeout S]\n\n"
+           "Shows the top allocation sites of process PID (run with libsnapmalloc.so and\n"
+           "control=1, tracing: snapmalloc start PID), refreshed every --interval seconds\n"
+           "(default 1, to the millisecond) from a snapshot the process writes each time.\n"
+           "In a terminal: a full-screen view; keys s, g, c sort by size, growth, count;\n"
+           "q quits (the process goes on). Otherwise: plain text, one block per refresh.\n\n"
+           "  --top N          sites shown (default: what fits; 10 in plain text)\n"
+           "  --by KEY         how sites are grouped (default line)\n%s\n"
+           "Exit status 0, or 2 with one line saying why not (docs/service.md).\n",
+           timeout_help);
+    return 0;
+  }
+  char dir[PATH_MAX];
+  if (!sm_live_mkdir("live", dir, sizeof dir)) return 2;
+  hand_over(dir, a.pid);
+  pid_src_t s = {a.pid, a.timeout, dir, 0};
+  sm_live_opts_t o = {.interval_ms = a.interval_ms, .top = (int)a.top, .name = "snapmalloc live"};
+  o.report.by = a.by;
+  sm_live_source_t src = {pid_next, pid_done, &s};
+  int sig = 0;
+  int rc = sm_live_run(&o, &src, &sig);
+  sm_live_rmdir("live", dir);
+  if (sig) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+  return rc;
 }

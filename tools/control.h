@@ -15,6 +15,9 @@
 int cmd_start(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_snap(int argc, char **argv);
+/* snapmalloc live PID [options]: the live view (tools/live.h) of a running
+ * process, from snapshots asked of it: 0, or 2 after one line. */
+int cmd_live(int argc, char **argv);
 
 /* Sends one request (len bytes, no NUL needed) to pid's control channel
  * and waits at most timeout_s seconds for the whole exchange. 0 when the

@@ -21,6 +21,7 @@
  * key -> live bytes and blocks at the first snapshot and now. */
 #include "tools/live.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -653,4 +654,28 @@ int sm_live_run(const sm_live_opts_t *o, const sm_live_source_t *src, int *sig) 
   free(v.head.command);
   sm_ctx_free(v.ctx);
   return rc;
+}
+
+/* ---------------------------------------------------------------- its directory */
+
+bool sm_live_mkdir(const char *who, char *dir, size_t cap) {
+  const char *tmp = getenv("TMPDIR");
+  if (!tmp || tmp[0] != '/' || strchr(tmp, ',') || strlen(tmp) > 256) tmp = "/tmp";
+  if ((size_t)snprintf(dir, cap, "%s/snapmalloc-live.XXXXXX", tmp) >= cap || !mkdtemp(dir)) {
+    fprintf(stderr, "snapmalloc %s: cannot create a directory for the live view in %s: %s\n", who, tmp,
+            strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+void sm_live_rmdir(const char *who, const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    unlinkat(dirfd(d), e->d_name, 0);
+  }
+  if (d) closedir(d);
+  if (rmdir(dir) != 0 && errno != ENOENT) fprintf(stderr, "snapmalloc %s: cannot remove %s: %s\n", who, dir, strerror(errno));
 }

@@ -6,7 +6,7 @@
  *   snapmalloc export SNAP [--format pprof|folded] [-o FILE]
  *   snapmalloc flame SNAP | OLD NEW [-o FILE]      (flame.c)
  *   snapmalloc timeline SNAP... [-o FILE]         (timeline.c)
- *   snapmalloc start|stop|snap PID [options]      (control.c)
+ *   snapmalloc start|stop|snap|live PID [options] (control.c; the view: live.c)
  *
  * Exit status: 0 success; 2 bad input or usage (one line on stderr says
  * what and where); `run` passes CMD's status through (a death by signal is
@@ -316,7 +316,8 @@ static void usage(FILE *out) {
           "  timeline SNAPSHOT... [options]  an SVG chart of memory over a run's snapshots\n"
           "  start PID [options]             switch tracing on in a running process\n"
           "  stop PID                        switch it off\n"
-          "  snap PID [-o FILE]              make a running process write a snapshot now\n\n"
+          "  snap PID [-o FILE]              make a running process write a snapshot now\n"
+          "  live PID [options]              watch a running process's top sites, refreshed\n\n"
           "'%s COMMAND --help' describes a command. Exit status: 0 success, 1 leaks found\n"
           "(leaks, check), 2 bad input or usage; run and check pass CMD's failure through.\n",
           prog, prog);
@@ -347,6 +348,7 @@ int sm_cli_main(int argc, char **argv) {
   if (!strcmp(cmd, "start")) return cmd_start(argc - 1, argv + 1);
   if (!strcmp(cmd, "stop")) return cmd_stop(argc - 1, argv + 1);
   if (!strcmp(cmd, "snap")) return cmd_snap(argc - 1, argv + 1);
+  if (!strcmp(cmd, "live")) return cmd_live(argc - 1, argv + 1);
   fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", prog, cmd, prog);
   return EXIT_BAD;
 }

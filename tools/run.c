@@ -476,29 +476,6 @@ static int pass_status(int status, const char *cmd, bool reraise) {
  * moved to where the out pattern would have put it, and the directory is
  * removed; the listing and the report then go on as without --live. */
 
-/* A fresh directory for --live, in $TMPDIR (when it is an absolute path
- * that fits in an option value) or /tmp. */
-static bool live_mkdir(char *dir, size_t cap) {
-  const char *tmp = getenv("TMPDIR");
-  if (!tmp || tmp[0] != '/' || strchr(tmp, ',') || strlen(tmp) > 256) tmp = "/tmp";
-  if ((size_t)snprintf(dir, cap, "%s/snapmalloc-live.XXXXXX", tmp) >= cap || !mkdtemp(dir)) {
-    fprintf(stderr, "snapmalloc run: cannot create a directory for --live in %s: %s\n", tmp, strerror(errno));
-    return false;
-  }
-  return true;
-}
-
-static void live_rmdir(const char *dir) {
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  while (d && (e = readdir(d)) != NULL) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    unlinkat(dirfd(d), e->d_name, 0);
-  }
-  if (d) closedir(d);
-  if (rmdir(dir) != 0 && errno != ENOENT) fprintf(stderr, "snapmalloc run: cannot remove %s: %s\n", dir, strerror(errno));
-}
-
 typedef struct live_file {
   unsigned long long pid, seq;
   struct timespec mtime;
@@ -697,13 +674,13 @@ static int run_live(const run_args_t *a, cli_run_t *res, const char *dir, pid_t 
   bool exec_failed;
   pid_t pid = spawn(a->cmd, &exec_failed);
   if (pid < 0) {
-    live_rmdir(dir);
+    sm_live_rmdir("run", dir);
     return -1;
   }
   *pidp = pid;
   if (exec_failed) { /* nothing to watch; its line stays on the screen */
     int status = wait_child(pid);
-    live_rmdir(dir);
+    sm_live_rmdir("run", dir);
     return status;
   }
   ignore_interrupts(true);
@@ -721,7 +698,7 @@ static int run_live(const run_args_t *a, cli_run_t *res, const char *dir, pid_t 
       else usleep(10000);
     }
   if (sig == SIGTERM || sig == SIGHUP) { /* run itself was asked to end: CMD is left as it is */
-    live_rmdir(dir);
+    sm_live_rmdir("run", dir);
     if (!src.exited) fprintf(stderr, "snapmalloc run: ended by signal %d (%s); pid %d goes on untraced by the view\n",
                              sig, strsignal(sig), (int)pid);
     fflush(NULL);
@@ -742,7 +719,7 @@ static int run_live(const run_args_t *a, cli_run_t *res, const char *dir, pid_t 
   }
   ignore_interrupts(false);
   live_keep(dir, res->pattern);
-  live_rmdir(dir);
+  sm_live_rmdir("run", dir);
   return src.status;
 }
 
@@ -754,11 +731,11 @@ int cli_run(int argc, char **argv, bool reraise, cli_run_t *res) {
   if (!res) res = &local;
   char live_dir[PATH_MAX] = "", live_pattern[PATH_MAX + 32];
   if (a.live) {
-    if (!live_mkdir(live_dir, sizeof live_dir)) return 2;
+    if (!sm_live_mkdir("run", live_dir, sizeof live_dir)) return 2;
     snprintf(live_pattern, sizeof live_pattern, "%s/%%p.%%n.snap", live_dir);
   }
   if (!prepare_env(&a, res, a.live ? live_pattern : NULL)) {
-    if (a.live) live_rmdir(live_dir);
+    if (a.live) sm_live_rmdir("run", live_dir);
     return 2;
   }
   pid_t pid = 0;

@@ -18,6 +18,10 @@
 #      directory removed, the program left running.
 #   5. a command that cannot start: no view (run knows before it would
 #      draw one), its reason stays on the screen.
+#   6. live PID on a process armed with control=1 and started with
+#      snapmalloc start: the view of that pid with its sites, g sorts, q
+#      leaves the process running; a second view of it stays up when the
+#      process ends, says so, and q then ends it with status 0.
 # Skipped (77) without tmux.
 #   tty.sh SNAPMALLOC SRCDIR GROW
 set -u
@@ -26,7 +30,7 @@ command -v tmux > /dev/null || { echo "tmux is not installed"; exit 77; }
 work=$(mktemp -d)
 sock=$work/tmux.sock
 # at the end: every program told to stop, every session gone, then the files
-trap 'touch "$work/stop1" "$work/stop2" "$work/stop3" "$work/stop4"; tmux -S "$sock" kill-server 2> /dev/null;
+trap 'touch "$work/stop1" "$work/stop2" "$work/stop3" "$work/stop4" "$work/stop6"; tmux -S "$sock" kill-server 2> /dev/null;
       sleep 0.5; rm -rf "$work"' EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
@@ -216,6 +220,41 @@ grep -q "^snapmalloc run: cannot run $work/no-such-program: No such file or dire
 grep -q '^run exited 127$' "$work/screen" || fail "5: run's status"
 grep -q 'exited with status 127' "$work/screen" && fail "5: the view started (and ended) for a command that never ran"
 [ -z "$(ls -d "$work"/snapmalloc-live.* 2> /dev/null)" ] || fail "5: the live directory was left"
+
+# ---- 6. live PID: a process armed with control=1, traced by snapmalloc start
+(cd "$src" && LD_PRELOAD="$SNAPMALLOC_LIB" SNAPMALLOC_OPTIONS=control=1 exec "$grow" "$work/stop6" 24) > /dev/null 2>&1 &
+pid6=$!
+# tracing starts once BIG and MANY are allocated (a snapshot of the armed,
+# untraced process shows them in the heap), so that only GROW grows
+in_use() {
+  "$tool" snap "$pid6" -o "$work/armed.snap" > /dev/null 2>&1 &&
+    "$tool" top "$work/armed.snap" --format json --limit 0 2> /dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["header"]["heap"]["in_use"])'
+}
+i=0
+until [ "$(in_use || echo 0)" -ge $((4194304 + 64000)) ] || [ $i -ge 100 ]; do sleep 0.1; i=$((i + 1)); done
+"$tool" start "$pid6" > "$work/start6" 2>&1
+grep -q "^pid $pid6: tracing on" "$work/start6" || fail "6: start: $(cat "$work/start6")"
+livecmd="cd '$src'; TMPDIR='$work' '$tool' live $pid6 --interval 0.5; echo \"live exited \$?\"; sleep 600"
+tm new-session -d -x 120 -y 40 -s six "$livecmd"
+wait_for six "  $GROW\$" 15 || { fail "6: no view of pid $pid6 with the GROW site"; cat "$work/screen"; }
+head -n 1 "$work/screen" | grep -Eq "^ snapmalloc live  pid $pid6 " || fail "6: header: $(head -n 1 "$work/screen")"
+tm send-keys -t six g
+wait_for six 'sorted by growth' 5 || fail "6: g did not sort by growth"
+[ "$(first_site)" = "$GROW" ] || fail "6: by growth, the first site is $(first_site), not GROW"
+tm send-keys -t six q
+wait_for six '^live exited 0$' 10 || fail "6: live did not end with status 0 after q"
+[ "$(alt six)" = 0 ] || fail "6: still on the alternate screen after q"
+kill -0 "$pid6" 2> /dev/null || fail "6: the process did not go on after q"
+[ -z "$(ls -d "$work"/snapmalloc-live.* 2> /dev/null)" ] || fail "6: the view's directory was left"
+tm new-session -d -x 120 -y 40 -s seven "$livecmd"
+wait_for seven "  $GROW\$" 15 || fail "6: no second view"
+touch "$work/stop6"
+wait_for seven "pid $pid6 has exited" 10 || { fail "6: no word of the process's end"; cat "$work/screen"; }
+[ "$(alt seven)" = 1 ] || fail "6: the view went away without q"
+tm send-keys -t seven q
+wait_for seven '^live exited 0$' 10 || fail "6: live did not end with status 0 after the end and q"
+wait "$pid6" 2> /dev/null
 
 [ $fails = 0 ] && echo "all terminal live checks passed"
 [ $fails = 0 ]
