@@ -23,6 +23,7 @@ static const sm_option_t tracer_rows[] = {
     {.name = "leaks", .kind = SM_OPT_BOOL, .order = 7, SM_OPTION_FIELD(leaks), .def = 1},
     {.name = "unwind", .kind = SM_OPT_NAME, .order = 13, SM_OPTION_FIELD(unwind), .def = SM_UNWIND_FAST,
      .names = unwinders},
+    {.name = "python", .kind = SM_OPT_BOOL, .order = 16, SM_OPTION_FIELD(python), .def = 1},
 };
 
 /* Sampling is for runs too long or too busy to trace every block; the

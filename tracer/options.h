@@ -26,6 +26,7 @@ typedef enum sm_unwinder { SM_UNWIND_FAST = 0, SM_UNWIND_LIBUNWIND = 1, SM_UNWIN
   long interval;        /* seconds between snapshots, 0 = off */                 \
   size_t sample;        /* mean bytes between samples, 0 = every allocation */   \
   bool leaks;           /* reachability analysis at exit */                      \
-  sm_unwinder_t unwind; /* stack capture method */
+  sm_unwinder_t unwind; /* stack capture method */                             \
+  bool python;          /* Python frames in traces of a CPython process */
 
 #endif

@@ -52,8 +52,12 @@ static void resolve_modules(const uintptr_t *ips, unsigned n, uint16_t *mods) {
    * per new trace, cheap next to the rest of adding one). */
   sm_modules_refresh();
   for (unsigned i = 0; i < n; i++) {
+    if (sm_py_is_tagged(ips[i])) { /* a Python frame, or a skeleton's mark (capture.c) */
+      mods[i] = SM_PY_MODULE_SLOT;
+      continue;
+    }
     uint32_t m = sm_modules_find(ips[i]);
-    mods[i] = m >= 0xffff ? 0xffff : (uint16_t)m;
+    mods[i] = m >= SM_PY_MODULE_SLOT ? 0xffff : (uint16_t)m;
   }
 }
 

@@ -1,0 +1,120 @@
+/* Python frames in native traces: what the tracer's generic files
+ * (modules.c, capture.c, unwind.c, pyframes.c, snapshot.c) share with the
+ * one file per CPython version that reads the interpreter's structures
+ * (py311.c). Plain C types only: the version files are compiled against
+ * that version's internal headers, which must not meet the allocator's.
+ * docs/python.md says how the pieces fit. */
+#ifndef SM_TRACER_PYTHON_H
+#define SM_TRACER_PYTHON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tracer/snapfmt.h"
+
+/* A Python frame in a trace is a tagged value where a native frame holds a
+ * return address: user-space addresses never have the top bit set. The
+ * low 32 bits are the frame's id in pyframes.c's table (from 1). */
+#define SM_PY_FRAME_TAG ((uintptr_t)1 << 63)
+/* In a native skeleton (capture.c): the place of one C-level call of the
+ * interpreter's eval loop, which the Python frames it runs replace. */
+#define SM_PY_EVAL_MARK (SM_PY_FRAME_TAG | ((uintptr_t)1 << 62))
+static inline bool sm_py_is_tagged(uintptr_t frame) { return (frame & SM_PY_FRAME_TAG) != 0; }
+/* A trace's module slot for a tagged frame (table.c, snapshot.c). */
+#define SM_PY_MODULE_SLOT 0xfffeu
+
+/* C-level eval calls read per capture (more are treated as plain frames of
+ * the interpreter: dropped, see unwind.c). */
+#define SM_PY_MAX_EVALS 32
+
+/* One Python frame as the capture reads it: its code object and the index
+ * (in code units) of the instruction it is at (-1: not started). */
+typedef struct sm_py_frame {
+  uintptr_t code;
+  int32_t lasti;
+} sm_py_frame_t;
+
+/* This thread's Python stack, innermost first, grouped by the C-level eval
+ * call that runs each frame. */
+typedef struct sm_py_stack {
+  unsigned nevals;                       /* eval calls read */
+  bool more;                             /* the stack went on past what was read */
+  uintptr_t anchor[SM_PY_MAX_EVALS];     /* an address inside each eval call's C frame, ascending */
+  uint16_t first[SM_PY_MAX_EVALS + 1];   /* eval i runs frame[first[i] .. first[i+1]) */
+  unsigned nframes;
+  sm_py_frame_t frame[SM_SNAP_MAX_FRAMES];
+} sm_py_stack_t;
+
+/* What identifies a code object cheaply, for the per-thread cache of
+ * frames (pyframes.c): the addresses of the objects it holds and its first
+ * line. A dead code object's address may be reused, but a new code object
+ * with the same file name, function name and line table objects at the
+ * same addresses and the same first line describes the same lines. */
+typedef struct sm_py_ident {
+  uintptr_t file, name, table;
+  int32_t firstline;
+} sm_py_ident_t;
+
+/* One frame described: UTF-8 file name and function name (not NUL-ended)
+ * and line (0 unknown, as tracemalloc reports it). */
+#define SM_PY_FILE_MAX 4095u
+#define SM_PY_NAME_MAX 1023u
+typedef struct sm_py_desc {
+  char file[SM_PY_FILE_MAX];
+  char name[SM_PY_NAME_MAX];
+  uint32_t file_len, name_len;
+  uint32_t line;
+} sm_py_desc_t;
+
+typedef struct sm_py_rt sm_py_rt_t;
+
+/* One supported CPython version's reader. Each function reads only memory
+ * the allocating thread can prove live (its own thread state and frames,
+ * and the objects they hold references to), never calls into the
+ * interpreter and never allocates. */
+typedef struct sm_py_ops {
+  unsigned version;      /* major << 8 | minor */
+  size_t runtime_size;   /* sizeof the _PyRuntime object in that version's headers */
+  /* This thread's Python thread state, or 0 (none, not yet, finalizing). */
+  uintptr_t (*thread)(const sm_py_rt_t *rt);
+  /* Reads the thread's stack into st, at most max_frames frames. */
+  void (*stack)(const sm_py_rt_t *rt, uintptr_t tstate, unsigned max_frames, sm_py_stack_t *st);
+  /* False when code is not a code object. */
+  bool (*ident)(const sm_py_rt_t *rt, uintptr_t code, sm_py_ident_t *id);
+  bool (*describe)(const sm_py_rt_t *rt, uintptr_t code, int32_t lasti, sm_py_desc_t *d);
+} sm_py_ops_t;
+
+/* The interpreter found in this process (python.c). */
+struct sm_py_rt {
+  uintptr_t runtime;                           /* &_PyRuntime */
+  uintptr_t code_type, unicode_type, bytes_type; /* &PyCode_Type, &PyUnicode_Type, &PyBytes_Type */
+  uintptr_t lo, hi;                            /* the interpreter object's address range */
+  uint32_t module;                             /* its index in the module map */
+  unsigned long version;                       /* Py_Version (PY_VERSION_HEX) */
+  const sm_py_ops_t *ops;
+};
+
+/* ---- python.c */
+/* Set (once, under mod_lock) when a supported interpreter was found and
+ * python=1: captures then read Python frames. */
+extern bool sm_py_on;
+extern sm_py_rt_t sm_py_rt;
+/* Lookups in a loaded object's dynamic symbol table (modules.c): the
+ * address and size of a defined symbol. */
+struct dl_phdr_info;
+bool sm_module_symbol(const struct dl_phdr_info *info, const char *name, uintptr_t *addr, size_t *size);
+/* From modules.c, for each newly loaded object (mod_lock held, inside
+ * dl_iterate_phdr): whether it is a CPython interpreter, and which. */
+void sm_python_probe(const struct dl_phdr_info *info, uint32_t module, uintptr_t lo, uintptr_t hi);
+/* From the library's constructor: PYTHONMALLOC=malloc for a traced Python
+ * process that did not set it. */
+void sm_python_environ(void);
+
+/* ---- py311.c (built when the 3.11 headers were found) */
+extern const sm_py_ops_t sm_py311_ops;
+/* The line of instruction lasti from a 3.11 location table (exposed for
+ * the unit test that compares it with the interpreter's own). */
+int sm_py311_line(const uint8_t *table, size_t len, int firstline, int lasti);
+
+#endif
