@@ -44,6 +44,20 @@ static uint16_t get_u16(cursor_t *c) {
   if (need(c, 2)) memcpy(&v, c->p, 2), c->p += 2;
   return v;
 }
+/* An unsigned LEB128 number (version 3); a tenth byte above 1, or an
+ * eleventh, would pass 64 bits: bad. */
+static uint64_t get_varint(cursor_t *c) {
+  uint64_t v = 0;
+  for (unsigned shift = 0; shift < 7 * SM_SNAP_VARINT_MAX; shift += 7) {
+    if (!need(c, 1)) return 0;
+    uint8_t byte = *c->p++;
+    if (shift == 63 && byte > 1) break;
+    v |= (uint64_t)(byte & 0x7f) << shift;
+    if (!(byte & 0x80)) return v;
+  }
+  c->bad = true;
+  return 0;
+}
 static const uint8_t *get_bytes(cursor_t *c, size_t n) {
   if (!need(c, n)) return NULL;
   const uint8_t *r = c->p;
@@ -226,6 +240,127 @@ static int parse_flow(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size
   return 0;
 }
 
+/* FRAMES (version 3): the frames the traces name by index. */
+static int parse_frames(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size_t errlen) {
+  if ((size_t)(c->end - c->p) / SM_SNAP_FRAME_SIZE < count)
+    return fail(err, errlen, "corrupt FRAMES section (%u frames cannot fit in %zu bytes)", count,
+                (size_t)(c->end - c->p));
+  s->frames_ = xcalloc(count ? count : 1, sizeof *s->frames_);
+  s->nframes_ = count;
+  for (uint32_t i = 0; i < count; i++) {
+    s->frames_[i].module = get_u32(c);
+    s->frames_[i].offset = get_u64(c);
+    if (s->frames_[i].module != SM_SNAP_NO_MODULE && s->frames_[i].module >= s->nmodules)
+      return fail(err, errlen, "corrupt FRAMES section (frame %u names module %u of %u)", i, s->frames_[i].module,
+                  s->nmodules);
+  }
+  return 0;
+}
+
+/* One version-3 TRACES record after its id: counts, figures and frames. */
+static int parse_trace_v3(cursor_t *c, uint32_t i, sm_snap_trace_t *t, const sm_snap_t *s, char *err, size_t errlen) {
+  uint64_t nframes = get_varint(c), flags = get_varint(c);
+  t->size = get_varint(c);
+  t->count = get_varint(c);
+  t->peak_size = get_varint(c);
+  t->peak_count = get_varint(c);
+  t->allocations = get_varint(c);
+  t->allocated = get_varint(c);
+  t->temporary = get_varint(c);
+  if (c->bad) return fail(err, errlen, "corrupt TRACES section (trace %u runs past its end or a number past 64 bits)", i);
+  if (nframes > SM_SNAP_MAX_FRAMES)
+    return fail(err, errlen, "corrupt TRACES section (trace %u has %llu frames, at most %u allowed)", i,
+                (unsigned long long)nframes, SM_SNAP_MAX_FRAMES);
+  if (flags > UINT16_MAX)
+    return fail(err, errlen, "corrupt TRACES section (trace %u has flags %llu)", i, (unsigned long long)flags);
+  t->nframes = (uint16_t)nframes;
+  t->flags = (uint16_t)flags;
+  t->frames = xcalloc(t->nframes ? t->nframes : 1, sizeof *t->frames);
+  for (unsigned f = 0; f < t->nframes; f++) {
+    uint64_t k = get_varint(c);
+    if (c->bad) return fail(err, errlen, "corrupt TRACES section (frames of trace %u run past its end)", i);
+    if (k >= s->nframes_)
+      return fail(err, errlen, "corrupt TRACES section (trace %u names frame %llu of %u)", i, (unsigned long long)k,
+                  s->nframes_);
+    t->frames[f] = s->frames_[k];
+  }
+  if ((t->count == 0 && t->size != 0) || (t->peak_count == 0 && t->peak_size != 0))
+    return fail(err, errlen, "corrupt TRACES section (trace %u has bytes in 0 blocks)", i);
+  return 0;
+}
+
+/* TRACES (version 3): varint records, ids rising from 1. */
+static int parse_traces_v3(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size_t errlen) {
+  if (count > SM_SNAP_MAX_TRACES)
+    return fail(err, errlen, "too many traces (%u; this tool reads at most %u)", count, SM_SNAP_MAX_TRACES);
+  if ((size_t)(c->end - c->p) / SM_SNAP_TRACE_MIN_V3 < count)
+    return fail(err, errlen, "corrupt TRACES section (%u traces cannot fit in %zu bytes)", count,
+                (size_t)(c->end - c->p));
+  s->traces = xcalloc(count ? count : 1, sizeof *s->traces);
+  s->ntraces = count;
+  uint64_t sums[7] = {0}, id = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    sm_snap_trace_t *t = &s->traces[i];
+    uint64_t step = get_varint(c);
+    if (!c->bad && (step == 0 || step > UINT32_MAX - id))
+      return fail(err, errlen, "corrupt TRACES section (trace %u: ids must rise, from 1 to 2^32-1)", i);
+    t->id = (uint32_t)(id += step);
+    if (parse_trace_v3(c, i, t, s, err, errlen) != 0) return -1;
+    uint64_t v[7] = {t->size, t->count, t->peak_size, t->peak_count, t->allocations, t->allocated, t->temporary};
+    for (int k = 0; k < 7; k++)
+      if (!add_total(&sums[k], v[k]))
+        return fail(err, errlen, "corrupt TRACES section (sizes, counts or flow up to trace %u add up to 2^63 or more)",
+                    i);
+  }
+  s->has_flow = true;
+  return 0;
+}
+
+static int by_id(const void *key, const void *elem) {
+  uint32_t id = *(const uint32_t *)key, other = ((const sm_snap_trace_t *)elem)->id;
+  return id < other ? -1 : id > other;
+}
+
+/* LEAKS (version 3): leak classes of the traces that leaked, by rising id;
+ * id 0 (blocks without a trace) becomes a record of its own with no frames
+ * and nothing live, appended to the traces, as version 2 had it. */
+static int parse_leaks_v3(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size_t errlen) {
+  if ((size_t)(c->end - c->p) / SM_SNAP_LEAK_MIN_V3 < count)
+    return fail(err, errlen, "corrupt LEAKS section (%u records cannot fit in %zu bytes)", count,
+                (size_t)(c->end - c->p));
+  uint64_t sums[2 * SM_LEAK_CLASSES] = {0}, prev = 0;
+  size_t sorted = s->ntraces; /* TRACES' records; an id-0 record goes after them */
+  for (uint32_t i = 0; i < count; i++) {
+    uint64_t id = get_varint(c), leak[SM_LEAK_CLASSES][2], any = 0;
+    for (int k = 0; k < SM_LEAK_CLASSES; k++) {
+      leak[k][0] = get_varint(c);
+      leak[k][1] = get_varint(c);
+      any |= leak[k][0] | leak[k][1];
+    }
+    if (c->bad) return fail(err, errlen, "corrupt LEAKS section (record %u runs past its end or a number past 64 bits)", i);
+    if ((i > 0 && id <= prev) || id > UINT32_MAX)
+      return fail(err, errlen, "corrupt LEAKS section (record %u: ids must rise)", i);
+    if (!any) return fail(err, errlen, "corrupt LEAKS section (record %u leaked nothing)", i);
+    prev = id;
+    sm_snap_trace_t *t;
+    if (id == 0) {
+      s->traces = xrealloc(s->traces, (s->ntraces + 1) * sizeof *s->traces);
+      t = &s->traces[s->ntraces++];
+      memset(t, 0, sizeof *t);
+      t->frames = xcalloc(1, sizeof *t->frames);
+    } else {
+      uint32_t key = (uint32_t)id;
+      t = bsearch(&key, s->traces, sorted, sizeof *s->traces, by_id);
+      if (!t) return fail(err, errlen, "corrupt LEAKS section (record for trace %u, which TRACES does not have)", key);
+    }
+    memcpy(t->leak, leak, sizeof leak);
+    for (int k = 0; k < 2 * SM_LEAK_CLASSES; k++)
+      if (!add_total(&sums[k], leak[k / 2][k % 2]))
+        return fail(err, errlen, "corrupt LEAKS section (leaks up to record %u add up to 2^63 or more)", i);
+  }
+  return 0;
+}
+
 /* Checks the file header (magic, version, size, checksum); 0 with the
  * payload's length in *payload and the version in *versionp, or the failure. */
 static int check_header(const uint8_t *data, size_t len, uint64_t *payloadp, uint32_t *versionp, char *err,
@@ -255,64 +390,71 @@ static int check_header(const uint8_t *data, size_t len, uint64_t *payloadp, uin
 }
 
 
-/* Reads the sections of the payload into s (freed on failure). */
+/* The sections each version must have, in the order they must come. */
+static const uint32_t order_v1[] = {SM_SNAP_SEC_INFO, SM_SNAP_SEC_MODULES, SM_SNAP_SEC_TRACES};
+static const uint32_t order_v2[] = {SM_SNAP_SEC_INFO, SM_SNAP_SEC_MODULES, SM_SNAP_SEC_TRACES, SM_SNAP_SEC_FLOW};
+static const uint32_t order_v3[] = {SM_SNAP_SEC_INFO, SM_SNAP_SEC_MODULES, SM_SNAP_SEC_FRAMES, SM_SNAP_SEC_TRACES,
+                                    SM_SNAP_SEC_LEAKS};
+static const char *const section_names[] = {"", "INFO", "MODULES", "TRACES", "FLOW", "FRAMES", "LEAKS"};
+#define SECTION_TAGS 7
+
+/* One known section's body; 1 for a section this version does not have
+ * (skipped, as unknown tags are). */
+static int parse_section(uint32_t tag, cursor_t *sec, uint32_t count, sm_snap_t *s, char *err, size_t errlen) {
+  switch (tag) {
+  case SM_SNAP_SEC_INFO:
+    if (count != 1) return fail(err, errlen, "corrupt INFO section (count %u)", count);
+    return parse_info(sec, s, err, errlen);
+  case SM_SNAP_SEC_MODULES: return parse_modules(sec, count, s, err, errlen);
+  case SM_SNAP_SEC_TRACES:
+    return s->version >= 3 ? parse_traces_v3(sec, count, s, err, errlen) : parse_traces(sec, count, s, err, errlen);
+  case SM_SNAP_SEC_FLOW: return s->version == 2 ? parse_flow(sec, count, s, err, errlen) : 1;
+  case SM_SNAP_SEC_FRAMES: return s->version >= 3 ? parse_frames(sec, count, s, err, errlen) : 1;
+  case SM_SNAP_SEC_LEAKS: return s->version >= 3 ? parse_leaks_v3(sec, count, s, err, errlen) : 1;
+  default: return 1;
+  }
+}
+
+/* Reads the sections of the payload into s (freed on failure). Each known
+ * section comes once, after the ones before it in its version's order. */
 static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, char *err, size_t errlen) {
+  const uint32_t *order = s->version >= 3 ? order_v3 : s->version == 2 ? order_v2 : order_v1;
+  size_t norder = s->version >= 3 ? 5 : s->version == 2 ? 4 : 3;
   cursor_t c = {body, body + payload, false};
-  bool have[5] = {false, false, false, false, false};
-  while (c.p < c.end) {
+  size_t next = 0; /* order[next] is the next section due */
+  int rc = 0;
+  while (c.p < c.end && rc == 0) {
     uint32_t tag = get_u32(&c);
     uint32_t count = get_u32(&c);
     uint64_t bytes = get_u64(&c);
     if (c.bad || bytes > (uint64_t)(c.end - c.p)) {
-      sm_snap_free(s);
-      return fail(err, errlen, "corrupt (a section runs past the end of the file)");
+      rc = fail(err, errlen, "corrupt (a section runs past the end of the file)");
+      break;
     }
     cursor_t sec = {c.p, c.p + bytes, false};
     c.p += bytes;
-    int rc = 0;
-    if (tag >= 1 && tag <= 4 && have[tag]) {
-      sm_snap_free(s);
-      return fail(err, errlen, "corrupt (section %u appears twice)", tag);
-    }
-    switch (tag) {
-    case SM_SNAP_SEC_INFO:
-      if (count != 1) rc = fail(err, errlen, "corrupt INFO section (count %u)", count);
-      else rc = parse_info(&sec, s, err, errlen);
-      break;
-    case SM_SNAP_SEC_MODULES:
-      if (!have[SM_SNAP_SEC_INFO]) rc = fail(err, errlen, "corrupt (MODULES before INFO)");
-      else rc = parse_modules(&sec, count, s, err, errlen);
-      break;
-    case SM_SNAP_SEC_TRACES:
-      if (!have[SM_SNAP_SEC_MODULES]) rc = fail(err, errlen, "corrupt (TRACES before MODULES)");
-      else rc = parse_traces(&sec, count, s, err, errlen);
-      break;
-    case SM_SNAP_SEC_FLOW:
-      if (s->version < 2) continue; /* not part of version 1: skipped as unknown */
-      if (!have[SM_SNAP_SEC_TRACES]) rc = fail(err, errlen, "corrupt (FLOW before TRACES)");
-      else rc = parse_flow(&sec, count, s, err, errlen);
-      break;
-    default:
-      continue; /* a section from a later minor revision: skip it */
-    }
-    if (rc == 0 && sec.p != sec.end)
-      rc = fail(err, errlen, "corrupt (section %u has %zu unexplained bytes)", tag, (size_t)(sec.end - sec.p));
-    if (rc != 0) {
-      sm_snap_free(s);
-      return rc;
-    }
-    have[tag] = true;
-  }
-  uint32_t last = s->version >= 2 ? SM_SNAP_SEC_FLOW : SM_SNAP_SEC_TRACES;
-  for (uint32_t t = 1; t <= last; t++) {
-    if (!have[t]) {
-      sm_snap_free(s);
-      static const char *names[] = {"", "INFO", "MODULES", "TRACES", "FLOW"};
-      return fail(err, errlen, "corrupt (no %s section)", names[t]);
+    size_t at = 0;
+    while (at < norder && order[at] != tag) at++;
+    if (at < norder && at < next) {
+      rc = fail(err, errlen, "corrupt (section %s out of place)", section_names[tag]);
+    } else if (at < norder && at > next) {
+      rc = fail(err, errlen, "corrupt (%s before %s)", section_names[tag], section_names[order[next]]);
+    } else if (s->version >= 3 && tag == SM_SNAP_SEC_LEAKS && !(s->flags & SM_SNAP_LEAKS)) {
+      rc = fail(err, errlen, "corrupt (a LEAKS section, but INFO says no leak classes were computed)");
+    } else if ((rc = parse_section(tag, &sec, count, s, err, errlen)) == 1) {
+      rc = 0; /* a section this reader or this version does not know: skipped */
+    } else if (rc == 0) {
+      if (sec.p != sec.end)
+        rc = fail(err, errlen, "corrupt (section %u has %zu unexplained bytes)", tag, (size_t)(sec.end - sec.p));
+      next++;
     }
   }
-  return 0;
+  if (s->version >= 3 && !(s->flags & SM_SNAP_LEAKS)) norder--; /* LEAKS comes with leak classes only */
+  if (rc == 0 && next < norder) rc = fail(err, errlen, "corrupt (no %s section)", section_names[order[next]]);
+  if (rc != 0) sm_snap_free(s);
+  return rc;
 }
+
 int sm_snap_parse(const uint8_t *data, size_t len, sm_snap_t *s, char *err, size_t errlen) {
   memset(s, 0, sizeof *s);
   uint64_t payload;
@@ -374,6 +516,7 @@ void sm_snap_free(sm_snap_t *s) {
   free(s->modules);
   for (size_t i = 0; s->traces && i < s->ntraces; i++) free(s->traces[i].frames);
   free(s->traces);
+  free(s->frames_);
   free(s->program);
   free(s->options);
   free(s->cmdline);

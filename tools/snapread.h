@@ -35,7 +35,7 @@ typedef struct sm_snap_trace {
   uint16_t nframes, flags;
   uint64_t size, count;
   uint64_t leak[SM_LEAK_CLASSES][2]; /* (size, count) per class */
-  /* Version 2 (zero in a version-1 file): live bytes and blocks when traced
+  /* Version 2 on (zero in a version-1 file): live bytes and blocks when traced
    * memory was at its peak, and the flow since tracing started or the last
    * peak reset: blocks and bytes allocated, blocks freed by their thread
    * before it allocated again (temporary). */
@@ -46,9 +46,9 @@ typedef struct sm_snap_trace {
 
 typedef struct sm_snap {
   char *path;
-  uint32_t version;        /* format version of the file (1 or 2) */
-  bool has_flow;           /* version 2: the traces' peak and flow fields are known */
-  uint64_t peak_rss;       /* version 2: the process's peak RSS (VmHWM), bytes; 0 if unknown */
+  uint32_t version;        /* format version of the file (1 to 3) */
+  bool has_flow;           /* version 2 on: the traces' peak and flow fields are known */
+  uint64_t peak_rss;       /* version 2 on: the process's peak RSS (VmHWM), bytes; 0 if unknown */
   uint64_t pid, time_ns, traced_current, traced_peak, rss, heap_mapped, heap_inuse, meta_mapped;
   uint64_t sequence, sample_bytes;
   uint32_t depth, flags;
@@ -59,6 +59,8 @@ typedef struct sm_snap {
   uint32_t nmodules;
   sm_snap_trace_t *traces;
   size_t ntraces;
+  sm_snap_frame_t *frames_; /* version 3: the FRAMES section, which traces' frames are copied from */
+  uint32_t nframes_;
   uint8_t *modules_buffer_; /* the file's bytes when read by sm_snap_read (build-ids point here) */
 } sm_snap_t;
 

@@ -58,8 +58,7 @@ static void put(wbuf_t *b, const void *src, size_t n) {
   memcpy(b->p + b->len, src, n);
   b->len += n;
 }
-static void put_u16(wbuf_t *b, uint16_t v) { put(b, &v, 2); } /* x86-64 is little-endian */
-static void put_u32(wbuf_t *b, uint32_t v) { put(b, &v, 4); }
+static void put_u32(wbuf_t *b, uint32_t v) { put(b, &v, 4); } /* x86-64 is little-endian */
 static void put_u64(wbuf_t *b, uint64_t v) { put(b, &v, 8); }
 static void put_str(wbuf_t *b, const char *s, size_t n) {
   put_u32(b, (uint32_t)n);
@@ -209,70 +208,203 @@ static void put_modules(wbuf_t *b) {
   }
 }
 
-/* TRACES; with leak analysis, blocks that have no trace are a record of
-   * their own: id 0, no frames. */
-static void put_traces(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, uint32_t flags) {
-  const uint64_t *untraced = sm_leaks_untraced();
-  bool extra = false;
-  if (flags & SM_SNAP_LEAKS)
-    for (int k = 0; k < 2 * SM_LEAK_CLASSES; k++) extra |= untraced[k] != 0;
-  size_t tr_len = extra ? SM_SNAP_TRACE_FIXED : 0;
-  for (size_t i = 0; i < ntr; i++) tr_len += SM_SNAP_TRACE_FIXED + (size_t)tr[i].nframes * SM_SNAP_FRAME_SIZE;
-  put_u32(b, SM_SNAP_SEC_TRACES);
-  put_u32(b, (uint32_t)ntr + extra);
-  put_u64(b, tr_len);
-  if (extra) {
-    put_u32(b, 0);
-    put_u16(b, 0);
-    put_u16(b, 0);
-    put_u64(b, 0); /* live bytes and blocks of untraced blocks are not known */
-    put_u64(b, 0);
-    for (int k = 0; k < 2 * SM_LEAK_CLASSES; k++) put_u64(b, untraced[k]);
+/* ---------------------------------------------------------------- frames
+ *
+ * Version 3 writes every distinct frame once (FRAMES) and traces name
+ * frames by index: a program with a million stacks has a few thousand
+ * distinct return addresses, and a record then costs a byte or two a frame
+ * instead of twelve. The dictionary is an open-addressed table of entry
+ * numbers over two arrays (the frame, its module), from the metadata arena,
+ * built when the snapshot is laid out and gone when it is written. A frame
+ * is the raw return address and the module the trace resolved it to, so
+ * that code loaded where unloaded code was stays apart. */
+typedef struct frame_dict {
+  uint32_t *slot;   /* entry + 1; 0: empty */
+  uintptr_t *addr;  /* by entry */
+  uint16_t *mod;    /* by entry: module index, 0xffff none */
+  size_t nslots;    /* a power of two, more than twice n */
+  size_t n, cap;    /* entries, room in addr and mod */
+} frame_dict_t;
+
+static size_t frame_hash(uintptr_t addr, uint16_t mod, size_t nslots) {
+  uint64_t h = ((uint64_t)addr ^ ((uint64_t)mod << 48)) * 0x9E3779B97F4A7C15ull;
+  return (size_t)(h >> 32) & (nslots - 1);
+}
+
+static void dict_free(frame_dict_t *d) {
+  if (d->slot) sm_meta_free(d->slot, d->nslots * sizeof *d->slot);
+  if (d->addr) sm_meta_free(d->addr, d->cap * sizeof *d->addr);
+  if (d->mod) sm_meta_free(d->mod, d->cap * sizeof *d->mod);
+  memset(d, 0, sizeof *d);
+}
+
+/* Doubles the entry arrays and the slots; false when out of memory (d unchanged). */
+static bool dict_grow(frame_dict_t *d) {
+  size_t cap = d->cap ? 2 * d->cap : 1024, nslots = 4 * cap;
+  uint32_t *slot = sm_meta_alloc(nslots * sizeof *slot);
+  uintptr_t *addr = sm_meta_alloc(cap * sizeof *addr);
+  uint16_t *mod = sm_meta_alloc(cap * sizeof *mod);
+  if (!slot || !addr || !mod) {
+    if (slot) sm_meta_free(slot, nslots * sizeof *slot);
+    if (addr) sm_meta_free(addr, cap * sizeof *addr);
+    if (mod) sm_meta_free(mod, cap * sizeof *mod);
+    return false;
   }
+  memset(slot, 0, nslots * sizeof *slot);
+  if (d->n) {
+    memcpy(addr, d->addr, d->n * sizeof *addr);
+    memcpy(mod, d->mod, d->n * sizeof *mod);
+  }
+  for (size_t e = 0; e < d->n; e++) {
+    size_t i = frame_hash(addr[e], mod[e], nslots);
+    while (slot[i]) i = (i + 1) & (nslots - 1);
+    slot[i] = (uint32_t)e + 1;
+  }
+  size_t n = d->n;
+  dict_free(d);
+  *d = (frame_dict_t){slot, addr, mod, nslots, n, cap};
+  return true;
+}
+
+/* The index of frame (addr, mod), added if new; UINT32_MAX when out of
+ * memory. */
+static uint32_t dict_index(frame_dict_t *d, uintptr_t addr, uint16_t mod) {
+  if (d->nslots) {
+    for (size_t i = frame_hash(addr, mod, d->nslots);; i = (i + 1) & (d->nslots - 1)) {
+      uint32_t e = d->slot[i];
+      if (!e) break;
+      if (d->addr[e - 1] == addr && d->mod[e - 1] == mod) return e - 1;
+    }
+  }
+  if (d->n == d->cap && (d->n >= UINT32_MAX / 4 || !dict_grow(d))) return UINT32_MAX;
+  size_t i = frame_hash(addr, mod, d->nslots);
+  while (d->slot[i]) i = (i + 1) & (d->nslots - 1);
+  d->slot[i] = (uint32_t)d->n + 1;
+  d->addr[d->n] = addr;
+  d->mod[d->n] = mod;
+  return (uint32_t)d->n++;
+}
+
+static unsigned varint_len(uint64_t v) { return v < 0x80 ? 1 : 1 + (unsigned)(63 - __builtin_clzll(v)) / 7; }
+
+static void put_varint(wbuf_t *b, uint64_t v) {
+  if (b->len + SM_SNAP_VARINT_MAX > b->cap) flush(b);
+  uint8_t *q = b->p + b->len, *start = q;
+  for (; v >= 0x80; v >>= 7) *q++ = (uint8_t)(v | 0x80);
+  *q++ = (uint8_t)v;
+  b->len += (size_t)(q - start);
+  b->total += (uint64_t)(q - start);
+}
+
+/* A TRACES record's fields before its frames, in file order. */
+static void trace_fields(const sm_trace_copy_t *t, uint32_t prev_id, uint64_t v[10]) {
+  uint64_t f[10] = {t->id - prev_id, t->nframes, t->flags, t->size, t->count, t->peak_size, t->peak_count,
+                    t->allocations, t->allocated, t->temporary};
+  memcpy(v, f, sizeof f);
+}
+
+/* First pass: every frame into the dictionary, and the TRACES body's
+ * length; false when out of memory. */
+static bool index_frames(frame_dict_t *d, const sm_trace_copy_t *tr, size_t ntr, uint64_t *bytes) {
+  uint64_t len = 0;
+  uint32_t prev = 0;
   for (size_t i = 0; i < ntr; i++) {
     const sm_trace_copy_t *t = &tr[i];
-    put_u32(b, t->id);
-    put_u16(b, t->nframes);
-    put_u16(b, t->flags);
-    put_u64(b, t->size);
-    put_u64(b, t->count);
-    for (int c = 0; c < SM_LEAK_CLASSES; c++) {
-      put_u64(b, t->leak[c][0]);
-      put_u64(b, t->leak[c][1]);
-    }
+    uint64_t v[10];
+    trace_fields(t, prev, v);
+    prev = t->id;
+    for (int k = 0; k < 10; k++) len += varint_len(v[k]);
     for (unsigned f = 0; f < t->nframes; f++) {
-      uint32_t mi = t->modules[f] == 0xffff ? SM_SNAP_NO_MODULE : t->modules[f];
-      const sm_module_t *m = mi == SM_SNAP_NO_MODULE ? NULL : sm_modules_get(mi);
-      put_u32(b, m ? mi : SM_SNAP_NO_MODULE);
-      put_u64(b, m ? t->frames[f] - m->bias : t->frames[f]);
+      uint32_t e = dict_index(d, t->frames[f], t->modules[f]);
+      if (e == UINT32_MAX) return false;
+      len += varint_len(e);
+    }
+  }
+  *bytes = len;
+  return true;
+}
+
+static void put_frames(wbuf_t *b, const frame_dict_t *d) {
+  put_u32(b, SM_SNAP_SEC_FRAMES);
+  put_u32(b, (uint32_t)d->n);
+  put_u64(b, (uint64_t)d->n * SM_SNAP_FRAME_SIZE);
+  for (size_t e = 0; e < d->n; e++) {
+    const sm_module_t *m = d->mod[e] == 0xffff ? NULL : sm_modules_get(d->mod[e]);
+    put_u32(b, m ? d->mod[e] : SM_SNAP_NO_MODULE);
+    put_u64(b, m ? d->addr[e] - m->bias : d->addr[e]);
+  }
+}
+
+/* TRACES, every frame found in the dictionary that index_frames filled. */
+static void put_traces(wbuf_t *b, frame_dict_t *d, const sm_trace_copy_t *tr, size_t ntr, uint64_t bytes) {
+  put_u32(b, SM_SNAP_SEC_TRACES);
+  put_u32(b, (uint32_t)ntr);
+  put_u64(b, bytes);
+  uint32_t prev = 0;
+  for (size_t i = 0; i < ntr; i++) {
+    const sm_trace_copy_t *t = &tr[i];
+    uint64_t v[10];
+    trace_fields(t, prev, v);
+    prev = t->id;
+    for (int k = 0; k < 10; k++) put_varint(b, v[k]);
+    for (unsigned f = 0; f < t->nframes; f++) put_varint(b, dict_index(d, t->frames[f], t->modules[f]));
+  }
+}
+
+static bool leaked(const uint64_t (*leak)[2]) {
+  uint64_t any = 0;
+  for (int k = 0; k < SM_LEAK_CLASSES; k++) any |= leak[k][0] | leak[k][1];
+  return any != 0;
+}
+
+/* LEAKS (with leak analysis only): the blocks that have no trace (id 0),
+ * then every trace that leaked, by rising id. Two passes: the length, then
+ * the records. */
+static void put_leaks(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr) {
+  const uint64_t(*untraced)[2] = (const uint64_t(*)[2])sm_leaks_untraced();
+  uint32_t count = 0;
+  uint64_t len = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) {
+      put_u32(b, SM_SNAP_SEC_LEAKS);
+      put_u32(b, count);
+      put_u64(b, len);
+    }
+    for (size_t i = 0; i <= ntr; i++) {
+      const uint64_t(*leak)[2] = i == 0 ? untraced : tr[i - 1].leak;
+      if (!leaked(leak)) continue;
+      uint32_t id = i == 0 ? 0 : tr[i - 1].id;
+      if (pass == 0) {
+        count++;
+        len += varint_len(id);
+        for (int k = 0; k < SM_LEAK_CLASSES; k++) len += varint_len(leak[k][0]) + varint_len(leak[k][1]);
+        continue;
+      }
+      put_varint(b, id);
+      for (int k = 0; k < SM_LEAK_CLASSES; k++) {
+        put_varint(b, leak[k][0]);
+        put_varint(b, leak[k][1]);
+      }
     }
   }
 }
 
-/* FLOW: the at-peak and flow figures of every trace of TRACES but the
- * untraced record, in the same order. */
-static void put_flow(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr) {
-  put_u32(b, SM_SNAP_SEC_FLOW);
-  put_u32(b, (uint32_t)ntr);
-  put_u64(b, (uint64_t)ntr * SM_SNAP_FLOW_SIZE);
-  for (size_t i = 0; i < ntr; i++) {
-    const sm_trace_copy_t *t = &tr[i];
-    put_u32(b, t->id);
-    put_u32(b, 0);
-    put_u64(b, t->peak_size);
-    put_u64(b, t->peak_count);
-    put_u64(b, t->allocations);
-    put_u64(b, t->allocated);
-    put_u64(b, t->temporary);
-  }
-}
-
-/* Lays out the payload into b. */
+/* Lays out the payload into b (b->err = ENOMEM when the frame dictionary
+ * does not fit in memory). */
 static void build_payload(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, const snap_info_t *in) {
+  frame_dict_t d = {0};
+  uint64_t traces_len;
+  if (!index_frames(&d, tr, ntr, &traces_len)) {
+    dict_free(&d);
+    b->err = ENOMEM;
+    return;
+  }
   put_info(b, in);
   put_modules(b);
-  put_traces(b, tr, ntr, in->flags);
-  put_flow(b, tr, ntr);
+  put_frames(b, &d);
+  put_traces(b, &d, tr, ntr, traces_len);
+  if (in->flags & SM_SNAP_LEAKS) put_leaks(b, tr, ntr);
+  dict_free(&d);
 }
 
 static int write_all_fd(int fd, const uint8_t *p, size_t n) {

@@ -151,7 +151,7 @@ static bool copy_one(const sm_trace_t *t, sm_trace_copy_t *c) {
   c->id = t->id;
   c->nframes = t->nframes;
   c->flags = t->flags;
-  memcpy(c->leak, t->leak, sizeof c->leak);
+  c->leak = t->leak;
   c->frames = t->frames;
   c->modules = t->modules;
   return true;

@@ -82,7 +82,7 @@ typedef struct sm_trace_copy {
   uint64_t count;
   uint64_t peak_size, peak_count;             /* live at the peak */
   uint64_t allocations, allocated, temporary; /* flow since tracing started or the last peak reset */
-  uint64_t leak[SM_LEAK_CLASSES][2];
+  const uint64_t (*leak)[2]; /* the live trace's leak classes (the leak scan fills them at exit) */
   const uintptr_t *frames; /* points into the live trace: frames never change */
   const uint16_t *modules; /* 0xffff: no module */
 } sm_trace_copy_t;

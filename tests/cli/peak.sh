@@ -1,11 +1,11 @@
 #!/bin/sh
-# The peak and flow views on real snapshots of examples/peaks (version 2):
+# The peak and flow views on real snapshots of examples/peaks (version 3):
 # JSON carries every figure as an integer and the at-peak figures add up to
 # the traced peak; the figures of the phases are the program's; run's
 # report adds the sites at the peak when they tell more than those at exit;
-# a version-1 snapshot (snapv1.py writes one from a version-2 file) reads
+# a version-1 snapshot (snapv1.py writes one from a version-3 file) reads
 # the same at the end, has null peak and flow members in JSON, and is
-# refused with one line and status 2 by the views that need version 2;
+# refused with one line and status 2 by the views that need version 2 or later;
 # usage errors of --at, --old-at and --sort.
 #   peak.sh SNAPMALLOC SRCDIR BUILDDIR
 set -u
@@ -47,7 +47,7 @@ import json, sys
 peak, flow, diff = (json.load(open(f)) for f in sys.argv[1:])
 figs = ['size', 'count', 'peak_size', 'peak_count', 'allocations', 'allocated', 'temporary']
 h = peak['header']
-assert h['version'] == 2 and type(h['peak_rss']) is int and h['peak_rss'] >= h['rss'] > 0, h
+assert h['version'] == 3 and type(h['peak_rss']) is int and h['peak_rss'] >= h['rss'] > 0, h
 assert peak['at'] == 'peak' and peak['sort'] == 'size' and flow['sort'] == 'allocations', (peak['at'], flow['sort'])
 for doc in (peak, flow, diff):
     for e in doc['stats'] + [doc['totals']]:

@@ -2,9 +2,14 @@
  * - a version-1 file (tests/tracer/data/phases-v1.snap, written by the
  *   version-1 writer from examples/phases 2000) still reads, without flow
  *   figures, with its known totals;
- * - a version-2 file from this writer reads; the same file with a FLOW
- *   section that disagrees with TRACES (a record for another trace, a
- *   record missing), or with an unknown version, is refused with one line. */
+ * - a version-2 file (tests/tracer/data/phases-v2.snap, written by the
+ *   version-2 writer from examples/phases 2000 with leaks=1) reads with its
+ *   known totals, flow and leaks; the same file with a FLOW section that
+ *   disagrees with TRACES (a record for another trace, a record missing) is
+ *   refused with one line;
+ * - a version-3 file from this writer reads, and the same file with an
+ *   unknown version is refused with one line (tests/cli/snapv3.py plants
+ *   defects in version 3's own parts). */
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -68,6 +73,31 @@ static void refused(const uint8_t *data, size_t len, const char *what) {
   CHECK_MSG(rc != 0 && strstr(err, what) && !strchr(err, '\n'), "rc %d, message \"%s\"", rc, err);
 }
 
+/* The figures of examples/phases 2000 in the version-2 file: as in version
+ * 1, plus flow, the peak, and the cache that main never frees. */
+static void check_v2(const char *path) {
+  sm_snap_t s;
+  snaptest_read(path, &s);
+  CHECK_EQ_U(s.version, 2);
+  CHECK(s.has_flow);
+  CHECK(s.peak_rss >= s.rss && s.rss > 0);
+  CHECK_EQ_U(s.flags, SM_SNAP_FINAL | SM_SNAP_LEAKS);
+  CHECK_EQ_U(s.traced_current, 474336);
+  CHECK_EQ_U(s.traced_peak, 478432);
+  uint64_t size = 0, count = 0, peak = 0, allocs = 0, lost = 0;
+  for (size_t i = 0; i < s.ntraces; i++) {
+    const sm_snap_trace_t *t = &s.traces[i];
+    size += t->size, count += t->count, peak += t->peak_size, allocs += t->allocations;
+    lost += t->leak[SM_LEAK_DEFINITE][0];
+  }
+  CHECK_EQ_U(size, 474336);
+  CHECK_EQ_U(count, 6003);
+  CHECK_EQ_U(peak, 478432);
+  CHECK(allocs >= count);
+  CHECK(lost >= 256 * 1024); /* the cache of phase 3 */
+  sm_snap_free(&s);
+}
+
 static void check_v2_refusals(const char *path) {
   size_t len = 0;
   uint8_t *data = slurp(path, &len);
@@ -99,7 +129,19 @@ static void check_v2_refusals(const char *path) {
   memcpy(copy + (flow - data) + 4, &count, 4);
   reseal(copy, len);
   refused(copy, len, "corrupt FLOW section (");
+}
 
+/* This writer's file is version 3; a version after it is refused. */
+static void check_v3(const char *path) {
+  size_t len = 0;
+  uint8_t *data = slurp(path, &len);
+  CHECK(data && len > SM_SNAP_HEADER_SIZE);
+  if (!data) return;
+  static uint8_t copy[1 << 20];
+  sm_snap_t s;
+  char err[256];
+  CHECK(sm_snap_parse(data, len, &s, err, sizeof err) == 0 && s.version == 3 && s.has_flow);
+  sm_snap_free(&s);
   memcpy(copy, data, len); /* a version this reader does not know */
   uint32_t v = SM_SNAP_VERSION_MAX + 1;
   memcpy(copy + 8, &v, 4);
@@ -113,14 +155,16 @@ __attribute__((noinline)) void two_sites(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3) {
-    fprintf(stderr, "usage: tracer_compat OUT.snap V1.snap\n");
+  if (argc < 4) {
+    fprintf(stderr, "usage: tracer_compat OUT.snap V1.snap V2.snap\n");
     return 2;
   }
   check_v1(argv[2]);
+  check_v2(argv[3]);
+  check_v2_refusals(argv[3]);
   if (!snaptest_tracing()) TEST_SKIP("needs LD_PRELOAD=libsnapmalloc.so with trace=1");
   two_sites();
   CHECK(snapmalloc_snapshot(argv[1]) == 0);
-  check_v2_refusals(argv[1]);
+  check_v3(argv[1]);
   return test_summary();
 }

@@ -54,7 +54,7 @@ static void free_big(int n) { for (int i = 0; i < n; i++) free(big[i]); }
 static void check_totals(const sm_snap_t *s) {
   uint64_t live = 0, peak = 0;
   for (size_t i = 0; i < s->ntraces; i++) live += s->traces[i].size, peak += s->traces[i].peak_size;
-  CHECK(s->version == 2 && s->has_flow);
+  CHECK(s->version == SM_SNAP_VERSION && s->has_flow);
   CHECK(s->peak_rss >= s->rss && s->peak_rss > 50u * MIB); /* VmHWM: the 50 MiB phase was resident */
   CHECK_EQ_U(live, s->traced_current);
   CHECK_EQ_U(peak, s->traced_peak); /* one thread: exact, with or without sampling */
