@@ -58,8 +58,8 @@ typedef struct sm_py_ident {
 
 /* One frame described: UTF-8 file name and function name (not NUL-ended)
  * and line (0 unknown, as tracemalloc reports it). */
-#define SM_PY_FILE_MAX 4095u
-#define SM_PY_NAME_MAX 1023u
+#define SM_PY_FILE_MAX SM_SNAP_PY_FILE_MAX
+#define SM_PY_NAME_MAX SM_SNAP_PY_NAME_MAX
 typedef struct sm_py_desc {
   char file[SM_PY_FILE_MAX];
   char name[SM_PY_NAME_MAX];
