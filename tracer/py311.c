@@ -73,7 +73,12 @@ static int32_t lasti_of(const _PyInterpreterFrame *f, const PyCodeObject *co) {
 /* Every C-level call of the eval loop has a _PyCFrame of its own on the C
  * stack, linked from the thread state (innermost first) down to the state's
  * root_cframe; it runs the frames from its current_frame back to the one
- * marked is_entry, the frame it was called with. */
+ * marked is_entry, the frame it was called with. A frame that has not
+ * reached its first instruction (still making its cells: "incomplete", as
+ * _PyFrame_IsIncomplete says) is left out, as the interpreter's tracebacks
+ * and tracemalloc leave it out: what it allocates belongs to its caller's
+ * line. A call whose frames are all left out still has its anchor, so that
+ * its C frame is replaced, by nothing. */
 static void stack311(const sm_py_rt_t *rt, uintptr_t tsu, unsigned max, sm_py_stack_t *st) {
   PyThreadState *ts = (PyThreadState *)tsu;
   const _PyCFrame *root = &ts->root_cframe;
@@ -87,27 +92,25 @@ static void stack311(const sm_py_rt_t *rt, uintptr_t tsu, unsigned max, sm_py_st
       st->more = true; /* (a chain that does not climb the stack is not followed) */
       return;
     }
-    unsigned start = st->nframes;
     const _PyInterpreterFrame *f = cf->current_frame;
+    if (!f) continue; /* (not a call that is running frames) */
     bool entry = false;
     for (; f && !entry; f = f->previous) {
-      if (st->nframes == max) {
-        st->more = true;
-        break;
-      }
       const PyCodeObject *co = f->f_code;
       if (!is_code(rt, co)) {
         st->more = true; /* not what 3.11 puts there: stop reading */
         break;
       }
+      entry = f->is_entry;
+      if (f->owner != FRAME_OWNED_BY_GENERATOR && f->prev_instr < _PyCode_CODE(co) + co->_co_firsttraceable)
+        continue; /* incomplete */
+      if (st->nframes == max) {
+        st->more = true;
+        break;
+      }
       st->frame[st->nframes].code = (uintptr_t)co;
       st->frame[st->nframes].lasti = lasti_of(f, co);
       st->nframes++;
-      entry = f->is_entry;
-    }
-    if (st->nframes == start) { /* nothing read of this call */
-      if (st->more) return;
-      continue;
     }
     last = (uintptr_t)cf;
     st->anchor[st->nevals] = last;

@@ -1,9 +1,11 @@
 # snapmalloc top --by line against tracemalloc's statistics("lineno") on the
-# same program at the same point (workload.py): every line that either
-# reports with 4 KiB or more must be in both, within 3% in size and in
-# count, and the list, str, dict, bytes and function-level lines must be
-# there. Usage: compare.py SNAPMALLOC WORKDIR (SNAPMALLOC_LIB in the
-# environment). The two runs are separate processes of the same
+# same program at the same point: every line that either reports with 4
+# KiB or more must be in both, within 3% in size and in count, and the
+# lines named must be there. Usage:
+#   compare.py SNAPMALLOC WORKDIR WORKLOAD [NAME=LINE-START ...]
+# (SNAPMALLOC_LIB in the environment); LINE-START picks the first line of
+# WORKLOAD that starts with it. workload.py has list, str, dict, bytes and
+# function-level lines; threads_workload.py threads' own lines. The two runs are separate processes of the same
 # deterministic program: tracemalloc's own tables would otherwise be
 # traced too, and charged to the lines that made them grow.
 import json
@@ -15,9 +17,7 @@ PY = "/usr/bin/python3"
 if not os.access(PY, os.X_OK):
     print(PY + " is not installed: skipped")
     sys.exit(77)
-exe, work = sys.argv[1], sys.argv[2]
-here = os.path.dirname(os.path.abspath(__file__))
-workload = os.path.join(here, "workload.py")
+exe, work, workload = sys.argv[1], sys.argv[2], os.path.abspath(sys.argv[3])
 os.makedirs(work, exist_ok=True)
 env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
 env.pop("PYTHONMALLOC", None)
@@ -47,9 +47,10 @@ for st in json.loads(out)["stats"]:
 src = open(workload).read().split("\n")
 def line_of(text):
     return 1 + next(i for i, l in enumerate(src) if l.startswith(text))
-wanted = {"list": line_of("numbers = "), "str": line_of("words = "), "dict": line_of("table = "),
-          "bytes": line_of("blobs = "), "function": line_of("    return [{"),
-          "one call site, two functions": line_of("    return {i:")}
+wanted = {}
+for arg in sys.argv[4:]:
+    name, start = arg.split("=", 1)
+    wanted[name] = line_of(start)
 
 failed = False
 print("%-6s %-30s %12s %8s %12s %8s %7s" % ("line", "", "tracemalloc", "count", "snapmalloc", "count", "diff"))
