@@ -27,6 +27,7 @@
 
 #include "allocator/internal.h"
 #include "tracer/python.h"
+#include "tracer/tracer.h"
 
 bool sm_py_on;
 sm_py_rt_t sm_py_rt;
@@ -101,6 +102,14 @@ void sm_python_probe(const struct dl_phdr_info *info, uint32_t module, uintptr_t
     sm_py_rt.module = module;
     sm_py_rt.version = version;
     sm_py_rt.ops = ops;
+    /* A Python trace holds the native frames inside the innermost Python
+     * frame (an extension module's, a library's: sqlite's are a dozen)
+     * and then the Python frames: 16 is too few for both. The program's
+     * own interpreter, found before recording starts, gets a deeper
+     * default; depth= given is kept. */
+    if (!__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE) && !sm_options_given(&sm_opt, "depth") &&
+        sm_opt.depth < SM_PY_DEPTH)
+      sm_opt.depth = SM_PY_DEPTH;
     __atomic_store_n(&sm_py_on, true, __ATOMIC_RELEASE);
     if (sm_opt.verbose)
       sm_info("python: reading the frames of CPython %lu.%lu.%lu (%s)", (version >> 24) & 255,

@@ -24,6 +24,9 @@ static inline bool sm_py_is_tagged(uintptr_t frame) { return (frame & SM_PY_FRAM
 /* A trace's module slot for a tagged frame (table.c, snapshot.c). */
 #define SM_PY_MODULE_SLOT 0xfffeu
 
+/* The default depth in a CPython process (python.c). */
+#define SM_PY_DEPTH 64
+
 /* C-level eval calls read per capture (more are treated as plain frames of
  * the interpreter: dropped, see unwind.c). */
 #define SM_PY_MAX_EVALS 32
