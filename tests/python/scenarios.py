@@ -9,6 +9,8 @@
 #            a crash, every run's exit snapshot readable
 # environ    PYTHONMALLOC=malloc in a traced interpreter only, never over
 #            the user's value, never in another program's environment
+# embed      CPython embedded (libpython3.11.so), finalized and started
+#            again: its frames while it runs, none of them after
 # native     a program that is not Python: no Python frames, no PYFRAMES
 #            section, and the library refers to no Python symbol
 # unwinders  the same figures per Python line whether stacks are walked by
@@ -255,6 +257,29 @@ elif scenario == "environ":
         fail("env prints another environment when traced")
     print("PYTHONMALLOC: %s; line 2 with malloc %d bytes, with pymalloc %d" %
           (", ".join(c[0] + " " + c[3] for c in cases), sizes[""], sizes["pymalloc"]))
+
+# ---------------------------------------------------------------- embed
+elif scenario == "embed":
+    prog, prefix = sys.argv[4], os.path.join(WORK, "e")
+    traced([prog, prefix])
+    src = os.path.join(HERE, "embed.c")
+    after_line = line_of(src, "    held = malloc(12345);")
+    for rnd in (0, 1):
+        stats = top_json("%s.%d.alive.snap" % (prefix, rnd), "--by", "trace")
+        made = sum(st["count"] for st in stats if st["traceback"] and st["traceback"][0]["file"] == "<string>" and
+                   st["traceback"][0]["line"] == 2 and any(f["function"] == "make" for f in st["traceback"]))
+        if made < 10000:
+            fail("round %d: %d blocks at <string>:2 in make; want 10000 or more" % (rnd, made))
+        stats = top_json("%s.%d.after.snap" % (prefix, rnd), "--by", "trace", "--raw")
+        mine = [st for st in stats if st["size"] == 12345]
+        if len(mine) != 1 or any(f["module"] is None and f["file"] for f in mine[0]["traceback"]) or \
+                not any(f["file"] and f["file"].endswith("embed.c") and f["line"] == after_line
+                        for f in mine[0]["traceback"]):
+            fail("round %d: after Py_FinalizeEx, the block of embed.c:%d: %s" % (rnd, after_line, mine))
+    tags = sections("%s.0.alive.snap" % prefix)
+    if SEC_PYFRAMES not in tags:
+        fail("no PYFRAMES section")
+    print("two interpreters, their frames while they ran, none after")
 
 # ---------------------------------------------------------------- native
 elif scenario == "native":
