@@ -2,10 +2,9 @@
  * shared library here, and it is started and finalized twice. While it
  * runs, its frames are in the traces; after Py_FinalizeEx, the program's
  * own allocations have native frames only (nothing of the finished
- * interpreter is read); the second interpreter's frames are its own. The
- * first interpreter's thread state, freed, is given to blocks filled with
- * 0x41 before the second starts: a tracer that kept it would follow
- * 0x4141414141414141 and crash.
+ * interpreter is read); the second interpreter's frames are its own.
+ * (3.11 keeps the main thread's state inside _PyRuntime: both interpreters
+ * have the same one.)
  *   embed PREFIX: writes PREFIX.<round>.alive.snap and PREFIX.<round>.after.snap */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
