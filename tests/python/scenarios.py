@@ -9,6 +9,7 @@
 #            a crash, every run's exit snapshot readable
 # environ    PYTHONMALLOC=malloc in a traced interpreter only, never over
 #            the user's value, never in another program's environment
+# signal     a snapshot on SIGUSR2 of a Python program that waits
 # embed      CPython embedded (libpython3.11.so), finalized and started
 #            again: its frames while it runs, none of them after
 # native     a program that is not Python: no Python frames, no PYFRAMES
@@ -280,6 +281,43 @@ elif scenario == "embed":
     if SEC_PYFRAMES not in tags:
         fail("no PYFRAMES section")
     print("two interpreters, their frames while they ran, none after")
+
+# ---------------------------------------------------------------- signal
+elif scenario == "signal":
+    prog = script("waits.py", '''import sys
+
+
+def build():
+    return {i: str(i) * 5 for i in range(30000)}
+
+
+data = build()
+print("ready", flush=True)
+sys.stdin.read()
+''')
+    out = os.path.join(WORK, "sig.%n.snap")
+    e = dict(BASE_ENV, LD_PRELOAD=LIB, SNAPMALLOC_OPTIONS="trace=1,at_exit=0,out=" + out)
+    p = subprocess.Popen([PY, prog], env=e, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if p.stdout.readline().strip() != "ready":
+        fail("the program did not start")
+    import signal
+    import time
+    p.send_signal(signal.SIGUSR2)
+    snap = out.replace("%n", "0")
+    for _ in range(200):
+        if os.path.exists(snap):
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)
+    p.stdin.close()
+    if p.wait(60) != 0:
+        fail("status %d" % p.returncode)
+    line = line_of(prog, "    return {i:")
+    n = sum(st["count"] for st in top_json(snap, "--by", "trace")
+            if st["traceback"] and is_frame(st["traceback"][0], prog, line, "build.<locals>.<dictcomp>"))
+    if n < 30000:
+        fail("the SIGUSR2 snapshot has %d blocks at waits.py:%d (build); want 30000 or more" % (n, line))
+    print("SIGUSR2: %d blocks at waits.py:%d" % (n, line))
 
 # ---------------------------------------------------------------- native
 elif scenario == "native":
