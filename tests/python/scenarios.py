@@ -9,6 +9,7 @@
 #            a crash, every run's exit snapshot readable
 # environ    PYTHONMALLOC=malloc in a traced interpreter only, never over
 #            the user's value, never in another program's environment
+# bench      bench/python's workloads give the same results traced
 # signal     a snapshot on SIGUSR2 of a Python program that waits
 # embed      CPython embedded (libpython3.11.so), finalized and started
 #            again: its frames while it runs, none of them after
@@ -318,6 +319,22 @@ sys.stdin.read()
     if n < 30000:
         fail("the SIGUSR2 snapshot has %d blocks at waits.py:%d (build); want 30000 or more" % (n, line))
     print("SIGUSR2: %d blocks at waits.py:%d" % (n, line))
+
+# ---------------------------------------------------------------- bench
+elif scenario == "bench":
+    # bench/python's workloads, small: one summary line each, with the same
+    # checksum plain and traced (bench/run --mode python times them).
+    bench = os.path.join(os.path.dirname(os.path.dirname(HERE)), "bench", "python")
+    small = {"objects.py": ["20000"], "json_roundtrip.py": ["3", "300"], "pure.py": ["500"],
+             "sqlite.py": ["2", "2000"]}
+    for name, args in small.items():
+        cmd = [PY, os.path.join(bench, name)] + args
+        plain = subprocess.run(cmd, env=BASE_ENV, capture_output=True, text=True, timeout=600).stdout
+        out = traced(cmd, options="trace=1,out=" + os.path.join(WORK, name + ".%p.snap")).stdout
+        sums = [re.findall(r"checksum=([0-9a-f]{16})$", o.strip()) for o in (plain, out)]
+        if len(plain.strip().split("\n")) != 1 or "time_s=" not in plain or not sums[0] or sums[0] != sums[1]:
+            fail("%s: plain %r, traced %r" % (name, plain, out))
+    print("%d workloads: one summary line, the same checksum traced" % len(small))
 
 # ---------------------------------------------------------------- native
 elif scenario == "native":
