@@ -483,7 +483,9 @@ static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, c
     if (at < norder && at < next) {
       rc = fail(err, errlen, "corrupt (section %s out of place)", section_names[tag]);
     } else if (at < norder && at > next && !(order[next] == SM_SNAP_SEC_PYFRAMES && at == next + 1)) {
-      rc = fail(err, errlen, "corrupt (%s before %s)", section_names[tag], section_names[order[next]]);
+      /* (PYFRAMES is optional: the section due is the one after it) */
+      size_t due = order[next] == SM_SNAP_SEC_PYFRAMES ? next + 1 : next;
+      rc = fail(err, errlen, "corrupt (%s before %s)", section_names[tag], section_names[order[due]]);
     } else if (s->version >= 3 && tag == SM_SNAP_SEC_LEAKS && !(s->flags & SM_SNAP_LEAKS)) {
       rc = fail(err, errlen, "corrupt (a LEAKS section, but INFO says no leak classes were computed)");
     } else if ((rc = parse_section(tag, &sec, count, s, err, errlen)) == 1) {
@@ -495,6 +497,7 @@ static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, c
     }
   }
   if (s->version >= 3 && !(s->flags & SM_SNAP_LEAKS)) norder--; /* LEAKS comes with leak classes only */
+  if (rc == 0 && next < norder && order[next] == SM_SNAP_SEC_PYFRAMES) next++; /* optional */
   if (rc == 0 && next < norder) rc = fail(err, errlen, "corrupt (no %s section)", section_names[order[next]]);
   if (rc != 0) sm_snap_free(s);
   return rc;
