@@ -87,6 +87,7 @@ static void stack311(const sm_py_rt_t *rt, uintptr_t tsu, unsigned max, sm_py_st
   st->more = false;
   st->first[0] = 0;
   if (max > SM_SNAP_MAX_FRAMES) max = SM_SNAP_MAX_FRAMES;
+  unsigned steps = 0;
   for (const _PyCFrame *cf = ts->cframe; cf && cf != root; cf = cf->previous) {
     if (st->nevals == SM_PY_MAX_EVALS || st->nframes == max || (uintptr_t)cf <= last) {
       st->more = true; /* (a chain that does not climb the stack is not followed) */
@@ -96,6 +97,10 @@ static void stack311(const sm_py_rt_t *rt, uintptr_t tsu, unsigned max, sm_py_st
     if (!f) continue; /* (not a call that is running frames) */
     bool entry = false;
     for (; f && !entry; f = f->previous) {
+      if (++steps > SM_PY_MAX_STEPS) { /* (a chain this long is not a real one) */
+        st->more = true;
+        break;
+      }
       const PyCodeObject *co = f->f_code;
       if (!is_code(rt, co)) {
         st->more = true; /* not what 3.11 puts there: stop reading */
@@ -129,44 +134,8 @@ static bool ident311(const sm_py_rt_t *rt, uintptr_t code, sm_py_ident_t *id) {
   return true;
 }
 
-/* ---- strings */
-
-static uint32_t put_utf8(char *out, uint32_t n, uint32_t cap, uint32_t cp) {
-  uint8_t b[4];
-  uint32_t k;
-  if (cp > 0x10FFFF) cp = 0xFFFD;
-  if (cp < 0x80) {
-    b[0] = (uint8_t)cp;
-    k = 1;
-  } else if (cp >= 0xDC80 && cp <= 0xDCFF) {
-    /* How Python keeps a file name's undecodable byte (surrogateescape):
-     * give the byte back. */
-    b[0] = (uint8_t)(cp - 0xDC00);
-    k = 1;
-  } else if (cp < 0x800) {
-    b[0] = (uint8_t)(0xC0 | (cp >> 6));
-    b[1] = (uint8_t)(0x80 | (cp & 0x3F));
-    k = 2;
-  } else if (cp < 0x10000) {
-    if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD; /* other lone surrogates */
-    b[0] = (uint8_t)(0xE0 | (cp >> 12));
-    b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-    b[2] = (uint8_t)(0x80 | (cp & 0x3F));
-    k = 3;
-  } else {
-    b[0] = (uint8_t)(0xF0 | (cp >> 18));
-    b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-    b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-    b[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    k = 4;
-  }
-  if (n + k > cap) return UINT32_MAX; /* full: stop at a character boundary */
-  for (uint32_t i = 0; i < k; i++) out[n + i] = (char)b[i];
-  return n + k;
-}
-
-/* A str as UTF-8, truncated to cap bytes; "?" for anything but a ready,
- * compact str (code objects' names and file names always are). */
+/* A str as UTF-8 (sm_py_utf8), truncated to cap bytes; "?" for anything
+ * but a ready, compact str (code objects' names and file names are). */
 static uint32_t utf8_of(const sm_py_rt_t *rt, const PyObject *o, char *out, uint32_t cap) {
   const PyASCIIObject *a = (const PyASCIIObject *)o;
   if (!o || (uintptr_t)Py_TYPE(o) != rt->unicode_type || !a->state.ready || !a->state.compact || a->length < 0) {
@@ -174,66 +143,7 @@ static uint32_t utf8_of(const sm_py_rt_t *rt, const PyObject *o, char *out, uint
     return 1;
   }
   const void *data = a->state.ascii ? (const void *)(a + 1) : (const void *)((const PyCompactUnicodeObject *)o + 1);
-  unsigned kind = a->state.kind;
-  uint32_t n = 0;
-  for (Py_ssize_t i = 0; i < a->length; i++) {
-    uint32_t cp;
-    if (kind == PyUnicode_1BYTE_KIND) cp = ((const Py_UCS1 *)data)[i];
-    else if (kind == PyUnicode_2BYTE_KIND) cp = ((const Py_UCS2 *)data)[i];
-    else if (kind == PyUnicode_4BYTE_KIND) cp = ((const Py_UCS4 *)data)[i];
-    else break;
-    uint32_t next = put_utf8(out, n, cap, cp);
-    if (next == UINT32_MAX) break;
-    n = next;
-  }
-  return n;
-}
-
-/* ---- lines */
-
-/* A location table (Objects/locations.md in CPython's source) is a run of
- * entries, each starting with a byte that has its top bit set: bits 3-6
- * are the entry's form, bits 0-2 its length in code units minus one. Only
- * some forms move the line: 13 (no columns) and 14 (long) by a signed
- * varint that follows, 11 and 12 by one and two; 15 means "no location"
- * for its instructions without moving the line. Varints are 6 bits a
- * byte, low bits first, bit 6 set on every byte but the last. */
-static int varint(const uint8_t **p, const uint8_t *end, uint32_t *out) {
-  uint32_t v = 0;
-  for (unsigned shift = 0; *p < end && shift < 32; shift += 6) {
-    uint8_t b = *(*p)++;
-    v |= (uint32_t)(b & 63) << shift;
-    if (!(b & 64)) {
-      *out = v;
-      return 1;
-    }
-  }
-  return 0;
-}
-
-int sm_py311_line(const uint8_t *table, size_t len, int firstline, int lasti) {
-  if (lasti < 0) return firstline; /* not started: the interpreter says the def line */
-  const uint8_t *p = table, *end = table + len;
-  int line = firstline;
-  long at = 0;
-  while (p < end) {
-    uint8_t head = *p++;
-    if (!(head & 128)) return -1; /* not an entry's first byte */
-    unsigned form = (head >> 3) & 15;
-    long units = (head & 7) + 1;
-    uint32_t v;
-    const uint8_t *q = p;
-    if (form == 13 || form == 14) {
-      if (!varint(&q, end, &v)) return -1;
-      line += (v & 1) ? -(int)(v >> 1) : (int)(v >> 1);
-    } else if (form == 11 || form == 12) {
-      line += (int)form - 10;
-    }
-    if (lasti < at + units) return form == 15 ? -1 : line;
-    at += units;
-    while (p < end && !(*p & 128)) p++; /* the rest of the entry: columns */
-  }
-  return -1; /* past the table */
+  return sm_py_utf8(a->state.kind, data, (size_t)a->length, out, cap);
 }
 
 static bool describe311(const sm_py_rt_t *rt, uintptr_t code, int32_t lasti, sm_py_desc_t *d) {
@@ -244,7 +154,7 @@ static bool describe311(const sm_py_rt_t *rt, uintptr_t code, int32_t lasti, sm_
   const PyBytesObject *t = (const PyBytesObject *)co->co_linetable;
   int line = -1;
   if (t && (uintptr_t)Py_TYPE(t) == rt->bytes_type && Py_SIZE(t) >= 0)
-    line = sm_py311_line((const uint8_t *)t->ob_sval, (size_t)Py_SIZE(t), co->co_firstlineno, lasti);
+    line = sm_py_line((const uint8_t *)t->ob_sval, (size_t)Py_SIZE(t), co->co_firstlineno, lasti);
   d->line = line > 0 ? (uint32_t)line : 0;
   return true;
 }

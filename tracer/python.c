@@ -4,8 +4,9 @@
  * that defines _PyRuntime is an interpreter (the python executable when
  * libpython is linked into it, as Debian builds it, else libpython). It is
  * used only if this build has a reader for its version (py311.c: 3.11.1
- * and later), its _PyRuntime object has the size that reader's headers
- * give, and it is not a debug build (which lays objects out differently);
+ * and later; py312.c, py313.c when built), its _PyRuntime object has the
+ * size that reader's headers give (which also tells a free-threaded build
+ * apart), and it is not a debug build (which lays objects out otherwise);
  * otherwise one warning says why its frames stay native. So a program that
  * is not Python pays one hash-table lookup per loaded object, and nothing
  * per allocation but the test of sm_py_on in capture.c.
@@ -37,6 +38,12 @@ static bool probed; /* an interpreter was found, supported or not (mod_lock) */
 static const sm_py_ops_t *const readers[] = {
 #ifdef SM_PY311
     &sm_py311_ops,
+#endif
+#ifdef SM_PY312
+    &sm_py312_ops,
+#endif
+#ifdef SM_PY313
+    &sm_py313_ops,
 #endif
     NULL,
 };
@@ -86,7 +93,8 @@ void sm_python_probe(const struct dl_phdr_info *info, uint32_t module, uintptr_t
     refuse(path, version, "3.11.0 is not supported (3.11.1 and later are)");
   } else if (runtime_size != ops->runtime_size) {
     refuse(path, version, "its _PyRuntime differs in size from the headers this build was compiled with");
-  } else if (sm_module_symbol(info, "_Py_RefTotal", &dummy, &size)) {
+  } else if (sm_module_symbol(info, "_Py_RefTotal", &dummy, &size) ||
+             sm_module_symbol(info, "_Py_NegativeRefcount", &dummy, &size)) {
     refuse(path, version, "a debug build (its objects are laid out differently)");
   } else if (!sm_module_symbol(info, "PyCode_Type", &code_type, &size) ||
              !sm_module_symbol(info, "PyUnicode_Type", &unicode_type, &size) ||

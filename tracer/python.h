@@ -1,9 +1,9 @@
 /* Python frames in native traces: what the tracer's generic files
  * (modules.c, capture.c, unwind.c, pyframes.c, snapshot.c) share with the
  * one file per CPython version that reads the interpreter's structures
- * (py311.c). Plain C types only: the version files are compiled against
- * that version's internal headers, which must not meet the allocator's.
- * docs/python.md says how the pieces fit. */
+ * (py311.c, py312.c, py313.c). Plain C types only: the version files are
+ * compiled against that version's internal headers, which must not meet
+ * the allocator's. docs/python.md says how the pieces fit. */
 #ifndef SM_TRACER_PYTHON_H
 #define SM_TRACER_PYTHON_H
 
@@ -30,6 +30,9 @@ static inline bool sm_py_is_tagged(uintptr_t frame) { return (frame & SM_PY_FRAM
 /* C-level eval calls read per capture (more are treated as plain frames of
  * the interpreter: dropped, see unwind.c). */
 #define SM_PY_MAX_EVALS 32
+/* Frames a reader follows at most per capture, incomplete ones included
+ * (a bound on a chain that should end long before). */
+#define SM_PY_MAX_STEPS 100000
 
 /* One Python frame as the capture reads it: its code object and the index
  * (in code units) of the instruction it is at (-1: not started). */
@@ -114,10 +117,18 @@ void sm_python_probe(const struct dl_phdr_info *info, uint32_t module, uintptr_t
  * process that did not set it. */
 void sm_python_environ(void);
 
-/* ---- py311.c (built when the 3.11 headers were found) */
+/* ---- pycommon.c: what the readers share */
+/* The line of instruction lasti (code units; -1: not started, which gives
+ * firstline) from a location table of 3.11 to 3.13; -1 for no line. */
+int sm_py_line(const uint8_t *table, size_t len, int firstline, int lasti);
+/* len code points of `kind` bytes each (1, 2 or 4) at data, as UTF-8 into
+ * out, at most cap bytes (cut at a character); returns the bytes written. */
+uint32_t sm_py_utf8(unsigned kind, const void *data, size_t len, char *out, uint32_t cap);
+
+/* ---- py311.c, py312.c, py313.c: one reader per version, each built when
+ * that version's headers were found (tracer/meson.build) */
 extern const sm_py_ops_t sm_py311_ops;
-/* The line of instruction lasti from a 3.11 location table (exposed for
- * the unit test that compares it with the interpreter's own). */
-int sm_py311_line(const uint8_t *table, size_t len, int firstline, int lasti);
+extern const sm_py_ops_t sm_py312_ops;
+extern const sm_py_ops_t sm_py313_ops;
 
 #endif

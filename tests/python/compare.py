@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-PY = "/usr/bin/python3"
+PY = os.environ.get("SM_TEST_PYTHON", "/usr/bin/python3")  # the traced interpreter
 if not os.access(PY, os.X_OK):
     print(PY + " is not installed: skipped")
     sys.exit(77)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import zlib
 
-PY = "/usr/bin/python3"
+PY = os.environ.get("SM_TEST_PYTHON", "/usr/bin/python3")  # the traced interpreter
 if not os.access(PY, os.X_OK):
     print(PY + " is not installed: skipped")
     sys.exit(77)

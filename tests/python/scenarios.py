@@ -28,10 +28,20 @@ import struct
 import subprocess
 import sys
 
-PY = "/usr/bin/python3"
+PY = os.environ.get("SM_TEST_PYTHON", "/usr/bin/python3")  # the traced interpreter
 if not os.access(PY, os.X_OK):
     print(PY + " is not installed: skipped")
     sys.exit(77)
+PYVER = tuple(int(x) for x in subprocess.run([PY, "-c", "import sys; print(*sys.version_info[:2])"],
+                                              capture_output=True, text=True).stdout.split())
+
+
+def comp(fn, kind):
+    """The function a comprehension in fn runs in: a function of its own
+    before 3.12, inlined into fn since (PEP 709)."""
+    return "%s.<locals>.<%s>" % (fn, kind) if PYVER < (3, 12) else fn
+
+
 scenario, EXE, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 LIB = os.environ["SNAPMALLOC_LIB"]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -315,7 +325,7 @@ sys.stdin.read()
         fail("status %d" % p.returncode)
     line = line_of(prog, "    return {i:")
     n = sum(st["count"] for st in top_json(snap, "--by", "trace")
-            if st["traceback"] and is_frame(st["traceback"][0], prog, line, "build.<locals>.<dictcomp>"))
+            if st["traceback"] and is_frame(st["traceback"][0], prog, line, comp("build", "dictcomp")))
     if n < 30000:
         fail("the SIGUSR2 snapshot has %d blocks at waits.py:%d (build); want 30000 or more" % (n, line))
     print("SIGUSR2: %d blocks at waits.py:%d" % (n, line))
@@ -409,7 +419,7 @@ api.malloc(4000)
     if files.get(prog) != mine or not mine:
         fail("--by file: views.py %s, its lines %d" % (files.get(prog), mine))
     funcs = {st["site"]["function"] for st in top_json(b, "--by", "function")}
-    for fn in ("make_records.<locals>.<listcomp>", "alpha"):
+    for fn in (comp("make_records", "listcomp"), "alpha"):
         if fn not in funcs:
             fail("--by function has no %s" % fn)
     cum = {st["site"]["line"]: st["size"] for st in top_json(b, "--by", "line", "--cumulative")
@@ -424,15 +434,15 @@ api.malloc(4000)
     if not grew:
         fail("diff: no growth of 100 lists of 500 at line %d" % alp)
     text = tool("top", b, "--by", "trace", "--limit", "3")
-    if not re.search(r'  File ".*views\.py", line %d, in make_records\.<locals>\.<listcomp>' % rec, text):
+    if not re.search(r'  File ".*views\.py", line %d, in %s\n' % (rec, re.escape(comp("make_records", "listcomp"))), text):
         fail("--by trace does not show the list comprehension's frame:\n" + text)
     r = subprocess.run([EXE, "leaks", final], env=BASE_ENV, capture_output=True, text=True, timeout=600)
     if r.returncode != 1 or not re.search(r'by <module> \(.*views\.py:%d\)' % leak, r.stdout):
         fail("leaks: status %d, no views.py:%d in\n%s" % (r.returncode, leak, r.stdout[:3000]))
     folded = tool("export", b, "--format", "folded")
-    if not re.search(r"make_records \(.*views\.py:\d+\);make_records\.<locals>\.<listcomp> \(.*views\.py:%d\)" % rec,
-                     folded):
-        fail("export --format folded: no make_records;make_records.<locals>.<listcomp>")
+    if not re.search(r"<module> \(.*views\.py:\d+\);(make_records \(.*views\.py:\d+\);)?%s \(.*views\.py:%d\)"
+                     % (re.escape(comp("make_records", "listcomp")), rec), folded):
+        fail("export --format folded: no <module>;...;%s" % comp("make_records", "listcomp"))
     svg = os.path.join(WORK, "b.svg")
     tool("flame", b, "-o", svg)
     if not re.search(r"<title>alpha\n.*views\.py:%d\n" % alp, open(svg).read()):
@@ -445,7 +455,8 @@ api.malloc(4000)
         genv = dict(BASE_ENV, HOME=home, GOCACHE=os.path.join(WORK, "gocache"), PPROF_TMPDIR=home)
         r = subprocess.run(["go", "tool", "pprof", "-symbolize=none", "-top", "-nodefraction=0", pb], env=genv,
                            capture_output=True, text=True, timeout=600)
-        if r.returncode != 0 or not re.search(r"%\s+make_records\.<locals>\.<listcomp>$", r.stdout, re.M):
+        if r.returncode != 0 or not re.search(r"%%\s+%s$" % re.escape(comp("make_records", "listcomp")), r.stdout,
+                                              re.M):
             fail("pprof -top: %s\n%s" % (r.stdout[-2000:], r.stderr[-2000:]))
     print("by file, function, trace, cumulative, diff, leaks, folded, flame%s: Python frames shown" %
           (", pprof" if shutil.which("go") else ""))
