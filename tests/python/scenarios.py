@@ -13,6 +13,9 @@
 # signal     a snapshot on SIGUSR2 of a Python program that waits
 # embed      CPython embedded (libpython3.11.so), finalized and started
 #            again: its frames while it runs, none of them after
+# probe      libraries that look like interpreters the probe refuses
+#            (too old, 3.11.0, another size, a debug build, no type
+#            objects, a version this build does not read) or accepts
 # native     a program that is not Python: no Python frames, no PYFRAMES
 #            section, and the library refers to no Python symbol
 # unwinders  the same figures per Python line whether stacks are walked by
@@ -345,6 +348,31 @@ elif scenario == "bench":
         if len(plain.strip().split("\n")) != 1 or "time_s=" not in plain or not sums[0] or sums[0] != sums[1]:
             fail("%s: plain %r, traced %r" % (name, plain, out))
     print("%d workloads: one summary line, the same checksum traced" % len(small))
+
+# ---------------------------------------------------------------- probe
+elif scenario == "probe":
+    prog, libdir = sys.argv[4], sys.argv[5]
+    said = {
+        "ok": "python: reading the frames of CPython 3.11.2",
+        "old": "older than 3.11 (no Py_Version)",
+        "v3110": "3.11.0 is not supported",
+        "size": "its _PyRuntime differs in size",
+        "debug": "a debug build",
+        "types": "its type objects were not found",
+        "future": "CPython 3.15.0): not a version this build reads",
+    }
+    for kind, what in said.items():
+        lib = os.path.join(libdir, "libfakepy_%s.so" % kind)
+        r = traced([prog, lib], options="trace=1,at_exit=0,verbose=1")
+        lines = [l for l in r.stderr.split("\n") if "python:" in l]
+        if len(lines) != 1 or what not in lines[0]:
+            fail("%s: the probe said %r, want one line with %r" % (kind, lines, what))
+        if r.stdout.strip() != "PYTHONMALLOC=(unset)":
+            fail("%s: %s (an interpreter loaded after start)" % (kind, r.stdout.strip()))
+        r = traced([prog, lib], options="trace=1,at_exit=0,verbose=1,python=0")
+        if "python:" in r.stderr:
+            fail("%s: python=0, but the probe said %r" % (kind, r.stderr))
+    print("%d kinds of interpreter, each told apart in one line" % len(said))
 
 # ---------------------------------------------------------------- native
 elif scenario == "native":
