@@ -21,7 +21,10 @@
  *
  * Locks: sm_python_probe runs under mod_lock (modules.c), which publishes
  * sm_py_rt once with a release store of sm_py_on; readers load sm_py_on
- * with acquire and never see the structure change afterwards. */
+ * with acquire and never see the structure change afterwards. Unloading
+ * the interpreter (dlclose) turns sm_py_on off again; a capture that
+ * started before that, in another thread, could still read it: unloading
+ * an interpreter while another thread runs its code is not supported. */
 #include <link.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +126,27 @@ void sm_python_probe(const struct dl_phdr_info *info, uint32_t module, uintptr_t
       sm_info("python: reading the frames of CPython %lu.%lu.%lu (%s)", (version >> 24) & 255,
               (version >> 16) & 255, (version >> 8) & 255, path);
   }
+}
+
+static int holds(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  uintptr_t addr = *(const uintptr_t *)arg;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+    if (ph->p_type == PT_LOAD && addr >= a && addr - a < ph->p_memsz) return 1;
+  }
+  return 0;
+}
+
+void sm_python_unloaded(void) {
+  if (!__atomic_load_n(&sm_py_on, __ATOMIC_ACQUIRE)) return;
+  uintptr_t addr = sm_py_rt.runtime;
+  if (dl_iterate_phdr(holds, &addr)) return;
+  /* The interpreter's object is gone: stop reading it, and look at the
+   * next one that loads. */
+  __atomic_store_n(&sm_py_on, false, __ATOMIC_RELEASE);
+  __atomic_store_n(&probed, false, __ATOMIC_RELEASE);
 }
 
 void sm_python_environ(void) {

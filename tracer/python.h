@@ -116,6 +116,9 @@ void sm_python_probe(const struct dl_phdr_info *info, uint32_t module, uintptr_t
 /* From the library's constructor: PYTHONMALLOC=malloc for a traced Python
  * process that did not set it. */
 void sm_python_environ(void);
+/* After a dlclose (preload/dl.c): if the interpreter's object is no longer
+ * loaded, stop reading it (takes the loader's lock). */
+void sm_python_unloaded(void);
 
 /* ---- pycommon.c: what the readers share */
 /* The line of instruction lasti (code units; -1: not started, which gives

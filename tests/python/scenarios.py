@@ -15,7 +15,8 @@
 #            again: its frames while it runs, none of them after
 # probe      libraries that look like interpreters the probe refuses
 #            (too old, 3.11.0, another size, a debug build, no type
-#            objects, a version this build does not read) or accepts
+#            objects, a version this build does not read) or accepts, and
+#            that one unloaded: not read any more
 # native     a program that is not Python: no Python frames, no PYFRAMES
 #            section, and the library refers to no Python symbol
 # unwinders  the same figures per Python line whether stacks are walked by
