@@ -118,8 +118,8 @@ static uint32_t utf8_of(const sm_py_rt_t *rt, const PyObject *o, char *out, uint
 static bool describe312(const sm_py_rt_t *rt, uintptr_t code, int32_t lasti, sm_py_desc_t *d) {
   const PyCodeObject *co = (const PyCodeObject *)code;
   if (!is_code(rt, co)) return false;
-  d->file_len = utf8_of(rt, co->co_filename, d->file, sizeof d->file);
-  d->name_len = utf8_of(rt, co->co_qualname, d->name, sizeof d->name);
+  d->file_len = utf8_of(rt, co->co_filename, d->text, SM_PY_FILE_MAX);
+  d->name_len = utf8_of(rt, co->co_qualname, d->text + d->file_len, SM_PY_NAME_MAX);
   const PyBytesObject *t = (const PyBytesObject *)co->co_linetable;
   int line = -1;
   if (t && (uintptr_t)Py_TYPE(t) == rt->bytes_type && Py_SIZE(t) >= 0)

@@ -26,7 +26,7 @@ typedef struct pyframe {
   uint8_t key[]; /* u32 line, u32 file length, u32 name length, file, name */
 } pyframe_t;
 
-#define KEY_FIXED 12u
+#define KEY_FIXED SM_PY_DESC_FIXED
 #define ID_CHUNK_BITS 12
 #define ID_CHUNK ((uint32_t)1 << ID_CHUNK_BITS)
 #define ID_CHUNKS 1024 /* up to 4M distinct Python lines */
@@ -69,13 +69,10 @@ static uint32_t add_locked(const uint8_t *key, uint32_t keylen) {
   return id;
 }
 
-/* The id of a described frame: found or added (takes py_lock). */
+/* The id of a described frame: found or added (takes py_lock). The
+ * description is laid out as the key is (python.h). */
 static uint32_t intern(const sm_py_desc_t *d) {
-  uint8_t key[KEY_FIXED + SM_PY_FILE_MAX + SM_PY_NAME_MAX];
-  uint32_t fixed[3] = {d->line, d->file_len, d->name_len};
-  memcpy(key, fixed, KEY_FIXED);
-  memcpy(key + KEY_FIXED, d->file, d->file_len);
-  memcpy(key + KEY_FIXED + d->file_len, d->name, d->name_len);
+  const uint8_t *key = (const uint8_t *)d;
   uint32_t keylen = KEY_FIXED + d->file_len + d->name_len;
   sm_lock(&py_lock);
   pyframe_t *f;

@@ -62,16 +62,19 @@ typedef struct sm_py_ident {
   int32_t firstline;
 } sm_py_ident_t;
 
-/* One frame described: UTF-8 file name and function name (not NUL-ended)
- * and line (0 unknown, as tracemalloc reports it). */
+/* One frame described, laid out as pyframes.c's table keys it (so that
+ * it needs no copy): the line (0 unknown, as tracemalloc reports it), the
+ * lengths, then the file name and the function name, UTF-8, not NUL-ended,
+ * one after the other. */
 #define SM_PY_FILE_MAX SM_SNAP_PY_FILE_MAX
 #define SM_PY_NAME_MAX SM_SNAP_PY_NAME_MAX
 typedef struct sm_py_desc {
-  char file[SM_PY_FILE_MAX];
-  char name[SM_PY_NAME_MAX];
-  uint32_t file_len, name_len;
   uint32_t line;
+  uint32_t file_len, name_len;
+  char text[SM_PY_FILE_MAX + SM_PY_NAME_MAX]; /* the file name, then the function name */
 } sm_py_desc_t;
+#define SM_PY_DESC_FIXED 12u /* bytes before text */
+_Static_assert(offsetof(sm_py_desc_t, text) == SM_PY_DESC_FIXED, "a desc is a key without padding");
 
 typedef struct sm_py_rt sm_py_rt_t;
 

@@ -251,7 +251,7 @@ static int walk_py(sm_unwind_cache_t *c, uintptr_t ra, uintptr_t sp, uintptr_t b
 /* libunwind's walk of a Python thread: the same classification, from the
  * stack pointers libunwind reports (a frame lies between its sp and its
  * caller's). */
-#define PY_RAW_MAX 512
+#define PY_RAW_MAX 256
 static unsigned capture_libunwind_py(uintptr_t *ips, unsigned depth, bool *truncated, sm_py_walk_t *py) {
   uintptr_t ip[PY_RAW_MAX], sp[PY_RAW_MAX + 1];
   unw_context_t uc;

@@ -54,10 +54,11 @@ static void check_code(const sm_py_rt_t *rt, PyCodeObject *co, PyObject *fname, 
   }
   sm_py_desc_t d;
   CHECK(SM_READER.describe(rt, (uintptr_t)co, n > 1 ? 1 : -1, &d));
-  CHECK_MSG(d.file_len == (uint32_t)PyBytes_GET_SIZE(fname) && memcmp(d.file, PyBytes_AS_STRING(fname), d.file_len) == 0,
-            "file %.*s, want %s", (int)d.file_len, d.file, PyBytes_AS_STRING(fname));
-  CHECK_MSG(d.name_len == (uint32_t)PyBytes_GET_SIZE(qname) && memcmp(d.name, PyBytes_AS_STRING(qname), d.name_len) == 0,
-            "name %.*s, want %s", (int)d.name_len, d.name, PyBytes_AS_STRING(qname));
+  const char *name = d.text + d.file_len;
+  CHECK_MSG(d.file_len == (uint32_t)PyBytes_GET_SIZE(fname) && memcmp(d.text, PyBytes_AS_STRING(fname), d.file_len) == 0,
+            "file %.*s, want %s", (int)d.file_len, d.text, PyBytes_AS_STRING(fname));
+  CHECK_MSG(d.name_len == (uint32_t)PyBytes_GET_SIZE(qname) && memcmp(name, PyBytes_AS_STRING(qname), d.name_len) == 0,
+            "name %.*s, want %s", (int)d.name_len, name, PyBytes_AS_STRING(qname));
   int line = n > 1 ? PyCode_Addr2Line(co, 2) : co->co_firstlineno;
   CHECK(d.line == (uint32_t)(line > 0 ? line : 0));
   sm_py_ident_t id;
