@@ -92,6 +92,8 @@ typedef struct sm_pycache_entry {
   sm_py_ident_t ident;
   int32_t lasti;
   uint32_t id;         /* 0: empty */
+  uint64_t gen;        /* the code generation it was filled in, the code object watched; 0: not watched */
+  uint64_t table_hash; /* not watched: the hash of the location table's bytes */
 } sm_pycache_entry_t;
 
 struct sm_tlocal;
@@ -105,6 +107,9 @@ sm_trace_t *sm_capture(struct sm_tlocal *tl, const sm_stack_start_t *from);
  * 0 when it cannot be described or there is no memory. May take py_lock
  * and the metadata lock: call it holding no tracer lock. */
 uint32_t sm_pyframe_id(struct sm_tlocal *tl, const sm_py_frame_t *f);
+/* From a traced free of a watched block (tracer.c): a code object whose
+ * frames the caches may hold died. */
+void sm_pyframes_code_freed(void);
 /* Frames interned so far (ids 1..count); for the snapshot writer. */
 uint32_t sm_pyframes_count(void);
 typedef struct sm_pyframe_info {

@@ -102,6 +102,10 @@ static bool ident312(const sm_py_rt_t *rt, uintptr_t code, sm_py_ident_t *id) {
   id->name = (uintptr_t)co->co_qualname;
   id->table = (uintptr_t)co->co_linetable;
   id->firstline = co->co_firstlineno;
+  const PyBytesObject *t = (const PyBytesObject *)co->co_linetable;
+  bool ok = t && (uintptr_t)Py_TYPE(t) == rt->bytes_type && Py_SIZE(t) >= 0 && Py_SIZE(t) <= UINT32_MAX;
+  id->table_len = ok ? (uint32_t)Py_SIZE(t) : 0;
+  id->table_data = ok ? (const uint8_t *)t->ob_sval : NULL;
   return true;
 }
 

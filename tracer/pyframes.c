@@ -4,10 +4,17 @@
  * them), and a per-thread cache from (code object, instruction) to id so
  * that a frame seen before costs a few compares and no string work.
  *
- * The cache is exact in the sense python.h gives: an entry is used only if
- * the code object at that address still holds the same file name, function
- * name and location table objects and the same first line; the line of an
- * instruction is a function of those.
+ * The cache must know when a code object died: the next one is often made
+ * at the same address, holding objects at the same addresses as the old
+ * one's, with other lines (code compiled again and again does that all the
+ * time). So a code object that is a block of ours is *watched*
+ * (allocator/tag.c, SM_TAG_WATCHED): its free moves a generation on
+ * (sm_pyframes_code_freed), and an entry filled under an older generation
+ * is described again. A code object that is not ours to watch (served by
+ * pymalloc, under the user's PYTHONMALLOC) is checked by the content of
+ * its location table instead: a hash of its bytes, taken at every hit (a
+ * cost proportional to the table, paid only there). Either way a hit gives
+ * what describing the frame again would.
  *
  * Locks: this file owns py_lock, which guards the hash and the adding of
  * ids (tracer/locks.c: below trace_lock, above delta_lock; its holder
@@ -82,6 +89,24 @@ static uint32_t intern(const sm_py_desc_t *d) {
   return id;
 }
 
+/* Moves on when a watched code object is freed (atomic). */
+static uint64_t code_gen = 1;
+
+void sm_pyframes_code_freed(void) { __atomic_add_fetch(&code_gen, 1, __ATOMIC_RELEASE); }
+
+static uint64_t table_hash(const sm_py_ident_t *id) {
+  uint64_t h = id->table_len;
+  const uint8_t *p = id->table_data;
+  size_t n = id->table_len, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+  }
+  for (; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
+  return h ^ (h >> 31);
+}
+
 static sm_pycache_entry_t *cache_slot(sm_tlocal_t *tl, const sm_py_frame_t *f) {
   uint64_t h = ((uint64_t)f->code ^ ((uint64_t)(uint32_t)f->lasti << 20)) * 0x9E3779B97F4A7C15ull;
   return &tl->pycache[h >> (64 - SM_PYCACHE_BITS)];
@@ -91,9 +116,14 @@ uint32_t sm_pyframe_id(sm_tlocal_t *tl, const sm_py_frame_t *f) {
   const sm_py_rt_t *rt = &sm_py_rt;
   sm_py_ident_t ident;
   if (!rt->ops->ident(rt, f->code, &ident)) return 0;
+  /* Read before the code object is looked at: a code object freed after
+   * this moves the generation past what the entry records. */
+  uint64_t gen = __atomic_load_n(&code_gen, __ATOMIC_ACQUIRE);
   sm_pycache_entry_t *e = tl ? cache_slot(tl, f) : NULL;
   if (e && e->id && e->code == f->code && e->lasti == f->lasti && e->ident.file == ident.file &&
-      e->ident.name == ident.name && e->ident.table == ident.table && e->ident.firstline == ident.firstline)
+      e->ident.name == ident.name && e->ident.table == ident.table && e->ident.firstline == ident.firstline &&
+      e->ident.table_len == ident.table_len &&
+      (e->gen ? e->gen == gen : ident.table_data && e->table_hash == table_hash(&ident)))
     return e->id;
   sm_py_desc_t d;
   if (!rt->ops->describe(rt, f->code, f->lasti, &d)) return 0;
@@ -103,6 +133,10 @@ uint32_t sm_pyframe_id(sm_tlocal_t *tl, const sm_py_frame_t *f) {
     e->lasti = f->lasti;
     e->ident = ident;
     e->id = id;
+    /* Watched: valid while no watched code object dies. Else by content. */
+    e->gen = sm_tag_watch((const void *)f->code) ? gen : 0;
+    e->table_hash = e->gen || !ident.table_data ? 0 : table_hash(&ident);
+    if (!e->gen && !ident.table_data) e->id = 0; /* nothing to check a hit by: no entry */
   }
   return id;
 }

@@ -52,14 +52,16 @@ typedef struct sm_py_stack {
   sm_py_frame_t frame[SM_SNAP_MAX_FRAMES];
 } sm_py_stack_t;
 
-/* What identifies a code object cheaply, for the per-thread cache of
- * frames (pyframes.c): the addresses of the objects it holds and its first
- * line. A dead code object's address may be reused, but a new code object
- * with the same file name, function name and line table objects at the
- * same addresses and the same first line describes the same lines. */
+/* What the per-thread cache of frames (pyframes.c) checks a code object
+ * against: the addresses of the objects it holds, its first line, and its
+ * location table's bytes (the lines are a function of those and the first
+ * line). Addresses alone would not do: a dead code object's address, and
+ * its objects', are reused by the next one (pyframes.c says how it knows). */
 typedef struct sm_py_ident {
   uintptr_t file, name, table;
   int32_t firstline;
+  uint32_t table_len;        /* bytes of the location table (0: none readable) */
+  const uint8_t *table_data; /* its bytes, live while the code object is */
 } sm_py_ident_t;
 
 /* One frame described, laid out as pyframes.c's table keys it (so that

@@ -51,6 +51,10 @@ void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from) {
 }
 
 void sm_track_untag(uint32_t id, size_t req, const void *p) {
+  if (SM_UNLIKELY(id & SM_TAG_WATCHED)) { /* a Python code object pyframes.c caches frames of */
+    id &= ~SM_TAG_WATCHED;
+    sm_pyframes_code_freed();
+  }
   uint64_t size, count_fp;
   sm_tracer_weight(req, &size, &count_fp);
   sm_tlocal_t *tl = sm_ts.local;

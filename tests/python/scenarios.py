@@ -10,6 +10,8 @@
 # environ    PYTHONMALLOC=malloc in a traced interpreter only, never over
 #            the user's value, never in another program's environment
 # bench      bench/python's workloads give the same results traced
+# recompile  code compiled and run again and again, its code objects dying
+#            and the next made where they were: every line right
 # signal     a snapshot on SIGUSR2 of a Python program that waits
 # embed      CPython embedded (libpython3.11.so), finalized and started
 #            again: its frames while it runs, none of them after
@@ -296,6 +298,45 @@ elif scenario == "embed":
     if SEC_PYFRAMES not in tags:
         fail("no PYFRAMES section")
     print("two interpreters, their frames while they ran, none after")
+
+# ---------------------------------------------------------------- recompile
+elif scenario == "recompile":
+    # Module code compiled and run again and again, each time with its one
+    # allocation (a bytes object whose size says which source made it) on
+    # another line: the code objects die between runs, and the next one is
+    # made where the last one was. Every block must be on its own line,
+    # with pymalloc serving the code objects (the user's PYTHONMALLOC) and
+    # with malloc.
+    prog = script("recompile.py", '''import collections
+import ctypes
+import sys
+
+keep = [None] * 3000
+z = 0
+made = collections.Counter()
+for i in range(3000):
+    k = (i * 5) % 7
+    src = "\\n" * k + "keep[%d] = b'\\\\0' * (%d + z)\\n" % (i, 1000 + 64 * k) + "\\n" * (6 - k)
+    exec(compile(src, "<gen>", "exec"))
+    made[k] += 1
+    del src
+if ctypes.CDLL(None).snapmalloc_snapshot(sys.argv[1].encode()) != 0:
+    sys.exit("snapshot failed")
+print(*[made[k] for k in range(7)])
+''')
+    for alloc in ("malloc", "pymalloc"):
+        snap = os.path.join(WORK, "recompile-%s.snap" % alloc)
+        r = traced([PY, prog, snap], env={"PYTHONMALLOC": alloc})
+        made = [int(x) for x in r.stdout.split()]
+        lines = {st["site"]["line"]: (st["size"], st["count"]) for st in top_json(snap, "--by", "line")
+                 if st["site"]["file"] == "<gen>"}
+        for k in range(7):
+            each = 33 + 1000 + 64 * k  # a bytes object of that length
+            size, count = lines.get(k + 1, (0, 0))
+            if (size, count) != (made[k] * each, made[k]):
+                fail("%s: <gen>:%d has %d bytes in %d blocks; %d blocks of %d bytes were made there" %
+                     (alloc, k + 1, size, count, made[k], each))
+    print("every block of code compiled 3000 times on its own line, with malloc and with pymalloc")
 
 # ---------------------------------------------------------------- signal
 elif scenario == "signal":
