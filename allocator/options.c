@@ -104,6 +104,29 @@ static bool parse_number(const char *v, size_t len, bool allow_suffix, unsigned 
   return true;
 }
 
+/* Seconds with up to three decimals ("2", "0.5", "1.250") into
+ * milliseconds: at least one digit before the point, one to three after
+ * it when there is one. "1.", ".5", "1e3" and "0.0001" are refused rather
+ * than rounded. */
+static bool parse_seconds(const char *v, size_t len, unsigned long long *ms) {
+  size_t dot = 0;
+  while (dot < len && v[dot] != '.') dot++;
+  unsigned long long whole;
+  if (!parse_number(v, dot, false, &whole) || whole > (~0ULL / 1000) - 1000) return false;
+  unsigned long long frac = 0;
+  if (dot < len) {
+    size_t digits = len - dot - 1;
+    if (digits < 1 || digits > 3) return false;
+    for (size_t i = dot + 1; i < len; i++) {
+      if (v[i] < '0' || v[i] > '9') return false;
+      frac = frac * 10 + (unsigned)(v[i] - '0');
+    }
+    for (size_t i = digits; i < 3; i++) frac *= 10;
+  }
+  *ms = whole * 1000 + frac;
+  return true;
+}
+
 static bool parse_bool(const char *v, size_t len, bool *res) {
   static const char *yes[] = {"1", "true", "yes", "on"};
   static const char *no[] = {"0", "false", "no", "off"};
@@ -223,6 +246,9 @@ static bool parse_value(const sm_option_t *row, sm_options_t *o, const char *v, 
     if (!parse_number(v, len, row->kind == SM_OPT_SIZE, &n) || (long long)n < row->min || (long long)n > row->max)
       return false;
     break;
+  case SM_OPT_SECONDS:
+    if (!parse_seconds(v, len, &n) || (long long)n < row->min || (long long)n > row->max) return false;
+    break;
   case SM_OPT_SIGNAL:
     if (!parse_signal(v, len, &sig)) return false;
     n = (unsigned)sig;
@@ -249,6 +275,9 @@ static void expected(const sm_option_t *row, char *buf, size_t cap) {
   case SM_OPT_NUMBER: sm_snprintf(buf, cap, "a whole number within range %lld..%lld", row->min, row->max); break;
   case SM_OPT_SIZE:
     sm_snprintf(buf, cap, "a size in bytes (K/M/G suffixes) within range %lld..%lld", row->min, row->max);
+    break;
+  case SM_OPT_SECONDS:
+    sm_snprintf(buf, cap, "seconds (up to 3 decimals) within range %lld..%lld", row->min / 1000, row->max / 1000);
     break;
   case SM_OPT_PATH: sm_snprintf(buf, cap, "a non-empty path pattern"); break;
   case SM_OPT_ID: sm_snprintf(buf, cap, "1 to %u letters, digits, '_' or '-'", row->width - 1u); break;
@@ -364,6 +393,12 @@ size_t sm_options_format(const sm_options_t *o, const sm_option_t *row, char *bu
     unsigned long long i = load(row, o), n = 0;
     while (row->names[n]) n++;
     return sm_snprintf(buf, cap, "%s", i < n ? row->names[i] : "?");
+  }
+  case SM_OPT_SECONDS: { /* milliseconds as seconds: 500 -> "0.5", 5000 -> "5" */
+    unsigned long long ms = load(row, o);
+    char frac[5] = {'.', (char)('0' + ms % 1000 / 100), (char)('0' + ms % 100 / 10), (char)('0' + ms % 10), '\0'};
+    for (int i = 3; i > 0 && frac[i] == '0'; i--) frac[i] = '\0';
+    return sm_snprintf(buf, cap, "%llu%s", ms / 1000, frac[1] ? frac : "");
   }
   default: return sm_snprintf(buf, cap, "%llu", load(row, o));
   }

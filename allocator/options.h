@@ -49,6 +49,8 @@ typedef enum sm_option_kind {
   SM_OPT_ID,     /* the same, of [A-Za-z0-9_-] only; printed "(none)" when empty */
   SM_OPT_SIGNAL, /* USR1, USR2, SIGUSR1..., a number, 0/none; an int field */
   SM_OPT_NAME,   /* one of names[] (the field holds its index, an enum) */
+  SM_OPT_SECONDS, /* seconds with up to three decimals ("2", "0.5", "1.25"); the
+                   * field holds milliseconds, and min/max are milliseconds */
 } sm_option_kind_t;
 
 #define SM_OPT_INDEX 1u /* flags of SM_OPT_NAME: the index itself ("0", "1") is accepted too */
@@ -60,7 +62,7 @@ typedef struct sm_option {
   uint8_t flags;
   uint16_t width;        /* sizeof the field: values are written through exactly this width */
   uint16_t offset;       /* of the field in sm_options_t */
-  long long min, max;    /* SM_OPT_NUMBER/SIZE: the inclusive range */
+  long long min, max;    /* SM_OPT_NUMBER/SIZE/SECONDS: the inclusive range (SECONDS: in ms) */
   long long def;         /* the default of every kind but PATH and ID */
   const char *def_text;  /* SM_OPT_PATH/ID: the default string */
   const char *const *names; /* SM_OPT_NAME: NULL-terminated; value i is names[i] */

@@ -20,7 +20,9 @@ const char *snapmalloc_version(void);
 
 /* Writes a snapshot of the live traced allocations now: to `path`, or to the
  * next name of the `out` pattern when path is NULL. Returns 0, or -1 with
- * errno set (ENOTSUP when tracing is off). */
+ * errno set (ENOTSUP when tracing was never on and the control channel is
+ * not armed). A snapshot written while tracing is off (stopped through the
+ * control channel) says so, and holds the blocks traced before. */
 int snapmalloc_snapshot(const char *path);
 
 /* Bytes currently charged to traces (estimated when sampling); the peak since

@@ -37,11 +37,20 @@ SM_INLINE void *unlinked(void *p) {
   return p;
 }
 
+/* Whether new blocks are traced. The control channel's helper thread may
+ * switch tracing while this thread allocates, with atomic stores; this
+ * stays a plain load of one byte (which cannot tear), because an atomic
+ * load, even relaxed, costs the untraced path an instruction per call here
+ * (tests/tracer/untraced_cost.sh measured it: the compiler no longer folds
+ * the load into the test). The traced path orders itself (sm_track_alloc
+ * loads the flag again with acquire). */
+#define TRACING() (sm_trace_on)
+
 /* The result of an allocating call, charged to the caller's stack when tracing. */
 #define TRACED(p, req)                                     \
   do {                                                     \
     void *r_ = (p);                                        \
-    if (SM_UNLIKELY(sm_trace_on) && r_) {                  \
+    if (SM_UNLIKELY(TRACING()) && r_) {                    \
       if (!sm_track_wanted(req)) return unlinked(r_);      \
       return traced(unlinked(r_), (req));                  \
     }                                                      \
@@ -81,8 +90,12 @@ static SM_NOINLINE void *traced_realloc(void *p, size_t size) {
   return q;
 }
 
+/* Tested on sm_trace_tags, not sm_trace_on: once tracing was on, blocks
+ * may carry tags even while it is off (stopped through the control
+ * channel), and a realloc that moves one must take its tag. A plain load,
+ * as in TRACING(). */
 SM_EXPORT void *realloc(void *p, size_t size) {
-  if (SM_UNLIKELY(sm_trace_on)) return traced_realloc(p, size);
+  if (SM_UNLIKELY(sm_trace_tags)) return traced_realloc(p, size);
   return sm_realloc(p, size);
 }
 
@@ -105,7 +118,7 @@ SM_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
   void *p = sm_memalign(align, size);
   errno = saved;
   if (!p) return ENOMEM;
-  if (SM_UNLIKELY(sm_trace_on)) {
+  if (SM_UNLIKELY(TRACING())) {
     unlinked(p);
     if (sm_track_wanted(size)) p = traced(p, size);
   }

@@ -49,7 +49,7 @@ static void at_process_end(void *arg) {
    * find exit()'s frames. */
   sm_triggers_at_exit((uintptr_t)__builtin_frame_address(0));
   if (sm_opt.verbose) sm_stats_print(2);
-  if (sm_opt.trace && (sm_opt.verbose || sm_opt.unwind == SM_UNWIND_CHECK)) {
+  if (sm_tracer_started() && (sm_opt.verbose || sm_opt.unwind == SM_UNWIND_CHECK)) {
     uint64_t fell_back, compared, differed;
     sm_unwind_stats(&fell_back, &compared, &differed);
     sm_info("unwind: %llu captures fell back to libunwind; unwind=check compared %llu, %llu differed",

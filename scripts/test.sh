@@ -2,12 +2,13 @@
 # Installs what is needed (as root, on Debian 12), builds, and runs every
 # test suite: unit, preload, stress, real programs, CLI (in ./build). Then,
 # each in a build directory of its own (docs/checks.md):
-#   build-checks  -Dchecks=true: the preload, stress and tracer suites with
-#                 the library's asserts and invariant checkers on;
+#   build-checks  -Dchecks=true: the preload, stress, tracer and control
+#                 suites with the library's asserts and invariant checkers on;
 #   build-tsan    -Db_sanitize=thread: the unit suite (allocator and tracer
 #                 linked in directly) under ThreadSanitizer;
 #   build-asan    -Dtools_sanitize=address,undefined: the tool's suites (cli,
-#                 export, svg, the fuzz corpus replay) under ASan and UBSan.
+#                 export, svg, the fuzz corpus replay, control: the client of
+#                 the control channel, live: the live view) under ASan and UBSan.
 # With arguments (a test or suite for meson test), only ./build runs them.
 # Prints how long each stage took; the last line is
 # "N passed, N failed, N skipped" over every stage.
@@ -47,7 +48,7 @@ meson test -C build --print-errorlogs --num-processes 2 "$@" || status=$?
 echo "test.sh: stage main took $(($(date +%s) - start)) s" >&2
 
 if [ $# -eq 0 ]; then
-  stage checked build-checks -Dchecks=true -- --suite preload --suite stress --suite tracer
+  stage checked build-checks -Dchecks=true -- --suite preload --suite stress --suite tracer --suite control
   # The unit suite only: a preloaded malloc cannot run under TSan, whose
   # runtime is itself the process's malloc (docs/checks.md). 'sym' checks
   # source lines that the instrumentation moves.
@@ -57,7 +58,8 @@ if [ $# -eq 0 ]; then
   # Leak reports off: the CLI exits holding memory on purpose (error paths
   # included); every access is still checked, and UB aborts.
   export ASAN_OPTIONS="detect_leaks=0" UBSAN_OPTIONS="print_stacktrace=1"
-  stage tools-asan build-asan -Dtools_sanitize=address,undefined -Db_lto=false -- --suite cli --suite export --suite svg
+  stage tools-asan build-asan -Dtools_sanitize=address,undefined -Db_lto=false -- --suite cli --suite export --suite svg \
+    --suite control --suite live
   unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 

@@ -6,6 +6,7 @@
  *   snapmalloc export SNAP [--format pprof|folded] [-o FILE]
  *   snapmalloc flame SNAP | OLD NEW [-o FILE]      (flame.c)
  *   snapmalloc timeline SNAP... [-o FILE]         (timeline.c)
+ *   snapmalloc start|stop|snap PID [options]      (control.c)
  *
  * Exit status: 0 success; 2 bad input or usage (one line on stderr says
  * what and where); `run` passes CMD's status through (a death by signal is
@@ -27,6 +28,7 @@
 
 #include "tools/cli.h"
 #include "tools/cliopt.h"
+#include "tools/control.h"
 #include "tools/report.h"
 #include "tools/snapread.h"
 #include "tools/util.h"
@@ -71,6 +73,26 @@ bool cli_parse_int(const char *s, long lo, long hi, long *out) {
   long v = strtol(s, &end, 10);
   if (errno || *end || v < lo || v > hi) return false;
   *out = v;
+  return true;
+}
+
+bool cli_parse_seconds(const char *s, long max_ms, long *ms) {
+  if (!s || *s < '0' || *s > '9') return false;
+  long whole = 0, frac = 0;
+  const char *p = s;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    if (whole > max_ms / 1000) return false;
+    whole = whole * 10 + (*p - '0');
+  }
+  if (*p == '.') {
+    int digits = 0;
+    for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+      if (digits < 3) frac = frac * 10 + (*p - '0');
+    if (digits < 1 || digits > 3) return false;
+    for (; digits < 3; digits++) frac *= 10;
+  }
+  if (*p || whole > max_ms / 1000 || whole * 1000 + frac > max_ms) return false;
+  *ms = whole * 1000 + frac;
   return true;
 }
 
@@ -291,7 +313,10 @@ static void usage(FILE *out) {
           "  check [options] -- CMD [ARG...] run CMD and fail (exit 1) if it leaked\n"
           "  export SNAPSHOT [options]       write SNAPSHOT as a pprof profile or folded stacks\n"
           "  flame SNAPSHOT|OLD NEW [opts]   an interactive SVG flame graph of live memory\n"
-          "  timeline SNAPSHOT... [options]  an SVG chart of memory over a run's snapshots\n\n"
+          "  timeline SNAPSHOT... [options]  an SVG chart of memory over a run's snapshots\n"
+          "  start PID [options]             switch tracing on in a running process\n"
+          "  stop PID                        switch it off\n"
+          "  snap PID [-o FILE]              make a running process write a snapshot now\n\n"
           "'%s COMMAND --help' describes a command. Exit status: 0 success, 1 leaks found\n"
           "(leaks, check), 2 bad input or usage; run and check pass CMD's failure through.\n",
           prog, prog);
@@ -319,6 +344,9 @@ int sm_cli_main(int argc, char **argv) {
   if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
   if (!strcmp(cmd, "flame")) return cmd_flame(argc - 1, argv + 1);
   if (!strcmp(cmd, "timeline")) return cmd_timeline(argc - 1, argv + 1);
+  if (!strcmp(cmd, "start")) return cmd_start(argc - 1, argv + 1);
+  if (!strcmp(cmd, "stop")) return cmd_stop(argc - 1, argv + 1);
+  if (!strcmp(cmd, "snap")) return cmd_snap(argc - 1, argv + 1);
   fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", prog, cmd, prog);
   return EXIT_BAD;
 }

@@ -30,6 +30,23 @@
 
 /* ---------------------------------------------------------------- context */
 
+/* What one address of one module symbolized to, in display form: kept
+ * for the context's life, so that a model built again (the live view's
+ * refreshes, diff's second snapshot) looks each address up once and
+ * builds no display string twice. */
+typedef struct frame_memo {
+  UT_hash_handle hh;
+  struct memo_key {          /* no padding: hashed as bytes */
+    int64_t handle;         /* the symbolizer's module */
+    uint64_t offset;
+  } key;
+  int n;                    /* frames of its inline chain; 0: nothing known */
+  struct memo_frame {
+    const char *file, *function; /* interned display forms */
+    int line;
+  } f[];
+} frame_memo_t;
+
 typedef struct modkey {
   UT_hash_handle hh;
   char *key;   /* path + '\0' + hex build-id */
@@ -52,6 +69,7 @@ struct sm_tools_ctx {
   char cwd[PATH_MAX];
   size_t cwdlen;
   warning_t missing, mismatch, deep;
+  frame_memo_t *memo;
 };
 
 /* Frames one trace may have once inline chains are expanded (8 per
@@ -76,6 +94,11 @@ void sm_ctx_free(sm_tools_ctx_t *c) {
     HASH_DEL(c->mods, m);
     free(m->key);
     free(m);
+  }
+  frame_memo_t *f, *ft;
+  HASH_ITER(hh, c->memo, f, ft) {
+    HASH_DEL(c->memo, f);
+    free(f);
   }
   sm_intern_free(c->strings);
   sm_sym_free(c->sym);
@@ -240,14 +263,26 @@ static bool add_frames(sm_tools_ctx_t *c, sm_strace_t *t, int *cap, const sm_sna
   if (rf->module == SM_SNAP_NO_MODULE) return push_frame(t, cap, f);
   f.module = paths[rf->module];
   if (handles[rf->module] == -2) handles[rf->module] = module_handle(c, &snap->modules[rf->module]);
-  sm_sym_frame_t out[32];
-  int n = sm_sym_lookup(c->sym, handles[rf->module], rf->offset, true, out, 32);
-  if (n <= 0) return push_frame(t, cap, f);
-  for (int j = 0; j < n; j++) {
+  struct memo_key key = {handles[rf->module], rf->offset};
+  frame_memo_t *m;
+  HASH_FIND(hh, c->memo, &key, sizeof key, m);
+  if (!m) {
+    sm_sym_frame_t out[32];
+    int n = sm_sym_lookup(c->sym, handles[rf->module], rf->offset, true, out, 32);
+    if (n < 0) n = 0;
+    m = xcalloc(1, sizeof *m + (size_t)n * sizeof m->f[0]);
+    m->key = key;
+    m->n = n;
+    for (int j = 0; j < n; j++)
+      m->f[j] = (struct memo_frame){display_path(c, out[j].file), intern_display(c, out[j].function, 0), out[j].line};
+    HASH_ADD(hh, c->memo, key, sizeof key, m);
+  }
+  if (m->n == 0) return push_frame(t, cap, f);
+  for (int j = 0; j < m->n; j++) {
     sm_sframe_t g = f;
-    g.file = display_path(c, out[j].file);
-    g.line = out[j].line;
-    g.function = intern_display(c, out[j].function, 0);
+    g.file = m->f[j].file;
+    g.line = m->f[j].line;
+    g.function = m->f[j].function;
     if (!push_frame(t, cap, g)) return false;
   }
   return true;
@@ -427,6 +462,58 @@ static void group(const sm_report_opts_t *o, const sm_model_t *m, stat_t **tab, 
   }
 }
 
+/* The one-line label of a --by trace entry: its site's key, then the
+ * functions that called it, innermost first ("a.c:12 < parse < main"). */
+static void trace_label(strbuf_t *sb, const sm_strace_t *t) {
+  char one[PATH_MAX + 256];
+  if (t->nframes == 0) {
+    sb_puts(sb, "<no frames>:0");
+    return;
+  }
+  sm_site_key(one, sizeof one, &t->frames[t->site], BY_LINE);
+  sb_puts(sb, one);
+  for (int i = t->site + 1; i < t->nframes; i++) {
+    const sm_sframe_t *f = &t->frames[i];
+    if (f->function) sb_printf(sb, " < %s", f->function);
+    else sm_site_key(one, sizeof one, f, BY_FUNCTION), sb_printf(sb, " < %s", one);
+  }
+}
+
+size_t sm_model_group(sm_tools_ctx_t *c, const sm_model_t *m, sm_group_t **out) {
+  stat_t *tab = NULL;
+  group(&c->opts, m, &tab, 1);
+  int fs = m->at == AT_PEAK ? F_PEAK_SIZE : F_SIZE, fc = m->at == AT_PEAK ? F_PEAK_COUNT : F_COUNT;
+  sm_group_t *g = xcalloc(HASH_COUNT(tab) + 1, sizeof *g);
+  size_t n = 0;
+  stat_t *s, *st;
+  HASH_ITER(hh, tab, s, st) {
+    HASH_DEL(tab, s);
+    if (s->fig[1][fs] || s->fig[1][fc]) {
+      sm_group_t *e = &g[n++];
+      e->size = s->fig[1][fs];
+      e->count = s->fig[1][fc];
+      e->key = s->key; /* handed over */
+      if (c->opts.by == BY_TRACE) {
+        strbuf_t sb = {0};
+        trace_label(&sb, s->rep);
+        e->label = sb.s;
+      } else {
+        e->label = xstrdup(s->key);
+      }
+    } else {
+      free(s->key);
+    }
+    free(s);
+  }
+  *out = g;
+  return n;
+}
+
+void sm_groups_free(sm_group_t *g, size_t n) {
+  for (size_t i = 0; i < n; i++) free(g[i].key), free(g[i].label);
+  free(g);
+}
+
 /* What a report shows, per snapshot (OLD [0], NEW [1]): the figures that
  * are its live bytes and blocks (at its moment), and the figure entries
  * are sorted on with its tie-break. */
@@ -531,8 +618,9 @@ void sm_print_header(FILE *out, const char *label, const sm_snap_t *s) {
   strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
   strbuf_t prog = {0};
   sm_escape(&prog, s->program[0] ? s->program : "?", DISPLAY_MAX);
-  fprintf(out, "%s%s (pid %llu) at %s: traced %s (peak %s)%s, RSS %s%s, heap %s mapped, %s in use, overhead %s\n",
-          label ? label : "", prog.s, (unsigned long long)s->pid, when, cur, peak,
+  fprintf(out, "%s%s (pid %llu) at %s%s: traced %s (peak %s)%s, RSS %s%s, heap %s mapped, %s in use, overhead %s\n",
+          label ? label : "", prog.s, (unsigned long long)s->pid, when,
+          (s->flags & SM_SNAP_OFF) ? " with tracing off" : "", cur, peak,
           (s->flags & SM_SNAP_SAMPLED) ? " estimated from samples" : "", rss, rss_peak, mapped, inuse, over);
   free(prog.s);
 }
@@ -780,10 +868,10 @@ static void print_header_json(FILE *out, const sm_snap_t *s) {
   fprintf(out, "{\"pid\": %llu, \"program\": ", (unsigned long long)s->pid);
   json_str(out, s->program);
   fprintf(out,
-          ", \"time_ns\": %llu, \"sequence\": %llu, \"final\": %s, \"sampled\": %s, \"version\": %u, \"traced\": "
-          "{\"current\": %llu, \"peak\": %llu}, \"rss\": %llu, \"peak_rss\": ",
+          ", \"time_ns\": %llu, \"sequence\": %llu, \"final\": %s, \"sampled\": %s, \"tracing\": %s, \"version\": "
+          "%u, \"traced\": {\"current\": %llu, \"peak\": %llu}, \"rss\": %llu, \"peak_rss\": ",
           (unsigned long long)s->time_ns, (unsigned long long)s->sequence, s->flags & SM_SNAP_FINAL ? "true" : "false",
-          s->flags & SM_SNAP_SAMPLED ? "true" : "false", s->version, (unsigned long long)s->traced_current,
+          s->flags & SM_SNAP_SAMPLED ? "true" : "false", s->flags & SM_SNAP_OFF ? "false" : "true", s->version, (unsigned long long)s->traced_current,
           (unsigned long long)s->traced_peak, (unsigned long long)s->rss);
   if (s->peak_rss) fprintf(out, "%llu", (unsigned long long)s->peak_rss);
   else fputs("null", out);

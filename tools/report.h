@@ -83,6 +83,20 @@ void sm_model_build(sm_tools_ctx_t *ctx, sm_snap_t *snap, sm_model_t *m);
 void sm_model_build_at(sm_tools_ctx_t *ctx, sm_snap_t *snap, sm_at_t at, sm_model_t *m);
 void sm_model_free(sm_model_t *m);
 
+/* One entry of a model grouped as the context's options say (--by,
+ * --cumulative): what the live view shows and follows across snapshots. */
+typedef struct sm_group {
+  char *key;               /* the grouping key, unique in a grouping (a whole stack for --by trace) */
+  char *label;             /* one line naming it: the key, or for --by trace the site and its callers */
+  int64_t size, count;     /* live bytes and blocks at the model's moment */
+} sm_group_t;
+
+/* Groups m's traces by the context's options into *out (malloc'd, in no
+ * particular order; free with sm_groups_free); returns the number of
+ * entries. Entries that hold nothing at the model's moment are left out. */
+size_t sm_model_group(sm_tools_ctx_t *ctx, const sm_model_t *m, sm_group_t **out);
+void sm_groups_free(sm_group_t *g, size_t n);
+
 /* tracemalloc's size format: "2392 KiB", "82.8 KiB", with a sign for diffs. */
 void sm_format_size(char *buf, size_t cap, double size, bool sign);
 

@@ -1,5 +1,5 @@
-/* snapmalloc run: start a command with libsnapmalloc.so preloaded and
- * tracing on, pass its exit status through, then say where the snapshots
+/* snapmalloc run: start a command with libsnapmalloc.so preloaded, tracing
+ * on and its control channel armed, pass its exit status through, then say where the snapshots
  * are and print the top 10 sites of its final snapshot (and at the peak
  * of traced memory, when those are not the same).
  *
@@ -12,7 +12,9 @@
  * starts records in its snapshots' options (run=ID, put first): the files
  * of this run are the ones matching the out pattern whose header carries
  * the id, whatever their times and whatever else the pattern matches. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <glob.h>
 #include <limits.h>
@@ -29,6 +31,7 @@
 
 #include "tools/cli.h"
 #include "tools/cliopt.h"
+#include "tools/live.h"
 #include "tools/report.h"
 #include "tools/util.h"
 
@@ -101,24 +104,37 @@ static int run_help(void) {
          "                   program, Python frames included)\n"
          "  --out PATTERN    snapshot path pattern: %%p pid, %%n sequence number,\n"
          "                   %%e program name (default snapmalloc.%%e.%%p.%%n.snap)\n"
-         "  --interval S     also write a snapshot every S seconds\n"
+         "  --interval S     also write a snapshot every S seconds (fractions to the\n"
+         "                   millisecond: 0.5); with --live, the refresh (default 1)\n"
          "  --sample BYTES   sample one allocation per BYTES on average (K/M/G suffixes)\n"
-         "  --no-report      do not print the top sites afterwards\n\n"
-         "SIGUSR2 makes the running program write a snapshot. SNAPMALLOC_OPTIONS set in\n"
-         "the environment is passed on; these options override it.\n");
+         "  --no-report      do not print the top sites afterwards\n"
+         "  --live           show the top sites live while CMD runs, refreshed every\n"
+         "                   --interval seconds (keys: s size, g growth, c count,\n"
+         "                   q quit); plain text blocks when stdout is not a terminal\n"
+         "  --top N          with --live: the N sites shown (default: what fits; 10)\n"
+         "  --by line|file|function|trace\n"
+         "                   with --live: how sites are grouped (default line)\n\n"
+         "SIGUSR2 makes the running program write a snapshot, and so does\n"
+         "'snapmalloc snap PID'; 'snapmalloc stop PID' and 'start PID' switch its tracing\n"
+         "off and on (control=1). SNAPMALLOC_OPTIONS set in the environment is passed\n"
+         "on; these options override it.\n");
   return 0;
 }
 
 typedef struct run_args {
   long depth;              /* 0: not given (the library's default) */
-  long interval;
+  long interval_ms;
   unsigned long long sample;
   const char *out;
   bool report;
   char **cmd;
+  bool live, interval_given;
+  long top;               /* --live: sites shown, 0 = what fits */
+  sm_by_t by;             /* --live: grouping */
+  const char *live_only;  /* the first option given that only --live takes */
 } run_args_t;
 
-enum { O_DEPTH = CLI_RUN_FIRST, O_OUT, O_INTERVAL, O_SAMPLE, O_NOREPORT };
+enum { O_DEPTH = CLI_RUN_FIRST, O_OUT, O_INTERVAL, O_SAMPLE, O_NOREPORT, O_LIVE, O_TOP, O_BY };
 
 /* run's own options; check takes every one of them and hands it on. */
 const struct option cli_run_opts[] = {
@@ -127,6 +143,9 @@ const struct option cli_run_opts[] = {
     {"interval", required_argument, NULL, O_INTERVAL},
     {"sample", required_argument, NULL, O_SAMPLE},
     {"no-report", no_argument, NULL, O_NOREPORT},
+    {"live", no_argument, NULL, O_LIVE},
+    {"top", required_argument, NULL, O_TOP},
+    {"by", required_argument, NULL, O_BY},
     {NULL, 0, NULL, 0},
 };
 
@@ -141,18 +160,31 @@ static void run_opt(int c, run_args_t *a) {
     a->out = optarg;
     break;
   case O_INTERVAL:
-    cli_range("run", "--interval", 0, 86400, "seconds", &a->interval);
+    if (!cli_parse_seconds(optarg, 86400 * 1000L, &a->interval_ms))
+      cli_usage_error("run", "--interval takes seconds from 0 to 86400, to the millisecond (0.5), not '%s'", optarg);
+    a->interval_given = true;
     break;
   case O_SAMPLE:
     if (!cli_parse_size(optarg, &a->sample)) cli_usage_error("run", "--sample takes a size in bytes, not '%s'", optarg);
     break;
   case O_NOREPORT: a->report = false; break;
+  case O_LIVE: a->live = true; break;
+  case O_TOP:
+    cli_range("run", "--top", 1, 100000, "", &a->top);
+    if (!a->live_only) a->live_only = "--top";
+    break;
+  case O_BY: {
+    static const char *const by[] = {"line|lineno", "file|filename", "function", "trace|traceback", NULL};
+    a->by = (sm_by_t)cli_keyword("run", "--by", by);
+    if (!a->live_only) a->live_only = "--by";
+    break;
+  }
   }
 }
 
 /* Parses run's options; returns -1 to go on, or an exit status (--help). */
 static int parse_run_args(int argc, char **argv, run_args_t *a) {
-  *a = (run_args_t){0, 0, 0, "snapmalloc.%e.%p.%n.snap", true, NULL};
+  *a = (run_args_t){.depth = 0, .out = "snapmalloc.%e.%p.%n.snap", .report = true, .by = BY_LINE};
   cli_opts_t p;
   static const struct option *const groups[] = {cli_run_opts, cli_help_opts, NULL};
   cli_opts_init(&p, "run", "+", groups);
@@ -163,6 +195,9 @@ static int parse_run_args(int argc, char **argv, run_args_t *a) {
   }
   if (optind < argc && !strcmp(argv[optind], "--")) optind++;
   if (optind >= argc) cli_usage_error("run", "needs a command to run after '--'");
+  if (a->live_only && !a->live) cli_usage_error("run", "%s goes with --live", a->live_only);
+  if (a->live && !a->interval_given) a->interval_ms = 1000;
+  if (a->live && a->interval_ms == 0) cli_usage_error("run", "--live needs an --interval above 0");
   a->cmd = &argv[optind];
   return -1;
 }
@@ -179,8 +214,10 @@ static void new_run_id(char *id, size_t cap) {
 }
 
 /* Sets up the environment (options with the run id first, the preload)
- * for CMD; the absolute out pattern goes to res->pattern. */
-static bool prepare_env(const run_args_t *a, cli_run_t *res) {
+ * for CMD; the absolute out pattern goes to res->pattern. The tracer
+ * writes there too, unless `live` names another pattern (--live: the
+ * live directory's). */
+static bool prepare_env(const run_args_t *a, cli_run_t *res, const char *live) {
   char *lib = find_library();
   if (!lib) {
     fprintf(stderr, "snapmalloc run: cannot find libsnapmalloc.so (set SNAPMALLOC_LIB)\n");
@@ -198,11 +235,13 @@ static bool prepare_env(const run_args_t *a, cli_run_t *res) {
   sb_printf(&opts, "run=%s,", res->id);
   const char *prev = getenv("SNAPMALLOC_OPTIONS");
   if (prev && *prev) sb_printf(&opts, "%s,", prev);
-  /* depth only when given: the library's default depends on the program
-   * (deeper for a CPython one, docs/python.md). */
-  sb_puts(&opts, "trace=1,");
+  /* control=1: `snapmalloc start|stop|snap PID` reach the command while it
+   * runs. depth only when given: the library's default depends on the
+   * program (deeper for a CPython one, docs/python.md). */
+  sb_puts(&opts, "trace=1,control=1,");
   if (a->depth) sb_printf(&opts, "depth=%ld,", a->depth);
-  sb_printf(&opts, "out=%s,interval=%ld,sample=%llu", pat.s, a->interval, a->sample);
+  sb_printf(&opts, "out=%s,interval=%ld.%03ld,sample=%llu", live ? live : pat.s, a->interval_ms / 1000,
+            a->interval_ms % 1000, a->sample);
   setenv_or_die("SNAPMALLOC_OPTIONS", opts.s);
   strbuf_t pre = {0};
   const char *prev_pre = getenv("LD_PRELOAD");
@@ -215,30 +254,67 @@ static bool prepare_env(const run_args_t *a, cli_run_t *res) {
   return true;
 }
 
-/* Starts CMD and waits for it, like a shell: the terminal's ^C goes to the
- * child. Returns its wait status, or -1 if it could not start. */
-static int launch(char **cmd, pid_t *pidp) {
+/* Starts CMD; its pid, or -1 if it could not start. *exec_failed (may be
+ * NULL) says whether the exec failed (the child then said why and exits
+ * 127): a close-on-exec pipe stays silent when the exec succeeds. */
+static pid_t spawn(char **cmd, bool *exec_failed) {
   fflush(NULL);
+  int p[2] = {-1, -1};
+  if (exec_failed && pipe2(p, O_CLOEXEC) != 0) p[0] = p[1] = -1;
   pid_t pid = fork();
   if (pid < 0) {
     perror("snapmalloc run: fork");
+    if (p[0] >= 0) close(p[0]), close(p[1]);
     return -1;
   }
   if (pid == 0) {
     execvp(cmd[0], cmd);
-    fprintf(stderr, "snapmalloc run: cannot run %s: %s\n", cmd[0], strerror(errno));
+    int e = errno;
+    fprintf(stderr, "snapmalloc run: cannot run %s: %s\n", cmd[0], strerror(e));
+    if (p[1] >= 0 && write(p[1], &e, sizeof e) < 0) _exit(127);
     _exit(127);
   }
-  struct sigaction ign = {0}, old_int, old_quit;
+  if (exec_failed) {
+    *exec_failed = false;
+    if (p[0] >= 0) {
+      close(p[1]);
+      int e;
+      ssize_t r;
+      while ((r = read(p[0], &e, sizeof e)) < 0 && errno == EINTR) {
+      }
+      *exec_failed = r > 0;
+      close(p[0]);
+    }
+  }
+  unsetenv("LD_PRELOAD");
+  return pid;
+}
+
+/* While CMD runs, the terminal's ^C and ^\ are for it, as in a shell:
+ * run ignores them (the live view catches them for itself while it is up). */
+static struct sigaction old_int, old_quit;
+static void ignore_interrupts(bool on) {
+  struct sigaction ign = {0};
   ign.sa_handler = SIG_IGN;
-  sigaction(SIGINT, &ign, &old_int);
-  sigaction(SIGQUIT, &ign, &old_quit);
+  sigaction(SIGINT, on ? &ign : &old_int, on ? &old_int : NULL);
+  sigaction(SIGQUIT, on ? &ign : &old_quit, on ? &old_quit : NULL);
+}
+
+static int wait_child(pid_t pid) {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  sigaction(SIGINT, &old_int, NULL);
-  sigaction(SIGQUIT, &old_quit, NULL);
-  unsetenv("LD_PRELOAD");
+  return status;
+}
+
+/* Starts CMD and waits for it. Returns its wait status, or -1 if it could
+ * not start. */
+static int launch(char **cmd, pid_t *pidp) {
+  pid_t pid = spawn(cmd, NULL);
+  if (pid < 0) return -1;
+  ignore_interrupts(true);
+  int status = wait_child(pid);
+  ignore_interrupts(false);
   *pidp = pid;
   return status;
 }
@@ -394,15 +470,306 @@ static int pass_status(int status, const char *cmd, bool reraise) {
   return 128 + sig;
 }
 
+/* ---------------------------------------------------------------- --live
+ *
+ * The command writes a snapshot every --interval seconds into a directory
+ * of run's own (the tracer's out pattern DIR/%p.%n.snap); each refresh of
+ * the view takes the newest file of the command's process (by time: a
+ * process that execs starts its sequence again) and deletes every older
+ * one of each process. A file that exists is complete: the tracer writes
+ * under a temporary name (a leading '.') and links or renames it into
+ * place. When the command has ended, the newest file of each process is
+ * moved to where the out pattern would have put it, and the directory is
+ * removed; the listing and the report then go on as without --live. */
+
+/* A fresh directory for --live, in $TMPDIR (when it is an absolute path
+ * that fits in an option value) or /tmp. */
+static bool live_mkdir(char *dir, size_t cap) {
+  const char *tmp = getenv("TMPDIR");
+  if (!tmp || tmp[0] != '/' || strchr(tmp, ',') || strlen(tmp) > 256) tmp = "/tmp";
+  if ((size_t)snprintf(dir, cap, "%s/snapmalloc-live.XXXXXX", tmp) >= cap || !mkdtemp(dir)) {
+    fprintf(stderr, "snapmalloc run: cannot create a directory for --live in %s: %s\n", tmp, strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+static void live_rmdir(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    unlinkat(dirfd(d), e->d_name, 0);
+  }
+  if (d) closedir(d);
+  if (rmdir(dir) != 0 && errno != ENOENT) fprintf(stderr, "snapmalloc run: cannot remove %s: %s\n", dir, strerror(errno));
+}
+
+typedef struct live_file {
+  unsigned long long pid, seq;
+  struct timespec mtime;
+  char name[64];
+} live_file_t;
+
+/* "PID.SEQ.snap": a snapshot of the live directory. */
+static bool live_name(const char *name, live_file_t *f) {
+  char *end;
+  if (name[0] < '1' || name[0] > '9' || strlen(name) >= sizeof f->name) return false;
+  f->pid = strtoull(name, &end, 10);
+  if (*end != '.' || end[1] < '0' || end[1] > '9') return false;
+  f->seq = strtoull(end + 1, &end, 10);
+  if (strcmp(end, ".snap") != 0) return false;
+  strcpy(f->name, name);
+  return true;
+}
+
+/* Orders by process, then time, then sequence: the newest of a process last. */
+static int cmp_live_file(const void *pa, const void *pb) {
+  const live_file_t *a = pa, *b = pb;
+  if (a->pid != b->pid) return a->pid < b->pid ? -1 : 1;
+  if (a->mtime.tv_sec != b->mtime.tv_sec) return a->mtime.tv_sec < b->mtime.tv_sec ? -1 : 1;
+  if (a->mtime.tv_nsec != b->mtime.tv_nsec) return a->mtime.tv_nsec < b->mtime.tv_nsec ? -1 : 1;
+  return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Deletes every snapshot of the live directory but the newest of each
+ * process; returns those (malloc'd, *n of them, by process). */
+static live_file_t *live_scan(const char *dir, size_t *n) {
+  DIR *d = opendir(dir);
+  live_file_t *v = NULL;
+  size_t cnt = 0, cap = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    live_file_t f;
+    struct stat st;
+    if (!live_name(e->d_name, &f) || fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode))
+      continue;
+    f.mtime = st.st_mtim;
+    if (cnt == cap) v = xrealloc(v, (cap = cap ? 2 * cap : 16) * sizeof *v);
+    v[cnt++] = f;
+  }
+  if (cnt) qsort(v, cnt, sizeof *v, cmp_live_file);
+  size_t kept = 0;
+  for (size_t i = 0; i < cnt; i++) {
+    if (i + 1 < cnt && v[i + 1].pid == v[i].pid) unlinkat(dirfd(d), v[i].name, 0);
+    else v[kept++] = v[i];
+  }
+  if (d) closedir(d);
+  *n = kept;
+  return v;
+}
+
+typedef struct live_src {
+  pid_t pid;               /* the command's process */
+  const char *dir, *cmd;
+  bool exited;
+  int status;              /* its wait status, once exited */
+  live_file_t last;        /* the file last handed to the view */
+  bool have_last;
+} live_src_t;
+
+static void describe_status(char *msg, size_t cap, const char *cmd, pid_t pid, int status) {
+  strbuf_t c = {0};
+  sm_escape(&c, cmd, 256);
+  if (WIFSIGNALED(status))
+    snprintf(msg, cap, "%s (pid %d) was killed by signal %d (%s)", c.s, (int)pid, WTERMSIG(status),
+             strsignal(WTERMSIG(status)));
+  else snprintf(msg, cap, "%s (pid %d) exited with status %d", c.s, (int)pid, WEXITSTATUS(status));
+  free(c.s);
+}
+
+/* The view's source: the newest snapshot of the command's process, if it
+ * is not the one handed over last; the end once the command has ended and
+ * its last snapshot was handed over. */
+static sm_live_status_t live_next(void *arg, char *path, size_t pathcap, char *msg, size_t msgcap) {
+  live_src_t *s = arg;
+  if (!s->exited) { /* first: then its final snapshot is already there */
+    int st;
+    if (waitpid(s->pid, &st, WNOHANG) == s->pid) s->exited = true, s->status = st;
+  }
+  size_t n;
+  live_file_t *files = live_scan(s->dir, &n), *mine = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (files[i].pid == (unsigned long long)s->pid) mine = &files[i];
+  sm_live_status_t r = s->exited ? SM_LIVE_END : SM_LIVE_NONE;
+  if (mine && (!s->have_last || strcmp(mine->name, s->last.name) || mine->mtime.tv_sec != s->last.mtime.tv_sec ||
+               mine->mtime.tv_nsec != s->last.mtime.tv_nsec)) {
+    s->last = *mine;
+    s->have_last = true;
+    snprintf(path, pathcap, "%s/%s", s->dir, mine->name);
+    r = SM_LIVE_NEW;
+  } else if (s->exited) {
+    describe_status(msg, msgcap, s->cmd, s->pid, s->status);
+  }
+  free(files);
+  return r;
+}
+
+/* The out pattern expanded for a snapshot, as the tracer would have. */
+static char *expand_pattern(const char *pattern, const sm_snap_t *s) {
+  strbuf_t b = {0};
+  for (const char *p = pattern; *p; p++) {
+    if (*p != '%' || !p[1]) {
+      sb_putc(&b, *p);
+      continue;
+    }
+    switch (*++p) {
+    case 'p': sb_printf(&b, "%llu", (unsigned long long)s->pid); break;
+    case 'n': sb_printf(&b, "%llu", (unsigned long long)s->sequence); break;
+    case 'e': sb_puts(&b, sm_base_name(s->program ? s->program : "")); break;
+    case '%': sb_putc(&b, '%'); break;
+    default: sb_printf(&b, "%%%c", *p); break;
+    }
+  }
+  return b.s ? b.s : xstrdup("");
+}
+
+/* Moves from to to: a rename, or across file systems a copy under a
+ * temporary name beside `to`, renamed into place. */
+static bool move_file(const char *from, const char *to, char *why, size_t cap) {
+  if (rename(from, to) == 0) return true;
+  if (errno != EXDEV) {
+    snprintf(why, cap, "%s", strerror(errno));
+    return false;
+  }
+  char *tmp = xmalloc(strlen(to) + 8);
+  sprintf(tmp, "%s.XXXXXX", to);
+  int in = sm_open_regular(from, why, cap), out = in < 0 ? -1 : mkostemp(tmp, O_CLOEXEC);
+  bool ok = in >= 0 && out >= 0;
+  if (in >= 0 && out < 0) snprintf(why, cap, "%s", strerror(errno));
+  char buf[65536];
+  ssize_t r = 0;
+  while (ok && (r = read(in, buf, sizeof buf)) != 0) {
+    if (r < 0 && errno == EINTR) continue;
+    ok = r > 0 && write(out, buf, (size_t)r) == r;
+    if (!ok) snprintf(why, cap, "%s", strerror(errno ? errno : EIO));
+  }
+  if (out >= 0 && close(out) != 0 && ok) ok = false, snprintf(why, cap, "%s", strerror(errno));
+  if (in >= 0) close(in);
+  if (ok && rename(tmp, to) != 0) ok = false, snprintf(why, cap, "%s", strerror(errno));
+  if (out >= 0 && !ok) unlink(tmp);
+  if (ok) unlink(from);
+  free(tmp);
+  return ok;
+}
+
+/* The newest snapshot of each process goes where the out pattern says. */
+static void live_keep(const char *dir, const char *pattern) {
+  size_t n;
+  live_file_t *files = live_scan(dir, &n);
+  for (size_t i = 0; i < n; i++) {
+    char from[PATH_MAX + 64], why[256];
+    snprintf(from, sizeof from, "%s/%s", dir, files[i].name);
+    sm_snap_t s;
+    if (sm_snap_read(from, &s, why, sizeof why) != 0) continue; /* not a snapshot of ours */
+    char *to = expand_pattern(pattern, &s);
+    if (!move_file(from, to, why, sizeof why)) {
+      fputs("snapmalloc run: cannot keep the last snapshot of pid ", stderr);
+      fprintf(stderr, "%llu as ", (unsigned long long)s.pid);
+      sm_put_escaped(stderr, to);
+      fprintf(stderr, ": %s\n", why);
+    }
+    free(to);
+    sm_snap_free(&s);
+  }
+  free(files);
+}
+
+/* Waits for CMD once the view is closed, still deleting the snapshots it
+ * goes on writing (all but the newest of each process), so that a long
+ * run does not fill the directory. */
+static int live_wait(pid_t pid, const char *dir, long interval_ms) {
+  long nap_ms = interval_ms < 250 ? interval_ms : 250;
+  for (long since_scan = 0;; since_scan += nap_ms) {
+    int st;
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) return st;
+    if (r < 0 && errno != EINTR) return wait_child(pid);
+    if (since_scan >= interval_ms) {
+      size_t n;
+      free(live_scan(dir, &n));
+      since_scan = 0;
+    }
+    struct timespec ts = {nap_ms / 1000, nap_ms % 1000 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* run --live: starts CMD, shows the view until it is left, waits for CMD,
+ * keeps the last snapshots. Returns CMD's wait status (-1 if it could not
+ * start); *rc becomes 2 when the view failed. */
+static int run_live(const run_args_t *a, cli_run_t *res, const char *dir, pid_t *pidp, int *rc) {
+  bool exec_failed;
+  pid_t pid = spawn(a->cmd, &exec_failed);
+  if (pid < 0) {
+    live_rmdir(dir);
+    return -1;
+  }
+  *pidp = pid;
+  if (exec_failed) { /* nothing to watch; its line stays on the screen */
+    int status = wait_child(pid);
+    live_rmdir(dir);
+    return status;
+  }
+  ignore_interrupts(true);
+  live_src_t src = {.pid = pid, .dir = dir, .cmd = a->cmd[0]};
+  sm_live_opts_t lo = {.interval_ms = a->interval_ms, .top = (int)a->top, .name = "snapmalloc run"};
+  lo.report.by = a->by;
+  lo.report.format = FMT_TEXT;
+  sm_live_source_t source = {live_next, NULL, &src};
+  int sig = 0;
+  *rc = sm_live_run(&lo, &source, &sig);
+  if (!src.exited) /* a ^C reached CMD too: give it a moment to end */
+    for (int i = 0; i < 20 && !src.exited; i++) {
+      int st;
+      if (waitpid(pid, &st, WNOHANG) == pid) src.exited = true, src.status = st;
+      else usleep(10000);
+    }
+  if (sig == SIGTERM || sig == SIGHUP) { /* run itself was asked to end: CMD is left as it is */
+    live_rmdir(dir);
+    if (!src.exited) fprintf(stderr, "snapmalloc run: ended by signal %d (%s); pid %d goes on untraced by the view\n",
+                             sig, strsignal(sig), (int)pid);
+    fflush(NULL);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    _exit(128 + sig);
+  }
+  if (!src.exited) {
+    strbuf_t c = {0};
+    sm_escape(&c, a->cmd[0], 256);
+    fprintf(stderr, "snapmalloc run: the live view is closed; waiting for %s (pid %d) to end\n", c.s, (int)pid);
+    free(c.s);
+    src.status = live_wait(pid, dir, a->interval_ms);
+  }
+  ignore_interrupts(false);
+  live_keep(dir, res->pattern);
+  live_rmdir(dir);
+  return src.status;
+}
+
 int cli_run(int argc, char **argv, bool reraise, cli_run_t *res) {
   run_args_t a;
   int rc = parse_run_args(argc, argv, &a);
   if (rc >= 0) return rc;
   cli_run_t local = {0};
   if (!res) res = &local;
-  if (!prepare_env(&a, res)) return 2;
+  char live_dir[PATH_MAX] = "", live_pattern[PATH_MAX + 32];
+  if (a.live) {
+    if (!live_mkdir(live_dir, sizeof live_dir)) return 2;
+    snprintf(live_pattern, sizeof live_pattern, "%s/%%p.%%n.snap", live_dir);
+  }
+  if (!prepare_env(&a, res, a.live ? live_pattern : NULL)) {
+    if (a.live) live_rmdir(live_dir);
+    return 2;
+  }
   pid_t pid = 0;
-  int status = launch(a.cmd, &pid);
+  rc = 0; /* 2 when the live view failed */
+  int status = a.live ? run_live(&a, res, live_dir, &pid, &rc) : launch(a.cmd, &pid);
   if (status < 0) {
     free(local.pattern);
     return 2;
@@ -411,7 +778,8 @@ int cli_run(int argc, char **argv, bool reraise, cli_run_t *res) {
   if (final && a.report) report_final(final);
   free(final);
   free(local.pattern);
-  return pass_status(status, a.cmd[0], reraise);
+  int passed = pass_status(status, a.cmd[0], reraise);
+  return passed == 0 && rc ? rc : passed;
 }
 
 int cmd_run(int argc, char **argv) { return cli_run(argc, argv, true, NULL); }

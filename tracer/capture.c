@@ -26,12 +26,6 @@
 
 #include "tracer/internal.h"
 
-static uint64_t stack_hash(const uintptr_t *ips, unsigned n) {
-  uint64_t h = n;
-  for (unsigned i = 0; i < n; i++) h = (h ^ ips[i]) * 0x9E3779B97F4A7C15ull;
-  return h ^ (h >> 29);
-}
-
 /* The memo is 4-way set associative: one call site reached from several
  * callers at the same depth (a wrapper, an inlined helper) keeps one entry
  * per caller instead of evicting them in turn. */
@@ -82,13 +76,13 @@ static sm_memo_t *memo_fill(sm_tlocal_t *tl, const sm_stack_start_t *from, const
  * table. */
 static sm_trace_t *trace_of(sm_tlocal_t *tl, const uintptr_t *ips, unsigned n, bool truncated, uint32_t gen) {
   sm_trace_t *t;
-  uint64_t h = stack_hash(ips, n);
+  uint64_t h = sm_stack_hash(ips, n);
   sm_tcache_entry_t *ce = tl ? &tl->cache[h & (SM_TCACHE_SIZE - 1)] : NULL;
   if (ce && ce->hash == h && ce->trace && ce->trace->nframes == n && ce->trace->gen == gen &&
       memcmp(ce->trace->frames, ips, n * sizeof *ips) == 0) {
     t = ce->trace;
   } else {
-    t = sm_trace_intern(ips, n, truncated, gen);
+    t = sm_trace_intern(ips, n, truncated, gen, h);
   }
   if (t && ce) {
     ce->hash = h;
@@ -158,7 +152,9 @@ full:
  * (the caller then captures it as native code). */
 static sm_trace_t *capture_py(sm_tlocal_t *tl, const sm_stack_start_t *from, uintptr_t tstate) {
   sm_py_stack_t st;
-  unsigned depth = (unsigned)sm_opt.depth;
+  uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
+  /* After gen, as in sm_capture. */
+  unsigned depth = (unsigned)__atomic_load_n(&sm_opt.depth, __ATOMIC_RELAXED);
   sm_py_rt.ops->stack(&sm_py_rt, tstate, depth, &st);
   if (!st.nevals) return NULL;
   uint16_t weight[SM_PY_MAX_EVALS];
@@ -166,7 +162,6 @@ static sm_trace_t *capture_py(sm_tlocal_t *tl, const sm_stack_start_t *from, uin
   sm_py_walk_t pw = {.anchor = st.anchor, .weight = weight, .nanchors = st.nevals, .lo = sm_py_rt.lo,
                      .hi = sm_py_rt.hi};
   bool use_memo = tl && from && sm_opt.unwind != SM_UNWIND_LIBUNWIND;
-  uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
   sm_trace_t *sk = use_memo ? memo_lookup_py(tl, from, &st) : NULL;
   uintptr_t ips[SM_SNAP_MAX_FRAMES], out[SM_SNAP_MAX_FRAMES];
   sm_walk_log_t log;
@@ -181,7 +176,7 @@ static sm_trace_t *capture_py(sm_tlocal_t *tl, const sm_stack_start_t *from, uin
   sn = sm_unwind(tl ? &tl->unwind : NULL, from, ips, depth, &strunc, use_memo ? &log : NULL, &pw);
   m = splice(tl, ips, sn, &st, depth, out, &full);
   if (use_memo && !log.full && pw.seen <= SM_MEMO_ANCHORS && pw.end - from->sp <= UINT32_MAX) {
-    sm_trace_t *t = sm_trace_intern(ips, sn, strunc, gen);
+    sm_trace_t *t = sm_trace_intern(ips, sn, strunc, gen, sm_stack_hash(ips, sn));
     if (reusable(t, &log, sn, strunc)) {
       sm_memo_t *e = memo_fill(tl, from, &log, gen, t);
       e->py = true;
@@ -208,15 +203,18 @@ sm_trace_t *sm_capture(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   bool use_memo = tl && from && sm_opt.unwind != SM_UNWIND_LIBUNWIND;
   if (use_memo && (t = memo_lookup(tl, from)) != NULL) {
     if (SM_UNLIKELY(sm_opt.unwind == SM_UNWIND_CHECK))
-      sm_unwind_compare(t->frames, t->nframes, t->flags & SM_SNAP_TRUNCATED, (unsigned)sm_opt.depth);
+      sm_unwind_compare(t->frames, t->nframes, t->flags & SM_SNAP_TRUNCATED,
+                        (unsigned)__atomic_load_n(&sm_opt.depth, __ATOMIC_RELAXED));
     return t;
   }
   uintptr_t ips[SM_SNAP_MAX_FRAMES];
   bool truncated = false;
   sm_walk_log_t log;
   uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
-  unsigned n = sm_unwind(tl ? &tl->unwind : NULL, from, ips, (unsigned)sm_opt.depth, &truncated,
-                         use_memo ? &log : NULL, NULL);
+  /* After gen: a start that changes the depth stores it before it moves
+   * gen on, so a walk of the old depth is never memoized under the new gen. */
+  unsigned depth = (unsigned)__atomic_load_n(&sm_opt.depth, __ATOMIC_RELAXED);
+  unsigned n = sm_unwind(tl ? &tl->unwind : NULL, from, ips, depth, &truncated, use_memo ? &log : NULL, NULL);
   t = trace_of(tl, ips, n, truncated, gen);
   if (use_memo && reusable(t, &log, n, truncated)) memo_fill(tl, from, &log, gen, t);
   return t;

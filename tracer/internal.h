@@ -48,11 +48,23 @@ struct sm_trace {
 
 /* The trace with that id, without a lock (NULL: none). */
 sm_trace_t *sm_trace_by_id(uint32_t id);
-/* The trace of stack ips[0..n) as walked under module generation gen:
- * found in the table or added to it (takes trace_lock; may resolve modules,
- * which asks the loader, so never call it holding a tracer lock). NULL when
- * the table is full or there is no memory for a new trace. */
-sm_trace_t *sm_trace_intern(const uintptr_t *ips, unsigned n, bool truncated, uint32_t gen);
+/* The hash of a stack, computed once per walk: the key of the capture's
+ * stack cache and the trace table's hash value (uthash would otherwise hash
+ * the frames again, with a slower function, for every find and add). */
+SM_INLINE uint64_t sm_stack_hash(const uintptr_t *ips, unsigned n) {
+  uint64_t h = n;
+  for (unsigned i = 0; i < n; i++) h = (h ^ ips[i]) * 0x9E3779B97F4A7C15ull;
+  h ^= h >> 32; /* the table takes the low bits: mix the high ones down */
+  h *= 0xD6E8FEB86659FD93ull;
+  return h ^ (h >> 29);
+}
+
+/* The trace of stack ips[0..n) as walked under module generation gen, whose
+ * sm_stack_hash is hash: found in the table or added to it (takes
+ * trace_lock; may resolve modules, which asks the loader, so never call it
+ * holding a tracer lock). NULL when the table is full or there is no
+ * memory for a new trace. */
+sm_trace_t *sm_trace_intern(const uintptr_t *ips, unsigned n, bool truncated, uint32_t gen, uint64_t hash);
 
 /* ---- capture.c: from a stack to its trace (no lock of its own) */
 /* A per-thread direct-mapped cache of recently seen stacks, so that the

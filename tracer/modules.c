@@ -212,6 +212,8 @@ static int add_one(struct dl_phdr_info *info, size_t size, void *arg) {
     told = true;
     return 1;
   }
+  for (uint32_t i = 0; i < mod_count; i++)
+    if (mods[i].start < hi && mods[i].end > lo) __atomic_store_n(&mods[i].shadowed, true, __ATOMIC_RELEASE);
   sm_module_t *m = &mods[mod_count];
   memset(m, 0, sizeof *m);
   m->bias = info->dlpi_addr;
@@ -256,6 +258,13 @@ uint32_t sm_modules_find(uintptr_t addr) {
   if (m != SM_SNAP_NO_MODULE) return m;
   sm_modules_refresh();
   return find(addr);
+}
+
+uint32_t sm_modules_find_near(uintptr_t addr, uint32_t hint) {
+  if (hint < __atomic_load_n(&mod_count, __ATOMIC_ACQUIRE) && addr >= mods[hint].start && addr < mods[hint].end &&
+      !__atomic_load_n(&mods[hint].shadowed, __ATOMIC_ACQUIRE))
+    return hint;
+  return sm_modules_find(addr);
 }
 
 const sm_module_t *sm_modules_get(uint32_t idx) { return idx < mod_count ? &mods[idx] : NULL; }

@@ -18,12 +18,15 @@ static const sm_option_t tracer_rows[] = {
     {.name = "out", .kind = SM_OPT_PATH, .order = 2, SM_OPTION_FIELD(out), .def_text = "snapmalloc.%e.%p.%n.snap"},
     {.name = "at_exit", .kind = SM_OPT_BOOL, .order = 3, SM_OPTION_FIELD(at_exit), .def = 1},
     {.name = "signal", .kind = SM_OPT_SIGNAL, .order = 4, SM_OPTION_FIELD(signal), .def = SIGUSR2},
-    {.name = "interval", .kind = SM_OPT_NUMBER, .order = 5, SM_OPTION_FIELD(interval), .min = 0, .max = 86400, .def = 0},
+    /* seconds, fractions to the millisecond (interval=0.5); 0 = off */
+    {.name = "interval", .kind = SM_OPT_SECONDS, .order = 5, SM_OPTION_FIELD(interval_ms), .min = 0,
+     .max = 86400 * 1000LL, .def = 0},
     {.name = "sample", .kind = SM_OPT_SIZE, .order = 6, SM_OPTION_FIELD(sample), .min = 0, .max = 1LL << 40, .def = 0},
     {.name = "leaks", .kind = SM_OPT_BOOL, .order = 7, SM_OPTION_FIELD(leaks), .def = 1},
     {.name = "unwind", .kind = SM_OPT_NAME, .order = 13, SM_OPTION_FIELD(unwind), .def = SM_UNWIND_FAST,
      .names = unwinders},
-    {.name = "python", .kind = SM_OPT_BOOL, .order = 16, SM_OPTION_FIELD(python), .def = 1},
+    {.name = "control", .kind = SM_OPT_BOOL, .order = 16, SM_OPTION_FIELD(control), .def = 0},
+    {.name = "python", .kind = SM_OPT_BOOL, .order = 17, SM_OPTION_FIELD(python), .def = 1},
 };
 
 /* Sampling is for runs too long or too busy to trace every block; the

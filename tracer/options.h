@@ -23,10 +23,11 @@ typedef enum sm_unwinder { SM_UNWIND_FAST = 0, SM_UNWIND_LIBUNWIND = 1, SM_UNWIN
   char out[SM_OUT_MAX]; /* snapshot path pattern (%p pid, %n sequence, %e program) */ \
   bool at_exit;         /* final snapshot at exit */                             \
   int signal;           /* signal number that writes a snapshot, 0 = none */     \
-  long interval;        /* seconds between snapshots, 0 = off */                 \
+  long interval_ms;     /* milliseconds between snapshots, 0 = off */            \
   size_t sample;        /* mean bytes between samples, 0 = every allocation */   \
   bool leaks;           /* reachability analysis at exit */                      \
   sm_unwinder_t unwind; /* stack capture method */                             \
+  bool control;         /* arm the control channel (start, stop, snap by pid) */ \
   bool python;          /* Python frames in traces of a CPython process */
 
 #endif

@@ -16,8 +16,8 @@
  * environment in main(), before it allocates any object; the library's
  * constructor runs before main(), so setting it there reaches every
  * traced Python process, by `snapmalloc run` or by hand. It is set only
- * when tracing, only in a process that is an interpreter, and never over a
- * value the user gave.
+ * when tracing or armed to (control=1), only in a process that is an
+ * interpreter, and never over a value the user gave.
  *
  * Locks: sm_python_probe runs under mod_lock (modules.c), which publishes
  * sm_py_rt once with a release store of sm_py_on; readers load sm_py_on
@@ -113,14 +113,6 @@ void sm_python_probe(const struct dl_phdr_info *info, uint32_t module, uintptr_t
     sm_py_rt.module = module;
     sm_py_rt.version = version;
     sm_py_rt.ops = ops;
-    /* A Python trace holds the native frames inside the innermost Python
-     * frame (an extension module's, a library's: sqlite's are a dozen)
-     * and then the Python frames: 16 is too few for both. The program's
-     * own interpreter, found before recording starts, gets a deeper
-     * default; depth= given is kept. */
-    if (!__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE) && !sm_options_given(&sm_opt, "depth") &&
-        sm_opt.depth < SM_PY_DEPTH)
-      sm_opt.depth = SM_PY_DEPTH;
     __atomic_store_n(&sm_py_on, true, __ATOMIC_RELEASE);
     if (sm_opt.verbose)
       sm_info("python: reading the frames of CPython %lu.%lu.%lu (%s)", (version >> 24) & 255,
@@ -149,9 +141,31 @@ void sm_python_unloaded(void) {
   __atomic_store_n(&probed, false, __ATOMIC_RELEASE);
 }
 
+static int defines_runtime(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  (void)arg;
+  uintptr_t addr;
+  size_t n;
+  return sm_module_symbol(info, "_PyRuntime", &addr, &n);
+}
+
 void sm_python_environ(void) {
-  /* Any interpreter: with an unsupported one, its objects are at least seen. */
-  if (!sm_opt.trace || !sm_opt.python || !__atomic_load_n(&probed, __ATOMIC_ACQUIRE)) return;
+  /* Tracing, or armed to trace (control=1: `snapmalloc start` may come),
+   * in a process that is an interpreter (supported or not: an unsupported
+   * one's objects are at least seen). Armed and not tracing, the objects
+   * were not looked at yet: a look at the loaded objects says. */
+  if (!sm_opt.python || (!sm_opt.trace && !sm_opt.control)) return;
+  if (!__atomic_load_n(&probed, __ATOMIC_ACQUIRE) && !dl_iterate_phdr(defines_runtime, NULL)) return;
   if (getenv("PYTHONMALLOC")) return; /* the user's choice (docs/python.md says what it costs) */
   setenv("PYTHONMALLOC", "malloc", 0);
+}
+
+bool sm_python_deepen(void) {
+  /* A Python trace holds the native frames inside the innermost Python
+   * frame (an extension module's, a library's: sqlite's are a dozen) and
+   * then the Python frames: 16 is too few for both. */
+  int depth = __atomic_load_n(&sm_opt.depth, __ATOMIC_RELAXED);
+  if (!__atomic_load_n(&sm_py_on, __ATOMIC_ACQUIRE) || depth >= SM_PY_DEPTH) return false;
+  __atomic_store_n(&sm_opt.depth, SM_PY_DEPTH, __ATOMIC_RELAXED);
+  return true;
 }

@@ -124,6 +124,10 @@ void sm_python_environ(void);
 /* After a dlclose (preload/dl.c): if the interpreter's object is no longer
  * loaded, stop reading it (takes the loader's lock). */
 void sm_python_unloaded(void);
+/* When tracing turns on with no depth given (tracer.c): an interpreter's
+ * frames being read, the depth becomes SM_PY_DEPTH if it was less; true if
+ * it changed. */
+bool sm_python_deepen(void);
 
 /* ---- pycommon.c: what the readers share */
 /* The line of instruction lasti (code units; -1: not started, which gives

@@ -82,6 +82,7 @@ enum {
 #define SM_SNAP_SAMPLED 1u   /* sizes and counts are estimates from sampling */
 #define SM_SNAP_LEAKS 2u     /* leak classes were computed (final snapshot) */
 #define SM_SNAP_FINAL 4u     /* written at exit */
+#define SM_SNAP_OFF 8u       /* tracing was off when written: stopped (control channel), or never started */
 
 /* TRACES flags */
 #define SM_SNAP_TRUNCATED 1u /* the stack was deeper than `depth` */

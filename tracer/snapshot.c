@@ -179,7 +179,8 @@ static void put_info(wbuf_t *b, const snap_info_t *in) {
   put_u64(b, in->seq);
   put_u64(b, sm_opt.sample);
   put_u32(b, (uint32_t)sm_opt.depth);
-  put_u32(b, in->flags | (sm_opt.sample ? SM_SNAP_SAMPLED : 0));
+  put_u32(b, in->flags | (sm_opt.sample ? SM_SNAP_SAMPLED : 0) |
+                 (__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE) ? 0 : SM_SNAP_OFF));
   put_u64(b, in->peak_rss);
   put_str(b, exe, (size_t)en);
   put_str(b, in->cmdline, in->cmdlen);
@@ -213,17 +214,27 @@ static void put_modules(wbuf_t *b) {
  * Version 3 writes every distinct frame once (FRAMES) and traces name
  * frames by index: a program with a million stacks has a few thousand
  * distinct return addresses, and a record then costs a byte or two a frame
- * instead of twelve. The dictionary is an open-addressed table of entry
- * numbers over two arrays (the frame, its module), from the metadata arena,
- * built when the snapshot is laid out and gone when it is written. A frame
+ * instead of twelve. The dictionary is an open-addressed table (frame,
+ * module, index) beside the entries in index order, from the metadata
+ * arena, built when the snapshot is laid out and gone when it is written. A frame
  * is the raw return address and the module the trace resolved it to, so
  * that code loaded where unloaded code was stays apart. */
+typedef struct dict_slot {
+  uintptr_t addr;
+  uint32_t idx;  /* entry + 1; 0: empty */
+  uint16_t mod;  /* module index, 0xffff none */
+} dict_slot_t;
+
 typedef struct frame_dict {
-  uint32_t *slot;   /* entry + 1; 0: empty */
-  uintptr_t *addr;  /* by entry */
-  uint16_t *mod;    /* by entry: module index, 0xffff none */
-  size_t nslots;    /* a power of two, more than twice n */
+  dict_slot_t *slot;
+  size_t nslots;    /* a power of two, twice cap */
+  uintptr_t *addr;  /* by entry, for FRAMES */
+  uint16_t *mod;
   size_t n, cap;    /* entries, room in addr and mod */
+  /* The frame last seen at each depth counted from the outermost: traces
+   * written one after another share their outer frames (main, the loop
+   * that calls out), which then need no lookup. */
+  dict_slot_t last[SM_SNAP_MAX_FRAMES];
 } frame_dict_t;
 
 static size_t frame_hash(uintptr_t addr, uint16_t mod, size_t nslots) {
@@ -231,23 +242,25 @@ static size_t frame_hash(uintptr_t addr, uint16_t mod, size_t nslots) {
   return (size_t)(h >> 32) & (nslots - 1);
 }
 
+static void dict_arrays_free(dict_slot_t *slot, size_t nslots, uintptr_t *addr, uint16_t *mod, size_t cap) {
+  if (slot) sm_meta_free(slot, nslots * sizeof *slot);
+  if (addr) sm_meta_free(addr, cap * sizeof *addr);
+  if (mod) sm_meta_free(mod, cap * sizeof *mod);
+}
+
 static void dict_free(frame_dict_t *d) {
-  if (d->slot) sm_meta_free(d->slot, d->nslots * sizeof *d->slot);
-  if (d->addr) sm_meta_free(d->addr, d->cap * sizeof *d->addr);
-  if (d->mod) sm_meta_free(d->mod, d->cap * sizeof *d->mod);
+  dict_arrays_free(d->slot, d->nslots, d->addr, d->mod, d->cap);
   memset(d, 0, sizeof *d);
 }
 
 /* Doubles the entry arrays and the slots; false when out of memory (d unchanged). */
 static bool dict_grow(frame_dict_t *d) {
-  size_t cap = d->cap ? 2 * d->cap : 1024, nslots = 4 * cap;
-  uint32_t *slot = sm_meta_alloc(nslots * sizeof *slot);
+  size_t cap = d->cap ? 2 * d->cap : 1024, nslots = 2 * cap;
+  dict_slot_t *slot = sm_meta_alloc(nslots * sizeof *slot);
   uintptr_t *addr = sm_meta_alloc(cap * sizeof *addr);
   uint16_t *mod = sm_meta_alloc(cap * sizeof *mod);
   if (!slot || !addr || !mod) {
-    if (slot) sm_meta_free(slot, nslots * sizeof *slot);
-    if (addr) sm_meta_free(addr, cap * sizeof *addr);
-    if (mod) sm_meta_free(mod, cap * sizeof *mod);
+    dict_arrays_free(slot, nslots, addr, mod, cap);
     return false;
   }
   memset(slot, 0, nslots * sizeof *slot);
@@ -257,68 +270,99 @@ static bool dict_grow(frame_dict_t *d) {
   }
   for (size_t e = 0; e < d->n; e++) {
     size_t i = frame_hash(addr[e], mod[e], nslots);
-    while (slot[i]) i = (i + 1) & (nslots - 1);
-    slot[i] = (uint32_t)e + 1;
+    while (slot[i].idx) i = (i + 1) & (nslots - 1);
+    slot[i] = (dict_slot_t){addr[e], (uint32_t)e + 1, mod[e]};
   }
-  size_t n = d->n;
-  dict_free(d);
-  *d = (frame_dict_t){slot, addr, mod, nslots, n, cap};
+  dict_arrays_free(d->slot, d->nslots, d->addr, d->mod, d->cap);
+  d->slot = slot, d->nslots = nslots, d->addr = addr, d->mod = mod, d->cap = cap;
   return true;
 }
 
 /* The index of frame (addr, mod), added if new; UINT32_MAX when out of
  * memory. */
 static uint32_t dict_index(frame_dict_t *d, uintptr_t addr, uint16_t mod) {
-  if (d->nslots) {
-    for (size_t i = frame_hash(addr, mod, d->nslots);; i = (i + 1) & (d->nslots - 1)) {
-      uint32_t e = d->slot[i];
-      if (!e) break;
-      if (d->addr[e - 1] == addr && d->mod[e - 1] == mod) return e - 1;
-    }
-  }
   if (d->n == d->cap && (d->n >= UINT32_MAX / 4 || !dict_grow(d))) return UINT32_MAX;
   size_t i = frame_hash(addr, mod, d->nslots);
-  while (d->slot[i]) i = (i + 1) & (d->nslots - 1);
-  d->slot[i] = (uint32_t)d->n + 1;
+  for (; d->slot[i].idx; i = (i + 1) & (d->nslots - 1))
+    if (d->slot[i].addr == addr && d->slot[i].mod == mod) return d->slot[i].idx - 1;
+  d->slot[i] = (dict_slot_t){addr, (uint32_t)d->n + 1, mod};
   d->addr[d->n] = addr;
   d->mod[d->n] = mod;
   return (uint32_t)d->n++;
 }
 
+static uint8_t *varint_to(uint8_t *q, uint64_t v) {
+  for (; v >= 0x80; v >>= 7) *q++ = (uint8_t)(v | 0x80);
+  *q++ = (uint8_t)v;
+  return q;
+}
+
 static unsigned varint_len(uint64_t v) { return v < 0x80 ? 1 : 1 + (unsigned)(63 - __builtin_clzll(v)) / 7; }
 
 static void put_varint(wbuf_t *b, uint64_t v) {
-  if (b->len + SM_SNAP_VARINT_MAX > b->cap) flush(b);
-  uint8_t *q = b->p + b->len, *start = q;
-  for (; v >= 0x80; v >>= 7) *q++ = (uint8_t)(v | 0x80);
-  *q++ = (uint8_t)v;
-  b->len += (size_t)(q - start);
-  b->total += (uint64_t)(q - start);
+  uint8_t tmp[SM_SNAP_VARINT_MAX];
+  put(b, tmp, (size_t)(varint_to(tmp, v) - tmp));
 }
 
-/* A TRACES record's fields before its frames, in file order. */
-static void trace_fields(const sm_trace_copy_t *t, uint32_t prev_id, uint64_t v[10]) {
-  uint64_t f[10] = {t->id - prev_id, t->nframes, t->flags, t->size, t->count, t->peak_size, t->peak_count,
+/* The longest TRACES record: ten varints and 128 frame indices below 2^32. */
+#define TRACE_RECORD_MAX (10 * SM_SNAP_VARINT_MAX + SM_SNAP_MAX_FRAMES * 5)
+
+/* Lays out t's TRACES record in out (TRACE_RECORD_MAX bytes), adding its
+ * frames to the dictionary; its length, 0 when out of memory. */
+static size_t encode_trace(frame_dict_t *d, const sm_trace_copy_t *t, uint32_t prev_id, uint8_t *out) {
+  uint64_t v[10] = {t->id - prev_id, t->nframes, t->flags, t->size, t->count, t->peak_size, t->peak_count,
                     t->allocations, t->allocated, t->temporary};
-  memcpy(v, f, sizeof f);
+  uint8_t *q = out;
+  for (int k = 0; k < 10; k++) q = varint_to(q, v[k]);
+  for (unsigned f = 0; f < t->nframes; f++) {
+    dict_slot_t *seen = &d->last[t->nframes - 1 - f];
+    if (!seen->idx || seen->addr != t->frames[f] || seen->mod != t->modules[f]) {
+      uint32_t e = dict_index(d, t->frames[f], t->modules[f]);
+      if (e == UINT32_MAX) return 0;
+      *seen = (dict_slot_t){t->frames[f], e + 1, t->modules[f]};
+    }
+    q = varint_to(q, seen->idx - 1);
+  }
+  return (size_t)(q - out);
 }
 
-/* First pass: every frame into the dictionary, and the TRACES body's
- * length; false when out of memory. */
-static bool index_frames(frame_dict_t *d, const sm_trace_copy_t *tr, size_t ntr, uint64_t *bytes) {
+/* TRACES' body, laid out once before FRAMES can be written (the
+ * dictionary is complete only then), in chunks from the metadata arena: a
+ * few dozen bytes a trace, against the trace table's few hundred. */
+#define CHUNK_BYTES ((size_t)1 << 20)
+typedef struct rec_chunk {
+  struct rec_chunk *next;
+  size_t len;
+  uint8_t data[];
+} rec_chunk_t;
+#define CHUNK_ROOM (CHUNK_BYTES - sizeof(rec_chunk_t))
+
+static void chunks_free(rec_chunk_t *c) {
+  while (c) {
+    rec_chunk_t *next = c->next;
+    sm_meta_free(c, CHUNK_BYTES);
+    c = next;
+  }
+}
+
+/* Every trace's record into chunks (*first), every frame into the
+ * dictionary, the body's length into *bytes; false when out of memory. */
+static bool encode_traces(frame_dict_t *d, const sm_trace_copy_t *tr, size_t ntr, rec_chunk_t **first,
+                          uint64_t *bytes) {
+  rec_chunk_t **link = first, *cur = NULL;
   uint64_t len = 0;
-  uint32_t prev = 0;
   for (size_t i = 0; i < ntr; i++) {
-    const sm_trace_copy_t *t = &tr[i];
-    uint64_t v[10];
-    trace_fields(t, prev, v);
-    prev = t->id;
-    for (int k = 0; k < 10; k++) len += varint_len(v[k]);
-    for (unsigned f = 0; f < t->nframes; f++) {
-      uint32_t e = dict_index(d, t->frames[f], t->modules[f]);
-      if (e == UINT32_MAX) return false;
-      len += varint_len(e);
+    if (!cur || CHUNK_ROOM - cur->len < TRACE_RECORD_MAX) {
+      if (!(cur = sm_meta_alloc(CHUNK_BYTES))) return false;
+      cur->next = NULL;
+      cur->len = 0;
+      *link = cur;
+      link = &cur->next;
     }
+    size_t n = encode_trace(d, &tr[i], i ? tr[i - 1].id : 0, cur->data + cur->len);
+    if (!n) return false;
+    cur->len += n;
+    len += n;
   }
   *bytes = len;
   return true;
@@ -379,20 +423,11 @@ static void put_frames(wbuf_t *b, const frame_dict_t *d) {
   }
 }
 
-/* TRACES, every frame found in the dictionary that index_frames filled. */
-static void put_traces(wbuf_t *b, frame_dict_t *d, const sm_trace_copy_t *tr, size_t ntr, uint64_t bytes) {
+static void put_traces(wbuf_t *b, const rec_chunk_t *c, size_t ntr, uint64_t bytes) {
   put_u32(b, SM_SNAP_SEC_TRACES);
   put_u32(b, (uint32_t)ntr);
   put_u64(b, bytes);
-  uint32_t prev = 0;
-  for (size_t i = 0; i < ntr; i++) {
-    const sm_trace_copy_t *t = &tr[i];
-    uint64_t v[10];
-    trace_fields(t, prev, v);
-    prev = t->id;
-    for (int k = 0; k < 10; k++) put_varint(b, v[k]);
-    for (unsigned f = 0; f < t->nframes; f++) put_varint(b, dict_index(d, t->frames[f], t->modules[f]));
-  }
+  for (; c; c = c->next) put(b, c->data, c->len);
 }
 
 static bool leaked(const uint64_t (*leak)[2]) {
@@ -434,21 +469,22 @@ static void put_leaks(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr) {
 }
 
 /* Lays out the payload into b (b->err = ENOMEM when the frame dictionary
- * does not fit in memory). */
+ * or the records do not fit in memory). */
 static void build_payload(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, const snap_info_t *in) {
   frame_dict_t d = {0};
+  rec_chunk_t *traces = NULL;
   uint64_t traces_len;
-  if (!index_frames(&d, tr, ntr, &traces_len)) {
-    dict_free(&d);
+  if (encode_traces(&d, tr, ntr, &traces, &traces_len)) {
+    put_info(b, in);
+    put_modules(b);
+    put_pyframes(b, &d);
+    put_frames(b, &d);
+    put_traces(b, traces, ntr, traces_len);
+    if (in->flags & SM_SNAP_LEAKS) put_leaks(b, tr, ntr);
+  } else {
     b->err = ENOMEM;
-    return;
   }
-  put_info(b, in);
-  put_modules(b);
-  put_pyframes(b, &d);
-  put_frames(b, &d);
-  put_traces(b, &d, tr, ntr, traces_len);
-  if (in->flags & SM_SNAP_LEAKS) put_leaks(b, tr, ntr);
+  chunks_free(traces);
   dict_free(&d);
 }
 
@@ -695,8 +731,12 @@ static void report_failure(const char *name, int err) {
   else sm_warning_always("cannot write snapshot %s: %s (%u failures of this kind so far)", name, why ? why : "unknown error", n);
 }
 
-int sm_snapshot_write(const char *path, uint32_t flags) {
-  if (!sm_trace_on) {
+int sm_snapshot_write(const char *path, uint32_t flags) { return sm_snapshot_write_as(path, flags, NULL, 0); }
+
+int sm_snapshot_write_as(const char *path, uint32_t flags, char *written, size_t cap) {
+  /* Without tracing ever on there is nothing to report but the heap's
+   * figures: only an armed process (control=1) writes such a snapshot. */
+  if (!sm_tracer_started() && !sm_control_armed()) {
     errno = ENOTSUP;
     return -1;
   }
@@ -726,15 +766,16 @@ int sm_snapshot_write(const char *path, uint32_t flags) {
   size_t cmdlen = read_file("/proc/self/cmdline", cmdline, sizeof cmdline);
   if (cmdlen && cmdline[cmdlen - 1] == '\0') cmdlen--; /* separators only */
 
-  size_t ntr = 0, cap = 0;
+  size_t ntr = 0, ncap = 0;
   snap_info_t in = {0, 0, rss_bytes(), peak_rss_bytes(), flags, seq, cmdline, cmdlen};
   if (in.peak_rss < in.rss) in.peak_rss = in.rss; /* two reads of a moving figure */
-  sm_trace_copy_t *tr = sm_tracer_copy(&ntr, &cap, &in.current, &in.peak);
+  sm_trace_copy_t *tr = sm_tracer_copy(&ntr, &ncap, &in.current, &in.peak);
   sm_modules_refresh();
   snap_fill_t fill = {tr, ntr, &in};
   if (publish(name, fill_snapshot, &fill) == 0) rc = 0;
   else saved_errno = errno ? errno : EIO;
-  if (tr) sm_meta_free(tr, cap * sizeof *tr);
+  if (tr) sm_meta_free(tr, ncap * sizeof *tr);
+  if (rc == 0 && written) sm_snprintf(written, cap, "%s", name);
 out_unlocked_tr:
   if (rc != 0) report_failure(name, saved_errno);
   sm_unlock(&write_lock);

@@ -51,19 +51,20 @@ static void resolve_modules(const uintptr_t *ips, unsigned n, uint16_t *mods) {
    * table proves nothing until the loader's count of loads was read (once
    * per new trace, cheap next to the rest of adding one). */
   sm_modules_refresh();
+  uint32_t m = SM_SNAP_NO_MODULE;
   for (unsigned i = 0; i < n; i++) {
     if (sm_py_is_tagged(ips[i])) { /* a Python frame, or a skeleton's mark (capture.c) */
       mods[i] = SM_PY_MODULE_SLOT;
       continue;
     }
-    uint32_t m = sm_modules_find(ips[i]);
+    m = sm_modules_find_near(ips[i], m);
     mods[i] = m >= SM_PY_MODULE_SLOT ? 0xffff : (uint16_t)m;
   }
 }
 
-static sm_trace_t *find_locked(const uintptr_t *ips, unsigned n, uint32_t gen, const uint16_t *mods) {
+static sm_trace_t *find_locked(const uintptr_t *ips, unsigned n, uint32_t gen, const uint16_t *mods, unsigned hash) {
   sm_trace_t *t;
-  HASH_FIND(hh, table, ips, n * sizeof(uintptr_t), t);
+  HASH_FIND_BYHASHVALUE(hh, table, ips, n * sizeof(uintptr_t), hash, t);
   if (t && t->gen != gen) {
     if (!mods) return NULL; /* the caller resolves the modules and asks again */
     if (!modules_same(t, mods)) {
@@ -78,7 +79,7 @@ static sm_trace_t *find_locked(const uintptr_t *ips, unsigned n, uint32_t gen, c
 /* Adds a new trace; modules[] was resolved by the caller without the lock
  * (resolving may ask the dynamic loader, which may be inside malloc). */
 static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, unsigned n, bool truncated,
-                              uint32_t gen) {
+                              uint32_t gen, unsigned hash) {
   uint32_t id = next_id;
   if ((id >> ID_CHUNK_BITS) >= ID_CHUNKS) return NULL; /* table full: untraced (ids fit SM_TRACE_ID_BITS) */
   size_t bytes = sizeof(sm_trace_t) + n * sizeof(uintptr_t) + n * sizeof(uint16_t);
@@ -101,7 +102,7 @@ static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, uns
     __atomic_store_n(&ids[id >> ID_CHUNK_BITS], chunk, __ATOMIC_RELEASE);
   }
   sm_uthash_oom = 0;
-  HASH_ADD_KEYPTR(hh, table, t->frames, n * sizeof(uintptr_t), t);
+  HASH_ADD_KEYPTR_BYHASHVALUE(hh, table, t->frames, n * sizeof(uintptr_t), hash, t);
   if (sm_uthash_oom) {
     sm_meta_free(t, bytes);
     return NULL;
@@ -112,16 +113,17 @@ static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, uns
   return t;
 }
 
-sm_trace_t *sm_trace_intern(const uintptr_t *ips, unsigned n, bool truncated, uint32_t gen) {
+sm_trace_t *sm_trace_intern(const uintptr_t *ips, unsigned n, bool truncated, uint32_t gen, uint64_t hash64) {
+  unsigned hash = (unsigned)hash64;
   sm_lock(&trace_lock);
-  sm_trace_t *t = find_locked(ips, n, gen, NULL);
+  sm_trace_t *t = find_locked(ips, n, gen, NULL, hash);
   sm_unlock(&trace_lock);
   if (SM_UNLIKELY(!t)) { /* a new stack, or code was unloaded: resolve its modules, then add it */
     uint16_t mods[SM_SNAP_MAX_FRAMES];
     resolve_modules(ips, n, mods);
     sm_lock(&trace_lock);
-    t = find_locked(ips, n, gen, mods); /* another thread may have added it meanwhile */
-    if (!t) t = add_locked(ips, mods, n, truncated, gen);
+    t = find_locked(ips, n, gen, mods, hash); /* another thread may have added it meanwhile */
+    if (!t) t = add_locked(ips, mods, n, truncated, gen, hash);
     sm_unlock(&trace_lock);
   }
   return t;

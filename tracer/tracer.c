@@ -1,5 +1,6 @@
 /* The tracer's hooks: what preload/exports.c calls on a traced malloc,
- * free and realloc, and starting the tracer.
+ * free and realloc; starting the tracer, and switching it on and off in a
+ * running process.
  *
  * A traced allocation captures its stack (capture.c), finds or adds its
  * trace (table.c), tags the block with the trace id and requested size in
@@ -11,10 +12,12 @@
  * (sm_ts.busy): while it is above zero the hooks do nothing, so the
  * tracer's own allocations (libunwind's, the loader's) are not traced and
  * cannot re-enter a tracer lock. The locks behind these hooks are taken by
- * table.c and counters.c; their order is the table in tracer/locks.c. */
+ * table.c and counters.c; their order is the table in tracer/locks.c.
+ * Switching tracing on or off holds snapshot.c's write_lock. */
 #include <pthread.h>
 
 #include "tracer/internal.h"
+#include "tracer/python.h"
 
 bool sm_trace_on;
 SM_TLS sm_tstate_t sm_ts;
@@ -42,6 +45,10 @@ static void record(void *p, size_t req, const sm_stack_start_t *from) {
 }
 
 void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from) {
+  /* The hot path's test was a plain load; this one orders everything the
+   * start published before it (see "switching" below), and drops the
+   * block if tracing stopped meanwhile. */
+  if (!__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) return;
   if (sm_sampling && !sm_sample_point(req)) return;
   if (!p || sm_ts.busy) return;
   sm_ts.busy++;
@@ -71,7 +78,70 @@ void sm_track_untag(uint32_t id, size_t req, const void *p) {
 void sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *q, size_t req,
                       const sm_stack_start_t *from) {
   if (old_trace) sm_track_untag(old_trace, old_req, p);
-  if (q && sm_track_wanted(req)) sm_track_alloc(q, req, from);
+  if (q && __atomic_load_n(&sm_trace_on, __ATOMIC_RELAXED) && sm_track_wanted(req)) sm_track_alloc(q, req, from);
+}
+
+/* ---------------------------------------------------------------- switching
+ *
+ * Tracing starts at the process's first allocation with trace=1, or later,
+ * and any number of times, through the control channel (control=1:
+ * control.c calls sm_tracer_switch_on and _off from the helper thread while
+ * the program's threads run). The three flags a malloc, realloc and free
+ * test are published in this order, each with a release store:
+ *
+ *   sm_free_hook = sm_free_traced   free() takes a block's tag
+ *   sm_trace_tags = true            realloc() takes a block's tag
+ *   sm_trace_on = true              malloc() and friends tag new blocks
+ *
+ * A thread that tags a block has seen sm_trace_on (sm_track_alloc loads it
+ * with acquire), so it has seen the two flags before; any thread that frees
+ * or reallocates that block got the pointer from it, after it, and so sees
+ * them too: a tagged block never goes through the untraced free, which
+ * would leave its tag behind and its bytes counted. Stopping clears only
+ * sm_trace_on: blocks tagged before stay tagged, and their frees keep
+ * uncharging them (the traced free costs an untagged block one load and a
+ * test more). A thread that read sm_trace_on just before it changed traces
+ * one block more or fewer; that is the only fuzziness at either edge.
+ *
+ * What is decided once, at the first start, and then kept: the pages'
+ * counting of tagged blocks (sm_tag_counted) and the sampling rate, since
+ * a block's weight is computed again from the rate when it is freed; the
+ * control channel refuses a start that would change the rate. The depth
+ * may change at every start: traces of either depth coexist, and the
+ * memos of captures are dropped (sm_unwind_invalidate).
+ *
+ * Switching holds write_lock (snapshot.c), which puts it in the lock order
+ * (tracer/locks.c) and keeps a fork or a snapshot from seeing it half done. */
+bool sm_trace_tags;
+static bool started; /* the once-only part ran (init, or under write_lock) */
+
+extern sm_lock_t *const sm_write_lock_ref; /* snapshot.c */
+
+bool sm_tracer_started(void) { return __atomic_load_n(&sm_trace_tags, __ATOMIC_ACQUIRE); }
+
+static bool depth_given; /* a start gave a depth: it stays (write_lock) */
+
+static void turn_on(void) {
+  bool started_before = started;
+  if (!started) {
+    started = true;
+    sm_counters_start();
+    sm_tag_counted = sm_opt.sample != 0;
+    sm_tag_released = sm_track_untag;
+    sm_sampling = sm_opt.sample != 0;
+    sm_unwind_init();
+  }
+  sm_zero_carved = sm_opt.leaks && sm_opt.at_exit;
+  sm_modules_refresh();
+  /* A CPython process (its interpreter was just found, or before): a
+   * deeper default depth, unless a depth was given, by the options or by
+   * a start. A changed depth stales every memo of a capture, as in
+   * sm_tracer_switch_on. */
+  if (!depth_given && !sm_options_given(&sm_opt, "depth") && sm_python_deepen() && started_before)
+    sm_unwind_invalidate();
+  __atomic_store_n(&sm_free_hook, sm_free_traced, __ATOMIC_RELEASE);
+  __atomic_store_n(&sm_trace_tags, true, __ATOMIC_RELEASE);
+  __atomic_store_n(&sm_trace_on, true, __ATOMIC_RELEASE);
 }
 
 /* Recording needs no thread, signal or file: it starts with the process's
@@ -79,20 +149,52 @@ void sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *q
  * those blocks have traces too. */
 void sm_tracer_start(void) {
   if (!sm_opt.trace || __atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) return;
-  sm_counters_start();
-  sm_tag_counted = sm_opt.sample != 0;
-  sm_zero_carved = sm_opt.leaks && sm_opt.at_exit;
-  sm_tag_released = sm_track_untag;
-  sm_sampling = sm_opt.sample != 0;
-  sm_unwind_init();
-  sm_modules_refresh();
-  __atomic_store_n(&sm_trace_on, true, __ATOMIC_RELEASE);
-  __atomic_store_n(&sm_free_hook, sm_free_traced, __ATOMIC_RELEASE); /* free() goes to the traced free */
+  turn_on();
+}
+
+int sm_tracer_switch_on(int depth, bool sample_given, size_t sample, const char **why) {
+  int rc = -1;
+  sm_tracer_enter(); /* libunwind's and the loader's allocations here are not traced */
+  sm_lock(sm_write_lock_ref);
+  if (__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) {
+    *why = "tracing is already on";
+  } else if (sample_given && started && sample != sm_opt.sample) {
+    *why = sm_opt.sample ? "the sampling rate is fixed once tracing has started (start without --sample, or with "
+                           "the rate of the first start)"
+                         : "the sampling rate is fixed once tracing has started, and this process traces every "
+                           "allocation (start without --sample)";
+  } else {
+    if (sample_given && !started) {
+      sm_opt.sample = sample;
+      /* The same rule as at start (tracer/options.c): sampled runs scan
+       * for leaks at exit only when asked to. */
+      if (!sm_options_given(&sm_opt, "leaks")) sm_opt.leaks = sample == 0;
+    }
+    if (depth > 0) {
+      __atomic_store_n(&sm_opt.depth, depth, __ATOMIC_RELAXED);
+      depth_given = true;
+    }
+    /* Code unloaded while tracing was off (dlclose invalidates only while
+     * it is on), or a new depth: every memo of a capture is stale. */
+    if (started) sm_unwind_invalidate();
+    turn_on();
+    rc = 0;
+  }
+  sm_unlock(sm_write_lock_ref);
+  sm_tracer_leave();
+  return rc;
+}
+
+int sm_tracer_switch_off(const char **why) {
+  sm_lock(sm_write_lock_ref);
+  bool was = __atomic_exchange_n(&sm_trace_on, false, __ATOMIC_ACQ_REL);
+  sm_unlock(sm_write_lock_ref);
+  if (!was) *why = "tracing is not on";
+  return was ? 0 : -1;
 }
 
 void sm_tracer_init(void) {
   sm_tracer_start();
-  if (!sm_trace_on) return;
   /* The helper thread's DTV is the library's, not the program's. */
   sm_ts.busy++;
   sm_triggers_init();

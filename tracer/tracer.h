@@ -10,7 +10,8 @@
 #include "allocator/base.h"
 #include "tracer/snapfmt.h"
 
-extern bool sm_trace_on; /* set once at start, read on every malloc/free */
+extern bool sm_trace_on;   /* new blocks are traced; read on every malloc (tracer.c says how it changes) */
+extern bool sm_trace_tags; /* blocks may carry tags: set at the first start, never cleared; read by realloc */
 extern bool sm_sampling; /* sample=N given: only some allocations are traced */
 /* With sampling, the bytes before this thread's next sample point; without,
  * minus the bytes this thread allocated (never refilled: 2^63 bytes would
@@ -36,8 +37,20 @@ typedef struct sm_trace sm_trace_t;
 /* Starts recording when trace=1 (idempotent): from the process's first
  * allocation, through sm_after_init (preload/init.c). */
 void sm_tracer_start(void);
-/* From the constructor: sm_tracer_start, then the snapshot triggers. */
+/* From the constructor: sm_tracer_start, then the snapshot triggers and
+ * the control channel. */
 void sm_tracer_init(void);
+/* Whether tracing was ever on in this process (blocks may carry tags). */
+bool sm_tracer_started(void);
+/* Tracing on in a running process (the control channel's start), from a
+ * thread that is not inside the tracer: depth > 0 sets the frames per
+ * trace; sample_given sets the sampling rate, which only the first start
+ * may choose. Takes write_lock (snapshot.c). 0, or -1 with a reason (a
+ * constant string) in *why: already on, or another sampling rate. */
+int sm_tracer_switch_on(int depth, bool sample_given, size_t sample, const char **why);
+/* Tracing off: new blocks are no longer traced; blocks traced before stay
+ * charged to their traces until they are freed. 0, or -1 (not on). */
+int sm_tracer_switch_off(const char **why);
 /* Where a stack walk starts: a return address and the stack and frame
  * pointers its caller will have. SM_STACK_HERE fills it for the calling
  * function's caller; use it only in a function that is never inlined (it
@@ -169,11 +182,16 @@ typedef struct sm_module {
   char path[256];
   uint8_t build_id[64];
   uint32_t build_id_len;
+  bool shadowed;   /* a later entry overlaps this one's range (atomic) */
 } sm_module_t;
 
 void sm_modules_refresh(void);
 /* Index of the module containing addr, or SM_SNAP_NO_MODULE (refreshes once on a miss). */
 uint32_t sm_modules_find(uintptr_t addr);
+/* The same, trying `hint` first (the module of a neighbouring frame, or
+ * SM_SNAP_NO_MODULE): most frames of a stack are in the module of the frame
+ * before. A hint no later entry overlaps answers exactly as the search. */
+uint32_t sm_modules_find_near(uintptr_t addr, uint32_t hint);
 const sm_module_t *sm_modules_get(uint32_t idx);
 uint32_t sm_modules_count(void);
 /* Address range of libsnapmalloc itself. */
@@ -183,9 +201,19 @@ void sm_modules_self(uintptr_t *start, uintptr_t *end);
 /* Writes a snapshot to path, or to the next name from the `out` pattern when
  * path is NULL. flags: SM_SNAP_FINAL / SM_SNAP_LEAKS. 0 or -1 with errno. */
 int sm_snapshot_write(const char *path, uint32_t flags);
+/* The same; when written is not NULL, it gets the file's name as opened
+ * (relative if the pattern was), truncated to cap bytes. A snapshot
+ * written while tracing is off says so (SM_SNAP_OFF); without tracing ever
+ * on, only an armed process writes one (else ENOTSUP). */
+int sm_snapshot_write_as(const char *path, uint32_t flags, char *written, size_t cap);
 
-/* ---- triggers.c: signal, interval, exit, fork */
+/* ---- triggers.c: signal, interval, exit, fork; the helper thread */
+/* From the constructor: the control socket (control=1), the helper thread,
+ * the signal handler (trace=1). */
 void sm_triggers_init(void);
+/* Tracing was switched on by the control channel: the signal trigger too,
+ * unless the program has a handler of its own on that signal. */
+void sm_triggers_tracing_on(void);
 void sm_triggers_at_exit(uintptr_t stack_from);
 void sm_triggers_postfork_child(void);
 void sm_triggers_maybe_restart(void);
@@ -195,6 +223,21 @@ int sm_triggers_helper_tid(void); /* 0 when there is no helper thread */
 uintptr_t sm_triggers_helper_sp(void);
 /* Where the helper thread's DTV block starts (0 when there is no helper). */
 uintptr_t sm_triggers_helper_dtv(void);
+
+/* ---- control.c: the control channel (control=1; protocol in ctlproto.h) */
+/* Opens the listening socket under this process's pid when control=1 (and
+ * not AT_SECURE); its descriptor, or -1 (with a warning if it failed). */
+int sm_control_open(void);
+bool sm_control_armed(void); /* the socket is open */
+int sm_control_fd(void);     /* the listening socket, or -1 */
+void sm_control_close(void);
+/* Disarms (with a warning) if the program closed the socket behind our back. */
+void sm_control_check(void);
+/* The helper thread: accepts one waiting connection and answers it (the
+ * answer goes out when the work is done). False if none was waiting. */
+bool sm_control_serve_one(void);
+/* Fork child: the parent's socket and connection are closed. */
+void sm_control_postfork_child(void);
 
 /* ---- locks.c: the one lock table, and taking every lock in its order */
 void sm_locks_acquire_all(void);

@@ -35,7 +35,8 @@ static const struct sample {
     {"depth", "7", NULL},        {"out", "x.%p.snap", NULL},       {"interval", "3", NULL},
     {"sample", "4K", NULL},      {"no-report", NULL, NULL},        {"suppressions", supp_path, took_supp},
     {"min-bytes", "8K", took_min}, {"show", "reachable", took_show}, {"format", "json", took_format},
-    {"full-paths", NULL, took_full}, {"alloc-fn", "my_x*", took_alloc},
+    {"full-paths", NULL, took_full}, {"alloc-fn", "my_x*", took_alloc}, {"live", NULL, NULL},
+    {"top", "5", NULL},          {"by", "file", NULL},
 };
 
 static const struct sample *sample_of(const char *name) {

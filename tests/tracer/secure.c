@@ -2,8 +2,11 @@
  * file capability) it must serve allocations and take nothing from
  * SNAPMALLOC_OPTIONS. It allocates, frees, asks for a snapshot through the
  * API and reports what it saw on stdout:
- *   secure=<AT_SECURE> api=<return of snapmalloc_snapshot> errno=<errno>
+ *   secure=<AT_SECURE> api=<return of snapmalloc_snapshot> errno=<errno> threads=<N>
+ * (N: its threads; the library's helper thread runs only when options
+ * asked for it, here control=1 with signal=0). 
  * Usage: secure SNAPSHOT-PATH */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,10 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 1000; i++) free(v[i]);
   errno = 0;
   int rc = snapmalloc_snapshot(argv[1]);
-  printf("secure=%lu api=%d errno=%d\n", getauxval(AT_SECURE), rc, rc ? errno : 0);
+  int err = rc ? errno : 0, threads = 0;
+  DIR *d = opendir("/proc/self/task");
+  for (struct dirent *e; d && (e = readdir(d));) threads += e->d_name[0] != '.';
+  if (d) closedir(d);
+  printf("secure=%lu api=%d errno=%d threads=%d\n", getauxval(AT_SECURE), rc, err, threads);
   return 0;
 }

@@ -6,20 +6,23 @@
 # real and effective uids differ: as root, the test runs a copy owned by
 # nobody with the setuid bit; otherwise it gives the copy a file capability
 # with `sudo -n setcap` (package libcap2-bin). Neither possible: skipped (77).
+# control=1 (with signal=0, so that nothing else starts it) arms the
+# control channel and its helper thread in the plain run, and nothing in
+# the secure one: a second thread only in the first.
 # Usage: secure.sh PROGRAM
 set -u
 prog=$1
 dir=$(mktemp -d "${TMPDIR:-/tmp}/sm-secure.XXXXXX") || exit 1
 trap 'rm -rf "$dir"' EXIT
 chmod 1777 "$dir" # the unprivileged run could write its snapshot here
-export SNAPMALLOC_OPTIONS="trace=1,at_exit=1,verbose=1,out=$dir/exit.%p.snap"
+export SNAPMALLOC_OPTIONS="trace=1,at_exit=1,verbose=1,signal=0,control=1,out=$dir/exit.%p.snap"
 
 fail() { echo "secure: $*" >&2; exit 1; }
 
 # Control: not secure, so the options apply.
 out=$("$prog" "$dir/api.snap" 2>"$dir/control.err") || fail "control run failed: $(cat "$dir/control.err")"
 case $out in
-  "secure=0 api=0 errno=0") ;;
+  "secure=0 api=0 errno=0 threads=2") ;;
   *) fail "control run: unexpected report '$out'" ;;
 esac
 ls "$dir"/exit.*.snap >/dev/null 2>&1 || fail "control run wrote no exit snapshot"
@@ -45,8 +48,8 @@ case $out in
 esac
 [ $rc -eq 0 ] || fail "secure run exited $rc: $(cat "$dir/secure.err")"
 case $out in
-  "secure=1 api=-1 errno=95") ;; # ENOTSUP: tracing is off
-  *) fail "secure run: unexpected report '$out' (want tracing off: api=-1 errno=95)" ;;
+  "secure=1 api=-1 errno=95 threads=1") ;; # ENOTSUP: tracing is off; not armed
+  *) fail "secure run: unexpected report '$out' (want tracing off and nothing armed: api=-1 errno=95 threads=1)" ;;
 esac
 [ -s "$dir/secure.err" ] && fail "secure run printed on stderr: $(cat "$dir/secure.err")"
 files=$(ls "$dir" | grep -v -e '^prog$' -e '\.err$')

@@ -98,6 +98,39 @@ static void check_number(const sm_option_t *row) {
   if (row->kind == SM_OPT_NUMBER) refused(row, "1K");
 }
 
+/* Seconds to the millisecond: both ends of the range (kept in ms) and one
+ * millisecond past each, fractions, the printed form in seconds. */
+static void check_seconds(const sm_option_t *row) {
+  char v[64], p[64];
+  CHECK_MSG(row->min <= row->def && row->def <= row->max, "%s: default out of range", row->name);
+  CHECK_MSG(row->max % 1000 == 0 && row->min % 1000 == 0, "%s: range not in whole seconds", row->name);
+  snprintf(v, sizeof v, "%lld", row->min / 1000);
+  snprintf(p, sizeof p, "%lld", row->min / 1000);
+  accepted(row, v, (unsigned long long)row->min, NULL);
+  accepted(row, v, 0, p);
+  snprintf(v, sizeof v, "%lld", row->max / 1000);
+  accepted(row, v, (unsigned long long)row->max, NULL);
+  accepted(row, v, 0, v);
+  snprintf(v, sizeof v, "%lld.001", row->max / 1000);
+  refused(row, v);
+  if (row->min > 0) {
+    snprintf(v, sizeof v, "%lld.999", row->min / 1000 - 1);
+    refused(row, v);
+  }
+  if (row->min <= 1250 && row->max >= 1250) {
+    accepted(row, "1.25", 1250, NULL);
+    accepted(row, "1.250", 0, "1.25");
+    accepted(row, "0.5", 0, "0.5");
+    accepted(row, "2.000", 0, "2");
+    accepted(row, "0.007", 7, "0.007");
+  }
+  refused(row, "");
+  refused(row, ".5");
+  refused(row, "1.");
+  refused(row, "0.0001");
+  refused(row, "1K");
+}
+
 static void check_text(const sm_option_t *row) {
   char v[SM_OUT_MAX + 2];
   CHECK_MSG(row->width <= SM_OUT_MAX, "%s: a field larger than the test's buffer", row->name);
@@ -126,6 +159,7 @@ static void check_row(const sm_option_t *row) {
     break;
   case SM_OPT_NUMBER:
   case SM_OPT_SIZE: check_number(row); break;
+  case SM_OPT_SECONDS: check_seconds(row); break;
   case SM_OPT_PATH:
   case SM_OPT_ID: check_text(row); break;
   case SM_OPT_SIGNAL:

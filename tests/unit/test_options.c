@@ -10,13 +10,13 @@
 int main(void) {
   sm_options_t o;
   CHECK(sm_options_parse(&o, NULL) == 0);
-  CHECK(!o.trace && o.depth == 16 && o.signal == SIGUSR2 && o.interval == 0 && o.sample == 0);
+  CHECK(!o.trace && o.depth == 16 && o.signal == SIGUSR2 && o.interval_ms == 0 && o.sample == 0);
   CHECK(o.policy == SM_POLICY_BEST && o.increment == 16 * SM_MiB && o.huge == 32 * SM_MiB && o.leaks && o.at_exit);
   CHECK(strcmp(o.out, "snapmalloc.%e.%p.%n.snap") == 0);
 
   CHECK(sm_options_parse(&o, "trace=1,depth=32,out=/tmp/x.%p.snap,signal=USR1,interval=5,sample=512K,"
                              "policy=first,increment=8M,leaks=off,at_exit=no,verbose=yes,huge=2M,retain=0") == 0);
-  CHECK(o.trace && o.depth == 32 && o.signal == SIGUSR1 && o.interval == 5);
+  CHECK(o.trace && o.depth == 32 && o.signal == SIGUSR1 && o.interval_ms == 5000);
   CHECK(o.sample == 512 * 1024 && o.policy == SM_POLICY_FIRST && o.increment == 8 * SM_MiB);
   CHECK(!o.leaks && !o.at_exit && o.verbose && o.huge == 2 * SM_MiB && o.retain == 0);
   CHECK(strcmp(o.out, "/tmp/x.%p.snap") == 0);
@@ -55,5 +55,15 @@ int main(void) {
   CHECK(sm_options_parse(&o, "sample=99999999999999999999999") == 1);
   CHECK(sm_options_parse(&o, "out=") == 1);
   CHECK(sm_options_parse(&o, ",,,") == 0);
+  /* interval: seconds to the millisecond; whole seconds mean what they always did */
+  CHECK(sm_options_parse(&o, "interval=0.5") == 0 && o.interval_ms == 500);
+  CHECK(sm_options_parse(&o, "interval=1.25") == 0 && o.interval_ms == 1250);
+  CHECK(sm_options_parse(&o, "interval=0.001") == 0 && o.interval_ms == 1);
+  CHECK(sm_options_parse(&o, "interval=86400") == 0 && o.interval_ms == 86400000);
+  CHECK(sm_options_parse(&o, "interval=86400.001") == 1 && o.interval_ms == 0);
+  CHECK(sm_options_parse(&o, "interval=0.0005") == 1 && o.interval_ms == 0);
+  CHECK(sm_options_parse(&o, "interval=.5") == 1 && sm_options_parse(&o, "interval=1.") == 1);
+  CHECK(sm_options_parse(&o, "interval=1e3") == 1 && sm_options_parse(&o, "interval=-1") == 1);
+  CHECK(sm_options_parse(&o, "interval=0.5s") == 1 && sm_options_parse(&o, "interval=1,5") == 1);
   return test_summary();
 }
