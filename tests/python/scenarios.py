@@ -12,6 +12,8 @@
 # bench      bench/python's workloads give the same results traced
 # recompile  code compiled and run again and again, its code objects dying
 #            and the next made where they were: every line right
+# control    an interpreter armed (control=1), then `snapmalloc start` and
+#            `snap PID`: its Python frames, at depth 64 unless one is given
 # signal     a snapshot on SIGUSR2 of a Python program that waits
 # embed      CPython embedded (libpython3.11.so), finalized and started
 #            again: its frames while it runs, none of them after
@@ -251,6 +253,7 @@ elif scenario == "environ":
         ("traced, the user's value", "trace=1,at_exit=0", {"PYTHONMALLOC": "pymalloc"}, "pymalloc"),
         ("traced, python=0", "trace=1,at_exit=0,python=0", {}, "None"),
         ("preloaded, not traced", "trace=0", {}, "None"),
+        ("armed to trace (control=1)", "control=1", {}, "malloc"),
     ]
     for name, opts, env, want in cases:
         got = traced(show, options=opts, env=env).stdout.strip()
@@ -337,6 +340,53 @@ print(*[made[k] for k in range(7)])
                 fail("%s: <gen>:%d has %d bytes in %d blocks; %d blocks of %d bytes were made there" %
                      (alloc, k + 1, size, count, made[k], each))
     print("every block of code compiled 3000 times on its own line, with malloc and with pymalloc")
+
+# ---------------------------------------------------------------- control
+elif scenario == "control":
+    # An interpreter armed (control=1), not tracing: `snapmalloc start PID`
+    # switches tracing on (depth 64 for Python, or the one given), `snap PID`
+    # writes a snapshot with the Python frames of what it allocated since.
+    prog = script("armed.py", '''import sys
+
+
+def build():
+    return {i: str(i) * 5 for i in range(30000)}
+
+
+print("ready", flush=True)
+sys.stdin.readline()
+data = build()
+print("built", flush=True)
+sys.stdin.readline()
+''')
+    line = line_of(prog, "    return {i:")
+    for depth in (None, 20):
+        e = dict(BASE_ENV, LD_PRELOAD=LIB, SNAPMALLOC_OPTIONS="control=1,at_exit=0")
+        p = subprocess.Popen([PY, prog], env=e, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if p.stdout.readline().strip() != "ready":
+            fail("the program did not start")
+        r = subprocess.run([EXE, "start", str(p.pid)] + (["--depth", str(depth)] if depth else []), env=BASE_ENV,
+                           capture_output=True, text=True, timeout=60)
+        want = "depth %d" % (depth or 64)
+        if r.returncode != 0 or want not in r.stdout:
+            fail("start: status %d, %r; want %r" % (r.returncode, r.stdout + r.stderr, want))
+        p.stdin.write("\n")
+        p.stdin.flush()
+        p.stdout.readline()
+        snap = os.path.join(WORK, "armed-%s.snap" % depth)
+        r = subprocess.run([EXE, "snap", str(p.pid), "-o", snap], env=BASE_ENV, capture_output=True, text=True,
+                           timeout=60)
+        p.stdin.write("\n")
+        p.stdin.close()
+        p.wait(60)
+        if r.returncode != 0:
+            fail("snap: %s" % r.stderr)
+            continue
+        n = sum(st["count"] for st in top_json(snap, "--by", "trace")
+                if st["traceback"] and is_frame(st["traceback"][0], prog, line, comp("build", "dictcomp")))
+        if n < 30000:
+            fail("depth %s: the snapshot has %d blocks at armed.py:%d; want 30000 or more" % (depth, n, line))
+    print("armed, started (depth 64, and 20 when given), snapped: the Python line")
 
 # ---------------------------------------------------------------- signal
 elif scenario == "signal":
