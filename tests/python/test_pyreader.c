@@ -29,7 +29,7 @@ static const char *const collect =
     "    for c in co.co_consts:\n"
     "        if isinstance(c, types.CodeType): walk(c)\n"
     "src = 'def donn\\u00e9es():\\n    return [1,\\n        2]\\nclass K\\U0001D49C:\\n    def m(self): pass\\n'\n"
-    "walk(compile(src, '/tmp/caf\\u00e9/\\U0001F600\\udcff.py', 'exec'))\n"
+    "walk(compile(src, 'pkg/caf\\u00e9/\\U0001F600\\udcff.py', 'exec'))\n"
     "walk(compile('x = (1 +\\n 2)\\n' * 300 + 'y = 1\\n', 'long.py', 'exec'))\n"
     "for name in mods:\n"
     "    m = importlib.import_module(name)\n"
