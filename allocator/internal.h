@@ -216,6 +216,17 @@ extern void *(*sm_libc_realloc)(void *, size_t);
 extern size_t (*sm_libc_usable_size)(void *);
 
 /* ---- tag.c: the tracer's per-block record (trace id 0 = untraced) */
+/* A bit of a pool block's trace id that the tracer may set on a live block
+ * (trace ids use 24 bits): the block's free then hands it the id with the
+ * bit, so that it hears of the block's death (tracer/pyframes.c watches
+ * Python code objects this way). Every reader of trace ids from tags masks
+ * it off. */
+#define SM_TAG_WATCHED 0x80000000u
+/* Sets SM_TAG_WATCHED on the tagged pool block that starts at p; false
+ * when p is not the start of a tagged pool block (not ours, large, huge,
+ * untraced, or inside a block). The block must be live and stay so during
+ * the call. */
+bool sm_tag_watch(const void *p);
 bool sm_tag_set(void *p, uint32_t trace, size_t request); /* false: no memory for the side array */
 uint32_t sm_tag_take(void *p, size_t *request);           /* reads and clears */
 /* sm_tag_take for a block of a pool page (pg is the block's page). */

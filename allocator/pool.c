@@ -576,7 +576,7 @@ void sm_pool_walk(sm_segment_t *seg, sm_block_fn fn, void *arg) {
       if (bits[i >> 3] & (1u << (i & 7))) continue;
       uint64_t tag = pg->tags ? pg->tags[i] : 0;
       size_t req = (uint32_t)tag ? (size_t)(tag >> 32) : pg->block_size;
-      fn((uintptr_t)(pg->start + (size_t)i * pg->block_size), req, (uint32_t)tag, arg);
+      fn((uintptr_t)(pg->start + (size_t)i * pg->block_size), req, (uint32_t)tag & ~SM_TAG_WATCHED, arg);
     }
   }
 }

@@ -77,6 +77,23 @@ static bool tag_set_slow(sm_segment_t *seg, void *p, uint32_t trace, size_t requ
   return false;
 }
 
+bool sm_tag_watch(const void *p) {
+  sm_segment_t *seg = sm_segment_of(p);
+  if (!seg || seg->kind != SM_SEG_POOL) return false;
+  sm_page_t *pg = page_of(seg, p);
+  uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
+  if (!tags || (const uint8_t *)p < pg->start || !pg->block_size) return false;
+  size_t off = (size_t)((const uint8_t *)p - pg->start);
+  size_t idx = sm_class_div(off, pg->cls);
+  if (idx >= __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED) || idx * pg->block_size != off) return false;
+  /* Only a free writes the slot of a live block: the block is live, so the
+   * bit cannot be lost to a concurrent store. */
+  uint64_t v = __atomic_load_n(&tags[idx], __ATOMIC_RELAXED);
+  if (!(uint32_t)v) return false;
+  if (!(v & SM_TAG_WATCHED)) __atomic_fetch_or(&tags[idx], (uint64_t)SM_TAG_WATCHED, __ATOMIC_RELAXED);
+  return true;
+}
+
 uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request) {
   /* Sampling tags few blocks: most frees stop at the counter, without
    * touching the side array. */

@@ -13,6 +13,7 @@
 
 #include "allocator/check.h"
 #include "allocator/internal.h"
+#include "tracer/python.h"
 #include "tracer/tracer.h"
 
 /* The checked build (-Dchecks=true) verifies the arenas and this thread's
@@ -70,5 +71,7 @@ __attribute__((constructor(101))) static void snapmalloc_start(void) {
   if (u) sm_libc_usable_size = (size_t(*)(void *))u;
   if (sm_opt.verbose) sm_options_print(&sm_opt);
   sm_tracer_init();
+  /* Before main(), where a Python interpreter reads PYTHONMALLOC. */
+  sm_python_environ();
   __cxa_atexit(at_process_end, NULL, NULL);
 }

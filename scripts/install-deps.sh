@@ -14,11 +14,15 @@ set -eu
 # libFuzzer (tests/fuzz/fuzz_cli.sh; it is skipped without them); tmux: the
 # live view's test drives it in a real terminal (tests/live/tty.sh, skipped
 # without it). The live view itself needs no terminal library (tools/live.c).
+# python3.11-dev: CPython 3.11's internal headers, from which the library's
+# reader of Python frames takes its offsets (tracer/py311.c, docs/python.md),
+# and libpython3.11 for tests/python's embedding tests; without it the
+# library is built without Python frames.
 pkgs="meson ninja-build gcc g++ pkg-config libtsan2 libasan8 libubsan1 libunwind-dev uthash-dev libdw-dev libelf-dev zlib1g-dev
       valgrind heaptrack libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
       python3 sqlite3 git xz-utils tar coreutils procps libc6-dbg dwz binutils
       golang-go man-db groff-base chromium fonts-dejavu-core libcap2-bin jq libxml2-utils bc perl
-      clang libclang-rt-14-dev tmux"
+      clang libclang-rt-14-dev tmux python3.11-dev"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

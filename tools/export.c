@@ -145,8 +145,10 @@ static uint64_t loc_id(profile_t *pf, const sm_strace_t *t, int b, int e, int dr
   l->id = ++pf->nloc;
   HASH_ADD(hh, pf->locs, key, sizeof key, l);
 
-  bool has_mod = rf->module != SM_SNAP_NO_MODULE;
-  uint64_t addr = has_mod ? pf->snap->modules[rf->module].bias + rf->offset : rf->offset;
+  bool has_mod = rf->module < pf->snap->nmodules;
+  /* A Python frame has no address: its Line says all (docs/python.md). */
+  uint64_t addr = has_mod ? pf->snap->modules[rf->module].bias + rf->offset
+                          : rf->module == SM_SNAP_PY_MODULE ? 0 : rf->offset;
   /* Lines first: func_id may encode a Function into pf->sub. */
   pb_t lines = {0};
   for (int i = b; i < e; i++) {

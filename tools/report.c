@@ -9,7 +9,11 @@
  * compiled into the program), nor a function the user named with
  * --alloc-fn (the program's own wrappers, as valgrind's option of that
  * name). If every frame is in the runtime, the innermost frame is the
- * site. --raw turns this off. */
+ * site. In a trace with Python frames (docs/python.md), the interpreter's
+ * own native frames inside the innermost Python frame are passed over too:
+ * what the interpreter allocates running a line is charged to that line,
+ * as tracemalloc charges it, while an extension module's or a library's
+ * allocation stays at its C line. --raw turns this off. */
 #include "tools/report.h"
 
 #include <fnmatch.h>
@@ -238,12 +242,24 @@ static bool glob_hit(const char *pat, const sm_sframe_t *f) {
          (f->module && (fnmatch(pat, f->module, 0) == 0 || fnmatch(pat, sm_base_name(f->module), 0) == 0));
 }
 
+/* The snapshot's module index of frame i of t (SM_SNAP_PY_MODULE: a
+ * Python frame). */
+static uint32_t raw_module(const sm_strace_t *t, int i) { return t->raw->frames[t->frames[i].raw].module; }
+
 /* Appends the frames of one recorded frame of a trace: its inline chain
  * when the symbolizer knows it. False once the trace is full. */
 static bool add_frames(sm_tools_ctx_t *c, sm_strace_t *t, int *cap, const sm_snap_t *snap, int *handles,
                        const char **paths, unsigned k) {
   const sm_snap_frame_t *rf = &t->raw->frames[k];
   sm_sframe_t f = {NULL, 0, NULL, NULL, rf->offset, (int)k};
+  if (rf->module == SM_SNAP_PY_MODULE) { /* the reader checked the index */
+    const sm_snap_pyframe_t *py = &snap->pyframes[rf->offset];
+    f.file = display_path(c, py->file);
+    f.line = (int)py->line;
+    f.function = py->function[0] ? intern_display(c, py->function, DISPLAY_MAX) : NULL;
+    f.offset = 0;
+    return push_frame(t, cap, f);
+  }
   if (rf->module == SM_SNAP_NO_MODULE) return push_frame(t, cap, f);
   f.module = paths[rf->module];
   if (handles[rf->module] == -2) handles[rf->module] = module_handle(c, &snap->modules[rf->module]);
@@ -299,8 +315,12 @@ void sm_model_build_at(sm_tools_ctx_t *c, sm_snap_t *snap, sm_at_t at, sm_model_
     }
     t.site = 0;
     if (!c->opts.raw) {
+      int py = 0; /* the innermost Python frame, or nframes */
+      while (py < t.nframes && raw_module(&t, py) != SM_SNAP_PY_MODULE) py++;
       int s = 0;
-      while (s < t.nframes && runtime_frame(&c->opts, &t.frames[s])) s++;
+      while (s < t.nframes && (runtime_frame(&c->opts, &t.frames[s]) ||
+                               (s < py && py < t.nframes && raw_module(&t, s) == snap->py_module)))
+        s++;
       t.site = s < t.nframes ? s : 0;
     }
     bool keep = true;

@@ -100,7 +100,8 @@ static int run_help(void) {
          "its exit status through, then lists the snapshots written and prints the top\n"
          "10 allocation sites of the final one (on stderr); and the top 10 at the peak\n"
          "of traced memory, when it was over 10%% above the end or another site led.\n\n"
-         "  --depth N        frames kept per trace, 1..128 (default 16)\n"
+         "  --depth N        frames kept per trace, 1..128 (default 16; 64 in a CPython\n"
+         "                   program, Python frames included)\n"
          "  --out PATTERN    snapshot path pattern: %%p pid, %%n sequence number,\n"
          "                   %%e program name (default snapmalloc.%%e.%%p.%%n.snap)\n"
          "  --interval S     also write a snapshot every S seconds (fractions to the\n"
@@ -121,7 +122,8 @@ static int run_help(void) {
 }
 
 typedef struct run_args {
-  long depth, interval_ms;
+  long depth;              /* 0: not given (the library's default) */
+  long interval_ms;
   unsigned long long sample;
   const char *out;
   bool report;
@@ -182,7 +184,7 @@ static void run_opt(int c, run_args_t *a) {
 
 /* Parses run's options; returns -1 to go on, or an exit status (--help). */
 static int parse_run_args(int argc, char **argv, run_args_t *a) {
-  *a = (run_args_t){.depth = 16, .out = "snapmalloc.%e.%p.%n.snap", .report = true, .by = BY_LINE};
+  *a = (run_args_t){.depth = 0, .out = "snapmalloc.%e.%p.%n.snap", .report = true, .by = BY_LINE};
   cli_opts_t p;
   static const struct option *const groups[] = {cli_run_opts, cli_help_opts, NULL};
   cli_opts_init(&p, "run", "+", groups);
@@ -233,9 +235,13 @@ static bool prepare_env(const run_args_t *a, cli_run_t *res, const char *live) {
   sb_printf(&opts, "run=%s,", res->id);
   const char *prev = getenv("SNAPMALLOC_OPTIONS");
   if (prev && *prev) sb_printf(&opts, "%s,", prev);
-  /* control=1: `snapmalloc start|stop|snap PID` reach the command while it runs. */
-  sb_printf(&opts, "trace=1,control=1,depth=%ld,out=%s,interval=%ld.%03ld,sample=%llu", a->depth,
-            live ? live : pat.s, a->interval_ms / 1000, a->interval_ms % 1000, a->sample);
+  /* control=1: `snapmalloc start|stop|snap PID` reach the command while it
+   * runs. depth only when given: the library's default depends on the
+   * program (deeper for a CPython one, docs/python.md). */
+  sb_puts(&opts, "trace=1,control=1,");
+  if (a->depth) sb_printf(&opts, "depth=%ld,", a->depth);
+  sb_printf(&opts, "out=%s,interval=%ld.%03ld,sample=%llu", live ? live : pat.s, a->interval_ms / 1000,
+            a->interval_ms % 1000, a->sample);
   setenv_or_die("SNAPMALLOC_OPTIONS", opts.s);
   strbuf_t pre = {0};
   const char *prev_pre = getenv("LD_PRELOAD");

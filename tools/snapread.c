@@ -240,6 +240,45 @@ static int parse_flow(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size
   return 0;
 }
 
+/* A PYFRAMES string: at most max bytes, none of them NUL; NULL when bad. */
+static char *get_pystr(cursor_t *c, uint32_t len, uint32_t max, bool empty_ok) {
+  const uint8_t *b = get_bytes(c, len);
+  if (!b || len > max || (!len && !empty_ok) || memchr(b, '\0', len)) return NULL;
+  return dup_bytes(b, len);
+}
+
+/* PYFRAMES (version 3): the interpreter's module, then the Python frames
+ * FRAMES names. */
+static int parse_pyframes(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size_t errlen) {
+  if (count == 0 || count > SM_SNAP_MAX_PYFRAMES)
+    return fail(err, errlen, "corrupt PYFRAMES section (%u frames; 1 to %u allowed)", count, SM_SNAP_MAX_PYFRAMES);
+  if ((size_t)(c->end - c->p) < SM_SNAP_PYFRAMES_FIXED ||
+      (size_t)(c->end - c->p - SM_SNAP_PYFRAMES_FIXED) / SM_SNAP_PYFRAME_FIXED < count)
+    return fail(err, errlen, "corrupt PYFRAMES section (%u frames cannot fit in %zu bytes)", count,
+                (size_t)(c->end - c->p));
+  s->py_module = get_u32(c);
+  s->py_version = get_u32(c);
+  if (s->py_module != SM_SNAP_NO_MODULE && s->py_module >= s->nmodules)
+    return fail(err, errlen, "corrupt PYFRAMES section (the interpreter is module %u of %u)", s->py_module,
+                s->nmodules);
+  s->pyframes = xcalloc(count, sizeof *s->pyframes);
+  s->npyframes = count;
+  for (uint32_t i = 0; i < count; i++) {
+    sm_snap_pyframe_t *f = &s->pyframes[i];
+    f->line = get_u32(c);
+    uint32_t flen = get_u32(c), nlen = get_u32(c);
+    if (c->bad) return fail(err, errlen, "corrupt PYFRAMES section (frame %u runs past its end)", i);
+    if (f->line > INT32_MAX) return fail(err, errlen, "corrupt PYFRAMES section (frame %u at line %u)", i, f->line);
+    if (!(f->file = get_pystr(c, flen, SM_SNAP_PY_FILE_MAX, false)))
+      return fail(err, errlen, "corrupt PYFRAMES section (frame %u: a file name of %u bytes, empty, past the end or "
+                  "with a NUL; 1 to %u bytes allowed)", i, flen, SM_SNAP_PY_FILE_MAX);
+    if (!(f->function = get_pystr(c, nlen, SM_SNAP_PY_NAME_MAX, true)))
+      return fail(err, errlen, "corrupt PYFRAMES section (frame %u: a function name of %u bytes, past the end or "
+                  "with a NUL; at most %u bytes allowed)", i, nlen, SM_SNAP_PY_NAME_MAX);
+  }
+  return 0;
+}
+
 /* FRAMES (version 3): the frames the traces name by index. */
 static int parse_frames(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, size_t errlen) {
   if ((size_t)(c->end - c->p) / SM_SNAP_FRAME_SIZE < count)
@@ -250,9 +289,14 @@ static int parse_frames(cursor_t *c, uint32_t count, sm_snap_t *s, char *err, si
   for (uint32_t i = 0; i < count; i++) {
     s->frames_[i].module = get_u32(c);
     s->frames_[i].offset = get_u64(c);
-    if (s->frames_[i].module != SM_SNAP_NO_MODULE && s->frames_[i].module >= s->nmodules)
+    if (s->frames_[i].module == SM_SNAP_PY_MODULE) {
+      if (s->frames_[i].offset >= s->npyframes)
+        return fail(err, errlen, "corrupt FRAMES section (frame %u names Python frame %llu of %u)", i,
+                    (unsigned long long)s->frames_[i].offset, s->npyframes);
+    } else if (s->frames_[i].module != SM_SNAP_NO_MODULE && s->frames_[i].module >= s->nmodules) {
       return fail(err, errlen, "corrupt FRAMES section (frame %u names module %u of %u)", i, s->frames_[i].module,
                   s->nmodules);
+    }
   }
   return 0;
 }
@@ -393,10 +437,10 @@ static int check_header(const uint8_t *data, size_t len, uint64_t *payloadp, uin
 /* The sections each version must have, in the order they must come. */
 static const uint32_t order_v1[] = {SM_SNAP_SEC_INFO, SM_SNAP_SEC_MODULES, SM_SNAP_SEC_TRACES};
 static const uint32_t order_v2[] = {SM_SNAP_SEC_INFO, SM_SNAP_SEC_MODULES, SM_SNAP_SEC_TRACES, SM_SNAP_SEC_FLOW};
-static const uint32_t order_v3[] = {SM_SNAP_SEC_INFO, SM_SNAP_SEC_MODULES, SM_SNAP_SEC_FRAMES, SM_SNAP_SEC_TRACES,
-                                    SM_SNAP_SEC_LEAKS};
-static const char *const section_names[] = {"", "INFO", "MODULES", "TRACES", "FLOW", "FRAMES", "LEAKS"};
-#define SECTION_TAGS 7
+static const uint32_t order_v3[] = {SM_SNAP_SEC_INFO,   SM_SNAP_SEC_MODULES, SM_SNAP_SEC_PYFRAMES,
+                                    SM_SNAP_SEC_FRAMES, SM_SNAP_SEC_TRACES,  SM_SNAP_SEC_LEAKS};
+static const char *const section_names[] = {"", "INFO", "MODULES", "TRACES", "FLOW", "FRAMES", "LEAKS", "PYFRAMES"};
+#define SECTION_TAGS 8
 
 /* One known section's body; 1 for a section this version does not have
  * (skipped, as unknown tags are). */
@@ -411,6 +455,7 @@ static int parse_section(uint32_t tag, cursor_t *sec, uint32_t count, sm_snap_t 
   case SM_SNAP_SEC_FLOW: return s->version == 2 ? parse_flow(sec, count, s, err, errlen) : 1;
   case SM_SNAP_SEC_FRAMES: return s->version >= 3 ? parse_frames(sec, count, s, err, errlen) : 1;
   case SM_SNAP_SEC_LEAKS: return s->version >= 3 ? parse_leaks_v3(sec, count, s, err, errlen) : 1;
+  case SM_SNAP_SEC_PYFRAMES: return s->version >= 3 ? parse_pyframes(sec, count, s, err, errlen) : 1;
   default: return 1;
   }
 }
@@ -419,7 +464,7 @@ static int parse_section(uint32_t tag, cursor_t *sec, uint32_t count, sm_snap_t 
  * section comes once, after the ones before it in its version's order. */
 static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, char *err, size_t errlen) {
   const uint32_t *order = s->version >= 3 ? order_v3 : s->version == 2 ? order_v2 : order_v1;
-  size_t norder = s->version >= 3 ? 5 : s->version == 2 ? 4 : 3;
+  size_t norder = s->version >= 3 ? 6 : s->version == 2 ? 4 : 3;
   cursor_t c = {body, body + payload, false};
   size_t next = 0; /* order[next] is the next section due */
   int rc = 0;
@@ -437,8 +482,10 @@ static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, c
     while (at < norder && order[at] != tag) at++;
     if (at < norder && at < next) {
       rc = fail(err, errlen, "corrupt (section %s out of place)", section_names[tag]);
-    } else if (at < norder && at > next) {
-      rc = fail(err, errlen, "corrupt (%s before %s)", section_names[tag], section_names[order[next]]);
+    } else if (at < norder && at > next && !(order[next] == SM_SNAP_SEC_PYFRAMES && at == next + 1)) {
+      /* (PYFRAMES is optional: the section due is the one after it) */
+      size_t due = order[next] == SM_SNAP_SEC_PYFRAMES ? next + 1 : next;
+      rc = fail(err, errlen, "corrupt (%s before %s)", section_names[tag], section_names[order[due]]);
     } else if (s->version >= 3 && tag == SM_SNAP_SEC_LEAKS && !(s->flags & SM_SNAP_LEAKS)) {
       rc = fail(err, errlen, "corrupt (a LEAKS section, but INFO says no leak classes were computed)");
     } else if ((rc = parse_section(tag, &sec, count, s, err, errlen)) == 1) {
@@ -446,10 +493,11 @@ static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, c
     } else if (rc == 0) {
       if (sec.p != sec.end)
         rc = fail(err, errlen, "corrupt (section %u has %zu unexplained bytes)", tag, (size_t)(sec.end - sec.p));
-      next++;
+      next = at + 1; /* (PYFRAMES, which only Python processes have, may be passed over) */
     }
   }
   if (s->version >= 3 && !(s->flags & SM_SNAP_LEAKS)) norder--; /* LEAKS comes with leak classes only */
+  if (rc == 0 && next < norder && order[next] == SM_SNAP_SEC_PYFRAMES) next++; /* optional */
   if (rc == 0 && next < norder) rc = fail(err, errlen, "corrupt (no %s section)", section_names[order[next]]);
   if (rc != 0) sm_snap_free(s);
   return rc;
@@ -457,6 +505,7 @@ static int parse_sections(const uint8_t *body, uint64_t payload, sm_snap_t *s, c
 
 int sm_snap_parse(const uint8_t *data, size_t len, sm_snap_t *s, char *err, size_t errlen) {
   memset(s, 0, sizeof *s);
+  s->py_module = SM_SNAP_NO_MODULE;
   uint64_t payload;
   uint32_t version;
   int rc = check_header(data, len, &payload, &version, err, errlen);
@@ -517,6 +566,11 @@ void sm_snap_free(sm_snap_t *s) {
   for (size_t i = 0; s->traces && i < s->ntraces; i++) free(s->traces[i].frames);
   free(s->traces);
   free(s->frames_);
+  for (uint32_t i = 0; s->pyframes && i < s->npyframes; i++) {
+    free(s->pyframes[i].file);
+    free(s->pyframes[i].function);
+  }
+  free(s->pyframes);
   free(s->program);
   free(s->options);
   free(s->cmdline);

@@ -17,6 +17,7 @@
 #define SM_SNAP_MAX_MODULES 65536u        /* modules (the tracer's table holds 4096) */
 #define SM_SNAP_MAX_TRACES (1u << 22)     /* trace records */
 #define SM_SNAP_MAX_TOTAL INT64_MAX       /* live bytes or blocks summed over traces, per class */
+#define SM_SNAP_MAX_PYFRAMES (1u << 22)   /* Python frames (the tracer's table holds 4M) */
 
 typedef struct sm_snap_module {
   uint64_t bias, start, end;
@@ -26,9 +27,17 @@ typedef struct sm_snap_module {
 } sm_snap_module_t;
 
 typedef struct sm_snap_frame {
-  uint32_t module;         /* index, or SM_SNAP_NO_MODULE */
-  uint64_t offset;         /* return address - module bias (raw address without module) */
+  uint32_t module;         /* index, SM_SNAP_NO_MODULE, or SM_SNAP_PY_MODULE */
+  uint64_t offset;         /* return address - module bias (raw address without module; a
+                              Python frame's index in sm_snap_t.pyframes) */
 } sm_snap_frame_t;
+
+/* A Python frame (PYFRAMES, version 3). */
+typedef struct sm_snap_pyframe {
+  char *file;              /* NUL-terminated copies */
+  char *function;
+  uint32_t line;           /* 0: unknown */
+} sm_snap_pyframe_t;
 
 typedef struct sm_snap_trace {
   uint32_t id;
@@ -61,6 +70,10 @@ typedef struct sm_snap {
   size_t ntraces;
   sm_snap_frame_t *frames_; /* version 3: the FRAMES section, which traces' frames are copied from */
   uint32_t nframes_;
+  sm_snap_pyframe_t *pyframes; /* version 3: the PYFRAMES section (NULL: none) */
+  uint32_t npyframes;
+  uint32_t py_module;      /* the interpreter's module index, or SM_SNAP_NO_MODULE */
+  uint32_t py_version;     /* its PY_VERSION_HEX; 0 without PYFRAMES */
   uint8_t *modules_buffer_; /* the file's bytes when read by sm_snap_read (build-ids point here) */
 } sm_snap_t;
 

@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "allocator/internal.h"
+#include "tracer/python.h"
 #include "tracer/tracer.h"
 #include "tracer/uthash_cfg.h" /* UT_hash_handle; only table.c adds or finds */
 
@@ -79,22 +80,55 @@ typedef struct sm_tcache_entry {
  * return address and stack pointer at the entry point); capture.c says how
  * it stays exact. */
 #define SM_MEMO_SLOTS 64
+#define SM_MEMO_ANCHORS 8 /* Python eval calls a memo entry can check */
 typedef struct sm_memo {
   uintptr_t ra, sp, bp;
-  sm_trace_t *trace;   /* NULL: empty */
+  sm_trace_t *trace;   /* NULL: empty; `py`: the native skeleton (capture.c) */
   uint32_t gen;        /* sm_unwind_gen when filled */
   bool bp_used;
+  bool py;             /* walked knowing a Python stack */
   uint8_t n;
   uint8_t next_victim; /* in a set's first way: the way to fill next */
+  uint8_t py_seen;     /* `py`: eval calls looked for in the walked part */
+  uint32_t py_end;     /* `py`: the walked part's end, from sp */
+  uint32_t py_anchor[SM_MEMO_ANCHORS]; /* `py`: where they were, from sp */
   uint32_t off[SM_WALK_LOG_MAX];
   uintptr_t val[SM_WALK_LOG_MAX];
 } sm_memo_t;
+
+/* A per-thread cache of Python frames (pyframes.c): code object and
+ * instruction -> frame id, valid while the code object is the same. */
+#define SM_PYCACHE_BITS 9
+typedef struct sm_pycache_entry {
+  uintptr_t code;
+  sm_py_ident_t ident;
+  int32_t lasti;
+  uint32_t id;         /* 0: empty */
+  uint64_t gen;        /* the code generation it was filled in, the code object watched; 0: not watched */
+  uint64_t table_hash; /* not watched: the hash of the location table's bytes */
+} sm_pycache_entry_t;
 
 struct sm_tlocal;
 /* The trace of the current stack, walked from `from` (NULL: from here),
  * through the thread's memo and cache when it has them (tl may be NULL);
  * NULL when there is no memory for a new trace. */
 sm_trace_t *sm_capture(struct sm_tlocal *tl, const sm_stack_start_t *from);
+
+/* ---- pyframes.c: Python frames (owns py_lock) */
+/* The id of Python frame f, through this thread's cache (tl may be NULL);
+ * 0 when it cannot be described or there is no memory. May take py_lock
+ * and the metadata lock: call it holding no tracer lock. */
+uint32_t sm_pyframe_id(struct sm_tlocal *tl, const sm_py_frame_t *f);
+/* From a traced free of a watched block (tracer.c): a code object whose
+ * frames the caches may hold died. */
+void sm_pyframes_code_freed(void);
+/* Frames interned so far (ids 1..count); for the snapshot writer. */
+uint32_t sm_pyframes_count(void);
+typedef struct sm_pyframe_info {
+  const char *file, *name; /* not NUL-ended; valid for the process's life */
+  uint32_t file_len, name_len, line;
+} sm_pyframe_info_t;
+bool sm_pyframe_get(uint32_t id, sm_pyframe_info_t *out);
 
 /* ---- counters.c: live bytes and blocks, at-peak figures and flow (owns delta_lock) */
 /* Each thread accumulates its changes in a table of its own, direct-mapped
@@ -136,6 +170,7 @@ typedef struct sm_tlocal {
   sm_tcache_entry_t cache[SM_TCACHE_SIZE];
   sm_memo_t memo[SM_MEMO_SLOTS];
   sm_unwind_cache_t unwind;
+  sm_pycache_entry_t pycache[1u << SM_PYCACHE_BITS]; /* untouched unless the thread runs Python */
 } sm_tlocal_t;
 
 /* This thread's tracer state, one TLS block so that the hooks reach all of

@@ -10,6 +10,7 @@
  *   mod_lock     tracer/modules.c     the module table (dl_iterate_phdr,
  *                                     i.e. the loader's lock; metadata)
  *   trace_lock   tracer/table.c       the trace table (delta_lock, metadata)
+ *   py_lock      tracer/pyframes.c    the Python frame table (metadata)
  *   delta_lock   tracer/counters.c    the registry of threads' pending
  *                                     counters (takes nothing)
  *   heaps_lock   allocator/heap.c     the heap registry and spare heaps
@@ -31,9 +32,10 @@
 extern sm_lock_t *const sm_write_lock_ref; /* snapshot.c */
 extern sm_lock_t *const sm_mod_lock_ref;   /* modules.c */
 extern sm_lock_t *const sm_trace_lock_ref; /* table.c */
+extern sm_lock_t *const sm_py_lock_ref;    /* pyframes.c */
 extern sm_lock_t *const sm_delta_lock_ref; /* counters.c */
 
-#define NLOCKS (8 + SM_ARENA_COUNT)
+#define NLOCKS (9 + SM_ARENA_COUNT)
 
 /* Fills locks[] in table order; returns how many. */
 static unsigned lock_table(sm_lock_t **locks) {
@@ -42,6 +44,7 @@ static unsigned lock_table(sm_lock_t **locks) {
   locks[n++] = sm_write_lock_ref;
   locks[n++] = sm_mod_lock_ref;
   locks[n++] = sm_trace_lock_ref;
+  locks[n++] = sm_py_lock_ref;
   locks[n++] = sm_delta_lock_ref;
   locks[n++] = sm_heaps_lock_ref;
   for (unsigned i = 0; i < SM_ARENA_COUNT; i++) locks[n++] = &sm_arenas[i].lock;

@@ -4,13 +4,17 @@
  * in a library that was dlclose'd later still names it; when another object
  * (or the same one again) is loaded over the same range, it gets a new entry
  * and lookups prefer the newer one.
- * The table is refreshed when the loader reports new objects (dlpi_adds). */
+ * The table is refreshed when the loader reports new objects (dlpi_adds).
+ * Each new object is also shown to python.c, which looks for a CPython
+ * interpreter in its dynamic symbol table (sm_module_symbol): that is the
+ * only place a program pays for Python support, once per loaded object. */
 #include <elf.h>
 #include <link.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "allocator/internal.h"
+#include "tracer/python.h"
 #include "tracer/tracer.h"
 
 #define MODULES_MAX 4096
@@ -63,6 +67,122 @@ static bool load_range(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t
   return *hi != 0;
 }
 
+/* ---- symbols of a loaded object, read from its image in memory (no file,
+ * no dlsym: this runs inside dl_iterate_phdr, under the loader's lock,
+ * possibly inside malloc). Every read is checked to lie inside the
+ * object's loaded range. */
+typedef struct image {
+  uintptr_t lo, hi, bias;
+} image_t;
+
+static bool in_image(const image_t *im, uintptr_t p, size_t n) {
+  return p >= im->lo && p <= im->hi && n <= im->hi - p;
+}
+
+/* A dynamic-section pointer: the loader relocates most of them in place,
+ * not all (the vDSO's); an address below the object is still relative. */
+static uintptr_t dyn_ptr(const image_t *im, uintptr_t v) { return v < im->lo ? v + im->bias : v; }
+
+static uint32_t gnu_hash(const char *s) {
+  uint32_t h = 5381;
+  for (; *s; s++) h = h * 33 + (uint8_t)*s;
+  return h;
+}
+
+static uint32_t sysv_hash(const char *s) {
+  uint32_t h = 0;
+  for (; *s; s++) {
+    h = (h << 4) + (uint8_t)*s;
+    uint32_t g = h & 0xf0000000u;
+    if (g) h ^= g >> 24;
+    h &= ~g;
+  }
+  return h;
+}
+
+typedef struct dynsyms {
+  const ElfW(Sym) *sym;
+  const char *str;
+  size_t strsz;
+} dynsyms_t;
+
+/* Whether symbol i is a definition named `name`; fills addr and size. */
+static bool sym_is(const image_t *im, const dynsyms_t *d, uint32_t i, const char *name, size_t len,
+                   uintptr_t *addr, size_t *size) {
+  const ElfW(Sym) *s = &d->sym[i];
+  if (!in_image(im, (uintptr_t)s, sizeof *s)) return false;
+  if (s->st_name >= d->strsz || d->strsz - s->st_name <= len) return false;
+  if (memcmp(d->str + s->st_name, name, len + 1) != 0) return false;
+  if (s->st_shndx == SHN_UNDEF || s->st_value == 0) return false;
+  *addr = im->bias + s->st_value;
+  *size = s->st_size;
+  return true;
+}
+
+static bool lookup_gnu(const image_t *im, const dynsyms_t *d, const uint32_t *t, const char *name,
+                       uintptr_t *addr, size_t *size) {
+  if (!in_image(im, (uintptr_t)t, 16)) return false;
+  uint32_t nbuckets = t[0], symoffset = t[1], bloom_words = t[2], shift = t[3];
+  if (!nbuckets || !bloom_words) return false;
+  const uint64_t *bloom = (const uint64_t *)(t + 4);
+  const uint32_t *buckets = (const uint32_t *)(bloom + bloom_words);
+  const uint32_t *chain = buckets + nbuckets;
+  if (!in_image(im, (uintptr_t)bloom, (size_t)bloom_words * 8 + (size_t)nbuckets * 4)) return false;
+  uint32_t h = gnu_hash(name);
+  uint64_t word = bloom[(h / 64) % bloom_words];
+  uint64_t mask = (1ull << (h % 64)) | (1ull << ((h >> (shift & 31)) % 64));
+  if ((word & mask) != mask) return false;
+  uint32_t i = buckets[h % nbuckets];
+  if (i < symoffset) return false;
+  size_t len = strlen(name);
+  for (;; i++) {
+    const uint32_t *c = &chain[i - symoffset];
+    if (!in_image(im, (uintptr_t)c, 4)) return false;
+    if ((*c | 1) == (h | 1) && sym_is(im, d, i, name, len, addr, size)) return true;
+    if (*c & 1) return false; /* the end of this bucket's chain */
+  }
+}
+
+static bool lookup_sysv(const image_t *im, const dynsyms_t *d, const uint32_t *t, const char *name,
+                        uintptr_t *addr, size_t *size) {
+  if (!in_image(im, (uintptr_t)t, 8)) return false;
+  uint32_t nbucket = t[0], nchain = t[1];
+  if (!nbucket || !in_image(im, (uintptr_t)(t + 2), ((size_t)nbucket + nchain) * 4)) return false;
+  const uint32_t *bucket = t + 2, *chain = bucket + nbucket;
+  size_t len = strlen(name);
+  uint32_t steps = 0;
+  for (uint32_t i = bucket[sysv_hash(name) % nbucket]; i != 0 && i < nchain && steps++ < nchain; i = chain[i])
+    if (sym_is(im, d, i, name, len, addr, size)) return true;
+  return false;
+}
+
+bool sm_module_symbol(const struct dl_phdr_info *info, const char *name, uintptr_t *addr, size_t *size) {
+  image_t im;
+  if (!load_range(info, &im.lo, &im.hi)) return false;
+  im.bias = info->dlpi_addr;
+  const ElfW(Dyn) *dyn = NULL;
+  for (int i = 0; i < info->dlpi_phnum; i++)
+    if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) dyn = (const ElfW(Dyn) *)(im.bias + info->dlpi_phdr[i].p_vaddr);
+  if (!dyn) return false;
+  dynsyms_t d = {0};
+  const uint32_t *gnu = NULL, *sysv = NULL;
+  for (unsigned n = 0; in_image(&im, (uintptr_t)dyn, sizeof *dyn) && dyn->d_tag != DT_NULL && n < 4096; dyn++, n++) {
+    uintptr_t v = (uintptr_t)dyn->d_un.d_ptr;
+    switch (dyn->d_tag) {
+    case DT_SYMTAB: d.sym = (const ElfW(Sym) *)dyn_ptr(&im, v); break;
+    case DT_STRTAB: d.str = (const char *)dyn_ptr(&im, v); break;
+    case DT_STRSZ: d.strsz = (size_t)dyn->d_un.d_val; break;
+    case DT_GNU_HASH: gnu = (const uint32_t *)dyn_ptr(&im, v); break;
+    case DT_HASH: sysv = (const uint32_t *)dyn_ptr(&im, v); break;
+    default: break;
+    }
+  }
+  if (!d.sym || !d.str || !d.strsz || !in_image(&im, (uintptr_t)d.str, d.strsz)) return false;
+  if (gnu) return lookup_gnu(&im, &d, gnu, name, addr, size);
+  if (sysv) return lookup_sysv(&im, &d, sysv, name, addr, size);
+  return false;
+}
+
 static int add_one(struct dl_phdr_info *info, size_t size, void *arg) {
   (void)size;
   (void)arg;
@@ -102,6 +222,7 @@ static int add_one(struct dl_phdr_info *info, size_t size, void *arg) {
   copy_str(m->path, sizeof m->path, path);
   read_build_id(info, m);
   __atomic_store_n(&mod_count, mod_count + 1, __ATOMIC_RELEASE);
+  sm_python_probe(info, mod_count - 1, lo, hi);
   return 0;
 }
 

@@ -26,6 +26,7 @@ static const sm_option_t tracer_rows[] = {
     {.name = "unwind", .kind = SM_OPT_NAME, .order = 13, SM_OPTION_FIELD(unwind), .def = SM_UNWIND_FAST,
      .names = unwinders},
     {.name = "control", .kind = SM_OPT_BOOL, .order = 16, SM_OPTION_FIELD(control), .def = 0},
+    {.name = "python", .kind = SM_OPT_BOOL, .order = 17, SM_OPTION_FIELD(python), .def = 1},
 };
 
 /* Sampling is for runs too long or too busy to trace every block; the

@@ -27,6 +27,7 @@ typedef enum sm_unwinder { SM_UNWIND_FAST = 0, SM_UNWIND_LIBUNWIND = 1, SM_UNWIN
   size_t sample;        /* mean bytes between samples, 0 = every allocation */   \
   bool leaks;           /* reachability analysis at exit */                      \
   sm_unwinder_t unwind; /* stack capture method */                             \
-  bool control;         /* arm the control channel (start, stop, snap by pid) */
+  bool control;         /* arm the control channel (start, stop, snap by pid) */ \
+  bool python;          /* Python frames in traces of a CPython process */
 
 #endif

@@ -13,8 +13,9 @@
  *     zero     u32
  *   payload: sections, each
  *     tag u32, count u32 (records), bytes u64 (body length), body
- *   in this order: INFO, MODULES, FRAMES, TRACES, then LEAKS when leak
- *   classes were computed. Readers skip unknown tags.
+ *   in this order: INFO, MODULES, PYFRAMES when a trace has Python frames,
+ *   FRAMES, TRACES, then LEAKS when leak classes were computed. Readers
+ *   skip unknown tags.
  *
  *   INFO body: u64 pid, u64 time_ns (CLOCK_REALTIME), u64 traced_current,
  *     u64 traced_peak, u64 rss, u64 heap_mapped, u64 heap_inuse,
@@ -24,10 +25,17 @@
  *     (arguments separated by NUL), SNAPMALLOC_OPTIONS as given.
  *   MODULES record: u64 bias, u64 start, u64 end, u32 path_len,
  *     u32 build_id_len, path, build_id.
+ *   PYFRAMES (version 3, only when some frame is a Python frame): u32
+ *     module index of the interpreter (its native frames are the
+ *     interpreter's own; SM_SNAP_NO_MODULE: unknown), u32 its Py_Version
+ *     (PY_VERSION_HEX), then `count` records: u32 line (0: unknown), u32
+ *     file_len, u32 name_len, file name, function name (qualified), as
+ *     bytes (UTF-8 but for file names' undecodable bytes).
  *   FRAMES record (version 3): u32 module index, u64 offset: every distinct
  *     frame of the traces once; traces name them by their index. module ==
  *     SM_SNAP_NO_MODULE: offset is the raw address. A frame's offset is a
- *     return address minus the module's bias (look up at - 1).
+ *     return address minus the module's bias (look up at - 1). module ==
+ *     SM_SNAP_PY_MODULE: a Python frame, offset its PYFRAMES record.
  *   TRACES record (version 3), all varints: id minus the previous record's
  *     id (the first: minus 0; so ids rise and none is 0), nframes, flags,
  *     size, count (live bytes and blocks), peak_size, peak_count (live when
@@ -67,6 +75,7 @@ enum {
   SM_SNAP_SEC_FLOW = 4,   /* version 2 only */
   SM_SNAP_SEC_FRAMES = 5, /* version 3 */
   SM_SNAP_SEC_LEAKS = 6,  /* version 3 */
+  SM_SNAP_SEC_PYFRAMES = 7, /* version 3, with Python frames */
 };
 
 /* INFO flags */
@@ -79,6 +88,7 @@ enum {
 #define SM_SNAP_TRUNCATED 1u /* the stack was deeper than `depth` */
 
 #define SM_SNAP_NO_MODULE 0xffffffffu
+#define SM_SNAP_PY_MODULE 0xfffffffeu /* a FRAMES record that is a Python frame */
 #define SM_SNAP_MAX_FRAMES 128
 
 /* Leak classes, in the order they are stored. */
@@ -99,6 +109,10 @@ enum {
 #define SM_SNAP_FRAME_SIZE 12 /* a version-1/2 frame, a FRAMES record */
 #define SM_SNAP_MODULE_FIXED (3 * 8 + 2 * 4)
 #define SM_SNAP_FLOW_SIZE (2 * 4 + 5 * 8)
+#define SM_SNAP_PYFRAMES_FIXED 8 /* module, version */
+#define SM_SNAP_PYFRAME_FIXED 12 /* line, file_len, name_len */
+#define SM_SNAP_PY_FILE_MAX 4095u
+#define SM_SNAP_PY_NAME_MAX 1023u
 
 /* CRC-32 (IEEE 802.3, reflected), continuing from `crc` (start with 0). */
 uint32_t sm_crc32(uint32_t crc, const void *data, size_t len);

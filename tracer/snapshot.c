@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "allocator/internal.h"
-#include "tracer/tracer.h"
+#include "tracer/internal.h"
 
 static sm_lock_t write_lock = SM_LOCK_INIT; /* one snapshot at a time; lock order: tracer/locks.c */
 static uint64_t sequence;                   /* %n */
@@ -368,12 +368,56 @@ static bool encode_traces(frame_dict_t *d, const sm_trace_copy_t *tr, size_t ntr
   return true;
 }
 
+/* A dictionary entry that is a Python frame, described (python.h: the
+ * trace holds its id in pyframes.c's table). */
+static bool py_entry(const frame_dict_t *d, size_t e, sm_pyframe_info_t *info) {
+  return d->mod[e] == SM_PY_MODULE_SLOT && sm_py_is_tagged(d->addr[e]) &&
+         sm_pyframe_get((uint32_t)d->addr[e], info);
+}
+
+/* PYFRAMES, when a trace has Python frames: their file and function names
+ * and lines, copied when first seen, in the order FRAMES names them. */
+static void put_pyframes(wbuf_t *b, const frame_dict_t *d) {
+  uint32_t count = 0;
+  uint64_t len = SM_SNAP_PYFRAMES_FIXED;
+  sm_pyframe_info_t info;
+  for (size_t e = 0; e < d->n; e++) {
+    if (!py_entry(d, e, &info)) continue;
+    count++;
+    len += SM_SNAP_PYFRAME_FIXED + info.file_len + info.name_len;
+  }
+  if (!count) return;
+  put_u32(b, SM_SNAP_SEC_PYFRAMES);
+  put_u32(b, count);
+  put_u64(b, len);
+  bool on = __atomic_load_n(&sm_py_on, __ATOMIC_ACQUIRE);
+  put_u32(b, on ? sm_py_rt.module : SM_SNAP_NO_MODULE);
+  put_u32(b, on ? (uint32_t)sm_py_rt.version : 0);
+  for (size_t e = 0; e < d->n; e++) {
+    if (!py_entry(d, e, &info)) continue;
+    put_u32(b, info.line);
+    put_u32(b, info.file_len);
+    put_u32(b, info.name_len);
+    put(b, info.file, info.file_len);
+    put(b, info.name, info.name_len);
+  }
+}
+
 static void put_frames(wbuf_t *b, const frame_dict_t *d) {
   put_u32(b, SM_SNAP_SEC_FRAMES);
   put_u32(b, (uint32_t)d->n);
   put_u64(b, (uint64_t)d->n * SM_SNAP_FRAME_SIZE);
+  uint64_t py = 0; /* the next PYFRAMES record */
+  sm_pyframe_info_t info;
   for (size_t e = 0; e < d->n; e++) {
-    const sm_module_t *m = d->mod[e] == 0xffff ? NULL : sm_modules_get(d->mod[e]);
+    if (py_entry(d, e, &info)) {
+      put_u32(b, SM_SNAP_PY_MODULE);
+      put_u64(b, py++);
+      continue;
+    }
+    /* (A tagged value that is no Python frame's cannot be in a trace with
+     * figures; it would be written as a raw address.) */
+    const sm_module_t *m = d->mod[e] >= SM_PY_MODULE_SLOT ? NULL : sm_modules_get(d->mod[e]);
     put_u32(b, m ? d->mod[e] : SM_SNAP_NO_MODULE);
     put_u64(b, m ? d->addr[e] - m->bias : d->addr[e]);
   }
@@ -433,6 +477,7 @@ static void build_payload(wbuf_t *b, const sm_trace_copy_t *tr, size_t ntr, cons
   if (encode_traces(&d, tr, ntr, &traces, &traces_len)) {
     put_info(b, in);
     put_modules(b);
+    put_pyframes(b, &d);
     put_frames(b, &d);
     put_traces(b, traces, ntr, traces_len);
     if (in->flags & SM_SNAP_LEAKS) put_leaks(b, tr, ntr);

@@ -53,8 +53,12 @@ static void resolve_modules(const uintptr_t *ips, unsigned n, uint16_t *mods) {
   sm_modules_refresh();
   uint32_t m = SM_SNAP_NO_MODULE;
   for (unsigned i = 0; i < n; i++) {
+    if (sm_py_is_tagged(ips[i])) { /* a Python frame, or a skeleton's mark (capture.c) */
+      mods[i] = SM_PY_MODULE_SLOT;
+      continue;
+    }
     m = sm_modules_find_near(ips[i], m);
-    mods[i] = m >= 0xffff ? 0xffff : (uint16_t)m;
+    mods[i] = m >= SM_PY_MODULE_SLOT ? 0xffff : (uint16_t)m;
   }
 }
 

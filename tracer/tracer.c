@@ -17,6 +17,7 @@
 #include <pthread.h>
 
 #include "tracer/internal.h"
+#include "tracer/python.h"
 
 bool sm_trace_on;
 SM_TLS sm_tstate_t sm_ts;
@@ -57,6 +58,10 @@ void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from) {
 }
 
 void sm_track_untag(uint32_t id, size_t req, const void *p) {
+  if (SM_UNLIKELY(id & SM_TAG_WATCHED)) { /* a Python code object pyframes.c caches frames of */
+    id &= ~SM_TAG_WATCHED;
+    sm_pyframes_code_freed();
+  }
   uint64_t size, count_fp;
   sm_tracer_weight(req, &size, &count_fp);
   sm_tlocal_t *tl = sm_ts.local;
@@ -114,7 +119,10 @@ extern sm_lock_t *const sm_write_lock_ref; /* snapshot.c */
 
 bool sm_tracer_started(void) { return __atomic_load_n(&sm_trace_tags, __ATOMIC_ACQUIRE); }
 
+static bool depth_given; /* a start gave a depth: it stays (write_lock) */
+
 static void turn_on(void) {
+  bool started_before = started;
   if (!started) {
     started = true;
     sm_counters_start();
@@ -125,6 +133,12 @@ static void turn_on(void) {
   }
   sm_zero_carved = sm_opt.leaks && sm_opt.at_exit;
   sm_modules_refresh();
+  /* A CPython process (its interpreter was just found, or before): a
+   * deeper default depth, unless a depth was given, by the options or by
+   * a start. A changed depth stales every memo of a capture, as in
+   * sm_tracer_switch_on. */
+  if (!depth_given && !sm_options_given(&sm_opt, "depth") && sm_python_deepen() && started_before)
+    sm_unwind_invalidate();
   __atomic_store_n(&sm_free_hook, sm_free_traced, __ATOMIC_RELEASE);
   __atomic_store_n(&sm_trace_tags, true, __ATOMIC_RELEASE);
   __atomic_store_n(&sm_trace_on, true, __ATOMIC_RELEASE);
@@ -156,7 +170,10 @@ int sm_tracer_switch_on(int depth, bool sample_given, size_t sample, const char 
        * for leaks at exit only when asked to. */
       if (!sm_options_given(&sm_opt, "leaks")) sm_opt.leaks = sample == 0;
     }
-    if (depth > 0) __atomic_store_n(&sm_opt.depth, depth, __ATOMIC_RELAXED);
+    if (depth > 0) {
+      __atomic_store_n(&sm_opt.depth, depth, __ATOMIC_RELAXED);
+      depth_given = true;
+    }
     /* Code unloaded while tracing was off (dlclose invalidates only while
      * it is on), or a new depth: every memo of a capture is stale. */
     if (started) sm_unwind_invalidate();

@@ -148,8 +148,23 @@ typedef struct sm_walk_log {
   uint32_t off[SM_WALK_LOG_MAX];
   uintptr_t val[SM_WALK_LOG_MAX];
 } sm_walk_log_t;
+/* A walk that knows the thread's Python stack (python.h, capture.c): each
+ * native frame that holds anchor[k] (the next one, in order) is a C-level
+ * call of the eval loop and becomes SM_PY_EVAL_MARK, standing for
+ * weight[k] frames of the depth; once one was found, the interpreter's own
+ * frames (lo..hi) further out are dropped. `seen` anchors were looked for
+ * in the part of the stack walked, [start sp, end); the first `matched` of
+ * them became marks. */
+typedef struct sm_py_walk {
+  const uintptr_t *anchor;  /* ascending stack addresses */
+  const uint16_t *weight;   /* Python frames per anchor */
+  unsigned nanchors;
+  uintptr_t lo, hi;         /* the interpreter's code */
+  unsigned matched, seen;   /* out */
+  uintptr_t end;            /* out */
+} sm_py_walk_t;
 unsigned sm_unwind(sm_unwind_cache_t *cache, const sm_stack_start_t *from, uintptr_t *ips, unsigned depth,
-                   bool *truncated, sm_walk_log_t *log);
+                   bool *truncated, sm_walk_log_t *log, sm_py_walk_t *py);
 /* unwind=check: compares a capture with libunwind's, reporting differences. */
 void sm_unwind_compare(const uintptr_t *ips, unsigned n, bool truncated, unsigned depth);
 extern uint32_t sm_unwind_gen; /* changes whenever cached rules were dropped */

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "allocator/internal.h"
+#include "tracer/python.h"
 #include "tracer/tracer.h"
 
 static uintptr_t self_start, self_end;
@@ -79,70 +80,206 @@ static inline void log_word(sm_walk_log_t *log, uintptr_t sp0, uintptr_t addr, u
   log->val[log->n++] = val;
 }
 
-/* Walks from a return address and the stack and frame pointers the caller
- * will see on return. Returns the frame count, or -1 to let libunwind do it.
+/* The state of a walk between frames: where it is, and what the log
+ * needs to know about how rbp got its value. */
+typedef struct cursor {
+  uintptr_t ra, sp, bp;
+  uintptr_t sp0;       /* sp at the start: log offsets are from here */
+  uintptr_t bp_at;     /* where bp was loaded from; 0: the start register */
+  bool bp_logged;
+  uintptr_t cfa;       /* out of step(): the frame's canonical frame address */
+} cursor_t;
+
+enum { STEP_ON, STEP_END, STEP_FAIL };
+
+/* One frame: the rule for k->ra gives its CFA (k->cfa), then the caller's
+ * return address, sp and bp become k's. STEP_END: the stack ends with this
+ * frame (k->cfa is then the top when unknown); STEP_FAIL: a rule we cannot
+ * follow, so libunwind must do the walk.
  *
  * The result is a function of the start registers and of the stack words
  * the walk reads. With a log, every word that mattered is noted: each
  * return address, and a saved rbp only when a later frame's CFA was
  * computed from it (rbp is a general register in most code, and its
  * saved values churn without changing the walk). */
-static int walk(sm_unwind_cache_t *c, uintptr_t ra, uintptr_t sp, uintptr_t bp, uintptr_t top, uintptr_t *ips,
-                unsigned depth, bool *truncated, sm_walk_log_t *log) {
+SM_INLINE int step(sm_unwind_cache_t *c, cursor_t *k, uintptr_t top, sm_walk_log_t *log) {
+  const sm_cfi_rule_t *r = rule_for(c, k->ra);
+  k->cfa = top;
+  if (r->kind == SM_CFI_END) return STEP_END;
+  if (SM_UNLIKELY(r->kind == SM_CFI_NONE)) return STEP_FAIL;
+  uintptr_t cfa;
+  if (r->kind == SM_CFI_RSP) {
+    cfa = k->sp + (uintptr_t)(intptr_t)r->cfa_off;
+  } else {
+    cfa = k->bp + (uintptr_t)(intptr_t)r->cfa_off;
+    if (log) {
+      if (!k->bp_at) log->bp_used = true;
+      else if (!k->bp_logged) log_word(log, k->sp0, k->bp_at, k->bp);
+      k->bp_logged = true;
+    }
+  }
+  if (SM_UNLIKELY(cfa <= k->sp || cfa - k->sp > FRAME_MAX || (cfa & 7))) return STEP_FAIL;
+  /* Past the top of the stack: the walk stops here. Not libunwind: it
+   * would follow the same rule into memory that may not be mapped. */
+  if (SM_UNLIKELY(cfa > top)) return STEP_END;
+  k->cfa = cfa;
+  k->ra = ((const uintptr_t *)cfa)[-1];
+  log_word(log, k->sp0, cfa - sizeof(uintptr_t), k->ra);
+  if (r->rbp_saved) {
+    k->bp_at = cfa + r->rbp_off;
+    if (SM_UNLIKELY(k->bp_at < k->sp || k->bp_at + sizeof(uintptr_t) > top)) return STEP_END;
+    k->bp = *(const uintptr_t *)k->bp_at;
+    k->bp_logged = false;
+  }
+  k->sp = cfa;
+  return STEP_ON;
+}
+
+static void cursor_start(sm_unwind_cache_t *c, cursor_t *k, uintptr_t ra, uintptr_t sp, uintptr_t bp,
+                         sm_walk_log_t *log) {
   uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
   if (SM_UNLIKELY(c->gen != gen)) {
     memset(c->e, 0, sizeof c->e);
     c->gen = gen;
   }
-  const uintptr_t sp0 = sp;
-  uintptr_t bp_at = 0;  /* where bp was loaded from; 0: the start register */
-  bool bp_logged = false;
+  k->ra = ra;
+  k->sp = k->sp0 = sp;
+  k->bp = bp;
+  k->bp_at = 0;
+  k->bp_logged = false;
   if (log) {
     log->n = 0;
     log->full = log->bp_used = false;
   }
+}
+
+/* Walks from a return address and the stack and frame pointers the caller
+ * will see on return. Returns the frame count, or -1 to let libunwind do it. */
+static int walk(sm_unwind_cache_t *c, uintptr_t ra, uintptr_t sp, uintptr_t bp, uintptr_t top, uintptr_t *ips,
+                unsigned depth, bool *truncated, sm_walk_log_t *log) {
+  cursor_t k;
+  cursor_start(c, &k, ra, sp, bp, log);
   unsigned n = 0;
   bool ours = true; /* still in libsnapmalloc's own frames */
-  for (unsigned steps = 0; ra != 0; steps++) {
-    if (ours && !in_self(ra)) ours = false;
+  for (unsigned steps = 0; k.ra != 0; steps++) {
+    if (ours && !in_self(k.ra)) ours = false;
     if (!ours) {
       if (n == depth) {
         *truncated = true;
         return (int)n;
       }
-      ips[n++] = ra;
+      ips[n++] = k.ra;
     }
     if (steps > SM_SNAP_MAX_FRAMES + 64) return -1;
-    const sm_cfi_rule_t *r = rule_for(c, ra);
-    if (r->kind == SM_CFI_END) break;
-    if (SM_UNLIKELY(r->kind == SM_CFI_NONE)) return -1;
-    uintptr_t cfa;
-    if (r->kind == SM_CFI_RSP) {
-      cfa = sp + (uintptr_t)(intptr_t)r->cfa_off;
-    } else {
-      cfa = bp + (uintptr_t)(intptr_t)r->cfa_off;
-      if (log) {
-        if (!bp_at) log->bp_used = true;
-        else if (!bp_logged) log_word(log, sp0, bp_at, bp);
-        bp_logged = true;
-      }
-    }
-    if (SM_UNLIKELY(cfa <= sp || cfa - sp > FRAME_MAX || (cfa & 7))) return -1;
-    /* Past the top of the stack: the walk stops here. Not libunwind: it
-     * would follow the same rule into memory that may not be mapped. */
-    if (SM_UNLIKELY(cfa > top)) break;
-    ra = ((const uintptr_t *)cfa)[-1];
-    log_word(log, sp0, cfa - sizeof(uintptr_t), ra);
-    if (r->rbp_saved) {
-      bp_at = cfa + r->rbp_off;
-      if (SM_UNLIKELY(bp_at < sp || bp_at + sizeof(uintptr_t) > top)) break;
-      bp = *(const uintptr_t *)bp_at;
-      bp_logged = false;
-    }
-    sp = cfa;
+    int s = step(c, &k, top, log);
+    if (s == STEP_END) break;
+    if (SM_UNLIKELY(s == STEP_FAIL)) return -1;
   }
   *truncated = false;
   return (int)n;
+}
+
+/* ---- Python-aware walks (sm_py_walk_t, tracer.h) */
+
+/* Native frames a Python-aware walk may pass (the interpreter's dropped
+ * frames do not count against the depth, and a C-level recursion through
+ * Python code is deep). */
+#define PY_STEPS_MAX 4096
+
+enum { PY_KEEP, PY_EVAL, PY_DROP };
+
+/* What becomes of the frame at ra that occupies the stack [sp, end). */
+static int py_classify(sm_py_walk_t *py, uintptr_t ra, uintptr_t sp, uintptr_t end) {
+  if (py->seen < py->nanchors) {
+    uintptr_t a = py->anchor[py->seen];
+    if (SM_UNLIKELY(a < sp)) py->nanchors = py->seen; /* in no frame: the stack is not what it seemed */
+    else if (a < end) return PY_EVAL;
+  }
+  if (py->matched && ra >= py->lo && ra < py->hi) return PY_DROP;
+  return PY_KEEP;
+}
+
+/* Adds a classified frame to ips; false when the depth is reached first
+ * (then *truncated). `count` is the frames the trace will have. */
+static bool py_add(sm_py_walk_t *py, int kind, uintptr_t ra, uintptr_t end, uintptr_t *ips, unsigned *n,
+                   unsigned *count, unsigned depth, bool *truncated) {
+  if (kind == PY_DROP) return true;
+  if (*count >= depth) {
+    if (kind == PY_EVAL) py->seen++;
+    py->end = end;
+    *truncated = true;
+    return false;
+  }
+  if (kind == PY_EVAL) {
+    ips[(*n)++] = SM_PY_EVAL_MARK;
+    *count += py->weight[py->matched];
+    py->matched++;
+    py->seen++;
+  } else {
+    ips[(*n)++] = ra;
+    (*count)++;
+  }
+  return true;
+}
+
+static int walk_py(sm_unwind_cache_t *c, uintptr_t ra, uintptr_t sp, uintptr_t bp, uintptr_t top, uintptr_t *ips,
+                   unsigned depth, bool *truncated, sm_walk_log_t *log, sm_py_walk_t *py) {
+  cursor_t k;
+  cursor_start(c, &k, ra, sp, bp, log);
+  unsigned n = 0, count = 0;
+  bool ours = true;
+  py->matched = py->seen = 0;
+  for (unsigned steps = 0; k.ra != 0; steps++) {
+    if (steps > PY_STEPS_MAX) return -1;
+    if (ours && !in_self(k.ra)) ours = false;
+    uintptr_t frame_ra = k.ra, frame_sp = k.sp;
+    int s = step(c, &k, top, log);
+    if (SM_UNLIKELY(s == STEP_FAIL)) return -1;
+    if (!ours && !py_add(py, py_classify(py, frame_ra, frame_sp, k.cfa), frame_ra, k.cfa, ips, &n, &count,
+                         depth, truncated))
+      return (int)n;
+    if (s == STEP_END) {
+      py->end = k.cfa;
+      break;
+    }
+  }
+  if (!k.ra) py->end = k.sp;
+  *truncated = false;
+  return (int)n;
+}
+
+/* libunwind's walk of a Python thread: the same classification, from the
+ * stack pointers libunwind reports (a frame lies between its sp and its
+ * caller's). */
+#define PY_RAW_MAX 256
+static unsigned capture_libunwind_py(uintptr_t *ips, unsigned depth, bool *truncated, sm_py_walk_t *py) {
+  uintptr_t ip[PY_RAW_MAX], sp[PY_RAW_MAX + 1];
+  unw_context_t uc;
+  unw_cursor_t cur;
+  unsigned raw = 0;
+  bool more = false;
+  if (unw_getcontext(&uc) == 0 && unw_init_local(&cur, &uc) == 0) {
+    do {
+      if (raw == PY_RAW_MAX) {
+        more = true;
+        break;
+      }
+      unw_word_t w_ip, w_sp;
+      if (unw_get_reg(&cur, UNW_REG_IP, &w_ip) < 0 || unw_get_reg(&cur, UNW_REG_SP, &w_sp) < 0 || !w_ip) break;
+      ip[raw] = (uintptr_t)w_ip;
+      sp[raw++] = (uintptr_t)w_sp;
+    } while (unw_step(&cur) > 0);
+  }
+  sp[raw] = UINTPTR_MAX;
+  unsigned i = 0, n = 0, count = 0;
+  py->matched = py->seen = 0;
+  while (i < raw && in_self(ip[i])) i++;
+  for (; i < raw; i++)
+    if (!py_add(py, py_classify(py, ip[i], sp[i], sp[i + 1]), ip[i], sp[i + 1], ips, &n, &count, depth, truncated))
+      return n;
+  py->end = sp[raw ? raw - 1 : 0];
+  *truncated = more;
+  return n;
 }
 
 static void report_mismatch(const uintptr_t *a, unsigned na, const uintptr_t *b, unsigned nb) {
@@ -171,7 +308,7 @@ void sm_unwind_compare(const uintptr_t *ips, unsigned n, bool truncated, unsigne
  * frame, which the frame pointer it sets up (for __builtin_frame_address)
  * describes exactly. */
 SM_NOINLINE unsigned sm_unwind(sm_unwind_cache_t *cache, const sm_stack_start_t *from, uintptr_t *ips,
-                               unsigned depth, bool *truncated, sm_walk_log_t *log) {
+                               unsigned depth, bool *truncated, sm_walk_log_t *log, sm_py_walk_t *py) {
   if (cache && sm_opt.unwind != SM_UNWIND_LIBUNWIND) {
     sm_stack_start_t here;
     if (!from) {
@@ -180,15 +317,19 @@ SM_NOINLINE unsigned sm_unwind(sm_unwind_cache_t *cache, const sm_stack_start_t 
     }
     uintptr_t lo, top;
     if (!sm_os_thread_stack(&lo, &top) || from->sp < lo || from->sp >= top) top = from->sp + FRAME_MAX;
-    int n = walk(cache, from->ra, from->sp, from->bp, top, ips, depth, truncated, log);
+    int n = py ? walk_py(cache, from->ra, from->sp, from->bp, top, ips, depth, truncated, log, py)
+               : walk(cache, from->ra, from->sp, from->bp, top, ips, depth, truncated, log);
     if (SM_LIKELY(n >= 0)) {
-      if (SM_UNLIKELY(sm_opt.unwind == SM_UNWIND_CHECK)) sm_unwind_compare(ips, (unsigned)n, *truncated, depth);
+      /* With Python frames the walk is not libunwind's plain backtrace;
+       * capture.c compares the plain walk separately. */
+      if (SM_UNLIKELY(sm_opt.unwind == SM_UNWIND_CHECK) && !py)
+        sm_unwind_compare(ips, (unsigned)n, *truncated, depth);
       return (unsigned)n;
     }
     __atomic_add_fetch(&fallbacks, 1, __ATOMIC_RELAXED);
   }
   if (log) log->full = true; /* nothing to remember */
-  return capture_libunwind(ips, depth, truncated);
+  return py ? capture_libunwind_py(ips, depth, truncated, py) : capture_libunwind(ips, depth, truncated);
 }
 
 void sm_unwind_stats(uint64_t *fell_back, uint64_t *compared, uint64_t *differed) {
