@@ -517,7 +517,7 @@ int cmd_live(int argc, char **argv) {
   sm_live_source_t src = {pid_next, pid_done, &s};
   int sig = 0;
   int rc = sm_live_run(&o, &src, &sig);
-  sm_live_rmdir("live", dir);
+  sm_remove_dir("live", dir);
   if (sig) {
     signal(sig, SIG_DFL);
     raise(sig);

@@ -6,7 +6,6 @@
  * ignored. A trace is suppressed when PATTERN matches the function, the
  * source file or the module of any of its frames: a substring match, `*`
  * matching anything, `^` and `$` anchoring to the start and end. */
-#include <dirent.h>
 #include <errno.h>
 #include <unistd.h>
 #include <glob.h>
@@ -424,19 +423,6 @@ void cli_check_free(cli_check_args_t *a) {
   cli_select_free(&a->lo.naming);
 }
 
-/* Removes check's own snapshot directory and what the run left in it. */
-static void remove_dir(const char *dir) {
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  while (d && (e = readdir(d)) != NULL) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    unlink(path);
-  }
-  if (d) closedir(d);
-  if (rmdir(dir) != 0) fprintf(stderr, "snapmalloc check: cannot remove %s: %s\n", dir, strerror(errno));
-}
 
 /* The leak reports of the run's final snapshots, written to out; the worst
  * result (0, 1, 2). */
@@ -509,7 +495,7 @@ int cmd_check(int argc, char **argv) {
     fprintf(stderr, "snapmalloc check: %s: cannot write the report: %s\n", a.report, strerror(errno));
     worst = 2;
   }
-  if (!a.out) remove_dir(a.dir);
+  if (!a.out) sm_remove_dir("check", a.dir);
   free(run.pattern);
   cli_check_free(&a);
   if (status != 0) return status;

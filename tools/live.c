@@ -21,7 +21,6 @@
  * key -> live bytes and blocks at the first snapshot and now. */
 #include "tools/live.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -669,13 +668,3 @@ bool sm_live_mkdir(const char *who, char *dir, size_t cap) {
   return true;
 }
 
-void sm_live_rmdir(const char *who, const char *dir) {
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  while (d && (e = readdir(d)) != NULL) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    unlinkat(dirfd(d), e->d_name, 0);
-  }
-  if (d) closedir(d);
-  if (rmdir(dir) != 0 && errno != ENOENT) fprintf(stderr, "snapmalloc %s: cannot remove %s: %s\n", who, dir, strerror(errno));
-}

@@ -53,10 +53,9 @@ int sm_live_run(const sm_live_opts_t *o, const sm_live_source_t *src, int *sig);
 
 /* A fresh private directory for a view's snapshots (mode 0700, in $TMPDIR
  * when that is an absolute path that fits in an option value, else /tmp):
- * true, or false after one line on stderr naming the command (`who`). */
+ * true, or false after one line on stderr naming the command (`who`).
+ * sm_remove_dir (tools/util.h) removes it. */
 bool sm_live_mkdir(const char *who, char *dir, size_t cap);
-/* Removes it and whatever is in it (one line on stderr if it cannot). */
-void sm_live_rmdir(const char *who, const char *dir);
 
 /* Whether sm_live_run would draw the full-screen view (standard output is
  * a terminal, and TERM is not "dumb"); else it writes plain text. */

@@ -680,13 +680,13 @@ static int run_live(const run_args_t *a, cli_run_t *res, const char *dir, pid_t 
   bool exec_failed;
   pid_t pid = spawn(a->cmd, &exec_failed);
   if (pid < 0) {
-    sm_live_rmdir("run", dir);
+    sm_remove_dir("run", dir);
     return -1;
   }
   *pidp = pid;
   if (exec_failed) { /* nothing to watch; its line stays on the screen */
     int status = wait_child(pid);
-    sm_live_rmdir("run", dir);
+    sm_remove_dir("run", dir);
     return status;
   }
   ignore_interrupts(true);
@@ -704,7 +704,7 @@ static int run_live(const run_args_t *a, cli_run_t *res, const char *dir, pid_t 
       else usleep(10000);
     }
   if (sig == SIGTERM || sig == SIGHUP) { /* run itself was asked to end: CMD is left as it is */
-    sm_live_rmdir("run", dir);
+    sm_remove_dir("run", dir);
     if (!src.exited) fprintf(stderr, "snapmalloc run: ended by signal %d (%s); pid %d goes on untraced by the view\n",
                              sig, strsignal(sig), (int)pid);
     fflush(NULL);
@@ -725,7 +725,7 @@ static int run_live(const run_args_t *a, cli_run_t *res, const char *dir, pid_t 
   }
   ignore_interrupts(false);
   live_keep(dir, res->pattern);
-  sm_live_rmdir("run", dir);
+  sm_remove_dir("run", dir);
   return src.status;
 }
 
@@ -741,7 +741,7 @@ int cli_run(int argc, char **argv, bool reraise, cli_run_t *res) {
     snprintf(live_pattern, sizeof live_pattern, "%s/%%p.%%n.snap", live_dir);
   }
   if (!prepare_env(&a, res, a.live ? live_pattern : NULL)) {
-    if (a.live) sm_live_rmdir("run", live_dir);
+    if (a.live) sm_remove_dir("run", live_dir);
     return 2;
   }
   pid_t pid = 0;

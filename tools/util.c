@@ -1,6 +1,7 @@
 /* See util.h. */
 #include "tools/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -213,4 +214,15 @@ void json_str(FILE *out, const char *s) {
 const char *sm_base_name(const char *path) {
   const char *s = path ? strrchr(path, '/') : NULL;
   return s ? s + 1 : path;
+}
+
+void sm_remove_dir(const char *who, const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    unlinkat(dirfd(d), e->d_name, 0);
+  }
+  if (d) closedir(d);
+  if (rmdir(dir) != 0 && errno != ENOENT) fprintf(stderr, "snapmalloc %s: cannot remove %s: %s\n", who, dir, strerror(errno));
 }

@@ -58,5 +58,9 @@ void sm_put_escaped(FILE *out, const char *s);
  * and each byte that is not part of valid UTF-8 as \ufffd (the
  * replacement character). */
 void json_str(FILE *out, const char *s);
+/* Removes directory dir and the files in it (a tool's own temporary
+ * directory: no subdirectories); one line on stderr, naming the command
+ * `who`, if it cannot. */
+void sm_remove_dir(const char *who, const char *dir);
 
 #endif
