@@ -98,17 +98,27 @@ static void check_v2(const char *path) {
   sm_snap_free(&s);
 }
 
-static void check_v2_refusals(const char *path) {
-  size_t len = 0;
-  uint8_t *data = slurp(path, &len);
-  CHECK(data && len > SM_SNAP_HEADER_SIZE);
-  if (!data) return;
-  static uint8_t copy[1 << 20];
+/* The bytes of path, which must read as a snapshot of that version with
+ * flow figures (NULL otherwise); *ntraces gets its number of traces. */
+static uint8_t *load(const char *path, uint32_t version, size_t *len, size_t *ntraces) {
+  uint8_t *data = slurp(path, len);
+  CHECK(data && *len > SM_SNAP_HEADER_SIZE);
+  if (!data) return NULL;
   sm_snap_t s;
   char err[256];
-  CHECK(sm_snap_parse(data, len, &s, err, sizeof err) == 0 && s.version == 2 && s.has_flow);
-  size_t ntraces = s.ntraces;
+  int rc = sm_snap_parse(data, *len, &s, err, sizeof err);
+  CHECK_MSG(rc == 0 && s.version == version && s.has_flow, "%s: %s", path, rc ? err : "another version");
+  if (rc != 0) return NULL;
+  *ntraces = s.ntraces;
   sm_snap_free(&s);
+  return data;
+}
+
+static void check_v2_refusals(const char *path) {
+  size_t len = 0, ntraces = 0;
+  uint8_t *data = load(path, 2, &len, &ntraces);
+  if (!data) return;
+  static uint8_t copy[1 << 20];
   uint8_t *flow = flow_section(data, len);
   CHECK(flow != NULL && ntraces > 1);
   if (!flow) return;
@@ -133,15 +143,10 @@ static void check_v2_refusals(const char *path) {
 
 /* This writer's file is version 3; a version after it is refused. */
 static void check_v3(const char *path) {
-  size_t len = 0;
-  uint8_t *data = slurp(path, &len);
-  CHECK(data && len > SM_SNAP_HEADER_SIZE);
+  size_t len = 0, ntraces = 0;
+  uint8_t *data = load(path, 3, &len, &ntraces);
   if (!data) return;
   static uint8_t copy[1 << 20];
-  sm_snap_t s;
-  char err[256];
-  CHECK(sm_snap_parse(data, len, &s, err, sizeof err) == 0 && s.version == 3 && s.has_flow);
-  sm_snap_free(&s);
   memcpy(copy, data, len); /* a version this reader does not know */
   uint32_t v = SM_SNAP_VERSION_MAX + 1;
   memcpy(copy + 8, &v, 4);
