@@ -128,10 +128,19 @@ def v3_frames(snap):
     return frames, index
 
 
-def v3_trace(t, prev, index):
-    fields = [t.id - prev, len(t.frames), t.flags, t.size, t.count, t.peak_size, t.peak_count, t.allocations,
-              t.allocated, t.temporary]
-    return b''.join(varint(v) for v in fields) + b''.join(varint(index[f]) for f in t.frames)
+def v3_fields(t, prev):
+    """A TRACES record's varints before its frames, in file order."""
+    return [t.id - prev, len(t.frames), t.flags, t.size, t.count, t.peak_size, t.peak_count, t.allocations,
+            t.allocated, t.temporary]
+
+
+def v3_trace(t, prev, index, edit=None):
+    """A TRACES record; edit(fields, frame_indices), if given, may change
+    both lists first (a test plants a defect)."""
+    fields, idx = v3_fields(t, prev), [index[f] for f in t.frames]
+    if edit:
+        edit(fields, idx)
+    return b''.join(varint(v) for v in fields) + b''.join(varint(i) for i in idx)
 
 
 def write_v3(snap, traces_body=None, leaks_body=None):

@@ -36,18 +36,14 @@ def refused(tool, work, name, data, what):
 
 
 def traces_body(snap, edit):
-    """TRACES as the writer lays it out, with edit(fields, frames) applied
-    to every record's varint fields and frame indices first."""
-    frames, index = sf.v3_frames(snap)
+    """TRACES as the writer lays it out, with edit(fields, frames, n) applied
+    to the n-th record's varint fields and frame indices first."""
+    _, index = sf.v3_frames(snap)
     body, prev, n = b'', 0, 0
     for t in snap.traces:
         if not t.id:
             continue
-        fields = [t.id - prev, len(t.frames), t.flags, t.size, t.count, t.peak_size, t.peak_count,
-                  t.allocations, t.allocated, t.temporary]
-        idx = [index[f] for f in t.frames]
-        edit(fields, idx, n)
-        body += b''.join(sf.varint(v) for v in fields) + b''.join(sf.varint(v) for v in idx)
+        body += sf.v3_trace(t, prev, index, lambda f, i: edit(f, i, n))
         prev, n = t.id, n + 1
     return n, body
 
