@@ -107,7 +107,12 @@ static int child_wait(void) {
 }
 
 int main(int argc, char **argv) {
-  setvbuf(stdout, NULL, _IOLBF, 0);
+  /* stdio's buffers are static: glibc would otherwise malloc stdin's at the
+   * first fgets, after "ready", and a start that lands in between would
+   * trace that block (a race the tests lost under load) */
+  static char inbuf[4096], outbuf[4096];
+  setvbuf(stdin, inbuf, _IOFBF, sizeof inbuf);
+  setvbuf(stdout, outbuf, _IOLBF, sizeof outbuf);
   printf("ready %d\n", (int)getpid());
   char line[256], a[32], path[201];
   while (fgets(line, sizeof line, stdin)) {
