@@ -35,9 +35,12 @@ static sm_memo_t *memo_set(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   return &tl->memo[(h >> 32) & (SM_MEMO_SLOTS - MEMO_WAYS)];
 }
 
-static bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, uint32_t gen, bool py) {
-  if (!m->trace || m->ra != from->ra || m->sp != from->sp || (m->bp_used && m->bp != from->bp) || m->gen != gen ||
-      m->py != py)
+/* A memo entry's key: the unwind generation and whether the walk knew a
+ * Python stack. */
+static uint32_t memo_key(uint32_t gen, bool py) { return gen << 1 | py; }
+
+SM_INLINE bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, uint32_t key) {
+  if (!m->trace || m->ra != from->ra || m->sp != from->sp || (m->bp_used && m->bp != from->bp) || m->key != key)
     return false;
   for (unsigned i = 0; i < m->n; i++)
     if (*(const uintptr_t *)(from->sp + m->off[i]) != m->val[i]) return false;
@@ -48,14 +51,14 @@ static bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, uint3
  * what the walk read then; NULL otherwise. */
 static sm_trace_t *memo_lookup(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   sm_memo_t *set = memo_set(tl, from);
-  uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
+  uint32_t key = memo_key(__atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE), false);
   for (unsigned w = 0; w < MEMO_WAYS; w++)
-    if (memo_matches(&set[w], from, gen, false)) return set[w].trace;
+    if (memo_matches(&set[w], from, key)) return set[w].trace;
   return NULL;
 }
 
 static sm_memo_t *memo_fill(sm_tlocal_t *tl, const sm_stack_start_t *from, const sm_walk_log_t *log, uint32_t gen,
-                            sm_trace_t *t) {
+                            bool py, sm_trace_t *t) {
   /* Replace the way least recently filled (a small clock per set). */
   sm_memo_t *set = memo_set(tl, from);
   sm_memo_t *m = &set[set[0].next_victim++ % MEMO_WAYS];
@@ -63,8 +66,7 @@ static sm_memo_t *memo_fill(sm_tlocal_t *tl, const sm_stack_start_t *from, const
   m->sp = from->sp;
   m->bp = from->bp;
   m->bp_used = log->bp_used;
-  m->gen = gen;
-  m->py = false;
+  m->key = memo_key(gen, py);
   m->n = (uint8_t)log->n;
   memcpy(m->off, log->off, log->n * sizeof log->off[0]);
   memcpy(m->val, log->val, log->n * sizeof log->val[0]);
@@ -105,10 +107,10 @@ static bool reusable(const sm_trace_t *t, const sm_walk_log_t *log, unsigned n, 
  * would mark the same frames again. */
 static sm_trace_t *memo_lookup_py(sm_tlocal_t *tl, const sm_stack_start_t *from, const sm_py_stack_t *st) {
   sm_memo_t *set = memo_set(tl, from);
-  uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
+  uint32_t key = memo_key(__atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE), true);
   for (unsigned w = 0; w < MEMO_WAYS; w++) {
     const sm_memo_t *m = &set[w];
-    if (!memo_matches(m, from, gen, true) || m->py_seen > st->nevals) continue;
+    if (!memo_matches(m, from, key) || m->py_seen > st->nevals) continue;
     unsigned i = 0;
     while (i < m->py_seen && st->anchor[i] - from->sp == m->py_anchor[i]) i++;
     if (i < m->py_seen) continue;
@@ -178,8 +180,7 @@ static sm_trace_t *capture_py(sm_tlocal_t *tl, const sm_stack_start_t *from, uin
   if (use_memo && !log.full && pw.seen <= SM_MEMO_ANCHORS && pw.end - from->sp <= UINT32_MAX) {
     sm_trace_t *t = sm_trace_intern(ips, sn, strunc, gen, sm_stack_hash(ips, sn));
     if (reusable(t, &log, sn, strunc)) {
-      sm_memo_t *e = memo_fill(tl, from, &log, gen, t);
-      e->py = true;
+      sm_memo_t *e = memo_fill(tl, from, &log, gen, true, t);
       e->py_seen = (uint8_t)pw.seen;
       e->py_end = (uint32_t)(pw.end - from->sp);
       for (unsigned i = 0; i < pw.seen; i++) e->py_anchor[i] = (uint32_t)(st.anchor[i] - from->sp);
@@ -216,6 +217,6 @@ sm_trace_t *sm_capture(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   unsigned depth = (unsigned)__atomic_load_n(&sm_opt.depth, __ATOMIC_RELAXED);
   unsigned n = sm_unwind(tl ? &tl->unwind : NULL, from, ips, depth, &truncated, use_memo ? &log : NULL, NULL);
   t = trace_of(tl, ips, n, truncated, gen);
-  if (use_memo && reusable(t, &log, n, truncated)) memo_fill(tl, from, &log, gen, t);
+  if (use_memo && reusable(t, &log, n, truncated)) memo_fill(tl, from, &log, gen, false, t);
   return t;
 }

@@ -82,18 +82,19 @@ typedef struct sm_tcache_entry {
 #define SM_MEMO_SLOTS 64
 #define SM_MEMO_ANCHORS 8 /* Python eval calls a memo entry can check */
 typedef struct sm_memo {
+  /* What a lookup compares first, on the entry's first cache line. */
   uintptr_t ra, sp, bp;
-  sm_trace_t *trace;   /* NULL: empty; `py`: the native skeleton (capture.c) */
-  uint32_t gen;        /* sm_unwind_gen when filled */
+  sm_trace_t *trace;   /* NULL: empty; a `py` key: the native skeleton (capture.c) */
+  uint32_t key;        /* sm_unwind_gen when filled, times two, plus one if the
+                        * walk knew a Python stack: one compare tests both */
   bool bp_used;
-  bool py;             /* walked knowing a Python stack */
   uint8_t n;
   uint8_t next_victim; /* in a set's first way: the way to fill next */
-  uint8_t py_seen;     /* `py`: eval calls looked for in the walked part */
-  uint32_t py_end;     /* `py`: the walked part's end, from sp */
-  uint32_t py_anchor[SM_MEMO_ANCHORS]; /* `py`: where they were, from sp */
+  uint8_t py_seen;     /* a `py` key: eval calls looked for in the walked part */
   uint32_t off[SM_WALK_LOG_MAX];
   uintptr_t val[SM_WALK_LOG_MAX];
+  uint32_t py_end;     /* a `py` key: the walked part's end, from sp */
+  uint32_t py_anchor[SM_MEMO_ANCHORS]; /* a `py` key: where they were, from sp */
 } sm_memo_t;
 
 /* A per-thread cache of Python frames (pyframes.c): code object and
