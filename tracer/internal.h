@@ -34,10 +34,12 @@ struct sm_trace {
   uint64_t peak_size, peak_count_fp;
   uint64_t allocs_fp, allocated, temp_fp;
   uint64_t base[3];        /* the flow totals at the last peak reset (trace_lock and delta_lock) */
-  uint64_t leak[SM_LEAK_CLASSES][2]; /* filled by the leak scanner at exit */
-  uint16_t *modules;       /* module index per frame (into the same allocation) */
-  uintptr_t frames[];      /* innermost first; the hash key; never changes */
+  uintptr_t frames[];      /* innermost first; the hash key; never changes;
+                            * then a module index (uint16_t) per frame */
 };
+
+/* A trace's module index per frame (0xffff: none), after its frames. */
+SM_INLINE uint16_t *sm_trace_modules(const sm_trace_t *t) { return (uint16_t *)&t->frames[t->nframes]; }
 
 /* Trace ids fit in 24 bits (table.c's id array holds 2^24), so that a
  * delta entry's id and the peak epoch of its saved figures share one word

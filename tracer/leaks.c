@@ -610,8 +610,9 @@ static void collect_exclusions(uintptr_t self_lo, uintptr_t self_hi) {
 /* Adds each block's class to its trace's leak counters. The snapshot
  * helper's DTV (the C library's table of its TLS blocks, allocated when the
  * library started the helper) is the library's own, not the program's. */
-static void record_classes(const table_t *t, uintptr_t helper_dtv) {
+static bool record_classes(const table_t *t, uintptr_t helper_dtv) {
   static const int cls[4] = {SM_LEAK_DEFINITE, SM_LEAK_POSSIBLE, SM_LEAK_REACHABLE, SM_LEAK_INDIRECT};
+  if (!sm_tracer_leaks_begin(t->n)) return false;
   for (size_t i = 0; i < t->n; i++) {
     const lblock_t *b = &t->b[i];
     if (b->start == helper_dtv) continue;
@@ -626,6 +627,7 @@ static void record_classes(const table_t *t, uintptr_t helper_dtv) {
     slots[2 * c] += size;
     slots[2 * c + 1] += (count_fp + 32768) / 65536;
   }
+  return true;
 }
 
 /* Lists the blocks, marks what the roots reach, and records the classes.
@@ -657,7 +659,8 @@ static bool analyse(uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
       drain(&m);
       for (size_t i = 0; i < t.n; i++)
         if (t.b[i].state == ST_UNREACHED) clique(&m, i);
-      record_classes(&t, sm_triggers_helper_dtv());
+      ok = record_classes(&t, sm_triggers_helper_dtv());
+      if (!ok) sm_warning("leak analysis skipped: out of memory for the traces' leak counters");
     } else {
       sm_warning("leak analysis skipped: out of memory for its work list or the memory map");
     }

@@ -4,7 +4,11 @@
  * table (uthash over the address bytes) maps stacks to traces; a two-level
  * id -> trace array lets free() and the counters find a block's trace
  * without a lock. A trace is never freed: blocks and snapshots reach it by
- * id even after it left the hash (its code was unloaded).
+ * id even after it left the hash (its code was unloaded). So traces are cut
+ * from chunks of their own at their exact size, not from the metadata
+ * arena's power-of-two classes: a program whose stacks never repeat makes
+ * millions of them. What only the final snapshot has, the leak classes
+ * of each trace, lives in a map the leak scan makes at exit.
  *
  * Locks: this file owns trace_lock. It guards the hash, next_id,
  * trace_count, the id array's chunks being added and each trace's `gen`;
@@ -32,6 +36,34 @@ static sm_trace_t **ids[ID_CHUNKS];  /* id -> trace */
 static uint32_t next_id = 1;
 static size_t trace_count;
 
+/* ---- where traces live (trace_lock) */
+#define TRACE_CHUNK ((size_t)1 << 20)
+static char *chunk_next; /* the free part of the current chunk */
+static size_t chunk_left;
+
+static sm_trace_t *trace_alloc(size_t bytes) {
+  bytes = (bytes + 7) & ~(size_t)7;
+  if (bytes > chunk_left) {
+    size_t len = bytes > TRACE_CHUNK ? bytes : TRACE_CHUNK;
+    char *c = sm_meta_alloc(len); /* zeroed; the rest of the old chunk stays unused */
+    if (!c) return NULL;
+    chunk_next = c;
+    chunk_left = len;
+  }
+  sm_trace_t *t = (sm_trace_t *)chunk_next;
+  chunk_next += bytes;
+  chunk_left -= bytes;
+  return t;
+}
+
+/* Gives back the trace trace_alloc just returned (nothing was cut since). */
+static void trace_unalloc(sm_trace_t *t, size_t bytes) {
+  bytes = (bytes + 7) & ~(size_t)7;
+  memset(t, 0, bytes);
+  chunk_next -= bytes;
+  chunk_left += bytes;
+}
+
 sm_trace_t *sm_trace_by_id(uint32_t id) {
   sm_trace_t **chunk = __atomic_load_n(&ids[id >> ID_CHUNK_BITS], __ATOMIC_ACQUIRE);
   return chunk ? __atomic_load_n(&chunk[id & (ID_CHUNK - 1)], __ATOMIC_ACQUIRE) : NULL;
@@ -43,7 +75,7 @@ sm_trace_t *sm_trace_by_id(uint32_t id) {
  * module changed, it leaves the table (blocks and snapshots still reach it
  * by id) and the stack becomes a new trace. */
 static bool modules_same(const sm_trace_t *t, const uint16_t *mods) {
-  return memcmp(t->modules, mods, t->nframes * sizeof *mods) == 0;
+  return memcmp(sm_trace_modules(t), mods, t->nframes * sizeof *mods) == 0;
 }
 
 static void resolve_modules(const uintptr_t *ips, unsigned n, uint16_t *mods) {
@@ -83,28 +115,24 @@ static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, uns
   uint32_t id = next_id;
   if ((id >> ID_CHUNK_BITS) >= ID_CHUNKS) return NULL; /* table full: untraced (ids fit SM_TRACE_ID_BITS) */
   size_t bytes = sizeof(sm_trace_t) + n * sizeof(uintptr_t) + n * sizeof(uint16_t);
-  sm_trace_t *t = sm_meta_alloc(bytes);
+  sm_trace_t **chunk = ids[id >> ID_CHUNK_BITS];
+  if (!chunk) {
+    chunk = sm_meta_alloc(ID_CHUNK * sizeof *chunk);
+    if (!chunk) return NULL;
+    __atomic_store_n(&ids[id >> ID_CHUNK_BITS], chunk, __ATOMIC_RELEASE);
+  }
+  sm_trace_t *t = trace_alloc(bytes);
   if (!t) return NULL;
   t->id = id;
   t->nframes = (uint16_t)n;
   t->flags = truncated ? SM_SNAP_TRUNCATED : 0;
   t->gen = gen;
   memcpy(t->frames, ips, n * sizeof(uintptr_t));
-  t->modules = (uint16_t *)&t->frames[n];
-  memcpy(t->modules, modules, n * sizeof(uint16_t));
-  sm_trace_t **chunk = ids[id >> ID_CHUNK_BITS];
-  if (!chunk) {
-    chunk = sm_meta_alloc(ID_CHUNK * sizeof *chunk);
-    if (!chunk) {
-      sm_meta_free(t, bytes);
-      return NULL;
-    }
-    __atomic_store_n(&ids[id >> ID_CHUNK_BITS], chunk, __ATOMIC_RELEASE);
-  }
+  memcpy(sm_trace_modules(t), modules, n * sizeof(uint16_t));
   sm_uthash_oom = 0;
   HASH_ADD_KEYPTR_BYHASHVALUE(hh, table, t->frames, n * sizeof(uintptr_t), hash, t);
   if (sm_uthash_oom) {
-    sm_meta_free(t, bytes);
+    trace_unalloc(t, bytes);
     return NULL;
   }
   __atomic_store_n(&chunk[id & (ID_CHUNK - 1)], t, __ATOMIC_RELEASE);
@@ -129,9 +157,52 @@ sm_trace_t *sm_trace_intern(const uintptr_t *ips, unsigned n, bool truncated, ui
   return t;
 }
 
+/* ---- leak classes: an open-addressed map, trace id -> counters, made by
+ * the leak scan at exit with room for twice the traces it can meet (one
+ * per live block), so it never fills. Only the final snapshot reads it.
+ * The scan holds every lock of the library, the metadata arena's too: the
+ * map is a mapping of its own. */
+typedef struct leak_entry {
+  uint32_t id; /* 0: empty */
+  uint64_t slots[SM_LEAK_CLASSES][2];
+} leak_entry_t;
+static leak_entry_t *leak_map;
+static size_t leak_cap; /* a power of two */
+static const uint64_t no_leaks[SM_LEAK_CLASSES][2];
+
+bool sm_tracer_leaks_begin(size_t nblocks) {
+  size_t cap = 16;
+  while (cap < 2 * nblocks) cap *= 2;
+  leak_entry_t *m = sm_os_map(cap * sizeof *m); /* zeroed */
+  if (!m) return false;
+  if (leak_map) sm_os_unmap(leak_map, leak_cap * sizeof *leak_map);
+  leak_map = m;
+  leak_cap = cap;
+  return true;
+}
+
+static leak_entry_t *leak_entry(uint32_t id, bool add) {
+  if (!leak_map) return NULL;
+  for (size_t i = (id * 0x9E3779B1u) & (leak_cap - 1);; i = (i + 1) & (leak_cap - 1)) {
+    leak_entry_t *e = &leak_map[i];
+    if (e->id == id) return e;
+    if (!e->id) {
+      if (!add) return NULL;
+      e->id = id;
+      return e;
+    }
+  }
+}
+
 uint64_t *sm_tracer_leak_slots(uint32_t id) {
-  sm_trace_t *t = id ? sm_trace_by_id(id) : NULL;
-  return t ? &t->leak[0][0] : NULL;
+  if (!id || !sm_trace_by_id(id)) return NULL;
+  leak_entry_t *e = leak_entry(id, true);
+  return e ? &e->slots[0][0] : NULL;
+}
+
+static const uint64_t (*leaks_of(uint32_t id))[2] {
+  const leak_entry_t *e = leak_entry(id, false);
+  return e ? e->slots : no_leaks;
 }
 
 static uint64_t fp_round(int64_t fp) { return fp > 0 ? ((uint64_t)fp + SM_FP_ONE / 2) / SM_FP_ONE : 0; }
@@ -141,7 +212,9 @@ static uint64_t fp_round(int64_t fp) { return fp > 0 ? ((uint64_t)fp + SM_FP_ONE
 static bool copy_one(const sm_trace_t *t, sm_trace_copy_t *c) {
   sm_counts_t k;
   sm_counters_totals(t, &k);
-  uint64_t leaked = t->leak[0][1] | t->leak[1][1] | t->leak[2][1] | t->leak[3][1];
+  const uint64_t(*leak)[2] = leaks_of(t->id);
+  uint64_t leaked = 0;
+  for (int j = 0; j < SM_LEAK_CLASSES; j++) leaked |= leak[j][1];
   c->count = fp_round(k.count_fp);
   c->size = c->count && k.size > 0 ? (uint64_t)k.size : 0;
   c->peak_count = fp_round(k.peak_count_fp);
@@ -153,9 +226,9 @@ static bool copy_one(const sm_trace_t *t, sm_trace_copy_t *c) {
   c->id = t->id;
   c->nframes = t->nframes;
   c->flags = t->flags;
-  c->leak = t->leak;
+  c->leak = leak;
   c->frames = t->frames;
-  c->modules = t->modules;
+  c->modules = sm_trace_modules(t);
   return true;
 }
 

@@ -106,7 +106,10 @@ typedef struct sm_trace_copy {
  * at-peak figures belong to. The caller frees it with
  * sm_meta_free(arr, *cap * sizeof *arr). */
 sm_trace_copy_t *sm_tracer_copy(size_t *n, size_t *cap, int64_t *current, int64_t *peak);
-/* Trace id -> leak counters, for the leak scanner (may be NULL). */
+/* The leak scanner's counters. sm_tracer_leaks_begin makes room for the
+ * traces of up to nblocks blocks (false: no memory); then trace id -> its
+ * leak counters, [class][bytes, blocks] (NULL: no such trace). */
+bool sm_tracer_leaks_begin(size_t nblocks);
 uint64_t *sm_tracer_leak_slots(uint32_t id);
 
 /* ---- cfi.c: unwind rules read from .eh_frame */
