@@ -12,7 +12,7 @@
 #include "allocator/internal.h"
 #include "tracer/python.h"
 #include "tracer/tracer.h"
-#include "tracer/uthash_cfg.h" /* UT_hash_handle; only table.c adds or finds */
+#include "tracer/uthash_cfg.h" /* UT_hash_handle, for pyframes.c */
 
 /* Live counts are kept in fixed point (blocks x SM_FP_ONE), so that the
  * estimates of a sampled run stay unbiased. */
@@ -20,11 +20,11 @@
 
 /* ---- table.c: the trace table (owns trace_lock) */
 struct sm_trace {
-  UT_hash_handle hh;
   uint32_t id;
   uint16_t nframes;
   uint16_t flags;          /* SM_SNAP_TRUNCATED */
   uint32_t gen;            /* sm_unwind_gen when its modules were last checked (trace_lock) */
+  uint32_t hash;           /* of its frames (sm_stack_hash): table.c's probes compare it first */
   uint64_t size;           /* atomic: live bytes (an estimate when sampling) */
   uint64_t count_fp;       /* atomic: live blocks x SM_FP_ONE */
   /* counters.c: the at-peak part of size and count_fp, valid when `epoch`

@@ -1,9 +1,9 @@
 /* The trace table: interned stacks with stable ids.
  *
  * A trace is an array of return addresses with an id (1, 2, ...). The
- * table (uthash over the address bytes) maps stacks to traces; a two-level
- * id -> trace array lets free() and the counters find a block's trace
- * without a lock. A trace is never freed: blocks and snapshots reach it by
+ * table (open addressing over the stacks' hashes, below) maps stacks to
+ * traces; a two-level id -> trace array lets free() and the counters find
+ * a block's trace without a lock. A trace is never freed: blocks and snapshots reach it by
  * id even after it left the hash (its code was unloaded). So traces are cut
  * from chunks of their own at their exact size, not from the metadata
  * arena's power-of-two classes: a program whose stacks never repeat makes
@@ -23,15 +23,13 @@
 
 #include "tracer/internal.h"
 
-static int sm_uthash_oom; /* set by uthash when an add ran out of memory */
-
 #define ID_CHUNK_BITS 12
 #define ID_CHUNK ((size_t)1 << ID_CHUNK_BITS)
 #define ID_CHUNKS 4096 /* up to 16M traces */
 _Static_assert(ID_CHUNK * ID_CHUNKS <= (size_t)1 << SM_TRACE_ID_BITS, "trace ids must fit a delta key");
+_Static_assert(sizeof(sm_trace_t) == 104, "docs/tracer.md gives the size of a trace");
 
 static sm_lock_t trace_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
-static sm_trace_t *table;            /* uthash head */
 static sm_trace_t **ids[ID_CHUNKS];  /* id -> trace */
 static uint32_t next_id = 1;
 static size_t trace_count;
@@ -56,12 +54,51 @@ static sm_trace_t *trace_alloc(size_t bytes) {
   return t;
 }
 
-/* Gives back the trace trace_alloc just returned (nothing was cut since). */
-static void trace_unalloc(sm_trace_t *t, size_t bytes) {
-  bytes = (bytes + 7) & ~(size_t)7;
-  memset(t, 0, bytes);
-  chunk_next -= bytes;
-  chunk_left += bytes;
+/* ---- the table (trace_lock): stack -> trace
+ *
+ * Linear probing over an array of trace pointers; each trace keeps its
+ * hash, so a probe compares frames only when the hashes are equal and
+ * growing never reads a frame. A trace that leaves the table (its code was
+ * unloaded) leaves a GONE in its slot, so that probes go on past it. The
+ * array is at most half full, GONEs counted: a probe, found or not,
+ * usually ends at its first or second slot. (uthash, before, kept up to
+ * ten traces per chain before it grew, and 56 bytes of links per trace.) */
+#define GONE ((sm_trace_t *)1)
+static sm_trace_t **slots;
+static size_t nslots; /* 0, or a power of two */
+static size_t nused;  /* traces and GONEs */
+
+static sm_trace_t **slot_of(const uintptr_t *ips, unsigned n, uint32_t hash) {
+  for (size_t i = hash & (nslots - 1);; i = (i + 1) & (nslots - 1)) {
+    sm_trace_t *t = slots[i];
+    if (!t) return &slots[i];
+    if (t != GONE && t->hash == hash && t->nframes == n && memcmp(t->frames, ips, n * sizeof *ips) == 0)
+      return &slots[i];
+  }
+}
+
+/* Room for one more: a new array of twice the live traces' room, without
+ * the GONEs. False: no memory. */
+static bool table_reserve(void) {
+  if (nslots && (nused + 1) * 2 <= nslots) return true;
+  size_t live = 0;
+  for (size_t i = 0; i < nslots; i++) live += slots[i] && slots[i] != GONE;
+  size_t cap = 64;
+  while (cap < (live + 1) * 4) cap *= 2;
+  sm_trace_t **fresh = sm_meta_alloc(cap * sizeof *fresh);
+  if (!fresh) return false;
+  for (size_t i = 0; i < nslots; i++) {
+    sm_trace_t *t = slots[i];
+    if (!t || t == GONE) continue;
+    size_t j = t->hash & (cap - 1);
+    while (fresh[j]) j = (j + 1) & (cap - 1);
+    fresh[j] = t;
+  }
+  if (slots) sm_meta_free(slots, nslots * sizeof *slots);
+  slots = fresh;
+  nslots = cap;
+  nused = live;
+  return true;
 }
 
 sm_trace_t *sm_trace_by_id(uint32_t id) {
@@ -94,13 +131,14 @@ static void resolve_modules(const uintptr_t *ips, unsigned n, uint16_t *mods) {
   }
 }
 
-static sm_trace_t *find_locked(const uintptr_t *ips, unsigned n, uint32_t gen, const uint16_t *mods, unsigned hash) {
-  sm_trace_t *t;
-  HASH_FIND_BYHASHVALUE(hh, table, ips, n * sizeof(uintptr_t), hash, t);
+static sm_trace_t *find_locked(const uintptr_t *ips, unsigned n, uint32_t gen, const uint16_t *mods, uint32_t hash) {
+  if (!nslots) return NULL;
+  sm_trace_t **s = slot_of(ips, n, hash);
+  sm_trace_t *t = *s;
   if (t && t->gen != gen) {
     if (!mods) return NULL; /* the caller resolves the modules and asks again */
     if (!modules_same(t, mods)) {
-      HASH_DELETE(hh, table, t);
+      *s = GONE;
       return NULL;
     }
     t->gen = gen;
@@ -111,9 +149,10 @@ static sm_trace_t *find_locked(const uintptr_t *ips, unsigned n, uint32_t gen, c
 /* Adds a new trace; modules[] was resolved by the caller without the lock
  * (resolving may ask the dynamic loader, which may be inside malloc). */
 static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, unsigned n, bool truncated,
-                              uint32_t gen, unsigned hash) {
+                              uint32_t gen, uint32_t hash) {
   uint32_t id = next_id;
   if ((id >> ID_CHUNK_BITS) >= ID_CHUNKS) return NULL; /* table full: untraced (ids fit SM_TRACE_ID_BITS) */
+  if (!table_reserve()) return NULL;
   size_t bytes = sizeof(sm_trace_t) + n * sizeof(uintptr_t) + n * sizeof(uint16_t);
   sm_trace_t **chunk = ids[id >> ID_CHUNK_BITS];
   if (!chunk) {
@@ -127,14 +166,12 @@ static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, uns
   t->nframes = (uint16_t)n;
   t->flags = truncated ? SM_SNAP_TRUNCATED : 0;
   t->gen = gen;
+  t->hash = hash;
   memcpy(t->frames, ips, n * sizeof(uintptr_t));
   memcpy(sm_trace_modules(t), modules, n * sizeof(uint16_t));
-  sm_uthash_oom = 0;
-  HASH_ADD_KEYPTR_BYHASHVALUE(hh, table, t->frames, n * sizeof(uintptr_t), hash, t);
-  if (sm_uthash_oom) {
-    trace_unalloc(t, bytes);
-    return NULL;
-  }
+  sm_trace_t **s = slot_of(ips, n, hash); /* the empty slot find_locked stopped at */
+  *s = t;
+  nused++;
   __atomic_store_n(&chunk[id & (ID_CHUNK - 1)], t, __ATOMIC_RELEASE);
   next_id++;
   trace_count++;
@@ -142,7 +179,7 @@ static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, uns
 }
 
 sm_trace_t *sm_trace_intern(const uintptr_t *ips, unsigned n, bool truncated, uint32_t gen, uint64_t hash64) {
-  unsigned hash = (unsigned)hash64;
+  uint32_t hash = (uint32_t)hash64;
   sm_lock(&trace_lock);
   sm_trace_t *t = find_locked(ips, n, gen, NULL, hash);
   sm_unlock(&trace_lock);
