@@ -113,6 +113,26 @@ with tempfile.TemporaryDirectory() as out:
     check("best of the others" not in md and "ratio to glibc" not in md,
           "a run of one tool compares it with others")
 
+    # --base-lib: the same library as a base; the paired table is the
+    # median of the per-round ratios of the CSV's raw times.
+    code, md, err = bench_run("--runs", "3", "--quiet", "--out", out, "--mode", "tracing",
+                              "--base-lib", lib, "--workloads", "churn", "--args", "churn=20000",
+                              "--allocators", "snapmalloc,snap-traced,snap-base,base-traced")
+    check(code == 0, f"bench/run --base-lib exited {code}: {err}")
+    with open(os.path.join(out, "results.csv")) as f:
+        raw = {r["allocator"]: [float(x) for x in r["raw_wall_s"].split(";")] for r in csv.DictReader(f)}
+    lines = md.splitlines()
+    check("## Against the base build, round by round" in md, "--base-lib: no paired table")
+    row = next((ln for ln in lines if ln.startswith("| churn | ") and " (" in ln and ln.count("|") == 4), None)
+    check(row is not None, "--base-lib: no paired row for churn")
+    if row is not None and set(raw) >= {"snapmalloc", "snap-traced", "snap-base", "base-traced"}:
+        cells = [c.strip() for c in row.split("|")[2:-1]]
+        for cell, (a, b) in zip(cells, (("snapmalloc", "snap-base"), ("snap-traced", "base-traced"))):
+            want = sorted(x / y for x, y in zip(raw[a], raw[b]))[1]
+            got = float(cell.split()[0])
+            check(abs(got - want) <= 0.002 * want + 0.0005, f"paired {a}/{b}: {got}, expected {want:.3f}")
+    check(any(ln.startswith("| **geomean** |") for ln in lines), "--base-lib: no geomean row")
+
 for f in failures:
     print("FAIL:", f)
 print(f"{len(failures)} failure(s)" if failures else "report checks passed")
