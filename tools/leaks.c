@@ -60,6 +60,12 @@ static void supp_load(const char *path, supp_t *s) {
   s->hits = xcalloc((size_t)s->n + 1, sizeof *s->hits);
 }
 
+static void supp_free(supp_t *s) {
+  for (int k = 0; k < s->n; k++) free(s->patterns[k]);
+  free(s->patterns);
+  free(s->hits);
+}
+
 /* LeakSanitizer-style template match: '*' wildcards, '^'/'$' anchors,
  * otherwise a substring. */
 static bool tmatch(const char *pat, const char *str) {
@@ -258,9 +264,7 @@ static int leak_report(FILE *out, const char *path, const cli_leaks_opts_t *lo, 
   for (size_t i = 0; i < r.n; i++) leaked |= r.entries[i].cls <= SM_LEAK_INDIRECT;
   if (lo->format == FMT_JSON) print_leaks_json(out, &r, &snap, label);
   else print_leaks_text(out, &r, &supp, label);
-  for (int k = 0; k < supp.n; k++) free(supp.patterns[k]);
-  free(supp.patterns);
-  free(supp.hits);
+  supp_free(&supp);
   free(r.entries);
   sm_model_free(&m);
   sm_ctx_free(ctx);
@@ -466,6 +470,11 @@ static int report_run(FILE *out, const cli_check_args_t *a, const cli_run_t *run
 int cmd_check(int argc, char **argv) {
   cli_check_args_t a;
   cli_check_parse(argc, argv, &a);
+  if (a.lo.supp) { /* a bad file stops here (exit 2), before the command runs for nothing */
+    supp_t supp = {0};
+    supp_load(a.lo.supp, &supp);
+    supp_free(&supp);
+  }
   FILE *out = a.lo.format == FMT_JSON ? stdout : stderr;
   if (a.report && !(out = fopen(a.report, "we"))) { /* not inherited by CMD */
     fprintf(stderr, "snapmalloc check: %s: cannot write the report: %s\n", a.report, strerror(errno));

@@ -79,8 +79,9 @@ printf 'leak:corpus.c\n' > "$work/supp3"
 printf 'leak:nothing_matches_this\n' > "$work/supp4"
 "$tool" check --suppressions "$work/supp4" -- "$corpus" lost > /dev/null 2>&1 && fail "an unrelated pattern suppressed"
 printf 'not a suppression\n' > "$work/supp5"
-"$tool" check --suppressions "$work/supp5" -- "$corpus" lost > /dev/null 2> "$work/err5"; rc=$?
+"$tool" check --suppressions "$work/supp5" -- sh -c 'echo ran > "$0"' "$work/ran" > /dev/null 2> "$work/err5"; rc=$?
 [ $rc = 2 ] && grep -q 'supp5:1: not a suppression' "$work/err5" || fail "a bad suppression line: exit $rc"
+[ -e "$work/ran" ] && fail "a bad suppression file: the command ran anyway"
 
 # --min-bytes: a 528-byte leak under a 1000-byte threshold is not reported
 "$tool" check --min-bytes 1000 -- "$corpus" lost > /dev/null 2>&1 || fail "--min-bytes 1000 still failed on 528 bytes"
