@@ -3,12 +3,13 @@
  * A trace is an array of return addresses with an id (1, 2, ...). The
  * table (open addressing over the stacks' hashes, below) maps stacks to
  * traces; a two-level id -> trace array lets free() and the counters find
- * a block's trace without a lock. A trace is never freed: blocks and snapshots reach it by
- * id even after it left the hash (its code was unloaded). So traces are cut
- * from chunks of their own at their exact size, not from the metadata
- * arena's power-of-two classes: a program whose stacks never repeat makes
- * millions of them. What only the final snapshot has, the leak classes
- * of each trace, lives in a map the leak scan makes at exit.
+ * a block's trace without a lock. A trace is never freed: blocks and
+ * snapshots reach it by id even after it left the table (its code was
+ * unloaded). So traces are cut from chunks of their own at their exact
+ * size, not from the metadata arena's power-of-two classes: a program
+ * whose stacks never repeat makes millions of them. What only the final
+ * snapshot has, the leak classes of each trace, lives in a map the leak
+ * scan makes at exit.
  *
  * Locks: this file owns trace_lock. It guards the hash, next_id,
  * trace_count, the id array's chunks being added and each trace's `gen`;
@@ -204,7 +205,8 @@ typedef struct leak_entry {
   uint64_t slots[SM_LEAK_CLASSES][2];
 } leak_entry_t;
 static leak_entry_t *leak_map;
-static size_t leak_cap; /* a power of two */
+static size_t leak_cap;  /* a power of two */
+static size_t leak_used; /* never above half of leak_cap: a probe always ends */
 static const uint64_t no_leaks[SM_LEAK_CLASSES][2];
 
 bool sm_tracer_leaks_begin(size_t nblocks) {
@@ -215,6 +217,7 @@ bool sm_tracer_leaks_begin(size_t nblocks) {
   if (leak_map) sm_os_unmap(leak_map, leak_cap * sizeof *leak_map);
   leak_map = m;
   leak_cap = cap;
+  leak_used = 0;
   return true;
 }
 
@@ -224,7 +227,8 @@ static leak_entry_t *leak_entry(uint32_t id, bool add) {
     leak_entry_t *e = &leak_map[i];
     if (e->id == id) return e;
     if (!e->id) {
-      if (!add) return NULL;
+      if (!add || (leak_used + 1) * 2 > leak_cap) return NULL;
+      leak_used++;
       e->id = id;
       return e;
     }
