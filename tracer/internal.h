@@ -275,17 +275,22 @@ SM_NOINLINE bool sm_sample_point(size_t req);
 
 /* Per-trace live estimates for a block of req bytes: itself without
  * sampling; with sample=N, 1/p blocks of req/p bytes, p = 1 - exp(-(req|1)/N)
- * the chance that the sampler picked it (sampling.c says why). */
+ * the chance that the sampler picked it (sampling.c says why). The sampled
+ * case is out of line: inline, its call of expm1 made every traced malloc
+ * and free save registers and set up a frame for it. */
+typedef struct sm_weight {
+  uint64_t size, count_fp;
+} sm_weight_t;
+SM_NOINLINE sm_weight_t sm_tracer_weight_sampled(size_t req);
 SM_INLINE void sm_tracer_weight(size_t req, uint64_t *size, uint64_t *count_fp) {
-  if (!sm_opt.sample) {
+  if (SM_LIKELY(!sm_opt.sample)) {
     *size = req;
     *count_fp = SM_FP_ONE;
     return;
   }
-  double s = (double)(req | 1); /* the block's length in the sampled stream (sm_track_wanted) */
-  double p = -expm1(-s / (double)sm_opt.sample); /* 1 - exp(-s/N), exact for small s */
-  *size = (uint64_t)llround((double)req / p);
-  *count_fp = (uint64_t)llround((double)SM_FP_ONE / p);
+  sm_weight_t w = sm_tracer_weight_sampled(req);
+  *size = w.size;
+  *count_fp = w.count_fp;
 }
 
 #endif

@@ -3,7 +3,7 @@
  * budget of mean N (sm_track_wanted, inline in tracer.h), and a sampled
  * block of s bytes stands for 1/p blocks with p = 1 - exp(-(s|1)/N) (the
  * estimator tcmalloc and jemalloc use; s|1 lets a zero-byte block be
- * sampled): sm_tracer_weight, inline in tracer/internal.h.
+ * sampled): sm_tracer_weight (tracer/internal.h) and its sampled case here.
  *
  * Locks: none. The budget and the generator's state are the thread's own. */
 #include "tracer/internal.h"
@@ -33,6 +33,12 @@ static int64_t next_budget(void) {
  * over-sampled. Otherwise this block holds a sample point; by
  * memorylessness the distance to the next one is a fresh draw. False: the
  * block is not sampled after all. */
+SM_NOINLINE sm_weight_t sm_tracer_weight_sampled(size_t req) {
+  double s = (double)(req | 1); /* the block's length in the sampled stream (sm_track_wanted) */
+  double p = -expm1(-s / (double)sm_opt.sample); /* 1 - exp(-s/N), exact for small s */
+  return (sm_weight_t){(uint64_t)llround((double)req / p), (uint64_t)llround((double)SM_FP_ONE / p)};
+}
+
 SM_NOINLINE bool sm_sample_point(size_t req) {
   int64_t r = (int64_t)(req | 1);
   bool fresh = sm_sample_left == -r;

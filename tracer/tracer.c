@@ -31,12 +31,12 @@ bool sm_tracer_busy_here(void) { return sm_ts.busy > 0; }
  * anything else, it is temporary. sm_sample_left moves with every
  * successful allocation the thread makes, traced or not (with sampling
  * too), so its value just after this one tells whether another came since. */
-static void record(void *p, size_t req, const sm_stack_start_t *from) {
+SM_INLINE void record(void *p, size_t req, const sm_stack_start_t *from, const bool sampled) {
   sm_tlocal_t *tl = sm_tlocal();
   sm_trace_t *t = sm_capture(tl, from);
   if (!t || !sm_tag_set(p, t->id, req)) return; /* out of metadata: untraced */
-  uint64_t size, count_fp;
-  sm_tracer_weight(req, &size, &count_fp);
+  uint64_t size = req, count_fp = SM_FP_ONE;
+  if (sampled) sm_tracer_weight(req, &size, &count_fp);
   sm_counters_change(t->id, (int64_t)size, (int64_t)count_fp, true, 0);
   if (tl) {
     tl->last = p;
@@ -44,26 +44,35 @@ static void record(void *p, size_t req, const sm_stack_start_t *from) {
   }
 }
 
+SM_INLINE void track(void *p, size_t req, const sm_stack_start_t *from, const bool sampled) {
+  if (!p || sm_ts.busy) return;
+  sm_ts.busy++;
+  sm_triggers_maybe_restart();
+  record(p, req, from, sampled);
+  sm_ts.busy--;
+}
+
+static SM_NOINLINE void track_sampled(void *p, size_t req, const sm_stack_start_t *from) {
+  if (sm_sample_point(req)) track(p, req, from, true);
+}
+
 void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from) {
   /* The hot path's test was a plain load; this one orders everything the
    * start published before it (see "switching" below), and drops the
    * block if tracing stopped meanwhile. */
   if (!__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) return;
-  if (sm_sampling && !sm_sample_point(req)) return;
-  if (!p || sm_ts.busy) return;
-  sm_ts.busy++;
-  sm_triggers_maybe_restart();
-  record(p, req, from);
-  sm_ts.busy--;
+  if (SM_UNLIKELY(sm_sampling)) {
+    track_sampled(p, req, from);
+    return;
+  }
+  track(p, req, from, false);
 }
 
-void sm_track_untag(uint32_t id, size_t req, const void *p) {
-  if (SM_UNLIKELY(id & SM_TAG_WATCHED)) { /* a Python code object pyframes.c caches frames of */
-    id &= ~SM_TAG_WATCHED;
-    sm_pyframes_code_freed();
-  }
-  uint64_t size, count_fp;
-  sm_tracer_weight(req, &size, &count_fp);
+/* `sampled` is a constant at each call: the common free (no sampling, no
+ * watched code object) is a leaf that saves no register. */
+SM_INLINE void untag(uint32_t id, size_t req, const void *p, const bool sampled) {
+  uint64_t size = req, count_fp = SM_FP_ONE;
+  if (sampled) sm_tracer_weight(req, &size, &count_fp);
   sm_tlocal_t *tl = sm_ts.local;
   int64_t temp_fp = 0;
   if (tl && tl->last == p && tl->last_left == sm_sample_left) {
@@ -71,6 +80,23 @@ void sm_track_untag(uint32_t id, size_t req, const void *p) {
     temp_fp = (int64_t)count_fp;
   }
   sm_counters_change(id, -(int64_t)size, -(int64_t)count_fp, false, temp_fp);
+}
+
+/* With sampling, or a Python code object pyframes.c caches frames of. */
+static SM_NOINLINE void untag_rare(uint32_t id, size_t req, const void *p) {
+  if (id & SM_TAG_WATCHED) {
+    id &= ~SM_TAG_WATCHED;
+    sm_pyframes_code_freed();
+  }
+  untag(id, req, p, true);
+}
+
+void sm_track_untag(uint32_t id, size_t req, const void *p) {
+  if (SM_UNLIKELY((id & SM_TAG_WATCHED) || sm_opt.sample)) {
+    untag_rare(id, req, p);
+    return;
+  }
+  untag(id, req, p, false);
 }
 
 /* A realloc ends the old block as a free does (temporary if it was the
