@@ -452,6 +452,17 @@ static void report_final(const char *final) {
 }
 
 /* What the command's wait status becomes as our exit status. */
+/* Ends this process by sig as its default action would, even when sig is
+ * blocked or handled here. Returns only if sig's default is to go on. */
+static void die_by(int sig) {
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  raise(sig);
+}
+
 static int pass_status(int status, const char *cmd, bool reraise) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (!WIFSIGNALED(status)) return 2;
@@ -461,12 +472,7 @@ static int pass_status(int status, const char *cmd, bool reraise) {
   if (!reraise) return 128 + sig;
   struct rlimit nocore = {0, 0};
   setrlimit(RLIMIT_CORE, &nocore); /* the child already dumped core if it was going to */
-  signal(sig, SIG_DFL);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, sig);
-  sigprocmask(SIG_UNBLOCK, &set, NULL);
-  raise(sig);
+  die_by(sig);
   return 128 + sig;
 }
 
@@ -708,12 +714,7 @@ static int run_live(const run_args_t *a, cli_run_t *res, const char *dir, pid_t 
     if (!src.exited) fprintf(stderr, "snapmalloc run: ended by signal %d (%s); pid %d goes on untraced by the view\n",
                              sig, strsignal(sig), (int)pid);
     fflush(NULL);
-    signal(sig, SIG_DFL);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, sig);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
-    raise(sig);
+    die_by(sig);
     _exit(128 + sig);
   }
   if (!src.exited) {
