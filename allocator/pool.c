@@ -394,8 +394,8 @@ SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_bl
   pg->local_free = b;
   sm_page_set_used(pg, pg->used - 1);
   if (pg->in_full) {
-    page_from_full(h, pg, true);
-    h->cur[pg->cls] = pg;
+    page_from_full(h, pg, false);
+    update_cur(h, pg->cls);
   }
   if (pg->used == 0) {
     unsigned cls = pg->cls;

@@ -115,6 +115,33 @@ int main(void) {
   CHECK_MSG(pages >= 5, "20000 16-byte blocks on only %d pages", pages);
   for (int i = 0; i < 20000; i++) sm_free(many[i]);
 
+  /* A full page that gets one block back goes behind the page being
+   * allocated from: made current, it would hand out that one block, be
+   * full again, and send the next malloc down the slow path (a free then a
+   * malloc of the same class each time, in a heap of full pages). */
+  {
+    static void *fill[4096];
+    sm_page_t *pg_first = NULL, *pg_now = NULL;
+    int n = 0;
+    while (n < 4096) {
+      fill[n] = sm_malloc(256);
+      sm_pool_block_start(sm_segment_of(fill[n]), fill[n], &pg_now);
+      n++;
+      if (!pg_first) pg_first = pg_now;
+      else if (pg_now != pg_first) break; /* the first page is full now */
+    }
+    CHECK_MSG(pg_now != pg_first, "4096 blocks of 256 bytes on one page");
+    sm_free(fill[0]); /* from the full page */
+    void *q = sm_malloc(256);
+    sm_page_t *pg_q;
+    sm_pool_block_start(sm_segment_of(q), q, &pg_q);
+    CHECK_MSG(pg_q == pg_now, "after a free into a full page, malloc took its block (%p) instead of the current "
+                              "page's", q);
+    sm_free(q);
+    for (int i = 1; i < n; i++) sm_free(fill[i]);
+    check_all_pages("after the full-page test");
+  }
+
   /* cross-thread frees: collected by the owner, memory reused */
   static void *remote[10000];
   pthread_t t;
