@@ -7,7 +7,6 @@
 #ifndef SM_TRACER_INTERNAL_H
 #define SM_TRACER_INTERNAL_H
 
-#include <math.h>
 
 #include "allocator/internal.h"
 #include "tracer/python.h"
@@ -267,6 +266,11 @@ SM_INLINE void sm_counters_change(uint32_t id, int64_t size, int64_t count_fp, c
   sm_delta_add(e, size, count_fp, alloc, temp_fp);
   sm_current_add(td, size);
 }
+
+/* ---- fmath.c: what the sampler needs of libm, without linking it */
+double sm_fmath_expm1_neg(double x); /* e^x - 1, for x <= 0 */
+double sm_fmath_log(double u);       /* ln u, for a normal u > 0 */
+uint64_t sm_fmath_round(double v);   /* v >= 0 to the nearest integer, halves up (llround) */
 
 /* ---- sampling.c: which allocations are traced, and what each stands for */
 /* sm_track_wanted() found the thread's budget spent: false if the block is

@@ -5,6 +5,8 @@
  * estimator tcmalloc and jemalloc use; s|1 lets a zero-byte block be
  * sampled): sm_tracer_weight (tracer/internal.h) and its sampled case here.
  *
+ * The math functions are fmath.c's: the library does not link libm.
+ *
  * Locks: none. The budget and the generator's state are the thread's own. */
 #include "tracer/internal.h"
 
@@ -23,7 +25,7 @@ static uint64_t rng_next(void) {
 /* Bytes until the next sample: exponential with mean sm_opt.sample. */
 static int64_t next_budget(void) {
   double u = ((double)(rng_next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); /* (0, 1) */
-  double b = -log(u) * (double)sm_opt.sample;
+  double b = -sm_fmath_log(u) * (double)sm_opt.sample;
   return b < 1 ? 1 : (int64_t)b;
 }
 
@@ -35,8 +37,8 @@ static int64_t next_budget(void) {
  * block is not sampled after all. */
 SM_NOINLINE sm_weight_t sm_tracer_weight_sampled(size_t req) {
   double s = (double)(req | 1); /* the block's length in the sampled stream (sm_track_wanted) */
-  double p = -expm1(-s / (double)sm_opt.sample); /* 1 - exp(-s/N), exact for small s */
-  return (sm_weight_t){(uint64_t)llround((double)req / p), (uint64_t)llround((double)SM_FP_ONE / p)};
+  double p = -sm_fmath_expm1_neg(-s / (double)sm_opt.sample); /* 1 - exp(-s/N), exact for small s */
+  return (sm_weight_t){sm_fmath_round((double)req / p), sm_fmath_round((double)SM_FP_ONE / p)};
 }
 
 SM_NOINLINE bool sm_sample_point(size_t req) {
