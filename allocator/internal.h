@@ -222,6 +222,13 @@ extern size_t (*sm_libc_usable_size)(void *);
  * Python code objects this way). Every reader of trace ids from tags masks
  * it off. */
 #define SM_TAG_WATCHED 0x80000000u
+/* The tag of a block the library allocated for itself through the public
+ * malloc while tracing was on: the loader's and libunwind's memory when the
+ * tracer loads libunwind (tracer/unwlib.c), anything else called from
+ * inside the tracer. Not a trace: its free changes no count, and the
+ * exit's leak scan takes it as a root and never reports it, as the memory
+ * of libraries loaded at startup, which the loader allocates for itself. */
+#define SM_TAG_OWN 0x40000000u
 /* Sets SM_TAG_WATCHED on the tagged pool block that starts at p; false
  * when p is not the start of a tagged pool block (not ours, large, huge,
  * untraced, or inside a block). The block must be live and stay so during

@@ -36,10 +36,8 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
-
 #include "allocator/internal.h"
+#include "tracer/unwlib.h"
 #include "tracer/internal.h" /* sm_tracer_weight */
 
 #define SM_LEAK_STOP_SIGNAL (SIGRTMAX - 2)
@@ -609,13 +607,14 @@ static void collect_exclusions(uintptr_t self_lo, uintptr_t self_hi) {
 
 /* Adds each block's class to its trace's leak counters. The snapshot
  * helper's DTV (the C library's table of its TLS blocks, allocated when the
- * library started the helper) is the library's own, not the program's. */
+ * library started the helper) and the blocks tagged SM_TAG_OWN are the
+ * library's own, not the program's. */
 static bool record_classes(const table_t *t, uintptr_t helper_dtv) {
   static const int cls[4] = {SM_LEAK_DEFINITE, SM_LEAK_POSSIBLE, SM_LEAK_REACHABLE, SM_LEAK_INDIRECT};
   if (!sm_tracer_leaks_begin(t->n)) return false;
   for (size_t i = 0; i < t->n; i++) {
     const lblock_t *b = &t->b[i];
-    if (b->start == helper_dtv) continue;
+    if (b->start == helper_dtv || b->trace == SM_TAG_OWN) continue;
     int c = cls[b->state];
     uint64_t *slots = sm_tracer_leak_slots(b->trace);
     uint64_t size, count_fp;
@@ -652,6 +651,13 @@ static bool analyse(uintptr_t my_sp, uintptr_t self_lo, uintptr_t self_hi) {
     marker_t m = {&t, scan_alloc(2 * t.n * sizeof(uint32_t)), 0, 2 * t.n};
     ok = m.stack && scan_roots(&m, my_sp, self_lo, self_hi);
     if (ok) {
+      /* The library's own blocks (SM_TAG_OWN) are roots, as the loader's
+       * memory is. */
+      for (size_t i = 0; i < t.n; i++)
+        if (t.b[i].trace == SM_TAG_OWN && t.b[i].state != ST_REACHABLE) {
+          t.b[i].state = ST_REACHABLE;
+          push(&m, i);
+        }
       for (int i = 0; i < nthreads; i++) {
         if (!threads[i].answered) continue; /* registers unknown */
         for (int r = 0; r < NGREG_SAVED; r++) found(&m, threads[i].regs[r], true);
@@ -690,12 +696,12 @@ static bool in_libc(uintptr_t ip) {
 static uintptr_t exit_stack_floor(uintptr_t fallback) {
   unw_context_t ctx;
   unw_cursor_t cur;
-  if (unw_getcontext(&ctx) != 0 || unw_init_local(&cur, &ctx) != 0) return fallback;
+  if (!sm_unwlib_ready() || sm_unw.getcontext(&ctx) != 0 || sm_unw.init_local(&cur, &ctx) != 0) return fallback;
   int libc_frames = 0;
-  for (int depth = 0; depth < 64 && unw_step(&cur) > 0; depth++) {
+  for (int depth = 0; depth < 64 && sm_unw.step(&cur) > 0; depth++) {
     unw_word_t ip = 0, sp = 0;
-    unw_get_reg(&cur, UNW_REG_IP, &ip);
-    unw_get_reg(&cur, UNW_REG_SP, &sp);
+    sm_unw.get_reg(&cur, UNW_REG_IP, &ip);
+    sm_unw.get_reg(&cur, UNW_REG_SP, &sp);
     if (libc_frames == 2) return (uintptr_t)sp; /* the caller of exit() */
     if (in_libc((uintptr_t)ip)) libc_frames++;
     else if (libc_frames) return (uintptr_t)sp; /* exit() was inlined or tail-called */

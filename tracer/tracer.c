@@ -18,6 +18,7 @@
 
 #include "tracer/internal.h"
 #include "tracer/python.h"
+#include "tracer/unwlib.h"
 
 bool sm_trace_on;
 SM_TLS sm_tstate_t sm_ts;
@@ -44,8 +45,15 @@ SM_INLINE void record(void *p, size_t req, const sm_stack_start_t *from, const b
   }
 }
 
+/* An allocation from inside the tracer: the library's own (SM_TAG_OWN). */
+static SM_NOINLINE SM_COLD void track_own(void *p, size_t req) { sm_tag_set(p, SM_TAG_OWN, req); }
+
 SM_INLINE void track(void *p, size_t req, const sm_stack_start_t *from, const bool sampled) {
-  if (!p || sm_ts.busy) return;
+  if (!p) return;
+  if (SM_UNLIKELY(sm_ts.busy)) {
+    track_own(p, req);
+    return;
+  }
   sm_ts.busy++;
   sm_triggers_maybe_restart();
   record(p, req, from, sampled);
@@ -82,8 +90,10 @@ SM_INLINE void untag(uint32_t id, size_t req, const void *p, const bool sampled)
   sm_counters_change(id, -(int64_t)size, -(int64_t)count_fp, false, temp_fp);
 }
 
-/* With sampling, or a Python code object pyframes.c caches frames of. */
+/* With sampling, a Python code object pyframes.c caches frames of, or one
+ * of the library's own blocks (nothing to uncharge). */
 static SM_NOINLINE void untag_rare(uint32_t id, size_t req, const void *p) {
+  if (id == SM_TAG_OWN) return;
   if (id & SM_TAG_WATCHED) {
     id &= ~SM_TAG_WATCHED;
     sm_pyframes_code_freed();
@@ -92,7 +102,7 @@ static SM_NOINLINE void untag_rare(uint32_t id, size_t req, const void *p) {
 }
 
 void sm_track_untag(uint32_t id, size_t req, const void *p) {
-  if (SM_UNLIKELY((id & SM_TAG_WATCHED) || sm_opt.sample)) {
+  if (SM_UNLIKELY((id & (SM_TAG_WATCHED | SM_TAG_OWN)) || sm_opt.sample)) {
     untag_rare(id, req, p);
     return;
   }
@@ -207,6 +217,10 @@ int sm_tracer_switch_on(int depth, bool sample_given, size_t sample, const char 
     rc = 0;
   }
   sm_unlock(sm_write_lock_ref);
+  /* dlopen, outside write_lock; tracing is on, so the loader's blocks are
+   * tagged as the library's own (SM_TAG_OWN). Captures until it returns
+   * walk without libunwind (unwlib.c). */
+  if (rc == 0) sm_unwlib_load();
   sm_tracer_leave();
   return rc;
 }
@@ -221,8 +235,11 @@ int sm_tracer_switch_off(const char **why) {
 
 void sm_tracer_init(void) {
   sm_tracer_start();
-  /* The helper thread's DTV is the library's, not the program's. */
   sm_ts.busy++;
+  /* Before the helper thread exists (unwlib.c: the two never overlap).
+   * libunwind's own allocations are the library's, untraced. */
+  if (sm_opt.trace) sm_unwlib_load();
+  /* The helper thread's DTV is the library's, not the program's. */
   sm_triggers_init();
   sm_ts.busy--;
 }

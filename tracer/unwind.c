@@ -10,30 +10,30 @@
  * libunwind would give. `unwind=libunwind` uses libunwind alone;
  * `unwind=check` runs both and reports the first capture where they differ.
  *
+ * libunwind is loaded only when the process traces (unwlib.c); until then
+ * (allocations traced before the library's constructor ran) the walker
+ * works alone and a stack it cannot follow gets no frames.
+ *
  * Frames inside libsnapmalloc (the exported malloc, the allocator, the
  * tracer) are dropped by address, so a trace starts at the code that called
  * malloc whatever the inlining. libunwind may allocate on first use in a
  * thread; the tracer's reentrancy guard leaves those blocks untraced. */
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
 #include <string.h>
 
 #include "allocator/internal.h"
 #include "tracer/python.h"
 #include "tracer/tracer.h"
+#include "tracer/unwlib.h"
 
 static uintptr_t self_start, self_end;
 uint32_t sm_unwind_gen;            /* bumped whenever code may have been unmapped */
 static uint64_t fallbacks, checked, mismatches; /* statistics for verbose=1 and unwind=check */
 
-void sm_unwind_init(void) {
-  unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-  sm_modules_self(&self_start, &self_end);
-}
+void sm_unwind_init(void) { sm_modules_self(&self_start, &self_end); }
 
 void sm_unwind_invalidate(void) {
   __atomic_add_fetch(&sm_unwind_gen, 1, __ATOMIC_RELEASE);
-  unw_flush_cache(unw_local_addr_space, 0, 0);
+  if (sm_unwlib_ready()) sm_unw.flush_cache(sm_unw.local_as, 0, 0);
 }
 
 static bool in_self(uintptr_t ip) { return ip >= self_start && ip < self_end; }
@@ -43,7 +43,7 @@ static unsigned capture_libunwind(uintptr_t *ips, unsigned depth, bool *truncate
   void *raw[SM_SNAP_MAX_FRAMES + 24];
   unsigned want = depth + 24;
   if (want > sizeof raw / sizeof raw[0]) want = sizeof raw / sizeof raw[0];
-  int got = unw_backtrace(raw, (int)want);
+  int got = sm_unw.backtrace(raw, (int)want);
   if (got < 0) got = 0;
   unsigned i = 0;
   while (i < (unsigned)got && in_self((uintptr_t)raw[i])) i++;
@@ -258,17 +258,17 @@ static unsigned capture_libunwind_py(uintptr_t *ips, unsigned depth, bool *trunc
   unw_cursor_t cur;
   unsigned raw = 0;
   bool more = false;
-  if (unw_getcontext(&uc) == 0 && unw_init_local(&cur, &uc) == 0) {
+  if (sm_unw.getcontext(&uc) == 0 && sm_unw.init_local(&cur, &uc) == 0) {
     do {
       if (raw == PY_RAW_MAX) {
         more = true;
         break;
       }
       unw_word_t w_ip, w_sp;
-      if (unw_get_reg(&cur, UNW_REG_IP, &w_ip) < 0 || unw_get_reg(&cur, UNW_REG_SP, &w_sp) < 0 || !w_ip) break;
+      if (sm_unw.get_reg(&cur, UNW_REG_IP, &w_ip) < 0 || sm_unw.get_reg(&cur, UNW_REG_SP, &w_sp) < 0 || !w_ip) break;
       ip[raw] = (uintptr_t)w_ip;
       sp[raw++] = (uintptr_t)w_sp;
-    } while (unw_step(&cur) > 0);
+    } while (sm_unw.step(&cur) > 0);
   }
   sp[raw] = UINTPTR_MAX;
   unsigned i = 0, n = 0, count = 0;
@@ -297,6 +297,7 @@ static void report_mismatch(const uintptr_t *a, unsigned na, const uintptr_t *b,
 
 /* Runs libunwind as well and reports a capture that differs (unwind=check). */
 void sm_unwind_compare(const uintptr_t *ips, unsigned n, bool truncated, unsigned depth) {
+  if (!sm_unwlib_ready()) return; /* not loaded yet (unwlib.c): nothing to compare with */
   uintptr_t other[SM_SNAP_MAX_FRAMES];
   bool t2;
   unsigned m = capture_libunwind(other, depth, &t2);
@@ -309,7 +310,8 @@ void sm_unwind_compare(const uintptr_t *ips, unsigned n, bool truncated, unsigne
  * describes exactly. */
 SM_NOINLINE unsigned sm_unwind(sm_unwind_cache_t *cache, const sm_stack_start_t *from, uintptr_t *ips,
                                unsigned depth, bool *truncated, sm_walk_log_t *log, sm_py_walk_t *py) {
-  if (cache && sm_opt.unwind != SM_UNWIND_LIBUNWIND) {
+  bool have_libunwind = sm_unwlib_ready();
+  if (cache && (sm_opt.unwind != SM_UNWIND_LIBUNWIND || !have_libunwind)) {
     sm_stack_start_t here;
     if (!from) {
       SM_STACK_HERE(here);
@@ -329,6 +331,11 @@ SM_NOINLINE unsigned sm_unwind(sm_unwind_cache_t *cache, const sm_stack_start_t 
     __atomic_add_fetch(&fallbacks, 1, __ATOMIC_RELAXED);
   }
   if (log) log->full = true; /* nothing to remember */
+  if (SM_UNLIKELY(!have_libunwind)) { /* before unwlib.c loaded it: no frames */
+    *truncated = true;
+    if (py) py->matched = py->seen = 0;
+    return 0;
+  }
   return py ? capture_libunwind_py(ips, depth, truncated, py) : capture_libunwind(ips, depth, truncated);
 }
 

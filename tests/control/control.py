@@ -189,18 +189,27 @@ def need_root():
 # ---------------------------------------------------------------- tests
 
 
+def unwind_mapped(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return "/libunwind.so" in f.read()
+
+
 def t_start_late():
     """Blocks from before `start` stay untraced (their frees change nothing);
-    blocks from after are traced exactly; every snap reaches the target
-    while it blocks in read()."""
+    blocks from after are traced exactly, and the loader's blocks for
+    libunwind, which start loads, are not among them; every snap reaches
+    the target while it blocks in read()."""
     t = Target("control=1,at_exit=0")
     try:
         t.cmd("alloc before 10 1000")
         sites, h = read_snap(snap(t.pid, "off.snap"))
         check(h["tracing"] is False and h["traced"]["current"] == 0 and sites == {},
               "armed but never started: expected an empty snapshot with tracing off, got %r %r" % (h, sites))
+        # libunwind is loaded by the first start, not before (tracer/unwlib.c)
+        check(not unwind_mapped(t.pid), "libunwind is mapped into a process that never traced")
         out = ok("start", t.pid)
         check(out == "pid %d: tracing on (depth 16, every allocation)\n" % t.pid, "start printed %r" % out)
+        check(unwind_mapped(t.pid), "libunwind is not mapped after start")
         t.cmd("alloc after 5 3000")
         sites, h = read_snap(snap(t.pid, "on.snap"))
         check(sites == {"alloc_after": (15000, 5)}, "after start: expected only alloc_after 15000 B in 5 blocks, "

@@ -1,7 +1,9 @@
 #!/bin/sh
-# What loading the library costs a process that never traces: it brings no
-# libm (the sampler's math is tracer/fmath.c's), so a program that does not
-# use libm itself does not get it mapped.
+# What loading the library costs a process that never traces: it links
+# neither libm (the sampler's math is tracer/fmath.c's) nor libunwind (the
+# tracer opens it when tracing starts: tracer/unwlib.c), so neither is
+# mapped into a preloaded program that does not use them itself. With
+# trace=1, libunwind is there, loaded by the library's constructor.
 # Usage: footprint.sh PATH-TO-libsnapmalloc.so
 set -eu
 lib=$1
@@ -10,23 +12,24 @@ if ! command -v readelf > /dev/null 2>&1; then
   exit 77
 fi
 failures=0
+fail() {
+  echo "FAIL: $*"
+  failures=$((failures + 1))
+}
 needed=$(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
 echo "NEEDED: $needed"
-case " $needed " in
-*" libm.so"*)
-  echo "FAIL: the library needs libm ($needed)"
-  failures=$((failures + 1))
-  ;;
-esac
-# cat(1) does not link libm: with the preload, no libm may be mapped either.
-maps=$(LD_PRELOAD=$lib cat /proc/self/maps)
-if ! printf '%s\n' "$maps" | grep -q "$(basename "$lib")"; then
-  echo "FAIL: the library is not in the maps of a process it was preloaded into"
-  failures=$((failures + 1))
-fi
-if printf '%s\n' "$maps" | grep -q '/libm\.so'; then
-  echo "FAIL: libm is mapped into a preloaded cat:"
-  printf '%s\n' "$maps" | grep '/libm\.so'
-  failures=$((failures + 1))
-fi
-[ "$failures" -eq 0 ] && echo "ok: no libm" || exit 1
+case " $needed " in *" libm.so"*) fail "the library needs libm ($needed)" ;; esac
+case " $needed " in *" libunwind"*) fail "the library needs libunwind ($needed)" ;; esac
+# cat(1) links neither libm nor libunwind.
+maps=$(SNAPMALLOC_OPTIONS= LD_PRELOAD=$lib cat /proc/self/maps)
+printf '%s\n' "$maps" | grep -q "$(basename "$lib")" ||
+  fail "the library is not in the maps of a process it was preloaded into"
+for l in libm libunwind liblzma; do
+  if printf '%s\n' "$maps" | grep -q "/$l\.so"; then
+    fail "$l is mapped into a preloaded, untraced cat:"
+    printf '%s\n' "$maps" | grep "/$l\.so"
+  fi
+done
+maps=$(SNAPMALLOC_OPTIONS=trace=1,at_exit=0 LD_PRELOAD=$lib cat /proc/self/maps)
+printf '%s\n' "$maps" | grep -q '/libunwind\.so' || fail "libunwind is not mapped into a cat traced with trace=1"
+[ "$failures" -eq 0 ] && echo "ok: no libm; libunwind only when tracing" || exit 1
