@@ -1,5 +1,5 @@
 /* Size classes of the pools: multiples of 16 up to 128, then four
- * classes per doubling up to 32 KiB (1280, 1536, 1792, 2048, ...). The worst
+ * classes per doubling up to 64 KiB (1280, 1536, 1792, 2048, ...). The worst
  * internal waste is under 20% above 128 B. Classes up to SM_SMALL_MAX live in
  * 64 KiB pages, the rest in 512 KiB pages. There is no 8-byte class: every
  * block has a second word, where a freed block keeps its free mark (see
@@ -19,7 +19,7 @@ extern const uint8_t sm_small_class[SM_SMALL_MAX / 8 + 1];
 SM_INLINE unsigned sm_size_class(size_t size) {
   if (SM_LIKELY(size <= SM_SMALL_MAX)) return sm_small_class[(size + 7) >> 3];
   size_t s = size - 1;
-  unsigned b = sm_log2(s); /* 10..14 for 1025..32768 */
+  unsigned b = sm_log2(s); /* 10..15 for 1025..65536 */
   return 8u + (b - 7u) * 4u + (unsigned)((s >> (b - 2u)) & 3u);
 }
 

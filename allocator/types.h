@@ -25,8 +25,8 @@
 #define SM_PAGES_MAX (SM_SEGMENT_SIZE >> SM_SMALL_PAGE_SHIFT) /* 64 */
 
 #define SM_SMALL_MAX  ((size_t)1024)
-#define SM_POOL_MAX   ((size_t)32 * 1024) /* largest request served by pools */
-#define SM_CLASS_COUNT 40                 /* size classes, see sizeclass.c */
+#define SM_POOL_MAX   ((size_t)64 * 1024) /* largest request served by pools */
+#define SM_CLASS_COUNT 44                 /* size classes, see sizeclass.c */
 
 /* Smallest alignment every malloc result has (glibc: 2 * sizeof(size_t)). */
 #define SM_MIN_ALIGN 16

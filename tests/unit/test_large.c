@@ -66,7 +66,7 @@ int main(void) {
 
   /* coalescing with both neighbours */
   sm_arena_t *a = arena0();
-  void *x = sm_malloc(100000), *y = sm_malloc(100000), *z = sm_malloc(100000), *w = sm_malloc(100000);
+  void *x = sm_malloc(150000), *y = sm_malloc(150000), *z = sm_malloc(150000), *w = sm_malloc(150000);
   CHECK((uint8_t *)y == (uint8_t *)x + sm_usable_size(x) + SM_LB_HDR); /* carved in address order */
   size_t free_before = sm_splay_check(a->root);
   sm_free(y);
@@ -75,11 +75,11 @@ int main(void) {
   CHECK(sm_splay_check(a->root) == free_before + 1);
   sm_free(z); /* merges x+y with z: still one block */
   CHECK(sm_splay_check(a->root) == free_before + 1);
-  void *big = sm_malloc(250000); /* best fit: the merged x+y+z hole */
+  void *big = sm_malloc(370000); /* best fit: the merged x+y+z hole */
   CHECK_MSG(big == x, "best fit did not reuse the coalesced hole (%p vs %p)", big, x);
   CHECK(check_arena() == 0);
   /* the split remainder stays free and is reused */
-  void *rest = sm_malloc(40000); /* fits the ~50 KB remainder of the hole */
+  void *rest = sm_malloc(70000); /* fits the ~80 KB remainder of the hole */
   CHECK(rest == (uint8_t *)big + sm_usable_size(big) + SM_LB_HDR);
   sm_free(rest);
   sm_free(big);
@@ -87,12 +87,12 @@ int main(void) {
   CHECK(check_arena() == 0);
 
   /* in-place growth into a free neighbour, and shrink */
-  void *g = sm_malloc(50000);
-  void *h = sm_malloc(50000);
+  void *g = sm_malloc(80000);
+  void *h = sm_malloc(80000);
   sm_free(h);
-  CHECK(sm_realloc(g, 90000) == g);
-  CHECK(sm_usable_size(g) >= 90000);
-  CHECK(sm_realloc(g, 40000) == g);
+  CHECK(sm_realloc(g, 150000) == g);
+  CHECK(sm_usable_size(g) >= 150000);
+  CHECK(sm_realloc(g, 70000) == g);
   CHECK(check_arena() == 0);
   sm_free(g);
 
