@@ -79,16 +79,9 @@ static SM_NOINLINE void *malloc_big(size_t size, size_t align) {
 
 void *sm_malloc(size_t size) {
   if (SM_LIKELY(size <= SM_POOL_MAX)) {
-    sm_heap_t *h = sm_heap_tls;
-    sm_page_t *pg = h->cur[sm_size_class(size)];
-    sm_block_t *b = pg->free;
-    if (SM_LIKELY(b != NULL)) {
-      pg->free = b->next;
-      sm_page_set_used(pg, pg->used + 1);
-      b->mark = 0; /* handed out: a free finds no mark */
-      return b;
-    }
-    return sm_pool_malloc_slow(h, size);
+    void *p = sm_malloc_fast(size);
+    if (SM_LIKELY(p != NULL)) return p;
+    return sm_pool_malloc_slow(sm_heap_tls, size);
   }
   return malloc_big(size, 0);
 }

@@ -189,6 +189,18 @@ size_t sm_huge_mapped(void);
 
 /* ---- alloc.c: the entry points */
 void *sm_malloc(size_t size);
+/* malloc's fast path, for size <= SM_POOL_MAX: a block off the thread's
+ * current page of size's class, or NULL (then sm_malloc does the rest). */
+SM_INLINE void *sm_malloc_fast(size_t size) {
+  sm_heap_t *h = sm_heap_tls;
+  sm_page_t *pg = h->cur[sm_size_class(size)];
+  sm_block_t *b = pg->free;
+  if (SM_UNLIKELY(b == NULL)) return NULL;
+  pg->free = b->next;
+  sm_page_set_used(pg, pg->used + 1);
+  b->mark = 0; /* handed out: a free finds no mark */
+  return b;
+}
 void sm_free(void *p);
 /* free(p) that also takes the block's tag and, when it had one, passes it
  * and p (to compare, not to read: the block is free) to sm_tag_released

@@ -57,7 +57,22 @@ SM_INLINE void *unlinked(void *p) {
     return r_;                                             \
   } while (0)
 
-SM_EXPORT void *malloc(size_t size) { TRACED(sm_malloc(size), size); }
+/* malloc's pool fast path is inline here and keeps nothing for after a
+ * call: whatever else (the slow and large paths, tracing) is a tail call
+ * out of line, so the fast path saves no register and sets up no frame. */
+static SM_NOINLINE void *malloc_rest(size_t size) { TRACED(sm_malloc(size), size); }
+static SM_NOINLINE void *malloc_traced(void *p, size_t size) { TRACED(p, size); }
+
+SM_EXPORT void *malloc(size_t size) {
+  if (SM_LIKELY(size <= SM_POOL_MAX)) {
+    void *p = sm_malloc_fast(size);
+    if (SM_LIKELY(p != NULL)) {
+      if (SM_UNLIKELY(TRACING())) return malloc_traced(p, size);
+      return p;
+    }
+  }
+  return malloc_rest(size);
+}
 
 /* One test on the default path: sm_free_hook is set (to sm_free_traced or
  * sm_free_unchecked) when tracing is on or the free checks are off. */
