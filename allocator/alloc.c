@@ -5,7 +5,7 @@
  *
  * malloc fast path: class lookup, pop from the thread's current page of that
  * class, one test. free fast path: segment map lookup, owner test, push onto
- * the page's local list, one test. Everything else is out of line. */
+ * the page's free list, one test. Everything else is out of line. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
@@ -141,10 +141,10 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
     uint32_t used = pg->used;
     /* Fast unless the page is about to be empty (used <= 1) or may be on
      * the full list (used == reserved). */
-    if (SM_LIKELY(used - 2u < pg->reserved - 2u && (checked || b != pg->local_free))) {
+    if (SM_LIKELY(used - 2u < pg->reserved - 2u && (checked || b != pg->free))) {
       b->mark = mark;
-      b->next = pg->local_free;
-      pg->local_free = b;
+      b->next = pg->free; /* LIFO: the next malloc of the page takes it, still in cache */
+      pg->free = b;
       sm_page_set_used(pg, used - 1);
       return;
     }

@@ -1,7 +1,9 @@
 /* Small and medium blocks: pages of one size class inside pool segments.
  *
- * The fast paths (alloc.c) pop from page->free and push to page->local_free
- * with no lock and no atomic. This file is everything else: finding a page
+ * The fast paths (alloc.c) pop from and push to page->free (LIFO: a block
+ * freed is the page's next one handed out, while it is still in cache)
+ * with no lock and no atomic; the owner's slow-path frees go to
+ * page->local_free. This file is everything else: finding a page
  * with free blocks, carving new pages, collecting blocks other threads freed
  * (page->thread_free, an atomic stack), retiring empty pages, purging their
  * memory, and handing segments over when a thread exits.

@@ -73,7 +73,7 @@ typedef struct sm_page {
   uint32_t used;           /* blocks handed out and not yet back on free/local_free */
   uint32_t tagged;         /* atomic: live blocks with a nonzero tag when sm_tag_counted, else 1 once
                               the page has tags (0: free skips the tags) */
-  sm_block_t *local_free;  /* blocks freed by the owner thread since the last collect */
+  sm_block_t *local_free;  /* blocks the owner freed through its slow paths since the last collect */
   sm_block_t *thread_free; /* atomic stack of blocks freed by other threads */
   uint8_t *start;          /* first block of the page */
   uint32_t block_size;     /* bytes per block; 0 while the page is unassigned */

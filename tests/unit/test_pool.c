@@ -115,6 +115,18 @@ int main(void) {
   CHECK_MSG(pages >= 5, "20000 16-byte blocks on only %d pages", pages);
   for (int i = 0; i < 20000; i++) sm_free(many[i]);
 
+  /* LIFO: the block its owner freed last is the next one malloc hands out
+   * (its page being the current one), not another block of the page. */
+  {
+    void *a = sm_malloc(400), *b = sm_malloc(400), *c = sm_malloc(400);
+    sm_free(b);
+    void *d = sm_malloc(400);
+    CHECK_MSG(d == b, "malloc after a free of %p returned %p, not the block just freed", b, d);
+    sm_free(a);
+    sm_free(c);
+    sm_free(d);
+  }
+
   /* A full page that gets one block back goes behind the page being
    * allocated from: made current, it would hand out that one block, be
    * full again, and send the next malloc down the slow path (a free then a
