@@ -7,7 +7,6 @@
 #ifndef SM_TRACER_INTERNAL_H
 #define SM_TRACER_INTERNAL_H
 
-
 #include "allocator/internal.h"
 #include "tracer/python.h"
 #include "tracer/tracer.h"

@@ -2,11 +2,12 @@
  * (unwind.c) needs libunwind only for frames it cannot follow, for
  * `unwind=libunwind` and `unwind=check`, and the exit-time leak scan to
  * find exit()'s frames; a process that never traces never needs it. So
- * the library does not link it (that alone cost each process about 0.3
- * MiB of resident memory: libunwind and its liblzma mapped and relocated),
- * and this file opens it with dlopen when tracing may start: from the
- * library's constructor with trace=1, and on the control channel's helper
- * thread before a `start`. Both run outside any allocation.
+ * the library does not link it (linked, it cost each process 0.1 to 0.4
+ * MiB of resident memory: libunwind and its liblzma mapped and relocated;
+ * docs/allocator.md, "Footprint"), and this file opens it with dlopen when
+ * tracing starts: from the library's constructor with trace=1, and on the
+ * control channel's helper thread once a `start` switched tracing on. Both
+ * run outside any allocation.
  *
  * Before it is loaded (the allocations of the loader and of other
  * libraries' constructors, traced from the process's first malloc with
