@@ -81,8 +81,12 @@ void *sm_malloc(size_t size) {
   if (SM_LIKELY(size <= SM_POOL_MAX)) {
     void *p = sm_malloc_fast(size);
     if (SM_LIKELY(p != NULL)) return p;
-    return sm_pool_malloc_slow(sm_heap_tls, size);
   }
+  return sm_malloc_rest(size);
+}
+
+void *sm_malloc_rest(size_t size) {
+  if (size <= SM_POOL_MAX) return sm_pool_malloc_slow(sm_heap_tls, size);
   return malloc_big(size, 0);
 }
 

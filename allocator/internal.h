@@ -190,7 +190,10 @@ size_t sm_huge_mapped(void);
 /* ---- alloc.c: the entry points */
 void *sm_malloc(size_t size);
 /* malloc's fast path, for size <= SM_POOL_MAX: a block off the thread's
- * current page of size's class, or NULL (then sm_malloc does the rest). */
+ * current page of size's class, or NULL (then sm_malloc_rest). */
+/* What sm_malloc does when sm_malloc_fast found nothing, or size is above
+ * SM_POOL_MAX: the slow and large paths. */
+void *sm_malloc_rest(size_t size);
 SM_INLINE void *sm_malloc_fast(size_t size) {
   sm_heap_t *h = sm_heap_tls;
   sm_page_t *pg = h->cur[sm_size_class(size)];

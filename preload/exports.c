@@ -60,7 +60,7 @@ SM_INLINE void *unlinked(void *p) {
 /* malloc's pool fast path is inline here and keeps nothing for after a
  * call: whatever else (the slow and large paths, tracing) is a tail call
  * out of line, so the fast path saves no register and sets up no frame. */
-static SM_NOINLINE void *malloc_rest(size_t size) { TRACED(sm_malloc(size), size); }
+static SM_NOINLINE void *malloc_rest(size_t size) { TRACED(sm_malloc_rest(size), size); }
 static SM_NOINLINE void *malloc_traced(void *p, size_t size) { TRACED(p, size); }
 
 SM_EXPORT void *malloc(size_t size) {
