@@ -169,14 +169,21 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
 
 void (*sm_tag_released)(uint32_t trace, size_t req, const void *p);
 
-/* A traced free of a block that may carry a tag: the tag is taken before
- * the block can be reused, and handed to the tracer after the free. */
+/* A traced free of a block of a page with tags: the block's tag, if it
+ * has one, is taken before the block can be reused, and handed to the
+ * tracer after the free. With sampling most blocks of such a page have
+ * none. A double free finds no tag (the first free cleared it), and a bad
+ * pointer no slot: pool_free reports both. */
 static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, void *p) {
-  if (pool_misuse(pg, p, sm_marks.local)) sm_pool_bad_free(seg, pg, p); /* before the tag of another block is taken */
-  size_t req = 0;
-  uint32_t trace = sm_tag_take_pool(pg, p, &req);
+  uint64_t *slot = sm_tag_slot_checked(pg, p);
+  uint64_t tag = slot ? *slot : 0;
+  if (!tag) {
+    pool_free(seg, pg, p, true);
+    return;
+  }
+  sm_tag_clear(pg, slot);
   pool_free(seg, pg, p, true);
-  if (trace) sm_tag_released(trace, req, p);
+  sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), p);
 }
 
 static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
@@ -186,9 +193,9 @@ static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
   if (trace) sm_tag_released(trace, req, p);
 }
 
-/* free. With `tracing`, a block that may carry a tag goes out of line;
- * any other (with sampling, nearly every block) takes the untraced path,
- * so a traced free of an untagged block costs one load and a test more.
+/* free. With `tracing`, a block of a page with tags goes out of line; any
+ * other (with sampling, nearly every block) takes the untraced path, so a
+ * traced free of an untagged page's block costs one load and a test more.
  * `checked`: see pool_free (traced frees are always checked). */
 SM_INLINE void free_impl(void *p, const bool tracing, const bool checked) {
   sm_segment_t *seg;

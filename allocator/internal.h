@@ -265,6 +265,24 @@ SM_INLINE bool sm_tag_page_tagged(const sm_page_t *pg) {
   return __atomic_load_n(&pg->tagged, __ATOMIC_RELAXED) != 0;
 }
 
+/* The tag slot of the pool block p in page pg (a page that has tags), or
+ * NULL when p is not one of the page's blocks: the block test of the free
+ * checks (a multiply and a compare, see sm_block_mulc), so that a bad
+ * pointer never reads or clears the slot of another block. free() reads
+ * the slot inline: with sampling most blocks of a tagged page carry none,
+ * and they take the plain free. */
+SM_INLINE uint64_t *sm_tag_slot_checked(const sm_page_t *pg, const void *p) {
+  uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
+  uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
+  if (SM_UNLIKELY(!tags || off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED))) return NULL;
+  return &tags[sm_class_div(off, pg->cls)];
+}
+/* Clears the slot sm_tag_slot_checked gave, whose tag the caller read. */
+SM_INLINE void sm_tag_clear(sm_page_t *pg, uint64_t *slot) {
+  *slot = 0;
+  if (sm_tag_counted) __atomic_sub_fetch(&pg->tagged, 1, __ATOMIC_RELAXED);
+}
+
 /* ---- walk: every live block, for the leak scanner. fn gets the block's
  * start, its requested size (the block size when unknown) and its trace id.
  * The caller holds every lock of the library (the lock table): fn must
