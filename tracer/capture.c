@@ -40,7 +40,8 @@ static sm_memo_t *memo_set(sm_tlocal_t *tl, const sm_stack_start_t *from) {
 static uint32_t memo_key(uint32_t gen, bool py) { return gen << 1 | py; }
 
 SM_INLINE bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, uint32_t key) {
-  if (!m->trace || m->ra != from->ra || m->sp != from->sp || (m->bp_used && m->bp != from->bp) || m->key != key)
+  /* The start first: in the other ways of a set it differs. */
+  if (m->ra != from->ra || m->sp != from->sp || m->key != key || !m->trace || (m->bp_used && m->bp != from->bp))
     return false;
   for (unsigned i = 0; i < m->n; i++)
     if (*(const uintptr_t *)(from->sp + m->off[i]) != m->val[i]) return false;
@@ -49,11 +50,17 @@ SM_INLINE bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, ui
 
 /* The trace a memo entry recorded for this start, if the stack still holds
  * what the walk read then; NULL otherwise. */
-static sm_trace_t *memo_lookup(sm_tlocal_t *tl, const sm_stack_start_t *from) {
+SM_INLINE sm_trace_t *memo_lookup(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   sm_memo_t *set = memo_set(tl, from);
   uint32_t key = memo_key(__atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE), false);
-  for (unsigned w = 0; w < MEMO_WAYS; w++)
-    if (memo_matches(&set[w], from, key)) return set[w].trace;
+  /* Newest fill first: ways of one start that differ further out (the same
+   * call site reached along other paths) each compare words before they
+   * fail, and the stack just walked is the likeliest to come again. */
+  unsigned newest = set[0].next_victim + MEMO_WAYS - 1u;
+  for (unsigned k = 0; k < MEMO_WAYS; k++) {
+    const sm_memo_t *m = &set[(newest - k) % MEMO_WAYS];
+    if (memo_matches(m, from, key)) return m->trace;
+  }
   return NULL;
 }
 
@@ -195,7 +202,9 @@ done:
   return trace_of(tl, out, m, strunc || full || st.more, gen);
 }
 
-sm_trace_t *sm_capture(sm_tlocal_t *tl, const sm_stack_start_t *from) {
+/* Everything but a memo hit of a native stack: Python threads, a walk, the
+ * check mode. Out of line, with the walk's buffers in its frame. */
+static SM_NOINLINE sm_trace_t *capture_walk(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   sm_trace_t *t;
   if (SM_UNLIKELY(__atomic_load_n(&sm_py_on, __ATOMIC_ACQUIRE))) {
     uintptr_t ts = sm_py_rt.ops->thread(&sm_py_rt);
@@ -219,4 +228,14 @@ sm_trace_t *sm_capture(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   t = trace_of(tl, ips, n, truncated, gen);
   if (use_memo && reusable(t, &log, n, truncated)) memo_fill(tl, from, &log, gen, false, t);
   return t;
+}
+
+/* The common case first, in a frame of its own size: a native thread, the
+ * own walker, and a memo hit. */
+sm_trace_t *sm_capture(sm_tlocal_t *tl, const sm_stack_start_t *from) {
+  if (SM_LIKELY(!__atomic_load_n(&sm_py_on, __ATOMIC_RELAXED) && tl && from && sm_opt.unwind == SM_UNWIND_FAST)) {
+    sm_trace_t *t = memo_lookup(tl, from);
+    if (SM_LIKELY(t != NULL)) return t;
+  }
+  return capture_walk(tl, from);
 }
