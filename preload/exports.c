@@ -61,13 +61,16 @@ SM_INLINE void *unlinked(void *p) {
  * call: whatever else (the slow and large paths, tracing) is a tail call
  * out of line, so the fast path saves no register and sets up no frame. */
 static SM_NOINLINE void *malloc_rest(size_t size) { TRACED(sm_malloc_rest(size), size); }
-static SM_NOINLINE void *malloc_traced(void *p, size_t size) { TRACED(p, size); }
 
 SM_EXPORT void *malloc(size_t size) {
   if (SM_LIKELY(size <= SM_POOL_MAX)) {
     void *p = sm_malloc_fast(size);
     if (SM_LIKELY(p != NULL)) {
-      if (SM_UNLIKELY(TRACING())) return malloc_traced(p, size);
+      if (SM_UNLIKELY(TRACING())) {
+        /* TRACED's test inline: with sampling, most allocations stop here. */
+        if (!sm_track_wanted(size)) return unlinked(p);
+        return traced(unlinked(p), size);
+      }
       return p;
     }
   }
