@@ -79,7 +79,8 @@ static SM_NOINLINE void *malloc_big(size_t size, size_t align) {
 
 void *sm_malloc(size_t size) {
   if (SM_LIKELY(size <= SM_POOL_MAX)) {
-    void *p = sm_malloc_fast(size);
+    sm_page_t *pg;
+    void *p = sm_malloc_fast(size, &pg);
     if (SM_LIKELY(p != NULL)) return p;
   }
   return sm_malloc_rest(size);

@@ -189,12 +189,14 @@ size_t sm_huge_mapped(void);
 
 /* ---- alloc.c: the entry points */
 void *sm_malloc(size_t size);
-/* malloc's fast path, for size <= SM_POOL_MAX: a block off the thread's
- * current page of size's class, or NULL (then sm_malloc_rest). */
 /* What sm_malloc does when sm_malloc_fast found nothing, or size is above
  * SM_POOL_MAX: the slow and large paths. */
 void *sm_malloc_rest(size_t size);
-SM_INLINE void *sm_malloc_fast(size_t size) {
+/* malloc's fast path, for size <= SM_POOL_MAX: a block off the thread's
+ * current page of size's class, or NULL (then sm_malloc_rest). *page gets
+ * the block's page, which the tracer tags it in (sm_tag_set_in_page); an
+ * untraced caller lets the compiler drop it. */
+SM_INLINE void *sm_malloc_fast(size_t size, sm_page_t **page) {
   sm_heap_t *h = sm_heap_tls;
   sm_page_t *pg = h->cur[sm_size_class(size)];
   sm_block_t *b = pg->free;
@@ -202,6 +204,7 @@ SM_INLINE void *sm_malloc_fast(size_t size) {
   pg->free = b->next;
   sm_page_set_used(pg, pg->used + 1);
   b->mark = 0; /* handed out: a free finds no mark */
+  *page = pg;
   return b;
 }
 void sm_free(void *p);
@@ -250,10 +253,20 @@ extern size_t (*sm_libc_usable_size)(void *);
  * the call. */
 bool sm_tag_watch(const void *p);
 bool sm_tag_set(void *p, uint32_t trace, size_t request); /* false: no memory for the side array */
+extern bool sm_tag_counted; /* pages count their tagged blocks (set before tracing starts) */
+/* sm_tag_set for a pool block of page pg, known to the caller (malloc's
+ * fast path): no segment lookup. */
+SM_INLINE bool sm_tag_set_in_page(sm_page_t *pg, void *p, uint32_t trace, size_t request) {
+  uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
+  if (SM_LIKELY(tags != NULL && !sm_tag_counted)) {
+    tags[sm_class_div((size_t)((const uint8_t *)p - pg->start), pg->cls)] = trace | (uint64_t)request << 32;
+    return true;
+  }
+  return sm_tag_set(p, trace, request);
+}
 uint32_t sm_tag_take(void *p, size_t *request);           /* reads and clears */
 /* sm_tag_take for a block of a pool page (pg is the block's page). */
 uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request);
-extern bool sm_tag_counted; /* pages count their tagged blocks (set before tracing starts) */
 /* New blocks are carved from zeroed memory (set by the tracer when a leak
  * scan may run: old data of a page's previous size class would otherwise
  * look like pointers). */

@@ -18,12 +18,14 @@
 /* Out of line so that the untraced fast paths need no stack frame. The
  * stack walk starts at this function's caller: the entry point when it
  * called us, the program when the entry point jumped here. */
-static SM_NOINLINE void *traced(void *p, size_t req) {
+static SM_NOINLINE void *traced_in(void *p, size_t req, sm_page_t *page) {
   sm_stack_start_t from;
   SM_STACK_HERE(from);
-  sm_track_alloc(p, req, &from);
+  sm_track_alloc(p, req, &from, page);
   return p;
 }
+/* A block whose pool page the caller does not know (or not a pool block). */
+#define traced(p, req) traced_in((p), (req), NULL)
 
 /* A small block comes off its page's free list with the list's link to the
  * next free block still in its first word. When the program never writes
@@ -64,12 +66,13 @@ static SM_NOINLINE void *malloc_rest(size_t size) { TRACED(sm_malloc_rest(size),
 
 SM_EXPORT void *malloc(size_t size) {
   if (SM_LIKELY(size <= SM_POOL_MAX)) {
-    void *p = sm_malloc_fast(size);
+    sm_page_t *pg;
+    void *p = sm_malloc_fast(size, &pg);
     if (SM_LIKELY(p != NULL)) {
       if (SM_UNLIKELY(TRACING())) {
         /* TRACED's test inline: with sampling, most allocations stop here. */
         if (!sm_track_wanted(size)) return unlinked(p);
-        return traced(unlinked(p), size);
+        return traced_in(unlinked(p), size, pg);
       }
       return p;
     }

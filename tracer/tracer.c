@@ -32,10 +32,12 @@ bool sm_tracer_busy_here(void) { return sm_ts.busy > 0; }
  * anything else, it is temporary. sm_sample_left moves with every
  * successful allocation the thread makes, traced or not (with sampling
  * too), so its value just after this one tells whether another came since. */
-SM_INLINE void record(void *p, size_t req, const sm_stack_start_t *from, const bool sampled) {
+SM_INLINE void record(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled) {
   sm_tlocal_t *tl = sm_tlocal();
   sm_trace_t *t = sm_capture(tl, from);
-  if (!t || !sm_tag_set(p, t->id, req)) return; /* out of metadata: untraced */
+  if (!t) return;
+  bool tagged = page ? sm_tag_set_in_page(page, p, t->id, req) : sm_tag_set(p, t->id, req);
+  if (!tagged) return; /* out of metadata: untraced */
   uint64_t size = req, count_fp = SM_FP_ONE;
   if (sampled) sm_tracer_weight(req, &size, &count_fp);
   sm_counters_change(t->id, (int64_t)size, (int64_t)count_fp, true, 0);
@@ -48,7 +50,7 @@ SM_INLINE void record(void *p, size_t req, const sm_stack_start_t *from, const b
 /* An allocation from inside the tracer: the library's own (SM_TAG_OWN). */
 static SM_NOINLINE SM_COLD void track_own(void *p, size_t req) { sm_tag_set(p, SM_TAG_OWN, req); }
 
-SM_INLINE void track(void *p, size_t req, const sm_stack_start_t *from, const bool sampled) {
+SM_INLINE void track(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled) {
   if (!p) return;
   if (SM_UNLIKELY(sm_ts.busy)) {
     track_own(p, req);
@@ -56,24 +58,24 @@ SM_INLINE void track(void *p, size_t req, const sm_stack_start_t *from, const bo
   }
   sm_ts.busy++;
   sm_triggers_maybe_restart();
-  record(p, req, from, sampled);
+  record(p, req, from, page, sampled);
   sm_ts.busy--;
 }
 
-static SM_NOINLINE void track_sampled(void *p, size_t req, const sm_stack_start_t *from) {
-  if (sm_sample_point(req)) track(p, req, from, true);
+static SM_NOINLINE void track_sampled(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page) {
+  if (sm_sample_point(req)) track(p, req, from, page, true);
 }
 
-void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from) {
+void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page) {
   /* The hot path's test was a plain load; this one orders everything the
    * start published before it (see "switching" below), and drops the
    * block if tracing stopped meanwhile. */
   if (!__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) return;
   if (SM_UNLIKELY(sm_sampling)) {
-    track_sampled(p, req, from);
+    track_sampled(p, req, from, page);
     return;
   }
-  track(p, req, from, false);
+  track(p, req, from, page, false);
 }
 
 /* `sampled` is a constant at each call: the common free (no sampling, no
@@ -114,7 +116,7 @@ void sm_track_untag(uint32_t id, size_t req, const void *p) {
 void sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *q, size_t req,
                       const sm_stack_start_t *from) {
   if (old_trace) sm_track_untag(old_trace, old_req, p);
-  if (q && __atomic_load_n(&sm_trace_on, __ATOMIC_RELAXED) && sm_track_wanted(req)) sm_track_alloc(q, req, from);
+  if (q && __atomic_load_n(&sm_trace_on, __ATOMIC_RELAXED) && sm_track_wanted(req)) sm_track_alloc(q, req, from, NULL);
 }
 
 /* ---------------------------------------------------------------- switching

@@ -67,9 +67,11 @@ typedef struct sm_stack_start {
   } while (0)
 
 /* Charges block p (req bytes asked for) to the current stack, walked from
- * `from` (or from the tracer's own frame when NULL). Call it only when
- * sm_track_wanted(req) said yes. */
-void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from);
+ * `from` (or from the tracer's own frame when NULL). page: the pool page p
+ * came from when the caller knows it (malloc's fast path), else NULL. Call
+ * it only when sm_track_wanted(req) said yes. */
+struct sm_page;
+void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, struct sm_page *page);
 /* Un-charges block p, which had tag (id, req) (sm_free_traced took it);
  * p is only compared, never read (it may be reused already). */
 void sm_track_untag(uint32_t id, size_t req, const void *p);
