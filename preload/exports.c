@@ -27,6 +27,19 @@ static SM_NOINLINE void *traced_in(void *p, size_t req, sm_page_t *page) {
 /* A block whose pool page the caller does not know (or not a pool block). */
 #define traced(p, req) traced_in((p), (req), NULL)
 
+/* traced_in for malloc's fast path, which reaches it by a jump: at entry
+ * the return address on top of the stack is malloc's caller's, and rbp
+ * is still the caller's (malloc keeps no frame). So this reads the walk's
+ * start without a frame of its own and jumps on, with p, req and page
+ * untouched in their argument registers: the tracer returns p to malloc's
+ * caller. x86-64 only, as the stack walker is. */
+__attribute__((naked, used)) static void *traced_jump(void *p, size_t req, sm_page_t *page) {
+  __asm__ volatile("movq (%%rsp), %%rcx\n\t" /* ra */
+                   "leaq 8(%%rsp), %%r8\n\t" /* sp after the return */
+                   "movq %%rbp, %%r9\n\t"     /* bp */
+                   "jmp sm_track_alloc_from" ::: "memory");
+}
+
 /* A small block comes off its page's free list with the list's link to the
  * next free block still in its first word. When the program never writes
  * that word, the exit-time leak scan would take the link for a pointer and
@@ -72,7 +85,7 @@ SM_EXPORT void *malloc(size_t size) {
       if (SM_UNLIKELY(TRACING())) {
         /* TRACED's test inline: with sampling, most allocations stop here. */
         if (!sm_track_wanted(size)) return unlinked(p);
-        return traced_in(unlinked(p), size, pg);
+        return traced_jump(unlinked(p), size, pg);
       }
       return p;
     }

@@ -66,7 +66,7 @@ static SM_NOINLINE void track_sampled(void *p, size_t req, const sm_stack_start_
   if (sm_sample_point(req)) track(p, req, from, page, true);
 }
 
-void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page) {
+SM_INLINE void track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page) {
   /* The hot path's test was a plain load; this one orders everything the
    * start published before it (see "switching" below), and drops the
    * block if tracing stopped meanwhile. */
@@ -76,6 +76,18 @@ void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t
     return;
   }
   track(p, req, from, page, false);
+}
+
+void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page) {
+  track_alloc(p, req, from, page);
+}
+
+/* The whole traced malloc in one frame. `used`: its one caller is an asm
+ * jump, which link-time optimisation does not see. */
+__attribute__((used)) void *sm_track_alloc_from(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp, uintptr_t bp) {
+  const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
+  track_alloc(p, req, &from, page);
+  return p;
 }
 
 /* `sampled` is a constant at each call: the common free (no sampling, no

@@ -72,6 +72,10 @@ typedef struct sm_stack_start {
  * it only when sm_track_wanted(req) said yes. */
 struct sm_page;
 void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, struct sm_page *page);
+/* sm_track_alloc with the start in registers (ra, sp, bp), returning p:
+ * what malloc's traced path jumps to through preload/exports.c's
+ * trampoline, which needs no frame of its own to read them. */
+void *sm_track_alloc_from(void *p, size_t req, struct sm_page *page, uintptr_t ra, uintptr_t sp, uintptr_t bp);
 /* Un-charges block p, which had tag (id, req) (sm_free_traced took it);
  * p is only compared, never read (it may be reused already). */
 void sm_track_untag(uint32_t id, size_t req, const void *p);
