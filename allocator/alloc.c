@@ -183,7 +183,10 @@ static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, void 
     return;
   }
   sm_tag_clear(pg, slot);
-  pool_free(seg, pg, p, true);
+  /* The block test is passed (the slot was found through it), and a block
+   * with a tag is live: every free clears the tag before it marks the
+   * block free. The slow and remote paths check everything anyway. */
+  pool_free(seg, pg, p, false);
   sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), p);
 }
 
