@@ -56,11 +56,10 @@ SM_INLINE sm_trace_t *memo_lookup(sm_tlocal_t *tl, const sm_stack_start_t *from)
   /* Newest fill first: ways of one start that differ further out (the same
    * call site reached along other paths) each compare words before they
    * fail, and the stack just walked is the likeliest to come again. */
-  unsigned newest = set[0].next_victim + MEMO_WAYS - 1u;
-  for (unsigned k = 0; k < MEMO_WAYS; k++) {
-    const sm_memo_t *m = &set[(newest - k) % MEMO_WAYS];
-    if (memo_matches(m, from, key)) return m->trace;
-  }
+  const sm_memo_t *newest = &set[(set[0].next_victim + MEMO_WAYS - 1u) % MEMO_WAYS];
+  if (memo_matches(newest, from, key)) return newest->trace;
+  for (unsigned w = 0; w < MEMO_WAYS; w++)
+    if (&set[w] != newest && memo_matches(&set[w], from, key)) return set[w].trace;
   return NULL;
 }
 
