@@ -219,6 +219,7 @@ static SM_NOINLINE sm_trace_t *capture_walk(sm_tlocal_t *tl, const sm_stack_star
   uintptr_t ips[SM_SNAP_MAX_FRAMES];
   bool truncated = false;
   sm_walk_log_t log;
+  if (tl) sm_counters_prefetch_victim(tl);
   uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
   /* After gen: a start that changes the depth stores it before it moves
    * gen on, so a walk of the old depth is never memoized under the new gen. */

@@ -216,6 +216,15 @@ SM_NOINLINE void sm_counters_change_slow(uint32_t id, int64_t size, int64_t coun
   sm_current_add(td, size);
 }
 
+void sm_counters_prefetch_victim(sm_tlocal_t *td) {
+  uint32_t next = sm_trace_next_id();
+  uint64_t key = __atomic_load_n(&td->d[next & (SM_DELTA_SLOTS - 1)].key, __ATOMIC_RELAXED);
+  uint32_t id = (uint32_t)(key & SM_TRACE_ID_MASK);
+  if (!id || id == next) return;
+  const sm_trace_t *t = sm_trace_by_id(id);
+  if (t) __builtin_prefetch(&t->epoch, 1);
+}
+
 /* The rare parts of a change: a new high of the thread's pending bytes
  * (maybe a new peak), and publishing them past SM_DELTA_FLUSH. */
 SM_NOINLINE void sm_counters_change_rare(sm_tlocal_t *td) {

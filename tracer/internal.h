@@ -48,6 +48,8 @@ SM_INLINE uint16_t *sm_trace_modules(const sm_trace_t *t) { return (uint16_t *)&
 
 /* The trace with that id, without a lock (NULL: none). */
 sm_trace_t *sm_trace_by_id(uint32_t id);
+/* The id the next new trace will get (a hint: read without the lock). */
+uint32_t sm_trace_next_id(void);
 /* The hash of a stack, computed once per walk: the key of the capture's
  * stack cache and the trace table's hash value (uthash would otherwise hash
  * the frames again, with a slower function, for every find and add). */
@@ -191,6 +193,11 @@ sm_tlocal_t *sm_tlocal_new(void);
  * epoch (the whole change is made there, so that no value lives across the
  * call), and a new high or a flush of the thread's pending bytes. */
 SM_NOINLINE void sm_counters_change_slow(uint32_t id, int64_t size, int64_t count_fp, bool alloc, int64_t temp_fp);
+/* Before a walk that may end in a new trace: starts loading the trace
+ * whose entry that trace would take from td (a program whose stacks keep
+ * changing makes a new trace per walk, and publishing the entry it
+ * replaces then waits for a trace nobody touched for a while). */
+void sm_counters_prefetch_victim(sm_tlocal_t *td);
 SM_NOINLINE void sm_counters_change_rare(sm_tlocal_t *td);
 /* From sm_tracer_start: counters publish a thread's tables when it exits. */
 void sm_counters_start(void);

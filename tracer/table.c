@@ -102,6 +102,8 @@ static bool table_reserve(void) {
   return true;
 }
 
+uint32_t sm_trace_next_id(void) { return __atomic_load_n(&next_id, __ATOMIC_RELAXED); }
+
 sm_trace_t *sm_trace_by_id(uint32_t id) {
   sm_trace_t **chunk = __atomic_load_n(&ids[id >> ID_CHUNK_BITS], __ATOMIC_ACQUIRE);
   return chunk ? __atomic_load_n(&chunk[id & (ID_CHUNK - 1)], __ATOMIC_ACQUIRE) : NULL;
@@ -174,7 +176,7 @@ static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, uns
   *s = t;
   nused++;
   __atomic_store_n(&chunk[id & (ID_CHUNK - 1)], t, __ATOMIC_RELEASE);
-  next_id++;
+  __atomic_store_n(&next_id, next_id + 1, __ATOMIC_RELAXED); /* sm_trace_next_id reads it without the lock */
   trace_count++;
   return t;
 }
