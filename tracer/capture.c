@@ -230,9 +230,10 @@ static SM_NOINLINE sm_trace_t *capture_walk(sm_tlocal_t *tl, const sm_stack_star
   return t;
 }
 
-/* The common case first, in a frame of its own size: a native thread, the
- * own walker, and a memo hit. */
-sm_trace_t *sm_capture(sm_tlocal_t *tl, const sm_stack_start_t *from) {
+/* The common case first: a native thread, the own walker and a memo hit,
+ * inline in the traced allocation's frame (tracer.c, its one caller);
+ * everything else goes to capture_walk. */
+__attribute__((always_inline)) inline sm_trace_t *sm_capture(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   if (SM_LIKELY(!__atomic_load_n(&sm_py_on, __ATOMIC_RELAXED) && tl && from && sm_opt.unwind == SM_UNWIND_FAST)) {
     sm_trace_t *t = memo_lookup(tl, from);
     if (SM_LIKELY(t != NULL)) return t;
