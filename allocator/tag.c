@@ -103,8 +103,7 @@ uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request) {
   uint64_t *slot = &tags[sm_class_div((size_t)((const uint8_t *)p - pg->start), pg->cls)];
   uint64_t v = *slot;
   if (!v) return 0;
-  *slot = 0;
-  if (sm_tag_counted) __atomic_sub_fetch(&pg->tagged, 1, __ATOMIC_RELAXED);
+  sm_tag_clear(pg, slot);
   *request = (size_t)(v >> 32);
   return (uint32_t)v;
 }
