@@ -198,7 +198,7 @@ static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
 }
 
 /* free. With `tracing`, a block of a page with tags goes out of line; any
- * other (with sampling, nearly every block) takes the untraced path, so a
+ * other (with sampling, most blocks) takes the untraced path, so a
  * traced free of an untagged page's block costs one load and a test more.
  * `checked`: see pool_free (traced frees are always checked). */
 SM_INLINE void free_impl(void *p, const bool tracing, const bool checked) {

@@ -281,9 +281,9 @@ SM_INLINE bool sm_tag_page_tagged(const sm_page_t *pg) {
 /* The tag slot of the pool block p in page pg (a page that has tags), or
  * NULL when p is not one of the page's blocks: the block test of the free
  * checks (a multiply and a compare, see sm_block_mulc), so that a bad
- * pointer never reads or clears the slot of another block. free() reads
- * the slot inline: with sampling most blocks of a tagged page carry none,
- * and they take the plain free. */
+ * pointer never reads or clears the slot of another block. The traced
+ * free reads it out of line (alloc.c, free_pool_tagged): with sampling
+ * most blocks of a tagged page carry none, and they take the plain free. */
 SM_INLINE uint64_t *sm_tag_slot_checked(const sm_page_t *pg, const void *p) {
   uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
   uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);

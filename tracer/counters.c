@@ -220,7 +220,7 @@ void sm_counters_prefetch_victim(sm_tlocal_t *td) {
   uint32_t next = sm_trace_next_id();
   uint64_t key = __atomic_load_n(&td->d[next & (SM_DELTA_SLOTS - 1)].key, __ATOMIC_RELAXED);
   uint32_t id = (uint32_t)(key & SM_TRACE_ID_MASK);
-  if (!id || id == next) return;
+  if (!id) return;
   const sm_trace_t *t = sm_trace_by_id(id);
   if (t) __builtin_prefetch(&t->epoch, 1);
 }
