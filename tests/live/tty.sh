@@ -222,7 +222,7 @@ grep -q 'exited with status 127' "$work/screen" && fail "5: the view started (an
 [ -z "$(ls -d "$work"/snapmalloc-live.* 2> /dev/null)" ] || fail "5: the live directory was left"
 
 # ---- 6. live PID: a process armed with control=1, traced by snapmalloc start
-(cd "$src" && LD_PRELOAD="$SNAPMALLOC_LIB" SNAPMALLOC_OPTIONS=control=1 exec "$grow" "$work/stop6" 24) > /dev/null 2>&1 &
+(cd "$src" && LD_PRELOAD="$SNAPMALLOC_LIB" SNAPMALLOC_OPTIONS="control=1,out=$work/six.%p.%n.snap" exec "$grow" "$work/stop6" 24) > /dev/null 2>&1 &
 pid6=$!
 # tracing starts once BIG and MANY are allocated (a snapshot of the armed,
 # untraced process shows them in the heap), so that only GROW grows
@@ -255,6 +255,8 @@ wait_for seven "pid $pid6 has exited" 10 || { fail "6: no word of the process's 
 tm send-keys -t seven q
 wait_for seven '^live exited 0$' 10 || fail "6: live did not end with status 0 after the end and q"
 wait "$pid6" 2> /dev/null
+# its at-exit snapshot goes where its out= says, not into the source tree
+ls "$work"/six."$pid6".*.snap > /dev/null 2>&1 || fail "6: no at-exit snapshot under out="
 
 [ $fails = 0 ] && echo "all terminal live checks passed"
 [ $fails = 0 ]
