@@ -62,7 +62,7 @@ static bool delta_key_ok;
 
 static int64_t traced_current;       /* atomic, bytes */
 static int64_t traced_peak;          /* atomic, bytes */
-uint64_t sm_peak_epoch = SM_EPOCH_ONE; /* atomic; epoch 0 is nobody's, so nothing starts stamped */
+uint64_t sm_peak_epoch = SM_EPOCH_ONE; /* atomic; epoch 0 is nobody's (a thread entry starts unstamped) */
 
 static uint64_t epoch_of(uint64_t key) { return key & ~(uint64_t)SM_TRACE_ID_MASK; }
 
@@ -75,7 +75,7 @@ static void new_epoch(void) { __atomic_add_fetch(&sm_peak_epoch, SM_EPOCH_ONE, _
  * the stamp changes it after they were read. The saved figures are moved
  * by adds (not stores), so that another thread's add into them, right
  * after the stamp, is not overwritten. */
-static SM_NOINLINE void trace_save(sm_trace_t *t, uint64_t seen, uint64_t ep) {
+static SM_NOINLINE void trace_save(sm_tcounts_t *t, uint64_t seen, uint64_t ep) {
   uint64_t size = __atomic_load_n(&t->size, __ATOMIC_RELAXED);
   uint64_t count_fp = __atomic_load_n(&t->count_fp, __ATOMIC_RELAXED);
   uint64_t psize = __atomic_load_n(&t->peak_size, __ATOMIC_RELAXED);
@@ -86,7 +86,7 @@ static SM_NOINLINE void trace_save(sm_trace_t *t, uint64_t seen, uint64_t ep) {
   }
 }
 
-SM_INLINE void trace_touch(sm_trace_t *t, uint64_t ep) {
+SM_INLINE void trace_touch(sm_tcounts_t *t, uint64_t ep) {
   uint64_t seen = __atomic_load_n(&t->epoch, __ATOMIC_ACQUIRE);
   if (SM_UNLIKELY(seen != ep)) trace_save(t, seen, ep);
 }
@@ -96,7 +96,7 @@ SM_INLINE void trace_touch(sm_trace_t *t, uint64_t ep) {
 static void publish_entry(const sm_delta_t *e) {
   uint64_t key = e->key;
   uint32_t id = (uint32_t)(key & SM_TRACE_ID_MASK);
-  sm_trace_t *t = id ? sm_trace_by_id(id) : NULL;
+  sm_tcounts_t *t = id ? sm_trace_counts(id) : NULL;
   if (!t) return;
   uint64_t ep = __atomic_load_n(&sm_peak_epoch, __ATOMIC_ACQUIRE);
   trace_touch(t, ep);
@@ -179,7 +179,7 @@ void sm_counters_start(void) {
 /* A change without a thread table (no memory for one): straight to the
  * shared counters. */
 static void change_shared(uint32_t id, int64_t size, int64_t count_fp, bool alloc, int64_t temp_fp) {
-  sm_trace_t *t = sm_trace_by_id(id);
+  sm_tcounts_t *t = sm_trace_counts(id);
   if (t) {
     trace_touch(t, __atomic_load_n(&sm_peak_epoch, __ATOMIC_ACQUIRE));
     __atomic_add_fetch(&t->size, (uint64_t)size, __ATOMIC_RELAXED);
@@ -221,8 +221,8 @@ void sm_counters_prefetch_victim(sm_tlocal_t *td) {
   uint64_t key = __atomic_load_n(&td->d[next & (SM_DELTA_SLOTS - 1)].key, __ATOMIC_RELAXED);
   uint32_t id = (uint32_t)(key & SM_TRACE_ID_MASK);
   if (!id) return;
-  const sm_trace_t *t = sm_trace_by_id(id);
-  if (t) __builtin_prefetch(&t->epoch, 1);
+  const sm_tcounts_t *t = sm_trace_counts(id);
+  if (t) __builtin_prefetch(t, 1);
 }
 
 /* The rare parts of a change: a new high of the thread's pending bytes
@@ -244,8 +244,9 @@ void sm_counters_release(void) { sm_unlock(&delta_lock); }
 /* Shared counters of t plus every thread's pending change, the at-peak
  * figures of every account under the current epoch, the flow minus its
  * base. delta_lock held. */
-void sm_counters_totals(const sm_trace_t *t, sm_counts_t *c) {
+void sm_counters_totals(const sm_trace_t *tr, sm_counts_t *c) {
   uint64_t ep = __atomic_load_n(&sm_peak_epoch, __ATOMIC_ACQUIRE);
+  const sm_tcounts_t *t = sm_trace_counts(tr->id);
   c->size = (int64_t)__atomic_load_n(&t->size, __ATOMIC_RELAXED);
   c->count_fp = (int64_t)__atomic_load_n(&t->count_fp, __ATOMIC_RELAXED);
   if (__atomic_load_n(&t->epoch, __ATOMIC_ACQUIRE) == ep) {
@@ -258,9 +259,9 @@ void sm_counters_totals(const sm_trace_t *t, sm_counts_t *c) {
   uint64_t flow[3] = {__atomic_load_n(&t->allocs_fp, __ATOMIC_RELAXED), __atomic_load_n(&t->allocated, __ATOMIC_RELAXED),
                       __atomic_load_n(&t->temp_fp, __ATOMIC_RELAXED)};
   for (sm_tlocal_t *td = deltas_all; td; td = td->next) {
-    const sm_delta_t *e = &td->d[t->id & (SM_DELTA_SLOTS - 1)];
+    const sm_delta_t *e = &td->d[tr->id & (SM_DELTA_SLOTS - 1)];
     uint64_t key = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
-    if ((key & SM_TRACE_ID_MASK) != t->id) continue;
+    if ((key & SM_TRACE_ID_MASK) != tr->id) continue;
     int64_t size = __atomic_load_n(&e->size, __ATOMIC_RELAXED);
     int64_t count_fp = __atomic_load_n(&e->count_fp, __ATOMIC_RELAXED);
     c->size += size;
@@ -272,9 +273,9 @@ void sm_counters_totals(const sm_trace_t *t, sm_counts_t *c) {
     flow[1] += __atomic_load_n(&e->allocated, __ATOMIC_RELAXED);
     flow[2] += __atomic_load_n(&e->temp_fp, __ATOMIC_RELAXED);
   }
-  c->allocs_fp = flow[0] > t->base[0] ? flow[0] - t->base[0] : 0;
-  c->allocated = flow[1] > t->base[1] ? flow[1] - t->base[1] : 0;
-  c->temp_fp = flow[2] > t->base[2] ? flow[2] - t->base[2] : 0;
+  c->allocs_fp = flow[0] > tr->base[0] ? flow[0] - tr->base[0] : 0;
+  c->allocated = flow[1] > tr->base[1] ? flow[1] - tr->base[1] : 0;
+  c->temp_fp = flow[2] > tr->base[2] ? flow[2] - tr->base[2] : 0;
 }
 
 static int64_t current_locked(void) {

@@ -23,18 +23,29 @@ struct sm_trace {
   uint16_t flags;          /* SM_SNAP_TRUNCATED */
   uint32_t gen;            /* sm_unwind_gen when its modules were last checked (trace_lock) */
   uint32_t hash;           /* of its frames (sm_stack_hash): table.c's probes compare it first */
-  uint64_t size;           /* atomic: live bytes (an estimate when sampling) */
-  uint64_t count_fp;       /* atomic: live blocks x SM_FP_ONE */
-  /* counters.c: the at-peak part of size and count_fp, valid when `epoch`
-   * is the current peak epoch (else they equal size and count_fp), and
-   * the flow published so far (all atomic) */
-  uint64_t epoch;          /* sm_peak_epoch when peak_size was last saved */
-  uint64_t peak_size, peak_count_fp;
-  uint64_t allocs_fp, allocated, temp_fp;
   uint64_t base[3];        /* the flow totals at the last peak reset (trace_lock and delta_lock) */
   uintptr_t frames[];      /* innermost first; the hash key; never changes;
                             * then a module index (uint16_t) per frame */
 };
+
+/* A trace's shared counters (counters.c), all atomic. They live apart from
+ * the trace, one cache line each in arrays by id (table.c): publishing a
+ * thread's pending changes, which a program whose stacks never repeat does
+ * for a trace nobody touched for a while, then waits for one line, not for
+ * the id array, the trace's header and its counters. */
+typedef struct sm_tcounts {
+  uint64_t size;           /* live bytes (an estimate when sampling) */
+  uint64_t count_fp;       /* live blocks x SM_FP_ONE */
+  /* the at-peak part of size and count_fp, valid when `epoch` is the
+   * current peak epoch (else they equal size and count_fp) */
+  uint64_t epoch;          /* sm_peak_epoch when peak_size was last saved */
+  uint64_t peak_size, peak_count_fp;
+  uint64_t allocs_fp, allocated, temp_fp; /* the flow published so far */
+} __attribute__((aligned(64))) sm_tcounts_t;
+_Static_assert(sizeof(sm_tcounts_t) == 64, "a trace's counters are one cache line");
+
+/* The counters of trace id, without a lock (NULL: no such trace yet). */
+sm_tcounts_t *sm_trace_counts(uint32_t id);
 
 /* A trace's module index per frame (0xffff: none), after its frames. */
 SM_INLINE uint16_t *sm_trace_modules(const sm_trace_t *t) { return (uint16_t *)&t->frames[t->nframes]; }

@@ -28,10 +28,11 @@
 #define ID_CHUNK ((size_t)1 << ID_CHUNK_BITS)
 #define ID_CHUNKS 4096 /* up to 16M traces */
 _Static_assert(ID_CHUNK * ID_CHUNKS <= (size_t)1 << SM_TRACE_ID_BITS, "trace ids must fit a delta key");
-_Static_assert(sizeof(sm_trace_t) == 104, "docs/tracer.md gives the size of a trace");
+_Static_assert(sizeof(sm_trace_t) == 40, "docs/tracer.md gives the size of a trace");
 
 static sm_lock_t trace_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
-static sm_trace_t **ids[ID_CHUNKS];  /* id -> trace */
+static sm_trace_t **ids[ID_CHUNKS];      /* id -> trace */
+static sm_tcounts_t *counts[ID_CHUNKS];  /* id -> its counters; a chunk before its ids chunk */
 static uint32_t next_id = 1;
 static size_t trace_count;
 
@@ -46,6 +47,10 @@ static sm_trace_t *trace_alloc(size_t bytes) {
     size_t len = bytes > TRACE_CHUNK ? bytes : TRACE_CHUNK;
     char *c = sm_meta_alloc(len); /* zeroed; the rest of the old chunk stays unused */
     if (!c) return NULL;
+    if ((uintptr_t)(c + len) >> 47) { /* the table's slots need the top bits (never so on Linux) */
+      sm_meta_free(c, len);
+      return NULL;
+    }
     chunk_next = c;
     chunk_left = len;
   }
@@ -59,22 +64,34 @@ static sm_trace_t *trace_alloc(size_t bytes) {
  *
  * Linear probing over an array of trace pointers; each trace keeps its
  * hash, so a probe compares frames only when the hashes are equal and
- * growing never reads a frame. A trace that leaves the table (its code was
- * unloaded) leaves a GONE in its slot, so that probes go on past it. The
- * array is at most half full, GONEs counted: a probe, found or not,
- * usually ends at its first or second slot. (uthash, before, kept up to
- * ten traces per chain before it grew, and 56 bytes of links per trace.) */
-#define GONE ((sm_trace_t *)1)
-static sm_trace_t **slots;
+ * growing never reads a frame. A slot also holds the top 16 bits of its
+ * trace's hash in the pointer's unused top bits (user addresses are below
+ * 2^47), so that a probe passes other traces without loading them: in a
+ * program whose stacks never repeat, each of those loads was a cache miss.
+ * A trace that leaves the table (its code was unloaded) leaves a GONE in
+ * its slot, so that probes go on past it. The array is at most half full,
+ * GONEs counted: a probe, found or not, usually ends at its first or second
+ * slot. (uthash, before, kept up to ten traces per chain before it grew,
+ * and 56 bytes of links per trace.) */
+#define GONE ((uintptr_t)1)
+#define SLOT_TAG_SHIFT 48
+#define SLOT_PTR_MASK (((uintptr_t)1 << SLOT_TAG_SHIFT) - 1)
+static uintptr_t *slots;
 static size_t nslots; /* 0, or a power of two */
 static size_t nused;  /* traces and GONEs */
 
-static sm_trace_t **slot_of(const uintptr_t *ips, unsigned n, uint32_t hash) {
+static uintptr_t slot_tag(uint32_t hash) { return (uintptr_t)(hash >> 16) << SLOT_TAG_SHIFT; }
+static uintptr_t slot_value(sm_trace_t *t) { return (uintptr_t)t | slot_tag(t->hash); }
+static sm_trace_t *slot_trace(uintptr_t v) { return (sm_trace_t *)(v & SLOT_PTR_MASK); }
+
+static uintptr_t *slot_of(const uintptr_t *ips, unsigned n, uint32_t hash) {
+  uintptr_t tag = slot_tag(hash);
   for (size_t i = hash & (nslots - 1);; i = (i + 1) & (nslots - 1)) {
-    sm_trace_t *t = slots[i];
-    if (!t) return &slots[i];
-    if (t != GONE && t->hash == hash && t->nframes == n && memcmp(t->frames, ips, n * sizeof *ips) == 0)
-      return &slots[i];
+    uintptr_t v = slots[i];
+    if (!v) return &slots[i];
+    if ((v & ~SLOT_PTR_MASK) != tag || v == GONE) continue;
+    const sm_trace_t *t = slot_trace(v);
+    if (t->hash == hash && t->nframes == n && memcmp(t->frames, ips, n * sizeof *ips) == 0) return &slots[i];
   }
 }
 
@@ -86,14 +103,14 @@ static bool table_reserve(void) {
   for (size_t i = 0; i < nslots; i++) live += slots[i] && slots[i] != GONE;
   size_t cap = 64;
   while (cap < (live + 1) * 4) cap *= 2;
-  sm_trace_t **fresh = sm_meta_alloc(cap * sizeof *fresh);
+  uintptr_t *fresh = sm_meta_alloc(cap * sizeof *fresh);
   if (!fresh) return false;
   for (size_t i = 0; i < nslots; i++) {
-    sm_trace_t *t = slots[i];
-    if (!t || t == GONE) continue;
-    size_t j = t->hash & (cap - 1);
+    uintptr_t v = slots[i];
+    if (!v || v == GONE) continue;
+    size_t j = slot_trace(v)->hash & (cap - 1);
     while (fresh[j]) j = (j + 1) & (cap - 1);
-    fresh[j] = t;
+    fresh[j] = v;
   }
   if (slots) sm_meta_free(slots, nslots * sizeof *slots);
   slots = fresh;
@@ -107,6 +124,11 @@ uint32_t sm_trace_next_id(void) { return __atomic_load_n(&next_id, __ATOMIC_RELA
 sm_trace_t *sm_trace_by_id(uint32_t id) {
   sm_trace_t **chunk = __atomic_load_n(&ids[id >> ID_CHUNK_BITS], __ATOMIC_ACQUIRE);
   return chunk ? __atomic_load_n(&chunk[id & (ID_CHUNK - 1)], __ATOMIC_ACQUIRE) : NULL;
+}
+
+sm_tcounts_t *sm_trace_counts(uint32_t id) {
+  sm_tcounts_t *chunk = __atomic_load_n(&counts[id >> ID_CHUNK_BITS], __ATOMIC_ACQUIRE);
+  return chunk ? &chunk[id & (ID_CHUNK - 1)] : NULL;
 }
 
 /* Code may be unloaded and other code loaded at the same addresses: the
@@ -136,8 +158,8 @@ static void resolve_modules(const uintptr_t *ips, unsigned n, uint16_t *mods) {
 
 static sm_trace_t *find_locked(const uintptr_t *ips, unsigned n, uint32_t gen, const uint16_t *mods, uint32_t hash) {
   if (!nslots) return NULL;
-  sm_trace_t **s = slot_of(ips, n, hash);
-  sm_trace_t *t = *s;
+  uintptr_t *s = slot_of(ips, n, hash);
+  sm_trace_t *t = slot_trace(*s);
   if (t && t->gen != gen) {
     if (!mods) return NULL; /* the caller resolves the modules and asks again */
     if (!modules_same(t, mods)) {
@@ -159,12 +181,27 @@ static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, uns
   size_t bytes = sizeof(sm_trace_t) + n * sizeof(uintptr_t) + n * sizeof(uint16_t);
   sm_trace_t **chunk = ids[id >> ID_CHUNK_BITS];
   if (!chunk) {
+    /* The counters first: whoever sees the id's trace may count into
+     * them. A mapping of its own, so page-aligned: a line per trace. */
+    if (!counts[id >> ID_CHUNK_BITS]) {
+      sm_tcounts_t *c = sm_meta_alloc(ID_CHUNK * sizeof *c);
+      if (!c) return NULL;
+      if ((uintptr_t)c % _Alignof(sm_tcounts_t)) {
+        sm_meta_free(c, ID_CHUNK * sizeof *c);
+        return NULL;
+      }
+      __atomic_store_n(&counts[id >> ID_CHUNK_BITS], c, __ATOMIC_RELEASE);
+    }
     chunk = sm_meta_alloc(ID_CHUNK * sizeof *chunk);
     if (!chunk) return NULL;
     __atomic_store_n(&ids[id >> ID_CHUNK_BITS], chunk, __ATOMIC_RELEASE);
   }
   sm_trace_t *t = trace_alloc(bytes);
   if (!t) return NULL;
+  /* Its counters are zero, and it was not there at the last peak: its
+   * at-peak figures are already saved (zero) for the current epoch, so
+   * its first publish has nothing to save. */
+  __atomic_store_n(&sm_trace_counts(id)->epoch, __atomic_load_n(&sm_peak_epoch, __ATOMIC_ACQUIRE), __ATOMIC_RELAXED);
   t->id = id;
   t->nframes = (uint16_t)n;
   t->flags = truncated ? SM_SNAP_TRUNCATED : 0;
@@ -172,8 +209,8 @@ static sm_trace_t *add_locked(const uintptr_t *ips, const uint16_t *modules, uns
   t->hash = hash;
   memcpy(t->frames, ips, n * sizeof(uintptr_t));
   memcpy(sm_trace_modules(t), modules, n * sizeof(uint16_t));
-  sm_trace_t **s = slot_of(ips, n, hash); /* the empty slot find_locked stopped at */
-  *s = t;
+  uintptr_t *s = slot_of(ips, n, hash); /* the empty slot find_locked stopped at */
+  *s = slot_value(t);
   nused++;
   __atomic_store_n(&chunk[id & (ID_CHUNK - 1)], t, __ATOMIC_RELEASE);
   __atomic_store_n(&next_id, next_id + 1, __ATOMIC_RELAXED); /* sm_trace_next_id reads it without the lock */
