@@ -44,7 +44,7 @@ typedef struct sm_tcounts {
 } __attribute__((aligned(64))) sm_tcounts_t;
 _Static_assert(sizeof(sm_tcounts_t) == 64, "a trace's counters are one cache line");
 
-/* The counters of trace id, without a lock (NULL: no such trace yet). */
+/* The counters of trace id, without a lock (NULL: no id of its chunk was given yet). */
 sm_tcounts_t *sm_trace_counts(uint32_t id);
 
 /* A trace's module index per frame (0xffff: none), after its frames. */

@@ -12,10 +12,11 @@
  * scan makes at exit.
  *
  * Locks: this file owns trace_lock. It guards the hash, next_id,
- * trace_count, the id array's chunks being added and each trace's `gen`;
- * the id array is read without it (acquire loads of pointers published with
- * release stores), and a trace's frames and modules never change once
- * published. In the lock order (tracer/locks.c) trace_lock sits below
+ * trace_count, the chunks of the id and counter arrays being added and
+ * each trace's `gen`; both arrays are read without it (acquire loads of
+ * pointers published with release stores; a counter chunk is published
+ * before its id chunk), the counters themselves are counters.c's atomics,
+ * and a trace's frames and modules never change once published. In the lock order (tracer/locks.c) trace_lock sits below
  * mod_lock and above delta_lock: sm_tracer_copy takes delta_lock (through
  * sm_counters_hold) inside it, and adding a trace takes the metadata lock.
  * Module resolution asks the loader, so it runs before trace_lock is taken,
