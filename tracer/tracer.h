@@ -26,7 +26,17 @@ extern SM_TLS int64_t sm_sample_left;
  * req | 1 bytes of the sampled byte stream (a zero-byte block can be
  * sampled too); sm_tracer_weight scales by that same length. */
 static inline bool sm_track_wanted(size_t req) {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  /* One subtraction in memory and a branch on its flags: the compiler
+   * would load, subtract, store and test. `le` after the subtraction is
+   * the signed old <= req | 1, the same as new <= 0 while the budget
+   * cannot overflow (see sm_sample_left). */
+  bool wanted;
+  __asm__("subq %2, %0" : "+m"(sm_sample_left), "=@ccle"(wanted) : "r"((int64_t)(req | 1)));
+  return wanted;
+#else
   return (sm_sample_left -= (int64_t)(req | 1)) <= 0;
+#endif
 }
 
 /* ---- tracer.c (hooks, start), table.c (traces), counters.c (live
