@@ -203,7 +203,7 @@ done:
 
 /* Everything but a memo hit of a native stack: Python threads, a walk, the
  * check mode. Out of line, with the walk's buffers in its frame. */
-static SM_NOINLINE sm_trace_t *capture_walk(sm_tlocal_t *tl, const sm_stack_start_t *from) {
+SM_NOINLINE sm_trace_t *sm_capture_walk(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   sm_trace_t *t;
   if (SM_UNLIKELY(__atomic_load_n(&sm_py_on, __ATOMIC_ACQUIRE))) {
     uintptr_t ts = sm_py_rt.ops->thread(&sm_py_rt);
@@ -230,6 +230,13 @@ static SM_NOINLINE sm_trace_t *capture_walk(sm_tlocal_t *tl, const sm_stack_star
   return t;
 }
 
+/* The memo hit alone, for the traced malloc's fast path (tracer.c): NULL
+ * for anything else, which sm_capture then does. Only when sm_capture's
+ * first test holds (a native thread, the own walker). */
+__attribute__((always_inline)) inline sm_trace_t *sm_capture_memo(sm_tlocal_t *tl, const sm_stack_start_t *from) {
+  return memo_lookup(tl, from);
+}
+
 /* The common case first: a native thread, the own walker and a memo hit,
  * inline in the traced allocation's frame (tracer.c, its one caller);
  * everything else goes to capture_walk. */
@@ -238,5 +245,5 @@ __attribute__((always_inline)) inline sm_trace_t *sm_capture(sm_tlocal_t *tl, co
     sm_trace_t *t = memo_lookup(tl, from);
     if (SM_LIKELY(t != NULL)) return t;
   }
-  return capture_walk(tl, from);
+  return sm_capture_walk(tl, from);
 }

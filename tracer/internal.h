@@ -127,6 +127,12 @@ struct sm_tlocal;
  * through the thread's memo and cache when it has them (tl may be NULL);
  * NULL when there is no memory for a new trace. */
 sm_trace_t *sm_capture(struct sm_tlocal *tl, const sm_stack_start_t *from);
+/* sm_capture's memo hit alone (NULL: anything else), for a native thread
+ * walked by the own walker (!sm_py_on, unwind=fast); tl not NULL. */
+sm_trace_t *sm_capture_memo(struct sm_tlocal *tl, const sm_stack_start_t *from);
+/* sm_capture past its inline memo test (the caller made it, and missed):
+ * Python threads, the walk, the check mode. */
+sm_trace_t *sm_capture_walk(struct sm_tlocal *tl, const sm_stack_start_t *from);
 
 /* ---- pyframes.c: Python frames (owns py_lock) */
 /* The id of Python frame f, through this thread's cache (tl may be NULL);

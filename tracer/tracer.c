@@ -32,9 +32,10 @@ bool sm_tracer_busy_here(void) { return sm_ts.busy > 0; }
  * anything else, it is temporary. sm_sample_left moves with every
  * successful allocation the thread makes, traced or not (with sampling
  * too), so its value just after this one tells whether another came since. */
-SM_INLINE void record(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled) {
+SM_INLINE void record(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled,
+                      const bool memo_missed) {
   sm_tlocal_t *tl = sm_tlocal();
-  sm_trace_t *t = sm_capture(tl, from);
+  sm_trace_t *t = memo_missed && tl ? sm_capture_walk(tl, from) : sm_capture(tl, from);
   if (!t) return;
   bool tagged = page ? sm_tag_set_in_page(page, p, t->id, req) : sm_tag_set(p, t->id, req);
   if (!tagged) return; /* out of metadata: untraced */
@@ -50,7 +51,8 @@ SM_INLINE void record(void *p, size_t req, const sm_stack_start_t *from, sm_page
 /* An allocation from inside the tracer: the library's own (SM_TAG_OWN). */
 static SM_NOINLINE SM_COLD void track_own(void *p, size_t req) { sm_tag_set(p, SM_TAG_OWN, req); }
 
-SM_INLINE void track(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled) {
+SM_INLINE void track(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled,
+                     const bool memo_missed) {
   if (!p) return;
   if (SM_UNLIKELY(sm_ts.busy)) {
     track_own(p, req);
@@ -58,15 +60,16 @@ SM_INLINE void track(void *p, size_t req, const sm_stack_start_t *from, sm_page_
   }
   sm_ts.busy++;
   sm_triggers_maybe_restart();
-  record(p, req, from, page, sampled);
+  record(p, req, from, page, sampled, memo_missed);
   sm_ts.busy--;
 }
 
 static SM_NOINLINE void track_sampled(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page) {
-  if (sm_sample_point(req)) track(p, req, from, page, true);
+  if (sm_sample_point(req)) track(p, req, from, page, true, false);
 }
 
-SM_INLINE void track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page) {
+SM_INLINE void track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page,
+                           const bool memo_missed) {
   /* The hot path's test was a plain load; this one orders everything the
    * start published before it (see "switching" below), and drops the
    * block if tracing stopped meanwhile. */
@@ -75,18 +78,72 @@ SM_INLINE void track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm
     track_sampled(p, req, from, page);
     return;
   }
-  track(p, req, from, page, false);
+  track(p, req, from, page, false, memo_missed);
 }
 
 void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page) {
-  track_alloc(p, req, from, page);
+  track_alloc(p, req, from, page, false);
 }
 
-/* The whole traced malloc in one frame. `used`: its one caller is an asm
- * jump, which link-time optimisation does not see. */
-__attribute__((used)) void *sm_track_alloc_from(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp, uintptr_t bp) {
+/* The whole traced malloc, for whatever the fast path below does not do. */
+static SM_NOINLINE void *track_alloc_from_full(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
+                                               uintptr_t bp) {
   const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
-  track_alloc(p, req, &from, page);
+  track_alloc(p, req, &from, page, false);
+  return p;
+}
+
+/* The same after the fast path's memo test missed: not made again. */
+static SM_NOINLINE void *track_alloc_from_missed(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
+                                                 uintptr_t bp) {
+  const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
+  track_alloc(p, req, &from, page, true);
+  return p;
+}
+
+/* The fast path's ends after its block is tagged: the counter entry held
+ * by another trace, and a new high of the thread's pending bytes. */
+static SM_NOINLINE void *counted_slow(void *p, uint32_t id, size_t req) {
+  sm_counters_change_slow(id, (int64_t)req, SM_FP_ONE, true, 0);
+  return p;
+}
+static SM_NOINLINE void *counted_rare(void *p, sm_tlocal_t *tl) {
+  sm_counters_change_rare(tl);
+  return p;
+}
+
+/* malloc's traced path, which preload/exports.c's trampoline jumps to
+ * (`used`: link-time optimisation does not see an asm jump). The common
+ * case, every allocation from a stack the memo knows into a page that has
+ * its side array, without sampling, is done here with nothing but tail
+ * calls, so that it saves no register and sets up no frame; it calls
+ * nothing that may allocate, so it needs no reentrancy count. Anything
+ * else goes to track_alloc_from_full before the first side effect (after
+ * it, only the counters' own slow ends). */
+__attribute__((used)) void *sm_track_alloc_from(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
+                                                uintptr_t bp) {
+  sm_tlocal_t *tl = sm_ts.local;
+  if (SM_UNLIKELY(!tl || !p || !page || sm_ts.busy || !__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE) ||
+                  sm_sampling || __atomic_load_n(&sm_helper_restart, __ATOMIC_RELAXED) ||
+                  __atomic_load_n(&sm_py_on, __ATOMIC_RELAXED) || sm_opt.unwind != SM_UNWIND_FAST || sm_tag_counted))
+    return track_alloc_from_full(p, req, page, ra, sp, bp);
+  uint64_t *tags = __atomic_load_n(&page->tags, __ATOMIC_ACQUIRE);
+  const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
+  if (SM_UNLIKELY(!tags)) return track_alloc_from_full(p, req, page, ra, sp, bp);
+  sm_trace_t *t = sm_capture_memo(tl, &from);
+  if (SM_UNLIKELY(!t)) return track_alloc_from_missed(p, req, page, ra, sp, bp);
+  uint32_t id = t->id;
+  tags[sm_class_div((size_t)((const uint8_t *)p - page->start), page->cls)] = id | (uint64_t)req << 32;
+  tl->last = p;
+  tl->last_left = sm_sample_left;
+  /* sm_counters_change, its slow ends as tail calls */
+  uint64_t key = __atomic_load_n(&sm_peak_epoch, __ATOMIC_RELAXED) | id;
+  sm_delta_t *e = &tl->d[id & (SM_DELTA_SLOTS - 1)];
+  if (SM_UNLIKELY(e->key != key)) return counted_slow(p, id, req);
+  sm_delta_add(e, (int64_t)req, SM_FP_ONE, true, 0);
+  int64_t cur = tl->current + (int64_t)req;
+  __atomic_store_n(&tl->current, cur, __ATOMIC_RELAXED);
+  if (SM_UNLIKELY(cur > __atomic_load_n(&tl->high, __ATOMIC_RELAXED))) return counted_rare(p, tl);
   return p;
 }
 

@@ -236,6 +236,9 @@ void sm_triggers_tracing_on(void);
 void sm_triggers_at_exit(uintptr_t stack_from);
 void sm_triggers_postfork_child(void);
 void sm_triggers_maybe_restart(void);
+/* A fork child's helper thread is to be started again (by the next traced
+ * allocation, through sm_triggers_maybe_restart). Atomic. */
+extern bool sm_helper_restart;
 int sm_triggers_helper_tid(void); /* 0 when there is no helper thread */
 /* An address in the helper's outermost frame (0 when there is no helper):
  * its stack is in use from there up. */

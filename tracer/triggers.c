@@ -46,7 +46,7 @@ static int helper_tid; /* the leak scanner must not try to stop it */
  * and, at the top, its TCB and static TLS), not the whole mapping: reading
  * 8 MiB of untouched default stack would fault it all in. */
 static uintptr_t helper_sp;
-static bool helper_restart; /* set in a fork child */
+bool sm_helper_restart; /* set in a fork child (tracer.h) */
 static pthread_t helper_thread;
 static bool signal_installed;
 static bool exit_drain; /* atomic: the exit hook waits for what is pending */
@@ -226,9 +226,9 @@ void sm_triggers_init(void) {
 void sm_triggers_tracing_on(void) { install_signal(true); }
 
 void sm_triggers_maybe_restart(void) {
-  if (SM_LIKELY(!__atomic_load_n(&helper_restart, __ATOMIC_RELAXED))) return;
+  if (SM_LIKELY(!__atomic_load_n(&sm_helper_restart, __ATOMIC_RELAXED))) return;
   /* Two threads of a fork child may get here at once: one starts the helper. */
-  if (__atomic_exchange_n(&helper_restart, false, __ATOMIC_ACQ_REL)) start_helper();
+  if (__atomic_exchange_n(&sm_helper_restart, false, __ATOMIC_ACQ_REL)) start_helper();
 }
 
 void sm_triggers_postfork_child(void) {
@@ -246,7 +246,7 @@ void sm_triggers_postfork_child(void) {
     start_helper();
     sm_tracer_leave();
   } else {
-    helper_restart = true;
+    sm_helper_restart = true;
   }
 }
 
