@@ -117,7 +117,10 @@ static SM_NOINLINE void *counted_rare(void *p, sm_tlocal_t *tl) {
  * case, every allocation from a stack the memo knows into a page that has
  * its side array, without sampling, is done here with nothing but tail
  * calls, so that it saves no register and sets up no frame; it calls
- * nothing that may allocate, so it needs no reentrancy count. Anything
+ * nothing that may allocate, so it needs no reentrancy count. (A signal
+ * handler that allocates, which POSIX does not allow, could now run in the
+ * middle of its counter update, as it always could in a traced free's.)
+ * Anything
  * else goes to track_alloc_from_full before the first side effect (after
  * it, only the counters' own slow ends). */
 __attribute__((used)) void *sm_track_alloc_from(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
