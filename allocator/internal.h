@@ -254,12 +254,20 @@ extern size_t (*sm_libc_usable_size)(void *);
 bool sm_tag_watch(const void *p);
 bool sm_tag_set(void *p, uint32_t trace, size_t request); /* false: no memory for the side array */
 extern bool sm_tag_counted; /* pages count their tagged blocks (set before tracing starts) */
+/* The tag slot of pool block p in page pg when a plain store may set it:
+ * the page has its side array and pages do not count their tagged blocks;
+ * else NULL (sm_tag_set does the rest). */
+SM_INLINE uint64_t *sm_tag_slot_plain(sm_page_t *pg, const void *p) {
+  uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
+  if (SM_UNLIKELY(tags == NULL || sm_tag_counted)) return NULL;
+  return &tags[sm_class_div((size_t)((const uint8_t *)p - pg->start), pg->cls)];
+}
 /* sm_tag_set for a pool block of page pg, known to the caller (malloc's
  * fast path): no segment lookup. */
 SM_INLINE bool sm_tag_set_in_page(sm_page_t *pg, void *p, uint32_t trace, size_t request) {
-  uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
-  if (SM_LIKELY(tags != NULL && !sm_tag_counted)) {
-    tags[sm_class_div((size_t)((const uint8_t *)p - pg->start), pg->cls)] = trace | (uint64_t)request << 32;
+  uint64_t *slot = sm_tag_slot_plain(pg, p);
+  if (SM_LIKELY(slot != NULL)) {
+    *slot = trace | (uint64_t)request << 32;
     return true;
   }
   return sm_tag_set(p, trace, request);

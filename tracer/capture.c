@@ -241,7 +241,7 @@ __attribute__((always_inline)) inline sm_trace_t *sm_capture_memo(sm_tlocal_t *t
  * inline in the traced allocation's frame (tracer.c, its one caller);
  * everything else goes to capture_walk. */
 __attribute__((always_inline)) inline sm_trace_t *sm_capture(sm_tlocal_t *tl, const sm_stack_start_t *from) {
-  if (SM_LIKELY(!__atomic_load_n(&sm_py_on, __ATOMIC_RELAXED) && tl && from && sm_opt.unwind == SM_UNWIND_FAST)) {
+  if (SM_LIKELY(sm_capture_native() && tl && from)) {
     sm_trace_t *t = memo_lookup(tl, from);
     if (SM_LIKELY(t != NULL)) return t;
   }

@@ -213,7 +213,7 @@ SM_NOINLINE void sm_counters_change_slow(uint32_t id, int64_t size, int64_t coun
     entry_set(e, ep | id, size, count_fp, alloc ? (uint64_t)count_fp : 0, alloc ? (uint64_t)size : 0,
               (uint64_t)temp_fp);
   }
-  sm_current_add(td, size);
+  if (sm_current_add(td, size, alloc)) sm_counters_change_rare(td);
 }
 
 void sm_counters_prefetch_victim(sm_tlocal_t *td) {

@@ -127,8 +127,13 @@ struct sm_tlocal;
  * through the thread's memo and cache when it has them (tl may be NULL);
  * NULL when there is no memory for a new trace. */
 sm_trace_t *sm_capture(struct sm_tlocal *tl, const sm_stack_start_t *from);
-/* sm_capture's memo hit alone (NULL: anything else), for a native thread
- * walked by the own walker (!sm_py_on, unwind=fast); tl not NULL. */
+/* Whether sm_capture may answer from its memo inline: a native thread
+ * (no Python frames to read) walked by the own walker. */
+SM_INLINE bool sm_capture_native(void) {
+  return !__atomic_load_n(&sm_py_on, __ATOMIC_RELAXED) && sm_opt.unwind == SM_UNWIND_FAST;
+}
+/* sm_capture's memo hit alone (NULL: anything else), when
+ * sm_capture_native(); tl not NULL. */
 sm_trace_t *sm_capture_memo(struct sm_tlocal *tl, const sm_stack_start_t *from);
 /* sm_capture past its inline memo test (the caller made it, and missed):
  * Python threads, the walk, the check mode. */
@@ -286,11 +291,26 @@ SM_INLINE void sm_delta_add(sm_delta_t *e, int64_t size, int64_t count_fp, const
   }
 }
 
-SM_INLINE void sm_current_add(sm_tlocal_t *td, int64_t size) {
+/* Into the thread's pending total; true when the total needs
+ * sm_counters_change_rare (a new high, or past the flush bound). An
+ * allocation only raises the total, which every change leaves at or above
+ * -SM_DELTA_FLUSH, so only a free can pass the lower bound. */
+SM_INLINE bool sm_current_add(sm_tlocal_t *td, int64_t size, const bool alloc) {
   int64_t cur = td->current + size;
   __atomic_store_n(&td->current, cur, __ATOMIC_RELAXED);
-  if (SM_UNLIKELY(cur > __atomic_load_n(&td->high, __ATOMIC_RELAXED) || cur < -SM_DELTA_FLUSH))
-    sm_counters_change_rare(td);
+  return SM_UNLIKELY(cur > __atomic_load_n(&td->high, __ATOMIC_RELAXED) || (!alloc && cur < -SM_DELTA_FLUSH));
+}
+
+/* The inline part of sm_counters_change, for a thread with its tables:
+ * what is left for the caller to call. */
+typedef enum sm_change_rest { SM_CHANGE_DONE, SM_CHANGE_SLOW, SM_CHANGE_RARE } sm_change_rest_t;
+SM_INLINE sm_change_rest_t sm_counters_change_inline(sm_tlocal_t *td, uint32_t id, int64_t size, int64_t count_fp,
+                                                      const bool alloc, int64_t temp_fp) {
+  uint64_t key = __atomic_load_n(&sm_peak_epoch, __ATOMIC_RELAXED) | id;
+  sm_delta_t *e = &td->d[id & (SM_DELTA_SLOTS - 1)];
+  if (SM_UNLIKELY(e->key != key)) return SM_CHANGE_SLOW;
+  sm_delta_add(e, size, count_fp, alloc, temp_fp);
+  return sm_current_add(td, size, alloc) ? SM_CHANGE_RARE : SM_CHANGE_DONE;
 }
 
 /* Adds a change to the thread's table: `alloc` (a constant at every call)
@@ -302,14 +322,9 @@ SM_INLINE void sm_current_add(sm_tlocal_t *td, int64_t size) {
  * new total against the high-water mark and the flush bound. */
 SM_INLINE void sm_counters_change(uint32_t id, int64_t size, int64_t count_fp, const bool alloc, int64_t temp_fp) {
   sm_tlocal_t *td = sm_ts.local;
-  uint64_t key = __atomic_load_n(&sm_peak_epoch, __ATOMIC_RELAXED) | id;
-  sm_delta_t *e;
-  if (SM_UNLIKELY(!td || (e = &td->d[id & (SM_DELTA_SLOTS - 1)])->key != key)) {
-    sm_counters_change_slow(id, size, count_fp, alloc, temp_fp);
-    return;
-  }
-  sm_delta_add(e, size, count_fp, alloc, temp_fp);
-  sm_current_add(td, size);
+  sm_change_rest_t rest = td ? sm_counters_change_inline(td, id, size, count_fp, alloc, temp_fp) : SM_CHANGE_SLOW;
+  if (SM_UNLIKELY(rest == SM_CHANGE_SLOW)) sm_counters_change_slow(id, size, count_fp, alloc, temp_fp);
+  else if (SM_UNLIKELY(rest == SM_CHANGE_RARE)) sm_counters_change_rare(td);
 }
 
 /* ---- fmath.c: what the sampler needs of libm, without linking it */

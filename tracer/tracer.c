@@ -115,38 +115,33 @@ static SM_NOINLINE void *counted_rare(void *p, sm_tlocal_t *tl) {
 /* malloc's traced path, which preload/exports.c's trampoline jumps to
  * (`used`: link-time optimisation does not see an asm jump). The common
  * case, every allocation from a stack the memo knows into a page that has
- * its side array, without sampling, is done here with nothing but tail
- * calls, so that it saves no register and sets up no frame; it calls
- * nothing that may allocate, so it needs no reentrancy count. (A signal
- * handler that allocates, which POSIX does not allow, could now run in the
- * middle of its counter update, as it always could in a traced free's.)
- * Anything
- * else goes to track_alloc_from_full before the first side effect (after
- * it, only the counters' own slow ends). */
+ * its side array, without sampling, is what record() does for it, made of
+ * the same inline parts (sm_capture_memo, sm_tag_slot_plain,
+ * sm_counters_change_inline) with nothing but tail calls around them, so
+ * that it saves no register and sets up no frame. It calls nothing that
+ * may allocate, so it needs no reentrancy count. (A signal handler that
+ * allocates, which POSIX does not allow, could run in the middle of its
+ * counter update, as it always could in a traced free's.) Anything else
+ * goes to track_alloc_from_full before the first side effect; after it,
+ * only the counters' own slow ends remain. */
 __attribute__((used)) void *sm_track_alloc_from(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
                                                 uintptr_t bp) {
   sm_tlocal_t *tl = sm_ts.local;
   if (SM_UNLIKELY(!tl || !p || !page || sm_ts.busy || !__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE) ||
-                  sm_sampling || __atomic_load_n(&sm_helper_restart, __ATOMIC_RELAXED) ||
-                  __atomic_load_n(&sm_py_on, __ATOMIC_RELAXED) || sm_opt.unwind != SM_UNWIND_FAST || sm_tag_counted))
+                  sm_sampling || __atomic_load_n(&sm_helper_restart, __ATOMIC_RELAXED) || !sm_capture_native()))
     return track_alloc_from_full(p, req, page, ra, sp, bp);
-  uint64_t *tags = __atomic_load_n(&page->tags, __ATOMIC_ACQUIRE);
   const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
-  if (SM_UNLIKELY(!tags)) return track_alloc_from_full(p, req, page, ra, sp, bp);
   sm_trace_t *t = sm_capture_memo(tl, &from);
   if (SM_UNLIKELY(!t)) return track_alloc_from_missed(p, req, page, ra, sp, bp);
+  uint64_t *slot = sm_tag_slot_plain(page, p); /* none: a page's first traced block */
+  if (SM_UNLIKELY(!slot)) return track_alloc_from_full(p, req, page, ra, sp, bp);
   uint32_t id = t->id;
-  tags[sm_class_div((size_t)((const uint8_t *)p - page->start), page->cls)] = id | (uint64_t)req << 32;
+  *slot = id | (uint64_t)req << 32;
   tl->last = p;
   tl->last_left = sm_sample_left;
-  /* sm_counters_change, its slow ends as tail calls */
-  uint64_t key = __atomic_load_n(&sm_peak_epoch, __ATOMIC_RELAXED) | id;
-  sm_delta_t *e = &tl->d[id & (SM_DELTA_SLOTS - 1)];
-  if (SM_UNLIKELY(e->key != key)) return counted_slow(p, id, req);
-  sm_delta_add(e, (int64_t)req, SM_FP_ONE, true, 0);
-  int64_t cur = tl->current + (int64_t)req;
-  __atomic_store_n(&tl->current, cur, __ATOMIC_RELAXED);
-  if (SM_UNLIKELY(cur > __atomic_load_n(&tl->high, __ATOMIC_RELAXED))) return counted_rare(p, tl);
+  sm_change_rest_t rest = sm_counters_change_inline(tl, id, (int64_t)req, SM_FP_ONE, true, 0);
+  if (SM_UNLIKELY(rest == SM_CHANGE_SLOW)) return counted_slow(p, id, req);
+  if (SM_UNLIKELY(rest == SM_CHANGE_RARE)) return counted_rare(p, tl);
   return p;
 }
 
