@@ -35,6 +35,9 @@ interval)
   n=$(ls "$dir/frac" | grep -c 'snap$')
   [ "$n" -ge 8 ] || fail "interval=0.2 wrote $n snapshots in 2.6 s (about 13 expected)"
   ;;
+forkinterval)
+  LD_PRELOAD=$lib SNAPMALLOC_OPTIONS="$opts,at_exit=0,interval=0.2" "$bin" forkinterval "$dir" || fail "forkinterval"
+  ;;
 atexit)
   LD_PRELOAD=$lib SNAPMALLOC_OPTIONS=$opts "$bin" atexit "$dir" || fail "program failed"
   snap=$(ls "$dir"/x.*.snap | head -n 1)
