@@ -51,5 +51,9 @@ rc=$?
 rc=$?
 [ $rc = 2 ] && grep -q "expected WORKLOAD=ARGS" "$work/err" || fail "--args without '=': exit $rc, $(cat "$work/err")"
 
+"$cost" --build "$build" --lib "$lib" --timeout 0 > /dev/null 2> "$work/err"
+rc=$?
+[ $rc = 2 ] && grep -q "^cost: --timeout 0: must be more than 0 seconds$" "$work/err" || fail "--timeout 0: exit $rc, $(cat "$work/err")"
+
 [ $fails = 0 ] && echo "bench/cost checks passed"
 [ $fails = 0 ]
