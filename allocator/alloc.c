@@ -132,21 +132,30 @@ SM_INLINE bool pool_misuse(const sm_page_t *pg, const sm_block_t *b, uintptr_t m
   return SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED) || b->mark == mark);
 }
 
-/* The pool free proper: push onto the page's local list, or the slow and
- * remote paths. `checked` (the default, free_checks=1) validates the
- * pointer first; unchecked, the fast path only catches a free of the block
- * freed just before (the slow and remote paths check everything in both
- * modes). Either way the block is marked free. */
-SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const bool checked) {
-  const uintptr_t mark = sm_marks.local; /* loaded once for the test and the store */
-  if (checked && pool_misuse(pg, b, mark)) sm_pool_bad_free(seg, pg, b);
+/* What pool_free checks of the pointer: */
+typedef enum {
+  POOL_CHECK,     /* all of pool_misuse (free_checks=1, the default) */
+  POOL_CHECKED,   /* nothing: the caller made pool_misuse's tests */
+  POOL_UNCHECKED, /* only a free of the block freed just before (free_checks=0) */
+} pool_check_t;
+
+/* The pool free proper: push onto the page's free list, or the slow and
+ * remote paths, which check everything in every mode. Either way the
+ * block is marked free, with mark (sm_marks.local, which the caller loaded
+ * once for the test and the store). */
+SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const pool_check_t check,
+                         const uintptr_t mark) {
+  if (check == POOL_CHECK && pool_misuse(pg, b, mark)) sm_pool_bad_free(seg, pg, b);
+  const bool checked = check != POOL_UNCHECKED;
   sm_heap_t *h = sm_heap_tls;
   /* Relaxed: an exiting owner clears it meanwhile (segment.c); a mov on x86. */
   if (SM_LIKELY(__atomic_load_n(&seg->heap, __ATOMIC_RELAXED) == h)) {
     uint32_t used = pg->used;
     /* Fast unless the page is about to be empty (used <= 1) or may be on
-     * the full list (used == reserved). */
-    if (SM_LIKELY(used - 2u < pg->reserved - 2u && (checked || b != pg->free))) {
+     * the full list (used == reserved). Two compares: as one unsigned
+     * compare of used - 2 against reserved - 2, the compiler needed a
+     * register more, and saved and restored one. */
+    if (SM_LIKELY(used > 1 && used < pg->reserved && (checked || b != pg->free))) {
       b->mark = mark;
       b->next = pg->free; /* LIFO: the next malloc of the page takes it, still in cache */
       pg->free = b;
@@ -170,24 +179,39 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
 
 void (*sm_tag_released)(uint32_t trace, size_t req, const void *p);
 
-/* A traced free of a block of a page with tags: the block's tag, if it
- * has one, is taken before the block can be reused, and handed to the
- * tracer after the free. With sampling most blocks of such a page have
- * none. A double free finds no tag (the first free cleared it), and a bad
- * pointer no slot: pool_free reports both. */
-static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, void *p) {
-  uint64_t *slot = sm_tag_slot_checked(pg, p);
-  uint64_t tag = slot ? *slot : 0;
-  if (!tag) {
-    pool_free(seg, pg, p, true);
-    return;
-  }
+/* The end of a traced free of a block with a tag, out of line: the tag is
+ * cleared before the block can be reused, and handed to the tracer after
+ * the free. */
+static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, uint64_t *slot,
+                                         uint64_t tag) {
   sm_tag_clear(pg, slot);
-  /* The block test is passed (the slot was found through it), and a block
-   * with a tag is live: every free clears the tag before it marks the
-   * block free. The slow and remote paths check everything anyway. */
-  pool_free(seg, pg, p, false);
-  sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), p);
+  pool_free(seg, pg, b, POOL_CHECKED, sm_marks.local);
+  sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
+}
+
+/* A traced free of a pool block. The pointer is checked first, whatever
+ * free_checks says (a double free finds its mark, since the first free
+ * cleared the tag and marked the block; a bad pointer never reads the
+ * slot of another block). A page with tags then gives the block's tag
+ * from its side array, by the offset the check computed; with sampling
+ * most blocks of such a page have none, and go on as untraced ones. */
+SM_INLINE void free_pool_traced(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
+  const uintptr_t mark = sm_marks.local;
+  uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
+  if (SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED) || b->mark == mark))
+    sm_pool_bad_free(seg, pg, b);
+  if (sm_tag_page_tagged(pg)) {
+    uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
+    if (tags) {
+      uint64_t *slot = &tags[sm_class_div(off, pg->cls)];
+      uint64_t tag = *slot;
+      if (tag) {
+        free_pool_tagged(seg, pg, b, slot, tag);
+        return;
+      }
+    }
+  }
+  pool_free(seg, pg, b, POOL_CHECKED, mark);
 }
 
 static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
@@ -197,27 +221,30 @@ static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
   if (trace) sm_tag_released(trace, req, p);
 }
 
-/* free. With `tracing`, a block of a page with tags goes out of line; any
- * other (with sampling, most blocks) takes the untraced path, so a
- * traced free of an untagged page's block costs one load and a test more.
- * `checked`: see pool_free (traced frees are always checked). */
+/* free. With `tracing`, a pool block goes through free_pool_traced: a
+ * block of a page without tags (with sampling, most pages) costs one load
+ * and a test more than the untraced free; only a block with a tag goes out
+ * of line. `checked`: see pool_check_t (traced frees are always checked). */
 SM_INLINE void free_impl(void *p, const bool tracing, const bool checked) {
-  sm_segment_t *seg;
-  if (SM_UNLIKELY(!sm_segment_find(p, &seg))) goto foreign;
-  if (SM_LIKELY(seg->kind == SM_SEG_POOL)) {
+  unsigned e = sm_segmap_entry(p);
+  if (SM_LIKELY(e == SM_SEGMAP_POOL)) {
+    sm_segment_t *seg = sm_segmap_segment(p, SM_SEGMAP_POOL);
     sm_page_t *pg = sm_page_of(seg, p);
-    if (tracing && sm_tag_page_tagged(pg)) {
-      free_pool_tagged(seg, pg, p);
-      return;
-    }
-    pool_free(seg, pg, p, checked);
+    /* One register for the page: left alone, the compiler addresses its
+     * fields from two bases (the segment plus a scaled index, and the
+     * page), three instructions more. */
+    __asm__("" : "+r"(pg));
+    if (tracing) free_pool_traced(seg, pg, p);
+    else pool_free(seg, pg, p, checked ? POOL_CHECK : POOL_UNCHECKED, sm_marks.local);
     return;
   }
+  if (SM_UNLIKELY(e == 0 || e == SM_SEGMAP_FREED)) {
+    if (p) free_foreign(p);
+    return;
+  }
+  sm_segment_t *seg = sm_segmap_segment(p, e);
   if (tracing) free_big_tagged(seg, p);
   else free_big(seg, p);
-  return;
-foreign:
-  if (p) free_foreign(p);
 }
 
 void sm_free(void *p) { free_impl(p, false, true); }

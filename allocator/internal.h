@@ -56,35 +56,49 @@ unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max);
 /* Two-level map over the 47-bit user address space, one byte per 4 MiB slot:
  * 4096 top entries, each NULL or a leaf of 8192 bytes (32 GiB of address
  * space). A process touches one or two leaves; unlike a flat map it costs no
- * address space under `ulimit -v`. Entry k+1 means "the segment header is k
- * slots below"; 0 means not ours; SM_SEGMAP_FREED means it was ours and has
- * been released (how a double free of a huge block is told from a foreign
- * pointer). */
+ * address space under `ulimit -v`. An entry says what the slot holds:
+ *   0                    not ours;
+ *   SM_SEGMAP_POOL (1)   a pool segment, whose header starts the slot (a pool
+ *                        segment is one slot), so free's fast path knows the
+ *                        kind without reading the header;
+ *   k + SM_SEGMAP_BIG    a large or huge segment whose header is k slots below;
+ *   SM_SEGMAP_FREED      ours once and released since (how a double free of a
+ *                        huge block is told from a foreign pointer). */
+#define SM_SEGMAP_POOL 1
+#define SM_SEGMAP_BIG 2
 #define SM_SEGMAP_FREED 255
-/* Slots a segment may span: entries 1..254 (a 1016 MiB mapping). */
-#define SM_SEGMAP_MAX_SLOTS (SM_SEGMAP_FREED - 1)
+/* Slots a large or huge segment may span: entries 2..254 (a 1012 MiB mapping). */
+#define SM_SEGMAP_MAX_SLOTS (SM_SEGMAP_FREED - SM_SEGMAP_BIG)
 #define SM_SEGMAP_BITS 47
 #define SM_SEGMAP_LEAF_BITS 13
 #define SM_SEGMAP_TOP ((size_t)1 << (SM_SEGMAP_BITS - SM_SEGMENT_SHIFT - SM_SEGMAP_LEAF_BITS))
 extern uint8_t *sm_segmap[SM_SEGMAP_TOP];
 
-/* Whether p is a pointer into a segment of ours, and which (*segp): the
- * one segment-map lookup, inlined into free's fast path. The common case,
- * a pointer in a segment's first slot (entry 1: every pool segment), needs
- * no arithmetic beyond the mask. */
-SM_INLINE bool sm_segment_find(const void *p, sm_segment_t **segp) {
+/* The entry of the slot of p - 1 (the byte before p, so that a block ending
+ * a slot is looked up in its own), 0 when no leaf covers it: the one segment
+ * map lookup, inlined into free's fast path. */
+SM_INLINE unsigned sm_segmap_entry(const void *p) {
   uintptr_t a = (uintptr_t)p - 1;
   uintptr_t top = a >> (SM_SEGMENT_SHIFT + SM_SEGMAP_LEAF_BITS);
-  if (SM_UNLIKELY(top >= SM_SEGMAP_TOP)) return false;
+  if (SM_UNLIKELY(top >= SM_SEGMAP_TOP)) return 0;
   const uint8_t *leaf = sm_segmap[top];
-  if (SM_UNLIKELY(leaf == NULL)) return false;
-  unsigned e = leaf[(a >> SM_SEGMENT_SHIFT) & (((uintptr_t)1 << SM_SEGMAP_LEAF_BITS) - 1)];
-  uintptr_t seg = a & ~(uintptr_t)SM_SEGMENT_MASK;
-  if (SM_UNLIKELY(e != 1)) {
-    if (e == 0 || e == SM_SEGMAP_FREED) return false;
-    seg -= (uintptr_t)(e - 1) << SM_SEGMENT_SHIFT;
-  }
-  *segp = (sm_segment_t *)seg;
+  if (SM_UNLIKELY(leaf == NULL)) return 0;
+  return leaf[(a >> SM_SEGMENT_SHIFT) & (((uintptr_t)1 << SM_SEGMAP_LEAF_BITS) - 1)];
+}
+
+/* The header of the segment whose slot of p - 1 has entry e, one of ours
+ * (SM_SEGMAP_POOL or a big segment's entry). */
+SM_INLINE sm_segment_t *sm_segmap_segment(const void *p, unsigned e) {
+  uintptr_t seg = ((uintptr_t)p - 1) & ~(uintptr_t)SM_SEGMENT_MASK;
+  if (e != SM_SEGMAP_POOL) seg -= (uintptr_t)(e - SM_SEGMAP_BIG) << SM_SEGMENT_SHIFT;
+  return (sm_segment_t *)seg;
+}
+
+/* Whether p is a pointer into a segment of ours, and which (*segp). */
+SM_INLINE bool sm_segment_find(const void *p, sm_segment_t **segp) {
+  unsigned e = sm_segmap_entry(p);
+  if (SM_UNLIKELY(e == 0 || e == SM_SEGMAP_FREED)) return false;
+  *segp = sm_segmap_segment(p, e);
   return true;
 }
 
@@ -286,19 +300,7 @@ SM_INLINE bool sm_tag_page_tagged(const sm_page_t *pg) {
   return __atomic_load_n(&pg->tagged, __ATOMIC_RELAXED) != 0;
 }
 
-/* The tag slot of the pool block p in page pg (a page that has tags), or
- * NULL when p is not one of the page's blocks: the block test of the free
- * checks (a multiply and a compare, see sm_block_mulc), so that a bad
- * pointer never reads or clears the slot of another block. The traced
- * free reads it out of line (alloc.c, free_pool_tagged): with sampling
- * most blocks of a tagged page carry none, and they take the plain free. */
-SM_INLINE uint64_t *sm_tag_slot_checked(const sm_page_t *pg, const void *p) {
-  uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
-  uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
-  if (SM_UNLIKELY(!tags || off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED))) return NULL;
-  return &tags[sm_class_div(off, pg->cls)];
-}
-/* Clears the slot sm_tag_slot_checked gave, whose tag the caller read. */
+/* Clears a pool block's tag slot, whose tag the caller read. */
 SM_INLINE void sm_tag_clear(sm_page_t *pg, uint64_t *slot) {
   *slot = 0;
   if (sm_tag_counted) __atomic_sub_fetch(&pg->tagged, 1, __ATOMIC_RELAXED);

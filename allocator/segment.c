@@ -39,17 +39,19 @@ static uint8_t *segmap_entry(uintptr_t idx, bool create) {
 
 bool sm_segmap_set(sm_segment_t *seg, size_t slots) {
   uintptr_t idx = (uintptr_t)seg >> SM_SEGMENT_SHIFT;
-  /* Entries are 1..SM_SEGMAP_MAX_SLOTS; one more would store the FREED
-   * marker. The option ranges keep every segment below this (options.c);
-   * refusing here keeps a bug from handing our pointers to glibc. */
-  if (slots > SM_SEGMAP_MAX_SLOTS) return false;
+  /* A big segment's entries are SM_SEGMAP_BIG.. for its slots; one slot
+   * more would store the FREED marker. The option ranges keep every
+   * segment below this (options.c); refusing here keeps a bug from handing
+   * our pointers to glibc. A pool segment is one slot. */
+  bool pool = seg->kind == SM_SEG_POOL;
+  if (slots > (pool ? 1 : SM_SEGMAP_MAX_SLOTS)) return false;
   for (size_t k = 0; k < slots; k++) {
     uint8_t *e = segmap_entry(idx + k, true);
     if (!e) {
       sm_segmap_clear(seg, k, 0);
       return false;
     }
-    __atomic_store_n(e, (uint8_t)(k + 1), __ATOMIC_RELEASE);
+    __atomic_store_n(e, (uint8_t)(pool ? SM_SEGMAP_POOL : k + SM_SEGMAP_BIG), __ATOMIC_RELEASE);
   }
   return true;
 }

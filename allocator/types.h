@@ -67,30 +67,33 @@ extern struct sm_marks {
 struct sm_heap;
 
 typedef struct sm_page {
-  /* The fields every malloc and free touch come first, the tracer's count
-   * (read by every free while sampling) among them. */
+  /* First cache line: what malloc and free touch, the checks of free and
+   * the tracer's tags among them. */
   sm_block_t *free;        /* blocks ready for malloc; popped by the fast path */
   uint32_t used;           /* blocks handed out and not yet back on free/local_free */
   uint32_t tagged;         /* atomic: live blocks with a nonzero tag when sm_tag_counted, else 1 once
                               the page has tags (0: free skips the tags) */
-  sm_block_t *local_free;  /* blocks the owner freed through its slow paths since the last collect */
-  sm_block_t *thread_free; /* atomic stack of blocks freed by other threads */
   uint8_t *start;          /* first block of the page */
-  uint32_t block_size;     /* bytes per block; 0 while the page is unassigned */
-  uint32_t capacity;       /* blocks carved out of the page so far (<= reserved) */
+  uint64_t mulc;           /* sm_block_mulc(block_size) */
+  uint64_t qlimit;         /* atomic: capacity * sm_block_excess(block_size), 0 unassigned: p is a
+                              carved block iff (p - start) * mulc < qlimit (sizeclass.h) */
   uint32_t reserved;       /* blocks that fit in the page */
   uint8_t cls;             /* size class index */
   uint8_t in_full;         /* 1 while on the heap's full list, 0 on its avail list */
   uint8_t dirty;           /* unassigned page whose memory is still committed */
   uint8_t assigned;        /* 1 while the page serves a class */
-  uint32_t freed_at;       /* unassigned and dirty: sm_now32() when it was retired */
-  uint64_t mulc;           /* sm_block_mulc(block_size) */
-  uint64_t qlimit;         /* atomic: capacity * sm_block_excess(block_size), 0 unassigned: p is a
-                              carved block iff (p - start) * mulc < qlimit (sizeclass.h) */
+  uint64_t *tags;          /* tracer: per-block trace id | request << 32, or NULL */
+  sm_block_t *local_free;  /* blocks the owner freed through its slow paths since the last collect */
+  /* Second line: the slow paths', and the one other threads write. */
+  sm_block_t *thread_free; /* atomic stack of blocks freed by other threads */
   struct sm_page *next;    /* neighbour in the heap's avail or full list */
   struct sm_page *prev;
-  uint64_t *tags;          /* tracer: per-block trace id | request << 32, or NULL */
-} sm_page_t;
+  uint32_t block_size;     /* bytes per block; 0 while the page is unassigned */
+  uint32_t capacity;       /* blocks carved out of the page so far (<= reserved) */
+  uint32_t freed_at;       /* unassigned and dirty: sm_now32() when it was retired */
+} SM_CACHE_ALIGN sm_page_t;
+/* Two lines, so that a page's index becomes its offset by a shift. */
+_Static_assert(sizeof(sm_page_t) == 128, "sm_page_t is two cache lines");
 
 typedef SM_LIST_HEAD(sm_page_t) sm_pagelist_t; /* links: next, prev */
 typedef SM_LIST_HEAD(struct sm_segment) sm_seglist_t;
