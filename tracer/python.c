@@ -114,6 +114,7 @@ void sm_python_probe(const struct dl_phdr_info *info, uint32_t module, uintptr_t
     sm_py_rt.version = version;
     sm_py_rt.ops = ops;
     __atomic_store_n(&sm_py_on, true, __ATOMIC_RELEASE);
+    sm_fast_path_close(SM_FAST_PYTHON, true);
     if (sm_opt.verbose)
       sm_info("python: reading the frames of CPython %lu.%lu.%lu (%s)", (version >> 24) & 255,
               (version >> 16) & 255, (version >> 8) & 255, path);
@@ -138,6 +139,7 @@ void sm_python_unloaded(void) {
   /* The interpreter's object is gone: stop reading it, and look at the
    * next one that loads. */
   __atomic_store_n(&sm_py_on, false, __ATOMIC_RELEASE);
+  sm_fast_path_close(SM_FAST_PYTHON, false);
   __atomic_store_n(&probed, false, __ATOMIC_RELEASE);
 }
 

@@ -21,6 +21,7 @@
 #include "tracer/unwlib.h"
 
 bool sm_trace_on;
+unsigned sm_fast_closed = SM_FAST_OFF;
 SM_TLS sm_tstate_t sm_ts;
 
 void sm_tracer_enter(void) { sm_ts.busy++; }
@@ -115,7 +116,8 @@ static SM_NOINLINE void *counted_rare(void *p, sm_tlocal_t *tl) {
 /* malloc's traced path, which preload/exports.c's trampoline jumps to
  * (`used`: link-time optimisation does not see an asm jump). The common
  * case, every allocation from a stack the memo knows into a page that has
- * its side array, without sampling, is what record() does for it, made of
+ * its side array, without sampling (sm_fast_closed at 0: tracing on, a
+ * native walk, no helper to restart), is what record() does for it, made of
  * the same inline parts (sm_capture_memo, sm_tag_slot_plain,
  * sm_counters_change_inline) with nothing but tail calls around them, so
  * that it saves no register and sets up no frame. It calls nothing that
@@ -127,8 +129,9 @@ static SM_NOINLINE void *counted_rare(void *p, sm_tlocal_t *tl) {
 __attribute__((used)) void *sm_track_alloc_from(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
                                                 uintptr_t bp) {
   sm_tlocal_t *tl = sm_ts.local;
-  if (SM_UNLIKELY(!tl || !p || !page || sm_ts.busy || !__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE) ||
-                  sm_sampling || __atomic_load_n(&sm_helper_restart, __ATOMIC_RELAXED) || !sm_capture_native()))
+  /* p and page are never NULL here: the trampoline comes from malloc's
+   * fast path, which found both. */
+  if (SM_UNLIKELY(!tl || sm_ts.busy || __atomic_load_n(&sm_fast_closed, __ATOMIC_ACQUIRE)))
     return track_alloc_from_full(p, req, page, ra, sp, bp);
   const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
   sm_trace_t *t = sm_capture_memo(tl, &from);
@@ -234,6 +237,8 @@ static void turn_on(void) {
     sm_tag_counted = sm_opt.sample != 0;
     sm_tag_released = sm_track_untag;
     sm_sampling = sm_opt.sample != 0;
+    sm_fast_path_close(SM_FAST_SAMPLING, sm_sampling);
+    sm_fast_path_close(SM_FAST_UNWIND, sm_opt.unwind != SM_UNWIND_FAST);
     sm_unwind_init();
   }
   sm_zero_carved = sm_opt.leaks && sm_opt.at_exit;
@@ -247,6 +252,7 @@ static void turn_on(void) {
   __atomic_store_n(&sm_free_hook, sm_free_traced, __ATOMIC_RELEASE);
   __atomic_store_n(&sm_trace_tags, true, __ATOMIC_RELEASE);
   __atomic_store_n(&sm_trace_on, true, __ATOMIC_RELEASE);
+  sm_fast_path_close(SM_FAST_OFF, false);
 }
 
 /* Recording needs no thread, signal or file: it starts with the process's
@@ -297,6 +303,7 @@ int sm_tracer_switch_on(int depth, bool sample_given, size_t sample, const char 
 int sm_tracer_switch_off(const char **why) {
   sm_lock(sm_write_lock_ref);
   bool was = __atomic_exchange_n(&sm_trace_on, false, __ATOMIC_ACQ_REL);
+  sm_fast_path_close(SM_FAST_OFF, true);
   sm_unlock(sm_write_lock_ref);
   if (!was) *why = "tracing is not on";
   return was ? 0 : -1;

@@ -239,6 +239,27 @@ void sm_triggers_maybe_restart(void);
 /* A fork child's helper thread is to be started again (by the next traced
  * allocation, through sm_triggers_maybe_restart). Atomic. */
 extern bool sm_helper_restart;
+
+/* Why the traced malloc's fast path (tracer.c, sm_track_alloc_from) may not
+ * run, a bit per process-wide reason; 0: it may. One load and one test
+ * there instead of one per flag. Each bit follows its flag: whoever
+ * changes the flag changes the bit after it, with sm_fast_path_close. A
+ * thread that reads the mask while a flag changes goes one allocation the
+ * old way, as it would reading the flag itself. */
+enum {
+  SM_FAST_OFF = 1,      /* !sm_trace_on (the initial state) */
+  SM_FAST_SAMPLING = 2, /* sm_sampling */
+  SM_FAST_RESTART = 4,  /* sm_helper_restart */
+  SM_FAST_PYTHON = 8,   /* sm_py_on: Python frames to read */
+  SM_FAST_UNWIND = 16,  /* sm_opt.unwind is not the own walker alone */
+};
+extern unsigned sm_fast_closed;
+/* Sets (closed) or clears the bit `why` of sm_fast_closed; release, so that
+ * a thread that sees the mask at 0 sees what was set up before. */
+SM_INLINE void sm_fast_path_close(unsigned why, bool closed) {
+  if (closed) __atomic_fetch_or(&sm_fast_closed, why, __ATOMIC_RELEASE);
+  else __atomic_fetch_and(&sm_fast_closed, ~why, __ATOMIC_RELEASE);
+}
 int sm_triggers_helper_tid(void); /* 0 when there is no helper thread */
 /* An address in the helper's outermost frame (0 when there is no helper):
  * its stack is in use from there up. */

@@ -228,7 +228,10 @@ void sm_triggers_tracing_on(void) { install_signal(true); }
 void sm_triggers_maybe_restart(void) {
   if (SM_LIKELY(!__atomic_load_n(&sm_helper_restart, __ATOMIC_RELAXED))) return;
   /* Two threads of a fork child may get here at once: one starts the helper. */
-  if (__atomic_exchange_n(&sm_helper_restart, false, __ATOMIC_ACQ_REL)) start_helper();
+  if (__atomic_exchange_n(&sm_helper_restart, false, __ATOMIC_ACQ_REL)) {
+    sm_fast_path_close(SM_FAST_RESTART, false);
+    start_helper();
+  }
 }
 
 void sm_triggers_postfork_child(void) {
@@ -247,6 +250,7 @@ void sm_triggers_postfork_child(void) {
     sm_tracer_leave();
   } else {
     sm_helper_restart = true;
+    sm_fast_path_close(SM_FAST_RESTART, true);
   }
 }
 
