@@ -189,17 +189,17 @@ static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_bl
   sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
 }
 
-/* A traced free of a pool block. The pointer is checked first, whatever
- * free_checks says (a double free finds its mark, since the first free
- * cleared the tag and marked the block; a bad pointer never reads the
- * slot of another block). A page with tags then gives the block's tag
- * from its side array, by the offset the check computed; with sampling
- * most blocks of such a page have none, and go on as untraced ones. */
+/* A traced free of a pool block. The pointer must be a block start before
+ * anything is read for it (a bad pointer never reads the slot of another
+ * block). A page with tags then gives the block's tag from its side array,
+ * by the offset the test computed; with sampling most blocks of such a
+ * page have none. A block with a tag is live (every free clears the tag
+ * before it marks the block free), so only a block without one is tested
+ * for its free mark: a double free of a traced block finds no tag the
+ * second time, and its mark. */
 SM_INLINE void free_pool_traced(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
-  const uintptr_t mark = sm_marks.local;
   uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
-  if (SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED) || b->mark == mark))
-    sm_pool_bad_free(seg, pg, b);
+  if (SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED))) goto bad;
   if (sm_tag_page_tagged(pg)) {
     uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
     if (tags) {
@@ -211,7 +211,12 @@ SM_INLINE void free_pool_traced(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b)
       }
     }
   }
+  const uintptr_t mark = sm_marks.local;
+  if (SM_UNLIKELY(b->mark == mark)) goto bad;
   pool_free(seg, pg, b, POOL_CHECKED, mark);
+  return;
+bad: /* one call of the report: with two, the fast path set up a frame */
+  sm_pool_bad_free(seg, pg, b);
 }
 
 static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
