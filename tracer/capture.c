@@ -40,8 +40,10 @@ static sm_memo_t *memo_set(sm_tlocal_t *tl, const sm_stack_start_t *from) {
 static uint32_t memo_key(uint32_t gen, bool py) { return gen << 1 | py; }
 
 SM_INLINE bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, uint32_t key) {
-  /* The start first: in the other ways of a set it differs. */
-  if (m->ra != from->ra || m->sp != from->sp || m->key != key || !m->trace || (m->bp_used && m->bp != from->bp))
+  /* The start first: in the other ways of a set it differs. An empty way
+   * (zeroed, never filled) fails it too, as no start has sp 0; a filled
+   * way always has its trace (memo_fill's callers test reusable()). */
+  if (m->ra != from->ra || m->sp != from->sp || m->key != key || (m->bp_used && m->bp != from->bp))
     return false;
   for (unsigned i = 0; i < m->n; i++)
     if (*(const uintptr_t *)(from->sp + m->off[i]) != m->val[i]) return false;
