@@ -353,6 +353,7 @@ void *sm_realloc(void *p, size_t size) {
   switch (seg->kind) {
   case SM_SEG_POOL: {
     sm_page_t *pg = sm_page_of(seg, p);
+    sm_pool_check_realloc(pg, p);
     size_t bs = pg->block_size;
     if (size <= bs && (size > bs / 2 || bs <= 16)) return p; /* still the right class, roughly */
     return realloc_move(p, bs, size);

@@ -150,6 +150,8 @@ void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *page, sm_block_t *blo
 void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *page, sm_block_t *block);
 /* A free the checks rejected: says what is wrong with p in one line, aborts. */
 SM_NORETURN SM_COLD void sm_pool_bad_free(sm_segment_t *seg, sm_page_t *pg, void *p);
+/* realloc's checks of pool block p of page pg (aborts on a bad or freed block). */
+void sm_pool_check_realloc(sm_page_t *pg, void *p);
 void sm_pool_adopt(sm_heap_t *heap, sm_segment_t *seg);
 void sm_pool_release_heap(sm_heap_t *heap); /* thread exit: free or abandon all */
 void sm_pool_purge(sm_heap_t *heap);

@@ -364,24 +364,44 @@ static bool is_block_start(const sm_page_t *pg, const void *p) {
   return (size_t)idx * pg->block_size == off && idx < __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED);
 }
 
-/* Names what is wrong with a free the checks rejected (pool_misuse in
- * alloc.c, the remote path, the slow path), in one line, and aborts. */
-SM_NORETURN SM_COLD void sm_pool_bad_free(sm_segment_t *seg, sm_page_t *pg, void *p) {
-  (void)seg;
+/* Names what is wrong with a pointer the checks of `call` ("free()" or
+ * "realloc()") rejected, in one line, and aborts. */
+static SM_NORETURN SM_COLD void bad_block(const char *call, sm_page_t *pg, void *p) {
   const uint8_t *q = p;
   if (!__atomic_load_n(&pg->assigned, __ATOMIC_RELAXED))
-    sm_fatal("free(): invalid pointer %p (in a pool page that is not in use: freed already, or never allocated)", p);
-  if (q < pg->start) sm_fatal("free(): invalid pointer %p (inside a pool segment's header, not a block)", p);
+    sm_fatal("%s: invalid pointer %p (in a pool page that is not in use: freed already, or never allocated)", call, p);
+  if (q < pg->start) sm_fatal("%s: invalid pointer %p (inside a pool segment's header, not a block)", call, p);
   size_t off = (size_t)(q - pg->start);
   uint32_t idx = sm_class_div(off, pg->cls);
   const uint8_t *block = pg->start + (size_t)idx * pg->block_size;
   if (idx >= pg->capacity)
-    sm_fatal("free(): invalid pointer %p (past the blocks handed out in its %u-byte pool page)", p, pg->block_size);
+    sm_fatal("%s: invalid pointer %p (past the blocks handed out in its %u-byte pool page)", call, p,
+             pg->block_size);
   if (block != q)
-    sm_fatal("free(): invalid pointer %p (%s: %zu bytes into the %u-byte block at %p)", p,
+    sm_fatal("%s: invalid pointer %p (%s: %zu bytes into the %u-byte block at %p)", call, p,
              ((uintptr_t)q & (SM_MIN_ALIGN - 1)) ? "misaligned" : "not the start of a block", (size_t)(q - block),
              pg->block_size, (const void *)block);
-  sm_fatal("free(): double free of %p (%u-byte block)", p, pg->block_size);
+  if (call[0] == 'f') sm_fatal("%s: double free of %p (%u-byte block)", call, p, pg->block_size);
+  sm_fatal("%s: invalid pointer %p (a %u-byte block freed already)", call, p, pg->block_size);
+}
+
+/* A free the checks rejected (pool_misuse in alloc.c, the remote path,
+ * the slow path). */
+SM_NORETURN SM_COLD void sm_pool_bad_free(sm_segment_t *seg, sm_page_t *pg, void *p) {
+  (void)seg;
+  bad_block("free()", pg, p);
+}
+
+/* realloc's test of a pool block, made in every mode: a realloc is no fast
+ * path, and a block it keeps in place must not be a free one (a traced
+ * realloc would tag it, and a tagged block is taken for a live one by the
+ * traced free). Not a block start, or marked free by its owner or by
+ * another thread: reported, and the process aborts. */
+void sm_pool_check_realloc(sm_page_t *pg, void *p) {
+  uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
+  if (SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED))) bad_block("realloc()", pg, p);
+  uintptr_t mark = __atomic_load_n(&((const sm_block_t *)p)->mark, __ATOMIC_RELAXED);
+  if (SM_UNLIKELY(mark == sm_marks.local || mark == sm_marks.remote)) bad_block("realloc()", pg, p);
 }
 
 /* The owner frees a block and the cheap checks in the fast path flagged it:

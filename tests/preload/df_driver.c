@@ -62,7 +62,8 @@ int main(int argc, char **argv) {
       {"remote-owner", "double free"},   {"large", "double free"},
       {"huge", "double free"},           {"interior-large", NULL},
       {"interior-huge", NULL},           {"stack", "stack"},
-      {"unmapped", "not mapped"},
+      {"unmapped", "not mapped"},        {"realloc-freed", "realloc(): invalid pointer"},
+      {"realloc-remote-freed", "freed already"}, {"realloc-interior", "not the start of a block"},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s PATH-TO-doublefree\n", argv[0]);

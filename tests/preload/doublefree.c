@@ -8,6 +8,10 @@
  *   small-fresh    free of a block the page carved but never handed out
  *   small-reused   a freed block freed again after its page moved it to
  *                  the list malloc takes blocks from
+ *   realloc-freed  realloc of a freed 48-byte block to 40 bytes (the same
+ *                  class: a realloc that keeps the block in place)
+ *   realloc-remote-freed  the same after another thread freed it
+ *   realloc-interior  realloc(p + 16) of a 64-byte block
  *   interior       free(p + 16) of a 64-byte block
  *   misaligned     free(p + 1) of a 64-byte block
  *   remote         a block freed by one thread, then by another
@@ -39,6 +43,11 @@ static void *volatile sink;
 static void release(void *p) {
   sink = p;
   free(sink);
+}
+
+static void *resize(void *p, size_t n) {
+  sink = p;
+  return realloc(sink, n);
 }
 
 static void name_pointer(const void *p) { fprintf(stderr, "doublefree: pointer %p\n", p); }
@@ -172,6 +181,31 @@ int main(int argc, char **argv) {
     release(p);
     void *a = malloc(96), *b = malloc(96), *c = malloc(96);
     fprintf(stderr, "doublefree: small-reused: malloc gave %p %p %p\n", a, b, c);
+  } else if (strcmp(mode, "realloc-freed") == 0) {
+    hold(10, 48);
+    p = malloc(48);
+    hold(10, 48);
+    name_pointer(p);
+    release(p);
+    q = resize(p, 40);
+    /* Old behaviour: p kept in place, then freed again (traced: unseen). */
+    release(q);
+    void *a = malloc(48), *b = malloc(48);
+    fprintf(stderr, "doublefree: realloc-freed: malloc gave %p %p\n", a, b);
+  } else if (strcmp(mode, "realloc-remote-freed") == 0) {
+    hold(10, 48);
+    p = malloc(48);
+    hold(10, 48);
+    name_pointer(p);
+    free_in_thread(p);
+    q = resize(p, 40);
+    fprintf(stderr, "doublefree: realloc-remote-freed: realloc gave %p\n", (void *)q);
+  } else if (strcmp(mode, "realloc-interior") == 0) {
+    hold(10, 64);
+    p = malloc(64);
+    name_pointer(p + 16);
+    q = resize(p + 16, 40);
+    fprintf(stderr, "doublefree: realloc-interior: realloc gave %p\n", (void *)q);
   } else if (strcmp(mode, "interior") == 0) {
     hold(10, 64);
     p = malloc(64);
