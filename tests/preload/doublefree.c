@@ -107,6 +107,17 @@ static void **hold(size_t n, size_t size) {
   return v;
 }
 
+/* A 48-byte block among others, freed by `how`, then resized to a size of
+ * its class (a realloc that would keep it in place). */
+static char *resize_freed(void (*how)(void *)) {
+  hold(10, 48);
+  char *b = malloc(48);
+  hold(10, 48);
+  name_pointer(b);
+  how(b);
+  return resize(b, 40);
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";
   char *p, *q;
@@ -182,23 +193,13 @@ int main(int argc, char **argv) {
     void *a = malloc(96), *b = malloc(96), *c = malloc(96);
     fprintf(stderr, "doublefree: small-reused: malloc gave %p %p %p\n", a, b, c);
   } else if (strcmp(mode, "realloc-freed") == 0) {
-    hold(10, 48);
-    p = malloc(48);
-    hold(10, 48);
-    name_pointer(p);
-    release(p);
-    q = resize(p, 40);
-    /* Old behaviour: p kept in place, then freed again (traced: unseen). */
+    q = resize_freed(release);
+    /* Old behaviour: the block kept in place, then freed again (traced: unseen). */
     release(q);
     void *a = malloc(48), *b = malloc(48);
     fprintf(stderr, "doublefree: realloc-freed: malloc gave %p %p\n", a, b);
   } else if (strcmp(mode, "realloc-remote-freed") == 0) {
-    hold(10, 48);
-    p = malloc(48);
-    hold(10, 48);
-    name_pointer(p);
-    free_in_thread(p);
-    q = resize(p, 40);
+    q = resize_freed(free_in_thread);
     fprintf(stderr, "doublefree: realloc-remote-freed: realloc gave %p\n", (void *)q);
   } else if (strcmp(mode, "realloc-interior") == 0) {
     hold(10, 64);
