@@ -181,11 +181,15 @@ void (*sm_tag_released)(uint32_t trace, size_t req, const void *p);
 
 /* The end of a traced free of a block with a tag, out of line: the tag is
  * cleared before the block can be reused, and handed to the tracer after
- * the free. */
+ * the free. A block with a tag is live; its free mark is tested all the
+ * same (out of line, a compare), so that a way to tag a freed block that
+ * the checks of malloc and realloc missed is reported, not pushed twice. */
 static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, uint64_t *slot,
                                          uint64_t tag) {
+  const uintptr_t mark = sm_marks.local;
+  if (SM_UNLIKELY(b->mark == mark)) sm_pool_bad_free(seg, pg, b);
   sm_tag_clear(pg, slot);
-  pool_free(seg, pg, b, POOL_CHECKED, sm_marks.local);
+  pool_free(seg, pg, b, POOL_CHECKED, mark);
   sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
 }
 
@@ -193,10 +197,10 @@ static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_bl
  * anything is read for it (a bad pointer never reads the slot of another
  * block). A page with tags then gives the block's tag from its side array,
  * by the offset the test computed; with sampling most blocks of such a
- * page have none. A block with a tag is live (every free clears the tag
- * before it marks the block free), so only a block without one is tested
- * for its free mark: a double free of a traced block finds no tag the
- * second time, and its mark. */
+ * page have none. A double free of a traced block finds no tag the second
+ * time (every free clears the tag before it marks the block free), and is
+ * tested for its mark like any untagged block; free_pool_tagged tests a
+ * tagged block's mark too. */
 SM_INLINE void free_pool_traced(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
   uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
   if (SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED))) goto bad;
