@@ -64,11 +64,7 @@ unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max);
  *   k + SM_SEGMAP_BIG    a large or huge segment whose header is k slots below;
  *   SM_SEGMAP_FREED      ours once and released since (how a double free of a
  *                        huge block is told from a foreign pointer). */
-#define SM_SEGMAP_POOL 1
-#define SM_SEGMAP_BIG 2
-#define SM_SEGMAP_FREED 255
-/* Slots a large or huge segment may span: entries 2..254 (a 1012 MiB mapping). */
-#define SM_SEGMAP_MAX_SLOTS (SM_SEGMAP_FREED - SM_SEGMAP_BIG)
+/* (The entry values, SM_SEGMAP_POOL and the rest, are in types.h.) */
 #define SM_SEGMAP_BITS 47
 #define SM_SEGMAP_LEAF_BITS 13
 #define SM_SEGMAP_TOP ((size_t)1 << (SM_SEGMAP_BITS - SM_SEGMENT_SHIFT - SM_SEGMAP_LEAF_BITS))

@@ -19,7 +19,7 @@ static const sm_option_t alloc_rows[] = {
      .def = SM_POLICY_BEST, .names = policies},
     {.name = "increment", .kind = SM_OPT_SIZE, .order = 9, SM_OPTION_FIELD(increment),
      .min = (long long)SM_SEGMENT_SIZE, .max = 512LL << 20, .def = 16 * SM_MiB},
-    /* A large chunk must span at most SM_SEGMAP_MAX_SLOTS (253, allocator/internal.h) segments
+    /* A large chunk must span at most SM_SEGMAP_MAX_SLOTS (253) segments
      * of the one-byte segment map (1012 MiB): a block of `huge` bytes plus
      * its chunk's header, or `increment`, stays far below at 512 MiB. */
     {.name = "huge", .kind = SM_OPT_SIZE, .order = 10, SM_OPTION_FIELD(huge),
@@ -30,7 +30,7 @@ static const sm_option_t alloc_rows[] = {
     {.name = "free_checks", .kind = SM_OPT_BOOL, .order = 14, SM_OPTION_FIELD(free_checks), .def = 1},
     {.name = "run", .kind = SM_OPT_ID, .order = 15, SM_OPTION_FIELD(run), .def_text = ""},
 };
-_Static_assert((512 << 20) / SM_SEGMENT_SIZE + 2 <= 253, "huge/increment ranges must fit the segment map");
+_Static_assert((512 << 20) / SM_SEGMENT_SIZE + 2 <= SM_SEGMAP_MAX_SLOTS, "huge/increment ranges must fit the segment map");
 
 /* The large arena grows in whole segments. */
 static void alloc_finish(sm_options_t *o) { o->increment = sm_align_up(o->increment, SM_SEGMENT_SIZE); }

@@ -19,6 +19,12 @@
 #define SM_SEGMENT_SHIFT 22
 #define SM_SEGMENT_SIZE  ((size_t)1 << SM_SEGMENT_SHIFT) /* 4 MiB */
 #define SM_SEGMENT_MASK  (SM_SEGMENT_SIZE - 1)
+/* The segment map's entries (internal.h says what each means). */
+#define SM_SEGMAP_POOL 1
+#define SM_SEGMAP_BIG 2
+#define SM_SEGMAP_FREED 255
+/* Slots a large or huge segment may span: entries 2..254 (a 1012 MiB mapping). */
+#define SM_SEGMAP_MAX_SLOTS (SM_SEGMAP_FREED - SM_SEGMAP_BIG)
 
 #define SM_SMALL_PAGE_SHIFT  16 /* 64 KiB pages: classes up to SM_SMALL_MAX */
 #define SM_MEDIUM_PAGE_SHIFT 19 /* 512 KiB pages: classes up to SM_POOL_MAX */
