@@ -124,12 +124,10 @@ static SM_NOINLINE void free_big(sm_segment_t *seg, void *p) {
 }
 
 /* Whether b, a pointer into pool page pg, is not a block this page handed
- * out and has not taken back: not one of its carved blocks' starts
- * (interior, misaligned, header; the page is unassigned) or marked free
- * already. A multiply and two compares (see sm_block_mulc). */
+ * out and has not taken back: not one of its carved blocks' starts, or
+ * marked free already. */
 SM_INLINE bool pool_misuse(const sm_page_t *pg, const sm_block_t *b, uintptr_t mark) {
-  uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
-  return SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED) || b->mark == mark);
+  return SM_UNLIKELY(sm_pool_not_block(pg, (uintptr_t)b - (uintptr_t)pg->start) || b->mark == mark);
 }
 
 /* What pool_free checks of the pointer: */
@@ -203,7 +201,7 @@ static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_bl
  * tagged block's mark too. */
 SM_INLINE void free_pool_traced(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
   uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
-  if (SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED))) goto bad;
+  if (SM_UNLIKELY(sm_pool_not_block(pg, off))) goto bad;
   if (sm_tag_page_tagged(pg)) {
     uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
     if (tags) {

@@ -134,6 +134,13 @@ size_t sm_segment_mapped(void);
 SM_INLINE sm_page_t *sm_page_of(sm_segment_t *seg, const void *p) {
   return &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
 }
+/* Whether off, a pointer's offset from the first block of page pg, is
+ * not the start of one of the blocks the page has carved: interior,
+ * misaligned, not yet carved, in the header, or the page unassigned. One
+ * multiply and a compare (sm_block_mulc). */
+SM_INLINE bool sm_pool_not_block(const sm_page_t *pg, uintptr_t off) {
+  return off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED);
+}
 /* Which of the two kinds of pool segment a page size makes: 0 small
  * pages, 1 medium (the index of per-kind lists and caches). */
 SM_INLINE unsigned sm_pool_kind(unsigned page_shift) { return page_shift == SM_SMALL_PAGE_SHIFT ? 0 : 1; }

@@ -364,9 +364,10 @@ static bool is_block_start(const sm_page_t *pg, const void *p) {
   return (size_t)idx * pg->block_size == off && idx < __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED);
 }
 
-/* Names what is wrong with a pointer the checks of `call` ("free()" or
- * "realloc()") rejected, in one line, and aborts. */
-static SM_NORETURN SM_COLD void bad_block(const char *call, sm_page_t *pg, void *p) {
+/* Names what is wrong with a pointer the checks of free (or, with
+ * `realloc`, of realloc) rejected, in one line, and aborts. */
+static SM_NORETURN SM_COLD void bad_block(sm_page_t *pg, void *p, bool realloc) {
+  const char *call = realloc ? "realloc()" : "free()";
   const uint8_t *q = p;
   if (!__atomic_load_n(&pg->assigned, __ATOMIC_RELAXED))
     sm_fatal("%s: invalid pointer %p (in a pool page that is not in use: freed already, or never allocated)", call, p);
@@ -381,15 +382,15 @@ static SM_NORETURN SM_COLD void bad_block(const char *call, sm_page_t *pg, void 
     sm_fatal("%s: invalid pointer %p (%s: %zu bytes into the %u-byte block at %p)", call, p,
              ((uintptr_t)q & (SM_MIN_ALIGN - 1)) ? "misaligned" : "not the start of a block", (size_t)(q - block),
              pg->block_size, (const void *)block);
-  if (call[0] == 'f') sm_fatal("%s: double free of %p (%u-byte block)", call, p, pg->block_size);
-  sm_fatal("%s: invalid pointer %p (a %u-byte block freed already)", call, p, pg->block_size);
+  if (realloc) sm_fatal("realloc(): invalid pointer %p (a %u-byte block freed already)", p, pg->block_size);
+  sm_fatal("free(): double free of %p (%u-byte block)", p, pg->block_size);
 }
 
 /* A free the checks rejected (pool_misuse in alloc.c, the remote path,
  * the slow path). */
 SM_NORETURN SM_COLD void sm_pool_bad_free(sm_segment_t *seg, sm_page_t *pg, void *p) {
   (void)seg;
-  bad_block("free()", pg, p);
+  bad_block(pg, p, false);
 }
 
 /* realloc's test of a pool block, made in every mode: a realloc is no fast
@@ -398,10 +399,9 @@ SM_NORETURN SM_COLD void sm_pool_bad_free(sm_segment_t *seg, sm_page_t *pg, void
  * traced free). Not a block start, or marked free by its owner or by
  * another thread: reported, and the process aborts. */
 void sm_pool_check_realloc(sm_page_t *pg, void *p) {
-  uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
-  if (SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED))) bad_block("realloc()", pg, p);
+  if (SM_UNLIKELY(sm_pool_not_block(pg, (uintptr_t)p - (uintptr_t)pg->start))) bad_block(pg, p, true);
   uintptr_t mark = __atomic_load_n(&((const sm_block_t *)p)->mark, __ATOMIC_RELAXED);
-  if (SM_UNLIKELY(mark == sm_marks.local || mark == sm_marks.remote)) bad_block("realloc()", pg, p);
+  if (SM_UNLIKELY(mark == sm_marks.local || mark == sm_marks.remote)) bad_block(pg, p, true);
 }
 
 /* The owner frees a block and the cheap checks in the fast path flagged it:
@@ -435,8 +435,7 @@ SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_bl
  * keeps the page assigned), then marked with an atomic swap: of two threads
  * freeing one block at once, one sees the other's mark. */
 SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
-  uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
-  if (SM_UNLIKELY(off * pg->mulc >= __atomic_load_n(&pg->qlimit, __ATOMIC_RELAXED))) sm_pool_bad_free(seg, pg, b);
+  if (SM_UNLIKELY(sm_pool_not_block(pg, (uintptr_t)b - (uintptr_t)pg->start))) sm_pool_bad_free(seg, pg, b);
   /* Everything needed from the segment is read while b is still live: once
    * b is pushed, the owner may collect it, empty the page and release the
    * segment. */
