@@ -186,7 +186,7 @@ static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_bl
                                          uint64_t tag) {
   const uintptr_t mark = sm_marks.local;
   if (SM_UNLIKELY(b->mark == mark)) sm_pool_bad_free(seg, pg, b);
-  sm_tag_clear(pg, slot);
+  sm_tag_clear(slot);
   pool_free(seg, pg, b, POOL_CHECKED, mark);
   sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
 }
@@ -194,8 +194,8 @@ static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_bl
 /* A traced free of a pool block. The pointer must be a block start before
  * anything is read for it (a bad pointer never reads the slot of another
  * block). A page with tags then gives the block's tag from its side array,
- * by the offset the test computed; with sampling most blocks of such a
- * page have none. A double free of a traced block finds no tag the second
+ * by the offset the test computed; with dense sampling (below
+ * SM_SAMPLE_MOVE_MIN) most blocks of such a page have none. A double free of a traced block finds no tag the second
  * time (every free clears the tag before it marks the block free), and is
  * tested for its mark like any untagged block; free_pool_tagged tests a
  * tagged block's mark too. */
@@ -229,9 +229,10 @@ static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
 }
 
 /* free. With `tracing`, a pool block goes through free_pool_traced: a
- * block of a page without tags (with sampling, most pages) costs one load
- * and a test more than the untraced free; only a block with a tag goes out
- * of line. `checked`: see pool_check_t (traced frees are always checked). */
+ * block of a page without tags costs one load and a test more than the
+ * untraced free; only a block with a tag goes out of line. Sparse sampling
+ * keeps the untraced free (sm_tag_big_only). `checked`: see pool_check_t
+ * (traced frees are always checked). */
 SM_INLINE void free_impl(void *p, const bool tracing, const bool checked) {
   unsigned e = sm_segmap_entry(p);
   if (SM_LIKELY(e == SM_SEGMAP_POOL)) {
@@ -250,7 +251,9 @@ SM_INLINE void free_impl(void *p, const bool tracing, const bool checked) {
     return;
   }
   sm_segment_t *seg = sm_segmap_segment(p, e);
-  if (tracing) free_big_tagged(seg, p);
+  /* Sampling keeps the untraced free: a large or huge block may carry a
+   * tag all the same (sm_tag_big_only). */
+  if (tracing || sm_tag_big_only) free_big_tagged(seg, p);
   else free_big(seg, p);
 }
 

@@ -19,6 +19,15 @@
 #define SM_TLS         __thread __attribute__((tls_model("initial-exec")))
 #define SM_CACHE_ALIGN __attribute__((aligned(64)))
 
+/* The thread's words that malloc's fast path reads, in one TLS block: the
+ * path loads the block's offset from the GOT once for both. */
+struct sm_heap;
+typedef struct sm_thread_words {
+  struct sm_heap *heap; /* sm_heap_tls (allocator/heap.c) */
+  int64_t sample_left;  /* sm_sample_left (tracer/tracer.h, sampling.c) */
+} sm_thread_words_t;
+extern SM_TLS sm_thread_words_t sm_tw;
+
 #define SM_KiB ((size_t)1 << 10)
 #define SM_MiB ((size_t)1 << 20)
 #define SM_GiB ((size_t)1 << 30)

@@ -26,7 +26,7 @@ sm_heap_t sm_heap_empty = {
     .cur = {[0 ... SM_CLASS_COUNT - 1] = &sm_page_empty},
 };
 
-SM_TLS sm_heap_t *sm_heap_tls = &sm_heap_empty;
+SM_TLS sm_thread_words_t sm_tw = {.heap = &sm_heap_empty};
 
 static sm_lock_t heaps_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
 static SM_LIST_HEAD(sm_heap_t) heaps; /* registry of live heaps (links: reg_next, reg_prev) */

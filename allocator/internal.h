@@ -174,7 +174,7 @@ extern sm_lock_t *const sm_meta_lock_ref;  /* meta.c */
 /* and each arena's lock, sm_arenas[i].lock (large.c) */
 
 /* ---- heap.c: per-thread heaps */
-extern SM_TLS sm_heap_t *sm_heap_tls;
+#define sm_heap_tls (sm_tw.heap) /* the thread's heap (sm_heap_empty until its first allocation) */
 extern sm_heap_t sm_heap_empty;
 extern sm_page_t sm_page_empty;
 sm_heap_t *sm_heap_get_or_create(void); /* NULL only when out of memory */
@@ -272,13 +272,29 @@ extern size_t (*sm_libc_usable_size)(void *);
  * the call. */
 bool sm_tag_watch(const void *p);
 bool sm_tag_set(void *p, uint32_t trace, size_t request); /* false: no memory for the side array */
-extern bool sm_tag_counted; /* pages count their tagged blocks (set before tracing starts) */
-/* The tag slot of pool block p in page pg when a plain store may set it:
- * the page has its side array and pages do not count their tagged blocks;
- * else NULL (sm_tag_set does the rest). */
+/* Sampling at a rate of SM_SAMPLE_MOVE_MIN or more (set once, before the
+ * first tag): only large and huge blocks carry tags. The sampler moves a
+ * pool block it picked to a large block (sm_tag_relocate) before tagging
+ * it, so that no pool block has a tag and the untraced free, which such
+ * sampling keeps, is right for every pool block; a large or huge block's
+ * free reads its header anyway, and takes the tag from there. sm_tag_set
+ * refuses pool blocks meanwhile. Denser sampling tags pool blocks in
+ * place and frees through the traced free, as tracing every block does:
+ * a move per sampled block would cost more than it saves. */
+#define SM_SAMPLE_MOVE_MIN ((size_t)64 * 1024)
+extern bool sm_tag_big_only;
+/* With sm_tag_big_only: the block to tag in place of p, a block the
+ * caller just allocated for `req` bytes. p itself when it is not a pool
+ * block; else a new large block with at least p's alignment, and with p's
+ * first req bytes when `contents` (else whatever the large block held),
+ * and p is freed. NULL without memory for it (p stays, and is not to be
+ * tagged). errno is kept. */
+void *sm_tag_relocate(void *p, size_t req, bool contents);
+/* The tag slot of pool block p in page pg when a plain store may set it
+ * (the page has its side array), else NULL (sm_tag_set does the rest). */
 SM_INLINE uint64_t *sm_tag_slot_plain(sm_page_t *pg, const void *p) {
   uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
-  if (SM_UNLIKELY(tags == NULL || sm_tag_counted)) return NULL;
+  if (SM_UNLIKELY(tags == NULL)) return NULL;
   return &tags[sm_class_div((size_t)((const uint8_t *)p - pg->start), pg->cls)];
 }
 /* sm_tag_set for a pool block of page pg, known to the caller (malloc's
@@ -298,18 +314,14 @@ uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request);
  * scan may run: old data of a page's previous size class would otherwise
  * look like pointers). */
 extern bool sm_zero_carved;
-/* Whether a block of page pg may carry a tag: one load and a test. With
- * sampling `tagged` counts the page's tagged blocks; otherwise it is 1 once
- * the page has a side array. */
+/* Whether a block of page pg may carry a tag: one load and a test
+ * (`tagged` is 1 once the page has a side array). */
 SM_INLINE bool sm_tag_page_tagged(const sm_page_t *pg) {
   return __atomic_load_n(&pg->tagged, __ATOMIC_RELAXED) != 0;
 }
 
 /* Clears a pool block's tag slot, whose tag the caller read. */
-SM_INLINE void sm_tag_clear(sm_page_t *pg, uint64_t *slot) {
-  *slot = 0;
-  if (sm_tag_counted) __atomic_sub_fetch(&pg->tagged, 1, __ATOMIC_RELAXED);
-}
+SM_INLINE void sm_tag_clear(uint64_t *slot) { *slot = 0; }
 
 /* ---- walk: every live block, for the leak scanner. fn gets the block's
  * start, its requested size (the block size when unknown) and its trace id.

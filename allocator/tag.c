@@ -7,13 +7,42 @@
  * A tag is written by the thread that allocated the block (the page owner)
  * before the pointer is returned, and taken (read and cleared) by whichever
  * thread frees it, before the block goes back to a free list. */
+#include <errno.h>
+
 #include "allocator/internal.h"
 
-/* With sampling, few blocks carry a tag: each page counts its tagged blocks
- * so that free() skips the side array of a page without any. When every
- * block is traced the count would only cost two atomic operations per
- * block, so it is kept only when sampling. */
-bool sm_tag_counted;
+bool sm_tag_big_only;
+
+/* Why sampling moves the blocks it picks. Tracing every block, free() goes
+ * through the traced free (sm_free_hook), which reads the page's side
+ * array. Sampling picks one block in thousands; if those stayed in their
+ * pages, every free would have to look for a tag, and most frees of a page
+ * that holds one (a busy page, often) would find none. Moved to a large
+ * block, a sampled block is found by the free's own lookup of its segment
+ * kind, and every pool block's free is the untraced one. What the move
+ * costs, once per sampled block: a large block (32 bytes of header, and a
+ * payload of at least 32 bytes) and a pool free; and for calloc and
+ * realloc, whose bytes are the caller's, a copy of the request (a malloc's
+ * are not: copying them cost the sampled `mixed` bench 80% more
+ * instructions, its sampled blocks being mostly the largest). */
+void *sm_tag_relocate(void *p, size_t req, bool contents) {
+  sm_segment_t *seg = sm_segment_of(p);
+  if (!seg || seg->kind != SM_SEG_POOL) return p;
+  /* memalign and friends got a pool block whose class gives the alignment
+   * they asked for: the large block gets p's own, up to the 4 KiB of a
+   * page start. */
+  size_t align = (uintptr_t)p & (~(uintptr_t)p + 1);
+  if (align > 4096) align = 4096;
+  int saved = errno;
+  sm_heap_t *h = sm_heap_get_or_create();
+  /* A large block frees into a tree node of 32 bytes: at least that much. */
+  void *q = h ? sm_large_malloc(h, req < 32 ? 32 : req, align) : NULL;
+  errno = saved;
+  if (!q) return NULL;
+  if (contents) __builtin_memcpy(q, p, req);
+  sm_free(p);
+  return q;
+}
 
 static sm_page_t *page_of(sm_segment_t *seg, const void *p) {
   return sm_page_of(seg, p);
@@ -27,9 +56,7 @@ static uint64_t *pool_tag_slot(sm_segment_t *seg, const void *p, bool create) {
     tags = sm_meta_alloc((size_t)pg->reserved * sizeof(uint64_t));
     if (!tags) return NULL;
     __atomic_store_n(&pg->tags, tags, __ATOMIC_RELEASE);
-    /* Uncounted, `tagged` is 1 from the page's first tag on, so that free()
-     * tests one field in both modes. */
-    if (!sm_tag_counted) __atomic_store_n(&pg->tagged, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&pg->tagged, 1, __ATOMIC_RELEASE);
   }
   size_t idx = sm_class_div((size_t)((const uint8_t *)p - pg->start), pg->cls);
   return &tags[idx];
@@ -41,7 +68,7 @@ static SM_NOINLINE bool tag_set_slow(sm_segment_t *seg, void *p, uint32_t trace,
  * array already there, and no count to keep (every block traced). */
 bool sm_tag_set(void *p, uint32_t trace, size_t request) {
   sm_segment_t *seg = sm_segment_of(p);
-  if (SM_LIKELY(seg && seg->kind == SM_SEG_POOL && !sm_tag_counted)) {
+  if (SM_LIKELY(seg && seg->kind == SM_SEG_POOL && !sm_tag_big_only)) {
     sm_page_t *pg = page_of(seg, p);
     uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
     if (SM_LIKELY(tags != NULL)) {
@@ -56,11 +83,12 @@ static bool tag_set_slow(sm_segment_t *seg, void *p, uint32_t trace, size_t requ
   if (!seg) return false;
   switch (seg->kind) {
   case SM_SEG_POOL: {
+    /* No pool block has a tag while sampling: the untraced free would
+     * leave it behind. */
+    if (sm_tag_big_only) return trace == 0;
     uint64_t *slot = pool_tag_slot(seg, p, trace != 0);
     if (!slot) return trace == 0;
-    int delta = (trace != 0) - ((uint32_t)*slot != 0);
     *slot = trace | (uint64_t)request << 32;
-    if (delta && sm_tag_counted) __atomic_add_fetch(&page_of(seg, p)->tagged, (uint32_t)delta, __ATOMIC_RELAXED);
     return true;
   }
   case SM_SEG_LARGE: {
@@ -95,15 +123,12 @@ bool sm_tag_watch(const void *p) {
 }
 
 uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request) {
-  /* Sampling tags few blocks: most frees stop at the counter, without
-   * touching the side array. */
-  if (sm_tag_counted && !__atomic_load_n(&pg->tagged, __ATOMIC_RELAXED)) return 0;
   uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
   if (!tags) return 0;
   uint64_t *slot = &tags[sm_class_div((size_t)((const uint8_t *)p - pg->start), pg->cls)];
   uint64_t v = *slot;
   if (!v) return 0;
-  sm_tag_clear(pg, slot);
+  sm_tag_clear(slot);
   *request = (size_t)(v >> 32);
   return (uint32_t)v;
 }

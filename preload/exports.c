@@ -18,20 +18,21 @@
 /* Out of line so that the untraced fast paths need no stack frame. The
  * stack walk starts at this function's caller: the entry point when it
  * called us, the program when the entry point jumped here. */
-static SM_NOINLINE void *traced_in(void *p, size_t req, sm_page_t *page) {
+static SM_NOINLINE void *traced_in(void *p, size_t req, sm_page_t *page, bool contents) {
   sm_stack_start_t from;
   SM_STACK_HERE(from);
-  sm_track_alloc(p, req, &from, page);
-  return p;
+  return sm_track_alloc(p, req, &from, page, contents);
 }
-/* A block whose pool page the caller does not know (or not a pool block). */
-#define traced(p, req) traced_in((p), (req), NULL)
+/* A block whose pool page the caller does not know (or not a pool block),
+ * and whose bytes are garbage (a malloc's); calloc's are not (zeros, which
+ * a sampled block moved out of the pools must keep: sm_track_alloc). */
+#define traced(p, req) traced_in((p), (req), NULL, false)
 
 /* traced_in for malloc's fast path, which reaches it by a jump: at entry
  * the return address on top of the stack is malloc's caller's, and rbp
  * is still the caller's (malloc keeps no frame). So this reads the walk's
  * start without a frame of its own and jumps on, with p, req and page
- * untouched in their argument registers: the tracer returns p to malloc's
+ * untouched in their argument registers: the tracer returns the block to malloc's
  * caller. x86-64 only, as the stack walker is. */
 __attribute__((naked, used)) static void *traced_jump(void *p, size_t req, sm_page_t *page) {
   __asm__ volatile("movq (%%rsp), %%rcx\n\t" /* ra */
@@ -61,16 +62,18 @@ SM_INLINE void *unlinked(void *p) {
  * loads the flag again with acquire). */
 #define TRACING() (sm_trace_on)
 
-/* The result of an allocating call, charged to the caller's stack when tracing. */
-#define TRACED(p, req)                                     \
-  do {                                                     \
-    void *r_ = (p);                                        \
-    if (SM_UNLIKELY(TRACING()) && r_) {                    \
-      if (!sm_track_wanted(req)) return unlinked(r_);      \
-      return traced(unlinked(r_), (req));                  \
-    }                                                      \
-    return r_;                                             \
+/* The result of an allocating call, charged to the caller's stack when
+ * tracing; `contents`: its bytes are the caller's (calloc). */
+#define TRACED_AS(p, req, contents)                                    \
+  do {                                                                 \
+    void *r_ = (p);                                                    \
+    if (SM_UNLIKELY(TRACING()) && r_) {                                \
+      if (!sm_track_wanted(req)) return unlinked(r_);                  \
+      return traced_in(unlinked(r_), (req), NULL, (contents));         \
+    }                                                                  \
+    return r_;                                                         \
   } while (0)
+#define TRACED(p, req) TRACED_AS(p, req, false)
 
 /* malloc's pool fast path is inline here and keeps nothing for after a
  * call: whatever else (the slow and large paths, tracing) is a tail call
@@ -104,7 +107,7 @@ SM_EXPORT void free(void *p) {
   sm_free(p);
 }
 
-SM_EXPORT void *calloc(size_t n, size_t size) { TRACED(sm_calloc(n, size), n * size); }
+SM_EXPORT void *calloc(size_t n, size_t size) { TRACED_AS(sm_calloc(n, size), n * size, true); }
 
 /* realloc charges the result to the realloc call's stack, as tracemalloc
  * does. The old tag is taken first (the block may move or be freed) and put
@@ -120,8 +123,7 @@ static SM_NOINLINE void *traced_realloc(void *p, size_t size) {
     return NULL;
   }
   if (!p && q) unlinked(q); /* realloc(NULL, n) is a malloc */
-  sm_track_realloc(old, old_req, p, q, size, &from);
-  return q;
+  return sm_track_realloc(old, old_req, p, q, size, &from);
 }
 
 /* Tested on sm_trace_tags, not sm_trace_on: once tracing was on, blocks

@@ -338,7 +338,7 @@ uint64_t sm_fmath_round(double v);   /* v >= 0 to the nearest integer, halves up
 SM_NOINLINE bool sm_sample_point(size_t req);
 
 /* Per-trace live estimates for a block of req bytes: itself without
- * sampling; with sample=N, 1/p blocks of req/p bytes, p = 1 - exp(-(req|1)/N)
+ * sampling; with sample=N, 1/p blocks of req/p bytes, p = 1 - exp(-(req+1)/N)
  * the chance that the sampler picked it (sampling.c says why). The sampled
  * case is out of line: inline, its call of expm1 made every traced malloc
  * and free save registers and set up a frame for it. */

@@ -33,13 +33,19 @@ bool sm_tracer_busy_here(void) { return sm_ts.busy > 0; }
  * anything else, it is temporary. sm_sample_left moves with every
  * successful allocation the thread makes, traced or not (with sampling
  * too), so its value just after this one tells whether another came since. */
-SM_INLINE void record(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled,
-                      const bool memo_missed) {
+SM_INLINE void *record(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled,
+                       const bool memo_missed, bool contents) {
   sm_tlocal_t *tl = sm_tlocal();
   sm_trace_t *t = memo_missed && tl ? sm_capture_walk(tl, from) : sm_capture(tl, from);
-  if (!t) return;
+  if (!t) return p;
+  if (sampled && sm_tag_big_only) { /* out of the pools (allocator/tag.c says why) */
+    void *q = sm_tag_relocate(p, req, contents);
+    if (!q) return p; /* out of memory: untraced */
+    p = q;
+    page = NULL;
+  }
   bool tagged = page ? sm_tag_set_in_page(page, p, t->id, req) : sm_tag_set(p, t->id, req);
-  if (!tagged) return; /* out of metadata: untraced */
+  if (!tagged) return p; /* out of metadata: untraced */
   uint64_t size = req, count_fp = SM_FP_ONE;
   if (sampled) sm_tracer_weight(req, &size, &count_fp);
   sm_counters_change(t->id, (int64_t)size, (int64_t)count_fp, true, 0);
@@ -47,59 +53,59 @@ SM_INLINE void record(void *p, size_t req, const sm_stack_start_t *from, sm_page
     tl->last = p;
     tl->last_left = sm_sample_left;
   }
+  return p;
 }
 
-/* An allocation from inside the tracer: the library's own (SM_TAG_OWN). */
+/* An allocation from inside the tracer: the library's own (SM_TAG_OWN).
+ * With sampling, a pool block stays untagged (sm_tag_set refuses it). */
 static SM_NOINLINE SM_COLD void track_own(void *p, size_t req) { sm_tag_set(p, SM_TAG_OWN, req); }
 
-SM_INLINE void track(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled,
-                     const bool memo_missed) {
-  if (!p) return;
+SM_INLINE void *track(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled,
+                      const bool memo_missed, bool contents) {
+  if (!p) return p;
   if (SM_UNLIKELY(sm_ts.busy)) {
     track_own(p, req);
-    return;
+    return p;
   }
   sm_ts.busy++;
   sm_triggers_maybe_restart();
-  record(p, req, from, page, sampled, memo_missed);
+  p = record(p, req, from, page, sampled, memo_missed, contents);
   sm_ts.busy--;
+  return p;
 }
 
-static SM_NOINLINE void track_sampled(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page) {
-  if (sm_sample_point(req)) track(p, req, from, page, true, false);
+static SM_NOINLINE void *track_sampled(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page,
+                                       bool contents) {
+  if (sm_sample_point(req)) return track(p, req, from, page, true, false, contents);
+  return p;
 }
 
-SM_INLINE void track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page,
-                           const bool memo_missed) {
+SM_INLINE void *track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page,
+                            const bool memo_missed, bool contents) {
   /* The hot path's test was a plain load; this one orders everything the
    * start published before it (see "switching" below), and drops the
    * block if tracing stopped meanwhile. */
-  if (!__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) return;
-  if (SM_UNLIKELY(sm_sampling)) {
-    track_sampled(p, req, from, page);
-    return;
-  }
-  track(p, req, from, page, false, memo_missed);
+  if (!__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) return p;
+  if (SM_UNLIKELY(sm_sampling)) return track_sampled(p, req, from, page, contents);
+  return track(p, req, from, page, false, memo_missed, contents);
 }
 
-void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page) {
-  track_alloc(p, req, from, page, false);
+void *sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, bool contents) {
+  return track_alloc(p, req, from, page, false, contents);
 }
 
 /* The whole traced malloc, for whatever the fast path below does not do. */
 static SM_NOINLINE void *track_alloc_from_full(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
                                                uintptr_t bp) {
   const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
-  track_alloc(p, req, &from, page, false);
-  return p;
+  return track_alloc(p, req, &from, page, false, false);
 }
 
 /* The same after the fast path's memo test missed: not made again. */
 static SM_NOINLINE void *track_alloc_from_missed(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
                                                  uintptr_t bp) {
   const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
-  track_alloc(p, req, &from, page, true);
-  return p;
+  return track_alloc(p, req, &from, page, true, false);
 }
 
 /* The fast path's ends after its block is tagged: the counter entry held
@@ -183,10 +189,12 @@ void sm_track_untag(uint32_t id, size_t req, const void *p) {
 
 /* A realloc ends the old block as a free does (temporary if it was the
  * thread's last allocation) and counts the result as a new allocation. */
-void sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *q, size_t req,
-                      const sm_stack_start_t *from) {
+void *sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *q, size_t req,
+                       const sm_stack_start_t *from) {
   if (old_trace) sm_track_untag(old_trace, old_req, p);
-  if (q && __atomic_load_n(&sm_trace_on, __ATOMIC_RELAXED) && sm_track_wanted(req)) sm_track_alloc(q, req, from, NULL);
+  if (q && __atomic_load_n(&sm_trace_on, __ATOMIC_RELAXED) && sm_track_wanted(req))
+    return sm_track_alloc(q, req, from, NULL, true);
+  return q;
 }
 
 /* ---------------------------------------------------------------- switching
@@ -197,7 +205,10 @@ void sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *q
  * the program's threads run). The three flags a malloc, realloc and free
  * test are published in this order, each with a release store:
  *
- *   sm_free_hook = sm_free_traced   free() takes a block's tag
+ *   sm_free_hook = sm_free_traced   free() takes a block's tag (not
+ *                                   with sampling, where only large and
+ *                                   huge blocks have tags, and the
+ *                                   untraced free takes them: tag.c)
  *   sm_trace_tags = true            realloc() takes a block's tag
  *   sm_trace_on = true              malloc() and friends tag new blocks
  *
@@ -211,8 +222,8 @@ void sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *q
  * test more). A thread that read sm_trace_on just before it changed traces
  * one block more or fewer; that is the only fuzziness at either edge.
  *
- * What is decided once, at the first start, and then kept: the pages'
- * counting of tagged blocks (sm_tag_counted) and the sampling rate, since
+ * What is decided once, at the first start, and then kept: whether only
+ * large and huge blocks carry tags (sm_tag_big_only) and the sampling rate, since
  * a block's weight is computed again from the rate when it is freed; the
  * control channel refuses a start that would change the rate. The depth
  * may change at every start: traces of either depth coexist, and the
@@ -234,7 +245,7 @@ static void turn_on(void) {
   if (!started) {
     started = true;
     sm_counters_start();
-    sm_tag_counted = sm_opt.sample != 0;
+    sm_tag_big_only = sm_opt.sample >= SM_SAMPLE_MOVE_MIN;
     sm_tag_released = sm_track_untag;
     sm_sampling = sm_opt.sample != 0;
     sm_fast_path_close(SM_FAST_SAMPLING, sm_sampling);
@@ -249,7 +260,9 @@ static void turn_on(void) {
    * sm_tracer_switch_on. */
   if (!depth_given && !sm_options_given(&sm_opt, "depth") && sm_python_deepen() && started_before)
     sm_unwind_invalidate();
-  __atomic_store_n(&sm_free_hook, sm_free_traced, __ATOMIC_RELEASE);
+  /* Sampling keeps the untraced free: no pool block has a tag then, and
+   * the free of a large or huge one takes its tag (allocator/tag.c). */
+  if (!sm_tag_big_only) __atomic_store_n(&sm_free_hook, sm_free_traced, __ATOMIC_RELEASE);
   __atomic_store_n(&sm_trace_tags, true, __ATOMIC_RELEASE);
   __atomic_store_n(&sm_trace_on, true, __ATOMIC_RELEASE);
   sm_fast_path_close(SM_FAST_OFF, false);

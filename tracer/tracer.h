@@ -17,25 +17,26 @@ extern bool sm_sampling; /* sample=N given: only some allocations are traced */
  * minus the bytes this thread allocated (never refilled: 2^63 bytes would
  * take centuries). Only successful allocations count, so no request is
  * near 2^63 and the subtraction cannot wrap. */
-extern SM_TLS int64_t sm_sample_left;
+#define sm_sample_left (sm_tw.sample_left)
 
 /* Whether a traced allocation of req bytes (it succeeded) is to be recorded: with sampling
  * when it reaches the next sample point; without, always, since the budget
  * starts at 0 and is never refilled. Inline, so that an allocation that is
- * not sampled costs an or, a subtraction and a test. A block counts as
- * req | 1 bytes of the sampled byte stream (a zero-byte block can be
- * sampled too); sm_tracer_weight scales by that same length. */
+ * not sampled costs an add, a subtraction and a test. A block counts as
+ * req + 1 bytes of the sampled byte stream (a zero-byte block can be
+ * sampled too; an add, unlike an or, leaves req in its register for the
+ * traced path); sm_tracer_weight scales by that same length. */
 static inline bool sm_track_wanted(size_t req) {
 #if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
   /* One subtraction in memory and a branch on its flags: the compiler
    * would load, subtract, store and test. `le` after the subtraction is
-   * the signed old <= req | 1, the same as new <= 0 while the budget
+   * the signed old <= req + 1, the same as new <= 0 while the budget
    * cannot overflow (see sm_sample_left). */
   bool wanted;
-  __asm__("subq %2, %0" : "+m"(sm_sample_left), "=@ccle"(wanted) : "r"((int64_t)(req | 1)));
+  __asm__("subq %2, %0" : "+m"(sm_sample_left), "=@ccle"(wanted) : "r"((int64_t)(req + 1)));
   return wanted;
 #else
-  return (sm_sample_left -= (int64_t)(req | 1)) <= 0;
+  return (sm_sample_left -= (int64_t)(req + 1)) <= 0;
 #endif
 }
 
@@ -79,19 +80,23 @@ typedef struct sm_stack_start {
 /* Charges block p (req bytes asked for) to the current stack, walked from
  * `from` (or from the tracer's own frame when NULL). page: the pool page p
  * came from when the caller knows it (malloc's fast path), else NULL. Call
- * it only when sm_track_wanted(req) said yes. */
+ * it only when sm_track_wanted(req) said yes. Returns the block for the
+ * caller to hand out: p, or with sampling the large block p was moved to
+ * (allocator/tag.c, sm_tag_relocate; p is then freed), which gets p's
+ * first req bytes when `contents` (calloc's zeros, realloc's data). */
 struct sm_page;
-void sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, struct sm_page *page);
-/* sm_track_alloc with the start in registers (ra, sp, bp), returning p:
+void *sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, struct sm_page *page, bool contents);
+/* sm_track_alloc with the start in registers (ra, sp, bp), returning its block:
  * what malloc's traced path jumps to through preload/exports.c's
  * trampoline, which needs no frame of its own to read them. */
 void *sm_track_alloc_from(void *p, size_t req, struct sm_page *page, uintptr_t ra, uintptr_t sp, uintptr_t bp);
 /* Un-charges block p, which had tag (id, req) (sm_free_traced took it);
  * p is only compared, never read (it may be reused already). */
 void sm_track_untag(uint32_t id, size_t req, const void *p);
-/* realloc: the old block and its tag (read before the resize), the new block. */
-void sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *q, size_t req,
-                      const sm_stack_start_t *from);
+/* realloc: the old block and its tag (read before the resize), the new
+ * block; returns the block to hand out, as sm_track_alloc. */
+void *sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *q, size_t req,
+                       const sm_stack_start_t *from);
 /* Suppresses tracing on this thread while > 0 (the realloc path, the tracer itself). */
 void sm_tracer_enter(void);
 void sm_tracer_leave(void);

@@ -19,8 +19,17 @@
 # (control=1: a socket and a helper thread, tracing off), measured the same
 # way: arming must cost the allocation paths nothing.
 #
+# Sampling at the default rate (sample=512K) has a budget of its own,
+# SAMPLED_BUDGET: 86.3 instructions per pair were measured once a sampled
+# block left the pools (allocator/tag.c) and free stayed the untraced one,
+# and malloc's sampled test became an add, a subtraction in memory, the
+# unlink store and a branch (issue 18, seventh round; 92.0 before). The
+# handful of samples a run takes (their captures, and the moves) are in
+# the figure, which moves by about 0.1 between runs.
+#
 # usage: untraced_cost.sh LIB LOOP BUILDTYPE LTO
 BUDGET=83.0
+SAMPLED_BUDGET=88.0
 lib=$1 loop=$2 buildtype=$3 lto=$4
 if [ "$buildtype" != release ] || [ "$lto" != true ]; then
   echo "skipped: the budget is for buildtype=release with b_lto=true (this build: $buildtype, lto $lto)" >&2
@@ -42,14 +51,17 @@ inside() {
     awk -v lib="$name]" 'index($0, lib) { gsub(",", "", $1); s += $1 } END { print s + 0 }'
 }
 status=0
-for opts in "" control=1; do
+for opts in "" control=1 trace=1,at_exit=0,sample=512K; do
   short=$(inside 20000 "$opts") || exit 1
   long=$(inside 120000 "$opts") || exit 1
   per_pair=$(awk -v a="$short" -v b="$long" 'BEGIN { printf "%.2f", (b - a) / 100000 }')
-  what="untraced${opts:+ ($opts, armed but off)}"
-  echo "$what malloc/free pair: $per_pair instructions inside $name (budget $BUDGET)"
-  if [ "$short" -eq 0 ] || awk -v c="$per_pair" -v b="$BUDGET" 'BEGIN { exit !(c > b) }'; then
-    echo "FAIL: the $what malloc/free path costs $per_pair instructions per pair, over the budget of $BUDGET" >&2
+  case $opts in
+  *sample=*) what="sampled ($opts)" budget=$SAMPLED_BUDGET ;;
+  *) what="untraced${opts:+ ($opts, armed but off)}" budget=$BUDGET ;;
+  esac
+  echo "$what malloc/free pair: $per_pair instructions inside $name (budget $budget)"
+  if [ "$short" -eq 0 ] || awk -v c="$per_pair" -v b="$budget" 'BEGIN { exit !(c > b) }'; then
+    echo "FAIL: the $what malloc/free path costs $per_pair instructions per pair, over the budget of $budget" >&2
     status=1
   fi
 done

@@ -69,13 +69,13 @@ int main(void) {
       break;
     }
   }
-  /* the sampler's weights: 1/p blocks of req/p bytes, p = 1 - e^(-(req|1)/N) */
+  /* the sampler's weights: 1/p blocks of req/p bytes, p = 1 - e^(-(req+1)/N) */
   long differ = 0, n = 0;
   size_t rates[] = {1, 7, 4096, 65536, 524288, 1048576, 16777216, (size_t)1 << 40};
   for (unsigned r = 0; r < sizeof rates / sizeof rates[0]; r++) {
     for (int i = 0; i < 100000; i++, n++) {
       size_t req = i < 5000 ? (size_t)i : (size_t)(next() >> (20 + next() % 44));
-      double s = (double)(req | 1);
+      double s = (double)req + 1;
       double p_libm = -expm1(-s / (double)rates[r]), p_ours = -sm_fmath_expm1_neg(-s / (double)rates[r]);
       if ((uint64_t)llround((double)req / p_libm) != sm_fmath_round((double)req / p_ours) ||
           (uint64_t)llround(65536.0 / p_libm) != sm_fmath_round(65536.0 / p_ours))
