@@ -195,10 +195,10 @@ static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_bl
  * anything is read for it (a bad pointer never reads the slot of another
  * block). A page with tags then gives the block's tag from its side array,
  * by the offset the test computed; with dense sampling (below
- * SM_SAMPLE_MOVE_MIN) most blocks of such a page have none. A double free of a traced block finds no tag the second
- * time (every free clears the tag before it marks the block free), and is
- * tested for its mark like any untagged block; free_pool_tagged tests a
- * tagged block's mark too. */
+ * SM_SAMPLE_MOVE_MIN) most blocks of such a page have none. A double free
+ * of a traced block finds no tag the second time (every free clears the
+ * tag before it marks the block free), and is tested for its mark like any
+ * untagged block; free_pool_tagged tests a tagged block's mark too. */
 SM_INLINE void free_pool_traced(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
   uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
   if (SM_UNLIKELY(sm_pool_not_block(pg, off))) goto bad;
@@ -253,7 +253,7 @@ SM_INLINE void free_impl(void *p, const bool tracing, const bool checked) {
   sm_segment_t *seg = sm_segmap_segment(p, e);
   /* Sampling keeps the untraced free: a large or huge block may carry a
    * tag all the same (sm_tag_big_only). */
-  if (tracing || sm_tag_big_only) free_big_tagged(seg, p);
+  if (tracing || __atomic_load_n(&sm_tag_big_only, __ATOMIC_RELAXED)) free_big_tagged(seg, p);
   else free_big(seg, p);
 }
 

@@ -283,13 +283,23 @@ bool sm_tag_set(void *p, uint32_t trace, size_t request); /* false: no memory fo
  * a move per sampled block would cost more than it saves. */
 #define SM_SAMPLE_MOVE_MIN ((size_t)64 * 1024)
 extern bool sm_tag_big_only;
+/* What a moved block must keep, from the call that made it: the
+ * alignment the call promised (a power of two, 16 at least; memalign and
+ * friends ask for more), and SM_MOVE_COPY when its bytes are the caller's
+ * (calloc's zeros, realloc's data). */
+#define SM_MOVE_COPY    1u
+#define SM_MOVE_MALLOC  16u                  /* malloc's: 16-aligned, garbage */
+/* memalign's a (a power of two), garbage; a pool block is never aligned
+ * beyond the 4 KiB of its page's start */
+#define SM_MOVE_ALIGN(a) ((a) <= 16 ? 16u : (a) >= 4096 ? 4096u : (unsigned)(a))
 /* With sm_tag_big_only: the block to tag in place of p, a block the
  * caller just allocated for `req` bytes. p itself when it is not a pool
- * block; else a new large block with at least p's alignment, and with p's
- * first req bytes when `contents` (else whatever the large block held),
- * and p is freed. NULL without memory for it (p stays, and is not to be
- * tagged). errno is kept. */
-void *sm_tag_relocate(void *p, size_t req, bool contents);
+ * block; else a new large block at least as usable as p (pvalloc promises
+ * its whole page), aligned as `move` says, holding p's first req bytes if
+ * `move` has SM_MOVE_COPY (else whatever the large block held); p is
+ * freed. NULL without memory for it (p stays, and is not to be tagged).
+ * errno is kept. */
+void *sm_tag_relocate(void *p, size_t req, unsigned move);
 /* The tag slot of pool block p in page pg when a plain store may set it
  * (the page has its side array), else NULL (sm_tag_set does the rest). */
 SM_INLINE uint64_t *sm_tag_slot_plain(sm_page_t *pg, const void *p) {

@@ -21,25 +21,27 @@ bool sm_tag_big_only;
  * block, a sampled block is found by the free's own lookup of its segment
  * kind, and every pool block's free is the untraced one. What the move
  * costs, once per sampled block: a large block (32 bytes of header, and a
- * payload of at least 32 bytes) and a pool free; and for calloc and
- * realloc, whose bytes are the caller's, a copy of the request (a malloc's
- * are not: copying them cost the sampled `mixed` bench 80% more
- * instructions, its sampled blocks being mostly the largest). */
-void *sm_tag_relocate(void *p, size_t req, bool contents) {
+ * payload the pool block's size, 32 bytes at least) and a pool free; and
+ * for calloc and realloc, whose bytes are the caller's, a copy of the
+ * request (a malloc's are not: copying them cost the sampled `mixed` bench
+ * 80% more instructions, its sampled blocks being mostly the largest). The
+ * alignment is what the call promised (16, or memalign's): the block's
+ * address is often aligned far more, and asking the arena for that would
+ * cut a free gap in front of the block each time. */
+void *sm_tag_relocate(void *p, size_t req, unsigned move) {
   sm_segment_t *seg = sm_segment_of(p);
   if (!seg || seg->kind != SM_SEG_POOL) return p;
-  /* memalign and friends got a pool block whose class gives the alignment
-   * they asked for: the large block gets p's own, up to the 4 KiB of a
-   * page start. */
-  size_t align = (uintptr_t)p & (~(uintptr_t)p + 1);
-  if (align > 4096) align = 4096;
+  /* As usable as the pool block, so that what the call promised beyond
+   * the request (pvalloc's page) still holds; and a large block frees into
+   * a tree node of 32 bytes: at least that much. */
+  size_t n = sm_page_of(seg, p)->block_size;
+  size_t align = move & ~(unsigned)SM_MOVE_COPY;
   int saved = errno;
   sm_heap_t *h = sm_heap_get_or_create();
-  /* A large block frees into a tree node of 32 bytes: at least that much. */
-  void *q = h ? sm_large_malloc(h, req < 32 ? 32 : req, align) : NULL;
+  void *q = h ? sm_large_malloc(h, n < 32 ? 32 : n, align) : NULL;
   errno = saved;
   if (!q) return NULL;
-  if (contents) __builtin_memcpy(q, p, req);
+  if (move & SM_MOVE_COPY) __builtin_memcpy(q, p, req);
   sm_free(p);
   return q;
 }
@@ -68,7 +70,7 @@ static SM_NOINLINE bool tag_set_slow(sm_segment_t *seg, void *p, uint32_t trace,
  * array already there, and no count to keep (every block traced). */
 bool sm_tag_set(void *p, uint32_t trace, size_t request) {
   sm_segment_t *seg = sm_segment_of(p);
-  if (SM_LIKELY(seg && seg->kind == SM_SEG_POOL && !sm_tag_big_only)) {
+  if (SM_LIKELY(seg && seg->kind == SM_SEG_POOL && !__atomic_load_n(&sm_tag_big_only, __ATOMIC_RELAXED))) {
     sm_page_t *pg = page_of(seg, p);
     uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
     if (SM_LIKELY(tags != NULL)) {
@@ -85,7 +87,7 @@ static bool tag_set_slow(sm_segment_t *seg, void *p, uint32_t trace, size_t requ
   case SM_SEG_POOL: {
     /* No pool block has a tag while sampling: the untraced free would
      * leave it behind. */
-    if (sm_tag_big_only) return trace == 0;
+    if (__atomic_load_n(&sm_tag_big_only, __ATOMIC_RELAXED)) return trace == 0;
     uint64_t *slot = pool_tag_slot(seg, p, trace != 0);
     if (!slot) return trace == 0;
     *slot = trace | (uint64_t)request << 32;

@@ -18,15 +18,15 @@
 /* Out of line so that the untraced fast paths need no stack frame. The
  * stack walk starts at this function's caller: the entry point when it
  * called us, the program when the entry point jumped here. */
-static SM_NOINLINE void *traced_in(void *p, size_t req, sm_page_t *page, bool contents) {
+static SM_NOINLINE void *traced_in(void *p, size_t req, sm_page_t *page, unsigned move) {
   sm_stack_start_t from;
   SM_STACK_HERE(from);
-  return sm_track_alloc(p, req, &from, page, contents);
+  return sm_track_alloc(p, req, &from, page, move);
 }
 /* A block whose pool page the caller does not know (or not a pool block),
- * and whose bytes are garbage (a malloc's); calloc's are not (zeros, which
- * a sampled block moved out of the pools must keep: sm_track_alloc). */
-#define traced(p, req) traced_in((p), (req), NULL, false)
+ * made by a call with `move`'s promises (SM_MOVE_*: what a sampled block
+ * moved out of the pools must keep, sm_track_alloc). */
+#define traced(p, req, move) traced_in((p), (req), NULL, (move))
 
 /* traced_in for malloc's fast path, which reaches it by a jump: at entry
  * the return address on top of the stack is malloc's caller's, and rbp
@@ -63,22 +63,21 @@ SM_INLINE void *unlinked(void *p) {
 #define TRACING() (sm_trace_on)
 
 /* The result of an allocating call, charged to the caller's stack when
- * tracing; `contents`: its bytes are the caller's (calloc). */
-#define TRACED_AS(p, req, contents)                                    \
-  do {                                                                 \
-    void *r_ = (p);                                                    \
-    if (SM_UNLIKELY(TRACING()) && r_) {                                \
-      if (!sm_track_wanted(req)) return unlinked(r_);                  \
-      return traced_in(unlinked(r_), (req), NULL, (contents));         \
-    }                                                                  \
-    return r_;                                                         \
+ * tracing; `move`: the call's promises (SM_MOVE_*). */
+#define TRACED(p, req, move)                                  \
+  do {                                                        \
+    void *r_ = (p);                                           \
+    if (SM_UNLIKELY(TRACING()) && r_) {                       \
+      if (!sm_track_wanted(req)) return unlinked(r_);         \
+      return traced(unlinked(r_), (req), (move));             \
+    }                                                         \
+    return r_;                                                \
   } while (0)
-#define TRACED(p, req) TRACED_AS(p, req, false)
 
 /* malloc's pool fast path is inline here and keeps nothing for after a
  * call: whatever else (the slow and large paths, tracing) is a tail call
  * out of line, so the fast path saves no register and sets up no frame. */
-static SM_NOINLINE void *malloc_rest(size_t size) { TRACED(sm_malloc_rest(size), size); }
+static SM_NOINLINE void *malloc_rest(size_t size) { TRACED(sm_malloc_rest(size), size, SM_MOVE_MALLOC); }
 
 SM_EXPORT void *malloc(size_t size) {
   if (SM_LIKELY(size <= SM_POOL_MAX)) {
@@ -96,8 +95,10 @@ SM_EXPORT void *malloc(size_t size) {
   return malloc_rest(size);
 }
 
-/* One test on the default path: sm_free_hook is set (to sm_free_traced or
- * sm_free_unchecked) when tracing is on or the free checks are off. */
+/* One test on the default path: sm_free_hook is set to sm_free_traced when
+ * tracing is on (except with sparse sampling, where no pool block has a
+ * tag: allocator/tag.c), else to sm_free_unchecked when the free checks
+ * are off. */
 SM_EXPORT void free(void *p) {
   void (*hook)(void *) = __atomic_load_n(&sm_free_hook, __ATOMIC_RELAXED);
   if (SM_UNLIKELY(hook != NULL)) {
@@ -107,7 +108,7 @@ SM_EXPORT void free(void *p) {
   sm_free(p);
 }
 
-SM_EXPORT void *calloc(size_t n, size_t size) { TRACED_AS(sm_calloc(n, size), n * size, true); }
+SM_EXPORT void *calloc(size_t n, size_t size) { TRACED(sm_calloc(n, size), n * size, SM_MOVE_MALLOC | SM_MOVE_COPY); }
 
 /* realloc charges the result to the realloc call's stack, as tracemalloc
  * does. The old tag is taken first (the block may move or be freed) and put
@@ -156,7 +157,7 @@ SM_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
   if (!p) return ENOMEM;
   if (SM_UNLIKELY(TRACING())) {
     unlinked(p);
-    if (sm_track_wanted(size)) p = traced(p, size);
+    if (sm_track_wanted(size)) p = traced(p, size, SM_MOVE_ALIGN(align));
   }
   *out = p;
   return 0;
@@ -167,7 +168,7 @@ SM_EXPORT void *aligned_alloc(size_t align, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  TRACED(sm_memalign(align, size), size);
+  TRACED(sm_memalign(align, size), size, SM_MOVE_ALIGN(align));
 }
 
 SM_EXPORT void *memalign(size_t align, size_t size) {
@@ -177,10 +178,13 @@ SM_EXPORT void *memalign(size_t align, size_t size) {
     return NULL;
   }
   if (!sm_is_pow2(align)) align = align <= 1 ? 1 : (size_t)1 << (sm_log2(align - 1) + 1);
-  TRACED(sm_memalign(align, size), size);
+  TRACED(sm_memalign(align, size), size, SM_MOVE_ALIGN(align));
 }
 
-SM_EXPORT void *valloc(size_t size) { TRACED(sm_memalign((size_t)getpagesize(), size), size); }
+SM_EXPORT void *valloc(size_t size) {
+  size_t page = (size_t)getpagesize();
+  TRACED(sm_memalign(page, size), size, SM_MOVE_ALIGN(page));
+}
 
 SM_EXPORT void *pvalloc(size_t size) {
   size_t page = (size_t)getpagesize();
@@ -189,7 +193,7 @@ SM_EXPORT void *pvalloc(size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  TRACED(sm_memalign(page, rounded ? rounded : page), size);
+  TRACED(sm_memalign(page, rounded ? rounded : page), size, SM_MOVE_ALIGN(page));
 }
 
 SM_EXPORT size_t malloc_usable_size(void *p) { return sm_usable_size(p); }

@@ -34,12 +34,12 @@ bool sm_tracer_busy_here(void) { return sm_ts.busy > 0; }
  * successful allocation the thread makes, traced or not (with sampling
  * too), so its value just after this one tells whether another came since. */
 SM_INLINE void *record(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled,
-                       const bool memo_missed, bool contents) {
+                       const bool memo_missed, unsigned move) {
   sm_tlocal_t *tl = sm_tlocal();
   sm_trace_t *t = memo_missed && tl ? sm_capture_walk(tl, from) : sm_capture(tl, from);
   if (!t) return p;
-  if (sampled && sm_tag_big_only) { /* out of the pools (allocator/tag.c says why) */
-    void *q = sm_tag_relocate(p, req, contents);
+  if (sampled && __atomic_load_n(&sm_tag_big_only, __ATOMIC_RELAXED)) { /* out of the pools (tag.c says why) */
+    void *q = sm_tag_relocate(p, req, move);
     if (!q) return p; /* out of memory: untraced */
     p = q;
     page = NULL;
@@ -56,56 +56,61 @@ SM_INLINE void *record(void *p, size_t req, const sm_stack_start_t *from, sm_pag
   return p;
 }
 
-/* An allocation from inside the tracer: the library's own (SM_TAG_OWN).
- * With sampling, a pool block stays untagged (sm_tag_set refuses it). */
-static SM_NOINLINE SM_COLD void track_own(void *p, size_t req) { sm_tag_set(p, SM_TAG_OWN, req); }
+/* An allocation from inside the tracer: the library's own (SM_TAG_OWN),
+ * moved out of the pools first as record() moves the program's. */
+static SM_NOINLINE SM_COLD void *track_own(void *p, size_t req, unsigned move) {
+  if (__atomic_load_n(&sm_tag_big_only, __ATOMIC_RELAXED)) {
+    void *q = sm_tag_relocate(p, req, move);
+    if (!q) return p;
+    p = q;
+  }
+  sm_tag_set(p, SM_TAG_OWN, req);
+  return p;
+}
 
 SM_INLINE void *track(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled,
-                      const bool memo_missed, bool contents) {
+                      const bool memo_missed, unsigned move) {
   if (!p) return p;
-  if (SM_UNLIKELY(sm_ts.busy)) {
-    track_own(p, req);
-    return p;
-  }
+  if (SM_UNLIKELY(sm_ts.busy)) return track_own(p, req, move);
   sm_ts.busy++;
   sm_triggers_maybe_restart();
-  p = record(p, req, from, page, sampled, memo_missed, contents);
+  p = record(p, req, from, page, sampled, memo_missed, move);
   sm_ts.busy--;
   return p;
 }
 
 static SM_NOINLINE void *track_sampled(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page,
-                                       bool contents) {
-  if (sm_sample_point(req)) return track(p, req, from, page, true, false, contents);
+                                       unsigned move) {
+  if (sm_sample_point(req)) return track(p, req, from, page, true, false, move);
   return p;
 }
 
 SM_INLINE void *track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page,
-                            const bool memo_missed, bool contents) {
+                            const bool memo_missed, unsigned move) {
   /* The hot path's test was a plain load; this one orders everything the
    * start published before it (see "switching" below), and drops the
    * block if tracing stopped meanwhile. */
   if (!__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) return p;
-  if (SM_UNLIKELY(sm_sampling)) return track_sampled(p, req, from, page, contents);
-  return track(p, req, from, page, false, memo_missed, contents);
+  if (SM_UNLIKELY(sm_sampling)) return track_sampled(p, req, from, page, move);
+  return track(p, req, from, page, false, memo_missed, move);
 }
 
-void *sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, bool contents) {
-  return track_alloc(p, req, from, page, false, contents);
+void *sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, unsigned move) {
+  return track_alloc(p, req, from, page, false, move);
 }
 
 /* The whole traced malloc, for whatever the fast path below does not do. */
 static SM_NOINLINE void *track_alloc_from_full(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
                                                uintptr_t bp) {
   const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
-  return track_alloc(p, req, &from, page, false, false);
+  return track_alloc(p, req, &from, page, false, SM_MOVE_MALLOC);
 }
 
 /* The same after the fast path's memo test missed: not made again. */
 static SM_NOINLINE void *track_alloc_from_missed(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
                                                  uintptr_t bp) {
   const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
-  return track_alloc(p, req, &from, page, true, false);
+  return track_alloc(p, req, &from, page, true, SM_MOVE_MALLOC);
 }
 
 /* The fast path's ends after its block is tagged: the counter entry held
@@ -193,7 +198,7 @@ void *sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *
                        const sm_stack_start_t *from) {
   if (old_trace) sm_track_untag(old_trace, old_req, p);
   if (q && __atomic_load_n(&sm_trace_on, __ATOMIC_RELAXED) && sm_track_wanted(req))
-    return sm_track_alloc(q, req, from, NULL, true);
+    return sm_track_alloc(q, req, from, NULL, p ? SM_MOVE_COPY : SM_MOVE_MALLOC); /* realloc(NULL, n): a malloc */
   return q;
 }
 
@@ -215,15 +220,18 @@ void *sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *
  * A thread that tags a block has seen sm_trace_on (sm_track_alloc loads it
  * with acquire), so it has seen the two flags before; any thread that frees
  * or reallocates that block got the pointer from it, after it, and so sees
- * them too: a tagged block never goes through the untraced free, which
- * would leave its tag behind and its bytes counted. Stopping clears only
+ * them too: a tagged pool block never goes through the untraced free,
+ * which would leave its tag behind and its bytes counted. (Sparse sampling
+ * tags no pool block, and sets sm_tag_big_only before the flags: the
+ * untraced free's large and huge path takes the tags.) Stopping clears only
  * sm_trace_on: blocks tagged before stay tagged, and their frees keep
  * uncharging them (the traced free costs an untagged block one load and a
  * test more). A thread that read sm_trace_on just before it changed traces
  * one block more or fewer; that is the only fuzziness at either edge.
  *
  * What is decided once, at the first start, and then kept: whether only
- * large and huge blocks carry tags (sm_tag_big_only) and the sampling rate, since
+ * large and huge blocks carry tags (sm_tag_big_only), and the sampling
+ * rate, since
  * a block's weight is computed again from the rate when it is freed; the
  * control channel refuses a start that would change the rate. The depth
  * may change at every start: traces of either depth coexist, and the
@@ -245,7 +253,7 @@ static void turn_on(void) {
   if (!started) {
     started = true;
     sm_counters_start();
-    sm_tag_big_only = sm_opt.sample >= SM_SAMPLE_MOVE_MIN;
+    __atomic_store_n(&sm_tag_big_only, sm_opt.sample >= SM_SAMPLE_MOVE_MIN, __ATOMIC_RELAXED);
     sm_tag_released = sm_track_untag;
     sm_sampling = sm_opt.sample != 0;
     sm_fast_path_close(SM_FAST_SAMPLING, sm_sampling);

@@ -81,11 +81,12 @@ typedef struct sm_stack_start {
  * `from` (or from the tracer's own frame when NULL). page: the pool page p
  * came from when the caller knows it (malloc's fast path), else NULL. Call
  * it only when sm_track_wanted(req) said yes. Returns the block for the
- * caller to hand out: p, or with sampling the large block p was moved to
- * (allocator/tag.c, sm_tag_relocate; p is then freed), which gets p's
- * first req bytes when `contents` (calloc's zeros, realloc's data). */
+ * caller to hand out: p, or with sparse sampling the large block p was
+ * moved to (allocator/tag.c, sm_tag_relocate; p is then freed), which
+ * `move` describes (SM_MOVE_*, allocator/internal.h: the alignment the
+ * call promised, and whether p's bytes are the caller's). */
 struct sm_page;
-void *sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, struct sm_page *page, bool contents);
+void *sm_track_alloc(void *p, size_t req, const sm_stack_start_t *from, struct sm_page *page, unsigned move);
 /* sm_track_alloc with the start in registers (ra, sp, bp), returning its block:
  * what malloc's traced path jumps to through preload/exports.c's
  * trampoline, which needs no frame of its own to read them. */

@@ -2,7 +2,8 @@
  * (allocator/tag.c, sm_tag_relocate) before it is handed out. What the
  * program sees must not change: calloc's blocks are zero, realloc keeps
  * the bytes, memalign and friends keep their alignment, the usable size
- * covers the request; and once everything is freed, nothing stays traced
+ * covers what the call promised (pvalloc: its whole page); and once
+ * everything is freed, nothing stays traced
  * (the untraced free takes a moved block's tag).
  *
  * The large blocks the moves take come from memory that held garbage
@@ -12,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "include/snapmalloc.h"
 #include "tests/tracer/snaptest.h"
@@ -82,17 +84,23 @@ int main(void) {
   for (int i = 0; i < ROUNDS; i++) {
     size_t a = aligns[next() % (sizeof aligns / sizeof aligns[0])], n = some_size();
     void *p = NULL;
-    switch (i % 3) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), owed = n;
+    switch (i % 5) {
     case 0: p = aligned_alloc(a, (n + a - 1) / a * a); break;
     case 1: CHECK(posix_memalign(&p, a, n) == 0); break;
-    default: p = memalign(a, n);
+    case 2: p = memalign(a, n); break;
+    case 3: p = valloc(n), a = page; break;
+    default: p = pvalloc(n), a = page, owed = (n + page - 1) / page * page; /* the whole page is the caller's */
     }
     CHECK(p != NULL);
     misaligned += (uintptr_t)p % a != 0;
-    memset(p, 0x11, n);
+    bool short_ = malloc_usable_size(p) < owed;
+    short_usable += short_;
+    memset(p, 0x11, short_ ? n : owed); /* the check reports a short block; writing it would crash */
     free(p);
   }
   CHECK_MSG(misaligned == 0, "%zu blocks misaligned", misaligned);
+  CHECK_MSG(short_usable == 0, "%zu aligned blocks usable for less than they promise", short_usable);
 
   for (int i = 0; i < ROUNDS; i++) free(live[i]);
   size_t cur = snapmalloc_traced_memory(NULL);

@@ -40,7 +40,7 @@ static size_t pick_size(unsigned *seed, int i) {
 
 static void *traced_malloc(size_t n) {
   void *p = sm_malloc(n);
-  if (p && sm_trace_on && sm_track_wanted(n)) sm_track_alloc(p, n, NULL, NULL, false);
+  if (p && sm_trace_on && sm_track_wanted(n)) sm_track_alloc(p, n, NULL, NULL, SM_MOVE_MALLOC);
   if (p) memset(p, 0xab, n < 64 ? n : 64);
   return p;
 }

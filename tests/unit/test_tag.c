@@ -3,9 +3,10 @@
  * block (sm_tag_relocate), tag setting refuses pool blocks, and the
  * untraced free, which such sampling keeps, hands a large or huge block's
  * tag to the tracer. Each is checked here against the allocator alone:
- * the move keeps the block's bytes when asked to (calloc, realloc) and
- * its alignment (memalign), and frees the pool block; blocks that are not
- * pool blocks stay where they are; errno is kept. */
+ * the move keeps the block's bytes when asked to (calloc, realloc), the
+ * alignment it is asked for (memalign) and at least the pool block's
+ * usable size (pvalloc promises a whole page), and frees the pool block;
+ * blocks that are not pool blocks stay where they are; errno is kept. */
 #include <errno.h>
 #include <string.h>
 
@@ -54,14 +55,15 @@ int main(void) {
     CHECK(keep != NULL && p != NULL);
     CHECK_MSG(kind_of(p) == SM_SEG_POOL, "%zu bytes: not a pool block", n);
     fill(p, n, i);
+    size_t usable = sm_usable_size(p);
     errno = 4321;
-    unsigned char *q = sm_tag_relocate(p, n, true);
+    unsigned char *q = sm_tag_relocate(p, n, SM_MOVE_MALLOC | SM_MOVE_COPY);
     CHECK_MSG(errno == 4321, "%zu bytes: errno %d after the move", n, errno);
     CHECK_MSG(q != NULL && q != p, "%zu bytes: not moved", n);
     if (!q || q == p) continue;
     CHECK_MSG(kind_of(q) == SM_SEG_LARGE, "%zu bytes: moved to a kind-%u segment", n, kind_of(q));
     CHECK_MSG(same(q, n, i), "%zu bytes: the bytes changed in the move", n);
-    CHECK_MSG(sm_usable_size(q) >= n, "%zu bytes: %zu usable", n, sm_usable_size(q));
+    CHECK_MSG(sm_usable_size(q) >= usable, "%zu bytes: %zu usable, the pool block %zu", n, sm_usable_size(q), usable);
     CHECK((uintptr_t)q % 16 == 0);
     CHECK_MSG(((sm_block_t *)p)->mark == sm_marks.local, "%zu bytes: the pool block was not freed", n);
     sm_free(q);
@@ -76,7 +78,7 @@ int main(void) {
     CHECK(p != NULL && (uintptr_t)p % aligns[i] == 0);
     if (!p || kind_of(p) != SM_SEG_POOL) continue;
     fill(p, 200, i);
-    unsigned char *q = sm_tag_relocate(p, 200, false);
+    unsigned char *q = sm_tag_relocate(p, 200, SM_MOVE_ALIGN(aligns[i]));
     CHECK(q != NULL && q != p && kind_of(q) == SM_SEG_LARGE);
     CHECK_MSG(q && (uintptr_t)q % aligns[i] == 0, "align %zu: moved to %p", aligns[i], (void *)q);
     sm_free(q);
@@ -84,8 +86,8 @@ int main(void) {
 
   /* Large and huge blocks stay where they are. */
   void *large = sm_malloc(SM_POOL_MAX + 1), *huge = sm_malloc(64 * SM_MiB);
-  CHECK(large && kind_of(large) == SM_SEG_LARGE && sm_tag_relocate(large, SM_POOL_MAX + 1, true) == large);
-  CHECK(huge && kind_of(huge) == SM_SEG_HUGE && sm_tag_relocate(huge, 64 * SM_MiB, true) == huge);
+  CHECK(large && kind_of(large) == SM_SEG_LARGE && sm_tag_relocate(large, SM_POOL_MAX + 1, SM_MOVE_MALLOC) == large);
+  CHECK(huge && kind_of(huge) == SM_SEG_HUGE && sm_tag_relocate(huge, 64 * SM_MiB, SM_MOVE_MALLOC) == huge);
 
   /* A pool block takes no tag; a moved one does, and its untraced free
    * hands the tag over after the block is freed. */
@@ -93,7 +95,7 @@ int main(void) {
   CHECK(!sm_tag_set(p, 7, 40));
   size_t req = 0;
   CHECK(sm_tag_take(p, &req) == 0);
-  void *q = sm_tag_relocate(p, 40, false);
+  void *q = sm_tag_relocate(p, 40, SM_MOVE_MALLOC);
   CHECK(q != NULL && sm_tag_set(q, 7, 40));
   sm_free(q);
   CHECK_MSG(releases == 1 && released_trace == 7 && released_req == 40 && released_p == q,
