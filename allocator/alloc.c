@@ -141,6 +141,27 @@ typedef enum {
  * remote paths, which check everything in every mode. Either way the
  * block is marked free, with mark (sm_marks.local, which the caller loaded
  * once for the test and the store). */
+/* The push of pool_free below, alone, for a checked block: PUSHED when b,
+ * a block of the caller's own page that is neither about to empty nor
+ * perhaps on the full list, went onto the page's free list; else whose
+ * page it is. */
+typedef enum { PUSHED, OWN_PAGE, OTHER_PAGE } push_t;
+SM_INLINE push_t pool_free_push(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const uintptr_t mark) {
+  /* Relaxed: an exiting owner clears it meanwhile (segment.c); a mov on x86. */
+  if (SM_UNLIKELY(__atomic_load_n(&seg->heap, __ATOMIC_RELAXED) != sm_heap_tls)) return OTHER_PAGE;
+  uint32_t used = pg->used;
+  /* Fast unless the page is about to be empty (used <= 1) or may be on
+   * the full list (used == reserved). Two compares: as one unsigned
+   * compare of used - 2 against reserved - 2, the compiler needed a
+   * register more, and saved and restored one. */
+  if (SM_UNLIKELY(used <= 1 || used >= pg->reserved)) return OWN_PAGE;
+  b->mark = mark;
+  b->next = pg->free; /* LIFO: the next malloc of the page takes it, still in cache */
+  pg->free = b;
+  sm_page_set_used(pg, used - 1);
+  return PUSHED;
+}
+
 SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const pool_check_t check,
                          const uintptr_t mark) {
   if (check == POOL_CHECK && pool_misuse(pg, b, mark)) sm_pool_bad_free(seg, pg, b);
@@ -149,13 +170,12 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
   /* Relaxed: an exiting owner clears it meanwhile (segment.c); a mov on x86. */
   if (SM_LIKELY(__atomic_load_n(&seg->heap, __ATOMIC_RELAXED) == h)) {
     uint32_t used = pg->used;
-    /* Fast unless the page is about to be empty (used <= 1) or may be on
-     * the full list (used == reserved). Two compares: as one unsigned
-     * compare of used - 2 against reserved - 2, the compiler needed a
-     * register more, and saved and restored one. */
+    /* pool_free_push's test, with the unchecked free's own (written out
+     * here: calling it, the compiler reloaded the page's count on the
+     * slower cases below). */
     if (SM_LIKELY(used > 1 && used < pg->reserved && (checked || b != pg->free))) {
       b->mark = mark;
-      b->next = pg->free; /* LIFO: the next malloc of the page takes it, still in cache */
+      b->next = pg->free;
       pg->free = b;
       sm_page_set_used(pg, used - 1);
       return;
@@ -182,13 +202,27 @@ void (*sm_tag_released)(uint32_t trace, size_t req, const void *p);
  * the free. A block with a tag is live; its free mark is tested all the
  * same (out of line, a compare), so that a way to tag a freed block that
  * the checks of malloc and realloc missed is reported, not pushed twice. */
+/* The rest of free_pool_tagged when the push did not apply: the owner's
+ * other cases (pool_free's), or another thread's free; then the tag. */
+static SM_NOINLINE void free_tagged_own(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, uint64_t tag) {
+  pool_free(seg, pg, b, POOL_CHECKED, sm_marks.local);
+  sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
+}
+static SM_NOINLINE void free_tagged_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, uint64_t tag) {
+  sm_pool_free_remote(seg, pg, b);
+  sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
+}
+/* Only tail calls: the push in line, anything slower out of line, so that
+ * no case sets up a frame here to keep the tag across a call. */
 static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, uint64_t *slot,
                                          uint64_t tag) {
   const uintptr_t mark = sm_marks.local;
   if (SM_UNLIKELY(b->mark == mark)) sm_pool_bad_free(seg, pg, b);
   sm_tag_clear(slot);
-  pool_free(seg, pg, b, POOL_CHECKED, mark);
-  sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
+  push_t r = pool_free_push(seg, pg, b, mark);
+  if (SM_LIKELY(r == PUSHED)) sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
+  else if (r == OWN_PAGE) free_tagged_own(seg, pg, b, tag);
+  else free_tagged_remote(seg, pg, b, tag);
 }
 
 /* A traced free of a pool block. The pointer must be a block start before
