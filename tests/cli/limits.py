@@ -5,7 +5,12 @@ CPU time and 200 MB of memory (docs/cli.md, "Untrusted snapshots").
 CPU time (user + system) is measured, not wall time, so that other work on
 a shared machine does not count; each command also runs under a 4 GB
 address-space limit and a 60 s timeout, so that a regression fails the
-test instead of taking the machine's memory."""
+test instead of taking the machine's memory. CPU time still grows when the
+machine is busy (a CI run of the whole suite once measured 2.10 s for a
+command that takes 0.71 s alone): a command over the limit is run twice
+more and judged by its least CPU time, which contention only adds to, so
+that a loaded machine does not fail a clean run while a command that is
+slow by itself still fails every time."""
 import os
 import resource
 import shutil
@@ -72,6 +77,12 @@ for name, args in files.items():
     for c in commands:
         argv = [tool] + [a.format(f=path, w=work) for a in c]
         status, cpu, rss, wall = run(argv)
+        for _ in range(2):
+            if cpu <= CPU_LIMIT:
+                break
+            again = run(argv)
+            if again[1] < cpu:
+                status, cpu, rss, wall = again
         expect = (0, 1) if c[0] == 'leaks' else (0,)  # leaks: 1 = leaks found
         ok = status in expect and cpu <= CPU_LIMIT and rss <= RSS_LIMIT
         what = ' '.join(c).replace('{f}', name).replace('{w}/', '')
