@@ -236,15 +236,13 @@ static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_bl
 SM_INLINE void free_pool_traced(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
   uintptr_t off = (uintptr_t)b - (uintptr_t)pg->start;
   if (SM_UNLIKELY(sm_pool_not_block(pg, off))) goto bad;
-  if (sm_tag_page_tagged(pg)) {
-    uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
-    if (tags) {
-      uint64_t *slot = &tags[sm_class_div(off, pg->cls)];
-      uint64_t tag = *slot;
-      if (tag) {
-        free_pool_tagged(seg, pg, b, slot, tag);
-        return;
-      }
+  uint64_t *tags = __atomic_load_n(&pg->tags, __ATOMIC_ACQUIRE);
+  if (tags) {
+    uint64_t *slot = &tags[sm_class_div(off, pg->cls)];
+    uint64_t tag = *slot;
+    if (tag) {
+      free_pool_tagged(seg, pg, b, slot, tag);
+      return;
     }
   }
   const uintptr_t mark = sm_marks.local;

@@ -324,12 +324,6 @@ uint32_t sm_tag_take_pool(sm_page_t *pg, const void *p, size_t *request);
  * scan may run: old data of a page's previous size class would otherwise
  * look like pointers). */
 extern bool sm_zero_carved;
-/* Whether a block of page pg may carry a tag: one load and a test
- * (`tagged` is 1 once the page has a side array). */
-SM_INLINE bool sm_tag_page_tagged(const sm_page_t *pg) {
-  return __atomic_load_n(&pg->tagged, __ATOMIC_RELAXED) != 0;
-}
-
 /* Clears a pool block's tag slot, whose tag the caller read. */
 SM_INLINE void sm_tag_clear(uint64_t *slot) { *slot = 0; }
 

@@ -190,7 +190,6 @@ static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
     sm_meta_free(pg->tags, (size_t)pg->reserved * sizeof(uint64_t));
     pg->tags = NULL;
   }
-  __atomic_store_n(&pg->tagged, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&pg->assigned, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&pg->block_size, 0, __ATOMIC_RELAXED);
   pg->reserved = 0;

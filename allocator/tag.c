@@ -58,7 +58,6 @@ static uint64_t *pool_tag_slot(sm_segment_t *seg, const void *p, bool create) {
     tags = sm_meta_alloc((size_t)pg->reserved * sizeof(uint64_t));
     if (!tags) return NULL;
     __atomic_store_n(&pg->tags, tags, __ATOMIC_RELEASE);
-    __atomic_store_n(&pg->tagged, 1, __ATOMIC_RELEASE);
   }
   size_t idx = sm_class_div((size_t)((const uint8_t *)p - pg->start), pg->cls);
   return &tags[idx];

@@ -77,7 +77,6 @@ typedef struct sm_page {
    * the tracer's tags among them. */
   sm_block_t *free;        /* blocks ready for malloc; popped by the fast path */
   uint32_t used;           /* blocks handed out and not yet back on free/local_free */
-  uint32_t tagged;         /* atomic: 1 once the page has tags (0: free skips the tags) */
   uint8_t *start;          /* first block of the page */
   uint64_t mulc;           /* sm_block_mulc(block_size) */
   uint64_t qlimit;         /* atomic: capacity * sm_block_excess(block_size), 0 unassigned: p is a
