@@ -137,16 +137,14 @@ typedef enum {
   POOL_UNCHECKED, /* only a free of the block freed just before (free_checks=0) */
 } pool_check_t;
 
-/* The pool free proper: push onto the page's free list, or the slow and
- * remote paths, which check everything in every mode. Either way the
- * block is marked free, with mark (sm_marks.local, which the caller loaded
- * once for the test and the store). */
-/* The push of pool_free below, alone, for a checked block: PUSHED when b,
- * a block of the caller's own page that is neither about to empty nor
- * perhaps on the full list, went onto the page's free list; else whose
- * page it is. */
+/* A free's push onto its page's free list, the common case: PUSHED when
+ * b, a block of the caller's own page that is neither about to empty nor
+ * perhaps on the full list, went onto the list, marked free with mark;
+ * else whose page it is. `checked`: b passed pool_misuse's tests (an
+ * unchecked free still refuses the block freed just before). */
 typedef enum { PUSHED, OWN_PAGE, OTHER_PAGE } push_t;
-SM_INLINE push_t pool_free_push(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const uintptr_t mark) {
+SM_INLINE push_t pool_free_push(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const bool checked,
+                                const uintptr_t mark) {
   /* Relaxed: an exiting owner clears it meanwhile (segment.c); a mov on x86. */
   if (SM_UNLIKELY(__atomic_load_n(&seg->heap, __ATOMIC_RELAXED) != sm_heap_tls)) return OTHER_PAGE;
   uint32_t used = pg->used;
@@ -154,7 +152,7 @@ SM_INLINE push_t pool_free_push(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b,
    * the full list (used == reserved). Two compares: as one unsigned
    * compare of used - 2 against reserved - 2, the compiler needed a
    * register more, and saved and restored one. */
-  if (SM_UNLIKELY(used <= 1 || used >= pg->reserved)) return OWN_PAGE;
+  if (SM_UNLIKELY(used <= 1 || used >= pg->reserved || (!checked && b == pg->free))) return OWN_PAGE;
   b->mark = mark;
   b->next = pg->free; /* LIFO: the next malloc of the page takes it, still in cache */
   pg->free = b;
@@ -162,48 +160,38 @@ SM_INLINE push_t pool_free_push(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b,
   return PUSHED;
 }
 
+/* The pool free proper: the push, or the slow and remote paths, which
+ * check everything in every mode. Either way the block is marked free,
+ * with mark (sm_marks.local, which the caller loaded once for the test and
+ * the store). */
 SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const pool_check_t check,
                          const uintptr_t mark) {
   if (check == POOL_CHECK && pool_misuse(pg, b, mark)) sm_pool_bad_free(seg, pg, b);
   const bool checked = check != POOL_UNCHECKED;
-  sm_heap_t *h = sm_heap_tls;
-  /* Relaxed: an exiting owner clears it meanwhile (segment.c); a mov on x86. */
-  if (SM_LIKELY(__atomic_load_n(&seg->heap, __ATOMIC_RELAXED) == h)) {
-    uint32_t used = pg->used;
-    /* pool_free_push's test, with the unchecked free's own (written out
-     * here: calling it, the compiler reloaded the page's count on the
-     * slower cases below). */
-    if (SM_LIKELY(used > 1 && used < pg->reserved && (checked || b != pg->free))) {
-      b->mark = mark;
-      b->next = pg->free;
-      pg->free = b;
-      sm_page_set_used(pg, used - 1);
-      return;
-    }
-    /* The page empties, but it is its class's only page: keep it as it
-     * is (a malloc/free loop must not retire and re-carve a page). */
-    if (used == 1 && (checked || (b != pg->local_free && b != pg->free)) && !pg->next && h->cur[pg->cls] == pg) {
-      b->mark = mark;
-      b->next = pg->local_free;
-      pg->local_free = b;
-      sm_page_set_used(pg, 0);
-      return;
-    }
-    sm_pool_free_local_slow(seg, pg, b);
+  push_t r = pool_free_push(seg, pg, b, checked, mark);
+  if (SM_LIKELY(r == PUSHED)) return;
+  if (r == OTHER_PAGE) {
+    sm_pool_free_remote(seg, pg, b);
     return;
   }
-  sm_pool_free_remote(seg, pg, b);
+  /* The page empties, but it is its class's only page: keep it as it is
+   * (a malloc/free loop must not retire and re-carve a page). */
+  sm_heap_t *h = sm_heap_tls;
+  if (pg->used == 1 && (checked || (b != pg->local_free && b != pg->free)) && !pg->next && h->cur[pg->cls] == pg) {
+    b->mark = mark;
+    b->next = pg->local_free;
+    pg->local_free = b;
+    sm_page_set_used(pg, 0);
+    return;
+  }
+  sm_pool_free_local_slow(seg, pg, b);
 }
 
 void (*sm_tag_released)(uint32_t trace, size_t req, const void *p);
 
-/* The end of a traced free of a block with a tag, out of line: the tag is
- * cleared before the block can be reused, and handed to the tracer after
- * the free. A block with a tag is live; its free mark is tested all the
- * same (out of line, a compare), so that a way to tag a freed block that
- * the checks of malloc and realloc missed is reported, not pushed twice. */
 /* The rest of free_pool_tagged when the push did not apply: the owner's
- * other cases (pool_free's), or another thread's free; then the tag. */
+ * other cases (pool_free's), or another thread's free (its own function,
+ * so that a remote free does not test the owner again); then the tag. */
 static SM_NOINLINE void free_tagged_own(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, uint64_t tag) {
   pool_free(seg, pg, b, POOL_CHECKED, sm_marks.local);
   sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
@@ -212,14 +200,19 @@ static SM_NOINLINE void free_tagged_remote(sm_segment_t *seg, sm_page_t *pg, sm_
   sm_pool_free_remote(seg, pg, b);
   sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
 }
-/* Only tail calls: the push in line, anything slower out of line, so that
- * no case sets up a frame here to keep the tag across a call. */
+/* The end of a traced free of a block with a tag, out of line: the tag is
+ * cleared before the block can be reused, and handed to the tracer after
+ * the free. A block with a tag is live; its free mark is tested all the
+ * same (a compare), so that a way to tag a freed block that the checks of
+ * malloc and realloc missed is reported, not pushed twice. Only tail
+ * calls: the push in line, anything slower out of line, so that no case
+ * sets up a frame here to keep the tag across a call. */
 static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, uint64_t *slot,
                                          uint64_t tag) {
   const uintptr_t mark = sm_marks.local;
   if (SM_UNLIKELY(b->mark == mark)) sm_pool_bad_free(seg, pg, b);
   sm_tag_clear(slot);
-  push_t r = pool_free_push(seg, pg, b, mark);
+  push_t r = pool_free_push(seg, pg, b, true, mark);
   if (SM_LIKELY(r == PUSHED)) sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
   else if (r == OWN_PAGE) free_tagged_own(seg, pg, b, tag);
   else free_tagged_remote(seg, pg, b, tag);
