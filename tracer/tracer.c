@@ -211,9 +211,9 @@ void *sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *
  * test are published in this order, each with a release store:
  *
  *   sm_free_hook = sm_free_traced   free() takes a block's tag (not
- *                                   with sampling, where only large and
- *                                   huge blocks have tags, and the
- *                                   untraced free takes them: tag.c)
+ *                                   with sparse sampling, where only
+ *                                   large and huge blocks have tags, and
+ *                                   the untraced free takes them: tag.c)
  *   sm_trace_tags = true            realloc() takes a block's tag
  *   sm_trace_on = true              malloc() and friends tag new blocks
  *
@@ -268,8 +268,8 @@ static void turn_on(void) {
    * sm_tracer_switch_on. */
   if (!depth_given && !sm_options_given(&sm_opt, "depth") && sm_python_deepen() && started_before)
     sm_unwind_invalidate();
-  /* Sampling keeps the untraced free: no pool block has a tag then, and
-   * the free of a large or huge one takes its tag (allocator/tag.c). */
+  /* Sparse sampling keeps the untraced free: no pool block has a tag then,
+   * and the free of a large or huge one takes its tag (allocator/tag.c). */
   if (!sm_tag_big_only) __atomic_store_n(&sm_free_hook, sm_free_traced, __ATOMIC_RELEASE);
   __atomic_store_n(&sm_trace_tags, true, __ATOMIC_RELEASE);
   __atomic_store_n(&sm_trace_on, true, __ATOMIC_RELEASE);
