@@ -106,6 +106,7 @@ void sm_heaps_postfork_child(void) {
   while (h) {
     sm_heap_t *next = h->reg_next;
     if (h != me) {
+      sm_pool_recount_heap(h); /* its owner may have stopped mid-push or mid-pop */
       sm_pool_release_heap(h);
       heap_unregister_locked(h);
       h->reg_next = spare_heaps;

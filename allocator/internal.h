@@ -157,6 +157,7 @@ SM_NORETURN SM_COLD void sm_pool_bad_free(sm_segment_t *seg, sm_page_t *pg, void
 void sm_pool_check_realloc(sm_page_t *pg, void *p);
 void sm_pool_adopt(sm_heap_t *heap, sm_segment_t *seg);
 void sm_pool_release_heap(sm_heap_t *heap); /* thread exit: free or abandon all */
+void sm_pool_recount_heap(sm_heap_t *heap); /* fork child: a vanished owner's counts from its lists */
 void sm_pool_purge(sm_heap_t *heap);
 size_t sm_pool_check(const sm_page_t *page); /* invariant checker: 0 = ok */
 void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep);

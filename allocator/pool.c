@@ -509,6 +509,43 @@ void sm_pool_adopt(sm_heap_t *h, sm_segment_t *seg) {
   }
 }
 
+/* The number of blocks on one of a page's lists, or -1 if the list does not
+ * walk cleanly: a link that is not a block start of the page, a block not
+ * marked free, or more blocks than the page has carved. */
+static int64_t list_length(const sm_page_t *pg, const sm_block_t *b) {
+  int64_t n = 0;
+  for (; b; b = b->next) {
+    if (!is_block_start(pg, b) || b->mark != sm_marks.local || ++n > pg->capacity) return -1;
+  }
+  return n;
+}
+
+/* In a fork child, for the heap of a thread the fork left behind. That
+ * thread may have stopped anywhere: between linking a block onto a list and
+ * counting it (a free's push), or between unlinking one and counting it (a
+ * malloc's pop). Every page of the heap's segments gets its used count back
+ * from its lists, so that releasing the heap and every later check see
+ * pages that agree with themselves. A block caught halfway counts as used
+ * (so does a thread_free block, until it is collected): it leaks, as do the
+ * free blocks of a page whose lists do not walk cleanly, which are dropped.
+ * A leaked block is one the dead thread held; it is never handed out twice. */
+void sm_pool_recount_heap(sm_heap_t *h) {
+  for (unsigned k = 0; k < 2; k++) {
+    for (sm_segment_t *seg = h->segs[k].first; seg; seg = seg->next) {
+      for (uint32_t i = 0; i < seg->page_count; i++) {
+        sm_page_t *pg = &seg->pages[i];
+        if (!pg->assigned) continue;
+        int64_t a = list_length(pg, pg->free), b = list_length(pg, pg->local_free);
+        if (a < 0 || b < 0 || a + b > pg->capacity) {
+          pg->free = pg->local_free = NULL;
+          a = b = 0;
+        }
+        sm_page_set_used(pg, pg->capacity - (uint32_t)(a + b));
+      }
+    }
+  }
+}
+
 /* The owner thread is exiting: free every empty page and segment, abandon
  * the segments that still hold live blocks for another thread to adopt. */
 void sm_pool_release_heap(sm_heap_t *h) {

@@ -1,10 +1,13 @@
 /* Pools: blocks are distinct, aligned and writable; pages refill and retire;
  * blocks freed by other threads come back to the owner; exiting threads hand
- * their memory over; the page invariant checker passes throughout and
- * notices a corrupted page. */
+ * their memory over; a fork child recounts the pages of threads that stopped
+ * mid-operation; the page invariant checker passes throughout and notices a
+ * corrupted page. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "allocator/internal.h"
 #include "tests/testhelper.h"
@@ -73,6 +76,60 @@ static void *exiting_thread(void *arg) {
     else sm_free(p);
   }
   return NULL; /* half its blocks stay live: its segments are abandoned */
+}
+
+/* A thread that allocates, frees some, and parks until told to go: at a
+ * fork, the child has its heap but not the thread. */
+typedef struct parked {
+  pthread_mutex_t m;
+  pthread_cond_t c;
+  int state; /* 0 working, 1 parked, 2 told to go */
+  void *c64, *x96, *y96;
+} parked_t;
+
+static void *parked_thread(void *arg) {
+  parked_t *p = arg;
+  void *a = sm_malloc(64), *b = sm_malloc(64);
+  p->c64 = sm_malloc(64);
+  sm_free(a);
+  sm_free(b); /* its 64-byte page: one block used */
+  p->x96 = sm_malloc(96);
+  p->y96 = sm_malloc(96); /* its 96-byte page: two used */
+  pthread_mutex_lock(&p->m);
+  p->state = 1;
+  pthread_cond_broadcast(&p->c);
+  while (p->state != 2) pthread_cond_wait(&p->c, &p->m);
+  pthread_mutex_unlock(&p->m);
+  sm_free(p->c64);
+  sm_free(p->x96);
+  sm_free(p->y96);
+  return NULL;
+}
+
+/* The fork child's half: makes the parked thread's pages look as they would
+ * had the fork caught it halfway through a free's push (the block linked,
+ * the count not yet lowered) and a malloc's pop (the block unlinked, the
+ * count not yet raised), then does what the child's fork handler does. The
+ * pages must come out consistent: the first empty and given back, the
+ * second with the popped block counted as used. */
+static int fork_child_recount(parked_t *p) {
+  sm_page_t *pg64, *pg96;
+  sm_block_t *c = p->c64;
+  sm_pool_block_start(sm_segment_of(c), c, &pg64);
+  sm_pool_block_start(sm_segment_of(p->x96), p->x96, &pg96);
+  c->mark = sm_marks.local;
+  c->next = pg64->free;
+  pg64->free = c;
+  sm_block_t *z = pg96->free;
+  pg96->free = z->next;
+  CHECK(pg64->used == 1 && pg96->used == 2);
+  sm_heaps_postfork_child();
+  check_all_pages("in a fork child, after a thread stopped mid-free and mid-malloc");
+  CHECK_MSG(pg96->assigned && pg96->used == 3, "the page of a stopped malloc: used %u, not 3 (x, y and the block "
+            "being popped)", pg96->used);
+  CHECK_MSG(!pg64->assigned, "the page of a stopped free is still assigned (used %u), not given back", pg64->used);
+  CHECK_MSG(sm_heap_count() == 1, "%zu heaps in the fork child", sm_heap_count());
+  return test_summary();
 }
 
 int main(void) {
@@ -189,6 +246,31 @@ int main(void) {
     for (int k = 0; k < 1000; k++) sm_free(kept[i][k]);
   check_all_pages("after freeing blocks of exited threads");
   CHECK_MSG(pool_inuse() == 0, "pool bytes in use at the end: %zu", pool_inuse());
+
+  /* A fork while another thread is inside free or malloc (fork_child_recount). */
+  {
+    parked_t *pk = calloc(1, sizeof *pk);
+    pthread_mutex_init(&pk->m, NULL);
+    pthread_cond_init(&pk->c, NULL);
+    pthread_create(&t, NULL, parked_thread, pk);
+    pthread_mutex_lock(&pk->m);
+    while (pk->state != 1) pthread_cond_wait(&pk->c, &pk->m);
+    pthread_mutex_unlock(&pk->m);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) _exit(fork_child_recount(pk));
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the fork child %s %d",
+              WIFEXITED(status) ? "exited with" : "died of signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    pthread_mutex_lock(&pk->m);
+    pk->state = 2;
+    pthread_cond_broadcast(&pk->c);
+    pthread_mutex_unlock(&pk->m);
+    pthread_join(t, NULL);
+    check_all_pages("after the fork test");
+    free(pk);
+  }
 
   /* the checker notices corruption */
   void *x = sm_malloc(32);
