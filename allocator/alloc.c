@@ -310,9 +310,10 @@ size_t sm_usable_size(const void *p) {
 
 bool sm_release_reserves(void) {
   size_t before = sm_segment_mapped();
+  bool parked = sm_heaps_release_parked(); /* their segments: adoptable or freed */
   sm_segment_trim();
   sm_large_trim();
-  return sm_segment_mapped() < before;
+  return parked || sm_segment_mapped() < before;
 }
 
 void *sm_calloc(size_t n, size_t size) {

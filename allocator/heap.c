@@ -6,15 +6,17 @@
  * malloc before initialisation) falls into the slow path, which creates the
  * heap. The fast path never asks "am I initialised?".
  *
- * Thread exit: a pthread key destructor releases the heap (pool.c abandons
- * its segments for other threads to adopt) and resets the TLS pointer. A
+ * Thread exit: a pthread key destructor resets the TLS pointer and parks
+ * the heap whole for the next new thread, or, with SM_PARKED_MAX parked,
+ * releases it (pool.c abandons its segments for other threads to adopt). A
  * destructor that allocates after ours re-creates a heap and re-arms the key,
  * and glibc runs the destructors again (up to PTHREAD_DESTRUCTOR_ITERATIONS).
  *
  * Fork: every lock of the library is taken in the order of the lock table
  * (tracer/locks.c), and released in the parent or reset in the child. The
  * child then releases the heaps of the threads that did not survive the
- * fork, so their memory can be adopted. */
+ * fork, so their memory can be adopted; parked heaps stay parked (nobody
+ * was changing them: parking happens under heaps_lock). */
 #include <pthread.h>
 
 #include "allocator/check.h"
@@ -34,6 +36,18 @@ static SM_LIST_HEAD(sm_heap_t) heaps; /* registry of live heaps (links: reg_next
  * arena: a thread freeing a block remotely may still bump the counter of
  * a heap whose owner just exited (pool.c), so the memory stays a heap. */
 static sm_heap_t *spare_heaps;
+/* Heaps of exited threads parked whole (links: reg_next, newest first): a
+ * new thread takes one with its pages still assigned and carved, and
+ * allocates from them without faulting fresh memory in or carving it
+ * again. Threads that come and go (a server's handlers, a pool that shrinks
+ * and grows) then reuse one another's pages, where releasing each heap
+ * purged them and the next thread faulted them back. At most
+ * SM_PARKED_MAX: beyond that an exiting thread's heap is released, and so
+ * is one parked for SM_PURGE_AGE_MS (sm_heaps_expire_parked), so that the
+ * memory of threads that are not replaced goes back. */
+static sm_heap_t *parked;
+static unsigned parked_count;
+static uint64_t parked_oldest; /* parked_at of the oldest parked heap; atomic: read without the lock */
 static size_t heaps_count;
 static unsigned next_arena;
 static pthread_key_t heap_key;
@@ -49,10 +63,17 @@ sm_heap_t *sm_heap_get_or_create(void) {
   if (h != &sm_heap_empty) return h;
   if (SM_UNLIKELY(sm_init_state != 2)) sm_init();
   sm_lock(&heaps_lock);
-  h = spare_heaps;
-  if (h) spare_heaps = h->reg_next;
+  bool warm = (h = parked) != NULL;
+  if (warm) {
+    parked = h->reg_next;
+    __atomic_sub_fetch(&parked_count, 1, __ATOMIC_RELAXED);
+  } else if ((h = spare_heaps) != NULL) {
+    spare_heaps = h->reg_next;
+  }
   sm_unlock(&heaps_lock);
-  if (h) {
+  if (warm) {
+    /* As its last owner left it: pages, lists, counters, arena. */
+  } else if (h) {
     /* Everything but full_pending, which remote frees may still bump
      * atomically (pool.c); what is left there is harmless: at most one
      * needless sweep. */
@@ -63,10 +84,11 @@ sm_heap_t *sm_heap_get_or_create(void) {
     h = sm_meta_alloc(sizeof *h);
     if (!h) return NULL;
   }
-  for (unsigned c = 0; c < SM_CLASS_COUNT; c++) h->cur[c] = &sm_page_empty;
+  if (!warm)
+    for (unsigned c = 0; c < SM_CLASS_COUNT; c++) h->cur[c] = &sm_page_empty;
   h->tid = sm_os_tid();
   sm_lock(&heaps_lock);
-  h->arena = next_arena++ % SM_ARENA_COUNT;
+  if (!warm) h->arena = next_arena++ % SM_ARENA_COUNT;
   sm_list_push_front(&heaps, h, reg_next, reg_prev);
   __atomic_add_fetch(&heaps_count, 1, __ATOMIC_RELAXED); /* read without the lock */
   sm_unlock(&heaps_lock);
@@ -81,16 +103,82 @@ static void heap_unregister_locked(sm_heap_t *h) {
   __atomic_sub_fetch(&heaps_count, 1, __ATOMIC_RELAXED);
 }
 
-void sm_heap_thread_done(void *arg) {
-  sm_heap_t *h = arg;
-  if (!h || h == &sm_heap_empty) return;
+/* A heap nobody owns any more goes back: its pages and segments freed or
+ * abandoned, the heap itself to the spare list. */
+static void heap_release(sm_heap_t *h) {
   sm_pool_release_heap(h);
-  if (sm_heap_tls == h) sm_heap_tls = &sm_heap_empty;
   sm_lock(&heaps_lock);
-  heap_unregister_locked(h);
   h->reg_next = spare_heaps;
   spare_heaps = h;
   sm_unlock(&heaps_lock);
+}
+
+void sm_heap_thread_done(void *arg) {
+  sm_heap_t *h = arg;
+  if (!h || h == &sm_heap_empty) return;
+  /* From here on this thread's frees into h are remote: another thread may
+   * own h as soon as it is parked. */
+  if (sm_heap_tls == h) sm_heap_tls = &sm_heap_empty;
+  sm_pool_purge(h); /* parked or released, its free pages go back now */
+  sm_lock(&heaps_lock);
+  heap_unregister_locked(h);
+  bool park = parked_count < SM_PARKED_MAX;
+  if (park) {
+    h->parked_at = sm_os_now_ms();
+    if (!parked) __atomic_store_n(&parked_oldest, h->parked_at, __ATOMIC_RELAXED);
+    h->reg_next = parked;
+    parked = h;
+    __atomic_add_fetch(&parked_count, 1, __ATOMIC_RELAXED);
+  }
+  sm_unlock(&heaps_lock);
+  if (!park) heap_release(h);
+}
+
+bool sm_heaps_release_parked(void) {
+  sm_lock(&heaps_lock);
+  sm_heap_t *list = parked;
+  parked = NULL;
+  __atomic_store_n(&parked_count, 0, __ATOMIC_RELAXED);
+  sm_unlock(&heaps_lock);
+  bool any = list != NULL;
+  while (list) {
+    sm_heap_t *next = list->reg_next;
+    heap_release(list);
+    list = next;
+  }
+  return any;
+}
+
+void sm_heaps_expire_parked(void) {
+  if (!__atomic_load_n(&parked_count, __ATOMIC_RELAXED)) return;
+  uint64_t now = sm_os_now_ms();
+  if (now - __atomic_load_n(&parked_oldest, __ATOMIC_RELAXED) < SM_PURGE_AGE_MS) return;
+  /* Newest first: cut the list after the last heap still young. */
+  sm_lock(&heaps_lock);
+  sm_heap_t **link = &parked, *old = NULL;
+  for (sm_heap_t *h = parked; h; link = &h->reg_next, h = h->reg_next) {
+    if (now - h->parked_at >= SM_PURGE_AGE_MS) {
+      old = h;
+      *link = NULL;
+      break;
+    }
+  }
+  for (sm_heap_t *h = old; h; h = h->reg_next) __atomic_sub_fetch(&parked_count, 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&parked_oldest, now, __ATOMIC_RELAXED);
+  for (sm_heap_t *h = parked; h; h = h->reg_next) __atomic_store_n(&parked_oldest, h->parked_at, __ATOMIC_RELAXED);
+  sm_unlock(&heaps_lock);
+  while (old) {
+    sm_heap_t *next = old->reg_next;
+    heap_release(old);
+    old = next;
+  }
+}
+
+size_t sm_heaps_parked(void) {
+  sm_lock(&heaps_lock);
+  size_t n = parked_count;
+  sm_unlock(&heaps_lock);
+  return n;
 }
 
 size_t sm_heap_count(void) { return __atomic_load_n(&heaps_count, __ATOMIC_RELAXED); }

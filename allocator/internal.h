@@ -182,6 +182,11 @@ sm_heap_t *sm_heap_get_or_create(void); /* NULL only when out of memory */
 void sm_heap_thread_done(void *heap);
 void sm_heap_key_init(void); /* from the constructor: thread-exit hook */
 void sm_heaps_postfork_child(void); /* after the locks were reset: drop dead threads' heaps */
+/* Releases every parked heap (malloc_trim, out of memory); true if there was one. */
+bool sm_heaps_release_parked(void);
+size_t sm_heaps_parked(void); /* heaps parked now */
+/* Releases the heaps parked for SM_PURGE_AGE_MS or more (called as pages retire). */
+void sm_heaps_expire_parked(void);
 size_t sm_heap_count(void);
 
 /* ---- splay.c: top-down splay tree of free large blocks keyed by (size, address) */
@@ -189,6 +194,10 @@ size_t sm_heap_count(void);
 
 /* ---- large.c: arenas of boundary-tagged blocks */
 #define SM_ARENA_COUNT 8
+/* Heaps of exited threads kept whole for new threads (heap.c). Each holds
+ * what its thread left: pages with live blocks and at most the current page
+ * of each class; its free pages are purged as it is parked. */
+#define SM_PARKED_MAX 16
 extern sm_arena_t sm_arenas[SM_ARENA_COUNT];
 void sm_large_init(void);
 void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align); /* NULL on failure */

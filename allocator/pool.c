@@ -214,6 +214,7 @@ static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
   uint32_t cutoff = 0;
   sm_purge_t how = sm_purge_due(h->dirty_bytes, h->pages_bytes, &h->last_purge, &cutoff, &h->peak_pages);
   if (how != SM_PURGE_NONE) purge_pages(h, how == SM_PURGE_ALL, cutoff);
+  sm_heaps_expire_parked(); /* the heaps of exited threads nobody replaced */
 }
 
 /* Purges the heap's unassigned committed pages: all, or those retired by

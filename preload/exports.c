@@ -203,6 +203,7 @@ SM_EXPORT int malloc_trim(size_t pad) {
   size_t before = h != &sm_heap_empty ? h->dirty_bytes : 0;
   if (h != &sm_heap_empty) sm_pool_purge(h);
   before += sm_large_trim();
+  if (sm_heaps_release_parked()) before++;
   sm_segment_trim();
   return before > 0;
 }

@@ -1,11 +1,12 @@
 /* Pools: blocks are distinct, aligned and writable; pages refill and retire;
  * blocks freed by other threads come back to the owner; exiting threads hand
- * their memory over; a fork child recounts the pages of threads that stopped
+ * their memory over, their heaps parked for the next threads; a fork child recounts the pages of threads that stopped
  * mid-operation; the page invariant checker passes throughout and notices a
  * corrupted page. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -132,6 +133,39 @@ static int fork_child_recount(parked_t *p) {
   return test_summary();
 }
 
+/* One block in each of 40 size classes, 64 blocks each, written and freed:
+ * every class keeps its page (the class's only one), carved and resident.
+ * Reports the minor faults of the work and the page of the last class. */
+typedef struct warm {
+  long faults;
+  sm_page_t *page;
+} warm_t;
+
+static void *warm_thread(void *arg) {
+  warm_t *w = arg;
+  struct rusage a, b;
+  getrusage(RUSAGE_THREAD, &a);
+  void *blk[64];
+  for (int c = 0; c < 40; c++) {
+    size_t n = (size_t)(c + 1) * 16;
+    for (int i = 0; i < 64; i++) memset(blk[i] = sm_malloc(n), c, n);
+    if (c == 39) sm_pool_block_start(sm_segment_of(blk[0]), blk[0], &w->page);
+    for (int i = 0; i < 64; i++) sm_free(blk[i]);
+  }
+  getrusage(RUSAGE_THREAD, &b);
+  w->faults = b.ru_minflt - a.ru_minflt;
+  return NULL;
+}
+
+/* Holds its heap until told to go, so that many threads exit together. */
+static pthread_barrier_t exit_barrier;
+static void *exit_together(void *arg) {
+  (void)arg;
+  sm_free(sm_malloc(100));
+  pthread_barrier_wait(&exit_barrier);
+  return NULL;
+}
+
 int main(void) {
   sm_init();
   sm_heap_key_init();
@@ -245,7 +279,52 @@ int main(void) {
   for (int i = 0; i < 8; i++)
     for (int k = 0; k < 1000; k++) sm_free(kept[i][k]);
   check_all_pages("after freeing blocks of exited threads");
-  CHECK_MSG(pool_inuse() == 0, "pool bytes in use at the end: %zu", pool_inuse());
+
+  /* Parked heaps (heap.c): a thread that starts after another exited takes
+   * its heap whole, pages carved and resident; at most SM_PARKED_MAX wait;
+   * releasing them hands their blocks back. */
+  {
+    CHECK(sm_heaps_parked() > 0); /* the threads above */
+    CHECK(sm_heaps_release_parked());
+    CHECK_MSG(sm_heaps_parked() == 0, "%zu heaps parked after their release", sm_heaps_parked());
+    CHECK_MSG(pool_inuse() == 0, "pool bytes in use once the parked heaps were released: %zu", pool_inuse());
+    warm_t first = {0}, second = {0};
+    pthread_create(&t, NULL, warm_thread, &first);
+    pthread_join(t, NULL);
+    CHECK_MSG(sm_heaps_parked() == 1, "%zu heaps parked after a thread exited, not 1", sm_heaps_parked());
+    CHECK_MSG(sm_heap_count() == 1, "%zu heaps alive with one thread", sm_heap_count());
+    pthread_create(&t, NULL, warm_thread, &second);
+    pthread_join(t, NULL);
+    CHECK_MSG(second.page == first.page, "the next thread allocated from page %p, not the exited thread's %p",
+              (void *)second.page, (void *)first.page);
+    CHECK_MSG(second.faults < 20, "the next thread faulted %ld pages in (the first %ld): its pages were not "
+              "reused", second.faults, first.faults);
+    fprintf(stderr, "parked heap reuse: first thread %ld minor faults, second %ld\n", first.faults, second.faults);
+    enum { N = SM_PARKED_MAX + 4 };
+    pthread_t exiters[N];
+    pthread_barrier_init(&exit_barrier, NULL, N);
+    for (int i = 0; i < N; i++) pthread_create(&exiters[i], NULL, exit_together, NULL);
+    for (int i = 0; i < N; i++) pthread_join(exiters[i], NULL);
+    pthread_barrier_destroy(&exit_barrier);
+    CHECK_MSG(sm_heaps_parked() == SM_PARKED_MAX, "%zu heaps parked after %d threads exited, not %d",
+              sm_heaps_parked(), (int)N, SM_PARKED_MAX);
+    CHECK(sm_heap_count() == 1);
+    check_all_pages("with parked heaps");
+    CHECK(sm_heaps_release_parked());
+    CHECK(sm_heaps_parked() == 0);
+    check_all_pages("after releasing the parked heaps");
+    /* Nobody takes a parked heap for SM_PURGE_AGE_MS: the next page this
+     * thread retires releases it. */
+    pthread_create(&t, NULL, warm_thread, &first);
+    pthread_join(t, NULL);
+    CHECK(sm_heaps_parked() == 1);
+    usleep((SM_PURGE_AGE_MS + 200) * 1000);
+    static void *two_pages[2048];
+    for (int i = 0; i < 2048; i++) two_pages[i] = sm_malloc(1000); /* more than a page of its class */
+    for (int i = 0; i < 2048; i++) sm_free(two_pages[i]);
+    CHECK_MSG(sm_heaps_parked() == 0, "a heap parked for %d ms is still parked after pages retired",
+              SM_PURGE_AGE_MS + 200);
+  }
 
   /* A fork while another thread is inside free or malloc (fork_child_recount). */
   {
