@@ -58,32 +58,21 @@ void sm_heap_key_init(void) {
   if (pthread_key_create(&heap_key, sm_heap_thread_done) == 0) heap_key_ok = true;
 }
 
-sm_heap_t *sm_heap_get_or_create(void) {
-  sm_heap_t *h = sm_heap_tls;
-  if (h != &sm_heap_empty) return h;
-  if (SM_UNLIKELY(sm_init_state != 2)) sm_init();
-  sm_lock(&heaps_lock);
-  bool warm = (h = parked) != NULL;
-  if (warm) {
-    parked = h->reg_next;
-    __atomic_sub_fetch(&parked_count, 1, __ATOMIC_RELAXED);
-  } else if ((h = spare_heaps) != NULL) {
-    spare_heaps = h->reg_next;
-  }
-  sm_unlock(&heaps_lock);
-  if (warm) {
-    /* As its last owner left it: pages, lists, counters, arena. */
-  } else if (h) {
-    /* Everything but full_pending, which remote frees may still bump
-     * atomically (pool.c); what is left there is harmless: at most one
-     * needless sweep. */
-    size_t off = offsetof(sm_heap_t, full_pending) + sizeof h->full_pending;
-    __builtin_memset(h, 0, offsetof(sm_heap_t, full_pending));
-    __builtin_memset((char *)h + off, 0, sizeof *h - off);
-  } else {
-    h = sm_meta_alloc(sizeof *h);
-    if (!h) return NULL;
-  }
+/* Takes h off the parked list (heaps_lock held). */
+static void parked_unlink_locked(sm_heap_t *h) {
+  sm_heap_t **link = &parked;
+  while (*link != h) link = &(*link)->reg_next;
+  *link = h->reg_next;
+  __atomic_store_n(&h->is_parked, 0, __ATOMIC_RELAXED);
+  __atomic_sub_fetch(&parked_count, 1, __ATOMIC_RELAXED);
+  for (sm_heap_t *o = parked; o; o = o->reg_next) /* newest first: the last is the oldest */
+    if (!o->reg_next) __atomic_store_n(&parked_oldest, o->parked_at, __ATOMIC_RELAXED);
+}
+
+/* Makes h this thread's heap: registered, in the TLS pointer and the key.
+ * A warm heap (taken off the parked list) keeps everything its last owner
+ * left: pages, lists, counters, arena. */
+static sm_heap_t *heap_install(sm_heap_t *h, bool warm) {
   if (!warm)
     for (unsigned c = 0; c < SM_CLASS_COUNT; c++) h->cur[c] = &sm_page_empty;
   h->tid = sm_os_tid();
@@ -96,6 +85,43 @@ sm_heap_t *sm_heap_get_or_create(void) {
   /* May allocate (a second-level key block): our heap is usable by now. */
   if (heap_key_ok) pthread_setspecific(heap_key, h);
   return h;
+}
+
+sm_heap_t *sm_heap_get_or_create(void) {
+  sm_heap_t *h = sm_heap_tls;
+  if (h != &sm_heap_empty) return h;
+  if (SM_UNLIKELY(sm_init_state != 2)) sm_init();
+  sm_lock(&heaps_lock);
+  bool warm = (h = parked) != NULL; /* the newest parked heap */
+  if (warm) {
+    parked_unlink_locked(h);
+  } else if ((h = spare_heaps) != NULL) {
+    spare_heaps = h->reg_next;
+  }
+  sm_unlock(&heaps_lock);
+  if (warm) return heap_install(h, true);
+  if (h) {
+    /* Everything but full_pending, which remote frees may still bump
+     * atomically (pool.c); what is left there is harmless: at most one
+     * needless sweep. */
+    size_t off = offsetof(sm_heap_t, full_pending) + sizeof h->full_pending;
+    __builtin_memset(h, 0, offsetof(sm_heap_t, full_pending));
+    __builtin_memset((char *)h + off, 0, sizeof *h - off);
+  } else {
+    h = sm_meta_alloc(sizeof *h);
+    if (!h) return NULL;
+  }
+  return heap_install(h, false);
+}
+
+bool sm_heap_take_parked(sm_heap_t *h) {
+  if (!__atomic_load_n(&h->is_parked, __ATOMIC_RELAXED)) return false;
+  sm_lock(&heaps_lock);
+  bool ok = h->is_parked;
+  if (ok) parked_unlink_locked(h);
+  sm_unlock(&heaps_lock);
+  if (ok) heap_install(h, true);
+  return ok;
 }
 
 static void heap_unregister_locked(sm_heap_t *h) {
@@ -124,6 +150,7 @@ void sm_heap_thread_done(void *arg) {
   heap_unregister_locked(h);
   bool park = parked_count < SM_PARKED_MAX;
   if (park) {
+    __atomic_store_n(&h->is_parked, 1, __ATOMIC_RELAXED);
     h->parked_at = sm_os_now_ms();
     if (!parked) __atomic_store_n(&parked_oldest, h->parked_at, __ATOMIC_RELAXED);
     h->reg_next = parked;
@@ -139,6 +166,7 @@ bool sm_heaps_release_parked(void) {
   sm_heap_t *list = parked;
   parked = NULL;
   __atomic_store_n(&parked_count, 0, __ATOMIC_RELAXED);
+  for (sm_heap_t *h = list; h; h = h->reg_next) __atomic_store_n(&h->is_parked, 0, __ATOMIC_RELAXED);
   sm_unlock(&heaps_lock);
   bool any = list != NULL;
   while (list) {
@@ -163,7 +191,10 @@ void sm_heaps_expire_parked(void) {
       break;
     }
   }
-  for (sm_heap_t *h = old; h; h = h->reg_next) __atomic_sub_fetch(&parked_count, 1, __ATOMIC_RELAXED);
+  for (sm_heap_t *h = old; h; h = h->reg_next) {
+    __atomic_store_n(&h->is_parked, 0, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&parked_count, 1, __ATOMIC_RELAXED);
+  }
   __atomic_store_n(&parked_oldest, now, __ATOMIC_RELAXED);
   for (sm_heap_t *h = parked; h; h = h->reg_next) __atomic_store_n(&parked_oldest, h->parked_at, __ATOMIC_RELAXED);
   sm_unlock(&heaps_lock);

@@ -185,6 +185,8 @@ void sm_heaps_postfork_child(void); /* after the locks were reset: drop dead thr
 /* Releases every parked heap (malloc_trim, out of memory); true if there was one. */
 bool sm_heaps_release_parked(void);
 size_t sm_heaps_parked(void); /* heaps parked now */
+/* This thread, which has no heap, takes h if h is parked; false if not. */
+bool sm_heap_take_parked(sm_heap_t *h);
 /* Releases the heaps parked for SM_PURGE_AGE_MS or more (called as pages retire). */
 void sm_heaps_expire_parked(void);
 size_t sm_heap_count(void);

@@ -453,6 +453,13 @@ SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_
       sm_free(b);
       return;
     }
+  } else if (sm_heap_tls == &sm_heap_empty && sm_heap_take_parked(owner)) {
+    /* A thread with no heap yet frees a block of a parked heap: it takes
+     * that heap rather than another, and its frees of that heap's blocks
+     * are its own from here on (a thread taking over an exited thread's
+     * work, as in a server's connection handlers). */
+    sm_free(b);
+    return;
   }
   /* With free_checks=0 the mark is read and written without the locked
    * swap: a double free is still caught unless its two frees race, and

@@ -198,6 +198,7 @@ typedef struct sm_heap {
   struct sm_heap *reg_next;         /* registry of live heaps (sm_heaps_lock) */
   struct sm_heap *reg_prev;
   uint64_t parked_at;               /* sm_os_now_ms() when it was parked (heap.c) */
+  uint32_t is_parked;               /* 1 while on the parked list (atomic: read without the lock) */
   uint64_t tid;                     /* kernel thread id of the owner */
 } sm_heap_t;
 

@@ -166,6 +166,29 @@ static void *exit_together(void *arg) {
   return NULL;
 }
 
+/* Leaves one block live and reports its heap. */
+typedef struct leaver {
+  void *block;
+  sm_heap_t *heap;
+  bool last; /* waits for main's word to exit */
+} leaver_t;
+static pthread_barrier_t alive_barrier, last_barrier;
+static void *leave_block(void *arg) {
+  leaver_t *l = arg;
+  l->block = sm_malloc(200);
+  l->heap = sm_heap_tls;
+  pthread_barrier_wait(&alive_barrier); /* both alive: two heaps */
+  if (l->last) pthread_barrier_wait(&last_barrier);
+  return NULL;
+}
+/* Frees a block before anything else; reports the heap it then has. */
+static void *free_first(void *arg) {
+  leaver_t *l = arg;
+  sm_free(l->block);
+  l->heap = sm_heap_tls;
+  return NULL;
+}
+
 int main(void) {
   sm_init();
   sm_heap_key_init();
@@ -313,6 +336,29 @@ int main(void) {
     CHECK(sm_heaps_release_parked());
     CHECK(sm_heaps_parked() == 0);
     check_all_pages("after releasing the parked heaps");
+    /* A thread with no heap whose first call frees a block of a parked
+     * heap takes that heap, not the newest. */
+    leaver_t older = {0}, newer = {.last = true};
+    pthread_t t2;
+    pthread_barrier_init(&alive_barrier, NULL, 3);
+    pthread_barrier_init(&last_barrier, NULL, 2);
+    pthread_create(&t, NULL, leave_block, &older);
+    pthread_create(&t2, NULL, leave_block, &newer);
+    pthread_barrier_wait(&alive_barrier);
+    pthread_join(t, NULL); /* older parks first */
+    pthread_barrier_wait(&last_barrier);
+    pthread_join(t2, NULL);
+    pthread_barrier_destroy(&alive_barrier);
+    pthread_barrier_destroy(&last_barrier);
+    CHECK(sm_heaps_parked() == 2 && older.heap != newer.heap);
+    leaver_t taker = {.block = older.block};
+    pthread_create(&t, NULL, free_first, &taker);
+    pthread_join(t, NULL);
+    CHECK_MSG(taker.heap == older.heap, "a thread that freed a block of parked heap %p first has heap %p",
+              (void *)older.heap, (void *)taker.heap);
+    sm_free(newer.block);
+    CHECK(sm_heaps_release_parked());
+    CHECK(pool_inuse() == 0);
     /* Nobody takes a parked heap for SM_PURGE_AGE_MS: the next page this
      * thread retires releases it. */
     pthread_create(&t, NULL, warm_thread, &first);
