@@ -15,8 +15,11 @@
  * Fork: every lock of the library is taken in the order of the lock table
  * (tracer/locks.c), and released in the parent or reset in the child. The
  * child then releases the heaps of the threads that did not survive the
- * fork, so their memory can be adopted; parked heaps stay parked (nobody
- * was changing them: parking happens under heaps_lock). */
+ * fork, so their memory can be adopted. Every heap is on the registry or
+ * the parked list at any moment heaps_lock is free (one moves between them
+ * in one critical section, and a heap being released stays registered
+ * until it is released), so the child misses none; parked heaps, which no
+ * thread was changing, stay parked. */
 #include <pthread.h>
 
 #include "allocator/check.h"
@@ -58,8 +61,25 @@ void sm_heap_key_init(void) {
   if (pthread_key_create(&heap_key, sm_heap_thread_done) == 0) heap_key_ok = true;
 }
 
-/* Takes h off the parked list (heaps_lock held). */
-static void parked_unlink_locked(sm_heap_t *h) {
+/* Set once this thread's heap was handed back (sm_heap_thread_done): what
+ * the thread still allocates or frees after that (later key destructors,
+ * the C library's own thread cleanup) must not take a parked heap, which it
+ * would hold, registered to a dead thread, past the last destructor round. */
+static SM_TLS bool heap_exiting;
+
+static void heap_register_locked(sm_heap_t *h) {
+  sm_list_push_front(&heaps, h, reg_next, reg_prev);
+  __atomic_add_fetch(&heaps_count, 1, __ATOMIC_RELAXED); /* read without the lock */
+}
+
+static void heap_unregister_locked(sm_heap_t *h) {
+  sm_list_remove(&heaps, h, reg_next, reg_prev);
+  __atomic_sub_fetch(&heaps_count, 1, __ATOMIC_RELAXED);
+}
+
+/* Takes h off the parked list and registers it, in one critical section:
+ * a fork child sees every heap on one of its lists (heaps_lock held). */
+static void parked_take_locked(sm_heap_t *h) {
   sm_heap_t **link = &parked;
   while (*link != h) link = &(*link)->reg_next;
   *link = h->reg_next;
@@ -67,20 +87,14 @@ static void parked_unlink_locked(sm_heap_t *h) {
   __atomic_sub_fetch(&parked_count, 1, __ATOMIC_RELAXED);
   for (sm_heap_t *o = parked; o; o = o->reg_next) /* newest first: the last is the oldest */
     if (!o->reg_next) __atomic_store_n(&parked_oldest, o->parked_at, __ATOMIC_RELAXED);
+  heap_register_locked(h);
 }
 
-/* Makes h this thread's heap: registered, in the TLS pointer and the key.
+/* Makes the registered heap h this thread's: the TLS pointer and the key.
  * A warm heap (taken off the parked list) keeps everything its last owner
  * left: pages, lists, counters, arena. */
-static sm_heap_t *heap_install(sm_heap_t *h, bool warm) {
-  if (!warm)
-    for (unsigned c = 0; c < SM_CLASS_COUNT; c++) h->cur[c] = &sm_page_empty;
+static sm_heap_t *heap_install(sm_heap_t *h) {
   h->tid = sm_os_tid();
-  sm_lock(&heaps_lock);
-  if (!warm) h->arena = next_arena++ % SM_ARENA_COUNT;
-  sm_list_push_front(&heaps, h, reg_next, reg_prev);
-  __atomic_add_fetch(&heaps_count, 1, __ATOMIC_RELAXED); /* read without the lock */
-  sm_unlock(&heaps_lock);
   sm_heap_tls = h;
   /* May allocate (a second-level key block): our heap is usable by now. */
   if (heap_key_ok) pthread_setspecific(heap_key, h);
@@ -91,15 +105,16 @@ sm_heap_t *sm_heap_get_or_create(void) {
   sm_heap_t *h = sm_heap_tls;
   if (h != &sm_heap_empty) return h;
   if (SM_UNLIKELY(sm_init_state != 2)) sm_init();
+  sm_heaps_expire_parked();
   sm_lock(&heaps_lock);
-  bool warm = (h = parked) != NULL; /* the newest parked heap */
+  bool warm = !heap_exiting && (h = parked) != NULL; /* the newest parked heap */
   if (warm) {
-    parked_unlink_locked(h);
+    parked_take_locked(h);
   } else if ((h = spare_heaps) != NULL) {
     spare_heaps = h->reg_next;
   }
   sm_unlock(&heaps_lock);
-  if (warm) return heap_install(h, true);
+  if (warm) return heap_install(h);
   if (h) {
     /* Everything but full_pending, which remote frees may still bump
      * atomically (pool.c); what is left there is harmless: at most one
@@ -111,29 +126,31 @@ sm_heap_t *sm_heap_get_or_create(void) {
     h = sm_meta_alloc(sizeof *h);
     if (!h) return NULL;
   }
-  return heap_install(h, false);
+  for (unsigned c = 0; c < SM_CLASS_COUNT; c++) h->cur[c] = &sm_page_empty;
+  sm_lock(&heaps_lock);
+  h->arena = next_arena++ % SM_ARENA_COUNT;
+  heap_register_locked(h);
+  sm_unlock(&heaps_lock);
+  return heap_install(h);
 }
 
 bool sm_heap_take_parked(sm_heap_t *h) {
-  if (!__atomic_load_n(&h->is_parked, __ATOMIC_RELAXED)) return false;
+  if (heap_exiting || !__atomic_load_n(&h->is_parked, __ATOMIC_RELAXED)) return false;
   sm_lock(&heaps_lock);
   bool ok = h->is_parked;
-  if (ok) parked_unlink_locked(h);
+  if (ok) parked_take_locked(h);
   sm_unlock(&heaps_lock);
-  if (ok) heap_install(h, true);
+  if (ok) heap_install(h);
   return ok;
 }
 
-static void heap_unregister_locked(sm_heap_t *h) {
-  sm_list_remove(&heaps, h, reg_next, reg_prev);
-  __atomic_sub_fetch(&heaps_count, 1, __ATOMIC_RELAXED);
-}
-
-/* A heap nobody owns any more goes back: its pages and segments freed or
- * abandoned, the heap itself to the spare list. */
+/* A registered heap nobody owns any more goes back: its pages and segments
+ * freed or abandoned (while it is still registered, so that a fork child
+ * meanwhile still finds it), then the heap itself to the spare list. */
 static void heap_release(sm_heap_t *h) {
   sm_pool_release_heap(h);
   sm_lock(&heaps_lock);
+  heap_unregister_locked(h);
   h->reg_next = spare_heaps;
   spare_heaps = h;
   sm_unlock(&heaps_lock);
@@ -142,14 +159,15 @@ static void heap_release(sm_heap_t *h) {
 void sm_heap_thread_done(void *arg) {
   sm_heap_t *h = arg;
   if (!h || h == &sm_heap_empty) return;
+  heap_exiting = true;
   /* From here on this thread's frees into h are remote: another thread may
    * own h as soon as it is parked. */
   if (sm_heap_tls == h) sm_heap_tls = &sm_heap_empty;
   sm_pool_purge(h); /* parked or released, its free pages go back now */
   sm_lock(&heaps_lock);
-  heap_unregister_locked(h);
   bool park = parked_count < SM_PARKED_MAX;
   if (park) {
+    heap_unregister_locked(h);
     __atomic_store_n(&h->is_parked, 1, __ATOMIC_RELAXED);
     h->parked_at = sm_os_now_ms();
     if (!parked) __atomic_store_n(&parked_oldest, h->parked_at, __ATOMIC_RELAXED);
@@ -159,50 +177,51 @@ void sm_heap_thread_done(void *arg) {
   }
   sm_unlock(&heaps_lock);
   if (!park) heap_release(h);
+  sm_heaps_expire_parked();
+}
+
+/* Moves the parked heaps from *link on back to the registry (heaps_lock
+ * held), into out[]; returns how many. */
+static unsigned parked_detach_locked(sm_heap_t **link, sm_heap_t **out) {
+  unsigned n = 0;
+  for (sm_heap_t *h = *link; h; h = h->reg_next) out[n++] = h;
+  *link = NULL;
+  for (unsigned i = 0; i < n; i++) {
+    __atomic_store_n(&out[i]->is_parked, 0, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&parked_count, 1, __ATOMIC_RELAXED);
+    heap_register_locked(out[i]);
+  }
+  return n;
 }
 
 bool sm_heaps_release_parked(void) {
+  sm_heap_t *list[SM_PARKED_MAX];
   sm_lock(&heaps_lock);
-  sm_heap_t *list = parked;
-  parked = NULL;
-  __atomic_store_n(&parked_count, 0, __ATOMIC_RELAXED);
-  for (sm_heap_t *h = list; h; h = h->reg_next) __atomic_store_n(&h->is_parked, 0, __ATOMIC_RELAXED);
+  unsigned n = parked_detach_locked(&parked, list);
   sm_unlock(&heaps_lock);
-  bool any = list != NULL;
-  while (list) {
-    sm_heap_t *next = list->reg_next;
-    heap_release(list);
-    list = next;
-  }
-  return any;
+  for (unsigned i = 0; i < n; i++) heap_release(list[i]);
+  return n > 0;
 }
 
 void sm_heaps_expire_parked(void) {
   if (!__atomic_load_n(&parked_count, __ATOMIC_RELAXED)) return;
   uint64_t now = sm_os_now_ms();
-  if (now - __atomic_load_n(&parked_oldest, __ATOMIC_RELAXED) < SM_PURGE_AGE_MS) return;
-  /* Newest first: cut the list after the last heap still young. */
+  if (__atomic_load_n(&parked_oldest, __ATOMIC_RELAXED) + SM_PURGE_AGE_MS > now) return;
+  /* Newest first: cut the list at the first heap parked long enough (a
+   * heap parked after `now` was read is never taken for old). */
+  sm_heap_t *list[SM_PARKED_MAX];
+  unsigned n = 0;
   sm_lock(&heaps_lock);
-  sm_heap_t **link = &parked, *old = NULL;
-  for (sm_heap_t *h = parked; h; link = &h->reg_next, h = h->reg_next) {
-    if (now - h->parked_at >= SM_PURGE_AGE_MS) {
-      old = h;
-      *link = NULL;
+  for (sm_heap_t **link = &parked; *link; link = &(*link)->reg_next) {
+    if ((*link)->parked_at + SM_PURGE_AGE_MS <= now) {
+      n = parked_detach_locked(link, list);
       break;
     }
   }
-  for (sm_heap_t *h = old; h; h = h->reg_next) {
-    __atomic_store_n(&h->is_parked, 0, __ATOMIC_RELAXED);
-    __atomic_sub_fetch(&parked_count, 1, __ATOMIC_RELAXED);
-  }
-  __atomic_store_n(&parked_oldest, now, __ATOMIC_RELAXED);
-  for (sm_heap_t *h = parked; h; h = h->reg_next) __atomic_store_n(&parked_oldest, h->parked_at, __ATOMIC_RELAXED);
+  for (sm_heap_t *o = parked; o; o = o->reg_next)
+    if (!o->reg_next) __atomic_store_n(&parked_oldest, o->parked_at, __ATOMIC_RELAXED);
   sm_unlock(&heaps_lock);
-  while (old) {
-    sm_heap_t *next = old->reg_next;
-    heap_release(old);
-    old = next;
-  }
+  for (unsigned i = 0; i < n; i++) heap_release(list[i]);
 }
 
 size_t sm_heaps_parked(void) {

@@ -303,6 +303,7 @@ static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
   unsigned shift = cls <= SM_CLASS_SMALL_LAST ? SM_SMALL_PAGE_SHIFT : SM_MEDIUM_PAGE_SHIFT;
   unsigned kind = sm_pool_kind(shift);
   sm_page_t *pg = take_free_page(h, kind);
+  bool released = false;
   while (!pg) {
     sm_segment_t *seg = sm_segment_take_abandoned(shift);
     if (seg) {
@@ -315,7 +316,10 @@ static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
       continue;
     }
     seg = sm_segment_pool_alloc(shift);
-    if (!seg && sm_release_reserves()) seg = sm_segment_pool_alloc(shift);
+    if (!seg && !released && sm_release_reserves()) {
+      released = true; /* once: parked heaps' segments may be adoptable now */
+      continue;
+    }
     if (!seg) {
       update_cur(h, cls);
       return NULL;
@@ -453,13 +457,19 @@ SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_
       sm_free(b);
       return;
     }
-  } else if (sm_heap_tls == &sm_heap_empty && sm_heap_take_parked(owner)) {
+  } else if (SM_UNLIKELY(__atomic_load_n(&owner->is_parked, __ATOMIC_RELAXED))) {
     /* A thread with no heap yet frees a block of a parked heap: it takes
      * that heap rather than another, and its frees of that heap's blocks
      * are its own from here on (a thread taking over an exited thread's
      * work, as in a server's connection handlers). */
-    sm_free(b);
-    return;
+    if (sm_heap_tls == &sm_heap_empty && sm_heap_take_parked(owner)) {
+      sm_free(b);
+      return;
+    }
+    /* Frees into a parked heap wait until it is taken or released: release
+     * it if it was parked long enough (a program whose workers exited and
+     * whose main thread only frees what they left). */
+    sm_heaps_expire_parked();
   }
   /* With free_checks=0 the mark is read and written without the locked
    * swap: a double free is still caught unless its two frees race, and
@@ -533,10 +543,12 @@ static int64_t list_length(const sm_page_t *pg, const sm_block_t *b) {
  * counting it (a free's push), or between unlinking one and counting it (a
  * malloc's pop). Every page of the heap's segments gets its used count back
  * from its lists, so that releasing the heap and every later check see
- * pages that agree with themselves. A block caught halfway counts as used
- * (so does a thread_free block, until it is collected): it leaks, as do the
- * free blocks of a page whose lists do not walk cleanly, which are dropped.
- * A leaked block is one the dead thread held; it is never handed out twice. */
+ * pages that agree with themselves. A block caught halfway through a pop
+ * counts as used (so does a thread_free block, until it is collected): a
+ * leak of a block the dead thread held, never one handed out twice. One
+ * caught halfway through a push is on a list already, so it counts as free.
+ * The free blocks of a page whose lists do not walk cleanly are dropped
+ * (leaked). */
 void sm_pool_recount_heap(sm_heap_t *h) {
   for (unsigned k = 0; k < 2; k++) {
     for (sm_segment_t *seg = h->segs[k].first; seg; seg = seg->next) {
