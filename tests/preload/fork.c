@@ -1,5 +1,7 @@
-/* fork() while 4 threads allocate: the allocator's locks must be in a sane
- * state in the child (pthread_atfork prepare/parent/child). Each child
+/* fork() while 4 threads allocate, and a fifth starts short-lived threads
+ * one after another (each takes the heap the last one parked, or a fresh
+ * one): the allocator's locks must be in a sane state in the child
+ * (pthread_atfork prepare/parent/child), and no heap lost. Each child
  * allocates and frees blocks of every size class, frees blocks that the
  * parent's (now absent) threads had published, checks patterns, and in some
  * children creates a thread or forks again. A deadlock in the child shows up
@@ -31,7 +33,7 @@ struct pub {
 /* Blocks published by the busy threads; a thread takes a slot with an atomic
  * exchange, so in the child (where those threads vanished mid-step) every
  * non-NULL slot holds a complete block. */
-static struct pub pubs[NTHREADS][SLOTS];
+static struct pub pubs[NTHREADS + 1][SLOTS]; /* the last row: the short-lived threads' */
 static atomic_int stop;
 
 static size_t size_of_class(sm_rng_t *r, unsigned c) {
@@ -43,34 +45,60 @@ static size_t size_of_class(sm_rng_t *r, unsigned c) {
   }
 }
 
+/* One step of a parent thread on its row of pubs: replace a published
+ * block, and make and drop a short-lived one. */
+static void busy_step(unsigned id, sm_rng_t *r, uint64_t *counter) {
+  struct pub *s = &pubs[id][sm_rng_below(r, SLOTS)];
+  unsigned char *old = atomic_exchange(&s->p, NULL);
+  if (old) {
+    if (sm_check(old, s->n, s->tag) != (size_t)-1) {
+      fprintf(stderr, "parent thread %u: corrupt block\n", id);
+      abort();
+    }
+    free(old);
+  }
+  unsigned c = (unsigned)sm_rng_below(r, 100);
+  size_t n = size_of_class(r, c < 80 ? 0 : c < 97 ? 1 : c < 99 ? 2 : sm_rng_below(r, 4) == 0 ? 3 : 2);
+  unsigned char *p = malloc(n);
+  if (!p) return;
+  s->n = n;
+  s->tag = ((uint64_t)id << 40) | (*counter)++;
+  sm_fill(p, n, s->tag);
+  atomic_store(&s->p, p);
+  /* Some short-lived blocks and reallocs too. */
+  void *t = malloc(sm_rng_logsize(r, 1, 4096));
+  t = realloc(t, sm_rng_logsize(r, 1, 200000));
+  free(t);
+}
+
 static void *busy(void *arg) {
   unsigned id = (unsigned)(uintptr_t)arg;
   sm_rng_t r = {9000 + id};
   uint64_t counter = 0;
   while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-    struct pub *s = &pubs[id][sm_rng_below(&r, SLOTS)];
-    unsigned char *old = atomic_exchange(&s->p, NULL);
-    if (old) {
-      if (sm_check(old, s->n, s->tag) != (size_t)-1) {
-        fprintf(stderr, "parent thread %u: corrupt block\n", id);
-        abort();
-      }
-      free(old);
-    }
-    unsigned c = (unsigned)sm_rng_below(&r, 100);
-    size_t n = size_of_class(&r, c < 80 ? 0 : c < 97 ? 1 : c < 99 ? 2 : sm_rng_below(&r, 4) == 0 ? 3 : 2);
-    unsigned char *p = malloc(n);
-    if (!p) continue;
-    s->n = n;
-    s->tag = ((uint64_t)id << 40) | counter++;
-    sm_fill(p, n, s->tag);
-    atomic_store(&s->p, p);
-    /* Some short-lived blocks and reallocs too. */
-    void *t = malloc(sm_rng_logsize(&r, 1, 4096));
-    t = realloc(t, sm_rng_logsize(&r, 1, 200000));
-    free(t);
+    busy_step(id, &r, &counter);
     /* Stay busy but leave the CPUs to the children now and then. */
     if ((counter & 15) == 0) usleep(100);
+  }
+  return NULL;
+}
+
+/* A thread that lives for 64 steps on the last row, then exits: its heap
+ * is parked for the next one, whose first call may free a block of it. */
+static void *short_lived(void *arg) {
+  static uint64_t counter; /* one short-lived thread at a time */
+  sm_rng_t r = {(uint64_t)(uintptr_t)arg};
+  for (int i = 0; i < 64; i++) busy_step(NTHREADS, &r, &counter);
+  return NULL;
+}
+
+static void *churner(void *arg) {
+  (void)arg;
+  for (uintptr_t k = 1; !atomic_load_explicit(&stop, memory_order_relaxed); k++) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, short_lived, (void *)k) != 0) break;
+    pthread_join(t, NULL);
+    usleep(200);
   }
   return NULL;
 }
@@ -99,7 +127,7 @@ static int child_work(int k) {
   long bad = 0;
 
   /* 1. Free what the parent's threads published (their owners are gone). */
-  for (int t = 0; t < NTHREADS; t++)
+  for (int t = 0; t <= NTHREADS; t++)
     for (int i = 0; i < SLOTS; i++) {
       unsigned char *p = atomic_load(&pubs[t][i].p);
       if (!p) continue;
@@ -152,8 +180,10 @@ int main(void) {
   pthread_t th[NTHREADS];
   int failed_children = 0;
   sm_check_preload();
+  pthread_t churn;
   for (int i = 0; i < NTHREADS; i++)
     CHECK(pthread_create(&th[i], NULL, busy, (void *)(uintptr_t)i) == 0);
+  CHECK(pthread_create(&churn, NULL, churner, NULL) == 0);
   usleep(50000);
   for (int k = 0; k < NFORKS; k++) {
     pid_t pid = fork();
@@ -181,9 +211,10 @@ int main(void) {
   }
   atomic_store(&stop, 1);
   for (int i = 0; i < NTHREADS; i++) pthread_join(th[i], NULL);
+  pthread_join(churn, NULL);
   /* The parent's heap is still sound after all those forks. */
   long bad = 0;
-  for (int t = 0; t < NTHREADS; t++)
+  for (int t = 0; t <= NTHREADS; t++)
     for (int i = 0; i < SLOTS; i++) {
       unsigned char *p = atomic_load(&pubs[t][i].p);
       if (!p) continue;
