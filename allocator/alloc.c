@@ -389,19 +389,9 @@ void *sm_realloc(void *p, size_t size) {
     if (size <= bs && (size > bs / 2 || bs <= 16)) return p; /* still the right class, roughly */
     return realloc_move(p, bs, size);
   }
-  case SM_SEG_LARGE: {
+  case SM_SEG_LARGE:
     if (size > SM_POOL_MAX && size <= sm_opt.huge && sm_large_resize_in_place(seg, p, size)) return p;
-    size_t old = sm_large_usable(p);
-    if (size <= old || size <= SM_POOL_MAX) return realloc_move(p, old, size);
-    /* Growing and moved: with room for the next growths in place. */
-    size_t room = sm_large_headroom(size);
-    void *q = room ? sm_malloc(size + room) : NULL;
-    if (!q) return realloc_move(p, old, size);
-    memcpy(q, p, old);
-    sm_free(p);
-    sm_lblock_of(q)->request = size;
-    return q;
-  }
+    return realloc_move(p, sm_large_usable(p), size);
   case SM_SEG_HUGE: {
     if (size > sm_opt.huge) {
       void *q = sm_huge_realloc(seg, p, size);

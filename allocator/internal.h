@@ -206,10 +206,6 @@ void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align); /* NULL on fa
 void sm_large_free(sm_segment_t *seg, void *p);
 size_t sm_large_usable(const void *p);
 bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size);
-/* Room a large block that realloc grows to `size` gets beyond it, so that
- * the next growths (a buffer's, a vector's) find it in place: a quarter,
- * unless that passes the huge threshold. */
-size_t sm_large_headroom(size_t size);
 size_t sm_large_trim(void); /* purges every arena; returns bytes returned */
 size_t sm_large_check(sm_arena_t *arena); /* invariant checker: 0 = ok */
 /* large block header of a payload pointer */

@@ -385,11 +385,6 @@ size_t sm_large_usable(const void *p) {
   return lb_size(b) - SM_LB_HDR;
 }
 
-size_t sm_large_headroom(size_t size) {
-  size_t room = sm_align_up(size / 4, 16);
-  return size + room <= sm_opt.huge ? room : 0;
-}
-
 bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
   sm_arena_t *a = seg->arena;
   sm_lblock_t *b = sm_lblock_of(p);
@@ -398,11 +393,8 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
   sm_lock(&a->lock);
   check_large(seg, p);
   size_t cur = lb_size(b);
-  bool grows = size > b->request;
   if (need <= cur) {
-    /* A block that grows into room it has keeps the rest of the room; one
-     * that shrinks gives its tail back. */
-    if (!grows && cur - need >= LB_MIN_SPLIT) { /* shrink: the tail becomes free */
+    if (cur - need >= LB_MIN_SPLIT) { /* shrink: the tail becomes free */
       sm_lblock_t *rest = (sm_lblock_t *)((uint8_t *)b + need);
       b->head = need | (b->head & SM_LB_FLAGS);
       rest->head = SM_LB_PREV_INUSE | (cur - need);
@@ -428,9 +420,7 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
       __atomic_store_n(&a->inuse_bytes, a->inuse_bytes - cur, __ATOMIC_RELAXED);
       b->head = total | (b->head & SM_LB_FLAGS);
       b->head &= ~SM_LB_INUSE; /* take_block sets it again */
-      /* With room for the next growths, as far as the free block goes. */
-      size_t want = need + sm_large_headroom(size);
-      take_block(a, b, want < total ? want : total, dirty);
+      take_block(a, b, need, dirty);
       ok = true;
     }
   }

@@ -7,8 +7,6 @@
 #include "allocator/internal.h"
 #include "tests/testhelper.h"
 
-#define LB_TAIL_SLACK 1024 /* a smaller tail stays with its block (large.c) */
-
 static sm_arena_t *arena0(void) { return &sm_arenas[sm_heap_get_or_create()->arena]; }
 
 static size_t check_arena(void) {
@@ -97,31 +95,6 @@ int main(void) {
   CHECK(sm_realloc(g, 70000) == g);
   CHECK(check_arena() == 0);
   sm_free(g);
-
-  /* A block realloc grows gets room for the next growths: moved with a
-   * quarter more, it then grows in place with a neighbour in the way; a
-   * shrink gives the tail back. */
-  {
-    uint8_t *r = sm_malloc(200000), *wall = sm_malloc(70000); /* wall: no free block above r */
-    memset(r, 7, 200000);
-    uint8_t *r2 = sm_realloc(r, 300000);
-    CHECK_MSG(r2 && sm_usable_size(r2) >= 300000 + 300000 / 4,
-              "a block grown by realloc to 300000 bytes has %zu usable", r2 ? sm_usable_size(r2) : 0);
-    CHECK(r2 && sm_lblock_of(r2)->request == 300000);
-    uint8_t *wall2 = sm_malloc(70000);
-    CHECK(r2 && r2[0] == 7 && r2[199999] == 7);
-    CHECK_MSG(sm_realloc(r2, 360000) == r2, "a growth within the block's room moved it");
-    CHECK(sm_lblock_of(r2)->request == 360000);
-    CHECK_MSG(sm_usable_size(r2) >= 300000 + 300000 / 4, "growing within its room gave it up: %zu usable",
-              sm_usable_size(r2));
-    CHECK(sm_realloc(r2, 100000) == r2);
-    CHECK_MSG(sm_usable_size(r2) < 100000 + LB_TAIL_SLACK, "after a shrink to 100000: %zu usable",
-              sm_usable_size(r2));
-    CHECK(check_arena() == 0);
-    sm_free(r2);
-    sm_free(wall);
-    sm_free(wall2);
-  }
 
   /* aligned large blocks */
   for (size_t al = 32; al <= 64 * SM_KiB; al *= 2) {
