@@ -16,18 +16,14 @@
 #include <unistd.h>
 
 #include "include/snapmalloc.h"
+#include "tests/preload/smtest.h"
 #include "tests/tracer/snaptest.h"
 
 #define ROUNDS 20000
 #define CHAINS 2000
 
-static uint64_t rng = 88172645463325252ull;
-static uint64_t next(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
+static sm_rng_t rng = {88172645463325252ull};
+static uint64_t next(void) { return sm_rng_next(&rng); }
 /* 1 byte to 64 KiB, most of them small, as programs allocate. */
 static size_t some_size(void) { return (size_t)1 + next() % ((size_t)1 << (4 + next() % 13)); }
 
