@@ -148,6 +148,13 @@ def read_snap(path):
     return sites, j["header"]
 
 
+def check_none_traced(pid, name):
+    """A snapshot taken once the target freed every block charges nothing."""
+    sites, h = read_snap(snap(pid, name))
+    check(h["traced"]["current"] == 0 and all(v == (0, 0) for v in sites.values()),
+          "after every block was freed, still traced: %d B, %r" % (h["traced"]["current"], sites))
+
+
 def control_name(pid):
     return b"\0" + ("snapmalloc-control.%d.%d" % (os.stat("/proc/%d/ns/pid" % pid).st_ino, pid)).encode()
 
@@ -319,9 +326,7 @@ def t_sampled_moved():
             time.sleep(0.01)
             ok("start", t.pid)
         t.cmd("join")
-        sites, h = read_snap(snap(t.pid, "moved-joined.snap"))
-        check(h["traced"]["current"] == 0 and all(v == (0, 0) for v in sites.values()),
-              "after every block was freed, still traced: %d B, %r" % (h["traced"]["current"], sites))
+        check_none_traced(t.pid, "moved-joined.snap")
         check(t.end() == 0, "the target failed: %s" % t.stderr)
     finally:
         t.kill()
@@ -343,9 +348,7 @@ def t_threads():
             time.sleep(0.01)
         ok("start", t.pid)
         t.cmd("join")
-        sites, h = read_snap(snap(t.pid, "joined.snap"))
-        check(h["traced"]["current"] == 0 and all(v == (0, 0) for v in sites.values()),
-              "after every block was freed, still traced: %d B, %r" % (h["traced"]["current"], sites))
+        check_none_traced(t.pid, "joined.snap")
         check(t.end() == 0, "the target failed: %s" % t.stderr)
     finally:
         t.kill()
