@@ -224,12 +224,7 @@ void sm_heaps_expire_parked(void) {
   for (unsigned i = 0; i < n; i++) heap_release(list[i]);
 }
 
-size_t sm_heaps_parked(void) {
-  sm_lock(&heaps_lock);
-  size_t n = parked_count;
-  sm_unlock(&heaps_lock);
-  return n;
-}
+size_t sm_heaps_parked(void) { return __atomic_load_n(&parked_count, __ATOMIC_RELAXED); }
 
 size_t sm_heap_count(void) { return __atomic_load_n(&heaps_count, __ATOMIC_RELAXED); }
 

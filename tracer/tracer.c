@@ -231,11 +231,10 @@ void *sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *
  *
  * What is decided once, at the first start, and then kept: whether only
  * large and huge blocks carry tags (sm_tag_big_only), and the sampling
- * rate, since
- * a block's weight is computed again from the rate when it is freed; the
- * control channel refuses a start that would change the rate. The depth
- * may change at every start: traces of either depth coexist, and the
- * memos of captures are dropped (sm_unwind_invalidate).
+ * rate, since a block's weight is computed again from the rate when it is
+ * freed; the control channel refuses a start that would change the rate.
+ * The depth may change at every start: traces of either depth coexist, and
+ * the memos of captures are dropped (sm_unwind_invalidate).
  *
  * Switching holds write_lock (snapshot.c), which puts it in the lock order
  * (tracer/locks.c) and keeps a fork or a snapshot from seeing it half done. */
