@@ -527,13 +527,16 @@ void sm_pool_adopt(sm_heap_t *h, sm_segment_t *seg) {
   }
 }
 
-/* The number of blocks on one of a page's lists, or -1 if the list does not
- * walk cleanly: a link that is not a block start of the page, a block not
- * marked free, or more blocks than the page has carved. */
+/* The number of blocks on one of a page's lists, or, negated, the
+ * sm_pool_check code of why the list does not walk cleanly: a link that is
+ * not a block start of the page (1), a block not marked free (5), more
+ * blocks than the page has carved: a cycle, or a block listed twice (2). */
 static int64_t list_length(const sm_page_t *pg, const sm_block_t *b) {
   int64_t n = 0;
   for (; b; b = b->next) {
-    if (!is_block_start(pg, b) || b->mark != sm_marks.local || ++n > pg->capacity) return -1;
+    if (!is_block_start(pg, b)) return -1;
+    if (b->mark != sm_marks.local) return -5;
+    if (++n > pg->capacity) return -2;
   }
   return n;
 }
@@ -618,16 +621,12 @@ void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep) {
  * used + listed == capacity (thread_free blocks count as used). */
 size_t sm_pool_check(const sm_page_t *pg) {
   if (!pg->assigned) return 0;
-  size_t listed = 0;
-  const sm_block_t *lists[2] = {pg->free, pg->local_free};
-  for (int l = 0; l < 2; l++) {
-    for (const sm_block_t *b = lists[l]; b; b = b->next) {
-      if (!is_block_start(pg, b)) return 1;
-      if (b->mark != sm_marks.local) return 5; /* a listed block not marked free */
-      if (++listed > pg->capacity) return 2; /* a cycle or a block listed twice */
-    }
-  }
-  if (listed + pg->used != pg->capacity) return 3;
+  int64_t a = list_length(pg, pg->free);
+  if (a < 0) return (size_t)-a;
+  int64_t b = list_length(pg, pg->local_free);
+  if (b < 0) return (size_t)-b;
+  if (a + b > pg->capacity) return 2; /* a block on both lists */
+  if ((uint64_t)(a + b) + pg->used != pg->capacity) return 3;
   if (pg->capacity > pg->reserved) return 4;
   return 0;
 }
