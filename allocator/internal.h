@@ -19,6 +19,14 @@ void *sm_os_reserve(size_t size);                             /* PROT_NONE, NORE
 void *sm_os_map_aligned(size_t size, size_t align, size_t shift);
 void sm_os_unmap(void *p, size_t size);
 void sm_os_purge(void *p, size_t size);                       /* whole pages inside [p, p+size) */
+/* The kernel's transparent huge pages for anonymous memory, read at init. */
+typedef enum sm_os_thp { SM_OS_THP_NONE, SM_OS_THP_MADVISE, SM_OS_THP_ALWAYS } sm_os_thp_t;
+extern sm_os_thp_t sm_os_thp;
+extern size_t sm_os_thp_calls;                                /* madvise calls for huge pages */
+/* Resident anonymous memory of the process (/proc/self/statm), 0 if unknown. */
+size_t sm_os_anon_resident(void);
+/* madvise(MADV_HUGEPAGE) with huge, MADV_NOHUGEPAGE without; false if refused. */
+bool sm_os_huge_pages(void *p, size_t size, bool huge);
 uint64_t sm_os_now_ms(void);
 uint64_t sm_os_random64(void);                               /* unpredictable, non-zero */
 bool sm_os_mapped(const void *p, size_t len);                 /* every page of the range mapped */
@@ -112,6 +120,14 @@ void sm_segment_register(sm_segment_t *seg);
 void sm_segment_unregister(sm_segment_t *seg);
 sm_segment_t *sm_segment_pool_alloc(unsigned page_shift); /* NULL when out of memory */
 void sm_segment_pool_free(sm_segment_t *seg);
+/* Transparent huge pages (segment.c): a pool segment or arena chunk of
+ * `size` bytes at base, just mapped (thp 0, and nothing written yet) or
+ * taken from the cache (its thp), asks for them by the `thp` option; the
+ * result is its new thp. Before any of its pages is purged, a segment that
+ * may have them is told not to (once), so that the kernel cannot fill the
+ * purged holes again. */
+uint32_t sm_segment_thp_begin(void *base, size_t size, uint32_t thp);
+void sm_segment_thp_purging(sm_segment_t *seg);
 /* Returns the memory of the dirty pages among `pages` (a bit per page) to
  * the OS, one call per run of neighbours (page 0 keeps the header), and
  * clears their dirty bits; returns how many were purged. The caller owns
@@ -130,6 +146,7 @@ void sm_segment_trim(void);
 size_t sm_segment_mapped(void);
 
 /* ---- pool.c: small and medium blocks */
+extern size_t sm_pool_assigned_bytes; /* bytes of pages assigned to classes, all heaps (atomic) */
 /* The pool page that p, a pointer into pool segment seg, falls in. */
 SM_INLINE sm_page_t *sm_page_of(sm_segment_t *seg, const void *p) {
   return &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];

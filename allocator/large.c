@@ -198,10 +198,12 @@ static bool grow(sm_arena_t *a, size_t need) {
   sm_segment_t *seg = sm_os_map_aligned(size, SM_SEGMENT_SIZE, 0);
   if (!seg && size > least) seg = sm_os_map_aligned(size = least, SM_SEGMENT_SIZE, 0); /* short of memory */
   if (!seg) return false;
+  uint32_t thp = sm_segment_thp_begin(seg, size, 0); /* before the first write (segment.c) */
   memset(seg, 0, sizeof *seg);
   seg->kind = SM_SEG_LARGE;
   seg->size = size;
   seg->arena = a;
+  seg->thp = thp;
   if (!sm_segmap_set(seg, size >> SM_SEGMENT_SHIFT)) {
     sm_os_unmap(seg, size);
     return false;
@@ -238,7 +240,10 @@ static void purge_one(sm_fnode_t *n, void *arg) {
   sm_lblock_t *b = node_block(n);
   span_t p = purgeable_span(b, node_dirty(n));
   pp->arena->dirty_bytes -= p.hi - p.lo;
-  if (p.lo < p.hi) sm_os_purge((void *)p.lo, p.hi - p.lo);
+  if (p.lo < p.hi) {
+    sm_segment_thp_purging(sm_segment_of((void *)p.lo)); /* p.lo is past the chunk's header */
+    sm_os_purge((void *)p.lo, p.hi - p.lo);
+  }
   n->dirty_lo = n->dirty_hi = 0;
 }
 

@@ -13,6 +13,7 @@ sm_options_t sm_opt;
 
 /* ---- the allocator's options */
 static const char *const policies[] = {"best", "first", "next", NULL};
+static const char *const thp_modes[] = {"never", "auto", "always", NULL};
 
 static const sm_option_t alloc_rows[] = {
     {.name = "policy", .kind = SM_OPT_NAME, .order = 8, .flags = SM_OPT_INDEX, SM_OPTION_FIELD(policy),
@@ -26,6 +27,9 @@ static const sm_option_t alloc_rows[] = {
      .min = (long long)SM_POOL_MAX + 1, .max = 512LL << 20, .def = 32 * SM_MiB},
     {.name = "retain", .kind = SM_OPT_SIZE, .order = 11, SM_OPTION_FIELD(retain),
      .min = 0, .max = 1LL << 40, .def = 4 * SM_MiB},
+    {.name = "thp", .kind = SM_OPT_NAME, .order = 18, SM_OPTION_FIELD(thp), .def = SM_THP_AUTO, .names = thp_modes},
+    {.name = "thp_min", .kind = SM_OPT_SIZE, .order = 19, SM_OPTION_FIELD(thp_min),
+     .min = 0, .max = 1LL << 40, .def = 64 * SM_MiB},
     {.name = "verbose", .kind = SM_OPT_BOOL, .order = 12, SM_OPTION_FIELD(verbose), .def = 0},
     {.name = "free_checks", .kind = SM_OPT_BOOL, .order = 14, SM_OPTION_FIELD(free_checks), .def = 1},
     {.name = "run", .kind = SM_OPT_ID, .order = 15, SM_OPTION_FIELD(run), .def_text = ""},

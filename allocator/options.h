@@ -18,6 +18,8 @@
 #include "tracer/options.h" /* SM_TRACER_OPTION_FIELDS: the tracer's keys' fields */
 
 typedef enum sm_policy { SM_POLICY_BEST = 0, SM_POLICY_FIRST = 1, SM_POLICY_NEXT = 2 } sm_policy_t;
+/* thp=: which segments ask for transparent huge pages (segment.c). */
+typedef enum sm_thp { SM_THP_NEVER = 0, SM_THP_AUTO = 1, SM_THP_ALWAYS = 2 } sm_thp_t;
 
 #define SM_RUN_MAX 64 /* run=ID: 1..63 of [A-Za-z0-9_-] */
 
@@ -31,6 +33,8 @@ typedef struct sm_options {
   size_t increment;     /* bytes a large arena grows by (multiple of 4 MiB) */
   size_t huge;          /* requests above this get their own mapping */
   size_t retain;        /* free bytes a heap or arena keeps before purging */
+  sm_thp_t thp;         /* huge pages for pool segments and arena chunks */
+  size_t thp_min;       /* thp=auto: mapped bytes from which new segments ask for them */
   bool verbose;         /* print options at start and statistics at exit */
   bool free_checks;     /* free validates small blocks (double free, interior pointer) */
   char run[SM_RUN_MAX]; /* the id `snapmalloc run` gives one run's processes (recorded, not used) */

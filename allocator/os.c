@@ -18,9 +18,67 @@
 
 size_t sm_os_page_size = 4096;
 
+sm_os_thp_t sm_os_thp = SM_OS_THP_NONE;
+size_t sm_os_thp_calls; /* statistics, relaxed atomics */
+
+/* What the kernel does with anonymous memory (the bracketed word of
+ * /sys/kernel/mm/transparent_hugepage/enabled): huge pages for every
+ * mapping, only for those that ask (madvise), or none. No such file: no
+ * transparent huge pages at all, and nothing asks for them. */
+static sm_os_thp_t thp_mode(void) {
+  int saved = errno;
+  int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+  char buf[128];
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0) close(fd);
+  errno = saved;
+  if (n <= 0) return SM_OS_THP_NONE;
+  buf[n] = '\0';
+  static const struct {
+    const char *word;
+    sm_os_thp_t mode;
+  } modes[] = {{"[always]", SM_OS_THP_ALWAYS}, {"[madvise]", SM_OS_THP_MADVISE}};
+  for (unsigned m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    const char *w = modes[m].word;
+    size_t len = __builtin_strlen(w);
+    for (ssize_t i = 0; i + (ssize_t)len <= n; i++)
+      if (__builtin_memcmp(buf + i, w, len) == 0) return modes[m].mode;
+  }
+  return SM_OS_THP_NONE;
+}
+
 void sm_os_init(void) {
   long ps = sysconf(_SC_PAGESIZE);
   if (ps > 0) sm_os_page_size = (size_t)ps;
+  sm_os_thp = thp_mode();
+}
+
+size_t sm_os_anon_resident(void) {
+  int saved = errno;
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  char buf[160];
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0) close(fd);
+  errno = saved;
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  /* size resident shared ...: pages; resident less shared is anonymous */
+  unsigned long long f[3] = {0, 0, 0};
+  const char *c = buf;
+  for (unsigned i = 0; i < 3; i++) {
+    while (*c == ' ') c++;
+    if (*c < '0' || *c > '9') return 0;
+    while (*c >= '0' && *c <= '9') f[i] = f[i] * 10 + (unsigned)(*c++ - '0');
+  }
+  return f[1] > f[2] ? (size_t)(f[1] - f[2]) * sm_os_page_size : 0;
+}
+
+bool sm_os_huge_pages(void *p, size_t size, bool huge) {
+  __atomic_add_fetch(&sm_os_thp_calls, 1, __ATOMIC_RELAXED);
+  int saved = errno;
+  bool ok = madvise(p, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0;
+  errno = saved;
+  return ok;
 }
 
 /* Eight unpredictable bytes: getrandom without blocking, or, where it is

@@ -37,6 +37,7 @@ static void seg_list_push(sm_heap_t *h, sm_segment_t *seg, bool front) {
 }
 
 bool sm_zero_carved;
+size_t sm_pool_assigned_bytes;
 
 /* ---------------------------------------------------------------- pages */
 
@@ -169,6 +170,7 @@ static void page_assign(sm_segment_t *seg, sm_page_t *pg, unsigned cls) {
   /* Remote frees read these two atomically (sm_pool_free_remote). */
   __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&pg->assigned, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&sm_pool_assigned_bytes, page_bytes(seg), __ATOMIC_RELAXED);
   pg->next = pg->prev = NULL;
 }
 
@@ -191,6 +193,7 @@ static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
     pg->tags = NULL;
   }
   __atomic_store_n(&pg->assigned, 0, __ATOMIC_RELAXED);
+  __atomic_sub_fetch(&sm_pool_assigned_bytes, page_bytes(seg), __ATOMIC_RELAXED);
   __atomic_store_n(&pg->block_size, 0, __ATOMIC_RELAXED);
   pg->reserved = 0;
   sm_page_set_used(pg, 0);

@@ -100,6 +100,59 @@ size_t sm_segment_header_size(void) {
   return sm_align_up(sizeof(sm_segment_t) + SM_PAGES_MAX * sizeof(sm_page_t), 4096);
 }
 
+/* Transparent huge pages. A 2 MiB page costs one fault where 4 KiB pages
+ * cost 512, and one TLB entry; a program that fills a gigabyte spends most
+ * of its system time in page faults without them. But a huge page is
+ * committed whole on the first touch of any of its bytes, so a small
+ * program, or one thread heap's first pages in each of many threads, would
+ * hold far more than it uses. So with thp=auto only segments mapped once
+ * `thp_min` bytes are mapped ask for them: from there on a partly used
+ * 2 MiB is small against the heap, and only while what is in use (pages
+ * assigned to classes, large blocks, huge blocks) is at least half of what
+ * is mapped: a heap of many half-empty segments (threads that came and
+ * went, memory freed here and there) would commit their untouched parts
+ * too. Huge blocks never ask: their bytes are
+ * the program's, and a big calloc'd array touched here and there would
+ * commit all of it.
+ *
+ * The other half is giving memory back. The kernel's khugepaged collapses
+ * the 4 KiB pages of a huge-page region into a huge page again, holes
+ * included, so a purge inside such a segment would not stay purged. The
+ * first purge of a segment that may have huge pages therefore marks the
+ * whole segment MADV_NOHUGEPAGE; the pages it still has stay as they are.
+ * A cached pool segment has been purged (all but its header), and asks
+ * again when it is reused. */
+static bool thp_wanted(void) {
+  switch (sm_opt.thp) {
+  case SM_THP_ALWAYS: return true;
+  case SM_THP_AUTO: {
+    size_t mapped = __atomic_load_n(&seg_mapped, __ATOMIC_RELAXED);
+    if (mapped < sm_opt.thp_min) return false;
+    size_t used = __atomic_load_n(&sm_pool_assigned_bytes, __ATOMIC_RELAXED) + sm_huge_mapped();
+    for (unsigned i = 0; i < SM_ARENA_COUNT; i++) used += __atomic_load_n(&sm_arenas[i].inuse_bytes, __ATOMIC_RELAXED);
+    return used >= mapped / 2 && sm_os_anon_resident() >= used / 4 * 3;
+  }
+  default: return false;
+  }
+}
+
+uint32_t sm_segment_thp_begin(void *base, size_t size, uint32_t s) {
+  if (sm_os_thp == SM_OS_THP_NONE) return s;
+  if (thp_wanted()) {
+    /* The kernel's `always` needs no asking, unless a purge barred it. */
+    if ((sm_os_thp == SM_OS_THP_MADVISE || (s & SM_SEG_THP_BARRED)) && !sm_os_huge_pages(base, size, true)) return s;
+    return SM_SEG_THP_MAY;
+  }
+  if (sm_os_thp != SM_OS_THP_ALWAYS || (s & SM_SEG_THP_BARRED)) return s;
+  if (sm_opt.thp == SM_THP_NEVER) return sm_os_huge_pages(base, size, false) ? SM_SEG_THP_BARRED : SM_SEG_THP_MAY;
+  return SM_SEG_THP_MAY; /* huge pages whether asked or not */
+}
+
+void sm_segment_thp_purging(sm_segment_t *seg) {
+  if (!(__atomic_load_n(&seg->thp, __ATOMIC_RELAXED) & SM_SEG_THP_MAY)) return;
+  if (sm_os_huge_pages(seg, seg->size, false)) __atomic_store_n(&seg->thp, SM_SEG_THP_BARRED, __ATOMIC_RELAXED);
+}
+
 /* Lays out a fresh or recycled pool segment for pages of 2^page_shift bytes. */
 static void pool_layout(sm_segment_t *seg, unsigned page_shift) {
   size_t hdr = sm_segment_header_size();
@@ -122,9 +175,15 @@ sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
     cache_count--;
   }
   sm_unlock(&seg_lock);
-  if (!seg) {
+  uint32_t thp;
+  if (seg) {
+    thp = sm_segment_thp_begin(seg, SM_SEGMENT_SIZE, seg->thp);
+  } else {
     seg = sm_os_map_aligned(SM_SEGMENT_SIZE, SM_SEGMENT_SIZE, 0);
     if (!seg) return NULL;
+    /* Asked before the header is written: the first touch decides the
+     * page size of its 2 MiB. */
+    thp = sm_segment_thp_begin(seg, SM_SEGMENT_SIZE, 0);
     sm_lock(&seg_lock);
     __atomic_add_fetch(&seg_mapped, SM_SEGMENT_SIZE, __ATOMIC_RELAXED);
     sm_unlock(&seg_lock);
@@ -132,6 +191,7 @@ sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
   /* A cached segment was purged when it went in (all but its header), so a
    * recycled one reads as zeros past the header, like a fresh one. */
   pool_layout(seg, page_shift);
+  seg->thp = thp;
   if (!sm_segmap_set(seg, 1)) {
     sm_lock(&seg_lock);
     __atomic_sub_fetch(&seg_mapped, SM_SEGMENT_SIZE, __ATOMIC_RELAXED);
@@ -149,6 +209,7 @@ unsigned sm_segment_purge_pages(sm_segment_t *seg, uint64_t pages) {
   pages &= seg->dirty_mask;
   unsigned n = (unsigned)__builtin_popcountll(pages);
   seg->dirty_mask &= ~pages;
+  if (pages) sm_segment_thp_purging(seg);
   while (pages) {
     /* One system call per run of neighbouring pages: each call may cost a
      * TLB shootdown on every core the process runs on. */

@@ -50,9 +50,10 @@ void sm_stats_print(int fd) {
        st.mapped, st.segments, st.meta, st.heaps);
   line(fd, "snapmalloc: stats: in use: pools %zu, large %zu, huge %zu bytes; free large blocks %zu bytes",
        st.pool_inuse, st.large_inuse, st.huge_inuse, st.large_free);
-  line(fd, "snapmalloc: stats: purged %zu bytes in %zu calls; purge passes: %zu full, %zu aged",
+  line(fd, "snapmalloc: stats: purged %zu bytes in %zu calls; purge passes: %zu full, %zu aged; huge-page advice: %zu calls",
        __atomic_load_n(&sm_os_purge_bytes, __ATOMIC_RELAXED), __atomic_load_n(&sm_os_purge_calls, __ATOMIC_RELAXED),
-       __atomic_load_n(&sm_os_purge_all, __ATOMIC_RELAXED), __atomic_load_n(&sm_os_purge_old, __ATOMIC_RELAXED));
+       __atomic_load_n(&sm_os_purge_all, __ATOMIC_RELAXED), __atomic_load_n(&sm_os_purge_old, __ATOMIC_RELAXED),
+       __atomic_load_n(&sm_os_thp_calls, __ATOMIC_RELAXED));
 }
 
 typedef struct walk_ctx {

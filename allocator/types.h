@@ -152,6 +152,7 @@ typedef struct sm_segment {
   uint32_t kind;               /* sm_segment_kind_t */
   uint32_t page_shift;         /* pool: log2 of page size */
   size_t size;                 /* bytes mapped, a multiple of SM_SEGMENT_SIZE */
+  uint32_t thp;                /* pool and large: SM_SEG_THP_* bits (segment.c); its owner's */
   struct sm_heap *heap;        /* pool: owner heap (atomic); NULL if abandoned */
   struct sm_segment *next;     /* list in the owner (heap, arena) or cache */
   struct sm_segment *prev;
@@ -174,6 +175,12 @@ typedef struct sm_segment {
 } sm_segment_t;
 
 #define SM_HUGE_MAGIC 0x68756765u /* "huge" */
+
+/* sm_segment_t.thp: the segment may be backed by transparent huge pages
+ * (it asked for them, or the kernel gives them to every mapping); it was
+ * told not to be (MADV_NOHUGEPAGE), when part of it was purged. */
+#define SM_SEG_THP_MAY    1u
+#define SM_SEG_THP_BARRED 2u
 
 /* ---------------------------------------------------------------- heaps */
 
