@@ -102,23 +102,25 @@ size_t sm_segment_header_size(void) {
 
 /* Transparent huge pages. A 2 MiB page costs one fault where 4 KiB pages
  * cost 512, and one TLB entry; a program that fills a gigabyte spends most
- * of its system time in page faults without them. But a huge page is
- * committed whole on the first touch of any of its bytes, so a small
- * program, or one thread heap's first pages in each of many threads, would
- * hold far more than it uses. So with thp=auto only segments mapped once
- * `thp_min` bytes are mapped ask for them: from there on a partly used
- * 2 MiB is small against the heap, and only while what is in use (pages
- * assigned to classes, large blocks, huge blocks) is at least half of what
- * is mapped: a heap of many half-empty segments (threads that came and
- * went, memory freed here and there) would commit their untouched parts
- * too. Huge blocks never ask: their bytes are
- * the program's, and a big calloc'd array touched here and there would
- * commit all of it.
+ * of its system time in page faults without them. But the kernel commits a
+ * huge page whole at the first touch of any of its bytes. So with
+ * thp=auto a segment asks for them only in a heap where that costs little:
+ *   - the heap maps `thp_min` bytes or more, so that a partly used 2 MiB
+ *     is small against it (a small program keeps 4 KiB pages);
+ *   - what is in use (pages assigned to classes, large and huge blocks) is
+ *     at least half of what is mapped (not many half-empty segments of
+ *     threads that came and went, or of memory freed here and there);
+ *   - the process's resident anonymous memory is at least three quarters
+ *     of what is in use: the program writes what it allocates (a program
+ *     that writes a 64 KiB block at its two ends would have all of it
+ *     committed).
+ * Huge blocks never ask: a big calloc'd array touched here and there would
+ * be committed whole.
  *
  * The other half is giving memory back. The kernel's khugepaged collapses
- * the 4 KiB pages of a huge-page region into a huge page again, holes
- * included, so a purge inside such a segment would not stay purged. The
- * first purge of a segment that may have huge pages therefore marks the
+ * the 4 KiB pages of a range open to huge pages into a huge page again,
+ * holes included, so a purge inside such a segment would not stay purged.
+ * The first purge of a segment that may have huge pages therefore marks the
  * whole segment MADV_NOHUGEPAGE; the pages it still has stay as they are.
  * A cached pool segment has been purged (all but its header), and asks
  * again when it is reused. */
