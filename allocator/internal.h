@@ -176,6 +176,8 @@ void sm_pool_adopt(sm_heap_t *heap, sm_segment_t *seg);
 void sm_pool_release_heap(sm_heap_t *heap); /* thread exit: free or abandon all */
 void sm_pool_recount_heap(sm_heap_t *heap); /* fork child: a vanished owner's counts from its lists */
 void sm_pool_purge(sm_heap_t *heap);
+/* malloc_trim: the same, and the free memory inside the heap's sparse pages (pool.c). */
+void sm_pool_trim(sm_heap_t *heap);
 size_t sm_pool_check(const sm_page_t *page); /* invariant checker: 0 = ok */
 void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep);
 

@@ -237,6 +237,52 @@ static void purge_pages(sm_heap_t *h, bool all, uint32_t cutoff) {
 
 void sm_pool_purge(sm_heap_t *h) { purge_pages(h, true, 0); }
 
+/* malloc_trim's part inside the pages that stay assigned: as glibc's
+ * malloc_trim returns the middle of its free chunks. After a program
+ * shrinks, a few survivors pin their pages (512 KiB each for the medium
+ * classes) and everything free around them stays committed: on bench/peak,
+ * 6.8 MB in use held 352 MB of pages. This returns the whole OS pages
+ * inside each free block past its link and mark (the block's first page
+ * keeps them, so the lists stay as they are), and each page's end beyond
+ * the blocks carved so far. Blocks of 4 KiB or less hold no whole OS page
+ * past their first 16 bytes: a small page pinned by one survivor stays.
+ * The owner's lists only: blocks other threads freed since the last
+ * collect wait for the next trim. One call per block. A link that is not a
+ * free block of the page (a carved block's start, with the owner's free
+ * mark) ends the walk of its list: memory is purged only where a block of
+ * ours is known to be free. */
+static void purge_in_pages(sm_heap_t *h) {
+  const uintptr_t os = sm_os_page_size;
+  for (unsigned k = 0; k < 2; k++) {
+    for (sm_segment_t *seg = h->segs[k].first; seg; seg = seg->next) {
+      for (uint32_t i = 0; i < seg->page_count; i++) {
+        sm_page_t *pg = &seg->pages[i];
+        if (!pg->assigned) continue;
+        sm_segment_thp_purging(seg);
+        uintptr_t bs = pg->block_size, start = (uintptr_t)pg->start, end = (uintptr_t)page_end(seg, pg);
+        uintptr_t carved = start + (uintptr_t)pg->capacity * bs, tail = sm_align_up(carved, os);
+        if (tail < end) sm_os_purge((void *)tail, end - tail);
+        if (bs <= os) continue; /* no block holds a whole OS page */
+        sm_block_t *lists[2] = {pg->free, pg->local_free};
+        for (unsigned l = 0; l < 2; l++) {
+          uint32_t n = 0;
+          for (sm_block_t *b = lists[l]; b && n < pg->capacity; b = b->next, n++) {
+            uintptr_t a = (uintptr_t)b;
+            if (a < start || a >= carved || (a - start) % bs || b->mark != sm_marks.local) break;
+            uintptr_t lo = sm_align_up(a + sizeof *b, os), hi = sm_align_down(a + bs, os);
+            if (lo < hi) sm_os_purge((void *)lo, hi - lo);
+          }
+        }
+      }
+    }
+  }
+}
+
+void sm_pool_trim(sm_heap_t *h) {
+  purge_pages(h, true, 0);
+  purge_in_pages(h);
+}
+
 /* Moves a page to the full list. No fence: a remote free that misses the
  * flag is caught by the periodic sweep (see find_page). */
 static void page_to_full(sm_heap_t *h, sm_page_t *pg) {

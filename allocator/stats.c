@@ -48,8 +48,9 @@ void sm_stats_print(int fd) {
   sm_stats_get(&st);
   line(fd, "snapmalloc: stats: mapped %zu bytes in %zu segments, metadata %zu bytes, %zu thread heaps",
        st.mapped, st.segments, st.meta, st.heaps);
-  line(fd, "snapmalloc: stats: in use: pools %zu, large %zu, huge %zu bytes; free large blocks %zu bytes",
-       st.pool_inuse, st.large_inuse, st.huge_inuse, st.large_free);
+  line(fd, "snapmalloc: stats: in use: pools %zu (in pages of %zu), large %zu, huge %zu bytes; free large blocks %zu bytes",
+       st.pool_inuse, __atomic_load_n(&sm_pool_assigned_bytes, __ATOMIC_RELAXED), st.large_inuse, st.huge_inuse,
+       st.large_free);
   line(fd, "snapmalloc: stats: purged %zu bytes in %zu calls; purge passes: %zu full, %zu aged; huge-page advice: %zu calls",
        __atomic_load_n(&sm_os_purge_bytes, __ATOMIC_RELAXED), __atomic_load_n(&sm_os_purge_calls, __ATOMIC_RELAXED),
        __atomic_load_n(&sm_os_purge_all, __ATOMIC_RELAXED), __atomic_load_n(&sm_os_purge_old, __ATOMIC_RELAXED),
