@@ -21,19 +21,26 @@ size_t sm_os_page_size = 4096;
 sm_os_thp_t sm_os_thp = SM_OS_THP_NONE;
 size_t sm_os_thp_calls; /* statistics, relaxed atomics */
 
+/* The start of a small file of the kernel's (one read, NUL-terminated):
+ * its length, or 0 if it cannot be read. errno is kept. */
+static size_t read_small(const char *path, char *buf, size_t cap) {
+  int saved = errno;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
+  if (fd >= 0) close(fd);
+  errno = saved;
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  return (size_t)n;
+}
+
 /* What the kernel does with anonymous memory (the bracketed word of
  * /sys/kernel/mm/transparent_hugepage/enabled): huge pages for every
  * mapping, only for those that ask (madvise), or none. No such file: no
  * transparent huge pages at all, and nothing asks for them. */
 static sm_os_thp_t thp_mode(void) {
-  int saved = errno;
-  int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
   char buf[128];
-  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-  if (fd >= 0) close(fd);
-  errno = saved;
-  if (n <= 0) return SM_OS_THP_NONE;
-  buf[n] = '\0';
+  size_t n = read_small("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf);
   static const struct {
     const char *word;
     sm_os_thp_t mode;
@@ -41,7 +48,7 @@ static sm_os_thp_t thp_mode(void) {
   for (unsigned m = 0; m < sizeof modes / sizeof modes[0]; m++) {
     const char *w = modes[m].word;
     size_t len = __builtin_strlen(w);
-    for (ssize_t i = 0; i + (ssize_t)len <= n; i++)
+    for (size_t i = 0; i + len <= n; i++)
       if (__builtin_memcmp(buf + i, w, len) == 0) return modes[m].mode;
   }
   return SM_OS_THP_NONE;
@@ -54,14 +61,8 @@ void sm_os_init(void) {
 }
 
 size_t sm_os_anon_resident(void) {
-  int saved = errno;
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
   char buf[160];
-  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-  if (fd >= 0) close(fd);
-  errno = saved;
-  if (n <= 0) return 0;
-  buf[n] = '\0';
+  if (!read_small("/proc/self/statm", buf, sizeof buf)) return 0;
   /* size resident shared ...: pages; resident less shared is anonymous */
   unsigned long long f[3] = {0, 0, 0};
   const char *c = buf;
