@@ -235,6 +235,7 @@ void sm_heaps_postfork_child(void) {
   /* Only the forking thread exists in the child: hand the other heaps'
    * segments to the abandoned lists, where this thread can adopt them. */
   sm_heap_t *me = sm_heap_tls;
+  sm_pool_recount_assigned();
   sm_heap_t *h = heaps.first;
   while (h) {
     sm_heap_t *next = h->reg_next;

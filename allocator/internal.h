@@ -19,8 +19,10 @@ void *sm_os_reserve(size_t size);                             /* PROT_NONE, NORE
 void *sm_os_map_aligned(size_t size, size_t align, size_t shift);
 void sm_os_unmap(void *p, size_t size);
 void sm_os_purge(void *p, size_t size);                       /* whole pages inside [p, p+size) */
-/* The kernel's transparent huge pages for anonymous memory, read at init. */
-typedef enum sm_os_thp { SM_OS_THP_NONE, SM_OS_THP_MADVISE, SM_OS_THP_ALWAYS } sm_os_thp_t;
+/* The kernel's transparent huge pages for anonymous memory, read at init:
+ * none, for those that ask, for every mapping, or not known (no readable
+ * /sys: nothing is asked, but purges still bar them). */
+typedef enum sm_os_thp { SM_OS_THP_NONE, SM_OS_THP_MADVISE, SM_OS_THP_ALWAYS, SM_OS_THP_UNKNOWN } sm_os_thp_t;
 extern sm_os_thp_t sm_os_thp;
 extern size_t sm_os_thp_calls;                                /* madvise calls for huge pages */
 /* Resident anonymous memory of the process (/proc/self/statm), 0 if unknown. */
@@ -176,8 +178,11 @@ void sm_pool_adopt(sm_heap_t *heap, sm_segment_t *seg);
 void sm_pool_release_heap(sm_heap_t *heap); /* thread exit: free or abandon all */
 void sm_pool_recount_heap(sm_heap_t *heap); /* fork child: a vanished owner's counts from its lists */
 void sm_pool_purge(sm_heap_t *heap);
-/* malloc_trim: the same, and the free memory inside the heap's sparse pages (pool.c). */
-void sm_pool_trim(sm_heap_t *heap);
+/* malloc_trim: the same, and the free memory inside the heap's pages (pool.c); bytes returned. */
+size_t sm_pool_trim(sm_heap_t *heap);
+/* Fork child: sm_pool_assigned_bytes from the pages themselves (a thread
+ * the fork left behind may have stopped between a page and the count). */
+void sm_pool_recount_assigned(void);
 size_t sm_pool_check(const sm_page_t *page); /* invariant checker: 0 = ok */
 void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep);
 

@@ -22,12 +22,15 @@ sm_os_thp_t sm_os_thp = SM_OS_THP_NONE;
 size_t sm_os_thp_calls; /* statistics, relaxed atomics */
 
 /* The start of a small file of the kernel's (one read, NUL-terminated):
- * its length, or 0 if it cannot be read. errno is kept. */
+ * its length, or 0 if it cannot be read. errno is kept. Raw system calls:
+ * open, read and close are cancellation points (a thread cancelled in one
+ * would unwind out of an arena's lock) and another preloaded library may
+ * wrap them and allocate. */
 static size_t read_small(const char *path, char *buf, size_t cap) {
   int saved = errno;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
-  if (fd >= 0) close(fd);
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  long n = fd >= 0 ? syscall(SYS_read, fd, buf, cap - 1) : -1;
+  if (fd >= 0) syscall(SYS_close, fd);
   errno = saved;
   if (n <= 0) return 0;
   buf[n] = '\0';
@@ -36,11 +39,12 @@ static size_t read_small(const char *path, char *buf, size_t cap) {
 
 /* What the kernel does with anonymous memory (the bracketed word of
  * /sys/kernel/mm/transparent_hugepage/enabled): huge pages for every
- * mapping, only for those that ask (madvise), or none. No such file: no
- * transparent huge pages at all, and nothing asks for them. */
+ * mapping, only for those that ask (madvise), or none. A file that cannot
+ * be read (no /sys in a container or a chroot) leaves it unknown. */
 static sm_os_thp_t thp_mode(void) {
   char buf[128];
   size_t n = read_small("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf);
+  if (n == 0) return SM_OS_THP_UNKNOWN;
   static const struct {
     const char *word;
     sm_os_thp_t mode;

@@ -251,17 +251,29 @@ void sm_pool_purge(sm_heap_t *h) { purge_pages(h, true, 0); }
  * free block of the page (a carved block's start, with the owner's free
  * mark) ends the walk of its list: memory is purged only where a block of
  * ours is known to be free. */
-static void purge_in_pages(sm_heap_t *h) {
+static void count_assigned(sm_segment_t *seg, void *arg) {
+  if (seg->kind != SM_SEG_POOL) return;
+  for (uint32_t i = 0; i < seg->page_count; i++)
+    if (seg->pages[i].assigned) *(size_t *)arg += page_bytes(seg);
+}
+
+static size_t purge_span(sm_segment_t *seg, uintptr_t lo, uintptr_t hi) {
+  sm_segment_thp_purging(seg);
+  sm_os_purge((void *)lo, hi - lo);
+  return hi - lo;
+}
+
+static size_t purge_in_pages(sm_heap_t *h) {
   const uintptr_t os = sm_os_page_size;
+  size_t purged = 0;
   for (unsigned k = 0; k < 2; k++) {
     for (sm_segment_t *seg = h->segs[k].first; seg; seg = seg->next) {
       for (uint32_t i = 0; i < seg->page_count; i++) {
         sm_page_t *pg = &seg->pages[i];
         if (!pg->assigned) continue;
-        sm_segment_thp_purging(seg);
         uintptr_t bs = pg->block_size, start = (uintptr_t)pg->start, end = (uintptr_t)page_end(seg, pg);
         uintptr_t carved = start + (uintptr_t)pg->capacity * bs, tail = sm_align_up(carved, os);
-        if (tail < end) sm_os_purge((void *)tail, end - tail);
+        if (tail < end) purged += purge_span(seg, tail, end);
         if (bs <= os) continue; /* no block holds a whole OS page */
         sm_block_t *lists[2] = {pg->free, pg->local_free};
         for (unsigned l = 0; l < 2; l++) {
@@ -270,17 +282,25 @@ static void purge_in_pages(sm_heap_t *h) {
             uintptr_t a = (uintptr_t)b;
             if (a < start || a >= carved || (a - start) % bs || b->mark != sm_marks.local) break;
             uintptr_t lo = sm_align_up(a + sizeof *b, os), hi = sm_align_down(a + bs, os);
-            if (lo < hi) sm_os_purge((void *)lo, hi - lo);
+            if (lo < hi) purged += purge_span(seg, lo, hi);
           }
         }
       }
     }
   }
+  return purged;
 }
 
-void sm_pool_trim(sm_heap_t *h) {
+size_t sm_pool_trim(sm_heap_t *h) {
+  size_t dirty = h->dirty_bytes;
   purge_pages(h, true, 0);
-  purge_in_pages(h);
+  return dirty + purge_in_pages(h);
+}
+
+void sm_pool_recount_assigned(void) {
+  size_t bytes = 0;
+  sm_segment_foreach(count_assigned, &bytes);
+  __atomic_store_n(&sm_pool_assigned_bytes, bytes, __ATOMIC_RELAXED);
 }
 
 /* Moves a page to the full list. No fence: a remote free that misses the

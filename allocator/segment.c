@@ -132,7 +132,9 @@ static bool thp_wanted(void) {
     if (mapped < sm_opt.thp_min) return false;
     size_t used = __atomic_load_n(&sm_pool_assigned_bytes, __ATOMIC_RELAXED) + sm_huge_mapped();
     for (unsigned i = 0; i < SM_ARENA_COUNT; i++) used += __atomic_load_n(&sm_arenas[i].inuse_bytes, __ATOMIC_RELAXED);
-    return used >= mapped / 2 && sm_os_anon_resident() >= used / 4 * 3;
+    if (used == 0 || used < mapped / 2) return false;
+    size_t resident = sm_os_anon_resident(); /* 0: not known */
+    return resident != 0 && resident >= used / 4 * 3;
   }
   default: return false;
   }
@@ -140,19 +142,27 @@ static bool thp_wanted(void) {
 
 uint32_t sm_segment_thp_begin(void *base, size_t size, uint32_t s) {
   if (sm_os_thp == SM_OS_THP_NONE) return s;
-  if (thp_wanted()) {
-    /* The kernel's `always` needs no asking, unless a purge barred it. */
-    if ((sm_os_thp == SM_OS_THP_MADVISE || (s & SM_SEG_THP_BARRED)) && !sm_os_huge_pages(base, size, true)) return s;
+  /* Not knowing the kernel's mode, only thp=always asks. */
+  bool want = sm_os_thp == SM_OS_THP_UNKNOWN ? sm_opt.thp == SM_THP_ALWAYS : thp_wanted();
+  /* The kernel's `always` needs no asking, unless a purge barred it. */
+  if (want && ((sm_os_thp == SM_OS_THP_ALWAYS && !(s & SM_SEG_THP_BARRED)) || sm_os_huge_pages(base, size, true)))
     return SM_SEG_THP_MAY;
+  /* Not asked (or refused): huge pages all the same where the kernel may
+   * give them unasked, unless a purge barred them. */
+  if (sm_os_thp == SM_OS_THP_MADVISE || (s & SM_SEG_THP_BARRED)) return s;
+  if (sm_opt.thp == SM_THP_NEVER && sm_os_thp == SM_OS_THP_ALWAYS) {
+    sm_os_huge_pages(base, size, false);
+    return SM_SEG_THP_BARRED;
   }
-  if (sm_os_thp != SM_OS_THP_ALWAYS || (s & SM_SEG_THP_BARRED)) return s;
-  if (sm_opt.thp == SM_THP_NEVER) return sm_os_huge_pages(base, size, false) ? SM_SEG_THP_BARRED : SM_SEG_THP_MAY;
-  return SM_SEG_THP_MAY; /* huge pages whether asked or not */
+  return SM_SEG_THP_MAY;
 }
 
 void sm_segment_thp_purging(sm_segment_t *seg) {
   if (!(__atomic_load_n(&seg->thp, __ATOMIC_RELAXED) & SM_SEG_THP_MAY)) return;
-  if (sm_os_huge_pages(seg, seg->size, false)) __atomic_store_n(&seg->thp, SM_SEG_THP_BARRED, __ATOMIC_RELAXED);
+  /* Barred even if the kernel refused (no huge pages at all, or no room
+   * for another mapping): asking again at every purge would not help. */
+  sm_os_huge_pages(seg, seg->size, false);
+  __atomic_store_n(&seg->thp, SM_SEG_THP_BARRED, __ATOMIC_RELAXED);
 }
 
 /* Lays out a fresh or recycled pool segment for pages of 2^page_shift bytes. */

@@ -200,8 +200,7 @@ SM_EXPORT size_t malloc_usable_size(void *p) { return sm_usable_size(p); }
 
 SM_EXPORT int malloc_trim(size_t pad) {
   sm_heap_t *h = sm_heap_tls;
-  size_t before = h != &sm_heap_empty ? h->dirty_bytes : 0;
-  if (h != &sm_heap_empty) sm_pool_trim(h);
+  size_t before = h != &sm_heap_empty ? sm_pool_trim(h) : 0;
   before += sm_large_trim();
   if (sm_heaps_release_parked()) before++;
   sm_segment_trim();

@@ -106,6 +106,33 @@ static void decisions_always_kernel(void) {
   CHECK_MSG(s->thp == SM_SEG_THP_MAY && vm_flag(s) == 'h', "always/always reused: thp %u, flag %c", s->thp,
             vm_flag(s));
 
+  /* A refused bar is not asked again: here madvise fails because most of
+   * the segment's range is no longer mapped. */
+  size_t c2 = calls();
+  sm_segment_t *s2 = region();
+  s2->size = SM_SEGMENT_SIZE;
+  s2->thp = SM_SEG_THP_MAY;
+  munmap((char *)s2 + 4096, SM_SEGMENT_SIZE - 4096);
+  sm_segment_thp_purging(s2);
+  sm_segment_thp_purging(s2);
+  CHECK_MSG(s2->thp == SM_SEG_THP_BARRED && calls() == c2 + 1, "refused bar: thp %u, %zu calls", s2->thp,
+            calls() - c2);
+
+  /* The kernel's mode not known (no /sys): only thp=always asks; every
+   * segment may have huge pages, so its first purge bars them. */
+  sm_os_thp = SM_OS_THP_UNKNOWN;
+  sm_opt.thp_min = 0;
+  size_t c3 = calls();
+  s = begin(SM_THP_AUTO, 0);
+  CHECK_MSG(s->thp == SM_SEG_THP_MAY && vm_flag(s) == '-' && calls() == c3, "unknown/auto: thp %u, flag %c",
+            s->thp, vm_flag(s));
+  sm_segment_thp_purging(s);
+  CHECK(s->thp == SM_SEG_THP_BARRED && vm_flag(s) == 'n');
+  s = begin(SM_THP_ALWAYS, 0);
+  CHECK_MSG(s->thp == SM_SEG_THP_MAY && vm_flag(s) == 'h', "unknown/always: thp %u, flag %c", s->thp, vm_flag(s));
+  s = begin(SM_THP_NEVER, 0);
+  CHECK(s->thp == SM_SEG_THP_MAY && vm_flag(s) == '-');
+
   /* No transparent huge pages at all: nothing asked, nothing changed. */
   sm_os_thp = SM_OS_THP_NONE;
   size_t c1 = calls();
@@ -139,7 +166,7 @@ static void allocator_segments(void) {
    * with free pages and free blocks to purge. */
   for (int i = 0; i < N - 1; i++) sm_free(small[i]);
   for (int i = 0; i < N / 10 - 1; i++) sm_free(large[i]);
-  sm_pool_purge(sm_heap_get_or_create()); /* what malloc_trim does */
+  CHECK(sm_pool_trim(sm_heap_get_or_create()) > 0); /* what malloc_trim does */
   sm_large_trim();
   CHECK_MSG(ps->thp == SM_SEG_THP_BARRED && vm_flag(small[N - 1]) == 'n', "purged pool segment: thp %u, flag %c",
             ps->thp, vm_flag(small[N - 1]));
