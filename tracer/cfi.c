@@ -150,7 +150,7 @@ static int find_object(struct dl_phdr_info *info, size_t size, void *arg) {
  * Returns its address, or NULL. */
 static const uint8_t *find_fde(uintptr_t pc, bool *in_object) {
   find_arg_t a = {.pc = pc};
-  dl_iterate_phdr(find_object, &a);
+  sm_modules_iterate(find_object, &a);
   *in_object = a.in_object;
   if (!a.hdr || a.hdr_end - a.hdr < 4 || a.hdr[0] != 1) return NULL;
   uint8_t ptr_enc = a.hdr[1], count_enc = a.hdr[2], table_enc = a.hdr[3];

@@ -7,8 +7,10 @@
  *   init_lock    allocator/alloc.c    one-time setup: options, arenas
  *   write_lock   tracer/snapshot.c    one snapshot at a time (every tracer
  *                                     lock below, the metadata arena)
- *   mod_lock     tracer/modules.c     the module table (dl_iterate_phdr,
- *                                     i.e. the loader's lock; metadata)
+ *   mod_lock     tracer/modules.c     the module table, and every call of
+ *                                     dl_iterate_phdr the tracer makes (the
+ *                                     loader's lock: fork must not find a
+ *                                     thread of ours inside it; metadata)
  *   trace_lock   tracer/table.c       the trace table (delta_lock, metadata)
  *   py_lock      tracer/pyframes.c    the Python frame table (metadata)
  *   delta_lock   tracer/counters.c    the registry of threads' pending

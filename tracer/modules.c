@@ -231,10 +231,17 @@ static int read_adds(struct dl_phdr_info *info, size_t size, void *arg) {
   return 1; /* the counters are the same in every entry: stop at the first */
 }
 
+int sm_modules_iterate(int (*fn)(struct dl_phdr_info *info, size_t size, void *arg), void *arg) {
+  sm_lock(&mod_lock);
+  int r = dl_iterate_phdr(fn, arg);
+  sm_unlock(&mod_lock);
+  return r;
+}
+
 void sm_modules_refresh(void) {
   unsigned long long adds = 0;
-  dl_iterate_phdr(read_adds, &adds);
   sm_lock(&mod_lock);
+  dl_iterate_phdr(read_adds, &adds);
   if (!mods) mods = sm_meta_alloc(MODULES_MAX * sizeof *mods);
   if (mods && adds != seen_adds) {
     seen_adds = adds;
@@ -285,7 +292,7 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *arg) {
 
 void sm_modules_self(uintptr_t *start, uintptr_t *end) {
   uintptr_t range[2] = {0, 0};
-  dl_iterate_phdr(find_self, range);
+  sm_modules_iterate(find_self, range);
   *start = range[0];
   *end = range[1];
 }

@@ -135,7 +135,7 @@ static int holds(struct dl_phdr_info *info, size_t size, void *arg) {
 void sm_python_unloaded(void) {
   if (!__atomic_load_n(&sm_py_on, __ATOMIC_ACQUIRE)) return;
   uintptr_t addr = sm_py_rt.runtime;
-  if (dl_iterate_phdr(holds, &addr)) return;
+  if (sm_modules_iterate(holds, &addr)) return;
   /* The interpreter's object is gone: stop reading it, and look at the
    * next one that loads. */
   __atomic_store_n(&sm_py_on, false, __ATOMIC_RELEASE);
@@ -157,7 +157,7 @@ void sm_python_environ(void) {
    * one's objects are at least seen). Armed and not tracing, the objects
    * were not looked at yet: a look at the loaded objects says. */
   if (!sm_opt.python || (!sm_opt.trace && !sm_opt.control)) return;
-  if (!__atomic_load_n(&probed, __ATOMIC_ACQUIRE) && !dl_iterate_phdr(defines_runtime, NULL)) return;
+  if (!__atomic_load_n(&probed, __ATOMIC_ACQUIRE) && !sm_modules_iterate(defines_runtime, NULL)) return;
   if (getenv("PYTHONMALLOC")) return; /* the user's choice (docs/python.md says what it costs) */
   setenv("PYTHONMALLOC", "malloc", 0);
 }

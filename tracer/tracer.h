@@ -211,6 +211,13 @@ typedef struct sm_module {
 } sm_module_t;
 
 void sm_modules_refresh(void);
+/* dl_iterate_phdr for the tracer, under mod_lock. fork() takes every lock
+ * of the table (tracer/locks.c) first, so no thread is inside one of these
+ * when a process forks: the child finds the loader's lock free. Every call
+ * of the tracer's goes through here (modules.c's own under the lock
+ * already); mod_lock must not be held by the caller. */
+struct dl_phdr_info;
+int sm_modules_iterate(int (*fn)(struct dl_phdr_info *info, size_t size, void *arg), void *arg);
 /* Index of the module containing addr, or SM_SNAP_NO_MODULE (refreshes once on a miss). */
 uint32_t sm_modules_find(uintptr_t addr);
 /* The same, trying `hint` first (the module of a neighbouring frame, or
