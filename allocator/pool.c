@@ -237,6 +237,13 @@ static void purge_pages(sm_heap_t *h, bool all, uint32_t cutoff) {
 
 void sm_pool_purge(sm_heap_t *h) { purge_pages(h, true, 0); }
 
+/* Purges [lo, hi) of seg, barring huge pages from seg first (segment.c). */
+static size_t purge_span(sm_segment_t *seg, uintptr_t lo, uintptr_t hi) {
+  sm_segment_thp_purging(seg);
+  sm_os_purge((void *)lo, hi - lo);
+  return hi - lo;
+}
+
 /* malloc_trim's part inside the pages that stay assigned: as glibc's
  * malloc_trim returns the middle of its free chunks. After a program
  * shrinks, a few survivors pin their pages (512 KiB each for the medium
@@ -251,18 +258,6 @@ void sm_pool_purge(sm_heap_t *h) { purge_pages(h, true, 0); }
  * free block of the page (a carved block's start, with the owner's free
  * mark) ends the walk of its list: memory is purged only where a block of
  * ours is known to be free. */
-static void count_assigned(sm_segment_t *seg, void *arg) {
-  if (seg->kind != SM_SEG_POOL) return;
-  for (uint32_t i = 0; i < seg->page_count; i++)
-    if (seg->pages[i].assigned) *(size_t *)arg += page_bytes(seg);
-}
-
-static size_t purge_span(sm_segment_t *seg, uintptr_t lo, uintptr_t hi) {
-  sm_segment_thp_purging(seg);
-  sm_os_purge((void *)lo, hi - lo);
-  return hi - lo;
-}
-
 static size_t purge_in_pages(sm_heap_t *h) {
   const uintptr_t os = sm_os_page_size;
   size_t purged = 0;
@@ -295,6 +290,12 @@ size_t sm_pool_trim(sm_heap_t *h) {
   size_t dirty = h->dirty_bytes;
   purge_pages(h, true, 0);
   return dirty + purge_in_pages(h);
+}
+
+static void count_assigned(sm_segment_t *seg, void *arg) {
+  if (seg->kind != SM_SEG_POOL) return;
+  for (uint32_t i = 0; i < seg->page_count; i++)
+    if (seg->pages[i].assigned) *(size_t *)arg += page_bytes(seg);
 }
 
 void sm_pool_recount_assigned(void) {
