@@ -267,11 +267,14 @@ uint32_t sm_modules_find(uintptr_t addr) {
   return find(addr);
 }
 
-uint32_t sm_modules_find_near(uintptr_t addr, uint32_t hint) {
-  if (hint < __atomic_load_n(&mod_count, __ATOMIC_ACQUIRE) && addr >= mods[hint].start && addr < mods[hint].end &&
-      !__atomic_load_n(&mods[hint].shadowed, __ATOMIC_ACQUIRE))
-    return hint;
-  return sm_modules_find(addr);
+uint32_t sm_modules_find_range(uintptr_t addr, uintptr_t *lo, uintptr_t *hi) {
+  uint32_t m = sm_modules_find(addr);
+  *lo = *hi = 0;
+  if (m != SM_SNAP_NO_MODULE && !__atomic_load_n(&mods[m].shadowed, __ATOMIC_ACQUIRE)) {
+    *lo = mods[m].start;
+    *hi = mods[m].end;
+  }
+  return m;
 }
 
 const sm_module_t *sm_modules_get(uint32_t idx) { return idx < mod_count ? &mods[idx] : NULL; }

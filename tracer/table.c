@@ -147,12 +147,15 @@ static void resolve_modules(const uintptr_t *ips, unsigned n, uint16_t *mods) {
    * per new trace, cheap next to the rest of adding one). */
   sm_modules_refresh();
   uint32_t m = SM_SNAP_NO_MODULE;
+  uintptr_t lo = 0, hi = 0; /* the addresses m holds for (a tagged frame lies in no module) */
   for (unsigned i = 0; i < n; i++) {
-    if (sm_py_is_tagged(ips[i])) { /* a Python frame, or a skeleton's mark (capture.c) */
-      mods[i] = SM_PY_MODULE_SLOT;
-      continue;
+    if (ips[i] - lo >= hi - lo) {
+      if (sm_py_is_tagged(ips[i])) { /* a Python frame, or a skeleton's mark (capture.c) */
+        mods[i] = SM_PY_MODULE_SLOT;
+        continue;
+      }
+      m = sm_modules_find_range(ips[i], &lo, &hi);
     }
-    m = sm_modules_find_near(ips[i], m);
     mods[i] = m >= SM_PY_MODULE_SLOT ? 0xffff : (uint16_t)m;
   }
 }

@@ -220,10 +220,10 @@ struct dl_phdr_info;
 int sm_modules_iterate(int (*fn)(struct dl_phdr_info *info, size_t size, void *arg), void *arg);
 /* Index of the module containing addr, or SM_SNAP_NO_MODULE (refreshes once on a miss). */
 uint32_t sm_modules_find(uintptr_t addr);
-/* The same, trying `hint` first (the module of a neighbouring frame, or
- * SM_SNAP_NO_MODULE): most frames of a stack are in the module of the frame
- * before. A hint no later entry overlaps answers exactly as the search. */
-uint32_t sm_modules_find_near(uintptr_t addr, uint32_t hint);
+/* The same, and the range [*lo, *hi) of addresses it answers the same for
+ * without a search: the module's, unless a later entry overlaps it (then
+ * empty). Most frames of a stack are in the module of the frame before. */
+uint32_t sm_modules_find_range(uintptr_t addr, uintptr_t *lo, uintptr_t *hi);
 const sm_module_t *sm_modules_get(uint32_t idx);
 uint32_t sm_modules_count(void);
 /* Address range of libsnapmalloc itself. */

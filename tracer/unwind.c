@@ -68,16 +68,18 @@ static const sm_cfi_rule_t *rule_for(sm_unwind_cache_t *c, uintptr_t ra) {
  * past it is wrong, or the stack ends there. */
 #define FRAME_MAX ((uintptr_t)1 << 28)
 
-/* Notes a stack word the walk's result depends on (log may be NULL). */
-static inline void log_word(sm_walk_log_t *log, uintptr_t sp0, uintptr_t addr, uintptr_t val) {
+/* Notes a stack word the walk's result depends on (log may be NULL). The
+ * words lie between the start sp and the top, whose distance cursor_start
+ * checked against the offsets' 32 bits. */
+#define log_word(log, k, addr, val) log_word_((log), &(k)->nlog, (k)->sp0, (addr), (val))
+static inline void log_word_(sm_walk_log_t *log, unsigned *n, uintptr_t sp0, uintptr_t addr, uintptr_t val) {
   if (!log) return;
-  uintptr_t off = addr - sp0;
-  if (SM_UNLIKELY(log->n == SM_WALK_LOG_MAX || off > UINT32_MAX)) {
+  if (SM_UNLIKELY(*n == SM_WALK_LOG_MAX)) {
     log->full = true;
     return;
   }
-  log->off[log->n] = (uint32_t)off;
-  log->val[log->n++] = val;
+  log->off[*n] = (uint32_t)(addr - sp0);
+  log->val[(*n)++] = val;
 }
 
 /* The state of a walk between frames: where it is, and what the log
@@ -85,6 +87,8 @@ static inline void log_word(sm_walk_log_t *log, uintptr_t sp0, uintptr_t addr, u
 typedef struct cursor {
   uintptr_t ra, sp, bp;
   uintptr_t sp0;       /* sp at the start: log offsets are from here */
+  unsigned nlog;       /* words logged: the log's n, kept here during the walk
+                        * (a store to the log's words could alias its n) */
   uintptr_t bp_at;     /* where bp was loaded from; 0: the start register */
   bool bp_logged;
   uintptr_t cfa;       /* out of step(): the frame's canonical frame address */
@@ -105,26 +109,28 @@ enum { STEP_ON, STEP_END, STEP_FAIL };
 SM_INLINE int step(sm_unwind_cache_t *c, cursor_t *k, uintptr_t top, sm_walk_log_t *log) {
   const sm_cfi_rule_t *r = rule_for(c, k->ra);
   k->cfa = top;
-  if (r->kind == SM_CFI_END) return STEP_END;
-  if (SM_UNLIKELY(r->kind == SM_CFI_NONE)) return STEP_FAIL;
   uintptr_t cfa;
-  if (r->kind == SM_CFI_RSP) {
+  /* Most frames' CFA is rsp plus a constant: that test first. */
+  if (SM_LIKELY(r->kind == SM_CFI_RSP)) {
     cfa = k->sp + (uintptr_t)(intptr_t)r->cfa_off;
-  } else {
+  } else if (r->kind == SM_CFI_RBP) {
     cfa = k->bp + (uintptr_t)(intptr_t)r->cfa_off;
     if (log) {
       if (!k->bp_at) log->bp_used = true;
-      else if (!k->bp_logged) log_word(log, k->sp0, k->bp_at, k->bp);
+      else if (!k->bp_logged) log_word(log, k, k->bp_at, k->bp);
       k->bp_logged = true;
     }
+  } else {
+    return r->kind == SM_CFI_END ? STEP_END : STEP_FAIL;
   }
-  if (SM_UNLIKELY(cfa <= k->sp || cfa - k->sp > FRAME_MAX || (cfa & 7))) return STEP_FAIL;
+  /* cfa - sp in [1, FRAME_MAX], in one unsigned compare, and aligned. */
+  if (SM_UNLIKELY(cfa - k->sp - 1 >= FRAME_MAX || (cfa & 7))) return STEP_FAIL;
   /* Past the top of the stack: the walk stops here. Not libunwind: it
    * would follow the same rule into memory that may not be mapped. */
   if (SM_UNLIKELY(cfa > top)) return STEP_END;
   k->cfa = cfa;
   k->ra = ((const uintptr_t *)cfa)[-1];
-  log_word(log, k->sp0, cfa - sizeof(uintptr_t), k->ra);
+  log_word(log, k, cfa - sizeof(uintptr_t), k->ra);
   if (r->rbp_saved) {
     k->bp_at = cfa + r->rbp_off;
     if (SM_UNLIKELY(k->bp_at < k->sp || k->bp_at + sizeof(uintptr_t) > top)) return STEP_END;
@@ -135,7 +141,7 @@ SM_INLINE int step(sm_unwind_cache_t *c, cursor_t *k, uintptr_t top, sm_walk_log
   return STEP_ON;
 }
 
-static void cursor_start(sm_unwind_cache_t *c, cursor_t *k, uintptr_t ra, uintptr_t sp, uintptr_t bp,
+static void cursor_start(sm_unwind_cache_t *c, cursor_t *k, uintptr_t ra, uintptr_t sp, uintptr_t bp, uintptr_t top,
                          sm_walk_log_t *log) {
   uint32_t gen = __atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE);
   if (SM_UNLIKELY(c->gen != gen)) {
@@ -144,13 +150,23 @@ static void cursor_start(sm_unwind_cache_t *c, cursor_t *k, uintptr_t ra, uintpt
   }
   k->ra = ra;
   k->sp = k->sp0 = sp;
+  k->nlog = 0;
   k->bp = bp;
   k->bp_at = 0;
   k->bp_logged = false;
   if (log) {
     log->n = 0;
-    log->full = log->bp_used = false;
+    log->bp_used = false;
+    /* Offsets are 32 bits: a stack whose top lies further (none that a
+     * thread gets) is walked, but not remembered. */
+    log->full = top - sp > UINT32_MAX;
   }
+}
+
+/* A walk's end: the log gets its count of words. */
+static inline int walk_end(const cursor_t *k, sm_walk_log_t *log, int r) {
+  if (log) log->n = k->nlog;
+  return r;
 }
 
 /* Walks from a return address and the stack and frame pointers the caller
@@ -158,25 +174,32 @@ static void cursor_start(sm_unwind_cache_t *c, cursor_t *k, uintptr_t ra, uintpt
 static int walk(sm_unwind_cache_t *c, uintptr_t ra, uintptr_t sp, uintptr_t bp, uintptr_t top, uintptr_t *ips,
                 unsigned depth, bool *truncated, sm_walk_log_t *log) {
   cursor_t k;
-  cursor_start(c, &k, ra, sp, bp, log);
-  unsigned n = 0;
-  bool ours = true; /* still in libsnapmalloc's own frames */
-  for (unsigned steps = 0; k.ra != 0; steps++) {
-    if (ours && !in_self(k.ra)) ours = false;
-    if (!ours) {
-      if (n == depth) {
-        *truncated = true;
-        return (int)n;
-      }
-      ips[n++] = k.ra;
+  cursor_start(c, &k, ra, sp, bp, top, log);
+  /* libsnapmalloc's own frames come first, and are dropped. Bounded: a
+   * rule that loops would otherwise never leave them. */
+  for (unsigned steps = 0; k.ra != 0 && in_self(k.ra); steps++) {
+    if (steps > SM_SNAP_MAX_FRAMES + 64) return walk_end(&k, log, -1);
+    int s = step(c, &k, top, log);
+    if (s == STEP_END) {
+      *truncated = false;
+      return walk_end(&k, log, 0);
     }
-    if (steps > SM_SNAP_MAX_FRAMES + 64) return -1;
+    if (SM_UNLIKELY(s == STEP_FAIL)) return walk_end(&k, log, -1);
+  }
+  /* Then one frame per step; the depth bounds the loop. */
+  unsigned n = 0;
+  while (k.ra != 0) {
+    if (n == depth) {
+      *truncated = true;
+      return walk_end(&k, log, (int)n);
+    }
+    ips[n++] = k.ra;
     int s = step(c, &k, top, log);
     if (s == STEP_END) break;
-    if (SM_UNLIKELY(s == STEP_FAIL)) return -1;
+    if (SM_UNLIKELY(s == STEP_FAIL)) return walk_end(&k, log, -1);
   }
   *truncated = false;
-  return (int)n;
+  return walk_end(&k, log, (int)n);
 }
 
 /* ---- Python-aware walks (sm_py_walk_t, tracer.h) */
@@ -225,19 +248,19 @@ static bool py_add(sm_py_walk_t *py, int kind, uintptr_t ra, uintptr_t end, uint
 static int walk_py(sm_unwind_cache_t *c, uintptr_t ra, uintptr_t sp, uintptr_t bp, uintptr_t top, uintptr_t *ips,
                    unsigned depth, bool *truncated, sm_walk_log_t *log, sm_py_walk_t *py) {
   cursor_t k;
-  cursor_start(c, &k, ra, sp, bp, log);
+  cursor_start(c, &k, ra, sp, bp, top, log);
   unsigned n = 0, count = 0;
   bool ours = true;
   py->matched = py->seen = 0;
   for (unsigned steps = 0; k.ra != 0; steps++) {
-    if (steps > PY_STEPS_MAX) return -1;
+    if (steps > PY_STEPS_MAX) return walk_end(&k, log, -1);
     if (ours && !in_self(k.ra)) ours = false;
     uintptr_t frame_ra = k.ra, frame_sp = k.sp;
     int s = step(c, &k, top, log);
-    if (SM_UNLIKELY(s == STEP_FAIL)) return -1;
+    if (SM_UNLIKELY(s == STEP_FAIL)) return walk_end(&k, log, -1);
     if (!ours && !py_add(py, py_classify(py, frame_ra, frame_sp, k.cfa), frame_ra, k.cfa, ips, &n, &count,
                          depth, truncated))
-      return (int)n;
+      return walk_end(&k, log, (int)n);
     if (s == STEP_END) {
       py->end = k.cfa;
       break;
@@ -245,7 +268,7 @@ static int walk_py(sm_unwind_cache_t *c, uintptr_t ra, uintptr_t sp, uintptr_t b
   }
   if (!k.ra) py->end = k.sp;
   *truncated = false;
-  return (int)n;
+  return walk_end(&k, log, (int)n);
 }
 
 /* libunwind's walk of a Python thread: the same classification, from the
