@@ -227,6 +227,9 @@ size_t sm_heap_count(void);
 extern sm_arena_t sm_arenas[SM_ARENA_COUNT];
 void sm_large_init(void);
 void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align); /* NULL on failure */
+/* The same for a sampled pool block of `size` bytes (a class size) that
+ * tag.c moves: may reuse such a block freed before (large.c, quick lists). */
+void *sm_large_malloc_moved(sm_heap_t *heap, size_t size, size_t align);
 void sm_large_free(sm_segment_t *seg, void *p);
 size_t sm_large_usable(const void *p);
 bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size);

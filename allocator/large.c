@@ -15,7 +15,19 @@
  * tree (default); first fit and next fit walk the chunks in address order.
  *
  * Each arena has its own lock; a thread uses the arena its heap was given,
- * so threads rarely meet. A block is freed into the arena that owns its chunk. */
+ * so threads rarely meet. A block is freed into the arena that owns its chunk.
+ *
+ * Quick lists. Sparse sampling moves each pool block it picks to a large
+ * block of the pool block's size (tag.c), and frees it as a large block:
+ * a split, a merge and three tree operations a sample, most of what a
+ * sampled allocation costs. Such a block (SM_LB_MOVED) is kept whole when
+ * freed, on its arena's list for its size class, up to LB_QUICK_PER_CLASS
+ * a class and LB_QUICK_BYTES an arena, and the next move of that class
+ * takes it back. A kept block stays in use as far as the boundary tags go
+ * (its neighbours do not merge into it) but carries SM_LB_KEPT instead of
+ * SM_LB_MAGIC: heap walks (the leak scan) skip it, and freeing it again is
+ * reported as a double free. malloc_trim, and a purge of everything, put
+ * the kept blocks back into the tree first. */
 #include <errno.h>
 #include <string.h>
 
@@ -25,6 +37,11 @@
 sm_arena_t sm_arenas[SM_ARENA_COUNT];
 
 #define LB_MIN_SPLIT ((size_t)1024) /* smallest remainder worth a free block */
+#define LB_QUICK_PER_CLASS 8           /* kept blocks of one size class, per arena */
+#define LB_QUICK_BYTES ((size_t)1024 * 1024) /* kept bytes, per arena */
+
+static void quick_drain(sm_arena_t *a);
+static void free_locked(sm_arena_t *a, sm_lblock_t *b);
 #define LB_SENTINEL SM_LB_HDR
 
 void sm_large_init(void) {
@@ -252,6 +269,7 @@ static void purge_one(sm_fnode_t *n, void *arg) {
  * frees everything and starts again does not map afresh), and the pages
  * inside other free blocks are purged. */
 static void purge_locked(sm_arena_t *a, sm_purge_t how, uint32_t cutoff) {
+  if (how == SM_PURGE_ALL) quick_drain(a);
   sm_segment_t *seg = a->chunks.first;
   while (seg && a->chunk_count > 1) {
     sm_segment_t *next = seg->next;
@@ -277,7 +295,7 @@ static void maybe_purge_locked(sm_arena_t *a) {
 
 /* Carves a block for `size` bytes at `align` from arena a, growing it if
  * `may_grow`. NULL if it has no room. */
-static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_grow) {
+static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_grow, size_t flags) {
   size_t need = sm_align_up(size + SM_LB_HDR, 16);
   /* An aligned request takes room for a leading gap that becomes a free
    * block of its own. */
@@ -309,6 +327,7 @@ static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_gro
     }
   }
   take_block(a, b, need, dirty);
+  b->head |= flags;
   clear_links(lb_node(b));
   b->request = size;
   a->rover = b;
@@ -317,19 +336,91 @@ static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_gro
   return (uint8_t *)b + SM_LB_HDR;
 }
 
-void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align) {
+static void *large_malloc(sm_heap_t *heap, size_t size, size_t align, size_t flags) {
   if (align <= 16) align = 0;
   sm_arena_t *own = &sm_arenas[heap->arena];
-  void *p = arena_malloc(own, size, align, true);
+  void *p = arena_malloc(own, size, align, true, flags);
   if (SM_LIKELY(p != NULL)) return p;
   /* Out of memory (a `ulimit -v` cap, say). Free space may sit in other
    * threads' arenas, or in memory we keep mapped for reuse: try those
    * before saying no. */
   for (unsigned i = 1; i < SM_ARENA_COUNT && !p; i++)
-    p = arena_malloc(&sm_arenas[(heap->arena + i) % SM_ARENA_COUNT], size, align, false);
-  if (!p && sm_release_reserves()) p = arena_malloc(own, size, align, true);
+    p = arena_malloc(&sm_arenas[(heap->arena + i) % SM_ARENA_COUNT], size, align, false, flags);
+  if (!p && sm_release_reserves()) p = arena_malloc(own, size, align, true, flags);
   if (!p) errno = ENOMEM;
   return p;
+}
+
+void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align) { return large_malloc(heap, size, align, 0); }
+
+/* ---------------------------------------------------------------- quick lists */
+
+static size_t class_need(unsigned cls) { return sm_align_up(sm_class_size[cls] + SM_LB_HDR, 16); }
+
+/* The list a freed block of `size` bytes goes on: the largest class whose
+ * moves it can serve. -1: none (no move asks for that much). */
+static int quick_class(size_t size) {
+  size_t payload = size - SM_LB_HDR;
+  if (payload > SM_POOL_MAX + LB_MIN_SPLIT) return -1;
+  int c = payload >= SM_POOL_MAX ? SM_CLASS_COUNT - 1 : (int)sm_size_class(payload);
+  while (c >= 0 && class_need((unsigned)c) > size) c--;
+  return c;
+}
+
+/* Keeps a freed moved block on its list, if there is room. Lock held. */
+static bool quick_keep(sm_arena_t *a, sm_lblock_t *b) {
+  size_t size = lb_size(b);
+  int c = quick_class(size);
+  if (c < 0 || a->quick_count[c] >= LB_QUICK_PER_CLASS || a->quick_bytes + size > LB_QUICK_BYTES) return false;
+  b->magic = SM_LB_KEPT;
+  b->trace = 0;
+  *(sm_lblock_t **)((uint8_t *)b + SM_LB_HDR) = a->quick[c];
+  a->quick[c] = b;
+  a->quick_count[c]++;
+  __atomic_store_n(&a->quick_bytes, a->quick_bytes + size, __ATOMIC_RELAXED);
+  __atomic_store_n(&a->inuse_bytes, a->inuse_bytes - size, __ATOMIC_RELAXED);
+  if (a->rover == b) a->rover = NULL;
+  return true;
+}
+
+/* Takes a kept block of class c off its list, in use again. Lock held. */
+static sm_lblock_t *quick_take(sm_arena_t *a, unsigned c) {
+  sm_lblock_t *b = a->quick[c];
+  if (!b) return NULL;
+  sm_lblock_t **link = (sm_lblock_t **)((uint8_t *)b + SM_LB_HDR);
+  a->quick[c] = *link;
+  *link = NULL; /* the leak scan must not take the stale link for a pointer */
+  a->quick_count[c]--;
+  __atomic_store_n(&a->quick_bytes, a->quick_bytes - lb_size(b), __ATOMIC_RELAXED);
+  __atomic_store_n(&a->inuse_bytes, a->inuse_bytes + lb_size(b), __ATOMIC_RELAXED);
+  b->magic = SM_LB_MAGIC;
+  return b;
+}
+
+/* Frees every kept block into the tree. Lock held. */
+static void quick_drain(sm_arena_t *a) {
+  for (unsigned c = 0; c < SM_CLASS_COUNT; c++) {
+    sm_lblock_t *b;
+    while ((b = quick_take(a, c)) != NULL) {
+      free_locked(a, b);
+    }
+  }
+}
+
+/* A large block for a pool block of `size` bytes (a class size) that
+ * sampling moves (tag.c): a kept one of its class if the thread's arena
+ * has one, else a new one, marked SM_LB_MOVED. */
+void *sm_large_malloc_moved(sm_heap_t *heap, size_t size, size_t align) {
+  if (align <= 16 && size <= SM_POOL_MAX) {
+    sm_arena_t *a = &sm_arenas[heap->arena];
+    sm_lock(&a->lock);
+    sm_lblock_t *b = quick_take(a, sm_size_class(size));
+    if (b) b->request = size;
+    sm_check_arena_unlock(a);
+    sm_unlock(&a->lock);
+    if (b) return (uint8_t *)b + SM_LB_HDR;
+  }
+  return large_malloc(heap, size, align, SM_LB_MOVED);
 }
 
 static SM_NOINLINE SM_COLD void bad_large_free(const sm_lblock_t *b, const void *p) {
@@ -337,6 +428,8 @@ static SM_NOINLINE SM_COLD void bad_large_free(const sm_lblock_t *b, const void 
    * size that is a multiple of 16 and at least a minimal block. Anything
    * else under p is user data: p was never a block start. */
   size_t size = b->head & ~SM_LB_FLAGS;
+  if (b->magic == SM_LB_KEPT && (b->head & SM_LB_INUSE)) /* freed, and kept on a quick list */
+    sm_fatal("free(): double free of %p (large block)", p);
   if (b->magic == 0 && !(b->head & SM_LB_INUSE) && !(b->head & 12) && size >= SM_LB_HDR + sizeof(sm_fnode_t) &&
       size <= 512 * SM_MiB)
     sm_fatal("free(): double free of %p (large block)", p);
@@ -353,11 +446,9 @@ static void check_large(const sm_segment_t *seg, const void *p) {
     bad_large_free(b, p);
 }
 
-void sm_large_free(sm_segment_t *seg, void *p) {
-  sm_arena_t *a = seg->arena;
-  sm_lblock_t *b = sm_lblock_of(p);
-  sm_lock(&a->lock);
-  check_large(seg, p);
+/* Frees in-use block b of arena a into the tree, merged with its free
+ * neighbours. Lock held. */
+static void free_locked(sm_arena_t *a, sm_lblock_t *b) {
   size_t size = lb_size(b);
   __atomic_store_n(&a->inuse_bytes, a->inuse_bytes - size, __ATOMIC_RELAXED);
   if (a->rover == b) a->rover = NULL; /* next fit must restart at a block header */
@@ -380,7 +471,17 @@ void sm_large_free(sm_segment_t *seg, void *p) {
   b->head = (b->head & SM_LB_PREV_INUSE) | size;
   a->now = sm_now32();
   make_free(a, b, size, dirty);
-  maybe_purge_locked(a);
+}
+
+void sm_large_free(sm_segment_t *seg, void *p) {
+  sm_arena_t *a = seg->arena;
+  sm_lblock_t *b = sm_lblock_of(p);
+  sm_lock(&a->lock);
+  check_large(seg, p);
+  if (!(b->head & SM_LB_MOVED) || !quick_keep(a, b)) {
+    free_locked(a, b);
+    maybe_purge_locked(a);
+  }
   sm_check_arena_unlock(a);
   sm_unlock(&a->lock);
 }
@@ -429,7 +530,10 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
       ok = true;
     }
   }
-  if (ok) b->request = size;
+  if (ok) {
+    b->request = size;
+    b->head &= ~SM_LB_MOVED; /* no longer a moved pool block's size */
+  }
   sm_check_arena_unlock(a);
   sm_unlock(&a->lock);
   return ok;
@@ -452,7 +556,7 @@ size_t sm_large_trim(void) {
  * neighbours, no two free blocks touch, every free block is in the tree and
  * the tree holds nothing else. Lock held by the caller. Returns 0 if sound. */
 size_t sm_large_check(sm_arena_t *a) {
-  size_t free_count = 0, free_bytes = 0, dirty_bytes = 0;
+  size_t free_count = 0, free_bytes = 0, dirty_bytes = 0, kept_bytes = 0;
   for (sm_segment_t *seg = a->chunks.first; seg; seg = seg->next) {
     sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg);
     bool prev_inuse = true;
@@ -469,6 +573,9 @@ size_t sm_large_check(sm_arena_t *a) {
         free_count++;
         free_bytes += sz;
         dirty_bytes += purgeable(b);
+      } else if (b->magic == SM_LB_KEPT) {
+        if (!(b->head & SM_LB_MOVED) || quick_class(sz) < 0) return 13; /* kept, but never moved here */
+        kept_bytes += sz;
       } else if (b->magic != SM_LB_MAGIC) {
         return 5;
       }
@@ -483,6 +590,17 @@ size_t sm_large_check(sm_arena_t *a) {
   if (in_tree != free_count) return 9;
   if (free_bytes != a->free_bytes) return 10;
   if (dirty_bytes != a->dirty_bytes) return 12;
+  /* The quick lists hold exactly the kept blocks, each under its class. */
+  size_t listed = 0;
+  for (unsigned c = 0; c < SM_CLASS_COUNT; c++) {
+    unsigned count = 0;
+    for (const sm_lblock_t *b = a->quick[c]; b; b = *(sm_lblock_t *const *)((const uint8_t *)b + SM_LB_HDR)) {
+      if (b->magic != SM_LB_KEPT || quick_class(lb_size(b)) != (int)c || ++count > LB_QUICK_PER_CLASS) return 14;
+      listed += lb_size(b);
+    }
+    if (count != a->quick_count[c]) return 15;
+  }
+  if (listed != kept_bytes || kept_bytes != a->quick_bytes || a->quick_bytes > LB_QUICK_BYTES) return 16;
   return 0;
 }
 
@@ -490,6 +608,6 @@ size_t sm_large_check(sm_arena_t *a) {
 void sm_large_walk(sm_segment_t *seg, sm_block_fn fn, void *arg) {
   for (sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg); (uint8_t *)b < chunk_end(seg); b = lb_next(b)) {
     if (lb_size(b) == 0) break; /* corrupt: do not loop */
-    if (b->head & SM_LB_INUSE) fn((uintptr_t)b + SM_LB_HDR, b->request, b->trace, arg);
+    if ((b->head & SM_LB_INUSE) && b->magic != SM_LB_KEPT) fn((uintptr_t)b + SM_LB_HDR, b->request, b->trace, arg);
   }
 }

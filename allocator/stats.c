@@ -24,7 +24,9 @@ void sm_stats_get(sm_stats_t *st) {
    * that interrupted an allocation (large.c stores them atomically). */
   for (unsigned i = 0; i < SM_ARENA_COUNT; i++) {
     st->large_inuse += __atomic_load_n(&sm_arenas[i].inuse_bytes, __ATOMIC_RELAXED);
-    st->large_free += __atomic_load_n(&sm_arenas[i].free_bytes, __ATOMIC_RELAXED);
+    /* Kept blocks (quick lists) are free to the program. */
+    st->large_free += __atomic_load_n(&sm_arenas[i].free_bytes, __ATOMIC_RELAXED) +
+                      __atomic_load_n(&sm_arenas[i].quick_bytes, __ATOMIC_RELAXED);
   }
   st->huge_inuse = sm_huge_mapped();
   st->mapped = sm_segment_mapped();

@@ -21,7 +21,9 @@ bool sm_tag_big_only;
  * block, a sampled block is found by the free's own lookup of its segment
  * kind, and every pool block's free is the untraced one. What the move
  * costs, once per sampled block: a large block (32 bytes of header, and a
- * payload the pool block's size, 32 bytes at least) and a pool free; and
+ * payload the pool block's size, 32 bytes at least; most often one that
+ * an earlier sampled block of the class left on the large allocator's
+ * quick list, large.c) and a pool free; and
  * for calloc and realloc, whose bytes are the caller's, a copy of the
  * request (a malloc's are not: copying them cost the sampled `mixed` bench
  * 80% more instructions, its sampled blocks being mostly the largest). The
@@ -38,7 +40,7 @@ void *sm_tag_relocate(void *p, size_t req, unsigned move) {
   size_t align = move & ~(unsigned)SM_MOVE_COPY;
   int saved = errno;
   sm_heap_t *h = sm_heap_get_or_create();
-  void *q = h ? sm_large_malloc(h, n < 32 ? 32 : n, align) : NULL;
+  void *q = h ? sm_large_malloc_moved(h, n < 32 ? 32 : n, align) : NULL;
   errno = saved;
   if (!q) return NULL;
   if (move & SM_MOVE_COPY) __builtin_memcpy(q, p, req);

@@ -117,8 +117,10 @@ typedef struct sm_lblock {
 
 #define SM_LB_INUSE      ((size_t)1)
 #define SM_LB_PREV_INUSE ((size_t)2)
+#define SM_LB_MOVED      ((size_t)4) /* a sampled pool block moved here (tag.c): its free may keep it */
 #define SM_LB_FLAGS      ((size_t)15)
 #define SM_LB_MAGIC      0x6c61726bu /* "lark" */
+#define SM_LB_KEPT       0x6b656570u /* "keep": freed, held on a quick list (large.c) */
 #define SM_LB_HDR        sizeof(sm_lblock_t)
 
 /* A free large block keeps its tree links right after the header. */
@@ -144,6 +146,12 @@ typedef struct sm_arena {
   uint64_t last_purge;       /* sm_os_now_ms() of the last purge */
   size_t peak_inuse;         /* highest inuse_bytes since the last aged purge */
   uint32_t now;              /* sm_now32() at the start of the current free */
+  /* Freed blocks that sampling had moved here, kept whole for the next
+   * move of the same class (large.c, "quick lists"): in use as far as the
+   * boundary tags go, magic SM_LB_KEPT, linked through their payload. */
+  struct sm_lblock *quick[SM_CLASS_COUNT];
+  uint8_t quick_count[SM_CLASS_COUNT];
+  size_t quick_bytes;        /* sum of their sizes (not in inuse_bytes) */
 } SM_CACHE_ALIGN sm_arena_t;
 
 /* ---------------------------------------------------------------- segments */

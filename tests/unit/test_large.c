@@ -1,10 +1,15 @@
 /* Large blocks: random allocate/free/resize under every placement policy with
  * the arena invariant checker after each step; neighbours coalesce; a split
- * remainder is reused; aligned requests; an emptied chunk is one free block. */
+ * remainder is reused; aligned requests; an emptied chunk is one free block.
+ * Quick lists: a freed block that sampling moved is kept for the next move
+ * of its class, within the caps, hidden from heap walks, reported when freed
+ * twice, and given back by a trim. */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "allocator/internal.h"
+#include "tests/childrun.h"
 #include "tests/testhelper.h"
 
 static sm_arena_t *arena0(void) { return &sm_arenas[sm_heap_get_or_create()->arena]; }
@@ -56,8 +61,106 @@ static void random_run(sm_policy_t policy, unsigned seed) {
   CHECK(check_arena() == 0);
 }
 
+/* ---- quick lists */
+
+static void count_block(uintptr_t p, size_t req, uint32_t trace, void *arg) {
+  (void)req;
+  (void)trace;
+  const uintptr_t *want = arg;
+  if (p == want[0]) ((uintptr_t *)arg)[1]++;
+}
+
+/* How many times a walk of p's chunk reports p (0 or 1). */
+static size_t walk_sees(void *p) {
+  uintptr_t arg[2] = {(uintptr_t)p, 0};
+  sm_large_walk(sm_segment_of(p), count_block, arg);
+  return arg[1];
+}
+
+static size_t kept_count(const sm_arena_t *a) {
+  size_t n = 0;
+  for (unsigned c = 0; c < SM_CLASS_COUNT; c++) n += a->quick_count[c];
+  return n;
+}
+
+static void free_twice(void *arg) {
+  sm_free(arg);
+  sm_free(arg);
+}
+
+static void quick_lists(void) {
+  sm_heap_t *h = sm_heap_get_or_create();
+  sm_arena_t *a = arena0();
+  sm_large_trim();
+  CHECK(a->quick_bytes == 0 && kept_count(a) == 0);
+
+  /* A moved block, freed, is kept: in use to its neighbours, hidden from
+   * walks, counted apart from the in-use bytes. */
+  void *m = sm_large_malloc_moved(h, 4096, 0);
+  CHECK(m != NULL && sm_usable_size(m) >= 4096);
+  CHECK((sm_lblock_of(m)->head & SM_LB_MOVED) && walk_sees(m) == 1);
+  size_t inuse = a->inuse_bytes, size = sm_large_usable(m) + SM_LB_HDR;
+  sm_free(m);
+  CHECK_MSG(a->quick_bytes == size && kept_count(a) == 1, "kept %zu bytes in %zu blocks, want %zu in 1",
+            a->quick_bytes, kept_count(a), size);
+  CHECK(a->inuse_bytes == inuse - size && sm_lblock_of(m)->magic == SM_LB_KEPT);
+  CHECK_MSG(walk_sees(m) == 0, "a heap walk reports a kept block");
+  CHECK(check_arena() == 0);
+
+  /* The next move of its class takes it back, its link cleared; a move of
+   * another class does not. */
+  void *other = sm_large_malloc_moved(h, 8192, 0);
+  CHECK_MSG(other != m, "a kept block of 4096 bytes served a move of 8192");
+  void *again = sm_large_malloc_moved(h, 4096, 0);
+  CHECK_MSG(again == m, "the kept block was not reused (%p, kept %p)", again, m);
+  CHECK(*(void **)again == NULL && sm_lblock_of(again)->magic == SM_LB_MAGIC && a->quick_bytes == 0);
+  CHECK(walk_sees(again) == 1 && a->inuse_bytes == inuse + sm_large_usable(other) + SM_LB_HDR);
+  CHECK(check_arena() == 0);
+
+  /* A large block of the same size that was not moved is not kept. */
+  void *plain = sm_large_malloc(h, 4096, 0);
+  sm_free(plain);
+  CHECK(kept_count(a) == 0);
+
+  /* Freeing a kept block again is a double free, reported as one. */
+  char out[512];
+  int st = th_run_captured(free_twice, again, 10, out, sizeof out);
+  CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(out, "double free"),
+            "double free of a kept block: status %#x, stderr: %s", st, out);
+  sm_free(again);
+  sm_free(other);
+
+  /* The caps: at most 8 a class, at most 1 MiB an arena. */
+  void *v[24];
+  for (int i = 0; i < 24; i++) v[i] = sm_large_malloc_moved(h, 4096, 0);
+  for (int i = 0; i < 24; i++) sm_free(v[i]);
+  CHECK_MSG(a->quick_count[sm_size_class(4096)] == 8, "%u kept of one class", a->quick_count[sm_size_class(4096)]);
+  void *big[4][8]; /* the four largest classes, 8 each: 1.6 MiB */
+  for (int c = 0; c < 4; c++)
+    for (int i = 0; i < 8; i++) big[c][i] = sm_large_malloc_moved(h, sm_class_size[SM_CLASS_COUNT - 1 - c], 0);
+  for (int c = 0; c < 4; c++)
+    for (int i = 0; i < 8; i++) sm_free(big[c][i]);
+  CHECK_MSG(a->quick_bytes <= 1024 * 1024 && a->quick_bytes > 1024 * 1024 - 2 * (SM_POOL_MAX + 1024),
+            "%zu bytes kept", a->quick_bytes);
+  CHECK(check_arena() == 0);
+
+  /* A moved block resized in place is no longer a class's size: not kept. */
+  void *r = sm_large_malloc_moved(h, 16384, 0);
+  CHECK(sm_large_resize_in_place(sm_segment_of(r), r, 20000) || sm_large_resize_in_place(sm_segment_of(r), r, 9000));
+  CHECK(!(sm_lblock_of(r)->head & SM_LB_MOVED));
+  size_t before = kept_count(a);
+  sm_free(r);
+  CHECK(kept_count(a) == before);
+
+  /* malloc_trim gives kept blocks back to the tree (and so to the OS). */
+  sm_large_trim();
+  CHECK_MSG(a->quick_bytes == 0 && kept_count(a) == 0, "%zu bytes still kept after a trim", a->quick_bytes);
+  CHECK(check_arena() == 0);
+}
+
 int main(void) {
   sm_init();
+  quick_lists();
   sm_opt.retain = 1 * SM_MiB; /* exercise purging too */
   random_run(SM_POLICY_BEST, 1);
   random_run(SM_POLICY_FIRST, 2);
