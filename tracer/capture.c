@@ -39,37 +39,15 @@ static sm_memo_t *memo_set(sm_tlocal_t *tl, const sm_stack_start_t *from) {
  * Python stack. */
 static uint32_t memo_key(uint32_t gen, bool py) { return gen << 1 | py; }
 
-/* Whether the stack still holds the words the walk read: one per frame
- * walked, so a deep stack compares many. They are compared four at a
- * time, the differences or-ed together, with one branch per four words
- * instead of one per word; a stack that differs (a start reached along
- * another path) mostly does so in its first few words, and stops there.
- * The words of a group may all be read: they lie between sp and the top
- * of the stack, which the same start sp in the same thread keeps mapped.
- * (The empty asm keeps the compiler from turning the loop into vector
- * code, which needs more registers than the traced malloc's fast path
- * has, for a handful of words.) */
-#define WORD_DIFF(i) (*(const uintptr_t *)(sp + m->off[i]) ^ m->val[i])
-SM_INLINE bool memo_words_match(const sm_memo_t *m, uintptr_t sp) {
-  unsigned i = 0, n = m->n;
-  for (; i + 4 <= n; i += 4) {
-    uintptr_t d = WORD_DIFF(i) | WORD_DIFF(i + 1) | WORD_DIFF(i + 2) | WORD_DIFF(i + 3);
-    __asm__("" : "+r"(d));
-    if (d) return false;
-  }
-  for (; i < n; i++)
-    if (WORD_DIFF(i)) return false;
-  return true;
-}
-#undef WORD_DIFF
-
 SM_INLINE bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, uint32_t key) {
   /* The start first: in the other ways of a set it differs. An empty way
    * (zeroed, never filled) fails it too, as no start has sp 0; a filled
    * way always has its trace (memo_fill's callers test reusable()). */
   if (m->ra != from->ra || m->sp != from->sp || m->key != key || (m->bp_used && m->bp != from->bp))
     return false;
-  return memo_words_match(m, from->sp);
+  for (unsigned i = 0; i < m->n; i++)
+    if (*(const uintptr_t *)(from->sp + m->off[i]) != m->val[i]) return false;
+  return true;
 }
 
 /* The trace a memo entry recorded for this start, if the stack still holds
