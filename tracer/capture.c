@@ -46,8 +46,26 @@ SM_INLINE bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, ui
   if (m->ra != from->ra || m->sp != from->sp || m->key != key || (m->bp_used && m->bp != from->bp))
     return false;
   for (unsigned i = 0; i < m->n; i++)
-    if (*(const uintptr_t *)(from->sp + m->off[i]) != m->val[i]) return false;
+    if (m->val[i] != *(const uintptr_t *)(from->sp + m->off[i])) return false;
   return true;
+}
+
+/* Which way a lookup tries first (`mru`, in the set's first way). Ways of
+ * one start that differ further out (the same call site reached along
+ * other paths) each compare words before they fail, so the way likeliest
+ * to hit goes first: the one just filled, or one that other ways' hits
+ * twice in a row found. Twice: a way that hits once, between hits of the
+ * first one (two callers taking turns), does not take its place, and then
+ * every other lookup still hits first time. */
+SM_INLINE sm_trace_t *memo_lookup_others(sm_memo_t *set, const sm_stack_start_t *from, uint32_t key) {
+  unsigned mru = set[0].mru;
+  for (unsigned w = 0; w < MEMO_WAYS; w++) {
+    if (w == mru || !memo_matches(&set[w], from, key)) continue;
+    if (set[0].mru_next == w) set[0].mru = (uint8_t)w;
+    else set[0].mru_next = (uint8_t)w;
+    return set[w].trace;
+  }
+  return NULL;
 }
 
 /* The trace a memo entry recorded for this start, if the stack still holds
@@ -55,21 +73,18 @@ SM_INLINE bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, ui
 SM_INLINE sm_trace_t *memo_lookup(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   sm_memo_t *set = memo_set(tl, from);
   uint32_t key = memo_key(__atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE), false);
-  /* Newest fill first: ways of one start that differ further out (the same
-   * call site reached along other paths) each compare words before they
-   * fail, and the stack just walked is the likeliest to come again. */
-  const sm_memo_t *newest = &set[(set[0].next_victim + MEMO_WAYS - 1u) % MEMO_WAYS];
-  if (memo_matches(newest, from, key)) return newest->trace;
-  for (unsigned w = 0; w < MEMO_WAYS; w++)
-    if (&set[w] != newest && memo_matches(&set[w], from, key)) return set[w].trace;
-  return NULL;
+  unsigned mru = set[0].mru;
+  if (memo_matches(&set[mru], from, key)) return set[mru].trace;
+  return memo_lookup_others(set, from, key);
 }
 
 static sm_memo_t *memo_fill(sm_tlocal_t *tl, const sm_stack_start_t *from, const sm_walk_log_t *log, uint32_t gen,
                             bool py, sm_trace_t *t) {
   /* Replace the way least recently filled (a small clock per set). */
   sm_memo_t *set = memo_set(tl, from);
-  sm_memo_t *m = &set[set[0].next_victim++ % MEMO_WAYS];
+  unsigned w = set[0].next_victim++ % MEMO_WAYS;
+  set[0].mru = (uint8_t)w;
+  sm_memo_t *m = &set[w];
   m->ra = from->ra;
   m->sp = from->sp;
   m->bp = from->bp;
@@ -232,11 +247,26 @@ SM_NOINLINE sm_trace_t *sm_capture_walk(sm_tlocal_t *tl, const sm_stack_start_t 
   return t;
 }
 
-/* The memo hit alone, for the traced malloc's fast path (tracer.c): NULL
- * for anything else, which sm_capture then does. Only when sm_capture's
- * first test holds (a native thread, the own walker). */
-__attribute__((always_inline)) inline sm_trace_t *sm_capture_memo(sm_tlocal_t *tl, const sm_stack_start_t *from) {
-  return memo_lookup(tl, from);
+/* The memo hit alone, for the traced malloc's fast path (tracer.c), in two
+ * parts: NULL for anything else, which sm_capture then does. Only when
+ * sm_capture's first test holds (a native thread, the own walker). */
+
+/* The same in the set's other ways, when the way of its last hit missed
+ * (which becomes the new one). */
+__attribute__((always_inline)) inline sm_trace_t *sm_capture_memo_others(sm_tlocal_t *tl,
+                                                                        const sm_stack_start_t *from) {
+  sm_memo_t *set = memo_set(tl, from);
+  uint32_t key = memo_key(__atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE), false);
+  return memo_lookup_others(set, from, key);
+}
+
+/* The same, in the way of the set's last hit only: the fast path's case,
+ * with the fewest registers live. */
+__attribute__((always_inline)) inline sm_trace_t *sm_capture_memo_mru(sm_tlocal_t *tl, const sm_stack_start_t *from) {
+  sm_memo_t *set = memo_set(tl, from);
+  uint32_t key = memo_key(__atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE), false);
+  const sm_memo_t *m = &set[set[0].mru];
+  return memo_matches(m, from, key) ? m->trace : NULL;
 }
 
 /* The common case first: a native thread, the own walker and a memo hit,

@@ -103,6 +103,8 @@ typedef struct sm_memo {
   bool bp_used;
   uint8_t n;
   uint8_t next_victim; /* in a set's first way: the way to fill next */
+  uint8_t mru;         /* in a set's first way: the way looked at first (capture.c) */
+  uint8_t mru_next;    /* in a set's first way: the other way hit last */
   uint8_t py_seen;     /* a `py` key: eval calls looked for in the walked part */
   uint32_t off[SM_WALK_LOG_MAX];
   uintptr_t val[SM_WALK_LOG_MAX];
@@ -134,7 +136,8 @@ SM_INLINE bool sm_capture_native(void) {
 }
 /* sm_capture's memo hit alone (NULL: anything else), when
  * sm_capture_native(); tl not NULL. */
-sm_trace_t *sm_capture_memo(struct sm_tlocal *tl, const sm_stack_start_t *from);
+sm_trace_t *sm_capture_memo_mru(struct sm_tlocal *tl, const sm_stack_start_t *from);
+sm_trace_t *sm_capture_memo_others(struct sm_tlocal *tl, const sm_stack_start_t *from);
 /* sm_capture past its inline memo test (the caller made it, and missed):
  * Python threads, the walk, the check mode. */
 sm_trace_t *sm_capture_walk(struct sm_tlocal *tl, const sm_stack_start_t *from);

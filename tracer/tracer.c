@@ -129,14 +129,30 @@ static SM_NOINLINE void *counted_rare(void *p, sm_tlocal_t *tl) {
  * case, every allocation from a stack the memo knows into a page that has
  * its side array, without sampling (sm_fast_closed at 0: tracing on, a
  * native walk, no helper to restart), is what record() does for it, made of
- * the same inline parts (sm_capture_memo, sm_tag_slot_plain,
+ * the same inline parts (sm_capture_memo_mru, sm_tag_slot_plain,
  * sm_counters_change_inline) with nothing but tail calls around them, so
- * that it saves no register and sets up no frame. It calls nothing that
+ * that it sets up no frame (it saves two registers for the memo's word
+ * compares); a miss in the set's first way goes on in
+ * track_alloc_from_ways. It calls nothing that
  * may allocate, so it needs no reentrancy count. (A signal handler that
  * allocates, which POSIX does not allow, could run in the middle of its
  * counter update, as it always could in a traced free's.) Anything else
  * goes to track_alloc_from_full before the first side effect; after it,
  * only the counters' own slow ends remain. */
+SM_INLINE void *track_alloc_from_hit(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp, uintptr_t bp,
+                                     sm_tlocal_t *tl, sm_trace_t *t);
+
+/* The fast path when the way its memo set tries first missed: the other
+ * ways (capture.c), then as the fast path. */
+static SM_NOINLINE void *track_alloc_from_ways(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
+                                               uintptr_t bp) {
+  sm_tlocal_t *tl = sm_ts.local;
+  const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
+  sm_trace_t *t = sm_capture_memo_others(tl, &from);
+  if (SM_UNLIKELY(!t)) return track_alloc_from_missed(p, req, page, ra, sp, bp);
+  return track_alloc_from_hit(p, req, page, ra, sp, bp, tl, t);
+}
+
 __attribute__((used)) void *sm_track_alloc_from(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp,
                                                 uintptr_t bp) {
   sm_tlocal_t *tl = sm_ts.local;
@@ -145,8 +161,14 @@ __attribute__((used)) void *sm_track_alloc_from(void *p, size_t req, sm_page_t *
   if (SM_UNLIKELY(!tl || sm_ts.busy || __atomic_load_n(&sm_fast_closed, __ATOMIC_ACQUIRE)))
     return track_alloc_from_full(p, req, page, ra, sp, bp);
   const sm_stack_start_t from = {.ra = ra, .sp = sp, .bp = bp};
-  sm_trace_t *t = sm_capture_memo(tl, &from);
-  if (SM_UNLIKELY(!t)) return track_alloc_from_missed(p, req, page, ra, sp, bp);
+  sm_trace_t *t = sm_capture_memo_mru(tl, &from);
+  if (SM_UNLIKELY(!t)) return track_alloc_from_ways(p, req, page, ra, sp, bp);
+  return track_alloc_from_hit(p, req, page, ra, sp, bp, tl, t);
+}
+
+/* The rest of the fast path, after a memo hit: the tag and the counters. */
+SM_INLINE void *track_alloc_from_hit(void *p, size_t req, sm_page_t *page, uintptr_t ra, uintptr_t sp, uintptr_t bp,
+                                     sm_tlocal_t *tl, sm_trace_t *t) {
   uint64_t *slot = sm_tag_slot_plain(page, p); /* none: a page's first traced block */
   if (SM_UNLIKELY(!slot)) return track_alloc_from_full(p, req, page, ra, sp, bp);
   uint32_t id = t->id;
