@@ -105,15 +105,16 @@ with tempfile.TemporaryDirectory() as out:
     cells = [c.strip() for c in glibc_row.split("|")[1:-1]]
     check(cells[3:5] == ["1.000", "1.000"], f"glibc against itself: {glibc_row}")
 
-    # Each round starts one tool further on (the progress lines say who
-    # ran when): what a run leaves for the next is not always the same
-    # tool's to pay.
-    code, md, err = bench_run("--runs", "3", "--out", out, "--allocators", "glibc,snapmalloc",
+    # Every other round in reverse, each pair of rounds one tool further on
+    # (the progress lines say who ran when): no tool always follows the
+    # same one, whose run may leave it something to pay.
+    code, md, err = bench_run("--runs", "4", "--out", out, "--allocators", "glibc,jemalloc,snapmalloc",
                               "--workloads", "bigint", "--args", "bigint=3000")
-    check(code == 0, f"bench/run (3 rounds) exited {code}: {err}")
+    check(code == 0, f"bench/run (4 rounds) exited {code}: {err}")
     order = [ln.split()[3] for ln in err.splitlines() if ln.startswith("[bigint] run ")]
-    check(order == ["glibc", "snapmalloc", "snapmalloc", "glibc", "glibc", "snapmalloc"],
-          f"the rounds ran {order}, expected each to start one tool further on")
+    want = ["glibc", "jemalloc", "snapmalloc", "snapmalloc", "jemalloc", "glibc",
+            "jemalloc", "snapmalloc", "glibc", "glibc", "snapmalloc", "jemalloc"]
+    check(order == want, f"the rounds ran {order}, expected {want}")
 
     # One tool alone: nothing to compare with, no glibc columns.
     code, md, err = bench_run("--runs", "1", "--quiet", "--out", out,
