@@ -39,10 +39,10 @@ sm_arena_t sm_arenas[SM_ARENA_COUNT];
 #define LB_MIN_SPLIT ((size_t)1024) /* smallest remainder worth a free block */
 #define LB_QUICK_PER_CLASS 8           /* kept blocks of one size class, per arena */
 #define LB_QUICK_BYTES ((size_t)1024 * 1024) /* kept bytes, per arena */
+#define LB_SENTINEL SM_LB_HDR
 
 static void quick_drain(sm_arena_t *a);
 static void free_locked(sm_arena_t *a, sm_lblock_t *b);
-#define LB_SENTINEL SM_LB_HDR
 
 void sm_large_init(void) {
   for (unsigned i = 0; i < SM_ARENA_COUNT; i++) sm_arenas[i].index = i;
@@ -401,9 +401,7 @@ static sm_lblock_t *quick_take(sm_arena_t *a, unsigned c) {
 static void quick_drain(sm_arena_t *a) {
   for (unsigned c = 0; c < SM_CLASS_COUNT; c++) {
     sm_lblock_t *b;
-    while ((b = quick_take(a, c)) != NULL) {
-      free_locked(a, b);
-    }
+    while ((b = quick_take(a, c)) != NULL) free_locked(a, b);
   }
 }
 
