@@ -46,7 +46,7 @@ SM_INLINE bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, ui
   if (m->ra != from->ra || m->sp != from->sp || m->key != key || (m->bp_used && m->bp != from->bp))
     return false;
   for (unsigned i = 0; i < m->n; i++)
-    if (m->val[i] != *(const uintptr_t *)(from->sp + m->off[i])) return false;
+    if (m->val[i] != *(const uintptr_t *)(from->sp + m->off[i])) return false; /* this order: one register fewer */
   return true;
 }
 
@@ -249,10 +249,8 @@ SM_NOINLINE sm_trace_t *sm_capture_walk(sm_tlocal_t *tl, const sm_stack_start_t 
 
 /* The memo hit alone, for the traced malloc's fast path (tracer.c), in two
  * parts: NULL for anything else, which sm_capture then does. Only when
- * sm_capture's first test holds (a native thread, the own walker). */
-
-/* The same in the set's other ways, when the way of its last hit missed
- * (which becomes the new one). */
+ * sm_capture's first test holds (a native thread, the own walker).
+ * This part: the set's other ways, when the way it tries first missed. */
 __attribute__((always_inline)) inline sm_trace_t *sm_capture_memo_others(sm_tlocal_t *tl,
                                                                         const sm_stack_start_t *from) {
   sm_memo_t *set = memo_set(tl, from);
@@ -260,8 +258,8 @@ __attribute__((always_inline)) inline sm_trace_t *sm_capture_memo_others(sm_tloc
   return memo_lookup_others(set, from, key);
 }
 
-/* The same, in the way of the set's last hit only: the fast path's case,
- * with the fewest registers live. */
+/* That part: the way the set tries first alone (memo_lookup_others says
+ * which), with the fewest registers live. */
 __attribute__((always_inline)) inline sm_trace_t *sm_capture_memo_mru(sm_tlocal_t *tl, const sm_stack_start_t *from) {
   sm_memo_t *set = memo_set(tl, from);
   uint32_t key = memo_key(__atomic_load_n(&sm_unwind_gen, __ATOMIC_ACQUIRE), false);
