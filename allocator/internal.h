@@ -48,9 +48,11 @@ bool sm_os_thread_stack(uintptr_t *lo, uintptr_t *hi);
  * at once, so RSS follows a program whose live memory falls. */
 #define SM_PURGE_AGE_MS 1000
 typedef enum sm_purge { SM_PURGE_NONE, SM_PURGE_OLD, SM_PURGE_ALL } sm_purge_t;
-/* *last: the caller's last purge time; *cutoff: with SM_PURGE_OLD, purge
- * what was freed at or before this time (ms, wraps like sm_now32). */
-sm_purge_t sm_purge_due(size_t dirty, size_t inuse, uint64_t *last, uint32_t *cutoff, size_t *peak);
+/* retain: the caller's share of the `retain` option (a heap has all of
+ * it, an arena its part, large.c); *last: the caller's last purge time;
+ * *cutoff: with SM_PURGE_OLD, purge what was freed at or before this time
+ * (ms, wraps like sm_now32). */
+sm_purge_t sm_purge_due(size_t dirty, size_t inuse, size_t retain, uint64_t *last, uint32_t *cutoff, size_t *peak);
 SM_INLINE uint32_t sm_now32(void) { return (uint32_t)sm_os_now_ms(); }
 SM_INLINE bool sm_freed_by(uint32_t freed_at, uint32_t cutoff) { return (int32_t)(cutoff - freed_at) >= 0; }
 

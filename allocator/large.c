@@ -35,6 +35,11 @@
 #include "allocator/internal.h"
 
 sm_arena_t sm_arenas[SM_ARENA_COUNT];
+/* Arenas that hold a chunk. The arenas are a fixed set that threads share
+ * round-robin, not a cache per thread: `retain` is for all of them
+ * together, split evenly among those in use, or a program of many threads
+ * would keep eight times what a program of one keeps. */
+static unsigned arenas_in_use;
 
 #define LB_MIN_SPLIT ((size_t)1024) /* smallest remainder worth a free block */
 #define LB_QUICK_PER_CLASS 8           /* kept blocks of one size class, per arena */
@@ -227,7 +232,7 @@ static bool grow(sm_arena_t *a, size_t need) {
   }
   sm_segment_register(seg);
   sm_list_push_front(&a->chunks, seg, next, prev);
-  a->chunk_count++;
+  if (a->chunk_count++ == 0) __atomic_add_fetch(&arenas_in_use, 1, __ATOMIC_RELAXED);
   sm_lblock_t *sentinel = (sm_lblock_t *)chunk_end(seg);
   sentinel->head = SM_LB_INUSE; /* size 0, in use */
   sm_lblock_t *b = (sm_lblock_t *)chunk_first(seg);
@@ -238,7 +243,7 @@ static bool grow(sm_arena_t *a, size_t need) {
 
 static void release_chunk(sm_arena_t *a, sm_segment_t *seg) {
   sm_list_remove(&a->chunks, seg, next, prev);
-  a->chunk_count--;
+  if (--a->chunk_count == 0) __atomic_sub_fetch(&arenas_in_use, 1, __ATOMIC_RELAXED);
   a->rover = NULL;
   sm_segmap_clear(seg, seg->size >> SM_SEGMENT_SHIFT, SM_SEGMAP_FREED);
   sm_segment_unregister(seg);
@@ -287,7 +292,9 @@ static void purge_locked(sm_arena_t *a, sm_purge_t how, uint32_t cutoff) {
 
 static void maybe_purge_locked(sm_arena_t *a) {
   uint32_t cutoff = 0;
-  sm_purge_t how = sm_purge_due(a->dirty_bytes, a->inuse_bytes, &a->last_purge, &cutoff, &a->peak_inuse);
+  unsigned n = __atomic_load_n(&arenas_in_use, __ATOMIC_RELAXED);
+  size_t retain = sm_opt.retain / (n ? n : 1);
+  sm_purge_t how = sm_purge_due(a->dirty_bytes, a->inuse_bytes, retain, &a->last_purge, &cutoff, &a->peak_inuse);
   if (how != SM_PURGE_NONE) purge_locked(a, how, cutoff);
 }
 

@@ -201,14 +201,14 @@ void sm_unlock_wake(sm_lock_t *l) {
 
 size_t sm_os_purge_all, sm_os_purge_old; /* statistics: purge passes by kind */
 
-sm_purge_t sm_purge_due(size_t dirty, size_t inuse, uint64_t *last, uint32_t *cutoff, size_t *peak) {
+sm_purge_t sm_purge_due(size_t dirty, size_t inuse, size_t retain, uint64_t *last, uint32_t *cutoff, size_t *peak) {
   if (inuse > *peak) *peak = inuse;
-  if (dirty <= sm_opt.retain) return SM_PURGE_NONE;
+  if (dirty <= retain) return SM_PURGE_NONE;
   uint64_t now = sm_os_now_ms();
   /* Live memory fell far below its recent peak and the free memory now
    * dwarfs it: the program shrank, give it all back now. A program that
    * churns near its peak only gets the aged purges below. */
-  if (inuse < *peak / 8 && dirty > 2 * sm_opt.retain + 2 * inuse) {
+  if (inuse < *peak / 8 && dirty > 2 * retain + 2 * inuse) {
     *last = now;
     __atomic_add_fetch(&sm_os_purge_all, 1, __ATOMIC_RELAXED);
     return SM_PURGE_ALL;

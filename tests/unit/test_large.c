@@ -3,7 +3,9 @@
  * remainder is reused; aligned requests; an emptied chunk is one free block.
  * Quick lists: a freed block that sampling moved is kept for the next move
  * of its class, within the caps, hidden from heap walks, reported when freed
- * twice, and given back by a trim. */
+ * twice, and given back by a trim. `retain` is split among the arenas in
+ * use. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +160,50 @@ static void quick_lists(void) {
   CHECK(check_arena() == 0);
 }
 
+/* `retain` is the arenas' together: with a second arena holding a chunk,
+ * this arena keeps half of it. Frees 8 MiB, leaving 100 KB live: one arena
+ * in use keeps them (8 MiB is not over twice its 4 MiB plus twice what is
+ * live); with two, the shrink rule (live under an eighth of the peak, free
+ * over twice the share plus twice what is live) returns them. */
+static void *hold_block(void *arg) {
+  *(void **)arg = sm_malloc(300000); /* this thread's heap takes the next arena */
+  return NULL;
+}
+
+static size_t dirty_after_shrink(void) {
+  sm_arena_t *a = arena0();
+  enum { K = 8 };
+  void *live = sm_malloc(100000);
+  uint8_t *b[K];
+  for (int i = 0; i < K; i++) {
+    b[i] = sm_malloc(SM_MiB);
+    memset(b[i], 1, SM_MiB);
+  }
+  for (int i = 0; i < K; i++) sm_free(b[i]); /* live: 100 KB of a peak over 8 MiB */
+  size_t dirty = a->dirty_bytes;
+  sm_free(live);
+  sm_large_trim();
+  return dirty;
+}
+
+static void retain_split(void) {
+  size_t saved = sm_opt.retain;
+  sm_opt.retain = 4 * SM_MiB;
+  sm_large_trim();
+  arena0()->peak_inuse = 0;
+  size_t one = dirty_after_shrink();
+  CHECK_MSG(one >= 7 * SM_MiB, "one arena in use kept %zu dirty bytes of 8 MiB freed", one);
+  void *held = NULL;
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, hold_block, &held) == 0 && pthread_join(t, NULL) == 0);
+  CHECK(held && sm_segment_of(held)->arena != arena0());
+  arena0()->peak_inuse = 0;
+  size_t two = dirty_after_shrink();
+  CHECK_MSG(two < SM_MiB, "with two arenas in use, %zu dirty bytes stayed after the shrink", two);
+  sm_free(held);
+  sm_opt.retain = saved;
+}
+
 int main(void) {
   sm_init();
   quick_lists();
@@ -236,5 +282,6 @@ int main(void) {
   CHECK(check_arena() == 0);
   CHECK(sm_large_trim() > 0);
   CHECK(a->dirty_bytes == 0 && check_arena() == 0);
+  retain_split();
   return test_summary();
 }

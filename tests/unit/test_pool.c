@@ -1,5 +1,6 @@
 /* Pools: blocks are distinct, aligned and writable; pages refill and retire;
- * blocks freed by other threads come back to the owner; exiting threads hand
+ * pages carve their blocks a few KiB at a time; blocks freed by other
+ * threads come back to the owner; exiting threads hand
  * their memory over, their heaps parked for the next threads; a fork child recounts the pages of threads that stopped
  * mid-operation; the page invariant checker passes throughout and notices a
  * corrupted page. */
@@ -213,9 +214,26 @@ static void *exiting_thread_probe(void *arg) {
   return NULL;
 }
 
+/* A page carves its blocks a few KiB at a time, as they are needed: the
+ * first block of a class commits one or two OS pages, not the page's 64 KiB
+ * (a small program's footprint is mostly these first carves). */
+static void carve_step(void) {
+  size_t sizes_probe[] = {16, 224, 1024, 3072};
+  for (size_t i = 0; i < sizeof sizes_probe / sizeof *sizes_probe; i++) {
+    void *p = sm_malloc(sizes_probe[i]);
+    sm_segment_t *seg = sm_segment_of(p);
+    sm_page_t *pg = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+    size_t carved = (size_t)pg->capacity * pg->block_size;
+    CHECK_MSG(carved <= 4096 || pg->capacity == 1, "%zu B blocks: the first malloc carved %u blocks (%zu bytes)",
+              sizes_probe[i], pg->capacity, carved);
+    sm_free(p);
+  }
+}
+
 int main(void) {
   sm_init();
   sm_heap_key_init();
+  carve_step();
   srand(7);
   for (int i = 0; i < NB; i++) {
     sizes[i] = (size_t)(rand() % 3 == 0 ? rand() % (int)SM_POOL_MAX : rand() % 256);
