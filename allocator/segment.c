@@ -165,17 +165,18 @@ void sm_segment_thp_purging(sm_segment_t *seg) {
   __atomic_store_n(&seg->thp, SM_SEG_THP_BARRED, __ATOMIC_RELAXED);
 }
 
-/* Lays out a fresh or recycled pool segment for pages of 2^page_shift bytes. */
-static void pool_layout(sm_segment_t *seg, unsigned page_shift) {
-  size_t hdr = sm_segment_header_size();
-  memset(seg, 0, hdr);
+/* Lays out a pool segment for pages of 2^page_shift bytes: a recycled one
+ * has its old header cleared, a fresh mapping reads as zeros already. A
+ * page's descriptor is written when the page is first assigned (pool.c),
+ * so the header commits only the OS pages of the descriptors in use: 12
+ * KiB touched at once were a small program's three segments' 36 KiB. */
+static void pool_layout(sm_segment_t *seg, unsigned page_shift, bool fresh) {
+  if (!fresh) memset(seg, 0, sm_segment_header_size());
   seg->kind = SM_SEG_POOL;
   seg->page_shift = page_shift;
   seg->size = SM_SEGMENT_SIZE;
   seg->page_count = (uint32_t)(SM_SEGMENT_SIZE >> page_shift);
   seg->free_mask = seg->page_count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << seg->page_count) - 1);
-  for (uint32_t i = 0; i < seg->page_count; i++)
-    seg->pages[i].start = (uint8_t *)seg + (i == 0 ? hdr : ((size_t)i << page_shift));
 }
 
 sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
@@ -188,6 +189,7 @@ sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
   }
   sm_unlock(&seg_lock);
   uint32_t thp;
+  bool fresh = seg == NULL;
   if (seg) {
     thp = sm_segment_thp_begin(seg, SM_SEGMENT_SIZE, seg->thp);
   } else {
@@ -202,7 +204,7 @@ sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
   }
   /* A cached segment was purged when it went in (all but its header), so a
    * recycled one reads as zeros past the header, like a fresh one. */
-  pool_layout(seg, page_shift);
+  pool_layout(seg, page_shift, fresh);
   seg->thp = thp;
   if (!sm_segmap_set(seg, 1)) {
     sm_lock(&seg_lock);
