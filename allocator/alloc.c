@@ -175,16 +175,12 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
     return;
   }
   /* The page empties, but it is its class's only page: keep it as it is
-   * (a malloc/free loop must not retire and re-carve a page), with the
-   * block on its free list, where the next malloc takes it. On the local
-   * list, a loop that holds one block at a time took the slow path once
-   * per block carved (tests/tracer/untraced_cost.sh: 2 instructions a pair
-   * once pages carved 4 KiB at a time). */
+   * (a malloc/free loop must not retire and re-carve a page). */
   sm_heap_t *h = sm_heap_tls;
   if (pg->used == 1 && (checked || (b != pg->local_free && b != pg->free)) && !pg->next && h->cur[pg->cls] == pg) {
     b->mark = mark;
-    b->next = pg->free;
-    pg->free = b;
+    b->next = pg->local_free;
+    pg->local_free = b;
     sm_page_set_used(pg, 0);
     return;
   }
