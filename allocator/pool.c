@@ -55,7 +55,7 @@ static uint8_t *page_end(const sm_segment_t *seg, const sm_page_t *pg) {
 /* Carves up to 4 KiB of new blocks onto the free list (at least one), so a
  * page's memory is touched only as it is used: a small program that uses
  * a dozen classes commits a dozen OS pages, not a dozen times 16 KiB
- * (bench `loop 1`: peak RSS 1.94 -> 1.80 MiB); a page that fills calls
+ * (bench `loop 1`: peak RSS 1.89 -> 1.75 MiB); a page that fills calls
  * this again every 4 KiB of blocks. Every block on a list is
  * marked free, fresh ones included: a free of a block never handed out is a
  * double free too. */
