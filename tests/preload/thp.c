@@ -35,6 +35,7 @@
 #include <sys/mman.h>
 
 #include "smtest.h"
+#include "thpmode.h"
 
 #define KIND_BYTES ((size_t)192 << 20)
 #define BIG ((size_t)256 << 10)
@@ -99,15 +100,7 @@ static int collapse_works(void) {
   return ok;
 }
 
-static int kernel_madvise_only(void) {
-  FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-  char buf[128] = "";
-  if (f) {
-    if (!fgets(buf, sizeof buf, f)) buf[0] = '\0';
-    fclose(f);
-  }
-  return strstr(buf, "[madvise]") != NULL;
-}
+static int kernel_madvise_only(void) { return sm_test_thp_mode("madvise"); }
 
 int main(int argc, char **argv) {
   if (argc != 3 || (strcmp(argv[1], "dense") && strcmp(argv[1], "sparse")) ||

@@ -16,6 +16,7 @@
 
 #include "allocator/internal.h"
 #include "tests/testhelper.h"
+#include "tests/thpmode.h"
 
 static size_t pages_bad, pages_seen;
 
@@ -220,16 +221,6 @@ static void *exiting_thread_probe(void *arg) {
 /* A page carves its blocks a few KiB at a time, as they are needed: the
  * first block of a class commits one or two OS pages, not the page's 64 KiB
  * (a small program's footprint is mostly these first carves). */
-static bool thp_always(void) {
-  FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-  char line[128] = "";
-  if (f) {
-    if (!fgets(line, sizeof line, f)) line[0] = '\0';
-    fclose(f);
-  }
-  return strstr(line, "[always]") != NULL;
-}
-
 static void carve_step(void) {
   /* A fresh segment's header commits the OS pages of the page descriptors
    * in use, not the whole header: after the first malloc, the last OS page
@@ -239,7 +230,7 @@ static void carve_step(void) {
   unsigned char vec = 0;
   size_t hdr = sm_segment_header_size();
   CHECK(hdr >= 3 * 4096);
-  if (!thp_always() && mincore((uint8_t *)s0 + hdr - 4096, 4096, &vec) == 0)
+  if (!sm_test_thp_mode("always") && mincore((uint8_t *)s0 + hdr - 4096, 4096, &vec) == 0)
     CHECK_MSG(!(vec & 1), "the last OS page of a fresh segment's header is committed after one malloc");
   sm_free(first);
   size_t sizes_probe[] = {16, 224, 1024, 3072};
