@@ -32,7 +32,7 @@ typedef struct sm_options {
   sm_policy_t policy;   /* large-block placement policy */
   size_t increment;     /* bytes a large arena grows by (multiple of 4 MiB) */
   size_t huge;          /* requests above this get their own mapping */
-  size_t retain;        /* free bytes a heap or arena keeps before purging */
+  size_t retain;        /* free bytes a heap, or the arenas together (large.c), keep before purging */
   sm_thp_t thp;         /* huge pages for pool segments and arena chunks */
   size_t thp_min;       /* thp=auto: mapped bytes from which new segments ask for them */
   bool verbose;         /* print options at start and statistics at exit */

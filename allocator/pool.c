@@ -160,9 +160,9 @@ static sm_page_t *take_free_page(sm_heap_t *h, unsigned kind) {
 
 static void page_assign(sm_segment_t *seg, sm_page_t *pg, unsigned cls) {
   uint32_t bs = sm_class_size[cls];
-  /* Written at the first assignment (segment.c, pool_layout), the same
-   * address at every later one; like mulc, before qlimit says that the
-   * page has blocks. */
+  /* pool_layout leaves it zero (segment.c): written here, at the page's
+   * first assignment and again, the same address, at every later one;
+   * like mulc, before qlimit says that the page has blocks. */
   size_t i = page_index(seg, pg);
   pg->start = (uint8_t *)seg + (i == 0 ? sm_segment_header_size() : i << seg->page_shift);
   __atomic_store_n(&pg->block_size, bs, __ATOMIC_RELAXED); /* statistics read it */
