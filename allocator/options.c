@@ -13,7 +13,7 @@ sm_options_t sm_opt;
 
 /* ---- the allocator's options */
 static const char *const policies[] = {"best", "first", "next", NULL};
-static const char *const thp_modes[] = {"never", "auto", "always", NULL};
+static const char *const thp_modes[] = {"never", "auto", "always", "dense", NULL};
 
 static const sm_option_t alloc_rows[] = {
     {.name = "policy", .kind = SM_OPT_NAME, .order = 8, .flags = SM_OPT_INDEX, SM_OPTION_FIELD(policy),

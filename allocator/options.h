@@ -19,7 +19,7 @@
 
 typedef enum sm_policy { SM_POLICY_BEST = 0, SM_POLICY_FIRST = 1, SM_POLICY_NEXT = 2 } sm_policy_t;
 /* thp=: which segments ask for transparent huge pages (segment.c). */
-typedef enum sm_thp { SM_THP_NEVER = 0, SM_THP_AUTO = 1, SM_THP_ALWAYS = 2 } sm_thp_t;
+typedef enum sm_thp { SM_THP_NEVER = 0, SM_THP_AUTO = 1, SM_THP_ALWAYS = 2, SM_THP_DENSE = 3 } sm_thp_t;
 
 #define SM_RUN_MAX 64 /* run=ID: 1..63 of [A-Za-z0-9_-] */
 

@@ -58,6 +58,66 @@ static sm_os_thp_t thp_mode(void) {
   return SM_OS_THP_NONE;
 }
 
+/* Whether a virtio balloon under driver_dir (the sysfs directory of the
+ * virtio_balloon driver, which lists its devices as virtioN) reports free
+ * pages to the host: feature bit 5 (VIRTIO_BALLOON_F_REPORTING) of some
+ * device's `features`, a string of '0' and '1' indexed by bit. Such a host
+ * takes back memory the guest kernel has held free for a couple of
+ * seconds, and on the machine this was measured on (a Firecracker guest)
+ * a huge page faulted on memory not lately used as one cost 17-30 times a
+ * warm one and 4.5 times the 512 small pages it replaces (docs/allocator.md,
+ * "Transparent huge pages"). False when the directory cannot be read. The
+ * listing is read with the raw getdents64 call (opendir allocates). */
+bool sm_os_free_page_reporting(const char *driver_dir) {
+  int saved = errno;
+  long fd = syscall(SYS_openat, AT_FDCWD, driver_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    errno = saved;
+    return false;
+  }
+  bool found = false;
+  char ents[2048] __attribute__((aligned(8)));
+  long n;
+  while (!found && (n = syscall(SYS_getdents64, fd, ents, sizeof ents)) > 0) {
+    for (long off = 0; off < n && !found;) {
+      /* struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name */
+      unsigned short reclen;
+      __builtin_memcpy(&reclen, ents + off + 16, sizeof reclen);
+      if (reclen == 0 || off + reclen > n) break;
+      const char *name = ents + off + 19;
+      off += reclen;
+      if (__builtin_strncmp(name, "virtio", 6) != 0) continue;
+      char path[512], bits[160];
+      size_t dl = __builtin_strlen(driver_dir), nl = __builtin_strlen(name);
+      if (dl + 1 + nl + sizeof "/features" > sizeof path) continue;
+      __builtin_memcpy(path, driver_dir, dl);
+      path[dl] = '/';
+      __builtin_memcpy(path + dl + 1, name, nl);
+      __builtin_memcpy(path + dl + 1 + nl, "/features", sizeof "/features");
+      size_t got = read_small(path, bits, sizeof bits);
+      found = got > 5 && bits[5] == '1';
+    }
+  }
+  syscall(SYS_close, fd);
+  errno = saved;
+  return found;
+}
+
+/* sm_os_free_page_reporting of the system's balloon driver, read at the
+ * first call (a heap big enough to ask for huge pages) and kept in
+ * sm_os_host_reclaim: 0 not read yet, 1 no, 2 yes. Two threads may both
+ * read it; they find the same. */
+int sm_os_host_reclaim;
+
+bool sm_os_host_reclaims(void) {
+  int v = __atomic_load_n(&sm_os_host_reclaim, __ATOMIC_RELAXED);
+  if (v == 0) {
+    v = sm_os_free_page_reporting("/sys/bus/virtio/drivers/virtio_balloon") ? 2 : 1;
+    __atomic_store_n(&sm_os_host_reclaim, v, __ATOMIC_RELAXED);
+  }
+  return v == 2;
+}
+
 void sm_os_init(void) {
   long ps = sysconf(_SC_PAGESIZE);
   if (ps > 0) sm_os_page_size = (size_t)ps;

@@ -113,7 +113,12 @@ size_t sm_segment_header_size(void) {
  *   - the process's resident anonymous memory is at least three quarters
  *     of what is in use: the program writes what it allocates (a program
  *     that writes a 64 KiB block at its two ends would have all of it
- *     committed).
+ *     committed);
+ *   - (auto, not dense) the host does not take freed memory back
+ *     (sm_os_host_reclaims): there a huge page faulted on memory that was
+ *     not lately a huge page costs several times the small pages it
+ *     replaces, and a heap that gives memory back faults on such memory
+ *     again and again.
  * Huge blocks never ask: a big calloc'd array touched here and there would
  * be committed whole.
  *
@@ -127,9 +132,11 @@ size_t sm_segment_header_size(void) {
 static bool thp_wanted(void) {
   switch (sm_opt.thp) {
   case SM_THP_ALWAYS: return true;
-  case SM_THP_AUTO: {
+  case SM_THP_AUTO:
+  case SM_THP_DENSE: {
     size_t mapped = __atomic_load_n(&seg_mapped, __ATOMIC_RELAXED);
     if (mapped < sm_opt.thp_min) return false;
+    if (sm_opt.thp == SM_THP_AUTO && sm_os_host_reclaims()) return false;
     size_t used = __atomic_load_n(&sm_pool_assigned_bytes, __ATOMIC_RELAXED) + sm_huge_mapped();
     for (unsigned i = 0; i < SM_ARENA_COUNT; i++) used += __atomic_load_n(&sm_arenas[i].inuse_bytes, __ATOMIC_RELAXED);
     if (used == 0 || used < mapped / 2) return false;

@@ -1,15 +1,20 @@
 /* Transparent huge pages as a program sees them (allocator/segment.c).
  *
  *   preload-thp dense huge     192 MiB of 256 KiB blocks and 192 MiB of
- *                              16 KiB blocks, every byte written: under the
- *                              default thp=auto, past the first 64 MiB the
- *                              heap asks for huge pages, so at least half of
- *                              each kind's blocks lie in mappings with
- *                              MADV_HUGEPAGE ("hg" in /proc/self/smaps).
+ *                              16 KiB blocks, every byte written: under
+ *                              thp=dense (the density rule alone), past the
+ *                              first 64 MiB the heap asks for huge pages, so
+ *                              at least half of each kind's blocks lie in
+ *                              mappings with MADV_HUGEPAGE ("hg" in
+ *                              /proc/self/smaps).
  *   preload-thp sparse none    the same blocks, one byte of each written: a
  *                              huge page would commit what the program never
  *                              touches, so no block lies in such a mapping.
  *   preload-thp dense none     (with thp=never) none either.
+ *   preload-thp dense host     under the default thp=auto: as `dense huge`,
+ *                              unless the host takes freed memory back (a
+ *                              virtio balloon with free page reporting, read
+ *                              here from sysfs on its own), then as `none`.
  *
  * Then, in every mode, 7 of 8 blocks are freed and malloc_trim(0) purges
  * the holes: the arena chunks that keep survivors are barred from huge
@@ -102,10 +107,19 @@ static int collapse_works(void) {
 
 static int kernel_madvise_only(void) { return sm_test_thp_mode("madvise"); }
 
+/* Whether some virtio balloon device reports free pages to the host (bit 5
+ * of its features string). */
+static int host_reclaims(void) {
+  const char *dir = "/sys/bus/virtio/drivers/virtio_balloon";
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "cut -c6 %s/virtio*/features 2>/dev/null | grep -q 1", dir);
+  return system(cmd) == 0;
+}
+
 int main(int argc, char **argv) {
   if (argc != 3 || (strcmp(argv[1], "dense") && strcmp(argv[1], "sparse")) ||
-      (strcmp(argv[2], "huge") && strcmp(argv[2], "none"))) {
-    fprintf(stderr, "usage: %s dense|sparse huge|none\n", argv[0]);
+      (strcmp(argv[2], "huge") && strcmp(argv[2], "none") && strcmp(argv[2], "host"))) {
+    fprintf(stderr, "usage: %s dense|sparse huge|none|host\n", argv[0]);
     return 2;
   }
   sm_check_preload();
@@ -114,6 +128,11 @@ int main(int argc, char **argv) {
     return 77;
   }
   int dense = strcmp(argv[1], "dense") == 0, want_huge = strcmp(argv[2], "huge") == 0;
+  if (strcmp(argv[2], "host") == 0) {
+    want_huge = !host_reclaims();
+    printf("the host %s freed memory back: huge pages %sexpected\n", want_huge ? "does not take" : "takes",
+           want_huge ? "" : "not ");
+  }
   static void *big[NBIG], *small[NSMALL];
   /* Interleaved, as a program fills both at once. */
   for (size_t i = 0, j = 0; i < NBIG; i++) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "allocator/internal.h"
 #include "tests/testhelper.h"
@@ -178,7 +179,89 @@ static void allocator_segments(void) {
   sm_free(large[N / 10 - 1]);
 }
 
+/* The virtio balloon's free page reporting, read from a made-up driver
+ * directory: bit 5 of some device's `features` string, and nothing else,
+ * says yes. */
+static char tmpdir[] = "/tmp/sm-balloon-XXXXXX";
+
+static void put(const char *rel, const char *text) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
+  if (!text) {
+    CHECK(mkdir(path, 0700) == 0);
+    return;
+  }
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (f) {
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
+static void host_reporting(void) {
+  CHECK(mkdtemp(tmpdir) != NULL);
+  CHECK_MSG(!sm_os_free_page_reporting(tmpdir), "an empty driver directory reads as reporting");
+  char missing[300];
+  snprintf(missing, sizeof missing, "%s/none", tmpdir);
+  CHECK(!sm_os_free_page_reporting(missing));
+  put("bind", "");            /* the driver's own files are not devices */
+  put("virtio1", NULL);       /* a device without a features file */
+  put("virtio2", NULL);
+  put("virtio2/features", "0110100000000000000000000000000010000000000000000000000000000000\n"); /* bits 1, 2, 4 */
+  CHECK_MSG(!sm_os_free_page_reporting(tmpdir), "a balloon without bit 5 reads as reporting");
+  put("virtio3", NULL);
+  put("virtio3/features", "0110");                                  /* too short to say */
+  CHECK(!sm_os_free_page_reporting(tmpdir));
+  put("virtio7", NULL);
+  put("virtio7/features", "0110010100000000000000000000000010000000000000000000000000000000\n"); /* 1, 2, 5, 7 */
+  CHECK_MSG(sm_os_free_page_reporting(tmpdir), "bit 5 of virtio7's features not seen");
+  /* Many entries: the listing takes more than one getdents64 call. */
+  for (int i = 0; i < 300; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "virtio-pad-%03d-with-a-long-name-to-fill-the-buffer", i);
+    put(name, NULL);
+  }
+  CHECK_MSG(sm_os_free_page_reporting(tmpdir), "bit 5 not seen among 300 other entries");
+  char cmd[320];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  CHECK(system(cmd) == 0);
+}
+
+/* thp=auto asks for nothing on a host that takes freed memory back; with
+ * the same heap, a host that does not, or thp=dense, asks by the density
+ * rule. The heap is made dense first: 8 MiB of medium blocks, written. */
+static void decisions_reclaiming_host(void) {
+  sm_os_thp = SM_OS_THP_MADVISE;
+  sm_opt.thp = SM_THP_NEVER;
+  int saved = sm_os_host_reclaim;
+  size_t saved_min = sm_opt.thp_min;
+  enum { N = 256 };
+  static void *blocks[N];
+  for (int i = 0; i < N; i++) {
+    blocks[i] = sm_malloc(32 * SM_KiB);
+    memset(blocks[i], i, 32 * SM_KiB);
+  }
+  sm_opt.thp_min = 0;
+  sm_os_host_reclaim = 1;
+  sm_segment_t *s = begin(SM_THP_AUTO, 0);
+  CHECK_MSG(s->thp == SM_SEG_THP_MAY && vm_flag(s) == 'h', "auto, dense heap, host keeps memory: thp %u, flag %c",
+            s->thp, vm_flag(s));
+  sm_os_host_reclaim = 2;
+  size_t c0 = calls();
+  s = begin(SM_THP_AUTO, 0);
+  CHECK_MSG(s->thp == 0 && vm_flag(s) == '-' && calls() == c0, "auto on a reclaiming host: thp %u, flag %c", s->thp,
+            vm_flag(s));
+  s = begin(SM_THP_DENSE, 0);
+  CHECK_MSG(s->thp == SM_SEG_THP_MAY && vm_flag(s) == 'h', "dense on a reclaiming host: thp %u, flag %c", s->thp,
+            vm_flag(s));
+  for (int i = 0; i < N; i++) sm_free(blocks[i]);
+  sm_os_host_reclaim = saved;
+  sm_opt.thp_min = saved_min;
+}
+
 int main(void) {
+  host_reporting();
   /* Does this kernel take the advice at all? */
   void *probe = mmap(NULL, SM_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (probe == MAP_FAILED || madvise(probe, SM_SEGMENT_SIZE, MADV_HUGEPAGE) != 0) {
@@ -190,6 +273,7 @@ int main(void) {
   sm_os_thp_t kernel = sm_os_thp;
   decisions_madvise_kernel();
   decisions_always_kernel();
+  decisions_reclaiming_host();
   allocator_segments();
   sm_os_thp = kernel;
   return test_summary();
