@@ -1,5 +1,5 @@
 /* Option tables and the parser (see options.h). Values accept 1/0,
- * true/false, yes/no, on/off for booleans and K/M/G (KiB/MiB/GiB) suffixes
+ * true/false, yes/no, on/off for booleans and K/M/G/T (KiB/MiB/GiB/TiB) suffixes
  * for sizes. */
 #include "allocator/options.h"
 
@@ -73,7 +73,7 @@ static bool str_eq(const char *a, size_t alen, const char *b) {
   return i == alen && b[i] == '\0';
 }
 
-/* Parses an unsigned decimal with an optional K/M/G suffix (times 1024^n)
+/* Parses an unsigned decimal with an optional K/M/G/T suffix (times 1024^n)
  * and an optional trailing "B"/"iB". */
 static bool parse_number(const char *v, size_t len, bool allow_suffix, unsigned long long *res) {
   if (len == 0) return false;
@@ -90,6 +90,7 @@ static bool parse_number(const char *v, size_t len, bool allow_suffix, unsigned 
     case 'k': case 'K': shift = 10; break;
     case 'm': case 'M': shift = 20; break;
     case 'g': case 'G': shift = 30; break;
+    case 't': case 'T': shift = 40; break;
     case 'b': case 'B': shift = 0; break;
     default: return false;
     }
@@ -278,7 +279,7 @@ static void expected(const sm_option_t *row, char *buf, size_t cap) {
   case SM_OPT_BOOL: sm_snprintf(buf, cap, "0 or 1"); break;
   case SM_OPT_NUMBER: sm_snprintf(buf, cap, "a whole number within range %lld..%lld", row->min, row->max); break;
   case SM_OPT_SIZE:
-    sm_snprintf(buf, cap, "a size in bytes (K/M/G suffixes) within range %lld..%lld", row->min, row->max);
+    sm_snprintf(buf, cap, "a size in bytes (K/M/G/T suffixes) within range %lld..%lld", row->min, row->max);
     break;
   case SM_OPT_SECONDS:
     sm_snprintf(buf, cap, "seconds (up to 3 decimals) within range %lld..%lld", row->min / 1000, row->max / 1000);

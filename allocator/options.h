@@ -48,7 +48,7 @@ extern const char *sm_options_spec; /* SNAPMALLOC_OPTIONS as given, or NULL */
 typedef enum sm_option_kind {
   SM_OPT_BOOL,   /* 1/0, true/false, yes/no, on/off; a bool field */
   SM_OPT_NUMBER, /* a whole number in min..max; an integer field of any width */
-  SM_OPT_SIZE,   /* the same with K/M/G (KiB/MiB/GiB) suffixes */
+  SM_OPT_SIZE,   /* the same with K/M/G/T (KiB ... TiB) suffixes */
   SM_OPT_PATH,   /* a non-empty string shorter than the char array it lands in */
   SM_OPT_ID,     /* the same, of [A-Za-z0-9_-] only; printed "(none)" when empty */
   SM_OPT_SIGNAL, /* USR1, USR2, SIGUSR1..., a number, 0/none; an int field */

@@ -14,7 +14,7 @@
 int sm_cli_main(int argc, char **argv);
 /* Prints "snapmalloc CMD: <message> (see ...)" and exits 2. */
 void cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
-bool cli_parse_size(const char *s, unsigned long long *out); /* K/M/G suffixes */
+bool cli_parse_size(const char *s, unsigned long long *out); /* K/M/G/T suffixes */
 bool cli_parse_int(const char *s, long lo, long hi, long *out);
 /* Seconds with up to three decimals ("2", "0.5") into milliseconds, at
  * most max_ms; false for anything else ("1e3", ".5", "0.0001", "-1"). */

@@ -326,7 +326,7 @@ static void parse_ctl_args(const char *cmd, int argc, char **argv, const struct 
     case O_DEPTH: cli_range(cmd, "--depth", 1, SM_SNAP_MAX_FRAMES, "", &v); a->depth = v; break;
     case O_SAMPLE:
       if (!cli_parse_size(optarg, &a->sample) || a->sample > (1ULL << 40))
-        cli_usage_error(cmd, "--sample takes a size in bytes up to 1T (K/M/G suffixes), not '%s'", optarg);
+        cli_usage_error(cmd, "--sample takes a size in bytes up to 1T (K/M/G/T suffixes), not '%s'", optarg);
       a->sample_given = true;
       break;
     case 'o': a->out = optarg; break;
@@ -368,7 +368,7 @@ int cmd_start(int argc, char **argv) {
            "control=1 (snapmalloc run arms what it starts): blocks allocated from now on\n"
            "are traced; blocks allocated before stay untraced.\n\n"
            "  --depth N        frames kept per trace, 1..128 (default: the process's depth)\n"
-           "  --sample BYTES   trace one allocation per BYTES on average (K/M/G suffixes);\n"
+           "  --sample BYTES   trace one allocation per BYTES on average (K/M/G/T suffixes);\n"
            "                   only the first start of a process may set it\n%s\n"
            "Exit status 0, or 2 with one line saying why not (docs/service.md).\n",
            timeout_help);

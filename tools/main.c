@@ -57,6 +57,7 @@ bool cli_parse_size(const char *s, unsigned long long *out) {
   if (*end == 'k' || *end == 'K') shift = 10, end++;
   else if (*end == 'm' || *end == 'M') shift = 20, end++;
   else if (*end == 'g' || *end == 'G') shift = 30, end++;
+  else if (*end == 't' || *end == 'T') shift = 40, end++;
   if (shift && *end == 'i') end++;
   if (shift && (*end == 'b' || *end == 'B')) end++;
   else if (!shift && (*end == 'b' || *end == 'B')) end++;

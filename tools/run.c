@@ -106,7 +106,7 @@ static int run_help(void) {
          "                   %%e program name (default snapmalloc.%%e.%%p.%%n.snap)\n"
          "  --interval S     also write a snapshot every S seconds (fractions to the\n"
          "                   millisecond: 0.5); with --live, the refresh (default 1)\n"
-         "  --sample BYTES   sample one allocation per BYTES on average (K/M/G suffixes)\n"
+         "  --sample BYTES   sample one allocation per BYTES on average (K/M/G/T suffixes)\n"
          "  --no-report      do not print the top sites afterwards\n"
          "  --live           show the top sites live while CMD runs, refreshed every\n"
          "                   --interval seconds (keys: s size, g growth, c count,\n"
@@ -165,7 +165,8 @@ static void run_opt(int c, run_args_t *a) {
     a->interval_given = true;
     break;
   case O_SAMPLE:
-    if (!cli_parse_size(optarg, &a->sample)) cli_usage_error("run", "--sample takes a size in bytes, not '%s'", optarg);
+    if (!cli_parse_size(optarg, &a->sample) || a->sample > (1ULL << 40))
+      cli_usage_error("run", "--sample takes a size in bytes up to 1T (K/M/G/T suffixes), not '%s'", optarg);
     break;
   case O_NOREPORT: a->report = false; break;
   case O_LIVE: a->live = true; break;

@@ -37,6 +37,10 @@ n=$(ls "$work"/i.*.snap 2>/dev/null | wc -l)
 # --sample: the report says the figures are estimates
 "$tool" run --no-report --sample 64K --out "$work/s.%n.snap" -- "$build/examples/phases" 2000 >/dev/null || fail "run --sample"
 "$tool" top "$work/s.1.snap" --limit 1 | grep -q 'estimated from samples' || fail "--sample snapshot not marked as estimated"
+# sizes take K/M/G/T, as the docs write the ranges: 1T is --sample's top, 2T is over it
+"$tool" run --no-report --sample 1T --out "$work/t.%n.snap" -- "$build/examples/phases" 10 >/dev/null || fail "run --sample 1T refused"
+"$tool" run --no-report --sample 2T -- "$build/examples/phases" 10 >/dev/null 2>"$work/t.err" && fail "run --sample 2T accepted"
+grep -q "sample" "$work/t.err" || fail "run --sample 2T: no message naming --sample"
 
 # SNAPMALLOC_OPTIONS from the environment reaches the program (depth=2), run's own options win (out)
 SNAPMALLOC_OPTIONS=depth=2,out=/nonexistent/x.snap "$tool" run --no-report --out "$work/e.%n.snap" -- "$build/examples/phases" 100 >/dev/null || fail "run with SNAPMALLOC_OPTIONS"

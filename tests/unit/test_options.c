@@ -26,6 +26,10 @@ int main(void) {
   CHECK(o.trace && o.policy == SM_POLICY_NEXT && o.signal == 0);
   CHECK(sm_options_parse(&o, "sample=1GiB,increment=5M") == 0);
   CHECK(o.sample == SM_GiB && o.increment == 8 * SM_MiB); /* rounded up to whole segments */
+  /* T, as docs/options.md writes the ranges: 1T is the top of retain's. */
+  CHECK(sm_options_parse(&o, "retain=1T,thp_min=512g") == 0);
+  CHECK(o.retain == (size_t)1 << 40 && o.thp_min == (size_t)512 << 30);
+  CHECK(sm_options_parse(&o, "retain=2T") == 1);
 
   /* each bad item counts once; good items around it still apply */
   CHECK(sm_options_parse(&o, "bogus=1,depth=abc,trace=1") == 2);
