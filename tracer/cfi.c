@@ -188,12 +188,12 @@ typedef struct cie {
 /* Reads the length field of a CIE or FDE; NULL on a terminator or overflow. */
 static const uint8_t *entry_body(const uint8_t *p, const uint8_t **end) {
   uint32_t len32;
-  memcpy(&len32, p, 4);
+  __builtin_memcpy(&len32, p, 4);
   if (len32 == 0) return NULL;
   p += 4;
   uint64_t len = len32;
   if (len32 == 0xffffffffu) {
-    memcpy(&len, p, 8);
+    __builtin_memcpy(&len, p, 8);
     p += 8;
   }
   if (len > (1u << 30)) return NULL;

@@ -25,7 +25,7 @@ static void build_tables(void) {
 
 static uint32_t load_le32(const uint8_t *p) {
   uint32_t v;
-  memcpy(&v, p, 4); /* x86-64 only (meson.build): little-endian */
+  __builtin_memcpy(&v, p, 4); /* x86-64 only (meson.build): little-endian */
   return v;
 }
 

@@ -100,7 +100,7 @@ static uint64_t table_hash(const sm_py_ident_t *id) {
   size_t n = id->table_len, i = 0;
   for (; i + 8 <= n; i += 8) {
     uint64_t w;
-    memcpy(&w, p + i, 8);
+    __builtin_memcpy(&w, p + i, 8);
     h = (h ^ w) * 0x9E3779B97F4A7C15ull;
   }
   for (; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
