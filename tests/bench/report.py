@@ -116,6 +116,20 @@ with tempfile.TemporaryDirectory() as out:
             "jemalloc", "snapmalloc", "glibc", "glibc", "snapmalloc", "jemalloc"]
     check(order == want, f"the rounds ran {order}, expected {want}")
 
+    # --settle: a pause before every run, said in the report; out of range
+    # is a usage error.
+    import time
+    t0 = time.monotonic()
+    code, md, err = bench_run("--runs", "2", "--quiet", "--out", out, "--allocators", "glibc,snapmalloc",
+                              "--workloads", "bigint", "--args", "bigint=3000", "--settle", "0.5")
+    took = time.monotonic() - t0
+    check(code == 0, f"bench/run --settle exited {code}: {err}")
+    check(took >= 2.0, f"bench/run --settle 0.5 with 4 runs took {took:.2f} s, less than the 2 s of pauses")
+    check("--settle" in md and "0.5 s after the one before it ended" in md,
+          "the report does not say that runs were settled")
+    code, md, err = bench_run("--settle", "-1", "--list")
+    check(code == 2 and "--settle" in err, f"--settle -1: exit {code}, {err.strip()}")
+
     # One tool alone: nothing to compare with, no glibc columns.
     code, md, err = bench_run("--runs", "1", "--quiet", "--out", out,
                               "--allocators", "snapmalloc", "--workloads", "bigint",
