@@ -83,7 +83,7 @@ expect diffone "needs two snapshot files" diff "$good"
 expect unknown "unknown command 'frobnicate'" frobnicate
 expect runnocmd "needs a command to run" run --depth 4
 expect rundepth "--depth takes 1..128, not '0'" run --depth 0 -- true
-expect runsample "--sample takes a size in bytes, not '-4'" run --sample -4 -- true
+expect runsample "--sample takes a size in bytes up to 1T (K/M/G/T suffixes), not '-4'" run --sample -4 -- true
 expect exportfmt "--format takes pprof or folded, not 'svg'" export "$good" --format svg
 expect exportnone "needs a snapshot file" export -o "$work/x.pb.gz"
 expect exporttwo "takes one snapshot, not several" export "$good" "$good"
