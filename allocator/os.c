@@ -63,7 +63,7 @@ static sm_os_thp_t thp_mode(void) {
  * pages to the host: feature bit 5 (VIRTIO_BALLOON_F_REPORTING) of some
  * device's `features`, a string of '0' and '1' indexed by bit. Such a host
  * takes back memory the guest kernel has held free for a couple of
- * seconds, and on the machine this was measured on (a Firecracker guest)
+ * seconds, and on the machine this was measured on (a virtual machine)
  * a huge page faulted on memory not lately used as one cost 17-30 times a
  * warm one and 4.5 times the 512 small pages it replaces (docs/allocator.md,
  * "Transparent huge pages"). False when the directory cannot be read. The
