@@ -29,11 +29,11 @@ extern size_t sm_os_thp_calls;                                /* madvise calls f
 size_t sm_os_anon_resident(void);
 /* Whether the host takes freed guest memory back (free page reporting of a
  * virtio balloon): what sm_os_free_page_reporting finds under driver_dir,
- * and the system's answer, read once into sm_os_host_reclaim (0 not read
- * yet, 1 no, 2 yes; os.c). */
+ * and the system's answer, read once into sm_os_host_reclaim (os.c). */
+typedef enum sm_os_host { SM_OS_HOST_UNREAD, SM_OS_HOST_KEEPS, SM_OS_HOST_RECLAIMS } sm_os_host_t;
 bool sm_os_free_page_reporting(const char *driver_dir);
 bool sm_os_host_reclaims(void);
-extern int sm_os_host_reclaim;
+extern sm_os_host_t sm_os_host_reclaim;
 /* madvise(MADV_HUGEPAGE) with huge, MADV_NOHUGEPAGE without; false if refused. */
 bool sm_os_huge_pages(void *p, size_t size, bool huge);
 uint64_t sm_os_now_ms(void);

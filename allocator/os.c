@@ -83,7 +83,7 @@ bool sm_os_free_page_reporting(const char *driver_dir) {
       /* struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name */
       unsigned short reclen;
       __builtin_memcpy(&reclen, ents + off + 16, sizeof reclen);
-      if (reclen == 0 || off + reclen > n) break;
+      if (reclen < 20 || off + reclen > n) break; /* not a record with a name */
       const char *name = ents + off + 19;
       off += reclen;
       if (__builtin_strncmp(name, "virtio", 6) != 0) continue;
@@ -104,18 +104,17 @@ bool sm_os_free_page_reporting(const char *driver_dir) {
 }
 
 /* sm_os_free_page_reporting of the system's balloon driver, read at the
- * first call (a heap big enough to ask for huge pages) and kept in
- * sm_os_host_reclaim: 0 not read yet, 1 no, 2 yes. Two threads may both
- * read it; they find the same. */
-int sm_os_host_reclaim;
+ * first call (a heap big enough to ask for huge pages) and kept. Two
+ * threads may both read it; they find the same. */
+sm_os_host_t sm_os_host_reclaim;
 
 bool sm_os_host_reclaims(void) {
-  int v = __atomic_load_n(&sm_os_host_reclaim, __ATOMIC_RELAXED);
-  if (v == 0) {
-    v = sm_os_free_page_reporting("/sys/bus/virtio/drivers/virtio_balloon") ? 2 : 1;
+  sm_os_host_t v = __atomic_load_n(&sm_os_host_reclaim, __ATOMIC_RELAXED);
+  if (v == SM_OS_HOST_UNREAD) {
+    v = sm_os_free_page_reporting("/sys/bus/virtio/drivers/virtio_balloon") ? SM_OS_HOST_RECLAIMS : SM_OS_HOST_KEEPS;
     __atomic_store_n(&sm_os_host_reclaim, v, __ATOMIC_RELAXED);
   }
-  return v == 2;
+  return v == SM_OS_HOST_RECLAIMS;
 }
 
 void sm_os_init(void) {

@@ -57,7 +57,7 @@ void sm_stats_print(int fd) {
        __atomic_load_n(&sm_os_purge_bytes, __ATOMIC_RELAXED), __atomic_load_n(&sm_os_purge_calls, __ATOMIC_RELAXED),
        __atomic_load_n(&sm_os_purge_all, __ATOMIC_RELAXED), __atomic_load_n(&sm_os_purge_old, __ATOMIC_RELAXED),
        __atomic_load_n(&sm_os_thp_calls, __ATOMIC_RELAXED));
-  if (__atomic_load_n(&sm_os_host_reclaim, __ATOMIC_RELAXED) == 2 && sm_opt.thp == SM_THP_AUTO)
+  if (__atomic_load_n(&sm_os_host_reclaim, __ATOMIC_RELAXED) == SM_OS_HOST_RECLAIMS && sm_opt.thp == SM_THP_AUTO)
     line(fd, "snapmalloc: stats: thp=auto asked for no huge pages: the host takes freed memory back "
              "(virtio balloon free page reporting; thp=dense asks all the same)");
 }

@@ -234,7 +234,7 @@ static void host_reporting(void) {
 static void decisions_reclaiming_host(void) {
   sm_os_thp = SM_OS_THP_MADVISE;
   sm_opt.thp = SM_THP_NEVER;
-  int saved = sm_os_host_reclaim;
+  sm_os_host_t saved = sm_os_host_reclaim;
   size_t saved_min = sm_opt.thp_min;
   enum { N = 256 };
   static void *blocks[N];
@@ -243,11 +243,11 @@ static void decisions_reclaiming_host(void) {
     memset(blocks[i], i, 32 * SM_KiB);
   }
   sm_opt.thp_min = 0;
-  sm_os_host_reclaim = 1;
+  sm_os_host_reclaim = SM_OS_HOST_KEEPS;
   sm_segment_t *s = begin(SM_THP_AUTO, 0);
   CHECK_MSG(s->thp == SM_SEG_THP_MAY && vm_flag(s) == 'h', "auto, dense heap, host keeps memory: thp %u, flag %c",
             s->thp, vm_flag(s));
-  sm_os_host_reclaim = 2;
+  sm_os_host_reclaim = SM_OS_HOST_RECLAIMS;
   size_t c0 = calls();
   s = begin(SM_THP_AUTO, 0);
   CHECK_MSG(s->thp == 0 && vm_flag(s) == '-' && calls() == c0, "auto on a reclaiming host: thp %u, flag %c", s->thp,
