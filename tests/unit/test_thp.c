@@ -5,6 +5,8 @@
  * bars them, once; a barred segment asks again when it is reused; and the
  * allocator's own pool segments and arena chunks go through all of it.
  * Skipped (77) where the kernel has no transparent huge pages. */
+#define _XOPEN_SOURCE 700
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,10 +184,15 @@ static void allocator_segments(void) {
 /* The virtio balloon's free page reporting, read from a made-up driver
  * directory: bit 5 of some device's `features` string, and nothing else,
  * says yes. */
-static char tmpdir[] = "/tmp/sm-balloon-XXXXXX";
+static char tmpdir[256];
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st, (void)type, (void)ftw;
+  return remove(path);
+}
 
 static void put(const char *rel, const char *text) {
-  char path[256];
+  char path[512];
   snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
   if (!text) {
     CHECK(mkdir(path, 0700) == 0);
@@ -200,6 +207,8 @@ static void put(const char *rel, const char *text) {
 }
 
 static void host_reporting(void) {
+  const char *base = getenv("TMPDIR");
+  snprintf(tmpdir, sizeof tmpdir, "%s/sm-balloon-XXXXXX", base && *base ? base : "/tmp");
   CHECK(mkdtemp(tmpdir) != NULL);
   CHECK_MSG(!sm_os_free_page_reporting(tmpdir), "an empty driver directory reads as reporting");
   char missing[300];
@@ -223,9 +232,7 @@ static void host_reporting(void) {
     put(name, NULL);
   }
   CHECK_MSG(sm_os_free_page_reporting(tmpdir), "bit 5 not seen among 300 other entries");
-  char cmd[320];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  CHECK(system(cmd) == 0);
+  CHECK(nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
 }
 
 /* thp=auto asks for nothing on a host that takes freed memory back; with
