@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 run, build, lib = sys.argv[1:4]
 failures = []
@@ -118,7 +119,6 @@ with tempfile.TemporaryDirectory() as out:
 
     # --settle: a pause before every run, said in the report; out of range
     # is a usage error.
-    import time
     t0 = time.monotonic()
     code, md, err = bench_run("--runs", "2", "--quiet", "--out", out, "--allocators", "glibc,snapmalloc",
                               "--workloads", "bigint", "--args", "bigint=3000", "--settle", "0.5")
