@@ -231,10 +231,6 @@ typedef struct frame_dict {
   uintptr_t *addr;  /* by entry, for FRAMES */
   uint16_t *mod;
   size_t n, cap;    /* entries, room in addr and mod */
-  /* The frame last seen at each depth counted from the outermost: traces
-   * written one after another share their outer frames (main, the loop
-   * that calls out), which then need no lookup. */
-  dict_slot_t last[SM_SNAP_MAX_FRAMES];
 } frame_dict_t;
 
 static size_t frame_hash(uintptr_t addr, uint16_t mod, size_t nslots) {
@@ -291,7 +287,11 @@ static uint32_t dict_index(frame_dict_t *d, uintptr_t addr, uint16_t mod) {
   return (uint32_t)d->n++;
 }
 
-static uint8_t *varint_to(uint8_t *q, uint64_t v) {
+SM_INLINE uint8_t *varint_to(uint8_t *q, uint64_t v) {
+  if (SM_LIKELY(v < 0x80)) { /* most figures of a trace, and the frames of a small dictionary */
+    *q = (uint8_t)v;
+    return q + 1;
+  }
   for (; v >= 0x80; v >>= 7) *q++ = (uint8_t)(v | 0x80);
   *q++ = (uint8_t)v;
   return q;
@@ -307,6 +307,17 @@ static void put_varint(wbuf_t *b, uint64_t v) {
 /* The longest TRACES record: ten varints and 128 frame indices below 2^32. */
 #define TRACE_RECORD_MAX (10 * SM_SNAP_VARINT_MAX + SM_SNAP_MAX_FRAMES * 5)
 
+/* The index of frame (addr, mod): straight from its home slot, where
+ * nearly every frame of a snapshot is found (a table at most half full),
+ * else through dict_index. */
+SM_INLINE uint32_t dict_lookup(frame_dict_t *d, uintptr_t addr, uint16_t mod) {
+  if (SM_LIKELY(d->nslots != 0)) {
+    const dict_slot_t *s = &d->slot[frame_hash(addr, mod, d->nslots)];
+    if (SM_LIKELY(s->addr == addr && s->mod == mod && s->idx)) return s->idx - 1;
+  }
+  return dict_index(d, addr, mod);
+}
+
 /* Lays out t's TRACES record in out (TRACE_RECORD_MAX bytes), adding its
  * frames to the dictionary; its length, 0 when out of memory. */
 static size_t encode_trace(frame_dict_t *d, const sm_trace_copy_t *t, uint32_t prev_id, uint8_t *out) {
@@ -314,14 +325,12 @@ static size_t encode_trace(frame_dict_t *d, const sm_trace_copy_t *t, uint32_t p
                     t->allocations, t->allocated, t->temporary};
   uint8_t *q = out;
   for (int k = 0; k < 10; k++) q = varint_to(q, v[k]);
-  for (unsigned f = 0; f < t->nframes; f++) {
-    dict_slot_t *seen = &d->last[t->nframes - 1 - f];
-    if (!seen->idx || seen->addr != t->frames[f] || seen->mod != t->modules[f]) {
-      uint32_t e = dict_index(d, t->frames[f], t->modules[f]);
-      if (e == UINT32_MAX) return 0;
-      *seen = (dict_slot_t){t->frames[f], e + 1, t->modules[f]};
-    }
-    q = varint_to(q, seen->idx - 1);
+  const uintptr_t *frames = t->frames;
+  const uint16_t *mods = t->modules;
+  for (unsigned f = 0, n = t->nframes; f < n; f++) {
+    uint32_t e = dict_lookup(d, frames[f], mods[f]);
+    if (e == UINT32_MAX) return 0;
+    q = varint_to(q, e);
   }
   return (size_t)(q - out);
 }
