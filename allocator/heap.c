@@ -164,6 +164,7 @@ void sm_heap_thread_done(void *arg) {
    * own h as soon as it is parked. */
   if (sm_heap_tls == h) sm_heap_tls = &sm_heap_empty;
   sm_pool_purge(h); /* parked or released, its free pages go back now */
+  sm_large_thread_done(h->arena);
   sm_lock(&heaps_lock);
   bool park = parked_count < SM_PARKED_MAX;
   if (park) {

@@ -51,15 +51,26 @@ bool sm_os_thread_stack(uintptr_t *lo, uintptr_t *hi);
  * Memory free for SM_PURGE_AGE_MS or more is returned on the next purge
  * check at least that long after the previous one; and when live memory
  * has fallen below an eighth of its recent peak while the free memory
- * exceeds twice `retain` plus twice what is in use, all of it is returned
- * at once, so RSS follows a program whose live memory falls. */
+ * exceeds twice `retain` plus twice what is in use (it shrank), all of it
+ * is returned at once, so RSS follows a program whose live memory falls.
+ * Except in an owner that is cycling: one whose live memory, after such a
+ * shrink, grew back to half its peak within SM_REGROW_MS. Its next shrink
+ * keeps the memory for SM_SHRINK_GRACE_MS, for the next cycle to reuse
+ * instead of faulting it in again; a check after that gives it all back
+ * (and the owner is no longer taken for cycling), and so does the exit of
+ * a thread (heap.c, large.c). */
 #define SM_PURGE_AGE_MS 1000
+#define SM_REGROW_MS 1000
+#define SM_SHRINK_GRACE_MS 100
 typedef enum sm_purge { SM_PURGE_NONE, SM_PURGE_OLD, SM_PURGE_ALL } sm_purge_t;
 /* retain: the caller's share of the `retain` option (a heap has all of
- * it, an arena its part, large.c); *last: the caller's last purge time;
+ * it, an arena its part, large.c); st: the caller's purge state;
  * *cutoff: with SM_PURGE_OLD, purge what was freed at or before this time
  * (ms, wraps like sm_now32). */
-sm_purge_t sm_purge_due(size_t dirty, size_t inuse, size_t retain, uint64_t *last, uint32_t *cutoff, size_t *peak);
+sm_purge_t sm_purge_due(size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st, uint32_t *cutoff);
+/* The same at time `now` (ms): the decision alone, for the unit tests. */
+sm_purge_t sm_purge_decide(uint64_t now, size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st,
+                           uint32_t *cutoff);
 SM_INLINE uint32_t sm_now32(void) { return (uint32_t)sm_os_now_ms(); }
 SM_INLINE bool sm_freed_by(uint32_t freed_at, uint32_t cutoff) { return (int32_t)(cutoff - freed_at) >= 0; }
 
@@ -243,6 +254,9 @@ void sm_large_free(sm_segment_t *seg, void *p);
 size_t sm_large_usable(const void *p);
 bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size);
 size_t sm_large_trim(void); /* purges every arena; returns bytes returned */
+/* A thread leaves: the arena it used, if its memory is held after a shrink
+ * (os.c, cycling owners), gives it back now. */
+void sm_large_thread_done(unsigned arena);
 size_t sm_large_check(sm_arena_t *arena); /* invariant checker: 0 = ok */
 /* large block header of a payload pointer */
 SM_INLINE sm_lblock_t *sm_lblock_of(const void *p) { return (sm_lblock_t *)((uintptr_t)p - SM_LB_HDR); }

@@ -294,7 +294,7 @@ static void maybe_purge_locked(sm_arena_t *a) {
   uint32_t cutoff = 0;
   unsigned n = __atomic_load_n(&arenas_in_use, __ATOMIC_RELAXED);
   size_t retain = sm_opt.retain / (n ? n : 1);
-  sm_purge_t how = sm_purge_due(a->dirty_bytes, a->inuse_bytes, retain, &a->last_purge, &cutoff, &a->peak_inuse);
+  sm_purge_t how = sm_purge_due(a->dirty_bytes, a->inuse_bytes, retain, &a->purge, &cutoff);
   if (how != SM_PURGE_NONE) purge_locked(a, how, cutoff);
 }
 
@@ -542,6 +542,22 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
   sm_check_arena_unlock(a);
   sm_unlock(&a->lock);
   return ok;
+}
+
+void sm_large_thread_done(unsigned arena) {
+  sm_arena_t *a = &sm_arenas[arena % SM_ARENA_COUNT];
+  sm_lock(&a->lock);
+  if (a->purge.shrunk_at) { /* shrunk, its memory held for a next cycle */
+    uint64_t now = sm_os_now_ms();
+    a->purge.shrunk_at = 0;
+    a->purge.last = now;
+    a->purge.emptied_at = now ? now : 1;
+    a->purge.emptied_peak = a->purge.peak;
+    __atomic_add_fetch(&sm_os_purge_all, 1, __ATOMIC_RELAXED);
+    purge_locked(a, SM_PURGE_ALL, 0);
+  }
+  sm_check_arena_unlock(a);
+  sm_unlock(&a->lock);
 }
 
 size_t sm_large_trim(void) {

@@ -260,26 +260,54 @@ void sm_unlock_wake(sm_lock_t *l) {
 
 size_t sm_os_purge_all, sm_os_purge_old; /* statistics: purge passes by kind */
 
-sm_purge_t sm_purge_due(size_t dirty, size_t inuse, size_t retain, uint64_t *last, uint32_t *cutoff, size_t *peak) {
-  if (inuse > *peak) *peak = inuse;
-  if (dirty <= retain) return SM_PURGE_NONE;
-  uint64_t now = sm_os_now_ms();
+sm_purge_t sm_purge_decide(uint64_t now, size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st,
+                           uint32_t *cutoff) {
+  if (inuse > st->peak) st->peak = inuse;
+  if (dirty <= retain) { /* nothing to give back, or the held memory was reused */
+    st->shrunk_at = 0;
+    return SM_PURGE_NONE;
+  }
+  /* After a shrink gave everything back: did the owner grow back soon? */
+  if (st->emptied_at && inuse >= st->emptied_peak / 2) {
+    st->cycling = now - st->emptied_at <= SM_REGROW_MS;
+    st->emptied_at = 0;
+  }
   /* Live memory fell far below its recent peak and the free memory now
-   * dwarfs it: the program shrank, give it all back now. A program that
-   * churns near its peak only gets the aged purges below. */
-  if (inuse < *peak / 8 && dirty > 2 * retain + 2 * inuse) {
-    *last = now;
+   * dwarfs it: the program shrank. A program that churns near its peak
+   * only gets the aged purges below. */
+  bool shrunk = inuse < st->peak / 8 && dirty > 2 * retain + 2 * inuse;
+  if (!shrunk) {
+    st->shrunk_at = 0;
+  } else {
+    if (st->cycling) { /* held for the next cycle, for a while */
+      if (!st->shrunk_at) st->shrunk_at = now ? now : 1;
+      if (now - st->shrunk_at < SM_SHRINK_GRACE_MS) return SM_PURGE_NONE;
+      st->cycling = false; /* held in vain: give it back, and wait no more */
+    }
+    st->shrunk_at = 0;
+    st->last = now;
+    st->emptied_at = now ? now : 1;
+    st->emptied_peak = st->peak;
     __atomic_add_fetch(&sm_os_purge_all, 1, __ATOMIC_RELAXED);
     return SM_PURGE_ALL;
   }
-  if (now - *last >= SM_PURGE_AGE_MS) {
-    *last = now;
+  if (now - st->last >= SM_PURGE_AGE_MS) {
+    st->last = now;
     *cutoff = (uint32_t)(now - SM_PURGE_AGE_MS);
-    *peak = inuse; /* the peak decays with each aged pass */
+    st->peak = inuse; /* the peak decays with each aged pass */
     __atomic_add_fetch(&sm_os_purge_old, 1, __ATOMIC_RELAXED);
     return SM_PURGE_OLD;
   }
   return SM_PURGE_NONE;
+}
+
+sm_purge_t sm_purge_due(size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st, uint32_t *cutoff) {
+  if (inuse > st->peak) st->peak = inuse;
+  if (dirty <= retain) {
+    st->shrunk_at = 0;
+    return SM_PURGE_NONE;
+  }
+  return sm_purge_decide(sm_os_now_ms(), dirty, inuse, retain, st, cutoff);
 }
 
 /* ---------------------------------------------------------------- mappings */

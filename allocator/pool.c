@@ -223,7 +223,7 @@ static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
     seg_list_push(h, seg, true);
   }
   uint32_t cutoff = 0;
-  sm_purge_t how = sm_purge_due(h->dirty_bytes, h->pages_bytes, sm_opt.retain, &h->last_purge, &cutoff, &h->peak_pages);
+  sm_purge_t how = sm_purge_due(h->dirty_bytes, h->pages_bytes, sm_opt.retain, &h->purge, &cutoff);
   if (how != SM_PURGE_NONE) purge_pages(h, how == SM_PURGE_ALL, cutoff);
   sm_heaps_expire_parked(); /* the heaps of exited threads nobody replaced */
 }

@@ -133,6 +133,16 @@ typedef struct sm_fnode {
 
 struct sm_segment;
 
+/* When a heap or an arena gives its free memory back (os.c, sm_purge_due). */
+typedef struct sm_purge_state {
+  uint64_t last;         /* sm_os_now_ms() of the last purge */
+  size_t peak;           /* highest live bytes since the last aged purge */
+  uint64_t shrunk_at;    /* when a cycling owner was first seen shrunk, its memory held; 0: not */
+  uint64_t emptied_at;   /* when a shrink last gave everything back; 0: none to watch */
+  size_t emptied_peak;   /* the peak that shrink fell from */
+  bool cycling;          /* it grew back to half that peak soon after: the next shrink waits */
+} sm_purge_state_t;
+
 typedef struct sm_arena {
   sm_lock_t lock; /* lock order: tracer/locks.c */
   unsigned index;            /* position in sm_arenas[] */
@@ -143,8 +153,7 @@ typedef struct sm_arena {
   size_t free_bytes;         /* sum of free block sizes */
   size_t dirty_bytes;        /* committed bytes in free blocks that purging could return */
   size_t inuse_bytes;        /* sum of in-use block sizes */
-  uint64_t last_purge;       /* sm_os_now_ms() of the last purge */
-  size_t peak_inuse;         /* highest inuse_bytes since the last aged purge */
+  sm_purge_state_t purge;    /* of inuse_bytes and dirty_bytes */
   uint32_t now;              /* sm_now32() at the start of the current free */
   /* Freed blocks that sampling had moved here, kept whole for the next
    * move of the same class (large.c, "quick lists"): in use as far as the
@@ -206,8 +215,7 @@ typedef struct sm_heap {
   size_t full_pending;              /* atomic: remote frees seen on pages of the full lists */
   size_t pages_bytes;               /* bytes of pages assigned to classes (purge policy) */
   size_t fresh_pages;               /* pages carved so far (periodic full-list sweep) */
-  uint64_t last_purge;              /* sm_os_now_ms() of the last purge */
-  size_t peak_pages;                /* highest pages_bytes since the last aged purge */
+  sm_purge_state_t purge;           /* of pages_bytes and dirty_bytes */
   unsigned arena;                   /* index of the large arena this thread uses */
   unsigned reincarnations;          /* times re-created after thread exit */
   struct sm_heap *reg_next;         /* registry of live heaps (sm_heaps_lock) */

@@ -190,22 +190,85 @@ static void retain_split(void) {
   size_t saved = sm_opt.retain;
   sm_opt.retain = 4 * SM_MiB;
   sm_large_trim();
-  arena0()->peak_inuse = 0;
+  arena0()->purge = (sm_purge_state_t){0}; /* a fresh history: not cycling */
   size_t one = dirty_after_shrink();
   CHECK_MSG(one >= 7 * SM_MiB, "one arena in use kept %zu dirty bytes of 8 MiB freed", one);
   void *held = NULL;
   pthread_t t;
   CHECK(pthread_create(&t, NULL, hold_block, &held) == 0 && pthread_join(t, NULL) == 0);
   CHECK(held && sm_segment_of(held)->arena != arena0());
-  arena0()->peak_inuse = 0;
+  arena0()->purge = (sm_purge_state_t){0}; /* a fresh history: not cycling */
   size_t two = dirty_after_shrink();
   CHECK_MSG(two < SM_MiB, "with two arenas in use, %zu dirty bytes stayed after the shrink", two);
   sm_free(held);
   sm_opt.retain = saved;
 }
 
+/* When memory goes back, with time given (os.c, sm_purge_decide): a first
+ * shrink gives everything back at once; an owner that grew back soon after
+ * is cycling, and its next shrink keeps the memory for the grace period,
+ * then gives it back and stops waiting; one that grew back slowly is not
+ * cycling. */
+static void purge_decisions(void) {
+  const size_t M = SM_MiB, R = 1 * SM_MiB;
+  sm_purge_state_t st = {0};
+  uint32_t cut = 0;
+  CHECK(sm_purge_decide(1000, 0, 100 * M, R, &st, &cut) == SM_PURGE_NONE && st.peak == 100 * M);
+  CHECK_MSG(sm_purge_decide(1000, 99 * M, 1 * M, R, &st, &cut) == SM_PURGE_ALL, "a first shrink was not given back");
+  CHECK(st.emptied_at == 1000 && st.emptied_peak == 100 * M && !st.cycling);
+  /* grew back to 80 of 100 MiB 300 ms later: cycling */
+  CHECK(sm_purge_decide(1300, 5 * M, 80 * M, R, &st, &cut) == SM_PURGE_NONE);
+  CHECK_MSG(st.cycling && st.emptied_at == 0, "a regrowth within SM_REGROW_MS was not taken for cycling");
+  /* the next shrink is held for the grace period */
+  CHECK_MSG(sm_purge_decide(1400, 90 * M, 1 * M, R, &st, &cut) == SM_PURGE_NONE && st.shrunk_at == 1400,
+            "a cycling owner's shrink was given back at once");
+  CHECK(sm_purge_decide(1400 + SM_SHRINK_GRACE_MS - 1, 90 * M, 1 * M, R, &st, &cut) == SM_PURGE_NONE);
+  /* reused meanwhile: no longer shrunk */
+  CHECK(sm_purge_decide(1480, 2 * M, 60 * M, R, &st, &cut) == SM_PURGE_NONE && st.shrunk_at == 0 && st.cycling);
+  /* shrunk again and still so after the grace: given back, no longer cycling */
+  CHECK(sm_purge_decide(1600, 90 * M, 1 * M, R, &st, &cut) == SM_PURGE_NONE && st.shrunk_at == 1600);
+  CHECK_MSG(sm_purge_decide(1600 + SM_SHRINK_GRACE_MS, 90 * M, 1 * M, R, &st, &cut) == SM_PURGE_ALL,
+            "held memory was not given back after the grace period");
+  CHECK(!st.cycling && st.shrunk_at == 0 && st.emptied_at == 1600 + SM_SHRINK_GRACE_MS);
+  /* grew back, but only after SM_REGROW_MS: not cycling, the next shrink goes back at once */
+  uint64_t late = 1600 + SM_SHRINK_GRACE_MS + SM_REGROW_MS + 1;
+  CHECK(sm_purge_decide(late, 5 * M, 80 * M, R, &st, &cut) != SM_PURGE_ALL && !st.cycling); /* (an aged pass is due) */
+  CHECK(sm_purge_decide(late + 10, 90 * M, 1 * M, R, &st, &cut) == SM_PURGE_ALL);
+  /* held memory reused down to `retain`: the hold ends */
+  st = (sm_purge_state_t){.peak = 100 * M, .cycling = true, .last = 5000};
+  CHECK(sm_purge_decide(5000, 90 * M, 1 * M, R, &st, &cut) == SM_PURGE_NONE && st.shrunk_at == 5000);
+  CHECK(sm_purge_decide(5010, R, 50 * M, R, &st, &cut) == SM_PURGE_NONE && st.shrunk_at == 0);
+}
+
+/* A thread's exit gives back what its arena holds for a next cycle. */
+static void held_until_exit(void) {
+  sm_arena_t *a = arena0();
+  size_t saved = sm_opt.retain;
+  sm_opt.retain = 1 * SM_MiB;
+  sm_large_trim();
+  void *live = sm_malloc(100000);
+  enum { K = 8 };
+  uint8_t *b[K];
+  for (int i = 0; i < K; i++) {
+    b[i] = sm_malloc(SM_MiB);
+    memset(b[i], 1, SM_MiB);
+  }
+  a->purge = (sm_purge_state_t){.cycling = true, .last = sm_os_now_ms()};
+  for (int i = 0; i < K; i++) sm_free(b[i]);
+  CHECK_MSG(a->dirty_bytes >= 7 * SM_MiB && a->purge.shrunk_at != 0,
+            "a cycling arena's shrink was not held (%zu dirty bytes)", a->dirty_bytes);
+  sm_large_thread_done(a->index);
+  CHECK_MSG(a->dirty_bytes < SM_MiB && a->purge.shrunk_at == 0, "%zu dirty bytes stayed after the thread's exit",
+            a->dirty_bytes);
+  sm_free(live);
+  a->purge = (sm_purge_state_t){0};
+  sm_opt.retain = saved;
+  CHECK(check_arena() == 0);
+}
+
 int main(void) {
   sm_init();
+  purge_decisions();
   quick_lists();
   sm_opt.retain = 1 * SM_MiB; /* exercise purging too */
   random_run(SM_POLICY_BEST, 1);
@@ -283,5 +346,6 @@ int main(void) {
   CHECK(sm_large_trim() > 0);
   CHECK(a->dirty_bytes == 0 && check_arena() == 0);
   retain_split();
+  held_until_exit();
   return test_summary();
 }
