@@ -68,6 +68,8 @@ typedef enum sm_purge { SM_PURGE_NONE, SM_PURGE_OLD, SM_PURGE_ALL } sm_purge_t;
  * *cutoff: with SM_PURGE_OLD, purge what was freed at or before this time
  * (ms, wraps like sm_now32). */
 sm_purge_t sm_purge_due(size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st, uint32_t *cutoff);
+/* Records that st's owner just gave everything back (counts the pass). */
+void sm_purge_emptied(sm_purge_state_t *st, uint64_t now);
 /* The same at time `now` (ms): the decision alone, for the unit tests. */
 sm_purge_t sm_purge_decide(uint64_t now, size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st,
                            uint32_t *cutoff);

@@ -548,12 +548,7 @@ void sm_large_thread_done(unsigned arena) {
   sm_arena_t *a = &sm_arenas[arena % SM_ARENA_COUNT];
   sm_lock(&a->lock);
   if (a->purge.shrunk_at) { /* shrunk, its memory held for a next cycle */
-    uint64_t now = sm_os_now_ms();
-    a->purge.shrunk_at = 0;
-    a->purge.last = now;
-    a->purge.emptied_at = now ? now : 1;
-    a->purge.emptied_peak = a->purge.peak;
-    __atomic_add_fetch(&sm_os_purge_all, 1, __ATOMIC_RELAXED);
+    sm_purge_emptied(&a->purge, sm_os_now_ms());
     purge_locked(a, SM_PURGE_ALL, 0);
   }
   sm_check_arena_unlock(a);

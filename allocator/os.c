@@ -260,6 +260,14 @@ void sm_unlock_wake(sm_lock_t *l) {
 
 size_t sm_os_purge_all, sm_os_purge_old; /* statistics: purge passes by kind */
 
+void sm_purge_emptied(sm_purge_state_t *st, uint64_t now) {
+  st->shrunk_at = 0;
+  st->last = now;
+  st->emptied_at = now ? now : 1;
+  st->emptied_peak = st->peak;
+  __atomic_add_fetch(&sm_os_purge_all, 1, __ATOMIC_RELAXED);
+}
+
 sm_purge_t sm_purge_decide(uint64_t now, size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st,
                            uint32_t *cutoff) {
   if (inuse > st->peak) st->peak = inuse;
@@ -284,11 +292,7 @@ sm_purge_t sm_purge_decide(uint64_t now, size_t dirty, size_t inuse, size_t reta
       if (now - st->shrunk_at < SM_SHRINK_GRACE_MS) return SM_PURGE_NONE;
       st->cycling = false; /* held in vain: give it back, and wait no more */
     }
-    st->shrunk_at = 0;
-    st->last = now;
-    st->emptied_at = now ? now : 1;
-    st->emptied_peak = st->peak;
-    __atomic_add_fetch(&sm_os_purge_all, 1, __ATOMIC_RELAXED);
+    sm_purge_emptied(st, now);
     return SM_PURGE_ALL;
   }
   if (now - st->last >= SM_PURGE_AGE_MS) {
@@ -302,12 +306,8 @@ sm_purge_t sm_purge_decide(uint64_t now, size_t dirty, size_t inuse, size_t reta
 }
 
 sm_purge_t sm_purge_due(size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st, uint32_t *cutoff) {
-  if (inuse > st->peak) st->peak = inuse;
-  if (dirty <= retain) {
-    st->shrunk_at = 0;
-    return SM_PURGE_NONE;
-  }
-  return sm_purge_decide(sm_os_now_ms(), dirty, inuse, retain, st, cutoff);
+  /* Nothing over retain, the common case, needs no clock. */
+  return sm_purge_decide(dirty <= retain ? 0 : sm_os_now_ms(), dirty, inuse, retain, st, cutoff);
 }
 
 /* ---------------------------------------------------------------- mappings */
