@@ -3,11 +3,13 @@
  * again, five times. The first trough gives the memory back (nothing yet
  * says the program will grow again); after the program grew back within a
  * second, snapmalloc takes it for cycling and holds the memory of the
- * next troughs for the fill that follows: fills 3 to 5 must fault in less
- * than half of what the first one did (counted with getrusage). The cycles
- * run in a thread that then exits, without any allocation after its last
- * frees: the held memory must go back at its exit (VmRSS under 48 MiB
- * after the join). Under glibc the figures are printed, not checked. */
+ * next troughs for the fill that follows: fills 3 to 5 together must
+ * fault in less than one and a half times what the first one did (counted
+ * with getrusage; each faults about as much as the first when nothing is
+ * held). The cycles run in a thread that then exits, without any
+ * allocation after its last frees: the held memory must go back at its
+ * exit (VmRSS under 48 MiB after the join). Under glibc the figures are
+ * printed, not checked. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,9 +66,15 @@ int main(void) {
   for (int c = 0; c < CYCLES; c++) fprintf(stderr, "fill %d: %ld minor faults\n", c + 1, faults[c]);
   fprintf(stderr, "VmRSS after the thread's exit: %ld KiB\n", rss);
   if (sm_preloaded()) {
-    for (int c = 2; c < CYCLES; c++)
-      CHECK_MSG(faults[c] < faults[0] / 2, "fill %d faulted %ld pages, the first %ld: the trough's memory was not held",
-                c + 1, faults[c], faults[0]);
+    /* Together, not each: a thread stalled for the whole grace period in
+     * the middle of its frees (a loaded machine) has its memory given back
+     * once, and the fill after it faults again; two such stalls in a run
+     * are not to be expected. Without the hold they fault about three
+     * times the first. */
+    long later = faults[2] + faults[3] + faults[4];
+    CHECK_MSG(2 * later < 3 * faults[0],
+              "fills 3-5 faulted %ld, %ld and %ld pages, the first %ld: the troughs' memory was not held", faults[2],
+              faults[3], faults[4], faults[0]);
     CHECK_MSG(rss >= 0 && rss < LIMIT_KIB, "VmRSS %ld KiB after the cycling thread exited (limit %ld)", rss,
               LIMIT_KIB);
   }
