@@ -545,7 +545,7 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
 }
 
 void sm_large_thread_done(unsigned arena) {
-  sm_arena_t *a = &sm_arenas[arena % SM_ARENA_COUNT];
+  sm_arena_t *a = &sm_arenas[arena]; /* a heap's arena index is always in range (heap.c) */
   sm_lock(&a->lock);
   if (a->purge.shrunk_at) { /* shrunk, its memory held for a next cycle */
     sm_purge_emptied(&a->purge, sm_os_now_ms());
