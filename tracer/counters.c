@@ -140,10 +140,45 @@ static void raise_peak(int64_t cur) {
   }
 }
 
+/* Tables of threads that ended, kept for the threads that start next (at
+ * most SPARES_MAX; delta_lock). A program that starts a thread per task
+ * would otherwise map a table for each, fault in its pages as it fills
+ * them, and unmap it at the thread's end, which interrupts every other core
+ * to drop the mapping from its TLB: larson, which starts two threads per
+ * round, faulted twice the pages with tracing on. */
+#define SPARES_MAX 8
+static sm_tlocal_t *spares;
+static unsigned nspares;
+
+/* A spare as a new thread's table. Its deltas were published and cleared
+ * and its byte count flushed when its thread ended (deltas_done); the
+ * caches are emptied here, outside the lock. Their entries are checked
+ * against what they stand for before any use, so an old entry would only
+ * cost a test; emptied, the table is as a fresh one. pycache stays
+ * untouched when its thread never ran Python: those pages may never have
+ * been faulted in. */
+static void spare_reset(sm_tlocal_t *td) {
+  td->last = NULL;
+  td->last_left = 0;
+  memset(td->cache, 0, sizeof td->cache);
+  memset(td->memo, 0, sizeof td->memo);
+  memset(&td->unwind, 0, sizeof td->unwind);
+  if (td->py_used) memset(td->pycache, 0, sizeof td->pycache);
+  td->py_used = false;
+}
+
 sm_tlocal_t *sm_tlocal_new(void) {
-  sm_tlocal_t *td = sm_meta_alloc(sizeof *td);
-  if (!td) return NULL;
   sm_lock(&delta_lock);
+  sm_tlocal_t *td = spares;
+  if (td) {
+    spares = td->next;
+    nspares--;
+  }
+  sm_unlock(&delta_lock);
+  if (td) spare_reset(td);
+  else if (!(td = sm_meta_alloc(sizeof *td))) return NULL;
+  sm_lock(&delta_lock);
+  td->prev = NULL;
   td->next = deltas_all;
   if (deltas_all) deltas_all->prev = td;
   deltas_all = td;
@@ -153,7 +188,8 @@ sm_tlocal_t *sm_tlocal_new(void) {
   return td;
 }
 
-/* Thread exit: publish everything, leave the registry. */
+/* Thread exit: publish everything, leave the registry, and stay as a
+ * spare while there is room. */
 static void deltas_done(void *arg) {
   sm_tlocal_t *td = arg;
   if (!td) return;
@@ -167,9 +203,15 @@ static void deltas_done(void *arg) {
   if (td->prev) td->prev->next = td->next;
   else deltas_all = td->next;
   if (td->next) td->next->prev = td->prev;
+  bool kept = nspares < SPARES_MAX;
+  if (kept) {
+    td->next = spares;
+    spares = td;
+    nspares++;
+  }
   sm_unlock(&delta_lock);
   if (sm_ts.local == td) sm_ts.local = NULL;
-  sm_meta_free(td, sizeof *td);
+  if (!kept) sm_meta_free(td, sizeof *td);
 }
 
 void sm_counters_start(void) {

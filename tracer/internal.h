@@ -182,8 +182,9 @@ typedef struct sm_delta {
 } sm_delta_t;
 
 /* Everything a tracing thread keeps to itself, allocated from the metadata
- * arena on its first traced allocation (TLS stays small) and returned when
- * the thread exits. The registry links and the deltas are counters.c's;
+ * arena on its first traced allocation (TLS stays small) and given back
+ * when the thread exits, to a short list of spares that the next threads
+ * take before a new mapping (counters.c). The registry links and the deltas are counters.c's;
  * the cache, memo and unwind rules are capture.c's and unwind.c's, and no
  * other thread ever reads them. The deltas come first: the structure is
  * larger than the arena's biggest class, so it is a mapping of its own,
@@ -195,6 +196,7 @@ typedef struct sm_tlocal {
   int64_t high;                  /* highest `current` since the last flush or peak reset */
   const void *last;              /* this thread's last traced block while it may be temporary (tracer.c) */
   int64_t last_left;             /* sm_sample_left just after that allocation */
+  bool py_used;                  /* pycache has entries (pyframes.c) */
   sm_tcache_entry_t cache[SM_TCACHE_SIZE];
   sm_memo_t memo[SM_MEMO_SLOTS];
   sm_unwind_cache_t unwind;
