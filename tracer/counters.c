@@ -151,20 +151,18 @@ static sm_tlocal_t *spares;
 static unsigned nspares;
 
 /* A spare as a new thread's table. Its deltas were published and cleared
- * and its byte count flushed when its thread ended (deltas_done); the
- * caches are emptied here, outside the lock. Their entries are checked
- * against what they stand for before any use, so an old entry would only
- * cost a test; emptied, the table is as a fresh one. pycache stays
- * untouched when its thread never ran Python: those pages may never have
- * been faulted in. */
+ * and its byte count flushed when its thread ended (deltas_done). Of its
+ * caches, the memo is emptied: a memo entry stands for a walk that stopped
+ * at its thread's stack top, which another thread's need not share. The
+ * others stay, as each entry is checked against what it stands for before
+ * any use, whatever thread filled it: the trace cache compares the frames
+ * and the code generation, the unwind rules are the code's, keyed by
+ * return address and generation, and the Python frame cache compares the
+ * code object's identity and generation or location table. */
 static void spare_reset(sm_tlocal_t *td) {
   td->last = NULL;
   td->last_left = 0;
-  memset(td->cache, 0, sizeof td->cache);
   memset(td->memo, 0, sizeof td->memo);
-  memset(&td->unwind, 0, sizeof td->unwind);
-  if (td->py_used) memset(td->pycache, 0, sizeof td->pycache);
-  td->py_used = false;
 }
 
 sm_tlocal_t *sm_tlocal_new(void) {

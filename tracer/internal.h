@@ -196,7 +196,6 @@ typedef struct sm_tlocal {
   int64_t high;                  /* highest `current` since the last flush or peak reset */
   const void *last;              /* this thread's last traced block while it may be temporary (tracer.c) */
   int64_t last_left;             /* sm_sample_left just after that allocation */
-  bool py_used;                  /* pycache has entries (pyframes.c) */
   sm_tcache_entry_t cache[SM_TCACHE_SIZE];
   sm_memo_t memo[SM_MEMO_SLOTS];
   sm_unwind_cache_t unwind;

@@ -129,7 +129,6 @@ uint32_t sm_pyframe_id(sm_tlocal_t *tl, const sm_py_frame_t *f) {
   if (!rt->ops->describe(rt, f->code, f->lasti, &d)) return 0;
   uint32_t id = intern(&d);
   if (id && e) {
-    tl->py_used = true;
     e->code = f->code;
     e->lasti = f->lasti;
     e->ident = ident;
