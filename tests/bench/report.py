@@ -56,6 +56,8 @@ for name in ("larson-sized", "lifetimes-1t", "lifetimes-2t", "bigint", "sets",
     check(alloc.get(name) is True, f"{name} is not in the default alloc set")
 check(alloc.get("deepchurn") is False, "deepchurn is in the default alloc set")
 check(tracing.get("deepchurn") is True, "deepchurn is not in the tracing set")
+check(tracing.get("deepchurn-depth") is True, "deepchurn-depth is not in the tracing set")
+check(alloc.get("deepchurn-depth") is False, "deepchurn-depth is in the default alloc set")
 check(tracing.get("lifetimes-1t") is False, "lifetimes-1t is in the tracing set")
 check(tracing.get("churn") is True, "churn is not in the tracing set")
 
