@@ -39,15 +39,26 @@ static sm_memo_t *memo_set(sm_tlocal_t *tl, const sm_stack_start_t *from) {
  * Python stack. */
 static uint32_t memo_key(uint32_t gen, bool py) { return gen << 1 | py; }
 
+_Static_assert(SM_WALK_LOG_MAX % 2 == 0, "memo_fill pads a memo's words to an even number");
+
+/* The difference of stack word i from what the walk read there (0: the same). */
+#define WORD_DIFF(m, sp, i) ((m)->val[i] ^ *(const uintptr_t *)((sp) + (m)->off[i]))
+
 SM_INLINE bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, uint32_t key) {
   /* The start first: in the other ways of a set it differs. An empty way
    * (zeroed, never filled) fails it too, as no start has sp 0; a filled
    * way always has its trace (memo_fill's callers test reusable()). */
   if (m->ra != from->ra || m->sp != from->sp || m->key != key || (m->bp_used && m->bp != from->bp))
     return false;
-  for (unsigned i = 0; i < m->n; i++)
-    if (m->val[i] != *(const uintptr_t *)(from->sp + m->off[i])) return false; /* this order: one register fewer */
-  return true;
+  /* Then the words, four to a test and the last two together (memo_fill
+   * made n even): a hit reads them all anyway, and a deep stack logs 16 to
+   * 30, where a test and a branch per word cost a third of a hit's
+   * instructions; a miss reads at most three words more. */
+  const uintptr_t sp = from->sp;
+  unsigned n = m->n, i = 0;
+  for (; i + 4 <= n; i += 4)
+    if (WORD_DIFF(m, sp, i) | WORD_DIFF(m, sp, i + 1) | WORD_DIFF(m, sp, i + 2) | WORD_DIFF(m, sp, i + 3)) return false;
+  return i == n || (WORD_DIFF(m, sp, i) | WORD_DIFF(m, sp, i + 1)) == 0;
 }
 
 /* Which way a lookup tries first (`mru`, in the set's first way). Ways of
@@ -90,9 +101,17 @@ static sm_memo_t *memo_fill(sm_tlocal_t *tl, const sm_stack_start_t *from, const
   m->bp = from->bp;
   m->bp_used = log->bp_used;
   m->key = memo_key(gen, py);
-  m->n = (uint8_t)log->n;
   memcpy(m->off, log->off, log->n * sizeof log->off[0]);
   memcpy(m->val, log->val, log->n * sizeof log->val[0]);
+  /* An even number of words (memo_matches), with a copy of the first:
+   * comparing one word twice changes nothing. The log's capacity is even,
+   * so the copy fits. */
+  unsigned n = log->n;
+  for (; n % 2; n++) {
+    m->off[n] = log->off[0];
+    m->val[n] = log->val[0];
+  }
+  m->n = (uint8_t)n;
   m->trace = t;
   return m;
 }
