@@ -184,9 +184,9 @@ typedef struct sm_delta {
 /* Everything a tracing thread keeps to itself, allocated from the metadata
  * arena on its first traced allocation (TLS stays small) and given back
  * when the thread exits, to a short list of spares that the next threads
- * take before a new mapping (counters.c). The registry links and the deltas are counters.c's;
- * the cache, memo and unwind rules are capture.c's and unwind.c's, and no
- * other thread ever reads them. The deltas come first: the structure is
+ * take before a new mapping (counters.c). The registry links and the
+ * deltas are counters.c's; the cache, memo and unwind rules are
+ * capture.c's and unwind.c's, and no other thread ever reads them. The deltas come first: the structure is
  * larger than the arena's biggest class, so it is a mapping of its own,
  * and every entry sits on one cache line. */
 typedef struct sm_tlocal {
