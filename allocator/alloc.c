@@ -37,7 +37,7 @@ size_t (*sm_libc_usable_size)(void *);
 /* Sets up what every path needs: page size, options, arenas. Allocates
  * nothing through malloc, so it is safe when the first call comes from the
  * dynamic loader or a constructor, before main and before TLS is fully set. */
-SM_NOINLINE void sm_init(void) {
+SM_RUNTIME SM_NOINLINE void sm_init(void) {
   if (__atomic_load_n(&sm_init_state, __ATOMIC_ACQUIRE) == 2) return;
   bool first = false;
   sm_lock(&init_lock);
@@ -58,7 +58,7 @@ SM_NOINLINE void sm_init(void) {
 
 /* ---------------------------------------------------------------- malloc */
 
-static SM_NOINLINE void *malloc_big(size_t size, size_t align) {
+SM_RUNTIME static SM_NOINLINE void *malloc_big(size_t size, size_t align) {
   if (SM_UNLIKELY(size > SM_MAX_REQUEST)) {
     errno = ENOMEM;
     return NULL;
@@ -77,7 +77,7 @@ static SM_NOINLINE void *malloc_big(size_t size, size_t align) {
   return sm_large_malloc(h, size, align);
 }
 
-void *sm_malloc(size_t size) {
+SM_RUNTIME void *sm_malloc(size_t size) {
   if (SM_LIKELY(size <= SM_POOL_MAX)) {
     sm_page_t *pg;
     void *p = sm_malloc_fast(size, &pg);
@@ -86,7 +86,7 @@ void *sm_malloc(size_t size) {
   return sm_malloc_rest(size);
 }
 
-void *sm_malloc_rest(size_t size) {
+SM_RUNTIME void *sm_malloc_rest(size_t size) {
   if (size <= SM_POOL_MAX) return sm_pool_malloc_slow(sm_heap_tls, size);
   return malloc_big(size, 0);
 }
@@ -99,7 +99,7 @@ void *sm_malloc_rest(size_t size) {
  * library's malloc either, and is reported here rather than left to crash
  * inside it; anything else came from the C library's own malloc
  * (RTLD_DEEPBIND libraries still call it) and goes back there. */
-static SM_NOINLINE SM_COLD void free_foreign(void *p) {
+SM_RUNTIME static SM_NOINLINE SM_COLD void free_foreign(void *p) {
   if (sm_segmap_get(p) == SM_SEGMAP_FREED) {
     uintptr_t base = sm_align_down((uintptr_t)p - 1, SM_SEGMENT_SIZE);
     /* Still unmapped, or one of our cached segments: nobody else can own it. */
@@ -117,7 +117,7 @@ static SM_NOINLINE SM_COLD void free_foreign(void *p) {
   if (sm_libc_free && sm_libc_free != sm_free) sm_libc_free(p);
 }
 
-static SM_NOINLINE void free_big(sm_segment_t *seg, void *p) {
+SM_RUNTIME static SM_NOINLINE void free_big(sm_segment_t *seg, void *p) {
   if (seg->kind == SM_SEG_LARGE) sm_large_free(seg, p);
   else if (seg->kind == SM_SEG_HUGE) sm_huge_free(seg, p);
   else sm_fatal("free(): invalid pointer %p (corrupted segment header at %p)", p, (void *)seg);
@@ -282,7 +282,7 @@ SM_INLINE void free_impl(void *p, const bool tracing, const bool checked) {
   else free_big(seg, p);
 }
 
-void sm_free(void *p) { free_impl(p, false, true); }
+SM_RUNTIME void sm_free(void *p) { free_impl(p, false, true); }
 
 void sm_free_traced(void *p) { free_impl(p, true, true); }
 
@@ -294,7 +294,7 @@ void (*sm_free_hook)(void *);
 
 /* ---------------------------------------------------------------- the rest */
 
-size_t sm_usable_size(const void *p) {
+SM_RUNTIME size_t sm_usable_size(const void *p) {
   if (!p) return 0;
   sm_segment_t *seg = sm_segment_of(p);
   if (!seg) {
@@ -316,7 +316,7 @@ bool sm_release_reserves(void) {
   return parked || sm_segment_mapped() < before;
 }
 
-void *sm_calloc(size_t n, size_t size) {
+SM_RUNTIME void *sm_calloc(size_t n, size_t size) {
   size_t total;
   if (SM_UNLIKELY(__builtin_mul_overflow(n, size, &total))) {
     errno = ENOMEM;
@@ -338,7 +338,7 @@ static size_t class_alignment(unsigned cls) {
   return a > 4096 ? 4096 : a;
 }
 
-void *sm_memalign(size_t align, size_t size) {
+SM_RUNTIME void *sm_memalign(size_t align, size_t size) {
   /* Every block is 16-aligned. */
   if (align <= SM_MIN_ALIGN) return sm_malloc(size);
   if (SM_UNLIKELY(size > SM_MAX_REQUEST)) {
@@ -364,7 +364,7 @@ static void *realloc_move(void *p, size_t old_usable, size_t size) {
   return q;
 }
 
-void *sm_realloc(void *p, size_t size) {
+SM_RUNTIME void *sm_realloc(void *p, size_t size) {
   if (!p) return sm_malloc(size);
   if (size == 0) { /* glibc frees and returns NULL */
     sm_free(p);

@@ -14,10 +14,26 @@
 #define SM_INLINE      static inline __attribute__((always_inline))
 #define SM_NORETURN    __attribute__((noreturn))
 #define SM_EXPORT      __attribute__((visibility("default")))
+/* Code that every process runs, traced or not (the entry points, their
+ * slow paths, start-up and exit), in one section that the linker's default
+ * script puts at the start of .text. The kernel maps a file's pages 64 KiB
+ * at a time around each fault, so spread over the library this code made
+ * a process map 124 KiB of it; together it fits the first 64 KiB. */
+#define SM_RUNTIME     __attribute__((section(".text.hot.snapmalloc")))
 /* glibc requires initial-exec TLS in a malloc replacement: a dynamic TLS
  * access may itself call malloc on first touch. */
 #define SM_TLS         __thread __attribute__((tls_model("initial-exec")))
 #define SM_CACHE_ALIGN __attribute__((aligned(64)))
+
+/* The bits set in x. __builtin_popcountll is a call to libgcc's
+ * __popcountdi2 on baseline x86-64 (no POPCNT), which the link puts at the
+ * far end of the library's code (SM_RUNTIME says why that matters). */
+static inline unsigned sm_popcount64(uint64_t x) {
+  x -= (x >> 1) & 0x5555555555555555ull;
+  x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+  x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+  return (unsigned)((x * 0x0101010101010101ull) >> 56);
+}
 
 /* The thread's words that malloc's fast path reads, in one TLS block: the
  * path loads the block's offset from the GOT once for both. */

@@ -56,7 +56,7 @@ static unsigned next_arena;
 static pthread_key_t heap_key;
 static bool heap_key_ok;
 
-void sm_heap_key_init(void) {
+SM_RUNTIME void sm_heap_key_init(void) {
   if (heap_key_ok) return;
   if (pthread_key_create(&heap_key, sm_heap_thread_done) == 0) heap_key_ok = true;
 }
@@ -101,7 +101,7 @@ static sm_heap_t *heap_install(sm_heap_t *h) {
   return h;
 }
 
-sm_heap_t *sm_heap_get_or_create(void) {
+SM_RUNTIME sm_heap_t *sm_heap_get_or_create(void) {
   sm_heap_t *h = sm_heap_tls;
   if (h != &sm_heap_empty) return h;
   if (SM_UNLIKELY(sm_init_state != 2)) sm_init();
@@ -134,7 +134,7 @@ sm_heap_t *sm_heap_get_or_create(void) {
   return heap_install(h);
 }
 
-bool sm_heap_take_parked(sm_heap_t *h) {
+SM_RUNTIME bool sm_heap_take_parked(sm_heap_t *h) {
   if (heap_exiting || !__atomic_load_n(&h->is_parked, __ATOMIC_RELAXED)) return false;
   sm_lock(&heaps_lock);
   bool ok = h->is_parked;
@@ -147,7 +147,7 @@ bool sm_heap_take_parked(sm_heap_t *h) {
 /* A registered heap nobody owns any more goes back: its pages and segments
  * freed or abandoned (while it is still registered, so that a fork child
  * meanwhile still finds it), then the heap itself to the spare list. */
-static void heap_release(sm_heap_t *h) {
+SM_RUNTIME static void heap_release(sm_heap_t *h) {
   sm_pool_release_heap(h);
   sm_lock(&heaps_lock);
   heap_unregister_locked(h);
@@ -156,7 +156,7 @@ static void heap_release(sm_heap_t *h) {
   sm_unlock(&heaps_lock);
 }
 
-void sm_heap_thread_done(void *arg) {
+SM_RUNTIME void sm_heap_thread_done(void *arg) {
   sm_heap_t *h = arg;
   if (!h || h == &sm_heap_empty) return;
   heap_exiting = true;
@@ -195,7 +195,7 @@ static unsigned parked_detach_locked(sm_heap_t **link, sm_heap_t **out) {
   return n;
 }
 
-bool sm_heaps_release_parked(void) {
+SM_RUNTIME bool sm_heaps_release_parked(void) {
   sm_heap_t *list[SM_PARKED_MAX];
   sm_lock(&heaps_lock);
   unsigned n = parked_detach_locked(&parked, list);
@@ -204,7 +204,7 @@ bool sm_heaps_release_parked(void) {
   return n > 0;
 }
 
-void sm_heaps_expire_parked(void) {
+SM_RUNTIME void sm_heaps_expire_parked(void) {
   if (!__atomic_load_n(&parked_count, __ATOMIC_RELAXED)) return;
   uint64_t now = sm_os_now_ms();
   if (__atomic_load_n(&parked_oldest, __ATOMIC_RELAXED) + SM_PURGE_AGE_MS > now) return;

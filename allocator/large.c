@@ -105,7 +105,7 @@ static span_t purgeable_span(const sm_lblock_t *b, span_t s) {
 
 /* Bytes of free block b that purging could return (the arena's dirty_bytes
  * is their sum over its free blocks). */
-static size_t purgeable(const sm_lblock_t *b) {
+SM_RUNTIME static size_t purgeable(const sm_lblock_t *b) {
   span_t p = purgeable_span(b, node_dirty(lb_node(b)));
   return p.hi - p.lo;
 }
@@ -116,7 +116,7 @@ static size_t purgeable(const sm_lblock_t *b) {
 /* Makes b (already sized) a free block in the tree; dirty is the part of
  * the memory that may be committed (clipped to the block). The block above
  * gets PREV_INUSE cleared. */
-static void make_free(sm_arena_t *a, sm_lblock_t *b, size_t size, span_t dirty) {
+SM_RUNTIME static void make_free(sm_arena_t *a, sm_lblock_t *b, size_t size, span_t dirty) {
   b->head = size | SM_LB_PREV_INUSE; /* free blocks never have a free block below */
   b->magic = 0;
   sm_lblock_t *n = lb_next(b);
@@ -141,7 +141,7 @@ static void make_free(sm_arena_t *a, sm_lblock_t *b, size_t size, span_t dirty) 
  * cleared whenever it leaves the tree: two stores. */
 static void clear_links(sm_fnode_t *node) { node->left = node->right = NULL; }
 
-static void unlink_free(sm_arena_t *a, sm_lblock_t *b) {
+SM_RUNTIME static void unlink_free(sm_arena_t *a, sm_lblock_t *b) {
   sm_fnode_t *node = lb_node(b);
   sm_splay_remove(&a->root, node);
   clear_links(node); /* it is handed out, or merged into a neighbour's payload */
@@ -190,7 +190,7 @@ static sm_lblock_t *walk_fit(sm_arena_t *a, size_t need, sm_lblock_t *from) {
 }
 
 /* Finds a free block of at least `need` bytes and takes it out of the tree. */
-static sm_lblock_t *find_fit(sm_arena_t *a, size_t need) {
+SM_RUNTIME static sm_lblock_t *find_fit(sm_arena_t *a, size_t need) {
   switch (sm_opt.policy) {
   case SM_POLICY_FIRST:
   case SM_POLICY_NEXT: {
@@ -256,7 +256,7 @@ typedef struct purge_pass {
   uint32_t cutoff;
 } purge_pass_t;
 
-static void purge_one(sm_fnode_t *n, void *arg) {
+SM_RUNTIME static void purge_one(sm_fnode_t *n, void *arg) {
   purge_pass_t *pp = arg;
   if (n->dirty_lo >= n->dirty_hi || (!pp->all && !sm_freed_by(n->freed_at, pp->cutoff))) return;
   sm_lblock_t *b = node_block(n);
@@ -273,7 +273,7 @@ static void purge_one(sm_fnode_t *n, void *arg) {
  * that are entirely free go back to the OS (all but one, so a program that
  * frees everything and starts again does not map afresh), and the pages
  * inside other free blocks are purged. */
-static void purge_locked(sm_arena_t *a, sm_purge_t how, uint32_t cutoff) {
+SM_RUNTIME static void purge_locked(sm_arena_t *a, sm_purge_t how, uint32_t cutoff) {
   if (how == SM_PURGE_ALL) quick_drain(a);
   sm_segment_t *seg = a->chunks.first;
   while (seg && a->chunk_count > 1) {
@@ -302,7 +302,7 @@ static void maybe_purge_locked(sm_arena_t *a) {
 
 /* Carves a block for `size` bytes at `align` from arena a, growing it if
  * `may_grow`. NULL if it has no room. */
-static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_grow, size_t flags) {
+SM_RUNTIME static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_grow, size_t flags) {
   size_t need = sm_align_up(size + SM_LB_HDR, 16);
   /* An aligned request takes room for a leading gap that becomes a free
    * block of its own. */
@@ -343,7 +343,7 @@ static void *arena_malloc(sm_arena_t *a, size_t size, size_t align, bool may_gro
   return (uint8_t *)b + SM_LB_HDR;
 }
 
-static void *large_malloc(sm_heap_t *heap, size_t size, size_t align, size_t flags) {
+SM_RUNTIME static void *large_malloc(sm_heap_t *heap, size_t size, size_t align, size_t flags) {
   if (align <= 16) align = 0;
   sm_arena_t *own = &sm_arenas[heap->arena];
   void *p = arena_malloc(own, size, align, true, flags);
@@ -358,7 +358,7 @@ static void *large_malloc(sm_heap_t *heap, size_t size, size_t align, size_t fla
   return p;
 }
 
-void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align) { return large_malloc(heap, size, align, 0); }
+SM_RUNTIME void *sm_large_malloc(sm_heap_t *heap, size_t size, size_t align) { return large_malloc(heap, size, align, 0); }
 
 /* ---------------------------------------------------------------- quick lists */
 
@@ -405,7 +405,7 @@ static sm_lblock_t *quick_take(sm_arena_t *a, unsigned c) {
 }
 
 /* Frees every kept block into the tree. Lock held. */
-static void quick_drain(sm_arena_t *a) {
+SM_RUNTIME static void quick_drain(sm_arena_t *a) {
   for (unsigned c = 0; c < SM_CLASS_COUNT; c++) {
     sm_lblock_t *b;
     while ((b = quick_take(a, c)) != NULL) free_locked(a, b);
@@ -453,7 +453,7 @@ static void check_large(const sm_segment_t *seg, const void *p) {
 
 /* Frees in-use block b of arena a into the tree, merged with its free
  * neighbours. Lock held. */
-static void free_locked(sm_arena_t *a, sm_lblock_t *b) {
+SM_RUNTIME static void free_locked(sm_arena_t *a, sm_lblock_t *b) {
   size_t size = lb_size(b);
   __atomic_store_n(&a->inuse_bytes, a->inuse_bytes - size, __ATOMIC_RELAXED);
   if (a->rover == b) a->rover = NULL; /* next fit must restart at a block header */
@@ -478,7 +478,7 @@ static void free_locked(sm_arena_t *a, sm_lblock_t *b) {
   make_free(a, b, size, dirty);
 }
 
-void sm_large_free(sm_segment_t *seg, void *p) {
+SM_RUNTIME void sm_large_free(sm_segment_t *seg, void *p) {
   sm_arena_t *a = seg->arena;
   sm_lblock_t *b = sm_lblock_of(p);
   sm_lock(&a->lock);
@@ -544,7 +544,7 @@ bool sm_large_resize_in_place(sm_segment_t *seg, void *p, size_t size) {
   return ok;
 }
 
-void sm_large_thread_done(unsigned arena) {
+SM_RUNTIME void sm_large_thread_done(unsigned arena) {
   sm_arena_t *a = &sm_arenas[arena]; /* a heap's arena index is always in range (heap.c) */
   sm_lock(&a->lock);
   if (a->purge.shrunk_at) { /* shrunk, its memory held for a next cycle */

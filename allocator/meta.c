@@ -68,7 +68,7 @@ static unsigned meta_shift(size_t size) {
   return sm_log2(size - 1) + 1;
 }
 
-void *sm_meta_alloc(size_t size) {
+SM_RUNTIME void *sm_meta_alloc(size_t size) {
   if (size == 0) size = 1;
   if (size > (1u << META_MAX_SHIFT)) {
     size_t len = sm_align_up(size, sm_os_page_size);
@@ -118,7 +118,7 @@ void *sm_meta_alloc(size_t size) {
   return p;
 }
 
-void sm_meta_free(void *p, size_t size) {
+SM_RUNTIME void sm_meta_free(void *p, size_t size) {
   if (!p) return;
   if (size == 0) size = 1;
   if (size > (1u << META_MAX_SHIFT)) {

@@ -37,7 +37,7 @@ static const sm_option_t alloc_rows[] = {
 _Static_assert((512 << 20) / SM_SEGMENT_SIZE + 2 <= SM_SEGMAP_MAX_SLOTS, "huge/increment ranges must fit the segment map");
 
 /* The large arena grows in whole segments. */
-static void alloc_finish(sm_options_t *o) { o->increment = sm_align_up(o->increment, SM_SEGMENT_SIZE); }
+SM_RUNTIME static void alloc_finish(sm_options_t *o) { o->increment = sm_align_up(o->increment, SM_SEGMENT_SIZE); }
 
 static const sm_option_table_t alloc_options = {alloc_rows, sizeof alloc_rows / sizeof alloc_rows[0], alloc_finish};
 SM_OPTION_TABLE(alloc_options);
@@ -324,7 +324,7 @@ bool sm_options_apply(sm_options_t *o, const char *item, size_t len) {
   return true;
 }
 
-int sm_options_parse(sm_options_t *o, const char *spec) {
+SM_RUNTIME int sm_options_parse(sm_options_t *o, const char *spec) {
   set_defaults(o);
   int bad = 0;
   const char *p = spec ? spec : "";

@@ -68,7 +68,7 @@ static sm_os_thp_t thp_mode(void) {
  * warm one and 4.5 times the 512 small pages it replaces (docs/allocator.md,
  * "Transparent huge pages"). False when the directory cannot be read. The
  * listing is read with the raw getdents64 call (opendir allocates). */
-bool sm_os_free_page_reporting(const char *driver_dir) {
+SM_RUNTIME bool sm_os_free_page_reporting(const char *driver_dir) {
   int saved = errno;
   long fd = syscall(SYS_openat, AT_FDCWD, driver_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
@@ -181,7 +181,7 @@ bool sm_os_mapped(const void *p, size_t len) {
   return ok;
 }
 
-void *sm_os_map(size_t size) {
+SM_RUNTIME void *sm_os_map(size_t size) {
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
@@ -191,7 +191,7 @@ void *sm_os_reserve(size_t size) {
   return p == MAP_FAILED ? NULL : p;
 }
 
-void sm_os_unmap(void *p, size_t size) {
+SM_RUNTIME void sm_os_unmap(void *p, size_t size) {
   if (size == 0) return;
   int saved = errno;
   munmap(p, size);
@@ -202,7 +202,7 @@ void sm_os_unmap(void *p, size_t size) {
  * multiple of `align`. Requires align >= SM_SEGMENT_SIZE and shift a multiple
  * of SM_SEGMENT_SIZE, so start is segment-aligned too. Over-maps by `align`
  * and trims both ends. */
-void *sm_os_map_aligned(size_t size, size_t align, size_t shift) {
+SM_RUNTIME void *sm_os_map_aligned(size_t size, size_t align, size_t shift) {
   size_t over = size + align;
   if (over < size) return NULL;
   uint8_t *raw = mmap(NULL, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -217,7 +217,7 @@ void *sm_os_map_aligned(size_t size, size_t align, size_t shift) {
 size_t sm_os_purge_calls, sm_os_purge_bytes; /* statistics, relaxed atomics */
 
 /* Give committed pages back; the range reads as zeros afterwards. */
-void sm_os_purge(void *p, size_t size) {
+SM_RUNTIME void sm_os_purge(void *p, size_t size) {
   uintptr_t a = sm_align_up((uintptr_t)p, sm_os_page_size);
   uintptr_t b = sm_align_down((uintptr_t)p + size, sm_os_page_size);
   if (b <= a) return;
@@ -228,7 +228,7 @@ void sm_os_purge(void *p, size_t size) {
   errno = saved;
 }
 
-uint64_t sm_os_now_ms(void) {
+SM_RUNTIME uint64_t sm_os_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
@@ -268,7 +268,7 @@ void sm_purge_emptied(sm_purge_state_t *st, uint64_t now) {
   __atomic_add_fetch(&sm_os_purge_all, 1, __ATOMIC_RELAXED);
 }
 
-sm_purge_t sm_purge_decide(uint64_t now, size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st,
+SM_RUNTIME sm_purge_t sm_purge_decide(uint64_t now, size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st,
                            uint32_t *cutoff) {
   if (inuse > st->peak) st->peak = inuse;
   if (dirty <= retain) { /* nothing to give back, or the held memory was reused */
@@ -305,7 +305,7 @@ sm_purge_t sm_purge_decide(uint64_t now, size_t dirty, size_t inuse, size_t reta
   return SM_PURGE_NONE;
 }
 
-sm_purge_t sm_purge_due(size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st, uint32_t *cutoff) {
+SM_RUNTIME sm_purge_t sm_purge_due(size_t dirty, size_t inuse, size_t retain, sm_purge_state_t *st, uint32_t *cutoff) {
   /* Nothing over retain, the common case, needs no clock. */
   return sm_purge_decide(dirty <= retain ? 0 : sm_os_now_ms(), dirty, inuse, retain, st, cutoff);
 }

@@ -59,7 +59,7 @@ static uint8_t *page_end(const sm_segment_t *seg, const sm_page_t *pg) {
  * this again every 4 KiB of blocks. Every block on a list is
  * marked free, fresh ones included: a free of a block never handed out is a
  * double free too. */
-static void page_extend(sm_page_t *pg) {
+SM_RUNTIME static void page_extend(sm_page_t *pg) {
   uint32_t n = pg->reserved - pg->capacity;
   uint32_t step = (uint32_t)(4 * SM_KiB / pg->block_size);
   if (step == 0) step = 1;
@@ -101,7 +101,7 @@ static void free_append(sm_page_t *pg, sm_block_t *head, sm_block_t *tail) {
  * The remote list is walked anyway (for its tail and length); the walk
  * also checks each block's mark and stops after `used` blocks, so a list
  * made circular by a double free is reported, never followed forever. */
-static bool page_collect(sm_page_t *pg) {
+SM_RUNTIME static bool page_collect(sm_page_t *pg) {
   bool got = false;
   if (pg->local_free) {
     if (!pg->free) { /* the usual case: just swap the lists */
@@ -140,7 +140,7 @@ static bool page_collect(sm_page_t *pg) {
 
 /* Takes an unassigned page of the heap's segments of this page size, or
  * NULL. Prefers pages still committed from earlier use. */
-static sm_page_t *take_free_page(sm_heap_t *h, unsigned kind) {
+SM_RUNTIME static sm_page_t *take_free_page(sm_heap_t *h, unsigned kind) {
   sm_segment_t *seg = h->segs[kind].first;
   if (!seg || !seg->free_mask) return NULL; /* segments with free pages come first */
   uint64_t pick = seg->free_mask & seg->dirty_mask;
@@ -184,7 +184,7 @@ static void page_assign(sm_segment_t *seg, sm_page_t *pg, unsigned cls) {
 
 static void segment_release(sm_heap_t *h, sm_segment_t *seg) {
   seg_list_remove(h, seg);
-  h->dirty_bytes -= (size_t)__builtin_popcountll(seg->dirty_mask) * page_bytes(seg);
+  h->dirty_bytes -= (size_t)sm_popcount64(seg->dirty_mask) * page_bytes(seg);
   sm_segment_pool_free(seg);
 }
 
@@ -192,7 +192,7 @@ static void purge_pages(sm_heap_t *h, bool all, uint32_t cutoff);
 
 /* Gives an empty page back to its segment; its memory stays committed until
  * sm_purge_due() says otherwise. */
-static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
+SM_RUNTIME static void page_unassign(sm_heap_t *h, sm_segment_t *seg, sm_page_t *pg) {
   sm_check_page(pg);
   sm_assert(pg->used == 0 && __atomic_load_n(&pg->thread_free, __ATOMIC_RELAXED) == NULL);
   uint64_t bit = (uint64_t)1 << page_index(seg, pg);
@@ -321,7 +321,7 @@ static void page_to_full(sm_heap_t *h, sm_page_t *pg) {
   __atomic_store_n(&pg->in_full, 1, __ATOMIC_RELAXED);
 }
 
-static void page_from_full(sm_heap_t *h, sm_page_t *pg, bool front) {
+SM_RUNTIME static void page_from_full(sm_heap_t *h, sm_page_t *pg, bool front) {
   unsigned cls = pg->cls;
   sm_list_remove(&h->full[cls], pg, next, prev);
   __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
@@ -345,7 +345,7 @@ static void sweep_full(sm_heap_t *h) {
 }
 
 /* A page of class cls with at least one free block, made heap->cur[cls]. */
-static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
+SM_RUNTIME static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
   sm_pagelist_t *q = &h->avail[cls];
   for (int round = 0; round < 2; round++) {
     sm_page_t *pg = q->first;
@@ -415,7 +415,7 @@ static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
   return pg;
 }
 
-SM_NOINLINE void *sm_pool_malloc_slow(sm_heap_t *h, size_t size) {
+SM_RUNTIME SM_NOINLINE void *sm_pool_malloc_slow(sm_heap_t *h, size_t size) {
   if (h == &sm_heap_empty) {
     h = sm_heap_get_or_create();
     if (!h) {
@@ -491,7 +491,7 @@ void sm_pool_check_realloc(sm_page_t *pg, void *p) {
 
 /* The owner frees a block and the cheap checks in the fast path flagged it:
  * the page may become empty, may be on the full list, or this is misuse. */
-SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
+SM_RUNTIME SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
   if (SM_UNLIKELY(!pg->assigned || pg->used == 0 || !is_block_start(pg, b) || b->mark == sm_marks.local ||
                   b == pg->local_free || b == pg->free))
     sm_pool_bad_free(seg, pg, b);
@@ -519,7 +519,7 @@ SM_NOINLINE void sm_pool_free_local_slow(sm_segment_t *seg, sm_page_t *pg, sm_bl
  * fields only grow while it has live blocks, and the caller's own block
  * keeps the page assigned), then marked with an atomic swap: of two threads
  * freeing one block at once, one sees the other's mark. */
-SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
+SM_RUNTIME SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b) {
   if (SM_UNLIKELY(sm_pool_not_block(pg, (uintptr_t)b - (uintptr_t)pg->start))) sm_pool_bad_free(seg, pg, b);
   /* Everything needed from the segment is read while b is still live: once
    * b is pushed, the owner may collect it, empty the page and release the
@@ -577,11 +577,11 @@ SM_NOINLINE void sm_pool_free_remote(sm_segment_t *seg, sm_page_t *pg, sm_block_
 
 /* Takes over an abandoned segment: collects every page, frees the empty
  * ones, and queues the rest on h's lists. */
-void sm_pool_adopt(sm_heap_t *h, sm_segment_t *seg) {
+SM_RUNTIME void sm_pool_adopt(sm_heap_t *h, sm_segment_t *seg) {
   __atomic_store_n(&seg->heap, h, __ATOMIC_RELEASE);
   seg->next = seg->prev = NULL;
   seg_list_push(h, seg, seg->free_mask != 0);
-  h->dirty_bytes += (size_t)__builtin_popcountll(seg->dirty_mask) * page_bytes(seg);
+  h->dirty_bytes += (size_t)sm_popcount64(seg->dirty_mask) * page_bytes(seg);
   for (uint32_t i = 0; i < seg->page_count; i++) {
     sm_page_t *pg = &seg->pages[i];
     if (!pg->assigned) continue;
@@ -649,7 +649,7 @@ void sm_pool_recount_heap(sm_heap_t *h) {
 
 /* The owner thread is exiting: free every empty page and segment, abandon
  * the segments that still hold live blocks for another thread to adopt. */
-void sm_pool_release_heap(sm_heap_t *h) {
+SM_RUNTIME void sm_pool_release_heap(sm_heap_t *h) {
   for (unsigned cls = 0; cls < SM_CLASS_COUNT; cls++) {
     sm_pagelist_t *lists[2] = {&h->avail[cls], &h->full[cls]};
     for (int l = 0; l < 2; l++) {

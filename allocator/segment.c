@@ -37,7 +37,7 @@ static uint8_t *segmap_entry(uintptr_t idx, bool create) {
   return leaf ? &leaf[idx & (LEAF_SIZE - 1)] : NULL;
 }
 
-bool sm_segmap_set(sm_segment_t *seg, size_t slots) {
+SM_RUNTIME bool sm_segmap_set(sm_segment_t *seg, size_t slots) {
   uintptr_t idx = (uintptr_t)seg >> SM_SEGMENT_SHIFT;
   /* A big segment's entries are SM_SEGMAP_BIG.. for its slots; one slot
    * more would store the FREED marker. The option ranges keep every
@@ -56,7 +56,7 @@ bool sm_segmap_set(sm_segment_t *seg, size_t slots) {
   return true;
 }
 
-void sm_segmap_clear(sm_segment_t *seg, size_t slots, uint8_t value) {
+SM_RUNTIME void sm_segmap_clear(sm_segment_t *seg, size_t slots, uint8_t value) {
   uintptr_t idx = (uintptr_t)seg >> SM_SEGMENT_SHIFT;
   if (slots > SM_SEGMAP_MAX_SLOTS) slots = SM_SEGMAP_MAX_SLOTS;
   for (size_t k = 0; k < slots; k++) {
@@ -82,7 +82,7 @@ static void registry_add_locked(sm_segment_t *seg) { sm_list_push_front(&registr
 
 static void registry_remove_locked(sm_segment_t *seg) { sm_list_remove(&registry, seg, all_next, all_prev); }
 
-void sm_segment_register(sm_segment_t *seg) {
+SM_RUNTIME void sm_segment_register(sm_segment_t *seg) {
   sm_lock(&seg_lock);
   registry_add_locked(seg);
   __atomic_add_fetch(&seg_mapped, seg->size, __ATOMIC_RELAXED);
@@ -147,7 +147,7 @@ static bool thp_wanted(void) {
   }
 }
 
-uint32_t sm_segment_thp_begin(void *base, size_t size, uint32_t s) {
+SM_RUNTIME uint32_t sm_segment_thp_begin(void *base, size_t size, uint32_t s) {
   if (sm_os_thp == SM_OS_THP_NONE) return s;
   /* Not knowing the kernel's mode, only thp=always asks. */
   bool want = sm_os_thp == SM_OS_THP_UNKNOWN ? sm_opt.thp == SM_THP_ALWAYS : thp_wanted();
@@ -226,9 +226,9 @@ sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
   return seg;
 }
 
-unsigned sm_segment_purge_pages(sm_segment_t *seg, uint64_t pages) {
+SM_RUNTIME unsigned sm_segment_purge_pages(sm_segment_t *seg, uint64_t pages) {
   pages &= seg->dirty_mask;
-  unsigned n = (unsigned)__builtin_popcountll(pages);
+  unsigned n = (unsigned)sm_popcount64(pages);
   seg->dirty_mask &= ~pages;
   if (pages) sm_segment_thp_purging(seg);
   while (pages) {

@@ -12,7 +12,7 @@ static int key_cmp(size_t size, uintptr_t addr, const sm_fnode_t *n) {
 
 /* Brings the node with the given key, or the last node on the search path
  * (its predecessor or successor), to the root and returns the new root. */
-static sm_fnode_t *splay(sm_fnode_t *t, size_t size, uintptr_t addr) {
+SM_RUNTIME static sm_fnode_t *splay(sm_fnode_t *t, size_t size, uintptr_t addr) {
   if (!t) return NULL;
   sm_fnode_t header = {0};
   sm_fnode_t *l = &header, *r = &header; /* right spine of the left tree, left spine of the right tree */

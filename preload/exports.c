@@ -77,9 +77,9 @@ SM_INLINE void *unlinked(void *p) {
 /* malloc's pool fast path is inline here and keeps nothing for after a
  * call: whatever else (the slow and large paths, tracing) is a tail call
  * out of line, so the fast path saves no register and sets up no frame. */
-static SM_NOINLINE void *malloc_rest(size_t size) { TRACED(sm_malloc_rest(size), size, SM_MOVE_MALLOC); }
+SM_RUNTIME static SM_NOINLINE void *malloc_rest(size_t size) { TRACED(sm_malloc_rest(size), size, SM_MOVE_MALLOC); }
 
-SM_EXPORT void *malloc(size_t size) {
+SM_RUNTIME SM_EXPORT void *malloc(size_t size) {
   if (SM_LIKELY(size <= SM_POOL_MAX)) {
     sm_page_t *pg;
     void *p = sm_malloc_fast(size, &pg);
@@ -99,7 +99,7 @@ SM_EXPORT void *malloc(size_t size) {
  * tracing is on (except with sparse sampling, where no pool block has a
  * tag: allocator/tag.c), else to sm_free_unchecked when the free checks
  * are off. */
-SM_EXPORT void free(void *p) {
+SM_RUNTIME SM_EXPORT void free(void *p) {
   void (*hook)(void *) = __atomic_load_n(&sm_free_hook, __ATOMIC_RELAXED);
   if (SM_UNLIKELY(hook != NULL)) {
     hook(p); /* sm_free_traced hands a tagged block's tag to sm_track_untag */
@@ -108,7 +108,7 @@ SM_EXPORT void free(void *p) {
   sm_free(p);
 }
 
-SM_EXPORT void *calloc(size_t n, size_t size) { TRACED(sm_calloc(n, size), n * size, SM_MOVE_MALLOC | SM_MOVE_COPY); }
+SM_RUNTIME SM_EXPORT void *calloc(size_t n, size_t size) { TRACED(sm_calloc(n, size), n * size, SM_MOVE_MALLOC | SM_MOVE_COPY); }
 
 /* realloc charges the result to the realloc call's stack, as tracemalloc
  * does. The old tag is taken first (the block may move or be freed) and put
@@ -131,12 +131,12 @@ static SM_NOINLINE void *traced_realloc(void *p, size_t size) {
  * may carry tags even while it is off (stopped through the control
  * channel), and a realloc that moves one must take its tag. A plain load,
  * as in TRACING(). */
-SM_EXPORT void *realloc(void *p, size_t size) {
+SM_RUNTIME SM_EXPORT void *realloc(void *p, size_t size) {
   if (SM_UNLIKELY(sm_trace_tags)) return traced_realloc(p, size);
   return sm_realloc(p, size);
 }
 
-SM_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
+SM_RUNTIME SM_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) {
     errno = ENOMEM;
@@ -146,10 +146,10 @@ SM_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
 }
 
 /* C23 */
-SM_EXPORT void free_sized(void *p, size_t size) { free(p); }
-SM_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) { free(p); }
+SM_RUNTIME SM_EXPORT void free_sized(void *p, size_t size) { free(p); }
+SM_RUNTIME SM_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) { free(p); }
 
-SM_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
+SM_RUNTIME SM_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
   if (align < sizeof(void *) || !sm_is_pow2(align)) return EINVAL;
   int saved = errno; /* POSIX: report through the return value only */
   void *p = sm_memalign(align, size);
@@ -163,7 +163,7 @@ SM_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
   return 0;
 }
 
-SM_EXPORT void *aligned_alloc(size_t align, size_t size) {
+SM_RUNTIME SM_EXPORT void *aligned_alloc(size_t align, size_t size) {
   if (!sm_is_pow2(align)) {
     errno = EINVAL;
     return NULL;
@@ -171,7 +171,7 @@ SM_EXPORT void *aligned_alloc(size_t align, size_t size) {
   TRACED(sm_memalign(align, size), size, SM_MOVE_ALIGN(align));
 }
 
-SM_EXPORT void *memalign(size_t align, size_t size) {
+SM_RUNTIME SM_EXPORT void *memalign(size_t align, size_t size) {
   /* glibc rounds a non-power-of-two alignment up to the next power of two. */
   if (align > (SIZE_MAX >> 1) + 1) {
     errno = EINVAL;
@@ -181,12 +181,12 @@ SM_EXPORT void *memalign(size_t align, size_t size) {
   TRACED(sm_memalign(align, size), size, SM_MOVE_ALIGN(align));
 }
 
-SM_EXPORT void *valloc(size_t size) {
+SM_RUNTIME SM_EXPORT void *valloc(size_t size) {
   size_t page = (size_t)getpagesize();
   TRACED(sm_memalign(page, size), size, SM_MOVE_ALIGN(page));
 }
 
-SM_EXPORT void *pvalloc(size_t size) {
+SM_RUNTIME SM_EXPORT void *pvalloc(size_t size) {
   size_t page = (size_t)getpagesize();
   size_t rounded = (size + page - 1) & ~(page - 1);
   if (rounded < size) {
@@ -196,9 +196,9 @@ SM_EXPORT void *pvalloc(size_t size) {
   TRACED(sm_memalign(page, rounded ? rounded : page), size, SM_MOVE_ALIGN(page));
 }
 
-SM_EXPORT size_t malloc_usable_size(void *p) { return sm_usable_size(p); }
+SM_RUNTIME SM_EXPORT size_t malloc_usable_size(void *p) { return sm_usable_size(p); }
 
-SM_EXPORT int malloc_trim(size_t pad) {
+SM_RUNTIME SM_EXPORT int malloc_trim(size_t pad) {
   sm_heap_t *h = sm_heap_tls;
   size_t before = h != &sm_heap_empty ? sm_pool_trim(h) : 0;
   before += sm_large_trim();
@@ -209,7 +209,7 @@ SM_EXPORT int malloc_trim(size_t pad) {
 
 static size_t clamp_int(size_t v) { return v > (size_t)2147483647 ? (size_t)2147483647 : v; }
 
-SM_EXPORT struct mallinfo2 mallinfo2(void) {
+SM_RUNTIME SM_EXPORT struct mallinfo2 mallinfo2(void) {
   sm_stats_t st;
   sm_stats_get(&st);
   struct mallinfo2 mi = {0};
@@ -225,7 +225,7 @@ SM_EXPORT struct mallinfo2 mallinfo2(void) {
   return mi;
 }
 
-SM_EXPORT struct mallinfo mallinfo(void) {
+SM_RUNTIME SM_EXPORT struct mallinfo mallinfo(void) {
   struct mallinfo2 m2 = mallinfo2();
   struct mallinfo mi = {0};
   mi.arena = (int)clamp_int(m2.arena);
@@ -237,12 +237,12 @@ SM_EXPORT struct mallinfo mallinfo(void) {
   return mi;
 }
 
-SM_EXPORT void malloc_stats(void) { sm_stats_print(2); }
+SM_RUNTIME SM_EXPORT void malloc_stats(void) { sm_stats_print(2); }
 
 /* Every glibc tunable is accepted and ignored: none of them applies. */
-SM_EXPORT int mallopt(int param, int value) { return 1; }
+SM_RUNTIME SM_EXPORT int mallopt(int param, int value) { return 1; }
 
-SM_EXPORT int malloc_info(int options, FILE *fp) {
+SM_RUNTIME SM_EXPORT int malloc_info(int options, FILE *fp) {
   if (options != 0 || !fp) {
     errno = EINVAL;
     return -1;
@@ -263,13 +263,13 @@ SM_EXPORT int malloc_info(int options, FILE *fp) {
 }
 
 /* glibc's internal names; code built against glibc may call them directly. */
-SM_EXPORT void *__libc_malloc(size_t size) { return malloc(size); }
-SM_EXPORT void __libc_free(void *p) { free(p); }
-SM_EXPORT void *__libc_calloc(size_t n, size_t size) { return calloc(n, size); }
-SM_EXPORT void *__libc_realloc(void *p, size_t size) { return realloc(p, size); }
-SM_EXPORT void *__libc_memalign(size_t align, size_t size) { return memalign(align, size); }
-SM_EXPORT void *__libc_valloc(size_t size) { return valloc(size); }
-SM_EXPORT void *__libc_pvalloc(size_t size) { return pvalloc(size); }
-SM_EXPORT struct mallinfo __libc_mallinfo(void) { return mallinfo(); }
-SM_EXPORT int __libc_mallopt(int param, int value) { return 1; }
-SM_EXPORT int __posix_memalign(void **out, size_t align, size_t size) { return posix_memalign(out, align, size); }
+SM_RUNTIME SM_EXPORT void *__libc_malloc(size_t size) { return malloc(size); }
+SM_RUNTIME SM_EXPORT void __libc_free(void *p) { free(p); }
+SM_RUNTIME SM_EXPORT void *__libc_calloc(size_t n, size_t size) { return calloc(n, size); }
+SM_RUNTIME SM_EXPORT void *__libc_realloc(void *p, size_t size) { return realloc(p, size); }
+SM_RUNTIME SM_EXPORT void *__libc_memalign(size_t align, size_t size) { return memalign(align, size); }
+SM_RUNTIME SM_EXPORT void *__libc_valloc(size_t size) { return valloc(size); }
+SM_RUNTIME SM_EXPORT void *__libc_pvalloc(size_t size) { return pvalloc(size); }
+SM_RUNTIME SM_EXPORT struct mallinfo __libc_mallinfo(void) { return mallinfo(); }
+SM_RUNTIME SM_EXPORT int __libc_mallopt(int param, int value) { return 1; }
+SM_RUNTIME SM_EXPORT int __posix_memalign(void **out, size_t align, size_t size) { return posix_memalign(out, align, size); }

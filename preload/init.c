@@ -34,6 +34,11 @@ static void postfork_child(void) {
 void sm_after_init(void) { sm_tracer_start(); }
 
 extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso);
+/* What pthread_atfork calls: libc_nonshared.a links a two-line stub of it
+ * into the library, at the far end of its code, where calling it would
+ * make every process map one more 64 KiB of the library (SM_RUNTIME). */
+extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void), void *dso);
+extern void *__dso_handle;
 
 /* The end of the process as the leak scan must see it: after the program's
  * atexit handlers and after every library's destructor, as valgrind does.
@@ -43,11 +48,11 @@ extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso);
  * newest first: so this one runs after _dl_fini, just before the C
  * library's final stdio flush. With no DSO handle, no library's unloading
  * runs it early. */
-static void at_process_end(void *arg) {
+SM_RUNTIME static void at_process_end(void *arg) {
   (void)arg;
   /* The leak scan reads the exiting stack from about here when it cannot
    * find exit()'s frames. */
-  sm_triggers_at_exit((uintptr_t)__builtin_frame_address(0));
+  if (sm_triggers_exit_pending()) sm_triggers_at_exit((uintptr_t)__builtin_frame_address(0));
   if (sm_opt.verbose) sm_stats_print(2);
   if (sm_tracer_started() && (sm_opt.verbose || sm_opt.unwind == SM_UNWIND_CHECK)) {
     uint64_t fell_back, compared, differed;
@@ -62,7 +67,7 @@ __attribute__((constructor(101))) static void snapmalloc_start(void) {
   sm_heap_key_init();
   /* pthread_atfork may allocate: registered here, where malloc works, and
    * never from inside an allocation. */
-  pthread_atfork(prefork, postfork_parent, postfork_child);
+  __register_atfork(prefork, postfork_parent, postfork_child, __dso_handle);
   void *f = dlsym(RTLD_NEXT, "free");
   if (f && f != (void *)sm_free) sm_libc_free = (void (*)(void *))f;
   void *r = dlsym(RTLD_NEXT, "realloc");

@@ -51,7 +51,7 @@ static const char *errno_text(int e) {
   return s ? s : "unknown error";
 }
 
-int sm_control_open(void) {
+SM_RUNTIME int sm_control_open(void) {
   /* A setuid or file-capability program reads no options (sm_secure), so
    * control is 0 there anyway; say so twice. */
   if (!sm_opt.control || sm_secure) return -1;

@@ -32,7 +32,7 @@ static const sm_option_t tracer_rows[] = {
 /* Sampling is for runs too long or too busy to trace every block; the
  * exit-time leak analysis (all threads stopped, all memory scanned) is
  * then off unless asked for. */
-static void tracer_finish(sm_options_t *o) {
+SM_RUNTIME static void tracer_finish(sm_options_t *o) {
   if (o->sample && !sm_options_given(o, "leaks")) o->leaks = false;
 }
 

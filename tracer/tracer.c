@@ -265,7 +265,7 @@ static bool started; /* the once-only part ran (init, or under write_lock) */
 
 extern sm_lock_t *const sm_write_lock_ref; /* snapshot.c */
 
-bool sm_tracer_started(void) { return __atomic_load_n(&sm_trace_tags, __ATOMIC_ACQUIRE); }
+SM_RUNTIME bool sm_tracer_started(void) { return __atomic_load_n(&sm_trace_tags, __ATOMIC_ACQUIRE); }
 
 static bool depth_given; /* a start gave a depth: it stays (write_lock) */
 

@@ -247,6 +247,9 @@ void sm_triggers_init(void);
  * unless the program has a handler of its own on that signal. */
 void sm_triggers_tracing_on(void);
 void sm_triggers_at_exit(uintptr_t stack_from);
+/* Whether sm_triggers_at_exit has anything to do: a helper thread to
+ * drain, or a tracer that started. */
+bool sm_triggers_exit_pending(void);
 void sm_triggers_postfork_child(void);
 void sm_triggers_maybe_restart(void);
 /* A fork child's helper thread is to be started again (by the next traced

@@ -274,7 +274,13 @@ static void drain_requests(void) {
   }
 }
 
-void sm_triggers_at_exit(uintptr_t stack_from) {
+SM_RUNTIME bool sm_triggers_exit_pending(void) {
+  return __atomic_load_n(&helper_running, __ATOMIC_ACQUIRE) || sm_tracer_started();
+}
+
+/* Out of line: at_process_end runs in every process, and this only where
+ * sm_triggers_exit_pending says so (SM_RUNTIME). */
+SM_NOINLINE void sm_triggers_at_exit(uintptr_t stack_from) {
   drain_requests();
   if (!sm_tracer_started() || !sm_opt.at_exit) return;
   /* exit() from a signal handler that interrupted this thread inside the
