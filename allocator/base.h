@@ -15,10 +15,13 @@
 #define SM_NORETURN    __attribute__((noreturn))
 #define SM_EXPORT      __attribute__((visibility("default")))
 /* Code that every process runs, traced or not (the entry points, their
- * slow paths, start-up and exit), in one section that the linker's default
- * script puts at the start of .text. The kernel maps a file's pages 64 KiB
- * at a time around each fault, so spread over the library this code made
- * a process map 124 KiB of it; together it fits the first 64 KiB. */
+ * slow paths, start-up and exit), in one section that GNU ld's default
+ * script puts at the start of .text, after the cold, exit and start-up
+ * code. The kernel maps a file's pages 64 KiB at a time around each fault,
+ * so spread over the library this code made a process map 128-136 KiB of
+ * it; together, and with the library loaded at a 64 KiB boundary
+ * (meson.build: max-page-size, which glibc 2.35 and later honour), it
+ * fits one window. */
 #define SM_RUNTIME     __attribute__((section(".text.hot.snapmalloc")))
 /* glibc requires initial-exec TLS in a malloc replacement: a dynamic TLS
  * access may itself call malloc on first touch. */

@@ -79,7 +79,7 @@ static void heap_unregister_locked(sm_heap_t *h) {
 
 /* Takes h off the parked list and registers it, in one critical section:
  * a fork child sees every heap on one of its lists (heaps_lock held). */
-static void parked_take_locked(sm_heap_t *h) {
+SM_RUNTIME static void parked_take_locked(sm_heap_t *h) {
   sm_heap_t **link = &parked;
   while (*link != h) link = &(*link)->reg_next;
   *link = h->reg_next;
@@ -183,7 +183,7 @@ SM_RUNTIME void sm_heap_thread_done(void *arg) {
 
 /* Moves the parked heaps from *link on back to the registry (heaps_lock
  * held), into out[]; returns how many. */
-static unsigned parked_detach_locked(sm_heap_t **link, sm_heap_t **out) {
+SM_RUNTIME static unsigned parked_detach_locked(sm_heap_t **link, sm_heap_t **out) {
   unsigned n = 0;
   for (sm_heap_t *h = *link; h; h = h->reg_next) out[n++] = h;
   *link = NULL;
@@ -232,7 +232,7 @@ size_t sm_heap_count(void) { return __atomic_load_n(&heaps_count, __ATOMIC_RELAX
 sm_lock_t *const sm_heaps_lock_ref = &heaps_lock;
 
 /* In a fork child, after every lock was reset (tracer/locks.c). */
-void sm_heaps_postfork_child(void) {
+SM_RUNTIME void sm_heaps_postfork_child(void) {
   /* Only the forking thread exists in the child: hand the other heaps'
    * segments to the abandoned lists, where this thread can adopt them. */
   sm_heap_t *me = sm_heap_tls;

@@ -17,7 +17,7 @@ static size_t payload_offset(size_t align) {
   return align > 16 ? sm_align_up(off, align) : off;
 }
 
-void *sm_huge_malloc(size_t size, size_t align) {
+SM_RUNTIME void *sm_huge_malloc(size_t size, size_t align) {
   size_t off = payload_offset(align);
   size_t total = sm_align_up(off + size, sm_os_page_size);
   if (total < size) {
@@ -51,7 +51,7 @@ static void check_huge(const sm_segment_t *seg, const void *p) {
              (const void *)((const uint8_t *)seg + seg->huge_offset));
 }
 
-void sm_huge_free(sm_segment_t *seg, void *p) {
+SM_RUNTIME void sm_huge_free(sm_segment_t *seg, void *p) {
   check_huge(seg, p);
   size_t total = seg->size;
   seg->huge_magic = 0;

@@ -239,7 +239,7 @@ uint64_t sm_os_tid(void) { return (uint64_t)syscall(SYS_gettid); }
 /* Spin briefly (the holder is probably running on the other core), then
  * sleep on the lock word with a futex. 0 = free, 1 = held, 2 = held with
  * waiters. */
-void sm_lock_slow(sm_lock_t *l) {
+SM_RUNTIME void sm_lock_slow(sm_lock_t *l) {
   for (int i = 0; i < 64; i++) {
     __builtin_ia32_pause();
     if (__atomic_load_n(&l->held, __ATOMIC_RELAXED) == 0 && sm_trylock(l)) return;
@@ -252,7 +252,7 @@ void sm_lock_slow(sm_lock_t *l) {
   errno = saved;
 }
 
-void sm_unlock_wake(sm_lock_t *l) {
+SM_RUNTIME void sm_unlock_wake(sm_lock_t *l) {
   int saved = errno;
   syscall(SYS_futex, &l->held, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
   errno = saved;

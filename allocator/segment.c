@@ -89,7 +89,7 @@ SM_RUNTIME void sm_segment_register(sm_segment_t *seg) {
   sm_unlock(&seg_lock);
 }
 
-void sm_segment_unregister(sm_segment_t *seg) {
+SM_RUNTIME void sm_segment_unregister(sm_segment_t *seg) {
   sm_lock(&seg_lock);
   registry_remove_locked(seg);
   __atomic_sub_fetch(&seg_mapped, seg->size, __ATOMIC_RELAXED);
@@ -317,7 +317,7 @@ void sm_segment_foreach(void (*fn)(sm_segment_t *seg, void *arg), void *arg) {
 }
 
 /* Unmaps every cached segment (malloc_trim). */
-void sm_segment_trim(void) {
+SM_RUNTIME void sm_segment_trim(void) {
   sm_lock(&seg_lock);
   sm_segment_t *list = cache;
   cache = NULL;

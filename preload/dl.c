@@ -10,7 +10,7 @@
 #include "tracer/python.h"
 #include "tracer/tracer.h"
 
-SM_EXPORT int dlclose(void *handle) {
+SM_RUNTIME SM_EXPORT int dlclose(void *handle) {
   static int (*real_dlclose)(void *);
   int (*f)(void *) = __atomic_load_n(&real_dlclose, __ATOMIC_ACQUIRE);
   if (!f) {

@@ -18,14 +18,14 @@
 
 /* The checked build (-Dchecks=true) verifies the arenas and this thread's
  * pages with every lock held, and again in the child. */
-static void prefork(void) {
+SM_RUNTIME static void prefork(void) {
   sm_locks_acquire_all();
   sm_check_fork();
 }
 
-static void postfork_parent(void) { sm_locks_release_all(); }
+SM_RUNTIME static void postfork_parent(void) { sm_locks_release_all(); }
 
-static void postfork_child(void) {
+SM_RUNTIME static void postfork_child(void) {
   sm_locks_reset_all();
   sm_heaps_postfork_child();
   sm_triggers_postfork_child();
@@ -36,9 +36,11 @@ void sm_after_init(void) { sm_tracer_start(); }
 extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso);
 /* What pthread_atfork calls: libc_nonshared.a links a two-line stub of it
  * into the library, at the far end of its code, where calling it would
- * make every process map one more 64 KiB of the library (SM_RUNTIME). */
+ * make every process map one more 64 KiB of the library (SM_RUNTIME).
+ * The handle is this library's, so a dlclose that unloads it drops the
+ * handlers as it did with the stub. glibc's own interface. */
 extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void), void *dso);
-extern void *__dso_handle;
+extern void *__dso_handle __attribute__((visibility("hidden")));
 
 /* The end of the process as the leak scan must see it: after the program's
  * atexit handlers and after every library's destructor, as valgrind does.
@@ -65,8 +67,8 @@ SM_RUNTIME static void at_process_end(void *arg) {
 __attribute__((constructor(101))) static void snapmalloc_start(void) {
   sm_init();
   sm_heap_key_init();
-  /* pthread_atfork may allocate: registered here, where malloc works, and
-   * never from inside an allocation. */
+  /* __register_atfork may allocate: registered here, where malloc works,
+   * and never from inside an allocation. */
   __register_atfork(prefork, postfork_parent, postfork_child, __dso_handle);
   void *f = dlsym(RTLD_NEXT, "free");
   if (f && f != (void *)sm_free) sm_libc_free = (void (*)(void *))f;

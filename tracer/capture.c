@@ -19,7 +19,9 @@
  * cut at the depth is used only while the Python frames still fill it.
  *
  * Locks: none of its own. The memo, the cache and the unwind rules are the
- * calling thread's (sm_tlocal_t) and no other thread reads them; a miss goes
+ * calling thread's (sm_tlocal_t) and no other thread reads them while it
+ * lives (counters.c passes the table of a thread that ended to a new one,
+ * memo emptied); a miss goes
  * to sm_trace_intern (table.c), which takes trace_lock itself, and a new
  * Python frame to pyframes.c, which takes py_lock. */
 #include <string.h>
@@ -53,7 +55,11 @@ SM_INLINE bool memo_matches(const sm_memo_t *m, const sm_stack_start_t *from, ui
   /* Then the words, four to a test and the last two together (memo_fill
    * made n even): a hit reads them all anyway, and a deep stack logs 16 to
    * 30, where a test and a branch per word cost a third of a hit's
-   * instructions; a miss reads at most three words more. */
+   * instructions; a miss reads at most three words more. Every word lies
+   * between sp and the top of the stack the walk ran on, and a start with
+   * the same ra and sp is on that stack, mapped up to that top. (A program
+   * that unmapped that stack and mapped a smaller one at the same sp would
+   * fault on the first word too.) */
   const uintptr_t sp = from->sp;
   unsigned n = m->n, i = 0;
   for (; i + 4 <= n; i += 4)

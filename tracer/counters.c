@@ -196,6 +196,9 @@ sm_tlocal_t *sm_tlocal_new(void) {
 static void deltas_done(void *arg) {
   sm_tlocal_t *td = arg;
   if (!td) return;
+  /* First: once td is a spare, another thread may take it, and nothing of
+   * this one (a signal handler that allocates) may reach it after that. */
+  if (sm_ts.local == td) sm_ts.local = NULL;
   sm_lock(&delta_lock);
   for (unsigned i = 0; i < SM_DELTA_SLOTS; i++) {
     if (!td->d[i].key) continue;
@@ -213,7 +216,6 @@ static void deltas_done(void *arg) {
     nspares++;
   }
   sm_unlock(&delta_lock);
-  if (sm_ts.local == td) sm_ts.local = NULL;
   if (!kept) sm_meta_free(td, sizeof *td);
 }
 

@@ -186,9 +186,10 @@ typedef struct sm_delta {
  * when the thread exits, to a short list of spares that the next threads
  * take before a new mapping (counters.c). The registry links and the
  * deltas are counters.c's; the cache, memo and unwind rules are
- * capture.c's and unwind.c's, and no other thread ever reads them. The deltas come first: the structure is
- * larger than the arena's biggest class, so it is a mapping of its own,
- * and every entry sits on one cache line. */
+ * capture.c's and unwind.c's, and no other thread reads them while their
+ * thread lives (after it, a spare passes to the next thread). The deltas
+ * come first: the structure is larger than the arena's biggest class, so
+ * it is a mapping of its own, and every entry sits on one cache line. */
 typedef struct sm_tlocal {
   sm_delta_t d[SM_DELTA_SLOTS];
   struct sm_tlocal *next, *prev; /* registry (delta_lock) */

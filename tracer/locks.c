@@ -55,7 +55,7 @@ static unsigned lock_table(sm_lock_t **locks) {
   return n;
 }
 
-void sm_locks_acquire_all(void) {
+SM_RUNTIME void sm_locks_acquire_all(void) {
   sm_lock_t *locks[NLOCKS];
   unsigned n = lock_table(locks);
   for (unsigned i = 0; i < n; i++) sm_lock(locks[i]);
@@ -79,13 +79,13 @@ bool sm_locks_try_acquire_all(unsigned timeout_ms) {
   return true;
 }
 
-void sm_locks_release_all(void) {
+SM_RUNTIME void sm_locks_release_all(void) {
   sm_lock_t *locks[NLOCKS];
   unsigned n = lock_table(locks);
   while (n-- > 0) sm_unlock(locks[n]);
 }
 
-void sm_locks_reset_all(void) {
+SM_RUNTIME void sm_locks_reset_all(void) {
   sm_lock_t *locks[NLOCKS];
   unsigned n = lock_table(locks);
   for (unsigned i = 0; i < n; i++) sm_lock_reset(locks[i]);

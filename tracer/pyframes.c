@@ -20,7 +20,8 @@
  * ids (tracer/locks.c: below trace_lock, above delta_lock; its holder
  * takes only the metadata lock). Ids are read without it: the id array's
  * chunks and entries are published with release stores and an entry never
- * changes. The per-thread cache is its thread's alone. */
+ * changes. The per-thread cache is its thread's alone while the thread
+ * lives, then the next one's (counters.c: entries are checked on use). */
 #include <string.h>
 
 #include "tracer/internal.h"

@@ -234,7 +234,7 @@ void sm_triggers_maybe_restart(void) {
   }
 }
 
-void sm_triggers_postfork_child(void) {
+SM_RUNTIME void sm_triggers_postfork_child(void) {
   bool was_armed = sm_control_armed();
   sm_control_postfork_child(); /* the parent's socket and connection */
   if (!helper_running) return;

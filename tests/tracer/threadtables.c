@@ -10,7 +10,7 @@
  * Faults (unless the second argument is "nofaults", as under sanitizers):
  * the threads after the first eight may fault at most FAULTS_MAX pages
  * each. A new mapped table, faulted in as the thread fills its deltas,
- * memo and caches, cost about 28 pages per thread before the spares. */
+ * memo and caches, cost about 30 pages per thread before the spares. */
 #include <pthread.h>
 #include <sys/resource.h>
 
