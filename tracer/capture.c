@@ -113,9 +113,10 @@ static sm_memo_t *memo_fill(sm_tlocal_t *tl, const sm_stack_start_t *from, const
    * comparing one word twice changes nothing. The log's capacity is even,
    * so the copy fits. */
   unsigned n = log->n;
-  for (; n % 2; n++) {
+  if (n % 2) {
     m->off[n] = log->off[0];
     m->val[n] = log->val[0];
+    n++;
   }
   m->n = (uint8_t)n;
   m->trace = t;
