@@ -198,7 +198,7 @@ SM_RUNTIME SM_EXPORT void *pvalloc(size_t size) {
 
 SM_RUNTIME SM_EXPORT size_t malloc_usable_size(void *p) { return sm_usable_size(p); }
 
-SM_RUNTIME SM_EXPORT int malloc_trim(size_t pad) {
+SM_EXPORT int malloc_trim(size_t pad) {
   sm_heap_t *h = sm_heap_tls;
   size_t before = h != &sm_heap_empty ? sm_pool_trim(h) : 0;
   before += sm_large_trim();
@@ -209,7 +209,7 @@ SM_RUNTIME SM_EXPORT int malloc_trim(size_t pad) {
 
 static size_t clamp_int(size_t v) { return v > (size_t)2147483647 ? (size_t)2147483647 : v; }
 
-SM_RUNTIME SM_EXPORT struct mallinfo2 mallinfo2(void) {
+SM_EXPORT struct mallinfo2 mallinfo2(void) {
   sm_stats_t st;
   sm_stats_get(&st);
   struct mallinfo2 mi = {0};
@@ -225,7 +225,7 @@ SM_RUNTIME SM_EXPORT struct mallinfo2 mallinfo2(void) {
   return mi;
 }
 
-SM_RUNTIME SM_EXPORT struct mallinfo mallinfo(void) {
+SM_EXPORT struct mallinfo mallinfo(void) {
   struct mallinfo2 m2 = mallinfo2();
   struct mallinfo mi = {0};
   mi.arena = (int)clamp_int(m2.arena);
@@ -237,12 +237,12 @@ SM_RUNTIME SM_EXPORT struct mallinfo mallinfo(void) {
   return mi;
 }
 
-SM_RUNTIME SM_EXPORT void malloc_stats(void) { sm_stats_print(2); }
+SM_EXPORT void malloc_stats(void) { sm_stats_print(2); }
 
 /* Every glibc tunable is accepted and ignored: none of them applies. */
-SM_RUNTIME SM_EXPORT int mallopt(int param, int value) { return 1; }
+SM_EXPORT int mallopt(int param, int value) { return 1; }
 
-SM_RUNTIME SM_EXPORT int malloc_info(int options, FILE *fp) {
+SM_EXPORT int malloc_info(int options, FILE *fp) {
   if (options != 0 || !fp) {
     errno = EINVAL;
     return -1;
@@ -270,6 +270,6 @@ SM_RUNTIME SM_EXPORT void *__libc_realloc(void *p, size_t size) { return realloc
 SM_RUNTIME SM_EXPORT void *__libc_memalign(size_t align, size_t size) { return memalign(align, size); }
 SM_RUNTIME SM_EXPORT void *__libc_valloc(size_t size) { return valloc(size); }
 SM_RUNTIME SM_EXPORT void *__libc_pvalloc(size_t size) { return pvalloc(size); }
-SM_RUNTIME SM_EXPORT struct mallinfo __libc_mallinfo(void) { return mallinfo(); }
-SM_RUNTIME SM_EXPORT int __libc_mallopt(int param, int value) { return 1; }
+SM_EXPORT struct mallinfo __libc_mallinfo(void) { return mallinfo(); }
+SM_EXPORT int __libc_mallopt(int param, int value) { return 1; }
 SM_RUNTIME SM_EXPORT int __posix_memalign(void **out, size_t align, size_t size) { return posix_memalign(out, align, size); }

@@ -34,11 +34,12 @@ SM_RUNTIME static void postfork_child(void) {
 void sm_after_init(void) { sm_tracer_start(); }
 
 extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso);
-/* What pthread_atfork calls: libc_nonshared.a links a two-line stub of it
- * into the library, at the far end of its code, where calling it would
- * make every process map one more 64 KiB of the library (SM_RUNTIME).
- * The handle is this library's, so a dlclose that unloads it drops the
- * handlers as it did with the stub. glibc's own interface. */
+/* The C library's registration that pthread_atfork forwards to.
+ * pthread_atfork itself comes from libc_nonshared.a, linked into this
+ * library at the far end of its code, where calling it would make every
+ * process map one more 64 KiB of the library (SM_RUNTIME). Registered
+ * with this library's handle, so a dlclose that unloads the library drops
+ * the handlers, as pthread_atfork's registration did. glibc only. */
 extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void), void *dso);
 extern void *__dso_handle __attribute__((visibility("hidden")));
 
