@@ -23,6 +23,14 @@
  * (meson.build: max-page-size, which glibc 2.35 and later honour), it
  * fits one window. */
 #define SM_RUNTIME     __attribute__((section(".text.hot.snapmalloc")))
+/* Read-only data that every process reads (the size-class tables, the
+ * strings start-up passes to the kernel and the loader): in the library's
+ * RELRO segment, whose page the loader has made resident to relocate it,
+ * instead of .rodata. The segment .rodata shares with the unwind tables is
+ * then never read by a process that does not trace, and never resident
+ * (28 KiB; tests/preload/footprint.sh). Read-only all the same: the loader
+ * write-protects RELRO once it has relocated it. */
+#define SM_RUNTIME_DATA __attribute__((section(".data.rel.ro.snapmalloc")))
 /* glibc requires initial-exec TLS in a malloc replacement: a dynamic TLS
  * access may itself call malloc on first touch. */
 #define SM_TLS         __thread __attribute__((tls_model("initial-exec")))

@@ -76,7 +76,7 @@ typedef struct span {
   uintptr_t lo, hi; /* empty when lo >= hi */
 } span_t;
 
-static const span_t clean = {0, 0};
+SM_RUNTIME_DATA static const span_t clean = {0, 0};
 
 static span_t span_of(const sm_lblock_t *b, size_t size) { return (span_t){(uintptr_t)b, (uintptr_t)b + size}; }
 
@@ -162,7 +162,11 @@ static void take_block(sm_arena_t *a, sm_lblock_t *b, size_t need, span_t dirty)
   }
   b->head |= SM_LB_INUSE;
   lb_next(b)->head |= SM_LB_PREV_INUSE;
-  b->magic = SM_LB_MAGIC;
+  /* In a register: merged into one store with the trace's zero, the
+   * constant came from .rodata (SM_RUNTIME_DATA says why that matters). */
+  uint32_t magic = SM_LB_MAGIC;
+  __asm__("" : "+r"(magic));
+  b->magic = magic;
   b->trace = 0;
   __atomic_store_n(&a->inuse_bytes, a->inuse_bytes + size, __ATOMIC_RELAXED);
 }

@@ -15,6 +15,10 @@ sm_options_t sm_opt;
 static const char *const policies[] = {"best", "first", "next", NULL};
 static const char *const thp_modes[] = {"never", "auto", "always", "dense", NULL};
 
+/* An empty default, read at every start-up as it is stored
+ * (SM_RUNTIME_DATA). */
+SM_RUNTIME_DATA static const char no_text[] = "";
+
 static const sm_option_t alloc_rows[] = {
     {.name = "policy", .kind = SM_OPT_NAME, .order = 8, .flags = SM_OPT_INDEX, SM_OPTION_FIELD(policy),
      .def = SM_POLICY_BEST, .names = policies},
@@ -32,7 +36,7 @@ static const sm_option_t alloc_rows[] = {
      .min = 0, .max = 1LL << 40, .def = 64 * SM_MiB},
     {.name = "verbose", .kind = SM_OPT_BOOL, .order = 12, SM_OPTION_FIELD(verbose), .def = 0},
     {.name = "free_checks", .kind = SM_OPT_BOOL, .order = 14, SM_OPTION_FIELD(free_checks), .def = 1},
-    {.name = "run", .kind = SM_OPT_ID, .order = 15, SM_OPTION_FIELD(run), .def_text = ""},
+    {.name = "run", .kind = SM_OPT_ID, .order = 15, SM_OPTION_FIELD(run), .def_text = no_text},
 };
 _Static_assert((512 << 20) / SM_SEGMENT_SIZE + 2 <= SM_SEGMAP_MAX_SLOTS, "huge/increment ranges must fit the segment map");
 
@@ -208,7 +212,8 @@ static void set_defaults(sm_options_t *o) {
   EACH_TABLE(t) {
     for (unsigned i = 0; i < (*t)->n; i++) {
       const sm_option_t *row = &(*t)->rows[i];
-      if (row->kind == SM_OPT_PATH || row->kind == SM_OPT_ID) store_text(row, o, row->def_text, __builtin_strlen(row->def_text));
+      if (row->kind == SM_OPT_PATH || row->kind == SM_OPT_ID)
+        store_text(row, o, row->def_text, __builtin_strlen(row->def_text));
       else store(row, o, (unsigned long long)row->def);
     }
   }
@@ -371,7 +376,7 @@ void sm_options_init(void) {
     return;
   }
   const char *spec = NULL;
-  static const char key[] = "SNAPMALLOC_OPTIONS=";
+  SM_RUNTIME_DATA static const char key[] = "SNAPMALLOC_OPTIONS=";
   for (char **e = environ; e && *e; e++) {
     size_t i = 0;
     while (key[i] && (*e)[i] == key[i]) i++;

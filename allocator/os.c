@@ -42,13 +42,15 @@ static size_t read_small(const char *path, char *buf, size_t cap) {
  * mapping, only for those that ask (madvise), or none. A file that cannot
  * be read (no /sys in a container or a chroot) leaves it unknown. */
 static sm_os_thp_t thp_mode(void) {
-  char buf[128];
-  size_t n = read_small("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf);
-  if (n == 0) return SM_OS_THP_UNKNOWN;
-  static const struct {
-    const char *word;
+  /* Read at every start-up (SM_RUNTIME_DATA). */
+  SM_RUNTIME_DATA static const char path[] = "/sys/kernel/mm/transparent_hugepage/enabled";
+  SM_RUNTIME_DATA static const struct {
+    char word[12];
     sm_os_thp_t mode;
   } modes[] = {{"[always]", SM_OS_THP_ALWAYS}, {"[madvise]", SM_OS_THP_MADVISE}};
+  char buf[128];
+  size_t n = read_small(path, buf, sizeof buf);
+  if (n == 0) return SM_OS_THP_UNKNOWN;
   for (unsigned m = 0; m < sizeof modes / sizeof modes[0]; m++) {
     const char *w = modes[m].word;
     size_t len = __builtin_strlen(w);

@@ -1,7 +1,7 @@
 /* Size-class tables (see sizeclass.h). */
 #include "allocator/sizeclass.h"
 
-const uint32_t sm_class_size[SM_CLASS_COUNT] = {
+SM_RUNTIME_DATA const uint32_t sm_class_size[SM_CLASS_COUNT] = {
     16,    32,    48,    64,    80,    96,    112,   128,         /* 0-7 */
     160,   192,   224,   256,   320,   384,   448,   512,         /* 8-15 */
     640,   768,   896,   1024,                                   /* 16-19 */
@@ -11,7 +11,7 @@ const uint32_t sm_class_size[SM_CLASS_COUNT] = {
 };
 
 #define INV(s) ((((uint64_t)1 << 40) + (s)-1) / (s))
-const uint64_t sm_class_inv[SM_CLASS_COUNT] = {
+SM_RUNTIME_DATA const uint64_t sm_class_inv[SM_CLASS_COUNT] = {
     INV(16),    INV(32),    INV(48),    INV(64),    INV(80),    INV(96),    INV(112),  INV(128),
     INV(160),   INV(192),   INV(224),   INV(256),   INV(320),   INV(384),   INV(448),   INV(512),
     INV(640),   INV(768),   INV(896),   INV(1024),  INV(1280),  INV(1536),  INV(1792),  INV(2048),
@@ -31,7 +31,7 @@ unsigned sm_size_class_slow(size_t size) {
 
 /* Entry i is the class of sizes 8i-7..8i (class bounds are multiples of 8),
  * i.e. sm_size_class_slow(8 * i); tests/unit/test_sizeclass.c checks it. */
-const uint8_t sm_small_class[SM_SMALL_MAX / 8 + 1] = {
+SM_RUNTIME_DATA const uint8_t sm_small_class[SM_SMALL_MAX / 8 + 1] = {
     0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7,
     7, 8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11,
     11, 12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13,

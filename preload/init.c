@@ -73,17 +73,22 @@ SM_RUNTIME static void at_process_end(void *arg) {
  * (meson.build: -fini). The library's destructors are in .fini_array. */
 SM_RUNTIME __attribute__((used)) void sm_dso_fini(void) {}
 
+/* The C library's functions a foreign pointer goes to, by name: strings the
+ * loader reads at every start-up (SM_RUNTIME_DATA). */
+SM_RUNTIME_DATA static const char name_free[] = "free", name_realloc[] = "realloc",
+                                  name_usable_size[] = "malloc_usable_size";
+
 __attribute__((constructor(101))) static void snapmalloc_start(void) {
   sm_init();
   sm_heap_key_init();
   /* __register_atfork may allocate: registered here, where malloc works,
    * and never from inside an allocation. */
   __register_atfork(prefork, postfork_parent, postfork_child, __dso_handle);
-  void *f = dlsym(RTLD_NEXT, "free");
+  void *f = dlsym(RTLD_NEXT, name_free);
   if (f && f != (void *)sm_free) sm_libc_free = (void (*)(void *))f;
-  void *r = dlsym(RTLD_NEXT, "realloc");
+  void *r = dlsym(RTLD_NEXT, name_realloc);
   if (r && r != (void *)sm_realloc) sm_libc_realloc = (void *(*)(void *, size_t))r;
-  void *u = dlsym(RTLD_NEXT, "malloc_usable_size");
+  void *u = dlsym(RTLD_NEXT, name_usable_size);
   if (u) sm_libc_usable_size = (size_t(*)(void *))u;
   if (sm_opt.verbose) sm_options_print(&sm_opt);
   sm_tracer_init();

@@ -9,13 +9,15 @@
 #include "allocator/options.h"
 
 static const char *const unwinders[] = {"fast", "libunwind", "check", NULL};
+/* Read at every start-up, as the default is stored (SM_RUNTIME_DATA). */
+SM_RUNTIME_DATA static const char out_default[] = "snapmalloc.%e.%p.%n.snap";
 
 /* `order` is each key's place in the printed list (verbose=1) and its bit
  * in sm_options_t.given; the allocator's keys fill the places between. */
 static const sm_option_t tracer_rows[] = {
     {.name = "trace", .kind = SM_OPT_BOOL, .order = 0, SM_OPTION_FIELD(trace), .def = 0},
     {.name = "depth", .kind = SM_OPT_NUMBER, .order = 1, SM_OPTION_FIELD(depth), .min = 1, .max = 128, .def = 16},
-    {.name = "out", .kind = SM_OPT_PATH, .order = 2, SM_OPTION_FIELD(out), .def_text = "snapmalloc.%e.%p.%n.snap"},
+    {.name = "out", .kind = SM_OPT_PATH, .order = 2, SM_OPTION_FIELD(out), .def_text = out_default},
     {.name = "at_exit", .kind = SM_OPT_BOOL, .order = 3, SM_OPTION_FIELD(at_exit), .def = 1},
     {.name = "signal", .kind = SM_OPT_SIGNAL, .order = 4, SM_OPTION_FIELD(signal), .def = SIGUSR2},
     /* seconds, fractions to the millisecond (interval=0.5); 0 = off */

@@ -50,6 +50,35 @@ else
   [ "$rss" -gt 0 ] || fail "no resident code of the library found in /proc/self/smaps"
   [ "$rss" -le 64 ] || fail "an untraced cat has $rss KiB of the library's code resident (at most 64 expected)"
 fi
+# Nothing an untraced process runs reads the library's .rodata: the data it
+# does read is in the RELRO page the loader makes resident anyway
+# (SM_RUNTIME_DATA, allocator/base.h), so the read-only segment of .rodata
+# and the unwind tables (28 KiB, resident whole at the first read) stays out
+# of memory. A constant the compiler puts in .rodata on such a path (a
+# string, a jump table, a vector constant) shows here.
+rodata=$(readelf -SW "$lib" | awk '$2 == ".rodata" { print $5; exit }')
+rodata_seg=$(readelf -lW "$lib" | while read -r type off _ _ filesz _; do
+  [ "$type" = LOAD ] || continue
+  if [ $((off)) -le $((0x$rodata)) ] && [ $((0x$rodata)) -lt $((off + filesz)) ]; then printf '%08x\n' $((off)); break; fi
+done)
+if [ -z "$rodata_seg" ]; then
+  fail "no LOAD segment holds .rodata (offset 0x$rodata)"
+else
+  ro=$(printf '%s\n' "$smaps" | awk -v lib="$(basename "$lib")" -v off="$rodata_seg" \
+    '/^[0-9a-f]+-[0-9a-f]+ / { x = ($2 == "r--p" && $3 == off && index($0, lib)) } x && /^Rss:/ { s += $2 } END { print s + 0 }')
+  echo "read-only data of the library resident in an untraced cat: $ro KiB"
+  [ "$ro" -eq 0 ] || fail "an untraced cat has $ro KiB of the library's .rodata segment resident (none expected)"
+fi
+# The loader calls DT_FINI at exit: a function in that window
+# (preload/init.c, sm_dso_fini), not the C runtime's _fini at the far end of
+# the code, which made every process map 32 KiB more of it as it exited.
+fini=$(readelf -dW "$lib" | awk '$2 == "(FINI)" { print $3; exit }')
+code=$(readelf -lW "$lib" | awk '$1 == "LOAD" && / R E / { print $3; exit }')
+if [ -z "$fini" ] || [ -z "$code" ]; then
+  fail "no DT_FINI ($fini) or no code segment ($code) in the library"
+elif [ $((fini - code)) -ge 65536 ]; then
+  fail "DT_FINI ($fini) is not in the first 64 KiB of the code (from $code): meson.build's -fini"
+fi
 maps=$(SNAPMALLOC_OPTIONS=trace=1,at_exit=0 LD_PRELOAD=$lib cat /proc/self/maps)
 printf '%s\n' "$maps" | grep -q '/libunwind\.so' || fail "libunwind is not mapped into a cat traced with trace=1"
-[ "$failures" -eq 0 ] && echo "ok: no libm; libunwind only when tracing; one window of code" || exit 1
+[ "$failures" -eq 0 ] && echo "ok: no libm; libunwind only when tracing; one window of code, no .rodata" || exit 1
