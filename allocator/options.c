@@ -212,8 +212,7 @@ static void set_defaults(sm_options_t *o) {
   EACH_TABLE(t) {
     for (unsigned i = 0; i < (*t)->n; i++) {
       const sm_option_t *row = &(*t)->rows[i];
-      if (row->kind == SM_OPT_PATH || row->kind == SM_OPT_ID)
-        store_text(row, o, row->def_text, __builtin_strlen(row->def_text));
+      if (row->kind == SM_OPT_PATH || row->kind == SM_OPT_ID) store_text(row, o, row->def_text, __builtin_strlen(row->def_text));
       else store(row, o, (unsigned long long)row->def);
     }
   }
