@@ -29,7 +29,7 @@
  * instead of .rodata. The segment .rodata shares with the unwind tables is
  * then never read by a process that does not trace, and never resident
  * (28 KiB; tests/preload/footprint.sh). Read-only all the same: the loader
- * write-protects RELRO once it has relocated it. */
+ * write-protects RELRO once it has relocated it (meson.build: -z relro). */
 #define SM_RUNTIME_DATA __attribute__((section(".data.rel.ro.snapmalloc")))
 /* glibc requires initial-exec TLS in a malloc replacement: a dynamic TLS
  * access may itself call malloc on first touch. */

@@ -56,18 +56,36 @@ fi
 # and the unwind tables (28 KiB, resident whole at the first read) stays out
 # of memory. A constant the compiler puts in .rodata on such a path (a
 # string, a jump table, a vector constant) shows here.
-rodata=$(readelf -SW "$lib" | awk '$2 == ".rodata" { print $5; exit }')
-rodata_seg=$(readelf -lW "$lib" | while read -r type off _ _ filesz _; do
+# section SECT's FIELD-th field after its name (1: type, 2: address, 3:
+# offset, 4: size), from readelf -SW (whose "[ 9]" splits into two fields)
+section() { readelf -SW "$lib" | awk -v s="$1" -v f="$2" '{ for (i = 1; i < NF; i++) if ($i == s) { print $(i + f); exit } }'; }
+rodata=$(section .rodata 3)
+[ -n "$rodata" ] || fail "the library has no .rodata section"
+rodata_seg=$([ -n "$rodata" ] && readelf -lW "$lib" | while read -r type off _ _ filesz _; do
   [ "$type" = LOAD ] || continue
   if [ $((off)) -le $((0x$rodata)) ] && [ $((0x$rodata)) -lt $((off + filesz)) ]; then printf '%08x\n' $((off)); break; fi
 done)
 if [ -z "$rodata_seg" ]; then
-  fail "no LOAD segment holds .rodata (offset 0x$rodata)"
+  [ -z "$rodata" ] || fail "no LOAD segment holds .rodata (offset 0x$rodata)"
 else
   ro=$(printf '%s\n' "$smaps" | awk -v lib="$(basename "$lib")" -v off="$rodata_seg" \
-    '/^[0-9a-f]+-[0-9a-f]+ / { x = ($2 == "r--p" && $3 == off && index($0, lib)) } x && /^Rss:/ { s += $2 } END { print s + 0 }')
+    '/^[0-9a-f]+-[0-9a-f]+ / { x = ($2 == "r--p" && $3 "" == off "" && index($0, lib)) } x && /^Rss:/ { s += $2 } END { print s + 0 }')
   echo "read-only data of the library resident in an untraced cat: $ro KiB"
   [ "$ro" -eq 0 ] || fail "an untraced cat has $ro KiB of the library's .rodata segment resident (none expected)"
+fi
+# That data is read-only all the same: .data.rel.ro lies inside GNU_RELRO,
+# which the loader write-protects once it has relocated the library
+# (meson.build links with -z relro).
+relro=$(readelf -lW "$lib" | awk '$1 == "GNU_RELRO" { print $3, $6; exit }')
+drr_addr=$(section .data.rel.ro 2)
+drr_size=$(section .data.rel.ro 4)
+if [ -z "$relro" ] || [ -z "$drr_addr" ]; then
+  fail "no GNU_RELRO segment ($relro) or no .data.rel.ro section ($drr_addr) in the library"
+else
+  set -- $relro
+  if [ $((0x$drr_addr)) -lt $(($1)) ] || [ $((0x$drr_addr + 0x$drr_size)) -gt $(($1 + $2)) ]; then
+    fail ".data.rel.ro (0x$drr_addr, 0x$drr_size bytes) is not inside GNU_RELRO ($1, $2 bytes)"
+  fi
 fi
 # The loader calls DT_FINI at exit: a function in that window
 # (preload/init.c, sm_dso_fini), not the C runtime's _fini at the far end of
@@ -81,4 +99,4 @@ elif [ $((fini - code)) -ge 65536 ]; then
 fi
 maps=$(SNAPMALLOC_OPTIONS=trace=1,at_exit=0 LD_PRELOAD=$lib cat /proc/self/maps)
 printf '%s\n' "$maps" | grep -q '/libunwind\.so' || fail "libunwind is not mapped into a cat traced with trace=1"
-[ "$failures" -eq 0 ] && echo "ok: no libm; libunwind only when tracing; one window of code, no .rodata" || exit 1
+[ "$failures" -eq 0 ] && echo "ok: no libm; libunwind only when tracing; one window of code, no .rodata, RELRO" || exit 1
