@@ -96,7 +96,7 @@ void *sm_huge_realloc(sm_segment_t *seg, void *p, size_t size) {
   sm_segmap_clear(seg, 1, SM_SEGMAP_FREED);
   void *moved = mremap(seg, old_total, total, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
   if (moved == MAP_FAILED) {
-    sm_segmap_set(seg, 1); /* it was set before: cannot fail */
+    sm_segmap_set(seg, 1); /* its leaf exists: cannot fail */
     sm_segment_register(seg);
     sm_os_unmap(raw, total + SM_SEGMENT_SIZE);
     return NULL;
@@ -108,7 +108,7 @@ void *sm_huge_realloc(sm_segment_t *seg, void *p, size_t size) {
   sm_segment_t *nseg = (sm_segment_t *)dst;
   nseg->size = total;
   nseg->huge_request = size;
-  if (!sm_segmap_set(nseg, 1)) sm_fatal("realloc(): the kernel moved a mapping out of the segment map's range");
+  if (!sm_segmap_set(nseg, 1)) sm_fatal("realloc(): out of memory for the segment map");
   sm_segment_register(nseg);
   __atomic_add_fetch(&huge_live_bytes, total - old_total, __ATOMIC_RELAXED);
   return dst + off;

@@ -85,14 +85,10 @@ size_t sm_meta_mapped(void);
 unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max);
 
 /* ---- segment.c: segment map, registry, pool segment cache, abandoned list */
-/* A flat map over the 47-bit user address space, one byte per 4 MiB slot:
- * 2^25 bytes (32 MiB) of bss. Only the pages that cover addresses in use
- * are ever touched (a page covers 16 GiB of address space, so a process
- * touches one or two), and the array costs address space, not memory. It
- * replaced a two-level map whose lookup took a range test, a load of the
- * leaf's pointer and a test for no leaf before the entry's load: five
- * instructions and a dependent load on every free. An entry says what the
- * slot holds:
+/* Two-level map over the 47-bit user address space, one byte per 4 MiB slot:
+ * 4096 top entries, each NULL or a leaf of 8192 bytes (32 GiB of address
+ * space). A process touches one or two leaves; unlike a flat map it costs no
+ * address space under `ulimit -v`. An entry says what the slot holds:
  *   0                    not ours;
  *   SM_SEGMAP_POOL (1)   a pool segment, whose header starts the slot (a pool
  *                        segment is one slot), so free's fast path knows the
@@ -102,16 +98,20 @@ unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max);
  *                        huge block is told from a foreign pointer). */
 /* (The entry values, SM_SEGMAP_POOL and the rest, are in types.h.) */
 #define SM_SEGMAP_BITS 47
-#define SM_SEGMAP_SLOTS ((size_t)1 << (SM_SEGMAP_BITS - SM_SEGMENT_SHIFT))
-extern uint8_t sm_segmap[SM_SEGMAP_SLOTS];
+#define SM_SEGMAP_LEAF_BITS 13
+#define SM_SEGMAP_TOP ((size_t)1 << (SM_SEGMAP_BITS - SM_SEGMENT_SHIFT - SM_SEGMAP_LEAF_BITS))
+extern uint8_t *sm_segmap[SM_SEGMAP_TOP];
 
 /* The entry of the slot of p - 1 (the byte before p, so that a block ending
- * a slot is looked up in its own), 0 beyond the map: the one segment map
- * lookup, inlined into free's fast path. */
+ * a slot is looked up in its own), 0 when no leaf covers it: the one segment
+ * map lookup, inlined into free's fast path. */
 SM_INLINE unsigned sm_segmap_entry(const void *p) {
-  uintptr_t idx = ((uintptr_t)p - 1) >> SM_SEGMENT_SHIFT;
-  if (SM_UNLIKELY(idx >= SM_SEGMAP_SLOTS)) return 0;
-  return sm_segmap[idx];
+  uintptr_t a = (uintptr_t)p - 1;
+  uintptr_t top = a >> (SM_SEGMENT_SHIFT + SM_SEGMAP_LEAF_BITS);
+  if (SM_UNLIKELY(top >= SM_SEGMAP_TOP)) return 0;
+  const uint8_t *leaf = sm_segmap[top];
+  if (SM_UNLIKELY(leaf == NULL)) return 0;
+  return leaf[(a >> SM_SEGMENT_SHIFT) & (((uintptr_t)1 << SM_SEGMAP_LEAF_BITS) - 1)];
 }
 
 /* The header of the segment whose slot of p - 1 has entry e, one of ours

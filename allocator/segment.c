@@ -8,8 +8,9 @@
 
 #include "allocator/internal.h"
 
-uint8_t sm_segmap[SM_SEGMAP_SLOTS];
+uint8_t *sm_segmap[SM_SEGMAP_TOP];
 
+#define LEAF_SIZE ((size_t)1 << SM_SEGMAP_LEAF_BITS)
 #define SEG_CACHE_MAX 8
 
 static sm_lock_t seg_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
@@ -20,8 +21,21 @@ static sm_seglist_t abandoned[2];     /* by page kind: 0 small pages, 1 medium (
 static size_t abandoned_count[2];     /* atomic: peeked at without the lock */
 static size_t seg_mapped;             /* bytes in live and cached segments (atomic: read without the lock) */
 
-/* The entry of slot idx, NULL beyond the map. */
-static uint8_t *segmap_entry(uintptr_t idx) { return idx < SM_SEGMAP_SLOTS ? &sm_segmap[idx] : NULL; }
+/* Entry for slot idx, creating its leaf if `create`. Leaves are never freed. */
+static uint8_t *segmap_entry(uintptr_t idx, bool create) {
+  uintptr_t top = idx >> SM_SEGMAP_LEAF_BITS;
+  if (top >= SM_SEGMAP_TOP) return NULL;
+  uint8_t *leaf = __atomic_load_n(&sm_segmap[top], __ATOMIC_ACQUIRE);
+  if (!leaf && create) {
+    uint8_t *fresh = sm_meta_alloc(LEAF_SIZE);
+    if (!fresh) return NULL;
+    if (__atomic_compare_exchange_n(&sm_segmap[top], &leaf, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+      leaf = fresh;
+    else
+      sm_meta_free(fresh, LEAF_SIZE); /* another thread won; leaf holds its leaf */
+  }
+  return leaf ? &leaf[idx & (LEAF_SIZE - 1)] : NULL;
+}
 
 SM_RUNTIME bool sm_segmap_set(sm_segment_t *seg, size_t slots) {
   uintptr_t idx = (uintptr_t)seg >> SM_SEGMENT_SHIFT;
@@ -31,9 +45,14 @@ SM_RUNTIME bool sm_segmap_set(sm_segment_t *seg, size_t slots) {
    * our pointers to glibc. A pool segment is one slot. */
   bool pool = seg->kind == SM_SEG_POOL;
   if (slots > (pool ? 1 : SM_SEGMAP_MAX_SLOTS)) return false;
-  if (idx + slots > SM_SEGMAP_SLOTS) return false; /* above the 47-bit space: not a mapping the kernel gives */
-  for (size_t k = 0; k < slots; k++)
-    __atomic_store_n(&sm_segmap[idx + k], (uint8_t)(pool ? SM_SEGMAP_POOL : k + SM_SEGMAP_BIG), __ATOMIC_RELEASE);
+  for (size_t k = 0; k < slots; k++) {
+    uint8_t *e = segmap_entry(idx + k, true);
+    if (!e) {
+      sm_segmap_clear(seg, k, 0);
+      return false;
+    }
+    __atomic_store_n(e, (uint8_t)(pool ? SM_SEGMAP_POOL : k + SM_SEGMAP_BIG), __ATOMIC_RELEASE);
+  }
   return true;
 }
 
@@ -41,13 +60,13 @@ SM_RUNTIME void sm_segmap_clear(sm_segment_t *seg, size_t slots, uint8_t value) 
   uintptr_t idx = (uintptr_t)seg >> SM_SEGMENT_SHIFT;
   if (slots > SM_SEGMAP_MAX_SLOTS) slots = SM_SEGMAP_MAX_SLOTS;
   for (size_t k = 0; k < slots; k++) {
-    uint8_t *e = segmap_entry(idx + k);
+    uint8_t *e = segmap_entry(idx + k, false);
     if (e) __atomic_store_n(e, value, __ATOMIC_RELEASE);
   }
 }
 
 unsigned sm_segmap_get(const void *p) {
-  uint8_t *e = segmap_entry(((uintptr_t)p - 1) >> SM_SEGMENT_SHIFT);
+  uint8_t *e = segmap_entry(((uintptr_t)p - 1) >> SM_SEGMENT_SHIFT, false);
   return e ? __atomic_load_n(e, __ATOMIC_ACQUIRE) : 0;
 }
 
