@@ -40,6 +40,8 @@ void sm_check_fork_at(const char *file, int line) {
   /* Only the forking thread's own pages: the others' owners may be in the
    * middle of an operation on them. */
   sm_heap_t *h = sm_heap_tls;
+  size_t r = sm_heap_check(h);
+  if (SM_UNLIKELY(r != 0)) check_failed("sm_heap_check", h, r, file, line);
   if (h == &sm_heap_empty) return;
   for (unsigned cls = 0; cls < SM_CLASS_COUNT; cls++) {
     check_pagelist(h->avail[cls].first, file, line);

@@ -28,6 +28,7 @@
 sm_page_t sm_page_empty; /* never has free blocks */
 
 sm_heap_t sm_heap_empty = {
+    .direct = {[0 ... SM_DIRECT_COUNT - 1] = &sm_page_empty},
     .cur = {[0 ... SM_CLASS_COUNT - 1] = &sm_page_empty},
 };
 
@@ -126,7 +127,7 @@ SM_RUNTIME sm_heap_t *sm_heap_get_or_create(void) {
     h = sm_meta_alloc(sizeof *h);
     if (!h) return NULL;
   }
-  for (unsigned c = 0; c < SM_CLASS_COUNT; c++) h->cur[c] = &sm_page_empty;
+  for (unsigned c = 0; c < SM_CLASS_COUNT; c++) sm_heap_set_cur(h, c, &sm_page_empty);
   sm_lock(&heaps_lock);
   h->arena = next_arena++ % SM_ARENA_COUNT;
   heap_register_locked(h);

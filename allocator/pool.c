@@ -23,7 +23,7 @@
 /* ---------------------------------------------------------------- lists */
 
 static void update_cur(sm_heap_t *h, unsigned cls) {
-  h->cur[cls] = h->avail[cls].first ? h->avail[cls].first : &sm_page_empty;
+  sm_heap_set_cur(h, cls, h->avail[cls].first ? h->avail[cls].first : &sm_page_empty);
 }
 
 static void seg_list_remove(sm_heap_t *h, sm_segment_t *seg) {
@@ -358,7 +358,7 @@ SM_RUNTIME static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
           sm_list_remove(q, pg, next, prev);
           sm_list_push_front(q, pg, next, prev);
         }
-        h->cur[cls] = pg;
+        if (h->cur[cls] != pg) sm_heap_set_cur(h, cls, pg);
         return pg;
       }
       page_to_full(h, pg);
@@ -411,7 +411,7 @@ SM_RUNTIME static sm_page_t *find_page(sm_heap_t *h, unsigned cls) {
   h->pages_bytes += page_bytes(seg);
   page_extend(pg);
   sm_list_push_front(q, pg, next, prev);
-  h->cur[cls] = pg;
+  sm_heap_set_cur(h, cls, pg);
   return pg;
 }
 
@@ -665,7 +665,7 @@ SM_RUNTIME void sm_pool_release_heap(sm_heap_t *h) {
       }
       lists[l]->first = lists[l]->last = NULL;
     }
-    h->cur[cls] = &sm_page_empty;
+    sm_heap_set_cur(h, cls, &sm_page_empty);
   }
   /* Nobody will reuse this thread's free pages soon: give their memory
    * back now rather than leave it in abandoned segments (thread churn). */
@@ -697,6 +697,12 @@ void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep) {
  * carved part at a block boundary and is marked free, no block is listed
  * twice, and
  * used + listed == capacity (thread_free blocks count as used). */
+size_t sm_heap_check(const sm_heap_t *h) {
+  for (size_t i = 0; i < SM_DIRECT_COUNT; i++)
+    if (h->direct[i] != h->cur[sm_small_class[i]]) return i + 1;
+  return 0;
+}
+
 size_t sm_pool_check(const sm_page_t *pg) {
   if (!pg->assigned) return 0;
   int64_t a = list_length(pg, pg->free);

@@ -205,8 +205,14 @@ struct sm_segment;
 
 /* Per-thread heap. Only its owner thread touches it, except for the atomic
  * thread_free stacks of its pages and the registry links (under a lock). */
+#define SM_DIRECT_COUNT (SM_SMALL_MAX / 8 + 1) /* small sizes by (size + 7) / 8 */
+
 typedef struct sm_heap {
-  sm_page_t *cur[SM_CLASS_COUNT];   /* fast path: page to allocate from per class */
+  /* malloc's fast path for a size up to SM_SMALL_MAX: cur[] of its class,
+   * indexed by (size + 7) / 8, so that the path needs no class lookup
+   * first. A copy: every write of cur[] goes through sm_heap_set_cur. */
+  sm_page_t *direct[SM_DIRECT_COUNT];
+  sm_page_t *cur[SM_CLASS_COUNT];   /* page to allocate from per class */
   sm_pagelist_t avail[SM_CLASS_COUNT]; /* pages that may have free blocks; first == cur */
   sm_pagelist_t full[SM_CLASS_COUNT];  /* pages found exhausted */
   sm_seglist_t segs[2];             /* owned pool segments, [0] small pages, [1] medium; those

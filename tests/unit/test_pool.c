@@ -31,6 +31,9 @@ static void check_seg(sm_segment_t *seg, void *arg) {
 }
 
 static void check_all_pages(const char *when) {
+  size_t r = sm_heap_check(sm_heap_tls);
+  CHECK_MSG(r == 0, "%s: the heap's direct entry for sizes %zu-%zu is not its class's current page", when,
+            r > 1 ? 8 * (r - 1) - 7 : 0, 8 * (r - 1));
   pages_bad = pages_seen = 0;
   sm_segment_foreach(check_seg, NULL);
   CHECK_MSG(pages_bad == 0, "%s: %zu of %zu pages fail the check", when, pages_bad, pages_seen);
@@ -276,6 +279,9 @@ int main(void) {
   /* refill: more 16-byte blocks than one page holds, all distinct pages used */
   static void *many[20000];
   for (int i = 0; i < 20000; i++) many[i] = sm_malloc(16);
+  CHECK_MSG(sm_heap_check(sm_heap_tls) == 0, "after filling pages of 16-byte blocks, the heap's direct table "
+                                             "does not point at the current page (returned %zu)",
+            sm_heap_check(sm_heap_tls));
   sm_page_t *first_pg = NULL;
   int pages = 0;
   for (int i = 0; i < 20000; i++) {
@@ -285,6 +291,58 @@ int main(void) {
   }
   CHECK_MSG(pages >= 5, "20000 16-byte blocks on only %d pages", pages);
   for (int i = 0; i < 20000; i++) sm_free(many[i]);
+
+  /* Every small size, through malloc's direct table (by (size + 7) / 8),
+   * gets a block of its own class, on pages that have been switched many
+   * times above; twice, so that the second round runs on pages the first
+   * one made current. */
+  for (int round = 0; round < 2; round++) {
+    static void *each[SM_SMALL_MAX + 1];
+    for (size_t s = 0; s <= SM_SMALL_MAX; s++) {
+      each[s] = sm_malloc(s);
+      sm_page_t *pg;
+      CHECK(each[s] && sm_pool_block_start(sm_segment_of(each[s]), each[s], &pg) == each[s]);
+      unsigned want = sm_size_class_slow(s ? s : 1);
+      CHECK_MSG(pg->cls == want, "malloc(%zu) gave a block of class %u (%u bytes), not %u", s, pg->cls,
+                pg->block_size, want);
+    }
+    CHECK_MSG(sm_heap_check(sm_heap_tls) == 0, "with a block of every small size, the heap's direct table does "
+                                               "not point at the current pages (returned %zu)",
+              sm_heap_check(sm_heap_tls));
+    for (size_t s = 0; s <= SM_SMALL_MAX; s++) sm_free(each[s]);
+    check_all_pages("after a block of every small size");
+  }
+
+  /* The current page empties while another page of its class waits
+   * behind it: the page is retired, the other becomes current, and the
+   * direct table must follow (left pointing at the retired page, it would
+   * hand out blocks of whatever class that page is carved for next). */
+  {
+    static void *fill[8192];
+    sm_page_t *pg_a = NULL, *pg_now = NULL;
+    int n = 0, first_b = -1;
+    while (n < 8192) {
+      fill[n] = sm_malloc(48);
+      sm_pool_block_start(sm_segment_of(fill[n]), fill[n], &pg_now);
+      if (!pg_a) pg_a = pg_now;
+      if (pg_now != pg_a && first_b < 0) first_b = n;
+      n++;
+      if (first_b >= 0 && n - first_b >= 8) break;
+    }
+    CHECK_MSG(first_b > 0, "8192 blocks of 48 bytes on one page");
+    for (int i = 1; i < first_b; i++) sm_free(fill[i]); /* page A leaves the full list, behind B */
+    for (int i = first_b; i < n; i++) sm_free(fill[i]);  /* B empties: retired, A current */
+    CHECK_MSG(sm_heap_check(sm_heap_tls) == 0, "after the current page was retired for the one behind it, the "
+                                               "direct table entry %zu is stale", sm_heap_check(sm_heap_tls) - 1);
+    void *q = sm_malloc(40);
+    sm_page_t *pg_q;
+    sm_pool_block_start(sm_segment_of(q), q, &pg_q);
+    CHECK_MSG(pg_q == pg_a, "malloc(40) after page B was retired took a block of page %p, not A's %p", (void *)pg_q,
+              (void *)pg_a);
+    sm_free(q);
+    sm_free(fill[0]);
+    check_all_pages("after retiring the current page");
+  }
 
   /* LIFO: the block its owner freed last is the next one malloc hands out
    * (its page being the current one), not another block of the page. */
