@@ -31,6 +31,13 @@
  * (28 KiB; tests/preload/footprint.sh). Read-only all the same: the loader
  * write-protects RELRO once it has relocated it (meson.build: -z relro). */
 #define SM_RUNTIME_DATA __attribute__((section(".data.rel.ro.snapmalloc")))
+/* Large zeroed arrays of which a process touches a page or two, or none
+ * unless it traces (the segment map's top level, the metadata ranges, the
+ * tracer's id tables): after the rest of bss, in the section GNU ld's
+ * default script places there (.lbss; zeroed like .bss, no bytes in the
+ * file). Among the small variables, they spread those over six pages;
+ * together, the small ones fit two (tests/preload/footprint.sh). */
+#define SM_BIG_BSS __attribute__((section(".lbss.snapmalloc")))
 /* glibc requires initial-exec TLS in a malloc replacement: a dynamic TLS
  * access may itself call malloc on first touch. */
 #define SM_TLS         __thread __attribute__((tls_model("initial-exec")))

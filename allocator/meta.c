@@ -25,7 +25,7 @@ static struct {
 /* Every mapping of the arena, so the leak scanner can leave them out of its
  * roots (they hold block addresses that are not the program's). */
 #define META_RANGES 4096
-static struct {
+static SM_BIG_BSS struct {
   uintptr_t start, len;
 } ranges[META_RANGES];
 static unsigned nranges;

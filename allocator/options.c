@@ -357,7 +357,7 @@ extern char **environ;
 
 /* The raw SNAPMALLOC_OPTIONS text (snapshots record it), copied because a
  * program may change its environment later. */
-static char spec_copy[1024];
+static SM_BIG_BSS char spec_copy[1024];
 const char *sm_options_spec;
 
 bool sm_secure;

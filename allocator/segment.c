@@ -8,7 +8,7 @@
 
 #include "allocator/internal.h"
 
-uint8_t *sm_segmap[SM_SEGMAP_TOP];
+SM_BIG_BSS uint8_t *sm_segmap[SM_SEGMAP_TOP];
 
 #define LEAF_SIZE ((size_t)1 << SM_SEGMAP_LEAF_BITS)
 #define SEG_CACHE_MAX 8

@@ -219,7 +219,7 @@ static size_t do_stop(size_t n, char *out, size_t cap) {
 
 /* snap[ /PATH]: the file is complete when the answer goes out. */
 static size_t do_snap(const char *args, size_t n, char *out, size_t cap) {
-  static char path[SM_CTL_PATH_MAX], name[SM_CTL_PATH_MAX], cwd[SM_CTL_PATH_MAX]; /* the helper's alone */
+  static SM_BIG_BSS char path[SM_CTL_PATH_MAX], name[SM_CTL_PATH_MAX], cwd[SM_CTL_PATH_MAX]; /* the helper's alone */
   if (n) {
     if (args[0] != ' ' || n < 2 || args[1] != '/')
       return reply_error(out, cap, "malformed request (snap takes an absolute path)");
@@ -285,7 +285,7 @@ bool sm_control_serve_one(void) {
   int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (c < 0) return false; /* nobody waiting (or the requester gave up) */
   conn_fd = c;
-  static char req[SM_CTL_MSG_MAX], out[SM_CTL_MSG_MAX]; /* the helper's alone */
+  static SM_BIG_BSS char req[SM_CTL_MSG_MAX], out[SM_CTL_MSG_MAX]; /* the helper's alone */
   char why[96];
   size_t len;
   const char *refused = peer_refused(c, why, sizeof why);

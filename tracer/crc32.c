@@ -7,9 +7,10 @@
  * are independent and the step costs about what one byte used to. */
 #include <string.h>
 
+#include "allocator/base.h" /* SM_BIG_BSS */
 #include "tracer/snapfmt.h"
 
-static uint32_t table[8][256];
+static SM_BIG_BSS uint32_t table[8][256];
 static int table_ready;
 
 static void build_tables(void) {

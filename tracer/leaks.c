@@ -162,7 +162,7 @@ static uintptr_t parse_hex(const char **p);
 static bool blocks_stop_signal(pid_t tid) {
   /* SigBlk comes after Groups, which can be long: the library's own data,
    * which is never a root. */
-  static char buf[64 * 1024];
+  static SM_BIG_BSS char buf[64 * 1024];
   if (!read_task_file(tid, "status", buf, sizeof buf)) return false;
   const char *p = strstr(buf, "\nSigBlk:");
   if (!p) return false;
@@ -442,7 +442,7 @@ typedef struct range {
 } range_t;
 
 #define MAX_EXCLUDE 8192
-static range_t exclude[MAX_EXCLUDE];
+static SM_BIG_BSS range_t exclude[MAX_EXCLUDE];
 static size_t nexclude;
 
 static void add_exclusion(uintptr_t lo, uintptr_t hi);
@@ -465,7 +465,7 @@ static void sort_ranges(range_t *r, size_t n) { /* insertion sort: a few hundred
  * stopped may unmap its own memory meanwhile, and the copy then fails
  * (EFAULT) where a plain read would crash. The buffer is in the library's
  * data, which is never a root. */
-static uintptr_t bounce[8192];
+static SM_BIG_BSS uintptr_t bounce[8192];
 
 static bool copy_refused; /* process_vm_readv is not allowed here (seccomp, a sandbox) */
 
@@ -622,7 +622,7 @@ static void add_exclusion(uintptr_t lo, uintptr_t hi) {
 static void collect_exclusions(uintptr_t self_lo, uintptr_t self_hi) {
   nexclude = 0;
   sm_segment_foreach_locked(exclude_segment, NULL);
-  static uintptr_t ms[4096], ml[4096];
+  static SM_BIG_BSS uintptr_t ms[4096], ml[4096];
   unsigned nm = sm_meta_ranges(ms, ml, 4096);
   for (unsigned i = 0; i < nm; i++) add_exclusion(ms[i], ms[i] + ml[i]);
   add_exclusion(self_lo, self_hi);

@@ -43,7 +43,7 @@ static sm_lock_t py_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
 sm_lock_t *const sm_py_lock_ref = &py_lock;
 static int sm_uthash_oom;
 static pyframe_t *table;            /* uthash head (py_lock) */
-static pyframe_t **ids[ID_CHUNKS];  /* id -> frame */
+static SM_BIG_BSS pyframe_t **ids[ID_CHUNKS];  /* id -> frame */
 static uint32_t next_id = 1;        /* py_lock; read with acquire by the writer */
 
 static pyframe_t *by_id(uint32_t id) {

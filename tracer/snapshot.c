@@ -763,7 +763,7 @@ int sm_snapshot_write_as(const char *path, uint32_t flags, char *written, size_t
   sm_lock(&write_lock);
   int saved_errno = 0, rc = -1;
   uint64_t seq = sequence++;
-  static char name[PATH_MAX]; /* under write_lock */
+  static SM_BIG_BSS char name[PATH_MAX]; /* under write_lock */
   size_t plen = path ? strlen(path) : 0;
   if (path ? plen >= sizeof name : !expand_name(name, sizeof name, sm_opt.out, seq)) {
     if (path) sm_snprintf(name, sizeof name, "%.*s...", 200, path);
@@ -771,7 +771,7 @@ int sm_snapshot_write_as(const char *path, uint32_t flags, char *written, size_t
     goto out_unlocked_tr;
   }
   if (path) memcpy(name, path, plen + 1);
-  static char cmdline[4096]; /* under write_lock */
+  static SM_BIG_BSS char cmdline[4096]; /* under write_lock */
   size_t cmdlen = read_file("/proc/self/cmdline", cmdline, sizeof cmdline);
   if (cmdlen && cmdline[cmdlen - 1] == '\0') cmdlen--; /* separators only */
 

@@ -32,8 +32,8 @@ _Static_assert(ID_CHUNK * ID_CHUNKS <= (size_t)1 << SM_TRACE_ID_BITS, "trace ids
 _Static_assert(sizeof(sm_trace_t) == 40, "docs/tracer.md gives the size of a trace");
 
 static sm_lock_t trace_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
-static sm_trace_t **ids[ID_CHUNKS];      /* id -> trace */
-static sm_tcounts_t *counts[ID_CHUNKS];  /* id -> its counters; a chunk before its ids chunk */
+static SM_BIG_BSS sm_trace_t **ids[ID_CHUNKS];      /* id -> trace */
+static SM_BIG_BSS sm_tcounts_t *counts[ID_CHUNKS];  /* id -> its counters; a chunk before its ids chunk */
 static uint32_t next_id = 1;
 static size_t trace_count;
 

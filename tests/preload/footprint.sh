@@ -73,6 +73,24 @@ else
   echo "read-only data of the library resident in an untraced cat: $ro KiB"
   [ "$ro" -eq 0 ] || fail "an untraced cat has $ro KiB of the library's .rodata segment resident (none expected)"
 fi
+# The library's bss: the small variables every process writes lie together,
+# the large arrays (SM_BIG_BSS, allocator/base.h) after them, so an
+# untraced cat has three pages of it resident, and the segment map's one
+# entry in use a fourth at most. Scattered between the large arrays, the
+# small variables took five to six pages.
+bss=$(printf '%s\n' "$smaps" | awk -v lib="$(basename "$lib")" '
+  /^[0-9a-f]+-[0-9a-f]+ / {
+    split($1, a, "-")
+    in_bss = (lib_end != "" && a[1] == lib_end && NF == 5)
+    if (index($0, lib)) lib_end = a[2]; else if (!in_bss) lib_end = ""
+  }
+  in_bss && /^Rss:/ { print $2; exit }')
+if [ -z "$bss" ]; then
+  echo "bss residency not checked: no anonymous mapping follows the library's"
+else
+  echo "bss of the library resident in an untraced cat: $bss KiB"
+  [ "$bss" -le 16 ] || fail "an untraced cat has $bss KiB of the library's bss resident (at most 16 expected)"
+fi
 # That data is read-only all the same: .data.rel.ro lies inside GNU_RELRO,
 # which the loader write-protects once it has relocated the library
 # (meson.build links with -z relro).
@@ -99,4 +117,4 @@ elif [ $((fini - code)) -ge 65536 ]; then
 fi
 maps=$(SNAPMALLOC_OPTIONS=trace=1,at_exit=0 LD_PRELOAD=$lib cat /proc/self/maps)
 printf '%s\n' "$maps" | grep -q '/libunwind\.so' || fail "libunwind is not mapped into a cat traced with trace=1"
-[ "$failures" -eq 0 ] && echo "ok: no libm; libunwind only when tracing; one window of code, no .rodata, RELRO" || exit 1
+[ "$failures" -eq 0 ] && echo "ok: no libm; libunwind only when tracing; one window of code, no .rodata, bss packed, RELRO" || exit 1
