@@ -35,8 +35,8 @@
  * unless it traces (the segment map's top level, the metadata ranges, the
  * tracer's id tables): after the rest of bss, in the section GNU ld's
  * default script places there (.lbss; zeroed like .bss, no bytes in the
- * file). Among the small variables, they spread those over six pages;
- * together, the small ones fit two (tests/preload/footprint.sh). */
+ * file). Among the small variables, they spread those over five or six
+ * pages; together, the small ones take three (tests/preload/footprint.sh). */
 #define SM_BIG_BSS __attribute__((section(".lbss.snapmalloc")))
 /* glibc requires initial-exec TLS in a malloc replacement: a dynamic TLS
  * access may itself call malloc on first touch. */

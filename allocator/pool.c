@@ -693,16 +693,17 @@ void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep) {
   return pg->start + (size_t)sm_class_div(off, pg->cls) * pg->block_size;
 }
 
-/* Checks one page: every block on free and local_free lies inside the
- * carved part at a block boundary and is marked free, no block is listed
- * twice, and
- * used + listed == capacity (thread_free blocks count as used). */
+/* Checks the heap's direct table: each entry is cur[] of its size's class. */
 size_t sm_heap_check(const sm_heap_t *h) {
   for (size_t i = 0; i < SM_DIRECT_COUNT; i++)
     if (h->direct[i] != h->cur[sm_small_class[i]]) return i + 1;
   return 0;
 }
 
+/* Checks one page: every block on free and local_free lies inside the
+ * carved part at a block boundary and is marked free, no block is listed
+ * twice, and
+ * used + listed == capacity (thread_free blocks count as used). */
 size_t sm_pool_check(const sm_page_t *pg) {
   if (!pg->assigned) return 0;
   int64_t a = list_length(pg, pg->free);

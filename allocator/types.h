@@ -203,10 +203,10 @@ typedef struct sm_segment {
 
 struct sm_segment;
 
-/* Per-thread heap. Only its owner thread touches it, except for the atomic
- * thread_free stacks of its pages and the registry links (under a lock). */
 #define SM_DIRECT_COUNT (SM_SMALL_MAX / 8 + 1) /* small sizes by (size + 7) / 8 */
 
+/* Per-thread heap. Only its owner thread touches it, except for the atomic
+ * thread_free stacks of its pages and the registry links (under a lock). */
 typedef struct sm_heap {
   /* malloc's fast path for a size up to SM_SMALL_MAX: cur[] of its class,
    * indexed by (size + 7) / 8, so that the path needs no class lookup
