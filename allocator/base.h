@@ -36,8 +36,14 @@
  * tracer's id tables): after the rest of bss, in the section GNU ld's
  * default script places there (.lbss; zeroed like .bss, no bytes in the
  * file). Among the small variables, they spread those over five or six
- * pages; together, the small ones take three (tests/preload/footprint.sh). */
+ * pages; together, the small ones take three (tests/preload/footprint.sh).
+ * GCC only: clang 14 makes a section of that name PROGBITS, zeros stored
+ * in the file, so under clang the arrays stay in .bss. */
+#if defined(__GNUC__) && !defined(__clang__)
 #define SM_BIG_BSS __attribute__((section(".lbss.snapmalloc")))
+#else
+#define SM_BIG_BSS
+#endif
 /* glibc requires initial-exec TLS in a malloc replacement: a dynamic TLS
  * access may itself call malloc on first touch. */
 #define SM_TLS         __thread __attribute__((tls_model("initial-exec")))
