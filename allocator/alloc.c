@@ -49,7 +49,6 @@ SM_RUNTIME SM_NOINLINE void sm_init(void) {
     sm_os_init();
     marks_init(); /* before the first block is carved */
     sm_options_init();
-    if (!sm_opt.free_checks) sm_free_hook = sm_free_unchecked;
     sm_large_init();
     __atomic_store_n(&sm_init_state, 2, __ATOMIC_RELEASE);
     first = true;
@@ -135,19 +134,16 @@ SM_INLINE bool pool_misuse(const sm_page_t *pg, const sm_block_t *b, uintptr_t m
 
 /* What pool_free checks of the pointer: */
 typedef enum {
-  POOL_CHECK,     /* all of pool_misuse (free_checks=1, the default) */
-  POOL_CHECKED,   /* nothing: the caller made pool_misuse's tests */
-  POOL_UNCHECKED, /* only a free of the block freed just before (free_checks=0) */
+  POOL_CHECK,   /* all of pool_misuse */
+  POOL_CHECKED, /* nothing: the caller made pool_misuse's tests */
 } pool_check_t;
 
 /* A free's push onto its page's free list, the common case: PUSHED when
  * b, a block of the caller's own page that is neither about to empty nor
  * perhaps on the full list, went onto the list, marked free with mark;
- * else whose page it is. `checked`: b passed pool_misuse's tests (an
- * unchecked free still refuses the block freed just before). */
+ * else whose page it is. b passed pool_misuse's tests. */
 typedef enum { PUSHED, OWN_PAGE, OTHER_PAGE } push_t;
-SM_INLINE push_t pool_free_push(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const bool checked,
-                                const uintptr_t mark) {
+SM_INLINE push_t pool_free_push(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const uintptr_t mark) {
   /* Relaxed: an exiting owner clears it meanwhile (segment.c); a mov on x86. */
   if (SM_UNLIKELY(__atomic_load_n(&seg->heap, __ATOMIC_RELAXED) != sm_heap_tls)) return OTHER_PAGE;
   uint32_t used = pg->used;
@@ -155,7 +151,7 @@ SM_INLINE push_t pool_free_push(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b,
    * the full list (used == reserved). Two compares: as one unsigned
    * compare of used - 2 against reserved - 2, the compiler needed a
    * register more, and saved and restored one. */
-  if (SM_UNLIKELY(used <= 1 || used >= pg->reserved || (!checked && b == pg->free))) return OWN_PAGE;
+  if (SM_UNLIKELY(used <= 1 || used >= pg->reserved)) return OWN_PAGE;
   b->mark = mark;
   b->next = pg->free; /* LIFO: the next malloc of the page takes it, still in cache */
   pg->free = b;
@@ -164,14 +160,13 @@ SM_INLINE push_t pool_free_push(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b,
 }
 
 /* The pool free proper: the push, or the slow and remote paths, which
- * check everything in every mode. Either way the block is marked free,
- * with mark (sm_marks.local, which the caller loaded once for the test and
- * the store). */
+ * check everything too. Either way the block is marked free, with mark
+ * (sm_marks.local, which the caller loaded once for the test and the
+ * store). */
 SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const pool_check_t check,
                          const uintptr_t mark) {
   if (check == POOL_CHECK && pool_misuse(pg, b, mark)) sm_pool_bad_free(seg, pg, b);
-  const bool checked = check != POOL_UNCHECKED;
-  push_t r = pool_free_push(seg, pg, b, checked, mark);
+  push_t r = pool_free_push(seg, pg, b, mark);
   if (SM_LIKELY(r == PUSHED)) return;
   if (r == OTHER_PAGE) {
     sm_pool_free_remote(seg, pg, b);
@@ -180,7 +175,7 @@ SM_INLINE void pool_free(sm_segment_t *seg, sm_page_t *pg, sm_block_t *b, const 
   /* The page empties, but it is its class's only page: keep it as it is
    * (a malloc/free loop must not retire and re-carve a page). */
   sm_heap_t *h = sm_heap_tls;
-  if (pg->used == 1 && (checked || (b != pg->local_free && b != pg->free)) && !pg->next && h->cur[pg->cls] == pg) {
+  if (pg->used == 1 && !pg->next && h->cur[pg->cls] == pg) {
     b->mark = mark;
     b->next = pg->local_free;
     pg->local_free = b;
@@ -215,7 +210,7 @@ static SM_NOINLINE void free_pool_tagged(sm_segment_t *seg, sm_page_t *pg, sm_bl
   const uintptr_t mark = sm_marks.local;
   if (SM_UNLIKELY(b->mark == mark)) sm_pool_bad_free(seg, pg, b);
   sm_tag_clear(slot);
-  push_t r = pool_free_push(seg, pg, b, true, mark);
+  push_t r = pool_free_push(seg, pg, b, mark);
   if (SM_LIKELY(r == PUSHED)) sm_tag_released((uint32_t)tag, (size_t)(tag >> 32), b);
   else if (r == OWN_PAGE) free_tagged_own(seg, pg, b, tag);
   else free_tagged_remote(seg, pg, b, tag);
@@ -256,22 +251,27 @@ static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
   if (trace) sm_tag_released(trace, req, p);
 }
 
-/* free. With `tracing`, a pool block goes through free_pool_traced: a
- * block of a page without tags costs one load and a test more than the
- * untraced free; only a block with a tag goes out of line. Sparse sampling
- * keeps the untraced free (sm_tag_big_only). `checked`: see pool_check_t
- * (traced frees are always checked). */
-SM_INLINE void free_impl(void *p, const bool tracing, const bool checked) {
-  unsigned e = sm_segmap_entry(p);
-  if (SM_LIKELY(e == SM_SEGMAP_POOL)) {
-    sm_segment_t *seg = sm_segmap_segment(p, SM_SEGMAP_POOL);
-    sm_page_t *pg = sm_page_of(seg, p);
-    /* One register for the page: left alone, the compiler addresses its
-     * fields from two bases (the segment plus a scaled index, and the
-     * page), three instructions more. */
-    __asm__("" : "+r"(pg));
-    if (tracing) free_pool_traced(seg, pg, p);
-    else pool_free(seg, pg, p, checked ? POOL_CHECK : POOL_UNCHECKED, sm_marks.local);
+/* A pool block's free in mode m. With SM_FREE_TRACED it goes through
+ * free_pool_traced: a block of a page without tags costs one load and a
+ * test more than the default free; only a block with a tag goes out of
+ * line. */
+SM_INLINE void free_pool_in(sm_segment_t *seg, void *p, const sm_free_mode_t m) {
+  sm_page_t *pg = sm_page_of(seg, p);
+  /* One register for the page: left alone, the compiler addresses its
+   * fields from two bases (the segment plus a scaled index, and the
+   * page), three instructions more. */
+  __asm__("" : "+r"(pg));
+  if (m == SM_FREE_TRACED) free_pool_traced(seg, pg, p);
+  else pool_free(seg, pg, p, POOL_CHECK, sm_marks.local);
+}
+
+/* free's cases but a block of an SM_SEGMAP_POOL segment: a block of a
+ * POOL_ALT one (in mode m), a large or huge block, anything else. Sparse
+ * sampling keeps the default mode: a large or huge block may carry a tag
+ * all the same (sm_tag_big_only). */
+SM_INLINE void free_other(void *p, unsigned e, const sm_free_mode_t m) {
+  if (SM_LIKELY(e == SM_SEGMAP_POOL_ALT)) {
+    free_pool_in(sm_segmap_segment(p, e), p, m);
     return;
   }
   if (SM_UNLIKELY(e == 0 || e == SM_SEGMAP_FREED)) {
@@ -279,19 +279,55 @@ SM_INLINE void free_impl(void *p, const bool tracing, const bool checked) {
     return;
   }
   sm_segment_t *seg = sm_segmap_segment(p, e);
-  /* Sampling keeps the untraced free: a large or huge block may carry a
-   * tag all the same (sm_tag_big_only). */
-  if (tracing || __atomic_load_n(&sm_tag_big_only, __ATOMIC_RELAXED)) free_big_tagged(seg, p);
+  if (m == SM_FREE_TRACED || __atomic_load_n(&sm_tag_big_only, __ATOMIC_RELAXED)) free_big_tagged(seg, p);
   else free_big(seg, p);
 }
 
-SM_RUNTIME void sm_free(void *p) { free_impl(p, false, true); }
+/* Written once (sm_free_mode_set), read by every free that leaves the
+ * fast path; a relaxed load (sm_free_mode_set says why it may be). */
+static sm_free_mode_t free_mode = SM_FREE_DEFAULT;
 
-void sm_free_traced(void *p) { free_impl(p, true, true); }
+/* The exported free's way out of its fast path. A POOL_ALT entry means
+ * the tracer has started: its block is freed traced without a look at the
+ * mode (a block of a page without tags, all there are until the mode is
+ * published, is freed as by sm_free, one load and a test later). A large
+ * or huge one is freed in the mode of the moment. */
+static SM_NOINLINE void free_dispatch(void *p, unsigned e) {
+  if (SM_LIKELY(e == SM_SEGMAP_POOL_ALT)) free_pool_in(sm_segmap_segment(p, e), p, SM_FREE_TRACED);
+  else if (__atomic_load_n(&free_mode, __ATOMIC_RELAXED) == SM_FREE_TRACED) free_other(p, e, SM_FREE_TRACED);
+  else free_other(p, e, SM_FREE_DEFAULT);
+}
 
-SM_NOINLINE void sm_free_unchecked(void *p) { free_impl(p, false, false); }
+/* free in mode m, or (`dispatch`) the exported free: the default fast
+ * path for a block of an SM_SEGMAP_POOL segment, which needs no test of
+ * the mode, since a mode other than the default makes every pool
+ * segment's entry POOL_ALT first (sm_free_mode_set). */
+SM_INLINE void free_impl(void *p, const sm_free_mode_t m, const bool dispatch) {
+  unsigned e = sm_segmap_entry(p);
+  if (SM_LIKELY(e == SM_SEGMAP_POOL)) {
+    free_pool_in(sm_segmap_segment(p, SM_SEGMAP_POOL), p, m);
+    return;
+  }
+  if (dispatch) free_dispatch(p, e);
+  else free_other(p, e, m);
+}
 
-void (*sm_free_hook)(void *);
+SM_RUNTIME void sm_free(void *p) { free_impl(p, SM_FREE_DEFAULT, false); }
+
+void sm_free_traced(void *p) { free_impl(p, SM_FREE_TRACED, false); }
+
+SM_RUNTIME void sm_free_exported(void *p) { free_impl(p, SM_FREE_DEFAULT, true); }
+
+/* The entries first, then the mode, each published with a release store:
+ * a thread that sees the new mode sees every pool entry POOL_ALT. The mode
+ * goes to TRACED before the tracer publishes sm_trace_tags and sm_trace_on
+ * (tracer/tracer.c, "switching"), so a thread freeing a block that carries
+ * a tag got it after both and frees it traced; a free that sees an entry
+ * POOL_ALT and the mode still DEFAULT frees a block no one has tagged yet. */
+void sm_free_mode_set(sm_free_mode_t m) {
+  sm_segment_pool_alt();
+  __atomic_store_n(&free_mode, m, __ATOMIC_RELEASE);
+}
 
 
 

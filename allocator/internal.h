@@ -89,13 +89,19 @@ unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max);
  * 4096 top entries, each NULL or a leaf of 8192 bytes (32 GiB of address
  * space). A process touches one or two leaves; unlike a flat map it costs no
  * address space under `ulimit -v`. An entry says what the slot holds:
- *   0                    not ours;
- *   SM_SEGMAP_POOL (1)   a pool segment, whose header starts the slot (a pool
- *                        segment is one slot), so free's fast path knows the
- *                        kind without reading the header;
- *   k + SM_SEGMAP_BIG    a large or huge segment whose header is k slots below;
- *   SM_SEGMAP_FREED      ours once and released since (how a double free of a
- *                        huge block is told from a foreign pointer). */
+ *   0                      not ours;
+ *   SM_SEGMAP_POOL (1)     a pool segment, whose header starts the slot (a
+ *                          pool segment is one slot), so free's fast path
+ *                          knows the kind without reading the header;
+ *   SM_SEGMAP_POOL_ALT (2) the same, once free() has another way to free
+ *                          pool blocks (sm_free_mode_set: tracing): every
+ *                          pool segment's entry then says so, and the
+ *                          exported free's one test of the entry sends its
+ *                          blocks out of the fast path, which so needs no
+ *                          test of the mode (sm_segment_pool_alt);
+ *   k + SM_SEGMAP_BIG      a large or huge segment whose header is k slots below;
+ *   SM_SEGMAP_FREED        ours once and released since (how a double free of a
+ *                          huge block is told from a foreign pointer). */
 /* (The entry values, SM_SEGMAP_POOL and the rest, are in types.h.) */
 #define SM_SEGMAP_BITS 47
 #define SM_SEGMAP_LEAF_BITS 13
@@ -118,7 +124,7 @@ SM_INLINE unsigned sm_segmap_entry(const void *p) {
  * (SM_SEGMAP_POOL or a big segment's entry). */
 SM_INLINE sm_segment_t *sm_segmap_segment(const void *p, unsigned e) {
   uintptr_t seg = ((uintptr_t)p - 1) & ~(uintptr_t)SM_SEGMENT_MASK;
-  if (e != SM_SEGMAP_POOL) seg -= (uintptr_t)(e - SM_SEGMAP_BIG) << SM_SEGMENT_SHIFT;
+  if (e >= SM_SEGMAP_BIG) seg -= (uintptr_t)(e - SM_SEGMAP_BIG) << SM_SEGMENT_SHIFT;
   return (sm_segment_t *)seg;
 }
 
@@ -136,7 +142,11 @@ SM_INLINE sm_segment_t *sm_segment_of(const void *p) {
   return sm_segment_find(p, &seg) ? seg : NULL;
 }
 
-bool sm_segmap_set(sm_segment_t *seg, size_t slots); /* false: no memory for a leaf */
+/* false: no memory for a leaf. A pool segment's under seg_lock (segment.c). */
+bool sm_segmap_set(sm_segment_t *seg, size_t slots);
+/* From now on every pool segment's entry is SM_SEGMAP_POOL_ALT: those there
+ * are now, and those made later. Once, and never undone. */
+void sm_segment_pool_alt(void);
 void sm_segmap_clear(sm_segment_t *seg, size_t slots, uint8_t value); /* 0 or FREED */
 unsigned sm_segmap_get(const void *p); /* raw entry for the slot of p - 1 */
 bool sm_segment_is_cached(const void *base);
@@ -321,17 +331,25 @@ SM_INLINE void *sm_malloc_fast(size_t size, sm_page_t **page) {
   *page = pg;
   return b;
 }
+/* The library's own free: every pool block checked, none traced. */
 void sm_free(void *p);
 /* free(p) that also takes the block's tag and, when it had one, passes it
  * and p (to compare, not to read: the block is free) to sm_tag_released
  * after the block is freed. */
 void sm_free_traced(void *p);
-/* free without the pool checks (free_checks=0; see pool_free in alloc.c). */
-void sm_free_unchecked(void *p);
-/* Where free goes when not to the default path (sm_free): sm_free_traced
- * while tracing, sm_free_unchecked with free_checks=0, else NULL. The
- * exported free tests it once. */
-extern void (*sm_free_hook)(void *);
+/* How the exported free frees what is not a block of an SM_SEGMAP_POOL
+ * segment: */
+typedef enum {
+  SM_FREE_DEFAULT, /* as sm_free */
+  SM_FREE_TRACED,  /* as sm_free_traced (while tracing; not with sparse sampling, allocator/tag.c) */
+} sm_free_mode_t;
+/* The exported free (preload/exports.c): the fast path when p's segment
+ * map entry is SM_SEGMAP_POOL, else sm_free_other in the mode. */
+void sm_free_exported(void *p);
+/* Makes the exported free free in mode m from now on: every pool segment's
+ * entry becomes SM_SEGMAP_POOL_ALT first (sm_segment_pool_alt). Set once,
+ * to TRACED, when tracing starts. */
+void sm_free_mode_set(sm_free_mode_t m);
 extern void (*sm_tag_released)(uint32_t trace, size_t req, const void *p); /* set by the tracer */
 void *sm_calloc(size_t n, size_t size);
 void *sm_realloc(void *p, size_t size);

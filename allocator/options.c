@@ -24,8 +24,8 @@ static const sm_option_t alloc_rows[] = {
      .def = SM_POLICY_BEST, .names = policies},
     {.name = "increment", .kind = SM_OPT_SIZE, .order = 9, SM_OPTION_FIELD(increment),
      .min = (long long)SM_SEGMENT_SIZE, .max = 512LL << 20, .def = 16 * SM_MiB},
-    /* A large chunk must span at most SM_SEGMAP_MAX_SLOTS (253) segments
-     * of the one-byte segment map (1012 MiB): a block of `huge` bytes plus
+    /* A large chunk must span at most SM_SEGMAP_MAX_SLOTS (252) segments
+     * of the one-byte segment map (1008 MiB): a block of `huge` bytes plus
      * its chunk's header, or `increment`, stays far below at 512 MiB. */
     {.name = "huge", .kind = SM_OPT_SIZE, .order = 10, SM_OPTION_FIELD(huge),
      .min = (long long)SM_POOL_MAX + 1, .max = 512LL << 20, .def = 32 * SM_MiB},

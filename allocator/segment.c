@@ -3,7 +3,8 @@
  * pool segments abandoned by exited threads.
  *
  * Lock order (see also heap.c): sm_heaps_lock -> arena locks -> seg_lock ->
- * meta lock. seg_lock guards the registry, the cache and the abandoned list. */
+ * meta lock. seg_lock guards the registry, the cache and the abandoned list,
+ * and the pool segments' entries in the segment map. */
 #include <string.h>
 
 #include "allocator/internal.h"
@@ -37,6 +38,11 @@ static uint8_t *segmap_entry(uintptr_t idx, bool create) {
   return leaf ? &leaf[idx & (LEAF_SIZE - 1)] : NULL;
 }
 
+/* What a pool segment's entry is: SM_SEGMAP_POOL, or POOL_ALT once
+ * sm_segment_pool_alt ran (seg_lock: a pool segment's entry is written
+ * under it, with this value). */
+static uint8_t pool_entry = SM_SEGMAP_POOL;
+
 SM_RUNTIME bool sm_segmap_set(sm_segment_t *seg, size_t slots) {
   uintptr_t idx = (uintptr_t)seg >> SM_SEGMENT_SHIFT;
   /* A big segment's entries are SM_SEGMAP_BIG.. for its slots; one slot
@@ -51,7 +57,7 @@ SM_RUNTIME bool sm_segmap_set(sm_segment_t *seg, size_t slots) {
       sm_segmap_clear(seg, k, 0);
       return false;
     }
-    __atomic_store_n(e, (uint8_t)(pool ? SM_SEGMAP_POOL : k + SM_SEGMAP_BIG), __ATOMIC_RELEASE);
+    __atomic_store_n(e, (uint8_t)(pool ? pool_entry : k + SM_SEGMAP_BIG), __ATOMIC_RELEASE);
   }
   return true;
 }
@@ -213,17 +219,30 @@ sm_segment_t *sm_segment_pool_alloc(unsigned page_shift) {
    * recycled one reads as zeros past the header, like a fresh one. */
   pool_layout(seg, page_shift, fresh);
   seg->thp = thp;
+  /* The entry under seg_lock, with the registry: sm_segment_pool_alt
+   * changes the entries of the registered segments and the value of new
+   * ones together. (Taking a leaf takes the metadata lock, below seg_lock
+   * in the lock order.) */
+  sm_lock(&seg_lock);
   if (!sm_segmap_set(seg, 1)) {
-    sm_lock(&seg_lock);
     __atomic_sub_fetch(&seg_mapped, SM_SEGMENT_SIZE, __ATOMIC_RELAXED);
     sm_unlock(&seg_lock);
     sm_os_unmap(seg, SM_SEGMENT_SIZE);
     return NULL;
   }
-  sm_lock(&seg_lock);
   registry_add_locked(seg);
   sm_unlock(&seg_lock);
   return seg;
+}
+
+void sm_segment_pool_alt(void) {
+  sm_lock(&seg_lock);
+  if (pool_entry != SM_SEGMAP_POOL_ALT) {
+    pool_entry = SM_SEGMAP_POOL_ALT;
+    for (sm_segment_t *s = registry.first; s; s = s->all_next)
+      if (s->kind == SM_SEG_POOL) sm_segmap_set(s, 1); /* its leaf exists: cannot fail */
+  }
+  sm_unlock(&seg_lock);
 }
 
 SM_RUNTIME unsigned sm_segment_purge_pages(sm_segment_t *seg, uint64_t pages) {
@@ -251,11 +270,15 @@ SM_RUNTIME unsigned sm_segment_purge_pages(sm_segment_t *seg, uint64_t pages) {
 }
 
 void sm_segment_pool_free(sm_segment_t *seg) {
+  /* The entry with the registry, under seg_lock: sm_segment_pool_alt must
+   * not find the segment registered after its entry went to FREED. */
+  sm_lock(&seg_lock);
   sm_segmap_clear(seg, 1, SM_SEGMAP_FREED);
+  registry_remove_locked(seg);
+  sm_unlock(&seg_lock);
   /* Purge what is still committed before caching or unmapping. */
   sm_segment_purge_pages(seg, seg->dirty_mask);
   sm_lock(&seg_lock);
-  registry_remove_locked(seg);
   if (cache_count < SEG_CACHE_MAX) {
     seg->next = cache;
     cache = seg;

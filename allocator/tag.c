@@ -14,7 +14,7 @@
 bool sm_tag_big_only;
 
 /* Why sampling moves the blocks it picks. Tracing every block, free() goes
- * through the traced free (sm_free_hook), which reads the page's side
+ * through the traced free (SM_FREE_TRACED, alloc.c), which reads the page's side
  * array. Sampling picks one block in thousands; if those stayed in their
  * pages, every free would have to look for a tag, and most frees of a page
  * that holds one (a busy page, often) would find none. Moved to a large

@@ -21,9 +21,10 @@
 #define SM_SEGMENT_MASK  (SM_SEGMENT_SIZE - 1)
 /* The segment map's entries (internal.h says what each means). */
 #define SM_SEGMAP_POOL 1
-#define SM_SEGMAP_BIG 2
+#define SM_SEGMAP_POOL_ALT 2
+#define SM_SEGMAP_BIG 3
 #define SM_SEGMAP_FREED 255
-/* Slots a large or huge segment may span: entries 2..254 (a 1012 MiB mapping). */
+/* Slots a large or huge segment may span: entries 3..254 (a 1008 MiB mapping). */
 #define SM_SEGMAP_MAX_SLOTS (SM_SEGMAP_FREED - SM_SEGMAP_BIG)
 
 #define SM_SMALL_PAGE_SHIFT  16 /* 64 KiB pages: classes up to SM_SMALL_MAX */

@@ -95,20 +95,15 @@ SM_RUNTIME SM_EXPORT void *malloc(size_t size) {
   return malloc_rest(size);
 }
 
-/* One test on the default path: sm_free_hook is set to sm_free_traced when
- * tracing is on (except with sparse sampling, where no pool block has a
- * tag: allocator/tag.c), else to sm_free_unchecked when the free checks
- * are off. `flatten` puts sm_free's fast path in here (link-time
+/* No test of its own: a block of an SM_SEGMAP_POOL segment is freed in
+ * line, checked; a mode other than that (tracing, where sm_free_traced
+ * hands a tagged block's tag to sm_track_untag, or free_checks=0) first
+ * makes every pool segment's entry POOL_ALT, whose blocks, like large and
+ * huge ones, go out of line (sm_free_mode_set, allocator/alloc.c).
+ * `flatten` puts sm_free_exported's fast path in here (link-time
  * optimisation left it a tail call): 2 instructions less a free, the jump
  * and a register copy. Its slow paths stay calls (SM_NOINLINE). */
-SM_RUNTIME SM_EXPORT __attribute__((flatten)) void free(void *p) {
-  void (*hook)(void *) = __atomic_load_n(&sm_free_hook, __ATOMIC_RELAXED);
-  if (SM_UNLIKELY(hook != NULL)) {
-    hook(p); /* sm_free_traced hands a tagged block's tag to sm_track_untag */
-    return;
-  }
-  sm_free(p);
-}
+SM_RUNTIME SM_EXPORT __attribute__((flatten)) void free(void *p) { sm_free_exported(p); }
 
 SM_RUNTIME SM_EXPORT void *calloc(size_t n, size_t size) { TRACED(sm_calloc(n, size), n * size, SM_MOVE_MALLOC | SM_MOVE_COPY); }
 

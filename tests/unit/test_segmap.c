@@ -1,7 +1,8 @@
 /* The segment map (allocator/internal.h, segment.c): the byte of a slot
  * tells a pool segment from a large or huge one, and for those how many
  * slots below the header is; a released huge mapping reads as freed; an
- * address that is not ours reads as 0. free's fast path trusts the pool
+ * address that is not ours reads as 0; a free mode other than the default
+ * turns every pool segment's byte to POOL_ALT. free's fast path trusts the pool
  * byte without reading the header, so each kind is checked at every slot
  * it covers, against the header's own kind. */
 #include <string.h>
@@ -75,6 +76,47 @@ int main(void) {
   CHECK(sm_segmap_entry(&local) == 0 && sm_segment_of(&local) == NULL);
   CHECK(sm_segment_of((void *)((uintptr_t)1 << 47)) == NULL);
   CHECK(sm_segment_of((void *)~(uintptr_t)0) == NULL);
+
+  /* Another free mode (sm_free_mode_set): from then on every pool
+   * segment's entry is POOL_ALT, those there already and those made after,
+   * each still leading to its segment; big segments keep theirs. The
+   * exported free frees such blocks out of line, in the mode. */
+  char *small = sm_malloc(16), *medium = sm_malloc(20000), *large = sm_malloc(12 * SM_MiB);
+  CHECK(small && medium && large);
+  sm_free_mode_set(SM_FREE_TRACED); /* no tracer here: no block has a tag */
+  char *held[] = {small, medium};
+  for (unsigned i = 0; i < 2; i++) {
+    CHECK_MSG(sm_segmap_entry(held[i]) == SM_SEGMAP_POOL_ALT, "pool block %p: entry %u after the mode changed",
+              (void *)held[i], sm_segmap_entry(held[i]));
+    CHECK(sm_segment_of(held[i]) == (sm_segment_t *)slot_base(held[i]));
+  }
+  if (large) check_big(sm_segment_of(large), (uintptr_t)large, (uintptr_t)large + 12 * SM_MiB, SM_SEG_LARGE);
+  /* 64 KiB blocks, 8 to a 512 KiB page: 200 of them take new segments. */
+  enum { N = 200 };
+  static char *blk[N];
+  unsigned fresh = 0;
+  for (unsigned i = 0; i < N; i++) {
+    blk[i] = sm_malloc(SM_POOL_MAX);
+    CHECK(blk[i] != NULL);
+    if (!blk[i]) break;
+    sm_segment_t *seg = sm_segment_of(blk[i]);
+    CHECK_MSG(seg == (sm_segment_t *)slot_base(blk[i]) && seg->kind == SM_SEG_POOL, "block %u: segment %p", i,
+              (void *)seg);
+    CHECK_MSG(sm_segmap_entry(blk[i]) == SM_SEGMAP_POOL_ALT, "block %u of a segment made after: entry %u", i,
+              sm_segmap_entry(blk[i]));
+    fresh += slot_base(blk[i]) != slot_base(medium) && (i == 0 || slot_base(blk[i]) != slot_base(blk[i - 1]));
+  }
+  CHECK_MSG(fresh >= 2, "200 blocks of 64 KiB took %u new segments", fresh);
+  /* Freed through the exported free, they are handed out again. */
+  for (unsigned i = 0; i < N; i++) sm_free_exported(blk[i]);
+  char *again = sm_malloc(SM_POOL_MAX);
+  bool reused = false;
+  for (unsigned i = 0; i < N; i++) reused |= again == blk[i];
+  CHECK_MSG(reused, "a 64 KiB block after the exported free of 200: %p, none of theirs", (void *)again);
+  sm_free_exported(again);
+  sm_free_exported(small);
+  sm_free_exported(medium);
+  sm_free_exported(large);
 
   /* The map refuses what it cannot encode, before writing anything: a pool
    * segment of more than one slot, a big one of more than the bound. */
