@@ -283,8 +283,8 @@ SM_INLINE void free_other(void *p, unsigned e, const sm_free_mode_t m) {
   else free_big(seg, p);
 }
 
-/* Written once (sm_free_mode_set), read by every free that leaves the
- * fast path; a relaxed load (sm_free_mode_set says why it may be). */
+/* Written once (sm_free_mode_set), read by the exported free of a large
+ * or huge block; a relaxed load (sm_free_mode_set says why it may be). */
 static sm_free_mode_t free_mode = SM_FREE_DEFAULT;
 
 /* The exported free's way out of its fast path. A POOL_ALT entry means

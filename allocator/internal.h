@@ -121,7 +121,7 @@ SM_INLINE unsigned sm_segmap_entry(const void *p) {
 }
 
 /* The header of the segment whose slot of p - 1 has entry e, one of ours
- * (SM_SEGMAP_POOL or a big segment's entry). */
+ * (SM_SEGMAP_POOL, POOL_ALT or a big segment's entry). */
 SM_INLINE sm_segment_t *sm_segmap_segment(const void *p, unsigned e) {
   uintptr_t seg = ((uintptr_t)p - 1) & ~(uintptr_t)SM_SEGMENT_MASK;
   if (e >= SM_SEGMAP_BIG) seg -= (uintptr_t)(e - SM_SEGMAP_BIG) << SM_SEGMENT_SHIFT;
@@ -344,7 +344,7 @@ typedef enum {
   SM_FREE_TRACED,  /* as sm_free_traced (while tracing; not with sparse sampling, allocator/tag.c) */
 } sm_free_mode_t;
 /* The exported free (preload/exports.c): the fast path when p's segment
- * map entry is SM_SEGMAP_POOL, else sm_free_other in the mode. */
+ * map entry is SM_SEGMAP_POOL, else out of line (free_dispatch, alloc.c). */
 void sm_free_exported(void *p);
 /* Makes the exported free free in mode m from now on: every pool segment's
  * entry becomes SM_SEGMAP_POOL_ALT first (sm_segment_pool_alt). Set once,
