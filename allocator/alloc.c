@@ -292,7 +292,7 @@ static sm_free_mode_t free_mode = SM_FREE_DEFAULT;
  * mode (a block of a page without tags, all there are until the mode is
  * published, is freed as by sm_free, one load and a test later). A large
  * or huge one is freed in the mode of the moment. */
-static SM_NOINLINE void free_dispatch(void *p, unsigned e) {
+SM_RUNTIME static SM_NOINLINE void free_dispatch(void *p, unsigned e) {
   if (SM_LIKELY(e == SM_SEGMAP_POOL_ALT)) free_pool_in(sm_segmap_segment(p, e), p, SM_FREE_TRACED);
   else if (__atomic_load_n(&free_mode, __ATOMIC_RELAXED) == SM_FREE_TRACED) free_other(p, e, SM_FREE_TRACED);
   else free_other(p, e, SM_FREE_DEFAULT);
