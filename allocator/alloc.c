@@ -251,6 +251,12 @@ static SM_NOINLINE void free_big_tagged(sm_segment_t *seg, void *p) {
   if (trace) sm_tag_released(trace, req, p);
 }
 
+/* How a free path frees (a constant at each use): */
+typedef enum {
+  SM_FREE_DEFAULT, /* as sm_free */
+  SM_FREE_TRACED,  /* as sm_free_traced */
+} sm_free_mode_t;
+
 /* A pool block's free in mode m. With SM_FREE_TRACED it goes through
  * free_pool_traced: a block of a page without tags costs one load and a
  * test more than the default free; only a block with a tag goes out of
@@ -283,9 +289,9 @@ SM_INLINE void free_other(void *p, unsigned e, const sm_free_mode_t m) {
   else free_big(seg, p);
 }
 
-/* Written once (sm_free_mode_set), read by the exported free of a large
- * or huge block; a relaxed load (sm_free_mode_set says why it may be). */
-static sm_free_mode_t free_mode = SM_FREE_DEFAULT;
+/* Set once (sm_free_trace_start), read by the exported free of a large or
+ * huge block; a relaxed load (sm_free_trace_start says why it may be). */
+static bool free_traced;
 
 /* The exported free's way out of its fast path. A POOL_ALT entry means
  * the tracer has started: its block is freed traced without a look at the
@@ -294,14 +300,14 @@ static sm_free_mode_t free_mode = SM_FREE_DEFAULT;
  * or huge one is freed in the mode of the moment. */
 SM_RUNTIME static SM_NOINLINE void free_dispatch(void *p, unsigned e) {
   if (SM_LIKELY(e == SM_SEGMAP_POOL_ALT)) free_pool_in(sm_segmap_segment(p, e), p, SM_FREE_TRACED);
-  else if (__atomic_load_n(&free_mode, __ATOMIC_RELAXED) == SM_FREE_TRACED) free_other(p, e, SM_FREE_TRACED);
+  else if (__atomic_load_n(&free_traced, __ATOMIC_RELAXED)) free_other(p, e, SM_FREE_TRACED);
   else free_other(p, e, SM_FREE_DEFAULT);
 }
 
 /* free in mode m, or (`dispatch`) the exported free: the default fast
  * path for a block of an SM_SEGMAP_POOL segment, which needs no test of
  * the mode, since a mode other than the default makes every pool
- * segment's entry POOL_ALT first (sm_free_mode_set). */
+ * segment's entry POOL_ALT first (sm_free_trace_start). */
 SM_INLINE void free_impl(void *p, const sm_free_mode_t m, const bool dispatch) {
   unsigned e = sm_segmap_entry(p);
   if (SM_LIKELY(e == SM_SEGMAP_POOL)) {
@@ -318,15 +324,14 @@ void sm_free_traced(void *p) { free_impl(p, SM_FREE_TRACED, false); }
 
 SM_RUNTIME void sm_free_exported(void *p) { free_impl(p, SM_FREE_DEFAULT, true); }
 
-/* The entries first, then the mode, each published with a release store:
- * a thread that sees the new mode sees every pool entry POOL_ALT. The mode
- * goes to TRACED before the tracer publishes sm_trace_tags and sm_trace_on
+/* The entries first, then the flag, each published with a release store.
+ * Both come before the tracer publishes sm_trace_tags and sm_trace_on
  * (tracer/tracer.c, "switching"), so a thread freeing a block that carries
- * a tag got it after both and frees it traced; a free that sees an entry
- * POOL_ALT and the mode still DEFAULT frees a block no one has tagged yet. */
-void sm_free_mode_set(sm_free_mode_t m) {
+ * a tag got it after both and frees it traced; a free that sees the flag
+ * still clear frees a large or huge block no one has tagged yet. */
+void sm_free_trace_start(void) {
   sm_segment_pool_alt();
-  __atomic_store_n(&free_mode, m, __ATOMIC_RELEASE);
+  __atomic_store_n(&free_traced, true, __ATOMIC_RELEASE);
 }
 
 

@@ -94,7 +94,7 @@ unsigned sm_meta_ranges(uintptr_t *starts, uintptr_t *lens, unsigned max);
  *                          pool segment is one slot), so free's fast path
  *                          knows the kind without reading the header;
  *   SM_SEGMAP_POOL_ALT (2) the same, once free() has another way to free
- *                          pool blocks (sm_free_mode_set: tracing): every
+ *                          pool blocks (sm_free_trace_start): every
  *                          pool segment's entry then says so, and the
  *                          exported free's one test of the entry sends its
  *                          blocks out of the fast path, which so needs no
@@ -337,19 +337,13 @@ void sm_free(void *p);
  * and p (to compare, not to read: the block is free) to sm_tag_released
  * after the block is freed. */
 void sm_free_traced(void *p);
-/* How the exported free frees what is not a block of an SM_SEGMAP_POOL
- * segment: */
-typedef enum {
-  SM_FREE_DEFAULT, /* as sm_free */
-  SM_FREE_TRACED,  /* as sm_free_traced (while tracing; not with sparse sampling, allocator/tag.c) */
-} sm_free_mode_t;
 /* The exported free (preload/exports.c): the fast path when p's segment
  * map entry is SM_SEGMAP_POOL, else out of line (free_dispatch, alloc.c). */
 void sm_free_exported(void *p);
-/* Makes the exported free free in mode m from now on: every pool segment's
- * entry becomes SM_SEGMAP_POOL_ALT first (sm_segment_pool_alt). Set once,
- * to TRACED, when tracing starts. */
-void sm_free_mode_set(sm_free_mode_t m);
+/* From now on the exported free frees as sm_free_traced: every pool
+ * segment's entry becomes SM_SEGMAP_POOL_ALT first (sm_segment_pool_alt).
+ * Called when tracing starts (not with sparse sampling, allocator/tag.c). */
+void sm_free_trace_start(void);
 extern void (*sm_tag_released)(uint32_t trace, size_t req, const void *p); /* set by the tracer */
 void *sm_calloc(size_t n, size_t size);
 void *sm_realloc(void *p, size_t size);

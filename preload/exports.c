@@ -96,10 +96,10 @@ SM_RUNTIME SM_EXPORT void *malloc(size_t size) {
 }
 
 /* No test of its own: a block of an SM_SEGMAP_POOL segment is freed in
- * line, checked; a mode other than that (tracing, where sm_free_traced
- * hands a tagged block's tag to sm_track_untag, or free_checks=0) first
- * makes every pool segment's entry POOL_ALT, whose blocks, like large and
- * huge ones, go out of line (sm_free_mode_set, allocator/alloc.c).
+ * line, checked; tracing (where sm_free_traced hands a tagged block's tag
+ * to sm_track_untag) first makes every pool segment's entry POOL_ALT,
+ * whose blocks, like large and huge ones, go out of line
+ * (sm_free_trace_start, allocator/alloc.c).
  * `flatten` puts sm_free_exported's fast path in here (link-time
  * optimisation left it a tail call): 2 instructions less a free, the jump
  * and a register copy. Its slow paths stay calls (SM_NOINLINE). */

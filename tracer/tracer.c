@@ -232,18 +232,18 @@ void *sm_track_realloc(uint32_t old_trace, size_t old_req, const void *p, void *
  * the program's threads run). The three flags a malloc, realloc and free
  * test are published in this order, each with a release store:
  *
- *   sm_free_mode_set(SM_FREE_TRACED)  free() takes a block's tag: every
- *                                     pool segment's map entry becomes
- *                                     POOL_ALT (out of free's fast path),
- *                                     then the mode is TRACED (not with
- *                                     sparse sampling, where only large
- *                                     and huge blocks have tags, and the
- *                                     untraced free takes them: tag.c)
- *   sm_trace_tags = true              realloc() takes a block's tag
- *   sm_trace_on = true                malloc() and friends tag new blocks
+ *   sm_free_trace_start()   free() takes a block's tag: every pool
+ *                           segment's map entry becomes POOL_ALT (out
+ *                           of free's fast path), then its flag is set
+ *                           (not with sparse sampling, where only large
+ *                           and huge blocks have tags, and the untraced
+ *                           free takes them: tag.c)
+ *   sm_trace_tags = true    realloc() takes a block's tag
+ *   sm_trace_on = true      malloc() and friends tag new blocks
  *
  * A thread that tags a block has seen sm_trace_on (sm_track_alloc loads it
- * with acquire), so it has seen the entries and flags before; any thread that frees
+ * with acquire), so it has seen the entries and flags before; any thread
+ * that frees
  * or reallocates that block got the pointer from it, after it, and so sees
  * them too: a tagged pool block never goes through the untraced free,
  * which would leave its tag behind and its bytes counted. (Sparse sampling
@@ -294,7 +294,7 @@ static void turn_on(void) {
     sm_unwind_invalidate();
   /* Sparse sampling keeps the untraced free: no pool block has a tag then,
    * and the free of a large or huge one takes its tag (allocator/tag.c). */
-  if (!sm_tag_big_only) sm_free_mode_set(SM_FREE_TRACED);
+  if (!sm_tag_big_only) sm_free_trace_start();
   __atomic_store_n(&sm_trace_tags, true, __ATOMIC_RELEASE);
   __atomic_store_n(&sm_trace_on, true, __ATOMIC_RELEASE);
   sm_fast_path_close(SM_FAST_OFF, false);

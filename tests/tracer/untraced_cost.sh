@@ -47,7 +47,7 @@
 # testing a function pointer (the tracer's way in) before its fast path:
 # tracing now turns every pool segment's byte in the segment map to
 # POOL_ALT, whose blocks leave that path at its one test of the byte
-# (allocator/alloc.c, sm_free_mode_set): 74.8 and 79.1-79.3; budgets 75.5
+# (allocator/alloc.c, sm_free_trace_start): 74.8 and 79.1-79.3; budgets 75.5
 # and 80.5. free_checks=0, which went through that pointer (81.8 with the
 # new test of the byte), now keeps the owner's checks and runs the same
 # path; it is measured here too, against the untraced budget.

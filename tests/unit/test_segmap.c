@@ -1,8 +1,8 @@
 /* The segment map (allocator/internal.h, segment.c): the byte of a slot
  * tells a pool segment from a large or huge one, and for those how many
  * slots below the header is; a released huge mapping reads as freed; an
- * address that is not ours reads as 0; a free mode other than the default
- * turns every pool segment's byte to POOL_ALT. free's fast path trusts the pool
+ * address that is not ours reads as 0; the traced free's start turns
+ * every pool segment's byte to POOL_ALT. free's fast path trusts the pool
  * byte without reading the header, so each kind is checked at every slot
  * it covers, against the header's own kind. */
 #include <string.h>
@@ -77,13 +77,13 @@ int main(void) {
   CHECK(sm_segment_of((void *)((uintptr_t)1 << 47)) == NULL);
   CHECK(sm_segment_of((void *)~(uintptr_t)0) == NULL);
 
-  /* Another free mode (sm_free_mode_set): from then on every pool
-   * segment's entry is POOL_ALT, those there already and those made after,
-   * each still leading to its segment; big segments keep theirs. The
-   * exported free frees such blocks out of line, in the mode. */
+  /* The traced free's start (sm_free_trace_start): from then on every
+   * pool segment's entry is POOL_ALT, those there already and those made
+   * after, each still leading to its segment; big segments keep theirs.
+   * The exported free frees such blocks out of line, traced. */
   char *small = sm_malloc(16), *medium = sm_malloc(20000), *large = sm_malloc(12 * SM_MiB);
   CHECK(small && medium && large);
-  sm_free_mode_set(SM_FREE_TRACED); /* no tracer here: no block has a tag */
+  sm_free_trace_start(); /* no tracer here: no block has a tag */
   char *held[] = {small, medium};
   for (unsigned i = 0; i < 2; i++) {
     CHECK_MSG(sm_segmap_entry(held[i]) == SM_SEGMAP_POOL_ALT, "pool block %p: entry %u after the mode changed",
