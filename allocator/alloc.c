@@ -82,7 +82,7 @@ SM_RUNTIME static SM_NOINLINE void *malloc_big(size_t size, size_t align) {
 SM_RUNTIME void *sm_malloc(size_t size) {
   if (SM_LIKELY(size <= SM_POOL_MAX)) {
     sm_page_t *pg;
-    void *p = sm_malloc_fast(size, &pg);
+    void *p = sm_malloc_fast(sm_heap_tls, size, &pg);
     if (SM_LIKELY(p != NULL)) return p;
   }
   return sm_malloc_rest(size);

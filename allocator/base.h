@@ -59,12 +59,12 @@ static inline unsigned sm_popcount64(uint64_t x) {
   return (unsigned)((x * 0x0101010101010101ull) >> 56);
 }
 
-/* The thread's words that malloc's fast path reads, in one TLS block: the
- * path loads the block's offset from the GOT once for both. */
+/* The thread's words in one TLS block: its heap, which malloc's fast path
+ * reads, and the tracer's countdown when that is not the heap's gate. */
 struct sm_heap;
 typedef struct sm_thread_words {
   struct sm_heap *heap; /* sm_heap_tls (allocator/heap.c) */
-  int64_t sample_left;  /* sm_sample_left (tracer/tracer.h, sampling.c) */
+  int64_t sample_left;  /* the tracer's countdown when not the heap's gate (tracer/tracer.h, sm_countdown) */
 } sm_thread_words_t;
 extern SM_TLS sm_thread_words_t sm_tw;
 

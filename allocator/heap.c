@@ -28,11 +28,13 @@
 sm_page_t sm_page_empty; /* never has free blocks */
 
 sm_heap_t sm_heap_empty = {
+    .gate = SM_GATE_OPEN, /* never read: its pages have no block for the fast path to take */
     .direct = {[0 ... SM_DIRECT_COUNT - 1] = &sm_page_empty},
     .cur = {[0 ... SM_CLASS_COUNT - 1] = &sm_page_empty},
 };
 
-SM_TLS sm_thread_words_t sm_tw = {.heap = &sm_heap_empty};
+/* sample_left starts as a countdown no draw was made for (tracer/tracer.h). */
+SM_TLS sm_thread_words_t sm_tw = {.heap = &sm_heap_empty, .sample_left = SM_GATE_SHUT};
 
 static sm_lock_t heaps_lock = SM_LOCK_INIT; /* lock order: tracer/locks.c */
 static SM_LIST_HEAD(sm_heap_t) heaps; /* registry of live heaps (links: reg_next, reg_prev) */
@@ -68,7 +70,13 @@ SM_RUNTIME void sm_heap_key_init(void) {
  * would hold, registered to a dead thread, past the last destructor round. */
 static SM_TLS bool heap_exiting;
 
+/* The gate a heap gets when it is registered (heaps_lock): SM_GATE_SHUT
+ * while the tracer traces, SM_GATE_OPEN while not (sm_heaps_gates_shut and
+ * _open, from the tracer's switch). */
+static int64_t gate_initial = SM_GATE_OPEN;
+
 static void heap_register_locked(sm_heap_t *h) {
+  __atomic_store_n(&h->gate, gate_initial, __ATOMIC_RELEASE);
   sm_list_push_front(&heaps, h, reg_next, reg_prev);
   __atomic_add_fetch(&heaps_count, 1, __ATOMIC_RELAXED); /* read without the lock */
 }
@@ -128,6 +136,7 @@ SM_RUNTIME sm_heap_t *sm_heap_get_or_create(void) {
     if (!h) return NULL;
   }
   for (unsigned c = 0; c < SM_CLASS_COUNT; c++) sm_heap_set_cur(h, c, &sm_page_empty);
+  h->direct[0] = &sm_page_empty; /* for good (sm_heap_set_cur) */
   sm_lock(&heaps_lock);
   h->arena = next_arena++ % SM_ARENA_COUNT;
   heap_register_locked(h);
@@ -227,6 +236,44 @@ SM_RUNTIME void sm_heaps_expire_parked(void) {
 }
 
 size_t sm_heaps_parked(void) { return __atomic_load_n(&parked_count, __ATOMIC_RELAXED); }
+
+/* Each owner subtracts from its gate without a lock, in one instruction
+ * that reads and then writes: one that read before the store here and
+ * writes after it puts an open gate back (its old value less a few bytes).
+ * So, once every thread's stores are visible (sm_os_membarrier), the gates
+ * are read again, and any still open is shut again, until none is. An
+ * owner that finds its gate shut opens it only by an exchange from the
+ * value it read, after reading that tracing is off (malloc_gate), so
+ * it cannot undo the shutting either. Parked and spare heaps get
+ * gate_initial when a thread takes them. */
+void sm_heaps_gates_shut(void) {
+  sm_heap_t *me = sm_heap_tls;
+  bool others = false;
+  sm_lock(&heaps_lock);
+  gate_initial = SM_GATE_SHUT;
+  for (sm_heap_t *h = heaps.first; h; h = h->reg_next) {
+    __atomic_store_n(&h->gate, SM_GATE_SHUT, __ATOMIC_RELEASE);
+    others |= h != me;
+  }
+  sm_unlock(&heaps_lock);
+  while (others) {
+    sm_os_membarrier();
+    others = false;
+    sm_lock(&heaps_lock);
+    for (sm_heap_t *h = heaps.first; h; h = h->reg_next)
+      if (__atomic_load_n(&h->gate, __ATOMIC_ACQUIRE) >= SM_GATE_OPEN_MIN) {
+        __atomic_store_n(&h->gate, SM_GATE_SHUT, __ATOMIC_RELEASE);
+        others = true;
+      }
+    sm_unlock(&heaps_lock);
+  }
+}
+
+void sm_heaps_gates_open(void) {
+  sm_lock(&heaps_lock);
+  gate_initial = SM_GATE_OPEN;
+  sm_unlock(&heaps_lock);
+}
 
 size_t sm_heap_count(void) { return __atomic_load_n(&heaps_count, __ATOMIC_RELAXED); }
 

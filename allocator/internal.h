@@ -40,6 +40,8 @@ uint64_t sm_os_now_ms(void);
 uint64_t sm_os_random64(void);                               /* unpredictable, non-zero */
 bool sm_os_mapped(const void *p, size_t len);                 /* every page of the range mapped */
 uint64_t sm_os_tid(void);
+/* Waits until every other thread's stores are visible to this one. */
+void sm_os_membarrier(void);
 /* The mapping containing addr, from /proc/self/maps (slow: for rare paths). */
 bool sm_os_mapping_of(uintptr_t addr, uintptr_t *start, uintptr_t *end);
 /* The calling thread's stack mapping [lo, hi), cached per thread. */
@@ -246,20 +248,57 @@ extern sm_lock_t *const sm_meta_lock_ref;  /* meta.c */
 
 /* ---- heap.c: per-thread heaps */
 #define sm_heap_tls (sm_tw.heap) /* the thread's heap (sm_heap_empty until its first allocation) */
-extern sm_heap_t sm_heap_empty;
 extern sm_page_t sm_page_empty;
 sm_heap_t *sm_heap_get_or_create(void); /* NULL only when out of memory */
 void sm_heap_thread_done(void *heap);
 void sm_heap_key_init(void); /* from the constructor: thread-exit hook */
 /* h->cur[cls] = pg, and the same in h->direct for every small size of the
  * class: (previous class's size, cls's size], so indices prev / 8 + 1 to
- * size / 8, and from 0 for the first class (malloc(0)). */
+ * size / 8, and from 1 for the first class. direct[0], malloc(0)'s, stays
+ * &sm_page_empty: a zero-byte request never takes the fast path, so every
+ * request there counts at least one byte against the heap's gate. */
 SM_INLINE void sm_heap_set_cur(sm_heap_t *h, unsigned cls, sm_page_t *pg) {
   h->cur[cls] = pg;
   if (cls > SM_CLASS_SMALL_LAST) return;
-  unsigned i = cls ? sm_class_size[cls - 1] / 8 + 1 : 0;
+  unsigned i = cls ? sm_class_size[cls - 1] / 8 + 1 : 1;
   for (unsigned end = sm_class_size[cls] / 8; i <= end; i++) h->direct[i] = pg;
 }
+/* The gate: what malloc's fast path tests after taking a block, in place
+ * of a flag. Each heap's gate counts down the bytes the path hands out,
+ * and the path leaves its line for the rest of malloc once the count is
+ * spent (<= 0): the sampling countdown when the tracer samples sparsely,
+ * SM_GATE_SHUT (spent for good) when it traces every block or samples
+ * densely, SM_GATE_OPEN while nothing is traced, so far ahead that it is
+ * never spent (4 EiB; malloc opens it again if it is). The path then costs
+ * the same as a test of a flag, and a sampled allocation that is not
+ * picked costs nothing more (preload/exports.c, malloc_gate). */
+#define SM_GATE_OPEN ((int64_t)1 << 62)
+#define SM_GATE_SHUT (-((int64_t)1 << 62))
+/* A gate above this is open: a sampling countdown never gets near it. */
+#define SM_GATE_OPEN_MIN (SM_GATE_OPEN / 2)
+/* h's gate less bytes; true if it is spent. One subtraction in memory and
+ * a branch on its flags (the compiler would load, subtract, store and
+ * test). The owner's subtraction is not atomic: sm_heaps_gates_shut, the
+ * only other writer, checks afterwards that none undid its store. */
+SM_INLINE bool sm_heap_gate_spend(sm_heap_t *h, size_t bytes) {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool spent;
+  __asm__("subq %2, %0" : "+m"(h->gate), "=@ccle"(spent) : "r"((int64_t)bytes));
+  return spent;
+#else
+  int64_t left = __atomic_load_n(&h->gate, __ATOMIC_RELAXED) - (int64_t)bytes;
+  __atomic_store_n(&h->gate, left, __ATOMIC_RELAXED);
+  return left <= 0;
+#endif
+}
+/* Tracing starts: every heap's gate becomes SM_GATE_SHUT, and so does each
+ * new one's, so that the next malloc of every thread goes out of line and
+ * sees it. Returns once no gate is open (the tracer's switch, under its
+ * write_lock). */
+void sm_heaps_gates_shut(void);
+/* Tracing stopped: new heaps start open; the others open as they are
+ * spent (malloc_gate). */
+void sm_heaps_gates_open(void);
 void sm_heaps_postfork_child(void); /* after the locks were reset: drop dead threads' heaps */
 /* Releases every parked heap (malloc_trim, out of memory); true if there was one. */
 bool sm_heaps_release_parked(void);
@@ -308,12 +347,12 @@ void *sm_malloc(size_t size);
 /* What sm_malloc does when sm_malloc_fast found nothing, or size is above
  * SM_POOL_MAX: the slow and large paths. */
 void *sm_malloc_rest(size_t size);
-/* malloc's fast path, for size <= SM_POOL_MAX: a block off the thread's
- * current page of size's class, or NULL (then sm_malloc_rest). *page gets
+/* malloc's fast path, for size <= SM_POOL_MAX: a block off h's (the
+ * thread's heap's) current page of size's class, or NULL (then
+ * sm_malloc_rest; always for size 0). *page gets
  * the block's page, which the tracer tags it in (sm_tag_set_in_page); an
  * untraced caller lets the compiler drop it. */
-SM_INLINE void *sm_malloc_fast(size_t size, sm_page_t **page) {
-  sm_heap_t *h = sm_heap_tls;
+SM_INLINE void *sm_malloc_fast(sm_heap_t *h, size_t size, sm_page_t **page) {
   sm_page_t *pg = SM_LIKELY(size <= SM_SMALL_MAX) ? h->direct[(size + 7) >> 3] : h->cur[sm_size_class(size)];
   sm_block_t *b = pg->free;
   if (SM_UNLIKELY(b == NULL)) return NULL;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <sys/auxv.h>
 #include <sys/random.h>
@@ -237,6 +238,22 @@ SM_RUNTIME uint64_t sm_os_now_ms(void) {
 }
 
 uint64_t sm_os_tid(void) { return (uint64_t)syscall(SYS_gettid); }
+
+/* Every store another thread of the process has made is visible once this
+ * returns: membarrier(2) has each CPU that runs one of them execute a full
+ * barrier, which drains its store buffer. Registered on first use (and
+ * again in a fork child, which the kernel does not carry it into). Where
+ * the kernel lacks it or a filter refuses it, 2 ms of sleep: a store
+ * buffer drains in microseconds. */
+void sm_os_membarrier(void) {
+  if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+  if (errno == EPERM && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+      syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+    return;
+  struct timespec ts = {0, 2 * 1000 * 1000};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
 
 /* Spin briefly (the holder is probably running on the other core), then
  * sleep on the lock word with a futex. 0 = free, 1 = held, 2 = held with

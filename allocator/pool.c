@@ -693,9 +693,11 @@ void *sm_pool_block_start(sm_segment_t *seg, const void *p, sm_page_t **pagep) {
   return pg->start + (size_t)sm_class_div(off, pg->cls) * pg->block_size;
 }
 
-/* Checks the heap's direct table: each entry is cur[] of its size's class. */
+/* Checks the heap's direct table: each entry is cur[] of its size's class,
+ * but malloc(0)'s, which has no page. */
 size_t sm_heap_check(const sm_heap_t *h) {
-  for (size_t i = 0; i < SM_DIRECT_COUNT; i++)
+  if (h->direct[0] != &sm_page_empty) return 1;
+  for (size_t i = 1; i < SM_DIRECT_COUNT; i++)
     if (h->direct[i] != h->cur[sm_small_class[i]]) return i + 1;
   return 0;
 }

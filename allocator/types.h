@@ -209,6 +209,12 @@ struct sm_segment;
 /* Per-thread heap. Only its owner thread touches it, except for the atomic
  * thread_free stacks of its pages and the registry links (under a lock). */
 typedef struct sm_heap {
+  /* Bytes malloc's fast path may still hand out before it goes out of line
+   * (sm_heap_gate_spend, allocator/internal.h): far ahead while nothing is
+   * traced, the sampling countdown while sampling sparsely, spent while
+   * every block is traced. The owner subtracts without a lock; only
+   * sm_heaps_gates_shut (heap.c) writes another thread's. */
+  int64_t gate;
   /* malloc's fast path for a size up to SM_SMALL_MAX: cur[] of its class,
    * indexed by (size + 7) / 8, so that the path needs no class lookup
    * first. A copy: every write of cur[] goes through sm_heap_set_cur. */
@@ -231,5 +237,8 @@ typedef struct sm_heap {
   uint32_t is_parked;               /* 1 while on the parked list (atomic: read without the lock) */
   uint64_t tid;                     /* kernel thread id of the owner */
 } sm_heap_t;
+
+/* Every thread's heap until its first allocation (heap.c). */
+extern sm_heap_t sm_heap_empty;
 
 #endif

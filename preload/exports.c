@@ -79,16 +79,50 @@ SM_INLINE void *unlinked(void *p) {
  * out of line, so the fast path saves no register and sets up no frame. */
 SM_RUNTIME static SM_NOINLINE void *malloc_rest(size_t size) { TRACED(sm_malloc_rest(size), size, SM_MOVE_MALLOC); }
 
+/* malloc's fast path found its heap's gate spent (allocator/internal.h,
+ * "The gate"). Traced, and not by the dense sampler: the block loses its
+ * link and goes on to the tracer, sampled or not. Only tail calls, so
+ * that traced_jump still finds malloc's caller's return address on top of
+ * the stack. */
+SM_RUNTIME static SM_NOINLINE void *malloc_gate_rest(void *p, size_t size, sm_page_t *pg);
+SM_RUNTIME static SM_NOINLINE void *malloc_reopen(void *p, size_t size, sm_page_t *pg);
+SM_RUNTIME static SM_NOINLINE void *malloc_gate(void *p, size_t size, sm_page_t *pg) {
+  if (SM_LIKELY(sm_gate_traces)) return traced_jump(unlinked(p), size, pg);
+  return malloc_gate_rest(p, size, pg);
+}
+
+/* The dense sampler counts down first, every block losing its link (its
+ * gate stays shut); untraced, malloc_reopen. */
+SM_RUNTIME static SM_NOINLINE void *malloc_gate_rest(void *p, size_t size, sm_page_t *pg) {
+  if (!__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE)) return malloc_reopen(p, size, pg);
+  unlinked(p);
+  if (sm_sampling_dense && !sm_track_wanted(size)) return p;
+  return traced_jump(p, size, pg);
+}
+
+/* The gate was open, and spent (after 4 EiB), or left shut by a stop: open
+ * it, unless a start is shutting it right now. A start stores the flag,
+ * then the gate (release); so the gate is read before the flag again
+ * (acquire), and opened only by an exchange from the value read, which
+ * fails if the start's store came in between. */
+SM_RUNTIME static SM_NOINLINE void *malloc_reopen(void *p, size_t size, sm_page_t *pg) {
+  sm_heap_t *h = sm_heap_tls;
+  int64_t seen = __atomic_load_n(&h->gate, __ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&sm_trace_on, __ATOMIC_ACQUIRE) ||
+      !__atomic_compare_exchange_n(&h->gate, &seen, SM_GATE_OPEN, false, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+    return malloc_gate_rest(p, size, pg); /* started meanwhile (or the exchange lost to a start: the same) */
+  return p;
+}
+
+/* No test of tracing of its own: the gate's subtraction is the one test,
+ * and a sampled allocation the sampler does not pick returns here. */
 SM_RUNTIME SM_EXPORT void *malloc(size_t size) {
   if (SM_LIKELY(size <= SM_POOL_MAX)) {
+    sm_heap_t *h = sm_heap_tls;
     sm_page_t *pg;
-    void *p = sm_malloc_fast(size, &pg);
+    void *p = sm_malloc_fast(h, size, &pg);
     if (SM_LIKELY(p != NULL)) {
-      if (SM_UNLIKELY(TRACING())) {
-        /* TRACED's test inline: with sampling, most allocations stop here. */
-        if (!sm_track_wanted(size)) return unlinked(p);
-        return traced_jump(unlinked(p), size, pg);
-      }
+      if (SM_UNLIKELY(sm_heap_gate_spend(h, size))) return malloc_gate(p, size, pg);
       return p;
     }
   }

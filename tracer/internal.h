@@ -196,7 +196,7 @@ typedef struct sm_tlocal {
   int64_t current;               /* pending change of traced bytes */
   int64_t high;                  /* highest `current` since the last flush or peak reset */
   const void *last;              /* this thread's last traced block while it may be temporary (tracer.c) */
-  int64_t last_left;             /* sm_sample_left just after that allocation */
+  int64_t last_left;             /* *sm_countdown() just after that allocation */
   sm_tcache_entry_t cache[SM_TCACHE_SIZE];
   sm_memo_t memo[SM_MEMO_SLOTS];
   sm_unwind_cache_t unwind;

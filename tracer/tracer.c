@@ -30,7 +30,7 @@ bool sm_tracer_busy_here(void) { return sm_ts.busy > 0; }
 
 /* Captures the current stack and tags p with its trace. p becomes the
  * thread's last traced block: freed by this thread before it allocates
- * anything else, it is temporary. sm_sample_left moves with every
+ * anything else, it is temporary. The countdown (sm_countdown) moves with every
  * successful allocation the thread makes, traced or not (with sampling
  * too), so its value just after this one tells whether another came since. */
 SM_INLINE void *record(void *p, size_t req, const sm_stack_start_t *from, sm_page_t *page, const bool sampled,
@@ -51,7 +51,7 @@ SM_INLINE void *record(void *p, size_t req, const sm_stack_start_t *from, sm_pag
   sm_counters_change(t->id, (int64_t)size, (int64_t)count_fp, true, 0);
   if (tl) {
     tl->last = p;
-    tl->last_left = sm_sample_left;
+    tl->last_left = __atomic_load_n(sampled ? sm_countdown() : sm_countdown_unsampled(), __ATOMIC_RELAXED);
   }
   return p;
 }
@@ -174,7 +174,9 @@ SM_INLINE void *track_alloc_from_hit(void *p, size_t req, sm_page_t *page, uintp
   uint32_t id = t->id;
   *slot = id | (uint64_t)req << 32;
   tl->last = p;
-  tl->last_left = sm_sample_left;
+  /* Without sampling, from malloc's fast path: the countdown is the gate
+   * of the heap the block came from. */
+  tl->last_left = __atomic_load_n(&sm_tw.heap->gate, __ATOMIC_RELAXED);
   sm_change_rest_t rest = sm_counters_change_inline(tl, id, (int64_t)req, SM_FP_ONE, true, 0);
   if (SM_UNLIKELY(rest == SM_CHANGE_SLOW)) return counted_slow(p, id, req);
   if (SM_UNLIKELY(rest == SM_CHANGE_RARE)) return counted_rare(p, tl);
@@ -188,7 +190,7 @@ SM_INLINE void untag(uint32_t id, size_t req, const void *p, const bool sampled)
   if (sampled) sm_tracer_weight(req, &size, &count_fp);
   sm_tlocal_t *tl = sm_ts.local;
   int64_t temp_fp = 0;
-  if (tl && tl->last == p && tl->last_left == sm_sample_left) {
+  if (tl && tl->last == p && tl->last_left == __atomic_load_n(sampled ? sm_countdown() : sm_countdown_unsampled(), __ATOMIC_RELAXED)) {
     tl->last = NULL;
     temp_fp = (int64_t)count_fp;
   }
@@ -280,6 +282,7 @@ static void turn_on(void) {
     __atomic_store_n(&sm_tag_big_only, sm_opt.sample >= SM_SAMPLE_MOVE_MIN, __ATOMIC_RELAXED);
     sm_tag_released = sm_track_untag;
     sm_sampling = sm_opt.sample != 0;
+    sm_sampling_dense = sm_sampling && !sm_tag_big_only;
     sm_fast_path_close(SM_FAST_SAMPLING, sm_sampling);
     sm_fast_path_close(SM_FAST_UNWIND, sm_opt.unwind != SM_UNWIND_FAST);
     sm_unwind_init();
@@ -296,7 +299,9 @@ static void turn_on(void) {
    * and the free of a large or huge one takes its tag (allocator/tag.c). */
   if (!sm_tag_big_only) sm_free_trace_start();
   __atomic_store_n(&sm_trace_tags, true, __ATOMIC_RELEASE);
+  __atomic_store_n(&sm_gate_traces, !sm_sampling_dense, __ATOMIC_RELAXED);
   __atomic_store_n(&sm_trace_on, true, __ATOMIC_RELEASE);
+  sm_heaps_gates_shut(); /* malloc's fast path tests its heap's gate, not the flag */
   sm_fast_path_close(SM_FAST_OFF, false);
 }
 
@@ -347,7 +352,9 @@ int sm_tracer_switch_on(int depth, bool sample_given, size_t sample, const char 
 
 int sm_tracer_switch_off(const char **why) {
   sm_lock(sm_write_lock_ref);
+  __atomic_store_n(&sm_gate_traces, false, __ATOMIC_RELAXED);
   bool was = __atomic_exchange_n(&sm_trace_on, false, __ATOMIC_ACQ_REL);
+  if (was) sm_heaps_gates_open();
   sm_fast_path_close(SM_FAST_OFF, true);
   sm_unlock(sm_write_lock_ref);
   if (!was) *why = "tracing is not on";

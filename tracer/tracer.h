@@ -8,35 +8,65 @@
 #include <stdint.h>
 
 #include "allocator/base.h"
+#include "allocator/types.h"
 #include "tracer/snapfmt.h"
 
 extern bool sm_trace_on;   /* new blocks are traced; read on every malloc (tracer.c says how it changes) */
 extern bool sm_trace_tags; /* blocks may carry tags: set at the first start, never cleared; read by realloc */
 extern bool sm_sampling; /* sample=N given: only some allocations are traced */
-/* With sampling, the bytes before this thread's next sample point; without,
- * minus the bytes this thread allocated (never refilled: 2^63 bytes would
- * take centuries). Only successful allocations count, so no request is
- * near 2^63 and the subtraction cannot wrap. */
-#define sm_sample_left (sm_tw.sample_left)
+/* Sampling below SM_SAMPLE_MOVE_MIN: picked blocks stay in the pools, so
+ * every pool block malloc hands out while tracing must lose its free-list
+ * link (preload/exports.c, unlinked), and heaps' gates stay shut; the
+ * countdown is the thread's own word. Set at the first start, kept. */
+extern bool sm_sampling_dense;
+/* Tracing is on and the dense sampler is not: malloc hands every block
+ * whose heap's gate is spent to the tracer (preload/exports.c). A plain
+ * read there; the tracer then reads sm_trace_on with acquire. */
+extern bool sm_gate_traces;
 
-/* Whether a traced allocation of req bytes (it succeeded) is to be recorded: with sampling
- * when it reaches the next sample point; without, always, since the budget
- * starts at 0 and is never refilled. Inline, so that an allocation that is
- * not sampled costs an add, a subtraction and a test. A block counts as
- * req + 1 bytes of the sampled byte stream (a zero-byte block can be
- * sampled too; an add, unlike an or, leaves req in its register for the
- * traced path); sm_tracer_weight scales by that same length. */
+/* The thread's countdown to its next sample point: the bytes before it
+ * with sampling, minus what the thread allocated since tracing started
+ * without (spent for good). Every successful allocation moves it while
+ * tracing, sampled or not, by its stream length (sm_stream_len), so its
+ * value also tells whether the thread allocated since a given block
+ * (tracer.c, temporary blocks). It is the heap's gate when sampling
+ * sparsely or not at all (malloc's fast path then moves it, and
+ * sm_heaps_gates_shut makes a start reach it), and the thread's word
+ * sm_tw.sample_left when sampling densely or before the thread has a heap.
+ * A countdown at or below SM_GATE_SHUT / 2 is one a start (or a new heap,
+ * or a new thread) set: no draw was made for it yet (sm_sample_point).
+ * Only successful allocations count, so no request is near 2^62 and a
+ * subtraction cannot wrap. */
+static inline int64_t *sm_countdown_unsampled(void) {
+  sm_heap_t *h = sm_tw.heap;
+  return h == &sm_heap_empty ? &sm_tw.sample_left : &h->gate;
+}
+static inline int64_t *sm_countdown(void) {
+  return sm_sampling_dense ? &sm_tw.sample_left : sm_countdown_unsampled();
+}
+
+/* A block's length in the sampled byte stream: its size, and 1 for a
+ * zero-byte block, which can be sampled too. malloc's fast path subtracts
+ * the size (it never serves size 0: allocator/internal.h, sm_heap_set_cur);
+ * sm_tracer_weight scales by the same length. */
+static inline int64_t sm_stream_len(size_t req) { return req ? (int64_t)req : 1; }
+
+/* Whether a traced allocation of req bytes (it succeeded) is to be
+ * recorded: with sampling when it reaches the next sample point; without,
+ * always, since the countdown is spent for good. For every entry point but
+ * malloc's fast path, which tests the heap's gate instead. */
 static inline bool sm_track_wanted(size_t req) {
+  int64_t *left = sm_countdown();
 #if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
-  /* One subtraction in memory and a branch on its flags: the compiler
-   * would load, subtract, store and test. `le` after the subtraction is
-   * the signed old <= req + 1, the same as new <= 0 while the budget
-   * cannot overflow (see sm_sample_left). */
+  /* One subtraction in memory and a branch on its flags, as the gate's
+   * (the owner's only: sm_heaps_gates_shut checks for an undone store). */
   bool wanted;
-  __asm__("subq %2, %0" : "+m"(sm_sample_left), "=@ccle"(wanted) : "r"((int64_t)(req + 1)));
+  __asm__("subq %2, %0" : "+m"(*left), "=@ccle"(wanted) : "r"(sm_stream_len(req)));
   return wanted;
 #else
-  return (sm_sample_left -= (int64_t)(req + 1)) <= 0;
+  int64_t v = __atomic_load_n(left, __ATOMIC_RELAXED) - sm_stream_len(req);
+  __atomic_store_n(left, v, __ATOMIC_RELAXED);
+  return v <= 0;
 #endif
 }
 
