@@ -84,8 +84,10 @@ SM_RUNTIME void *sm_meta_alloc(size_t size) {
   unsigned s = meta_shift(size);
   size_t bsize = (size_t)1 << s;
   void *p;
+  bool reused;
   sm_lock(&meta.lock);
   p = meta.free[s];
+  reused = p != NULL;
   if (p) {
     meta.free[s] = *(void **)p;
   } else {
@@ -114,7 +116,10 @@ SM_RUNTIME void *sm_meta_alloc(size_t size) {
     meta.bump_left -= bsize;
   }
   sm_unlock(&meta.lock);
-  memset(p, 0, bsize);
+  /* A chunk's untouched part is as the kernel mapped it, zero: clearing it
+   * would only make its pages resident (a heap's 3 KiB takes a 4 KiB
+   * block, a segment-map leaf 8 KiB of which a process uses a few bytes). */
+  if (reused) memset(p, 0, size);
   return p;
 }
 
