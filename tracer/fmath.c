@@ -51,7 +51,7 @@ static const double inv_k[18] = {0,         1,         1.0 / 2,  1.0 / 3,  1.0 /
 static double expm1_small(double r) {
   /* Terms while they can still matter: below |r| = 1/16, r^11/11! is under
    * 2^-65 of r, so the series to r^10 gives the same sum in half the
-   * steps. The sampler's r is -(s+1)/N, below 1/16 for every block smaller
+   * steps. The sampler's r is -max(s, 1)/N, below 1/16 for every block smaller
    * than a sixteenth of the rate. */
   int top = r > -0.0625 && r < 0.0625 ? 10 : 17;
   double acc = 1.0;

@@ -65,7 +65,7 @@ static bool sampled;
 /* Exact, or within tol (a fraction) of want when sampled. The tolerances
  * below are about six standard deviations of the estimate: a site of n
  * blocks of s bytes sampled at rate 1/N has each block kept with chance
- * p = 1 - exp(-(s+1)/N), independently (Poisson sampling over bytes), so
+ * p = 1 - exp(-max(s, 1)/N), independently (Poisson sampling over bytes), so
  * the estimate's relative deviation is sqrt((1 - p) / (n p)). */
 #define check_near(what, got, want, tol)                                                             \
   do {                                                                                               \
