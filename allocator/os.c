@@ -241,8 +241,8 @@ uint64_t sm_os_tid(void) { return (uint64_t)syscall(SYS_gettid); }
 
 /* Every store another thread of the process has made is visible once this
  * returns: membarrier(2) has each CPU that runs one of them execute a full
- * barrier, which drains its store buffer. Registered on first use (and
- * again in a fork child, which the kernel does not carry it into). Where
+ * barrier, which drains its store buffer. Registered on first use, and
+ * again whenever the kernel answers that it is not (EPERM). Where
  * the kernel lacks it or a filter refuses it, 2 ms of sleep: a store
  * buffer drains in microseconds. */
 void sm_os_membarrier(void) {
