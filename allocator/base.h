@@ -59,6 +59,24 @@ static inline unsigned sm_popcount64(uint64_t x) {
   return (unsigned)((x * 0x0101010101010101ull) >> 56);
 }
 
+/* *left less n; true if that leaves it at 0 or below. One subtraction in
+ * memory and a branch on its flags (the compiler would load, subtract,
+ * store and test): malloc's gate and the tracer's countdown. Not atomic:
+ * only the owner thread subtracts, and whoever else stores into *left
+ * checks afterwards that no subtraction undid its store (heap.c,
+ * sm_heaps_gates_shut). */
+SM_INLINE bool sm_countdown_spend(int64_t *left, int64_t n) {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool spent;
+  __asm__("subq %2, %0" : "+m"(*left), "=@ccle"(spent) : "r"(n));
+  return spent;
+#else
+  int64_t v = __atomic_load_n(left, __ATOMIC_RELAXED) - n;
+  __atomic_store_n(left, v, __ATOMIC_RELAXED);
+  return v <= 0;
+#endif
+}
+
 /* The thread's words in one TLS block: its heap, which malloc's fast path
  * reads, and the tracer's countdown when that is not the heap's gate. */
 struct sm_heap;

@@ -276,21 +276,9 @@ SM_INLINE void sm_heap_set_cur(sm_heap_t *h, unsigned cls, sm_page_t *pg) {
 #define SM_GATE_SHUT (-((int64_t)1 << 62))
 /* A gate above this is open: a sampling countdown never gets near it. */
 #define SM_GATE_OPEN_MIN (SM_GATE_OPEN / 2)
-/* h's gate less bytes; true if it is spent. One subtraction in memory and
- * a branch on its flags (the compiler would load, subtract, store and
- * test). The owner's subtraction is not atomic: sm_heaps_gates_shut, the
- * only other writer, checks afterwards that none undid its store. */
-SM_INLINE bool sm_heap_gate_spend(sm_heap_t *h, size_t bytes) {
-#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
-  bool spent;
-  __asm__("subq %2, %0" : "+m"(h->gate), "=@ccle"(spent) : "r"((int64_t)bytes));
-  return spent;
-#else
-  int64_t left = __atomic_load_n(&h->gate, __ATOMIC_RELAXED) - (int64_t)bytes;
-  __atomic_store_n(&h->gate, left, __ATOMIC_RELAXED);
-  return left <= 0;
-#endif
-}
+/* h's gate less bytes; true if it is spent (sm_heaps_gates_shut, the only
+ * other writer, checks afterwards that no subtraction undid its store). */
+SM_INLINE bool sm_heap_gate_spend(sm_heap_t *h, size_t bytes) { return sm_countdown_spend(&h->gate, (int64_t)bytes); }
 /* Tracing starts: every heap's gate becomes SM_GATE_SHUT, and so does each
  * new one's, so that the next malloc of every thread goes out of line and
  * sees it. Returns once no gate is open (the tracer's switch, under its

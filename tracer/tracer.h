@@ -55,20 +55,7 @@ static inline int64_t sm_stream_len(size_t req) { return req ? (int64_t)req : 1;
  * recorded: with sampling when it reaches the next sample point; without,
  * always, since the countdown is spent for good. For every entry point but
  * malloc's fast path, which tests the heap's gate instead. */
-static inline bool sm_track_wanted(size_t req) {
-  int64_t *left = sm_countdown();
-#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
-  /* One subtraction in memory and a branch on its flags, as the gate's
-   * (the owner's only: sm_heaps_gates_shut checks for an undone store). */
-  bool wanted;
-  __asm__("subq %2, %0" : "+m"(*left), "=@ccle"(wanted) : "r"(sm_stream_len(req)));
-  return wanted;
-#else
-  int64_t v = __atomic_load_n(left, __ATOMIC_RELAXED) - sm_stream_len(req);
-  __atomic_store_n(left, v, __ATOMIC_RELAXED);
-  return v <= 0;
-#endif
-}
+static inline bool sm_track_wanted(size_t req) { return sm_countdown_spend(sm_countdown(), sm_stream_len(req)); }
 
 /* ---- tracer.c (hooks, start), table.c (traces), counters.c (live
  * counters), capture.c (stack to trace), sampling.c; what they share

@@ -86,7 +86,7 @@ int main(void) {
   sm_free_trace_start(); /* no tracer here: no block has a tag */
   char *held[] = {small, medium};
   for (unsigned i = 0; i < 2; i++) {
-    CHECK_MSG(sm_segmap_entry(held[i]) == SM_SEGMAP_POOL_ALT, "pool block %p: entry %u after the mode changed",
+    CHECK_MSG(sm_segmap_entry(held[i]) == SM_SEGMAP_POOL_ALT, "pool block %p: entry %u after the traced free started",
               (void *)held[i], sm_segmap_entry(held[i]));
     CHECK(sm_segment_of(held[i]) == (sm_segment_t *)slot_base(held[i]));
   }
